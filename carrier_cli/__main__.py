@@ -1,0 +1,3 @@
+from carrier_cli.cli.app import main
+
+main()

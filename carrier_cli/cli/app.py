@@ -1,0 +1,117 @@
+"""The `carrier` command: global options, command registration and error presentation.
+
+Only typer is imported at module level (and by the group modules), so `carrier --help`
+stays fast; every command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from carrier_cli.cli import character, config, keys, version
+from carrier_cli.state import STATE
+
+app = typer.Typer(
+    name="carrier",
+    help="Carrier: bring an ElizaOS-style character to life in the terminal, on Discord "
+    "and on Instagram, with long-term memory.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and debug logging.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")
+    ] = 0,
+    config_path: Annotated[
+        Path | None,
+        typer.Option("--config", help="Config file to use instead of ./config.yaml or the user one.",
+                     dir_okay=False),
+    ] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Keep all Carrier files under this directory (CARRIER_HOME).",
+                     file_okay=False),
+    ] = None,
+) -> None:
+    if home is not None:
+        os.environ["CARRIER_HOME"] = str(home.expanduser().resolve())
+    STATE.debug = debug
+    STATE.verbose = verbose
+    STATE.config_path = config_path
+    from carrier_cli.state import setup_logging
+
+    setup_logging(debug, verbose)
+
+
+version.register(app)
+app.add_typer(character.app, name="character")
+app.add_typer(keys.app, name="keys")
+app.add_typer(config.app, name="config")
+
+
+def _print_error(message: str, hint: str | None = None) -> None:
+    import textwrap
+
+    from carrier_cli.state import scrub
+
+    text = scrub(message + (f" {hint}" if hint else ""))
+    width = 100
+    body = textwrap.fill(text, width=width, initial_indent="error: ", subsequent_indent="  ")
+    sys.stderr.write(body + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn failures into a paragraph and an exit code."""
+    import click
+
+    from carrier_cli.errors import CarrierError
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="carrier", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("Aborted.\n")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CarrierError as exc:
+        if debug:
+            _print_traceback()
+        _print_error(exc.message, exc.hint)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            _print_traceback()
+        _print_error(
+            f"Unexpected error: {type(exc).__name__}: {exc}.",
+            "This is a bug in Carrier; run again with --debug for the traceback and report it.",
+        )
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    from carrier_cli.state import scrub
+
+    sys.stderr.write(scrub(traceback.format_exc()))

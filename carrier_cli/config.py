@@ -1,0 +1,328 @@
+"""Layered configuration: flags > environment > .env > stored keys > config.yaml > defaults.
+
+The layering is done here rather than by pydantic-settings' own source chain because
+`carrier config show` must tell the operator where every value came from, and because
+secrets come from the keyring/secret file with their own precedence. pydantic-settings
+still provides the model, the validation and the env-style coercion of strings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from carrier_cli.errors import ConfigError
+from carrier_cli.paths import CarrierPaths, carrier_paths
+
+EmbeddingProvider = Literal["local", "openai", "ollama"]
+
+
+def _env(*names: str) -> dict[str, Any]:
+    """Extra environment names operators already use for a setting (besides CARRIER_*)."""
+    return {"env": list(names)}
+
+
+class Settings(BaseSettings):
+    """Every setting Carrier reads. Keep `config.example.yaml` and `.env.example` in sync."""
+
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+
+    # General
+    character: str = Field("carrier", description="Default character: a name or a path.")
+    log_level: str = Field("INFO", description="Logging level: DEBUG, INFO, WARNING, ERROR.")
+
+    # Database
+    database_url: str | None = Field(
+        None,
+        description="Database URL. Unset: SQLite in the data directory. "
+        "postgresql://user:pass@host/db for PostgreSQL + pgvector.",
+        json_schema_extra=_env("DATABASE_URL"),
+    )
+
+    # Embeddings
+    embedding_provider: EmbeddingProvider = Field(
+        "local", description="local (offline wordllama), openai, or ollama."
+    )
+    embedding_model: str | None = Field(
+        None, description="Embedding model; default per provider (text-embedding-3-small, ...)."
+    )
+    embedding_dimensions: int | None = Field(
+        None, description="Dimensions requested from OpenAI embedding models (optional)."
+    )
+    embedding_base_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible embeddings endpoint."
+    )
+
+    # Models
+    model_provider: str | None = Field(
+        None, description="openai, anthropic or ollama; overrides the character's model.provider."
+    )
+    model_name: str | None = Field(None, description="Large model; overrides the character's.")
+    small_model: str | None = Field(None, description="Small model; overrides the character's.")
+    openai_api_key: SecretStr | None = Field(
+        None, description="OpenAI API key.", json_schema_extra=_env("OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible base URL (vLLM, LM Studio, OpenRouter, a proxy).",
+        json_schema_extra=_env("OPENAI_BASE_URL"),
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        None, description="Anthropic API key.", json_schema_extra=_env("ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        None, description="Anthropic base URL.", json_schema_extra=_env("ANTHROPIC_BASE_URL")
+    )
+    ollama_base_url: str = Field(
+        "http://localhost:11434/v1",
+        description="Ollama's OpenAI-compatible endpoint.",
+        json_schema_extra=_env("OLLAMA_BASE_URL"),
+    )
+    request_timeout: float = Field(60.0, description="Seconds before a model request times out.")
+    max_retries: int = Field(3, description="Retries on 429, 5xx and timeouts.")
+
+    # Discord
+    discord_api_token: SecretStr | None = Field(
+        None, description="Discord bot token.", json_schema_extra=_env("DISCORD_API_TOKEN")
+    )
+    discord_api_base: str | None = Field(
+        None, description="Override of Discord's REST base URL (gateway proxies, tests)."
+    )
+    discord_gateway_url: str | None = Field(
+        None, description="Override of Discord's gateway websocket URL."
+    )
+    discord_max_concurrent_turns: int = Field(4, description="Model calls at once per bot.")
+    discord_turn_timeout: float = Field(120.0, description="Seconds before a turn is cancelled.")
+    discord_apology: str = Field(
+        "Sorry, something went wrong on my side. Please try again in a moment.",
+        description="Reply sent when a turn fails.",
+    )
+
+    # Instagram
+    instagram_account_id: str | None = Field(
+        None, description="Instagram professional account id.",
+        json_schema_extra=_env("INSTAGRAM_ACCOUNT_ID"),
+    )
+    instagram_access_token: SecretStr | None = Field(
+        None, description="Graph API access token.",
+        json_schema_extra=_env("INSTAGRAM_ACCESS_TOKEN"),
+    )
+    graph_api_host: str = Field(
+        "graph.facebook.com", description="graph.facebook.com, or graph.instagram.com."
+    )
+    graph_api_version: str = Field("v25.0", description="Graph API version.")
+    graph_api_base: str | None = Field(
+        None, description="Full Graph API base URL override (proxies, tests): http://host:port."
+    )
+    ftp_server: str | None = Field(
+        None, description="FTP host (host or host:port).", json_schema_extra=_env("FTP_SERVER")
+    )
+    ftp_port: int = Field(21, description="FTP port.", json_schema_extra=_env("FTP_PORT"))
+    ftp_username: str | None = Field(
+        None, description="FTP user.", json_schema_extra=_env("FTP_USERNAME")
+    )
+    ftp_password: SecretStr | None = Field(
+        None, description="FTP password.", json_schema_extra=_env("FTP_PASSWORD")
+    )
+    ftp_tls: bool | None = Field(
+        None,
+        description="Explicit FTPS. Unset: used when the server offers it.",
+        json_schema_extra=_env("FTP_TLS"),
+    )
+    ftp_directory: str = Field(
+        "/", description="Remote directory served over HTTP.", json_schema_extra=_env("FTP_DIRECTORY")
+    )
+    http_server: str | None = Field(
+        None,
+        description="Public HTTP base URL that serves ftp_directory.",
+        json_schema_extra=_env("HTTP_SERVER"),
+    )
+
+    # Long-running processes
+    shutdown_grace: float = Field(10.0, description="Seconds to finish in-flight work on stop.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        # Layering is done by `load_settings`; the model only validates what it is given.
+        return (init_settings,)
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+SECRET_FIELDS: frozenset[str] = frozenset(
+    name for name, info in Settings.model_fields.items() if info.annotation == SecretStr | None
+)
+
+# Short names used by `carrier keys` and the setting each one fills.
+KEY_NAMES: dict[str, str] = {
+    "openai": "openai_api_key",
+    "anthropic": "anthropic_api_key",
+    "discord": "discord_api_token",
+    "instagram": "instagram_access_token",
+    "ftp": "ftp_password",
+}
+
+
+def env_names(field_name: str) -> list[str]:
+    """Environment variables for a setting, in the order they are consulted."""
+    info = Settings.model_fields[field_name]
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    names = [f"CARRIER_{field_name.upper()}"]
+    names.extend(str(n) for n in extra.get("env", []))  # type: ignore[union-attr]
+    return names
+
+
+def mask_secret(value: str) -> str:
+    """`sk-…abcd`: enough to tell keys apart, never enough to use one."""
+    if len(value) < 12:
+        return "…" if len(value) < 6 else f"…{value[-2:]}"
+    return f"{value[:3]}…{value[-4:]}"
+
+
+@dataclass
+class LoadedSettings:
+    settings: Settings
+    sources: dict[str, str] = field(default_factory=dict)
+    config_file: Path | None = None
+    paths: CarrierPaths | None = None
+
+    def display_rows(self) -> list[tuple[str, str, str]]:
+        """(setting, shown value, source) with secrets masked."""
+        rows = []
+        for name in Settings.model_fields:
+            raw = getattr(self.settings, name)
+            if isinstance(raw, SecretStr):
+                shown = mask_secret(raw.get_secret_value())
+            elif raw is None:
+                shown = ""
+            else:
+                shown = str(raw)
+            rows.append((name, shown, self.sources.get(name, "default")))
+        return rows
+
+
+def find_config_file(explicit: Path | None, paths: CarrierPaths, cwd: Path) -> Path | None:
+    """`--config` if given, else ./config.yaml, else the user config dir's config.yaml."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(
+                f"Config file {explicit} (from --config) does not exist.",
+                hint="Create it with `carrier config init --path FILE` or fix the path.",
+            )
+        return explicit
+    for candidate in (cwd / "config.yaml", paths.config_file):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_yaml_config(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(
+            f"{where}: config file is not valid YAML ({getattr(exc, 'problem', exc)}).",
+            hint="Fix the syntax, or regenerate it with `carrier config init --force`.",
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of setting: value at the top level.")
+    unknown = [k for k in data if k not in Settings.model_fields]
+    if unknown:
+        import difflib
+
+        parts = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), list(Settings.model_fields), n=1)
+            parts.append(f"`{key}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+        raise ConfigError(
+            f"{path}: unknown setting {', '.join(parts)}.",
+            hint="See config.example.yaml or `carrier config show` for the valid names.",
+        )
+    return data
+
+
+def _read_env(environ: Mapping[str, str], label: str) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in Settings.model_fields:
+        for var in env_names(name):
+            if environ.get(var) not in (None, ""):
+                values[name] = environ[var]
+                sources[name] = f"{label} {var}"
+                break
+    return values, sources
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    use_stored_keys: bool = True,
+) -> LoadedSettings:
+    """Build the effective settings and remember where each value came from."""
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    paths = carrier_paths()
+    layers: list[tuple[dict[str, Any], dict[str, str]]] = []  # lowest priority first
+
+    path = find_config_file(config_file, paths, cwd)
+    if path is not None:
+        data = _read_yaml_config(path)
+        layers.append((data, dict.fromkeys(data, f"config {path}")))
+
+    if use_stored_keys:
+        from carrier_cli.secrets import SecretStore
+
+        store = SecretStore(paths)
+        stored: dict[str, Any] = {}
+        stored_src: dict[str, str] = {}
+        for key_name, setting in KEY_NAMES.items():
+            found = store.get(key_name)
+            if found is not None:
+                stored[setting] = found.value
+                stored_src[setting] = f"stored key '{key_name}' ({found.backend})"
+        layers.append((stored, stored_src))
+
+    dotenv_path = cwd / ".env"
+    if dotenv_path.is_file():
+        from dotenv import dotenv_values
+
+        dot = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+        layers.append(_read_env(dot, f".env ({dotenv_path})"))
+
+    layers.append(_read_env(environ, "env"))
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    layers.append((flags, dict.fromkeys(flags, "flag")))
+
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for values, origin in layers:
+        merged.update(values)
+        sources.update(origin)
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            origin = sources.get(name, "default")
+            problems.append(f"`{name}` (from {origin}): {err['msg']}")
+        raise ConfigError(
+            "Invalid configuration: " + "; ".join(problems) + ".",
+            hint="Fix the value where it comes from; `carrier config show` lists every source.",
+        ) from None
+    return LoadedSettings(settings=settings, sources=sources, config_file=path, paths=paths)

@@ -1,0 +1,64 @@
+"""The commented config.yaml written by `carrier config init` (and kept as config.example.yaml)."""
+
+from __future__ import annotations
+
+import json
+
+from carrier_cli.config import SECRET_FIELDS, Settings, env_names
+
+_SECTIONS = [
+    ("General", ["character", "log_level"]),
+    ("Database", ["database_url"]),
+    ("Embeddings", ["embedding_provider", "embedding_model", "embedding_dimensions",
+                    "embedding_base_url"]),
+    ("Models", ["model_provider", "model_name", "small_model", "openai_api_key",
+                "openai_base_url", "anthropic_api_key", "anthropic_base_url", "ollama_base_url",
+                "request_timeout", "max_retries"]),
+    ("Discord", ["discord_api_token", "discord_api_base", "discord_gateway_url",
+                 "discord_max_concurrent_turns", "discord_turn_timeout", "discord_apology"]),
+    ("Instagram", ["instagram_account_id", "instagram_access_token", "graph_api_host",
+                   "graph_api_version", "graph_api_base", "ftp_server", "ftp_port",
+                   "ftp_username", "ftp_password", "ftp_tls", "ftp_directory", "http_server"]),
+    ("Long-running processes", ["shutdown_grace"]),
+]
+
+
+def sections() -> list[tuple[str, list[str]]]:
+    listed = {name for _, names in _SECTIONS for name in names}
+    missing = [n for n in Settings.model_fields if n not in listed]
+    return _SECTIONS + ([("Other", missing)] if missing else [])
+
+
+def render_config_yaml() -> str:
+    lines = [
+        "# Carrier configuration. Priority, highest first: command-line flags, environment",
+        "# variables, ./.env, stored keys (`carrier keys set`), this file, defaults.",
+        "# Keep secrets out of this file: use `carrier keys set NAME` or the environment.",
+        "",
+    ]
+    for title, names in sections():
+        lines.append(f"# --- {title} ---")
+        for name in names:
+            info = Settings.model_fields[name]
+            lines.append(f"# {info.description} Env: {', '.join(env_names(name))}.")
+            default = info.default
+            if name in SECRET_FIELDS:
+                lines.append(f"# {name}:  # use `carrier keys set` instead")
+            elif default is None:
+                lines.append(f"# {name}:")
+            else:
+                lines.append(f"# {name}: {json.dumps(default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_env_example() -> str:
+    lines = ["# Environment variables Carrier reads (copy to .env and fill in what you use).", ""]
+    for title, names in sections():
+        lines.append(f"# --- {title} ---")
+        for name in names:
+            info = Settings.model_fields[name]
+            lines.append(f"# {info.description}")
+            lines.append(f"# {env_names(name)[-1]}=")
+        lines.append("")
+    return "\n".join(lines)

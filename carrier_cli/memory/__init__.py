@@ -1,0 +1,1 @@
+"""Long-term memory: storage, schema, vector search, embeddings and migrations."""

@@ -1,0 +1,74 @@
+"""The data that crosses the memory boundary. Plain dataclasses: no SQLAlchemy here, so the
+runtime and clients can import them cheaply and tests can build them by hand."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+# Namespace for deterministic ids (uuid5) of external objects: platform messages, rooms,
+# entities. Replaying an event then maps to the same row instead of a duplicate.
+CARRIER_NAMESPACE = uuid.UUID("6f1c2d3e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
+
+
+def stable_id(*parts: object) -> uuid.UUID:
+    """uuid5 over the parts, e.g. stable_id("discord", "message", message_id, agent_id)."""
+    return uuid.uuid5(CARRIER_NAMESPACE, "\x1f".join(str(p) for p in parts))
+
+
+class MemoryKind(StrEnum):
+    MESSAGE = "message"
+    FACT = "fact"
+    DOCUMENT = "document"
+    FRAGMENT = "fragment"
+    LORE = "lore"
+
+
+@dataclass
+class Memory:
+    """One memory. `content` is JSON with at least `text`; messages may add `actions`,
+    `source`, `attachments`, `in_reply_to`, `thought`."""
+
+    agent_id: uuid.UUID
+    content: dict[str, Any]
+    kind: MemoryKind = MemoryKind.MESSAGE
+    room_id: uuid.UUID | None = None
+    entity_id: uuid.UUID | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    created_at: datetime | None = None  # set by the store (UTC) when None
+    unique: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict)
+    embedding: list[float] | None = None
+    embedding_model: str | None = None
+
+    @property
+    def text(self) -> str:
+        return str(self.content.get("text", ""))
+
+
+@dataclass
+class SearchHit:
+    memory: Memory
+    score: float  # cosine similarity in [-1, 1]
+
+
+@dataclass
+class Entity:
+    id: uuid.UUID
+    names: list[str]
+    platform: str
+    external_id: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Room:
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    source: str  # terminal | discord | instagram | api
+    external_id: str
+    name: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,147 @@
+"""Secret storage: the system keyring when a real one exists, else a 0600 file.
+
+Headless servers (where bots run) rarely have a keyring daemon; falling back to a
+private file keeps `carrier keys set` working there while desktops get the keyring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from carrier_cli.errors import InputError
+from carrier_cli.paths import CarrierPaths, carrier_paths
+
+SERVICE = "carrier"
+_INDEX_KEY = "__carrier_key_names__"
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    value: str
+    backend: str
+
+
+def _real_keyring():  # type: ignore[no-untyped-def]
+    """The keyring backend if it is a real one, else None (fail/null/chainer-of-nothing)."""
+    if os.environ.get("CARRIER_KEYRING", "").lower() in {"0", "no", "off", "file"}:
+        return None
+    if os.environ.get("CARRIER_HOME") and os.environ.get("CARRIER_KEYRING", "") == "":
+        # A CARRIER_HOME installation is self-contained: keep its secrets inside it.
+        return None
+    try:
+        import keyring
+        from keyring.backends import chainer, fail
+
+        backend = keyring.get_keyring()
+    except Exception:
+        return None
+    if isinstance(backend, fail.Keyring) or backend.priority <= 0:  # type: ignore[operator]
+        return None
+    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
+        return None
+    if type(backend).__module__.startswith("keyring.backends.null"):
+        return None
+    return backend
+
+
+class SecretStore:
+    def __init__(self, paths: CarrierPaths | None = None) -> None:
+        self.paths = paths or carrier_paths()
+        self._keyring = _real_keyring()
+
+    @property
+    def backend_name(self) -> str:
+        if self._keyring is not None:
+            return f"keyring ({type(self._keyring).__name__})"
+        return f"file {self.paths.secrets_file}"
+
+    @property
+    def uses_file(self) -> bool:
+        return self._keyring is None
+
+    # -- file backend -------------------------------------------------------------------
+    def _read_file(self) -> dict[str, str]:
+        path = self.paths.secrets_file
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise InputError(
+                f"The secrets file {path} is unreadable or not valid JSON.",
+                hint="Remove it and store the keys again with `carrier keys set NAME`.",
+            ) from None
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _write_file(self, data: dict[str, str]) -> None:
+        path = self.paths.secrets_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+    # -- keyring index (keyring cannot list entries) --------------------------------------
+    def _index(self) -> list[str]:
+        assert self._keyring is not None
+        raw = self._keyring.get_password(SERVICE, _INDEX_KEY)
+        return json.loads(raw) if raw else []
+
+    def _set_index(self, names: list[str]) -> None:
+        assert self._keyring is not None
+        self._keyring.set_password(SERVICE, _INDEX_KEY, json.dumps(sorted(set(names))))
+
+    # -- API -------------------------------------------------------------------------------
+    def get(self, name: str) -> StoredSecret | None:
+        if self._keyring is not None:
+            value = self._keyring.get_password(SERVICE, name)
+            return StoredSecret(value, "keyring") if value is not None else None
+        value = self._read_file().get(name)
+        return StoredSecret(value, "secrets file") if value is not None else None
+
+    def set(self, name: str, value: str) -> None:
+        if self._keyring is not None:
+            self._keyring.set_password(SERVICE, name, value)
+            self._set_index([*self._index(), name])
+            return
+        data = self._read_file()
+        data[name] = value
+        self._write_file(data)
+
+    def remove(self, name: str) -> bool:
+        if self._keyring is not None:
+            if self._keyring.get_password(SERVICE, name) is None:
+                return False
+            self._keyring.delete_password(SERVICE, name)
+            self._set_index([n for n in self._index() if n != name])
+            return True
+        data = self._read_file()
+        if name not in data:
+            return False
+        del data[name]
+        self._write_file(data)
+        return True
+
+    def names(self) -> list[str]:
+        if self._keyring is not None:
+            return sorted(self._index())
+        return sorted(self._read_file())
+
+
+def validate_key_name(name: str) -> str:
+    """Known names map to settings; `discord:<character>` style names hold per-character keys."""
+    from carrier_cli.config import KEY_NAMES
+
+    base = name.split(":", 1)[0]
+    if base not in KEY_NAMES or not name.replace(":", "").replace("-", "").replace("_", "").isalnum():
+        raise InputError(
+            f"Unknown key name '{name}'.",
+            hint=f"Use one of: {', '.join(KEY_NAMES)} (optionally NAME:CHARACTER, "
+            "e.g. discord:eliza for a per-character bot token).",
+        )
+    return name

@@ -1,0 +1,98 @@
+"""Process-wide state set by the global options and read by every command.
+
+Kept as one small object (not Typer's context) so that library code started from a
+command, such as the Discord client, can find the settings and the secret scrubber too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from carrier_cli.config import LoadedSettings
+
+
+@dataclass
+class AppState:
+    debug: bool = False
+    verbose: int = 0
+    config_path: Path | None = None
+    _loaded: dict[tuple[tuple[str, Any], ...], LoadedSettings] = field(default_factory=dict)
+
+    def settings(self, **overrides: Any) -> LoadedSettings:
+        """Effective settings with command-line overrides; loaded once per set of flags."""
+        from carrier_cli.config import load_settings
+
+        key = tuple(sorted((k, v) for k, v in overrides.items() if v is not None))
+        if key not in self._loaded:
+            loaded = load_settings(config_file=self.config_path, overrides=dict(key))
+            for name in loaded.settings.model_fields:
+                secret = loaded.settings.secret(name)
+                if secret and name in _secret_fields():
+                    register_secret(secret)
+            self._loaded[key] = loaded
+        return self._loaded[key]
+
+
+def _secret_fields() -> frozenset[str]:
+    from carrier_cli.config import SECRET_FIELDS
+
+    return SECRET_FIELDS
+
+
+STATE = AppState()
+_SECRETS: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret so that `scrub` removes it from anything we print or log."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    """Replace every known secret (and bearer-looking tokens) in text with a mask."""
+    from carrier_cli.config import mask_secret
+
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, mask_secret(secret))
+    return _BEARER.sub(r"\1[redacted]", text)
+
+
+_BEARER = re.compile(r"((?:Bearer|Bot|access_token=)\s?)[A-Za-z0-9._\-]{16,}")
+
+
+class ScrubFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            import traceback
+
+            record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)))
+            record.exc_info = None
+        return True
+
+
+def setup_logging(debug: bool, verbose: int) -> None:
+    level = logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose == 1 else None
+    if level is None:
+        level = getattr(logging, os.environ.get("CARRIER_LOG_LEVEL", "WARNING").upper(), 30)
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    handler.addFilter(ScrubFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if not debug:
+        for noisy in ("discord", "httpx", "httpcore", "openai", "anthropic", "asyncio", "aiosqlite"):
+            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
