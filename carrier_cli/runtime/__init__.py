@@ -1,0 +1,1 @@
+"""The agent runtime loop and the plugin protocols."""
