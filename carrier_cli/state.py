@@ -11,9 +11,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from carrier_cli.config import LoadedSettings
+if TYPE_CHECKING:
+    from carrier_cli.config import LoadedSettings
 
 
 @dataclass
