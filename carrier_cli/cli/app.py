@@ -74,21 +74,24 @@ def _print_error(message: str, hint: str | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn failures into a paragraph and an exit code."""
-    import click
-
     from carrier_cli.errors import CarrierError
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         app(args=args, prog_name="carrier", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.stderr.write("Aborted.\n")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:
+        # Typer vendors click: its ClickException/UsageError live under typer._click.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            sys.stderr.write(f"Error: {exc.format_message()}\n")
         sys.exit(exc.exit_code)
     except CarrierError as exc:
         if debug:

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_carrier
+
+HEAVY = ["openai", "anthropic", "discord", "sqlalchemy", "aiohttp", "numpy", "alembic",
+         "wordllama", "PIL", "asyncpg", "tiktoken"]
+
+
+def _imported_modules(args: list[str]) -> set[str]:
+    code = (
+        "import sys\n"
+        "from carrier_cli.cli.app import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    line = [ln for ln in result.stderr.splitlines() if ln.startswith("MODULES ")][-1]
+    return set(line.split()[1:])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], *[[group, "--help"] for group in
+                   ["character", "keys", "config", "memory", "db", "instagram", "chat", "run"]]],
+)
+def test_help_does_not_import_heavy_libraries(args: list[str]) -> None:
+    modules = _imported_modules(args)
+    loaded = sorted(m for m in HEAVY if m in modules)
+    assert not loaded, f"`carrier {' '.join(args)}` imported {loaded}"
+
+
+def test_version() -> None:
+    result = run_carrier(["version", "--json"])
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["carrier"]
+
+
+def test_unknown_command_is_exit_2() -> None:
+    result = run_carrier(["frobnicate"])
+    assert result.returncode == 2 and "No such command" in result.stderr
+
+
+def test_home_flag_moves_all_files(tmp_path: Path) -> None:
+    home = tmp_path / "elsewhere"
+    result = run_carrier(["--home", str(home), "config", "path", "--json"])
+    data = json.loads(result.stdout)
+    assert data["data_dir"].startswith(str(home))
+    assert data["config_dir"].startswith(str(home))
+
+
+def test_config_init_writes_valid_commented_file(tmp_path: Path) -> None:
+    target = tmp_path / "c.yaml"
+    assert run_carrier(["config", "init", "--path", str(target)]).returncode == 0
+    assert "# --- Database ---" in target.read_text()
+    again = run_carrier(["config", "init", "--path", str(target)])
+    assert again.returncode == 2 and "--force" in again.stderr
+    shown = run_carrier(["--config", str(target), "config", "show", "--json"])
+    assert shown.returncode == 0, shown.stderr
+
+
+def test_bad_config_file_is_one_paragraph_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("request_timeout: soon\n")
+    result = run_carrier(["config", "show"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "request_timeout" in result.stderr and "Traceback" not in result.stderr
