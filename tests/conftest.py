@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 # Shared fixtures of one area that others reuse live in tests/support/*.py; list them here.
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.support.fake_discord"]
 
 _CLEARED = [
     "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",

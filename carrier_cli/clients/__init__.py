@@ -1,0 +1,1 @@
+"""Platform clients (Discord, Instagram) that feed a runtime from outside the terminal."""

@@ -1,0 +1,796 @@
+"""A fake Discord (REST + gateway) on 127.0.0.1 that the real discord.py accepts.
+
+Tests point Carrier at it through CARRIER_DISCORD_API_BASE / CARRIER_DISCORD_GATEWAY_URL and
+then play the part of Discord users: `dispatch_message()` pushes a MESSAGE_CREATE down the
+gateway, `sent_messages()` shows what the bot posted. It behaves like the real service where
+discord.py cares: exact `application/json` content type, 401 on a bad token, 400 (code 50035)
+on an over-long message, 429 with Retry-After, X-RateLimit-* and Via headers and a JSON body,
+HELLO/heartbeat/IDENTIFY/READY with resume_gateway_url, RESUME replaying missed events,
+close codes 4000 (resumable), 4004 (bad token) and 4014 (privileged intents).
+
+Three ways to use it:
+- in-process: the `fake_discord` fixture (one server per test) or `FakeDiscordServer()` with
+  `start_in_thread()`; its own event loop runs in a thread, so sync tests can drive a
+  subprocess and poll with plain calls.
+- as a subprocess (the benchmark): `python -m tests.support.fake_discord --port 0` prints its
+  base URL; the admin endpoints under /_admin/ do what the methods do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+
+JSON = "application/json"
+DISCORD_EPOCH_MS = 1420070400000
+APP_FLAG_MESSAGE_CONTENT = 1 << 18
+APP_FLAG_MESSAGE_CONTENT_LIMITED = 1 << 19
+
+_snowflake_counter = itertools.count(1)
+
+
+def snowflake() -> str:
+    """A Discord-shaped id: milliseconds since the Discord epoch in the top bits."""
+    ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    return str((ms << 22) | (next(_snowflake_counter) & 0x3FFFFF))
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def user_payload(
+    user_id: str, username: str, *, bot: bool = False, global_name: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": user_id,
+        "username": username,
+        "discriminator": "0",
+        "global_name": global_name,
+        "avatar": None,
+        "bot": bot,
+        "public_flags": 0,
+        "flags": 0,
+        "mfa_enabled": False,
+        "verified": True,
+    }
+
+
+@dataclass
+class Session:
+    session_id: str
+    seq: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    ws: web.WebSocketResponse | None = None
+
+
+@dataclass
+class SentMessage:
+    id: str
+    channel_id: str
+    content: str
+    reply_to: str | None
+    at: float
+
+
+class FakeDiscordServer:
+    def __init__(
+        self,
+        *,
+        token: str = "fake-bot-token-0123456789",
+        bot_name: str = "Carrier",
+        guilds: dict[str, list[str]] | None = None,
+        app_flags: int = APP_FLAG_MESSAGE_CONTENT_LIMITED,
+        heartbeat_interval_ms: int = 41250,
+        rest_delay: float = 0.0,
+    ) -> None:
+        self.tokens = {token}
+        self.bot_id = snowflake()
+        self.bot_user = user_payload(self.bot_id, bot_name.lower(), bot=True, global_name=bot_name)
+        self.app_id = snowflake()
+        self.app_flags = app_flags
+        # guild id -> text channel ids; a default guild with one channel.
+        self.guilds = guilds or {"100000000000000001": ["200000000000000001"]}
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.rest_delay = rest_delay
+        self.refuse_intents = False  # close 4014 after IDENTIFY
+        self._rate_limits = 0  # next N message POSTs answer 429
+        self._retry_after = 0.25
+        self.sessions: dict[str, Session] = {}
+        self.current: Session | None = None
+        self.sent: list[SentMessage] = []
+        self.typing: list[tuple[str, float]] = []
+        self.requests: list[tuple[str, str, float]] = []  # (method, path, time)
+        self.rate_limited: list[tuple[str, float]] = []
+        self.identifies = 0
+        self.resumes = 0
+        self.base_url = ""
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._dm_channels: dict[str, str] = {}
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def api_base(self) -> str:
+        return f"{self.base_url}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.base_url.replace("http://", "ws://") + "/gateway"
+
+    def env(self, token: str | None = None) -> dict[str, str]:
+        """Environment that points a `carrier run` subprocess at this server."""
+        return {
+            "CARRIER_DISCORD_API_BASE": self.api_base,
+            "CARRIER_DISCORD_GATEWAY_URL": self.gateway_url,
+            "DISCORD_API_TOKEN": token or next(iter(self.tokens)),
+        }
+
+    @property
+    def guild_id(self) -> str:
+        return next(iter(self.guilds))
+
+    @property
+    def channel_id(self) -> str:
+        return self.guilds[self.guild_id][0]
+
+    # -- app -------------------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        api = "/api/v{version}"
+        app.router.add_get(api + "/users/@me", self._users_me)
+        app.router.add_get(api + "/oauth2/applications/@me", self._application)
+        app.router.add_get(api + "/gateway", self._gateway_info)
+        app.router.add_get(api + "/gateway/bot", self._gateway_info)
+        app.router.add_post(api + "/channels/{channel_id}/messages", self._create_message)
+        app.router.add_post(api + "/channels/{channel_id}/typing", self._typing)
+        app.router.add_post(api + "/users/@me/channels", self._open_dm)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/resume", self._gateway)
+        app.router.add_post("/_admin/messages", self._admin_message)
+        app.router.add_get("/_admin/sent", self._admin_sent)
+        app.router.add_get("/_admin/state", self._admin_state)
+        app.router.add_post("/_admin/close", self._admin_close)
+        app.router.add_post("/_admin/ratelimit", self._admin_ratelimit)
+        app.router.add_post("/_admin/reset", self._admin_reset)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._loop = asyncio.get_running_loop()
+        self._runner = web.AppRunner(self.make_app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sock = server.sockets[0]  # type: ignore[attr-defined]
+        self.base_url = f"http://{host}:{sock.getsockname()[1]}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        for session in self.sessions.values():
+            if session.ws is not None and not session.ws.closed:
+                await session.ws.close(code=1001)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def start_in_thread(self) -> str:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self.start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-discord", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake Discord server did not start")
+        return self.base_url
+
+    def stop_thread(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _call(self, coro_fn: Callable[[], Any]) -> Any:
+        """Run a coroutine on the server's loop from another thread (sync test code)."""
+        assert self._loop is not None
+        if self._thread is None:
+            raise RuntimeError("use the async methods when the server runs in your loop")
+        return asyncio.run_coroutine_threadsafe(coro_fn(), self._loop).result(10)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _json(
+        self, data: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        hdrs = {
+            "X-RateLimit-Limit": "50",
+            "X-RateLimit-Remaining": "49",
+            "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
+            "X-RateLimit-Reset-After": "1.000",
+            "X-RateLimit-Bucket": "fake-bucket",
+        }
+        hdrs.update(headers or {})
+        # Not web.json_response: its Content-Type carries "; charset=utf-8", and discord.py
+        # only parses a body whose Content-Type is exactly application/json.
+        return web.Response(
+            body=json.dumps(data).encode(), status=status, headers={**hdrs, "Content-Type": JSON}
+        )
+
+    def _authorised(self, request: web.Request) -> bool:
+        auth = request.headers.get("Authorization", "")
+        return auth.startswith("Bot ") and auth[4:] in self.tokens
+
+    def _unauthorised(self) -> web.Response:
+        return self._json({"message": "401: Unauthorized", "code": 0}, status=401)
+
+    def _record(self, request: web.Request) -> None:
+        with self._lock:
+            self.requests.append((request.method, request.path, time.monotonic()))
+
+    async def _delay(self) -> None:
+        if self.rest_delay:
+            await asyncio.sleep(self.rest_delay)
+
+    # -- REST ------------------------------------------------------------------------------
+    async def _users_me(self, request: web.Request) -> web.Response:
+        self._record(request)
+        if not self._authorised(request):
+            return self._unauthorised()
+        return self._json(self.bot_user)
+
+    async def _application(self, request: web.Request) -> web.Response:
+        self._record(request)
+        if not self._authorised(request):
+            return self._unauthorised()
+        owner = user_payload("300000000000000001", "owner")
+        return self._json(
+            {
+                "id": self.app_id,
+                "name": self.bot_user["global_name"],
+                "description": "",
+                "icon": None,
+                "rpc_origins": [],
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": owner,
+                "summary": "",
+                "verify_key": "0" * 64,
+                "team": None,
+                "flags": self.app_flags,
+                "bot": self.bot_user,
+            }
+        )
+
+    async def _gateway_info(self, request: web.Request) -> web.Response:
+        self._record(request)
+        return self._json(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
+            }
+        )
+
+    async def _typing(self, request: web.Request) -> web.Response:
+        self._record(request)
+        if not self._authorised(request):
+            return self._unauthorised()
+        with self._lock:
+            self.typing.append((request.match_info["channel_id"], time.monotonic()))
+        return web.Response(status=204)
+
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        recipient = str(body["recipient_id"])
+        channel_id = self._dm_channels.setdefault(recipient, snowflake())
+        return self._json(
+            {
+                "id": channel_id,
+                "type": 1,
+                "last_message_id": None,
+                "recipients": [user_payload(recipient, f"user{recipient[-4:]}")],
+            }
+        )
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        self._record(request)
+        await self._delay()
+        if not self._authorised(request):
+            return self._unauthorised()
+        channel_id = request.match_info["channel_id"]
+        if request.content_type != JSON:
+            return self._json({"message": "Cannot send an empty message", "code": 50006}, 400)
+        if self._rate_limits > 0:
+            self._rate_limits -= 1
+            with self._lock:
+                self.rate_limited.append((channel_id, time.monotonic()))
+            retry = self._retry_after
+            return self._json(
+                {
+                    "message": "You are being rate limited.",
+                    "retry_after": retry,
+                    "global": False,
+                    "code": 20028,
+                },
+                status=429,
+                headers={
+                    "Retry-After": str(max(1, round(retry))),
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset-After": f"{retry:.3f}",
+                    "X-RateLimit-Scope": "user",
+                    "Via": "1.1 google",
+                },
+            )
+        body = await request.json()
+        content = body.get("content") or ""
+        if not content.strip() and not body.get("embeds"):
+            return self._json({"message": "Cannot send an empty message", "code": 50006}, 400)
+        if len(content) > 2000:
+            return self._json(
+                {
+                    "message": "Invalid Form Body",
+                    "code": 50035,
+                    "errors": {
+                        "content": {
+                            "_errors": [
+                                {
+                                    "code": "BASE_TYPE_MAX_LENGTH",
+                                    "message": "Must be 2000 or fewer in length.",
+                                }
+                            ]
+                        }
+                    },
+                },
+                400,
+            )
+        ref = body.get("message_reference") or {}
+        message = self._message_payload(
+            channel_id,
+            content,
+            self.bot_user,
+            guild_id=self._guild_of(channel_id),
+            reply_to=str(ref["message_id"]) if ref.get("message_id") else None,
+        )
+        with self._lock:
+            self.sent.append(
+                SentMessage(
+                    message["id"],
+                    channel_id,
+                    content,
+                    message.get("message_reference", {}).get("message_id"),
+                    time.monotonic(),
+                )
+            )
+        # Real Discord echoes the bot's own message back over the gateway.
+        await self._dispatch("MESSAGE_CREATE", message)
+        return self._json(message)
+
+    def _guild_of(self, channel_id: str) -> str | None:
+        for guild_id, channels in self.guilds.items():
+            if channel_id in channels:
+                return guild_id
+        return None
+
+    def _message_payload(
+        self,
+        channel_id: str,
+        content: str,
+        author: dict[str, Any],
+        *,
+        guild_id: str | None,
+        reply_to: str | None = None,
+        mentions: list[dict[str, Any]] | None = None,
+        attachments: list[dict[str, Any]] | None = None,
+        referenced: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "id": snowflake(),
+            "channel_id": channel_id,
+            "author": author,
+            "content": content,
+            "timestamp": _now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": mentions or [],
+            "mention_roles": [],
+            "attachments": attachments or [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            "components": [],
+        }
+        if guild_id is not None:
+            message["guild_id"] = guild_id
+            message["member"] = {
+                "roles": [],
+                "joined_at": _now_iso(),
+                "deaf": False,
+                "mute": False,
+                "nick": None,
+                "flags": 0,
+            }
+        if reply_to is not None:
+            message["type"] = 19
+            message["message_reference"] = {
+                "message_id": reply_to,
+                "channel_id": channel_id,
+                "guild_id": guild_id,
+                "type": 0,
+            }
+            if referenced is not None:
+                message["referenced_message"] = referenced
+        return message
+
+    # -- gateway ---------------------------------------------------------------------------
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=0)
+        await ws.prepare(request)
+        await ws.send_str(
+            json.dumps(
+                {
+                    "op": 10,
+                    "s": None,
+                    "t": None,
+                    "d": {
+                        "heartbeat_interval": self.heartbeat_interval_ms,
+                        "_trace": ["fake-gateway"],
+                    },
+                }
+            )
+        )
+        session: Session | None = None
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            payload = json.loads(msg.data)
+            op, data = payload.get("op"), payload.get("d")
+            if op == 1:
+                await ws.send_str(json.dumps({"op": 11, "s": None, "t": None, "d": None}))
+            elif op == 2:
+                session = await self._identify(ws, data)
+            elif op == 6:
+                session = await self._resume(ws, data)
+        if session is not None and session.ws is ws:
+            session.ws = None
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> Session | None:
+        self.identifies += 1
+        if data.get("token") not in self.tokens:
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return None
+        if self.refuse_intents:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return None
+        session = Session(session_id=uuid.uuid4().hex, ws=ws)
+        self.sessions[session.session_id] = session
+        self.current = session
+        resume_url = self.base_url.replace("http://", "ws://") + "/resume"
+        await self._send_dispatch(
+            session,
+            "READY",
+            {
+                "v": 10,
+                "user": self.bot_user,
+                "session_id": session.session_id,
+                "resume_gateway_url": resume_url,
+                "session_type": "normal",
+                "guilds": [{"id": gid, "unavailable": True} for gid in self.guilds],
+                "private_channels": [],
+                "relationships": [],
+                "presences": [],
+                "application": {"id": self.app_id, "flags": self.app_flags},
+                "_trace": ["fake-gateway"],
+            },
+        )
+        for guild_id, channels in self.guilds.items():
+            await self._send_dispatch(
+                session, "GUILD_CREATE", self._guild_payload(guild_id, channels)
+            )
+        return session
+
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> Session | None:
+        session = self.sessions.get(str(data.get("session_id")))
+        if session is None or data.get("token") not in self.tokens:
+            await ws.send_str(json.dumps({"op": 9, "s": None, "t": None, "d": False}))
+            return None
+        self.resumes += 1
+        session.ws = ws
+        self.current = session
+        since = int(data.get("seq") or 0)
+        for event in [e for e in session.history if e["s"] > since]:
+            await ws.send_str(json.dumps(event))
+        session.seq += 1
+        await ws.send_str(
+            json.dumps(
+                {"op": 0, "s": session.seq, "t": "RESUMED", "d": {"_trace": ["fake-gateway"]}}
+            )
+        )
+        return session
+
+    def _guild_payload(self, guild_id: str, channels: list[str]) -> dict[str, Any]:
+        return {
+            "id": guild_id,
+            "name": f"Guild {guild_id[-4:]}",
+            "icon": None,
+            "owner_id": "300000000000000001",
+            "region": "us-west",
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": [
+                {
+                    "id": guild_id,
+                    "name": "@everyone",
+                    "permissions": "2248473465835073",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "emojis": [],
+            "features": [],
+            "mfa_level": 0,
+            "application_id": None,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "joined_at": _now_iso(),
+            "large": False,
+            "unavailable": False,
+            "member_count": 2,
+            "voice_states": [],
+            "members": [],
+            "presences": [],
+            "channels": [
+                {
+                    "id": cid,
+                    "type": 0,
+                    "name": f"channel-{i}",
+                    "position": i,
+                    "permission_overwrites": [],
+                    "nsfw": False,
+                    "parent_id": None,
+                    "topic": None,
+                    "last_message_id": None,
+                    "rate_limit_per_user": 0,
+                }
+                for i, cid in enumerate(channels)
+            ],
+            "threads": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "stickers": [],
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+        }
+
+    async def _send_dispatch(self, session: Session, event: str, data: dict[str, Any]) -> None:
+        session.seq += 1
+        frame = {"op": 0, "s": session.seq, "t": event, "d": data}
+        session.history.append(frame)
+        if session.ws is not None and not session.ws.closed:
+            try:
+                await session.ws.send_str(json.dumps(frame))
+            except ConnectionError:
+                session.ws = None  # replayed on RESUME
+
+    async def _dispatch(self, event: str, data: dict[str, Any]) -> None:
+        if self.current is not None:
+            await self._send_dispatch(self.current, event, data)
+
+    # -- what tests call (async, on the server's loop) ---------------------------------------
+    async def adispatch_message(
+        self,
+        content: str,
+        *,
+        channel_id: str | None = None,
+        dm: bool = False,
+        author_id: str = "400000000000000001",
+        author_name: str = "alice",
+        author_is_bot: bool = False,
+        mention_bot: bool = False,
+        reply_to: str | None = None,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        author = user_payload(
+            author_id, author_name, bot=author_is_bot, global_name=author_name.title()
+        )
+        if dm:
+            channel = channel_id or self._dm_channels.setdefault(author_id, snowflake())
+            guild_id = None
+        else:
+            channel = channel_id or self.channel_id
+            guild_id = self._guild_of(channel)
+        mentions = [self.bot_user] if mention_bot else []
+        referenced = None
+        if reply_to is not None:
+            original = next((m for m in self.sent if m.id == reply_to), None)
+            if original is not None:
+                referenced = self._message_payload(
+                    original.channel_id, original.content, self.bot_user, guild_id=guild_id
+                )
+                referenced["id"] = original.id
+        message = self._message_payload(
+            channel,
+            content,
+            author,
+            guild_id=guild_id,
+            reply_to=reply_to,
+            mentions=mentions,
+            attachments=attachments,
+            referenced=referenced,
+        )
+        await self._dispatch("MESSAGE_CREATE", message)
+        return message
+
+    async def aclose_gateway(self, code: int = 4000) -> None:
+        session = self.current
+        if session is not None and session.ws is not None:
+            ws, session.ws = session.ws, None
+            await ws.close(code=code, message=b"fake-gateway closing")
+
+    # -- what sync tests call ------------------------------------------------------------------
+    def dispatch_message(self, content: str, **kwargs: Any) -> dict[str, Any]:
+        return self._call(lambda: self.adispatch_message(content, **kwargs))  # type: ignore[no-any-return]
+
+    def close_gateway(self, code: int = 4000) -> None:
+        self._call(lambda: self.aclose_gateway(code))
+
+    def rate_limit_next(self, count: int = 1, retry_after: float = 0.25) -> None:
+        self._rate_limits, self._retry_after = count, retry_after
+
+    @property
+    def connected(self) -> bool:
+        return self.current is not None and self.current.ws is not None
+
+    def sent_messages(self, channel_id: str | None = None) -> list[SentMessage]:
+        with self._lock:
+            return [m for m in self.sent if channel_id is None or m.channel_id == channel_id]
+
+    def sent_after(self, message_id: str) -> list[SentMessage]:
+        """The bot's messages that answer `message_id` (first chunk replies, the rest follow)."""
+        with self._lock:
+            sent = list(self.sent)
+        for i, m in enumerate(sent):
+            if m.reply_to == message_id:
+                out = [m]
+                out.extend(
+                    n for n in sent[i + 1 :] if n.channel_id == m.channel_id and n.reply_to is None
+                )
+                return out
+        return []
+
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition"
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def wait_reply(self, message: dict[str, Any], timeout: float = 15.0) -> SentMessage:
+        return self.wait_for(  # type: ignore[no-any-return]
+            lambda: next((m for m in self.sent_messages() if m.reply_to == message["id"]), None),
+            timeout,
+            f"a reply to {message['content'][:40]!r}",
+        )
+
+    # -- admin HTTP (subprocess use) -----------------------------------------------------------
+    async def _admin_message(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        batch = body if isinstance(body, list) else [body]
+        out = []
+        for item in batch:
+            item = dict(item)
+            content = item.pop("content")
+            out.append(await self.adispatch_message(content, **item))
+        return self._json(out if isinstance(body, list) else out[0])
+
+    async def _admin_sent(self, request: web.Request) -> web.Response:
+        with self._lock:
+            sent = [m.__dict__ for m in self.sent]
+        return self._json(sent)
+
+    async def _admin_state(self, request: web.Request) -> web.Response:
+        return self._json(
+            {
+                "connected": self.connected,
+                "identifies": self.identifies,
+                "resumes": self.resumes,
+                "typing": len(self.typing),
+                "sent": len(self.sent),
+                "bot_id": self.bot_id,
+                "guilds": self.guilds,
+            }
+        )
+
+    async def _admin_close(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        await self.aclose_gateway(int(body.get("code", 4000)))
+        return self._json({"ok": True})
+
+    async def _admin_ratelimit(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.rate_limit_next(int(body.get("count", 1)), float(body.get("retry_after", 0.25)))
+        return self._json({"ok": True})
+
+    async def _admin_reset(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.sent.clear()
+            self.typing.clear()
+        return self._json({"ok": True})
+
+
+@pytest.fixture
+def fake_discord() -> Iterator[FakeDiscordServer]:
+    """A fresh fake Discord in a background thread; sync API for subprocess-driven tests."""
+    server = FakeDiscordServer()
+    server.start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_thread()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fake Discord REST + gateway for tests/bench.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default="fake-bot-token-0123456789")
+    parser.add_argument("--channels", type=int, default=1, help="text channels in the guild")
+    args = parser.parse_args()
+    guild = "100000000000000001"
+    channels = [str(200000000000000001 + i) for i in range(args.channels)]
+    server = FakeDiscordServer(token=args.token, guilds={guild: channels})
+
+    async def serve() -> None:
+        url = await server.start(args.host, args.port)
+        print(url, flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
