@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from carrier_cli.cli import character, config, keys, version
+from carrier_cli.cli import chat as chat_cli
 from carrier_cli.state import STATE
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ def _global_options(
 
 
 version.register(app)
+chat_cli.register(app)
 app.add_typer(character.app, name="character")
 app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")

@@ -1,0 +1,235 @@
+"""The interactive `carrier chat`: readline input, a spinner, and Markdown that streams.
+
+Input is read synchronously between turns with `input()` (readline gives line editing and
+history without a new dependency), and each turn runs on one long-lived asyncio loop
+(`asyncio.Runner`) because the runtime's database connections belong to that loop.
+Ctrl-C during a reply cancels only the reply's task, so the session carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from carrier_cli.clients.terminal.commands import CommandOutput, run_command
+from carrier_cli.clients.terminal.input_reader import (
+    collect_message,
+    split_command,
+    unescape_message,
+)
+from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
+from carrier_cli.errors import CarrierError, InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+PROMPT = "you> "
+CONTINUATION = "...  "
+
+
+class InteractiveChat:
+    def __init__(
+        self, runner: asyncio.Runner, session: ChatSession, options: ChatOptions, console: Console
+    ) -> None:
+        self.runner = runner
+        self.session = session
+        self.options = options
+        self.console = console
+        self._readline: Any = _load_readline()
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        self._banner()
+        interrupts = 0
+        with _history(self._readline):
+            while True:
+                try:
+                    text = self._read_message()
+                except EOFError:
+                    self.console.print()
+                    break
+                except KeyboardInterrupt:
+                    interrupts += 1
+                    if interrupts >= 2:
+                        self.console.print()
+                        break
+                    self.console.print("\n[dim](Ctrl-C again or Ctrl-D to leave)[/dim]")
+                    continue
+                interrupts = 0
+                if not text.strip():
+                    continue
+                command = split_command(text)
+                if command is not None:
+                    output = self.runner.run(run_command(self.session, *command))
+                    if output.exit:
+                        break
+                    self._show_command(output)
+                    continue
+                self.turn(unescape_message(text))
+        self.console.print(
+            f"[dim]Room {self.session.room_key} kept in memory; "
+            f"reopen it with `carrier chat --room {self.session.room_key}`.[/dim]"
+        )
+        return 0
+
+    def _read_message(self) -> str:
+        first = input(PROMPT)
+        text = collect_message(first, input, CONTINUATION)
+        pasted = self._pasted_lines()
+        return "\n".join([text, *pasted]) if pasted else text
+
+    def _pasted_lines(self) -> list[str]:
+        """Lines already waiting on the terminal right after Enter came in one paste."""
+        if self._readline is None or not sys.stdin.isatty():
+            return []
+        import select
+
+        lines: list[str] = []
+        while select.select([sys.stdin], [], [], 0.03)[0]:
+            try:
+                lines.append(input(""))
+            except EOFError:
+                break
+        return lines
+
+    # -- one turn ---------------------------------------------------------------------------
+    def turn(self, text: str) -> None:
+        try:
+            self.runner.run(self._cancellable_reply(text))
+        except KeyboardInterrupt:  # platforms without loop signal handlers
+            self.console.print("[yellow](cancelled)[/yellow]")
+        except InputError:
+            raise
+        except CarrierError as exc:
+            from rich.markup import escape
+
+            from carrier_cli.state import scrub
+
+            self.console.print(f"[red]error:[/red] {escape(scrub(str(exc)))}")
+
+    async def _cancellable_reply(self, text: str) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(self._reply(text))
+        try:
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            installed = False
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            self.console.print("[yellow](cancelled)[/yellow]")
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    async def _reply(self, text: str) -> None:
+        from rich.live import Live
+        from rich.markdown import Markdown
+
+        message = self.session.message(text)
+        runtime = self.session.runtime
+        name = self.session.character_name
+        status = self.console.status(f"[dim]{_escape(name)} is thinking…[/dim]", spinner="dots")
+        live: Live | None = None
+        streamed = ""
+        result = None
+        status.start()
+        try:
+            if self.options.stream:
+                async for event in runtime.stream_message(message):
+                    if event.kind == "delta" and event.text:
+                        streamed += event.text
+                        if live is None:
+                            status.stop()
+                            self._speaker()
+                            live = Live(
+                                Markdown(streamed),
+                                console=self.console,
+                                refresh_per_second=12,
+                                vertical_overflow="visible",
+                            )
+                            live.start()
+                        else:
+                            live.update(Markdown(streamed))
+                    elif event.kind == "done":
+                        result = event.result
+                if live is not None and result is not None and result.text not in (None, streamed):
+                    live.update(Markdown(result.text))  # the runtime cleaned the text up
+            else:
+                result = await runtime.handle_message(message)
+        finally:
+            status.stop()
+            if live is not None:
+                live.stop()
+        final = result.text if result is not None and result.text else streamed
+        if live is not None:
+            pass  # already on screen
+        elif final:
+            self._speaker()
+            self.console.print(Markdown(final))
+        else:
+            self.console.print(f"[dim]({_escape(name)} chose not to reply)[/dim]")
+        self.console.print()
+
+    # -- printing ---------------------------------------------------------------------------
+    def _speaker(self) -> None:
+        self.console.print(f"[bold cyan]{_escape(self.session.character_name)}[/bold cyan]")
+
+    def _banner(self) -> None:
+        session = self.session
+        state = "resumed" if session.resumed else "new"
+        self.console.print(
+            f"[bold cyan]{_escape(session.character_name)}[/bold cyan] "
+            f"[dim]· model {_escape(session.model_label)} · room "
+            f"{_escape(session.room_key)} ({state})[/dim]"
+        )
+        self.console.print("[dim]Type /help for commands; Ctrl-D or /exit to leave.[/dim]")
+        self.console.print()
+
+    def _show_command(self, output: CommandOutput) -> None:
+        from rich.text import Text
+
+        if output.text:
+            self.console.print(Text(output.text, style="red" if output.is_error else "dim"))
+        self.console.print()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _load_readline() -> Any:
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - Windows without pyreadline
+        return None
+    return readline
+
+
+@contextlib.contextmanager
+def _history(readline: Any) -> Any:
+    """Keep what was typed across sessions, like a shell does."""
+    if readline is None:
+        yield
+        return
+    from carrier_cli.paths import carrier_paths
+
+    path = carrier_paths().cache_dir / "chat_history"
+    with contextlib.suppress(OSError):
+        readline.read_history_file(str(path))
+    readline.set_history_length(1000)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(str(path))

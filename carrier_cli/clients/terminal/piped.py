@@ -1,0 +1,107 @@
+"""`carrier chat` when stdin is not a terminal: one message per line, plain replies on stdout.
+
+Scripts read stdout, so nothing but reply text (or one JSON object per reply with --json)
+goes there; notices and errors go to stderr. A failed turn is reported and the next line
+is still answered; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, TextIO
+
+from carrier_cli.clients.terminal.commands import run_command
+from carrier_cli.clients.terminal.input_reader import split_command, unescape_message
+from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
+from carrier_cli.errors import CarrierError, InputError
+
+
+async def run_piped(
+    session: ChatSession, options: ChatOptions, stdin: TextIO, stdout: TextIO, stderr: TextIO
+) -> int:
+    loop = asyncio.get_running_loop()
+    failures = 0
+    while True:
+        # Read off the loop so the runtime's background work keeps going between lines.
+        line = await loop.run_in_executor(None, stdin.readline)
+        if not line:
+            break
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        command = split_command(text)
+        if command is not None:
+            output = await run_command(session, *command)
+            if output.exit:
+                break
+            if options.json_lines:
+                _write_json(
+                    stdout, {"command": command[0], "text": output.text, "error": output.is_error}
+                )
+            elif output.text:
+                (stderr if output.is_error else stdout).write(output.text + "\n")
+                (stderr if output.is_error else stdout).flush()
+            failures += output.is_error
+            continue
+        try:
+            await _answer(session, options, unescape_message(text), stdout)
+        except InputError:
+            raise  # a rejected key or bad setting fails every line: stop with exit 2
+        except CarrierError as exc:
+            from carrier_cli.state import scrub
+
+            failures += 1
+            stderr.write(f"error: {scrub(str(exc))}\n")
+            stderr.flush()
+    return 1 if failures else 0
+
+
+async def _answer(session: ChatSession, options: ChatOptions, text: str, stdout: TextIO) -> None:
+    message = session.message(text)
+    runtime = session.runtime
+    if options.json_lines or not options.stream:
+        result = await runtime.handle_message(message)
+        if options.json_lines:
+            _write_json(stdout, _result_json(session, result))
+        else:
+            stdout.write((result.text or "") + "\n")
+            stdout.flush()
+        return
+    streamed = ""
+    held = ""  # trailing whitespace is written only once more text follows it
+    result = None
+    async for event in runtime.stream_message(message):
+        if event.kind == "delta" and event.text:
+            piece = event.text if streamed else event.text.lstrip()
+            streamed += piece
+            body = piece.rstrip()
+            if body:
+                stdout.write(held + body)
+                stdout.flush()
+                held = piece[len(body) :]
+            else:
+                held += piece
+        elif event.kind == "done":
+            result = event.result
+    if not streamed and result is not None and result.text:
+        stdout.write(result.text)
+    stdout.write("\n")
+    stdout.flush()
+
+
+def _result_json(session: ChatSession, result: Any) -> dict[str, Any]:
+    return {
+        "room": session.room_key,
+        "character": session.character_name,
+        "decision": result.decision,
+        "text": result.text,
+        "message_id": str(result.message_id),
+        "reply_id": str(result.reply_id) if result.reply_id else None,
+        "actions": list(result.actions),
+    }
+
+
+def _write_json(stdout: TextIO, data: dict[str, Any]) -> None:
+    stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    stdout.flush()

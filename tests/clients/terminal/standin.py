@@ -1,0 +1,92 @@
+"""A small stand-in for AgentRuntime, so the front end's own logic (room choice, slash
+commands, piped output, errors) can be tested in-process and fast. The end-to-end tests in
+test_chat_e2e.py and test_chat_pty.py drive the real `carrier chat` against the fake model
+server instead."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from carrier_cli.errors import RuntimeFailure
+from carrier_cli.memory.types import Memory, MemoryKind, Room, SearchHit
+from carrier_cli.runtime.types import IncomingMessage, TurnEvent, TurnResult
+
+
+@dataclass
+class StandInCharacter:
+    name: str = "Ada"
+    bio: list[str] = field(default_factory=lambda: ["Counts things.", "Likes engines."])
+
+
+@dataclass
+class StandInModelConfig:
+    large: str = "big-model"
+    provider: str = "openai"
+
+
+class StandInStore:
+    def __init__(self, agent_id: uuid.UUID) -> None:
+        self.agent_id = agent_id
+        self.rooms: list[Room] = []
+        self.memories: list[Memory] = []
+
+    async def list_rooms(self, agent_id: uuid.UUID, source: str | None = None) -> list[Room]:
+        return [r for r in reversed(self.rooms) if source is None or r.source == source]
+
+    async def search(self, query: str, agent_id: uuid.UUID, k: int = 8) -> list[SearchHit]:
+        words = set(query.lower().split())
+        hits = [SearchHit(m, 0.9) for m in self.memories if words & set(m.text.lower().split())]
+        return hits[:k]
+
+    async def list(self, agent_id: uuid.UUID, kinds: list[MemoryKind] | None = None) -> list[Memory]:
+        return [m for m in self.memories if kinds is None or m.kind in kinds]
+
+
+class StandInRuntime:
+    """Replies `You said: TEXT` in word deltas; `fail` / `slow` in the text trigger errors."""
+
+    def __init__(self) -> None:
+        self.agent_id = uuid.uuid4()
+        self.character = StandInCharacter()
+        self.model_config = StandInModelConfig()
+        self.store = StandInStore(self.agent_id)
+        self.received: list[IncomingMessage] = []
+        self.last_turn_log: dict[str, Any] | None = None
+        self.closed = False
+
+    def set_model(self, name: str) -> None:
+        self.model_config.large = name
+
+    def _remember(self, message: IncomingMessage) -> None:
+        self.received.append(message)
+        if not any(r.external_id == message.room_key for r in self.store.rooms):
+            self.store.rooms.append(Room(uuid.uuid4(), self.agent_id, message.source,
+                                         message.room_key))
+        self.store.memories.append(Memory(self.agent_id, {"text": message.text}))
+
+    async def handle_message(self, message: IncomingMessage) -> TurnResult:
+        result: TurnResult | None = None
+        async for event in self.stream_message(message):
+            result = event.result or result
+        assert result is not None
+        return result
+
+    async def stream_message(self, message: IncomingMessage) -> AsyncIterator[TurnEvent]:
+        self._remember(message)
+        if "fail" in message.text:
+            raise RuntimeFailure("The model server kept answering 503.")
+        reply = f"You said: {message.text}"
+        for word in reply.split(" "):
+            if "slow" in message.text:
+                await asyncio.sleep(0.2)
+            yield TurnEvent("delta", word + " ")
+        self.last_turn_log = {"prompt": f"PROMPT[{message.text}]", "raw_output": reply,
+                              "timings": {"model": 0.25}}
+        yield TurnEvent("done", result=TurnResult("DIRECT", uuid.uuid4(), text=reply.strip()))
+
+    async def aclose(self) -> None:
+        self.closed = True
