@@ -42,7 +42,9 @@ class StandInStore:
         hits = [SearchHit(m, 0.9) for m in self.memories if words & set(m.text.lower().split())]
         return hits[:k]
 
-    async def list(self, agent_id: uuid.UUID, kinds: list[MemoryKind] | None = None) -> list[Memory]:
+    async def list(
+        self, agent_id: uuid.UUID, kinds: list[MemoryKind] | None = None
+    ) -> list[Memory]:
         return [m for m in self.memories if kinds is None or m.kind in kinds]
 
 
@@ -64,8 +66,9 @@ class StandInRuntime:
     def _remember(self, message: IncomingMessage) -> None:
         self.received.append(message)
         if not any(r.external_id == message.room_key for r in self.store.rooms):
-            self.store.rooms.append(Room(uuid.uuid4(), self.agent_id, message.source,
-                                         message.room_key))
+            self.store.rooms.append(
+                Room(uuid.uuid4(), self.agent_id, message.source, message.room_key)
+            )
         self.store.memories.append(Memory(self.agent_id, {"text": message.text}))
 
     async def handle_message(self, message: IncomingMessage) -> TurnResult:
@@ -84,9 +87,30 @@ class StandInRuntime:
             if "slow" in message.text:
                 await asyncio.sleep(0.2)
             yield TurnEvent("delta", word + " ")
-        self.last_turn_log = {"prompt": f"PROMPT[{message.text}]", "raw_output": reply,
-                              "timings": {"model": 0.25}}
+        self.last_turn_log = {
+            "prompt": f"PROMPT[{message.text}]",
+            "raw_output": reply,
+            "timings": {"model": 0.25},
+        }
         yield TurnEvent("done", result=TurnResult("DIRECT", uuid.uuid4(), text=reply.strip()))
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+def main() -> None:
+    """`python -m tests.clients.terminal.standin [--no-stream]`: the interactive front end on
+    a pseudo-terminal without a model server (for pexpect tests of the UI alone)."""
+    import sys
+
+    from carrier_cli.clients.terminal import ChatOptions, run_chat
+
+    async def factory(_: ChatOptions) -> StandInRuntime:
+        return StandInRuntime()
+
+    options = ChatOptions(stream="--no-stream" not in sys.argv)
+    sys.exit(run_chat(options, runtime_factory=factory))
+
+
+if __name__ == "__main__":
+    main()

@@ -15,15 +15,19 @@ from carrier_cli.runtime.types import IncomingMessage
 from tests.clients.terminal.standin import StandInRuntime
 
 
-def _chat(
-    runtime: StandInRuntime, text: str, **options: object
-) -> tuple[int, str, str]:
+def _chat(runtime: StandInRuntime, text: str, **options: object) -> tuple[int, str, str]:
     async def factory(_: ChatOptions) -> StandInRuntime:
         return runtime
 
     stdout, stderr = io.StringIO(), io.StringIO()
-    code = run_chat(ChatOptions(**options), runtime_factory=factory,  # type: ignore[arg-type]
-                    stdin=io.StringIO(text), stdout=stdout, stderr=stderr, interactive=False)
+    code = run_chat(
+        ChatOptions(**options),
+        runtime_factory=factory,  # type: ignore[arg-type]
+        stdin=io.StringIO(text),
+        stdout=stdout,
+        stderr=stderr,
+        interactive=False,
+    )
     return code, stdout.getvalue(), stderr.getvalue()
 
 
@@ -43,7 +47,8 @@ def test_named_room_is_used_and_reported_as_resumed_when_it_exists() -> None:
     runtime = StandInRuntime()
     _chat(runtime, "one\n", room="r1")
     code, out, err = _chat(runtime, "two\n", room="r1")
-    assert code == 0 and err == ""  # nothing but the reply when the room is named
+    # Nothing but the reply when the room is named.
+    assert code == 0 and err == "" and out == "You said: two\n"
     assert [m.room_key for m in runtime.received] == ["r1", "r1"]
 
 
@@ -80,6 +85,7 @@ def test_exit_command_stops_reading() -> None:
     runtime = StandInRuntime()
     _, out, _ = _chat(runtime, "one\n/exit\ntwo\n")
     assert [m.text for m in runtime.received] == ["one"]
+    assert out == "You said: one\n"
 
 
 def test_slash_commands_in_piped_mode() -> None:
@@ -134,11 +140,15 @@ def test_debug_before_any_turn() -> None:
 
 
 def test_format_turn_log_renders_chat_messages_and_timings() -> None:
-    text = format_turn_log({
-        "messages": [{"role": "system", "content": "You are Ada."},
-                     {"role": "user", "content": "hi"}],
-        "timings": {"compose": 0.01, "model": 1.5},
-    })
+    text = format_turn_log(
+        {
+            "messages": [
+                {"role": "system", "content": "You are Ada."},
+                {"role": "user", "content": "hi"},
+            ],
+            "timings": {"compose": 0.01, "model": 1.5},
+        }
+    )
     assert "[system]\nYou are Ada." in text and "[user]\nhi" in text
     assert "model: 1.500s" in text
 
