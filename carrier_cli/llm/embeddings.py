@@ -1,0 +1,125 @@
+"""Embedders: the offline default (wordllama) and the factory that picks one from settings.
+
+The local model is loaded once per process and runs in a worker thread, so a chat turn
+never blocks the event loop on it. Remote embedders live in `openai_embeddings` and are
+imported only when chosen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from carrier_cli.errors import ConfigError, RuntimeFailure
+
+if TYPE_CHECKING:
+    from carrier_cli.config import Settings
+    from carrier_cli.llm.base import Embedder
+
+LOCAL_MODEL_ID = "local:wordllama-l2-supercat-256"
+LOCAL_DIMENSION = 256
+LOCAL_ALIASES = {
+    "local",
+    "wordllama",
+    "wordllama-256",
+    "l2_supercat",
+    LOCAL_MODEL_ID,
+    LOCAL_MODEL_ID.removeprefix("local:"),
+}
+DEFAULT_MODELS = {"openai": "text-embedding-3-small", "ollama": "nomic-embed-text"}
+
+_model: Any = None
+_model_lock = threading.Lock()
+
+
+def load_wordllama() -> Any:
+    """The bundled 256-d weights, offline. wordllama's own lookup of its bundled tokenizer
+    is broken, hence the explicit cache_dir pointing into the installed package."""
+    global _model
+    if _model is None:
+        with _model_lock:
+            if _model is None:
+                import os
+
+                import wordllama
+                from wordllama import WordLlama
+
+                try:
+                    _model = WordLlama.load(
+                        cache_dir=os.path.dirname(wordllama.__file__),
+                        disable_download=True,
+                        dim=LOCAL_DIMENSION,
+                    )
+                except Exception as exc:  # pragma: no cover - broken installation
+                    raise RuntimeFailure(
+                        f"Could not load the local embedding model (wordllama): {exc}.",
+                        hint="Reinstall Carrier's dependencies (pip install --force-reinstall "
+                        "wordllama), or set embedding_provider to openai or ollama.",
+                    ) from exc
+    return _model
+
+
+class LocalEmbedder:
+    """wordllama l2_supercat, 256 dimensions, no network."""
+
+    model_id = LOCAL_MODEL_ID
+    dimension = LOCAL_DIMENSION
+
+    def embed_sync(self, texts: Sequence[str]) -> Any:
+        """float32 array (len(texts), 256); not normalised (the store normalises)."""
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, LOCAL_DIMENSION), dtype=np.float32)
+        vectors = load_wordllama().embed(list(texts), norm=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+    async def embed_array(self, texts: Sequence[str]) -> Any:
+        return await asyncio.to_thread(self.embed_sync, texts)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        array = await self.embed_array(texts)
+        return [row.tolist() for row in array]
+
+
+def _split_model(model: str | None, provider: str) -> tuple[str, str | None]:
+    """`openai:text-embedding-3-large` or `ollama:mxbai-embed-large` choose the provider."""
+    if model and model in LOCAL_ALIASES:
+        return "local", None
+    if model and ":" in model:
+        prefix, _, rest = model.partition(":")
+        if prefix in ("local", "openai", "ollama"):
+            return prefix, rest or None
+    return provider, model
+
+
+def create_embedder(settings: Settings, *, model: str | None = None) -> Embedder:
+    """The embedder for these settings; `model` (a character's model.embedding) wins."""
+    provider, chosen = _split_model(model or settings.embedding_model, settings.embedding_provider)
+    if provider == "local":
+        if chosen and chosen not in LOCAL_ALIASES:
+            raise ConfigError(
+                f"Embedding model `{chosen}` is not available with embedding_provider=local "
+                "(only the bundled wordllama model is).",
+                hint="Unset embedding_model, or set embedding_provider to openai or ollama.",
+            )
+        return LocalEmbedder()
+    from carrier_cli.llm.openai_embeddings import OpenAIEmbedder
+
+    if provider == "openai":
+        return OpenAIEmbedder(
+            model=chosen or DEFAULT_MODELS["openai"],
+            api_key=settings.secret("openai_api_key"),
+            base_url=settings.embedding_base_url or settings.openai_base_url,
+            dimensions=settings.embedding_dimensions,
+            timeout=settings.request_timeout,
+        )
+    return OpenAIEmbedder(
+        model=chosen or DEFAULT_MODELS["ollama"],
+        api_key="ollama",
+        base_url=settings.embedding_base_url or settings.ollama_base_url,
+        dimensions=settings.embedding_dimensions,
+        timeout=settings.request_timeout,
+    )

@@ -1,0 +1,47 @@
+"""Engines for both backends, set up the way concurrent Carrier processes need them.
+
+SQLite: WAL so readers never block the writer, a long busy_timeout, and write
+transactions that start with BEGIN IMMEDIATE: a deferred transaction that later tries to
+write can fail at once with "database is locked" when another process committed in
+between, busy_timeout or not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from carrier_cli.memory.urls import backend_of, sqlite_file
+
+IMMEDIATE = "carrier_immediate"
+
+
+def make_engine(url: str) -> AsyncEngine:
+    if backend_of(url) == "postgresql":
+        return create_async_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "busy_timeout=60000",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(IMMEDIATE)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

@@ -1,0 +1,124 @@
+"""Alembic, driven from code: the scripts ship inside the package, so there is no
+alembic.ini to find and `carrier db init` works from any directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from carrier_cli.errors import RuntimeFailure
+
+SCRIPT_LOCATION = Path(__file__).parent / "migrations"
+
+SchemaStatus = Literal["empty", "current", "behind", "unknown"]
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    status: SchemaStatus
+    current: tuple[str, ...]
+    heads: tuple[str, ...]
+
+    @property
+    def revision(self) -> str | None:
+        return ",".join(self.current) or None
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revisions() -> tuple[str, ...]:
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
+
+
+def _state(connection: Connection) -> SchemaState:
+    heads = head_revisions()
+    current = tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
+    if not current:
+        tables = set(inspect(connection).get_table_names())
+        if "memories" in tables:
+            # Tables without a version row: made by hand or by a broken run; treat as old.
+            return SchemaState("behind", (), heads)
+        return SchemaState("empty", (), heads)
+    if set(current) == set(heads):
+        return SchemaState("current", current, heads)
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    status: SchemaStatus = "behind" if set(current) <= known else "unknown"
+    return SchemaState(status, current, heads)
+
+
+async def schema_state(engine: AsyncEngine) -> SchemaState:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_state)
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    command.upgrade(alembic_config(connection), revision)
+
+
+def _downgrade_all(connection: Connection) -> None:
+    command.downgrade(alembic_config(connection), "base")
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
+    """Create or upgrade the schema. On PostgreSQL this also creates the vector extension."""
+    from carrier_cli.memory.engine import IMMEDIATE
+
+    try:
+        async with engine.connect() as conn:
+            # Serialise concurrent first runs: two processes auto-initialising one database.
+            await conn.execution_options(**{IMMEDIATE: True})
+            async with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(7261055)"))
+                await conn.run_sync(_upgrade, revision)
+    except Exception as exc:
+        raise _explain_migration_error(exc) from exc
+
+
+async def drop_everything(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(_downgrade_all)
+
+
+def _explain_migration_error(exc: Exception) -> Exception:
+    text = str(exc)
+    if "vector" in text and ("extension" in text or "control file" in text):
+        return RuntimeFailure(
+            "The PostgreSQL server does not have the pgvector extension installed "
+            f"(CREATE EXTENSION vector failed: {_first_line(text)}).",
+            hint="Install pgvector on the database server (Debian/Ubuntu: apt install "
+            "postgresql-<version>-pgvector; macOS: brew install pgvector; Docker: use the "
+            "pgvector/pgvector image), then run `carrier db init` again. If it is installed, "
+            "a superuser must run `CREATE EXTENSION vector;` in this database once.",
+        )
+    if "permission denied" in text and "extension" in text:
+        return RuntimeFailure(
+            f"Not allowed to create the pgvector extension: {_first_line(text)}.",
+            hint="Ask a superuser to run `CREATE EXTENSION vector;` in this database, "
+            "then run `carrier db init` again.",
+        )
+    return exc
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def describe(state: SchemaState) -> dict[str, Any]:
+    return {"status": state.status, "revision": state.revision, "head": ",".join(state.heads)}

@@ -1,0 +1,204 @@
+"""The tables behind long-term memory, shared by SQLite and PostgreSQL.
+
+One declarative `Base` (with a naming convention, so Alembic can name and later drop
+constraints on both backends) is the anchor other areas use for their own tables in the
+same database: subclass `Base`, then add an Alembic revision under
+`carrier_cli/memory/migrations/versions/` whose `down_revision` is the current head.
+
+The embedding column is the one place where the backends differ: PostgreSQL keeps a
+pgvector `vector` (given its dimension and an HNSW cosine index once the first model is
+known), SQLite keeps unit-length float32 blobs that the store scores with numpy.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Always UTC-aware in Python. SQLite has no time zones, so it stores naive UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EmbeddingVector(TypeDecorator[Any]):
+    """pgvector `vector` on PostgreSQL, a float32 blob elsewhere. Python side: ndarray."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from pgvector.sqlalchemy import VECTOR
+
+            return dialect.type_descriptor(VECTOR())
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        array = np.asarray(value, dtype=np.float32)
+        return array if dialect.name == "postgresql" else array.tobytes()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bytes | memoryview):
+            return np.frombuffer(value, dtype=np.float32)
+        return np.asarray(value, dtype=np.float32)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class AgentRow(Base):
+    __tablename__ = "agents"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+
+
+class EntityRow(Base):
+    __tablename__ = "entities"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(50))
+    external_id: Mapped[str] = mapped_column(String(200))
+    names: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    __table_args__ = (Index("ix_entities_platform_external", "platform", "external_id"),)
+
+
+class RoomRow(Base):
+    __tablename__ = "rooms"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    agent_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("agents.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(50))
+    external_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_active_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    __table_args__ = (Index("ix_rooms_agent_source", "agent_id", "source", "last_active_at"),)
+
+
+class ParticipantRow(Base):
+    __tablename__ = "participants"
+    room_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True
+    )
+    entity_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True
+    )
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MemoryRow(Base):
+    """`room_id`/`entity_id` carry no foreign keys on purpose: an import may bring memories
+    whose rooms were never exported, and a lossless round trip matters more here."""
+
+    __tablename__ = "memories"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    agent_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    room_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    entity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    content: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    embedding: Mapped[Any] = mapped_column(EmbeddingVector, nullable=True)
+    embedding_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    unique: Mapped[bool] = mapped_column(Boolean, default=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    __table_args__ = (
+        Index("ix_memories_agent_kind_created", "agent_id", "kind", "created_at"),
+        Index("ix_memories_room_created", "room_id", "created_at"),
+        Index("ix_memories_content_hash", "content_hash"),
+        Index("ix_memories_embedding_model", "embedding_model"),
+    )
+
+
+class RelationshipRow(Base):
+    __tablename__ = "relationships"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    agent_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    entity_a: Mapped[uuid.UUID] = mapped_column(Uuid)
+    entity_b: Mapped[uuid.UUID] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(String(50))
+    strength: Mapped[float] = mapped_column(Float, default=1.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    __table_args__ = (Index("ix_relationships_agent_a", "agent_id", "entity_a"),)
+
+
+class CacheRow(Base):
+    __tablename__ = "cache"
+    key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONType)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class StoreStateRow(Base):
+    """Counters the SQLite vector cache watches (bumped by triggers on update/delete)."""
+
+    __tablename__ = "store_state"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+MEMORY_TABLES = (
+    "agents",
+    "entities",
+    "rooms",
+    "participants",
+    "memories",
+    "relationships",
+    "cache",
+)

@@ -1,0 +1,1045 @@
+"""MemoryStore: the one way the runtime, the clients and the CLI reach long-term memory.
+
+The same class serves SQLite (default, zero set-up) and PostgreSQL + pgvector (chosen by
+the URL). Everything outside this module sees the dataclasses in `memory.types` only.
+
+Vectors are stored unit-length, with the id of the model that made them. A database holds
+vectors of one model at a time: adding or searching with another model is refused with a
+message that names both and points at `carrier memory reembed`, instead of silently
+comparing incompatible vectors (ElizaOS's "384 vs 1536" failure).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+from sqlalchemy import Float, Table, bindparam, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from carrier_cli.errors import InputError, RuntimeFailure
+from carrier_cli.memory.engine import IMMEDIATE, make_engine
+from carrier_cli.memory.schema import (
+    AgentRow,
+    CacheRow,
+    EmbeddingVector,
+    EntityRow,
+    MemoryRow,
+    ParticipantRow,
+    RelationshipRow,
+    RoomRow,
+)
+from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room, SearchHit, stable_id
+from carrier_cli.memory.urls import backend_of, mask_url, normalise_url
+from carrier_cli.memory.vector_index import IndexFilters, SqliteVectorIndex
+
+if TYPE_CHECKING:
+    from carrier_cli.config import Settings
+    from carrier_cli.llm.base import Embedder
+
+DEDUPE_THRESHOLD = 0.95
+EMBED_BATCH = 512
+_CHUNK = 500  # ids per IN (...) clause
+HNSW_EF_SEARCH = 100
+PG_MAX_INDEXED_DIM = 2000
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
+M = _table(MemoryRow)
+ROOMS = _table(RoomRow)
+
+
+class EmbeddingModelMismatch(InputError):
+    """The database's vectors come from another model than the configured embedder."""
+
+
+def content_hash(text_value: str) -> str:
+    return hashlib.sha256(text_value.encode("utf-8")).hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _unit(vector: Any) -> np.ndarray | None:
+    array = np.asarray(vector, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(array))
+    if not np.isfinite(norm) or norm == 0.0:
+        return None
+    return array / norm
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+class MemoryStore:
+    """Open with `await MemoryStore.open(url)` or `from_settings`; close with `close()`."""
+
+    def __init__(self, engine: AsyncEngine, url: str, embedder: Embedder) -> None:
+        self.engine = engine
+        self.url = url
+        self.backend = backend_of(url)
+        self.embedder = embedder
+        self.session: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False
+        )
+        self._index = SqliteVectorIndex() if self.backend == "sqlite" else None
+        self._db_model: tuple[str, int] | None = None
+        self._vector_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._pg_vectors_ready = False
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    async def open(
+        cls, url: str | None = None, *, embedder: Embedder | None = None, create: bool = True
+    ) -> MemoryStore:
+        """An empty database is initialised (create=True); an older schema is never
+        upgraded implicitly: that is `carrier db upgrade`, run on purpose."""
+        from carrier_cli.memory.migrate import schema_state, upgrade
+
+        full_url = normalise_url(url)
+        engine = make_engine(full_url)
+        try:
+            state = await _connect_check(engine, full_url, schema_state)
+            if state.status == "empty":
+                if not create:
+                    raise InputError(
+                        f"The database {mask_url(full_url)} has not been initialised.",
+                        hint="Run `carrier db init`.",
+                    )
+                await upgrade(engine)
+            elif state.status == "behind":
+                raise InputError(
+                    f"The database {mask_url(full_url)} has an older schema "
+                    f"(revision {state.revision or 'none'}; this Carrier needs "
+                    f"{', '.join(state.heads)}).",
+                    hint="Run `carrier db upgrade` to migrate it (back up the database first).",
+                )
+            elif state.status == "unknown":
+                raise InputError(
+                    f"The database {mask_url(full_url)} is at schema revision "
+                    f"{state.revision}, which this version of Carrier does not know; it was "
+                    "probably written by a newer Carrier.",
+                    hint="Upgrade Carrier, or point DATABASE_URL at another database.",
+                )
+        except BaseException:
+            await engine.dispose()
+            raise
+        if embedder is None:
+            from carrier_cli.llm.embeddings import LocalEmbedder
+
+            embedder = LocalEmbedder()
+        return cls(engine, full_url, embedder)
+
+    @classmethod
+    async def from_settings(
+        cls, settings: Settings, *, embedder: Embedder | None = None, create: bool = True
+    ) -> MemoryStore:
+        if embedder is None:
+            from carrier_cli.llm.embeddings import create_embedder
+
+            embedder = create_embedder(settings)
+        return await cls.open(settings.database_url, embedder=embedder, create=create)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{IMMEDIATE: True})
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # ------------------------------------------------------------------ agents, entities, rooms
+    async def ensure_agent(self, name: str, agent_id: uuid.UUID | None = None) -> uuid.UUID:
+        agent_id = agent_id or stable_id("character", name)
+        table = _table(AgentRow)
+        async with self._write() as conn:
+            stmt = _insert(self.backend, table).values(
+                id=agent_id, name=name, created_at=utcnow(), metadata={}
+            )
+            await conn.execute(
+                stmt.on_conflict_do_update(index_elements=["id"], set_={"name": name})
+            )
+        return agent_id
+
+    async def ensure_entity(
+        self, platform: str, external_id: str, name: str, metadata: dict[str, Any] | None = None
+    ) -> Entity:
+        entity_id = stable_id(platform, "entity", external_id)
+        table = _table(EntityRow)
+        async with self._write() as conn:
+            row = (await conn.execute(select(table).where(table.c.id == entity_id))).first()
+            if row is None:
+                names = [name] if name else []
+                meta = dict(metadata or {})
+                await conn.execute(
+                    _insert(self.backend, table)
+                    .values(
+                        id=entity_id,
+                        platform=platform,
+                        external_id=external_id,
+                        names=names,
+                        created_at=utcnow(),
+                        metadata=meta,
+                    )
+                    .on_conflict_do_nothing(index_elements=["id"])
+                )
+            else:
+                names = list(row.names or [])
+                meta = dict(row.metadata or {})
+                changed = False
+                if name and name not in names:
+                    names.append(name)
+                    changed = True
+                if metadata:
+                    meta.update(metadata)
+                    changed = True
+                if changed:
+                    await conn.execute(
+                        update(table)
+                        .where(table.c.id == entity_id)
+                        .values(names=names, metadata=meta)
+                    )
+        return Entity(
+            id=entity_id, names=names, platform=platform, external_id=external_id, metadata=meta
+        )
+
+    async def get_entity(self, entity_id: uuid.UUID) -> Entity | None:
+        table = _table(EntityRow)
+        async with self._read() as conn:
+            row = (await conn.execute(select(table).where(table.c.id == entity_id))).first()
+        if row is None:
+            return None
+        return Entity(
+            id=row.id,
+            names=list(row.names or []),
+            platform=row.platform,
+            external_id=row.external_id,
+            metadata=dict(row.metadata or {}),
+        )
+
+    async def ensure_room(
+        self, agent_id: uuid.UUID, source: str, external_id: str, name: str | None = None
+    ) -> Room:
+        room_id = stable_id(source, "room", external_id, agent_id)
+        now = utcnow()
+        async with self._write() as conn:
+            await conn.execute(
+                _insert(self.backend, _table(AgentRow))
+                .values(id=agent_id, name=f"agent-{str(agent_id)[:8]}", created_at=now, metadata={})
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+            stmt = _insert(self.backend, ROOMS).values(
+                id=room_id,
+                agent_id=agent_id,
+                source=source,
+                external_id=external_id,
+                name=name,
+                created_at=now,
+                last_active_at=now,
+                metadata={},
+            )
+            if name is not None:
+                stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={"name": name})
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
+            await conn.execute(stmt)
+            row = (await conn.execute(select(ROOMS).where(ROOMS.c.id == room_id))).one()
+        return _room(row)
+
+    async def ensure_participant(self, room_id: uuid.UUID, entity_id: uuid.UUID) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                _insert(self.backend, _table(ParticipantRow))
+                .values(room_id=room_id, entity_id=entity_id, joined_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["room_id", "entity_id"])
+            )
+
+    async def participants(self, room_id: uuid.UUID) -> list[Entity]:
+        ent = _table(EntityRow)
+        part = _table(ParticipantRow)
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(ent)
+                    .join(part, part.c.entity_id == ent.c.id)
+                    .where(part.c.room_id == room_id)
+                    .order_by(part.c.joined_at)
+                )
+            ).all()
+        return [
+            Entity(
+                id=r.id,
+                names=list(r.names or []),
+                platform=r.platform,
+                external_id=r.external_id,
+                metadata=dict(r.metadata or {}),
+            )
+            for r in rows
+        ]
+
+    async def get_room(self, room_id: uuid.UUID) -> Room | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(ROOMS).where(ROOMS.c.id == room_id))).first()
+        return _room(row) if row is not None else None
+
+    async def find_room(self, agent_id: uuid.UUID, source: str, external_id: str) -> Room | None:
+        return await self.get_room(stable_id(source, "room", external_id, agent_id))
+
+    async def list_rooms(self, agent_id: uuid.UUID, source: str | None = None) -> list[Room]:
+        """Newest activity first (what `chat --continue` wants)."""
+        query = select(ROOMS).where(ROOMS.c.agent_id == agent_id)
+        if source is not None:
+            query = query.where(ROOMS.c.source == source)
+        query = query.order_by(ROOMS.c.last_active_at.desc())
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_room(r) for r in rows]
+
+    async def add_relationship(
+        self,
+        agent_id: uuid.UUID,
+        entity_a: uuid.UUID,
+        entity_b: uuid.UUID,
+        kind: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        rel_id = stable_id("relationship", agent_id, entity_a, entity_b, kind)
+        table = _table(RelationshipRow)
+        async with self._write() as conn:
+            stmt = _insert(self.backend, table).values(
+                id=rel_id,
+                agent_id=agent_id,
+                entity_a=entity_a,
+                entity_b=entity_b,
+                kind=kind,
+                strength=1.0,
+                created_at=utcnow(),
+                metadata=dict(metadata or {}),
+            )
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={"strength": table.c.strength + 1.0, "metadata": stmt.excluded.metadata},
+                )
+            )
+
+    async def relationships(
+        self, agent_id: uuid.UUID, entity_id: uuid.UUID
+    ) -> list[dict[str, Any]]:
+        table = _table(RelationshipRow)
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(table)
+                    .where(table.c.agent_id == agent_id)
+                    .where((table.c.entity_a == entity_id) | (table.c.entity_b == entity_id))
+                )
+            ).all()
+        return [
+            {
+                "entity_a": r.entity_a,
+                "entity_b": r.entity_b,
+                "kind": r.kind,
+                "strength": r.strength,
+                "metadata": r.metadata,
+            }
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ cache
+    async def cache_get(self, key: str) -> Any | None:
+        table = _table(CacheRow)
+        async with self._read() as conn:
+            row = (await conn.execute(select(table).where(table.c.key == key))).first()
+        if row is None:
+            return None
+        if row.expires_at is not None and row.expires_at <= utcnow():
+            async with self._write() as conn:
+                await conn.execute(
+                    delete(table).where(table.c.key == key).where(table.c.expires_at <= utcnow())
+                )
+            return None
+        return row.value
+
+    async def cache_set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        table = _table(CacheRow)
+        expires = utcnow() + timedelta(seconds=ttl) if ttl is not None else None
+        stmt = _insert(self.backend, table).values(key=key, value=value, expires_at=expires)
+        async with self._write() as conn:
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["key"],
+                    set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
+                )
+            )
+
+    async def cache_delete(self, key: str) -> None:
+        table = _table(CacheRow)
+        async with self._write() as conn:
+            await conn.execute(delete(table).where(table.c.key == key))
+
+    # ------------------------------------------------------------------ embedding model
+    async def stored_model(self, *, refresh: bool = False) -> tuple[str, int] | None:
+        """(model id, dimension) of the vectors in the database, None when there are none."""
+        if self._db_model is not None and not refresh:
+            return self._db_model
+        dims = "vector_dims(embedding)" if self.backend == "postgresql" else "length(embedding)/4"
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT embedding_model, {dims} FROM memories "
+                        "WHERE embedding_model IS NOT NULL AND embedding IS NOT NULL LIMIT 1"
+                    )
+                )
+            ).first()
+        self._db_model = (str(row[0]), int(row[1])) if row is not None else None
+        return self._db_model
+
+    async def stored_models(self) -> dict[str, int]:
+        """Every model with vectors in the database and how many (normally one)."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(M.c.embedding_model, func.count())
+                    .where(M.c.embedding_model.is_not(None))
+                    .group_by(M.c.embedding_model)
+                )
+            ).all()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def _mismatch(self, stored: tuple[str, int], model: str, dim: int) -> EmbeddingModelMismatch:
+        return EmbeddingModelMismatch(
+            f"The memory database holds vectors from embedding model `{stored[0]}` "
+            f"({stored[1]} dimensions), but the configured embedder is `{model}` "
+            f"({dim} dimensions); they cannot be compared.",
+            hint="Run `carrier memory reembed` to re-embed every memory with the new model, "
+            "or switch embedding_provider/embedding_model back.",
+        )
+
+    async def _check_model(self, model: str, dim: int, *, writing: bool) -> bool:
+        """True when vectors of `model` can be compared with the stored ones. Raises on a
+        mismatch; on an empty PostgreSQL database, writing fixes the column's dimension."""
+        stored = await self.stored_model()
+        if stored is None:
+            if writing and self.backend == "postgresql":
+                await self._prepare_pg_vectors(dim)
+            return writing
+        if stored != (model, dim):
+            raise self._mismatch(stored, model, dim)
+        if writing and self.backend == "postgresql" and not self._pg_vectors_ready:
+            await self._prepare_pg_vectors(dim)
+        return True
+
+    async def _prepare_pg_vectors(self, dim: int) -> None:
+        """Give `memories.embedding` its dimension and an HNSW cosine index. Done when the
+        first model is known (and again by reembed), since vector(N) needs N."""
+        async with self._write() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(7261056)"))
+            current = (
+                await conn.execute(
+                    text(
+                        "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'memories'::regclass "
+                        "AND attname = 'embedding'"
+                    )
+                )
+            ).scalar()
+            if current != dim:
+                await conn.execute(text("DROP INDEX IF EXISTS ix_memories_embedding_hnsw"))
+                await conn.execute(
+                    text(f"ALTER TABLE memories ALTER COLUMN embedding TYPE vector({int(dim)})")
+                )
+            if dim <= PG_MAX_INDEXED_DIM:
+                await conn.execute(
+                    text(
+                        "CREATE INDEX IF NOT EXISTS ix_memories_embedding_hnsw ON memories "
+                        "USING hnsw (embedding vector_cosine_ops)"
+                    )
+                )
+        self._pg_vectors_ready = True
+
+    # ------------------------------------------------------------------ embedding
+    async def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Unit vectors for texts, None for empty ones. Each distinct text is embedded once:
+        first an in-process cache, then vectors already stored for the same text (by content
+        hash), and only then the embedder, in batches."""
+        model = self.embedder.model_id
+        results: list[np.ndarray | None] = [None] * len(texts)
+        wanted: dict[str, list[int]] = {}
+        for i, value in enumerate(texts):
+            if not value or not value.strip():
+                continue
+            key = (model, content_hash(value))
+            cached = self._vector_cache.get(key)
+            if cached is not None:
+                self._vector_cache.move_to_end(key)
+                results[i] = cached
+            else:
+                wanted.setdefault(value, []).append(i)
+        if not wanted:
+            return results
+        found = await self._stored_vectors(model, [content_hash(t) for t in wanted])
+        todo = [t for t in wanted if content_hash(t) not in found]
+        fresh: dict[str, np.ndarray | None] = {}
+        for start in range(0, len(todo), EMBED_BATCH):
+            batch = todo[start : start + EMBED_BATCH]
+            array = await self._embed_batch(batch)
+            for value, row in zip(batch, array, strict=True):
+                fresh[value] = _unit(row)
+        for value, positions in wanted.items():
+            vector = found.get(content_hash(value))
+            if vector is None:
+                vector = fresh.get(value)
+            if vector is not None:
+                self._remember_vector((model, content_hash(value)), vector)
+            for i in positions:
+                results[i] = vector
+        return results
+
+    async def _embed_batch(self, batch: Sequence[str]) -> np.ndarray:
+        embed_array: Callable[..., Any] | None = getattr(self.embedder, "embed_array", None)
+        try:
+            if embed_array is not None:
+                array = np.asarray(await embed_array(batch), dtype=np.float32)
+            else:
+                array = np.asarray(await self.embedder.embed(batch), dtype=np.float32)
+        except (InputError, RuntimeFailure):
+            raise
+        except Exception as exc:
+            raise RuntimeFailure(
+                f"Embedding with `{self.embedder.model_id}` failed: {type(exc).__name__}: {exc}",
+                hint="Check embedding_provider, embedding_base_url and the API key, or use "
+                "embedding_provider=local.",
+            ) from exc
+        if array.ndim != 2 or array.shape[0] != len(batch):
+            raise RuntimeFailure(
+                f"Embedder `{self.embedder.model_id}` returned an array of shape "
+                f"{array.shape} for {len(batch)} texts."
+            )
+        return array
+
+    def _remember_vector(self, key: tuple[str, str], vector: np.ndarray) -> None:
+        self._vector_cache[key] = vector
+        if len(self._vector_cache) > 20_000:
+            self._vector_cache.popitem(last=False)
+
+    async def _stored_vectors(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        async with self._read() as conn:
+            for start in range(0, len(hashes), _CHUNK):
+                chunk = list(hashes[start : start + _CHUNK])
+                rows = (
+                    await conn.execute(
+                        select(M.c.content_hash, M.c.embedding)
+                        .where(M.c.embedding_model == model)
+                        .where(M.c.embedding.is_not(None))
+                        .where(M.c.content_hash.in_(chunk))
+                    )
+                ).all()
+                for h, vector in rows:
+                    if h not in found and vector is not None:
+                        found[h] = np.asarray(vector, dtype=np.float32)
+        return found
+
+    # ------------------------------------------------------------------ adding
+    async def add(self, memory: Memory, *, embed: bool = True, dedupe: bool = True) -> Memory:
+        """Idempotent on memory.id: the same id again returns the stored row unchanged."""
+        stored = await self.add_many([memory], embed=embed, dedupe=dedupe)
+        return stored[0]
+
+    async def add_many(
+        self, memories: Sequence[Memory], *, embed: bool = True, dedupe: bool = True
+    ) -> list[Memory]:
+        """Store memories (those whose id already exists are returned as stored)."""
+        if not memories:
+            return []
+        existing = await self._get_many([m.id for m in memories])
+        new: list[Memory] = []
+        seen: set[uuid.UUID] = set()
+        for memory in memories:
+            if memory.id in existing or memory.id in seen:
+                continue
+            seen.add(memory.id)
+            new.append(memory)
+        if new:
+            await self._insert_new(new, embed=embed, dedupe=dedupe)
+        stored = {**existing, **{m.id: m for m in new}}
+        return [stored[m.id] for m in memories]
+
+    async def _insert_new(self, memories: list[Memory], *, embed: bool, dedupe: bool) -> None:
+        model = self.embedder.model_id
+        now = utcnow()
+        vectors: list[np.ndarray | None] = [None] * len(memories)
+        to_embed: list[int] = []
+        for i, memory in enumerate(memories):
+            if memory.created_at is None:
+                memory.created_at = now + timedelta(microseconds=i)
+            elif memory.created_at.tzinfo is None:
+                memory.created_at = memory.created_at.replace(tzinfo=UTC)
+            memory.kind = MemoryKind(memory.kind)
+            if memory.embedding is not None and len(memory.embedding) > 0:
+                vector = _unit(memory.embedding)
+                vectors[i] = vector
+                if vector is not None:
+                    vmodel = memory.embedding_model or model
+                    await self._check_model(vmodel, len(vector), writing=True)
+                    memory.embedding_model = vmodel
+            elif embed:
+                to_embed.append(i)
+        if to_embed:
+            embedded = await self.embed_texts([memories[i].text for i in to_embed])
+            first = next((v for v in embedded if v is not None), None)
+            if first is not None:
+                if len(first) != self.embedder.dimension:
+                    raise RuntimeFailure(
+                        f"Embedder `{model}` returned {len(first)}-dimensional vectors but "
+                        f"declares {self.embedder.dimension}.",
+                        hint="Check embedding_dimensions for this model.",
+                    )
+                await self._check_model(model, len(first), writing=True)
+            for i, vector in zip(to_embed, embedded, strict=True):
+                vectors[i] = vector
+                memories[i].embedding_model = model if vector is not None else None
+        for memory, vector in zip(memories, vectors, strict=True):
+            memory.embedding = vector.tolist() if vector is not None else None
+            if vector is None:
+                memory.embedding_model = None
+        if dedupe:
+            await self._mark_duplicates(memories, vectors)
+        rows = [_row(m, v) for m, v in zip(memories, vectors, strict=True)]
+        room_times: dict[uuid.UUID, datetime] = {}
+        for m in memories:
+            if m.room_id is not None and m.created_at is not None:
+                room_times[m.room_id] = max(room_times.get(m.room_id, m.created_at), m.created_at)
+        async with self._write() as conn:
+            for start in range(0, len(rows), _CHUNK):
+                stmt = _insert(self.backend, M).on_conflict_do_nothing(index_elements=["id"])
+                await conn.execute(stmt, rows[start : start + _CHUNK])
+            for room_id, moment in room_times.items():
+                await conn.execute(
+                    update(ROOMS)
+                    .where(ROOMS.c.id == room_id)
+                    .where(ROOMS.c.last_active_at < moment)
+                    .values(last_active_at=moment)
+                )
+
+    async def _mark_duplicates(
+        self, memories: list[Memory], vectors: list[np.ndarray | None]
+    ) -> None:
+        """ElizaOS: a memory within cosine 0.95 of another in the same room is not unique."""
+        earlier: dict[tuple[uuid.UUID, uuid.UUID | None], list[np.ndarray]] = {}
+        for memory, vector in zip(memories, vectors, strict=True):
+            if vector is None:
+                continue
+            key = (memory.agent_id, memory.room_id)
+            batch = earlier.setdefault(key, [])
+            duplicate = any(float(vector @ other) >= DEDUPE_THRESHOLD for other in batch)
+            if not duplicate:
+                duplicate = await self._has_near(vector, memory.agent_id, memory.room_id)
+            if duplicate:
+                memory.unique = False
+            batch.append(vector)
+
+    async def _has_near(
+        self, vector: np.ndarray, agent_id: uuid.UUID, room_id: uuid.UUID | None
+    ) -> bool:
+        if room_id is None:
+            return False
+        hits = await self._vector_search(
+            vector,
+            k=1,
+            threshold=DEDUPE_THRESHOLD,
+            filters=IndexFilters(agent_id=agent_id, room_id=room_id),
+        )
+        return bool(hits)
+
+    # ------------------------------------------------------------------ reading
+    async def search(
+        self,
+        query: str | Sequence[float],
+        *,
+        agent_id: uuid.UUID | None = None,
+        k: int = 10,
+        threshold: float = 0.0,
+        kinds: Sequence[MemoryKind | str] | None = None,
+        room_id: uuid.UUID | None = None,
+        entity_id: uuid.UUID | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        unique_only: bool = False,
+    ) -> list[SearchHit]:
+        """Top-k by cosine similarity, best first. Memories without vectors never match."""
+        if isinstance(query, str):
+            if not query.strip():
+                return []
+            vector = (await self.embed_texts([query]))[0]
+        else:
+            vector = _unit(query)
+        if vector is None:
+            return []
+        if not await self._check_model(self.embedder.model_id, len(vector), writing=False):
+            return []  # no vectors stored yet
+        filters = IndexFilters(
+            agent_id=agent_id,
+            room_id=room_id,
+            entity_id=entity_id,
+            kinds=[str(MemoryKind(k)) for k in kinds] if kinds else None,
+            since=since,
+            until=until,
+            unique_only=unique_only,
+        )
+        scored = await self._vector_search(vector, k=k, threshold=threshold, filters=filters)
+        if not scored:
+            return []
+        found = await self._get_many([i for i, _ in scored])
+        if len(found) < len(scored) and self._index is not None:
+            self._index.invalidate()  # deleted by another process since the cache was filled
+        return [SearchHit(memory=found[i], score=s) for i, s in scored if i in found]
+
+    async def _vector_search(
+        self, vector: np.ndarray, *, k: int, threshold: float, filters: IndexFilters
+    ) -> list[tuple[uuid.UUID, float]]:
+        if self._index is not None:
+            stored = await self.stored_model()
+            if stored is None:
+                return []
+            async with self._read() as conn:
+                await self._index.refresh(conn, stored[0])
+            return self._index.search(vector, k, threshold, filters)
+        return await self._pg_search(vector, k=k, threshold=threshold, filters=filters)
+
+    async def _pg_search(
+        self, vector: np.ndarray, *, k: int, threshold: float, filters: IndexFilters
+    ) -> list[tuple[uuid.UUID, float]]:
+        distance = M.c.embedding.op("<=>", return_type=Float())(
+            bindparam("q", vector, type_=EmbeddingVector())
+        )
+        stmt = select(M.c.id, distance.label("distance")).where(M.c.embedding.is_not(None))
+        stmt = _filtered(stmt, filters)
+        stmt = stmt.order_by(distance).limit(k)
+        async with self._read() as conn:
+            await conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, k)}"))
+            await conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+            rows = (await conn.execute(stmt)).all()
+        hits = [(r[0], 1.0 - float(r[1])) for r in rows]
+        return [(i, s) for i, s in hits if s >= threshold]
+
+    async def get(self, memory_id: uuid.UUID, *, with_vector: bool = True) -> Memory | None:
+        found = await self._get_many([memory_id], with_vector=with_vector)
+        return found.get(memory_id)
+
+    async def _get_many(
+        self, ids: Sequence[uuid.UUID], *, with_vector: bool = False
+    ) -> dict[uuid.UUID, Memory]:
+        found: dict[uuid.UUID, Memory] = {}
+        columns = _columns(with_vector)
+        async with self._read() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = list(ids[start : start + _CHUNK])
+                rows = (await conn.execute(select(*columns).where(M.c.id.in_(chunk)))).all()
+                for row in rows:
+                    found[row.id] = _memory(row)
+        return found
+
+    async def recent(
+        self,
+        room_id: uuid.UUID,
+        n: int = 32,
+        *,
+        kinds: Sequence[MemoryKind | str] | None = (MemoryKind.MESSAGE,),
+    ) -> list[Memory]:
+        """The last n memories of a room, oldest first (the order a prompt wants)."""
+        stmt = select(*_columns(False)).where(M.c.room_id == room_id)
+        if kinds:
+            stmt = stmt.where(M.c.kind.in_([str(MemoryKind(k)) for k in kinds]))
+        stmt = stmt.order_by(M.c.created_at.desc(), M.c.id.desc()).limit(n)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_memory(r) for r in reversed(rows)]
+
+    async def list(
+        self,
+        *,
+        agent_id: uuid.UUID | None = None,
+        kinds: Sequence[MemoryKind | str] | None = None,
+        room_id: uuid.UUID | None = None,
+        entity_id: uuid.UUID | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+        with_vectors: bool = False,
+        oldest_first: bool = False,
+    ) -> list[Memory]:
+        """Newest first by default."""
+        filters = IndexFilters(
+            agent_id=agent_id,
+            room_id=room_id,
+            entity_id=entity_id,
+            kinds=[str(MemoryKind(k)) for k in kinds] if kinds else None,
+        )
+        stmt = _filtered(select(*_columns(with_vectors)), filters)
+        order = (
+            (M.c.created_at.asc(), M.c.id.asc())
+            if oldest_first
+            else (M.c.created_at.desc(), M.c.id.desc())
+        )
+        stmt = stmt.order_by(*order).offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_memory(r) for r in rows]
+
+    async def count(
+        self,
+        *,
+        agent_id: uuid.UUID | None = None,
+        kinds: Sequence[MemoryKind | str] | None = None,
+        room_id: uuid.UUID | None = None,
+    ) -> int:
+        filters = IndexFilters(
+            agent_id=agent_id,
+            room_id=room_id,
+            kinds=[str(MemoryKind(k)) for k in kinds] if kinds else None,
+        )
+        stmt = _filtered(select(func.count()).select_from(M), filters)
+        async with self._read() as conn:
+            return int((await conn.execute(stmt)).scalar() or 0)
+
+    async def delete(self, ids: Sequence[uuid.UUID]) -> int:
+        deleted = 0
+        async with self._write() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = list(ids[start : start + _CHUNK])
+                result = await conn.execute(delete(M).where(M.c.id.in_(chunk)))
+                deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if deleted:
+            self._db_model = None
+        return deleted
+
+    async def table_counts(self) -> dict[str, int]:
+        from carrier_cli.memory.schema import MEMORY_TABLES
+
+        counts: dict[str, int] = {}
+        async with self._read() as conn:
+            for table in MEMORY_TABLES:
+                counts[table] = int(
+                    (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar() or 0
+                )
+        return counts
+
+    async def stats(self, agent_id: uuid.UUID | None = None) -> dict[str, Any]:
+        stmt = select(M.c.kind, func.count(), func.min(M.c.created_at), func.max(M.c.created_at))
+        if agent_id is not None:
+            stmt = stmt.where(M.c.agent_id == agent_id)
+        stmt = stmt.group_by(M.c.kind)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+            no_vec = select(func.count()).select_from(M).where(M.c.embedding.is_(None))
+            dup = select(func.count()).select_from(M).where(M.c.unique.is_(False))
+            rooms = select(func.count(func.distinct(M.c.room_id)))
+            if agent_id is not None:
+                no_vec = no_vec.where(M.c.agent_id == agent_id)
+                dup = dup.where(M.c.agent_id == agent_id)
+                rooms = rooms.where(M.c.agent_id == agent_id)
+            without_vectors = int((await conn.execute(no_vec)).scalar() or 0)
+            duplicates = int((await conn.execute(dup)).scalar() or 0)
+            room_count = int((await conn.execute(rooms)).scalar() or 0)
+        stored = await self.stored_model(refresh=True)
+        kinds = {str(r[0]): int(r[1]) for r in rows}
+        return {
+            "total": sum(kinds.values()),
+            "by_kind": kinds,
+            "rooms": room_count,
+            "without_vectors": without_vectors,
+            "not_unique": duplicates,
+            "oldest": min((r[2] for r in rows), default=None),
+            "newest": max((r[3] for r in rows), default=None),
+            "embedding_model": stored[0] if stored else None,
+            "embedding_dimension": stored[1] if stored else None,
+            "embedder": self.embedder.model_id,
+        }
+
+    # ------------------------------------------------------------------ re-embedding
+    async def reembed(
+        self, *, batch_size: int = 256, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Re-embed every memory with the current embedder (after a model change)."""
+        model = self.embedder.model_id
+        async with self._read() as conn:
+            total = int((await conn.execute(select(func.count()).select_from(M))).scalar() or 0)
+        if self.backend == "postgresql":
+            async with self._write() as conn:
+                await conn.execute(text("DROP INDEX IF EXISTS ix_memories_embedding_hnsw"))
+                await conn.execute(
+                    text("ALTER TABLE memories ALTER COLUMN embedding TYPE vector USING NULL")
+                )
+                await conn.execute(update(M).values(embedding_model=None))
+            self._pg_vectors_ready = False
+        else:
+            async with self._write() as conn:
+                await conn.execute(update(M).values(embedding=None, embedding_model=None))
+        self._db_model = None
+        self._vector_cache.clear()
+        done = 0
+        last_id: uuid.UUID | None = None
+        while True:
+            stmt = select(M.c.id, M.c.content).order_by(M.c.id).limit(batch_size)
+            if last_id is not None:
+                stmt = stmt.where(M.c.id > last_id)
+            async with self._read() as conn:
+                rows = (await conn.execute(stmt)).all()
+            if not rows:
+                break
+            last_id = rows[-1][0]
+            vectors = await self.embed_texts([str((r[1] or {}).get("text", "")) for r in rows])
+            first = next((v for v in vectors if v is not None), None)
+            if first is not None:
+                await self._check_model(model, len(first), writing=True)
+            async with self._write() as conn:
+                for (memory_id, _), vector in zip(rows, vectors, strict=True):
+                    if vector is not None:
+                        await conn.execute(
+                            update(M)
+                            .where(M.c.id == memory_id)
+                            .values(embedding=vector, embedding_model=model)
+                        )
+            done += len(rows)
+            if progress is not None:
+                progress(done, total)
+        if self._index is not None:
+            self._index.invalidate()
+        return done
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+async def _connect_check(engine: AsyncEngine, url: str, schema_state: Any) -> Any:
+    try:
+        return await schema_state(engine)
+    except (InputError, RuntimeFailure):
+        raise
+    except Exception as exc:
+        name = type(exc).__name__
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+        raise RuntimeFailure(
+            f"Cannot open the database {mask_url(url)}: {name}: {message}.",
+            hint="Check DATABASE_URL (host, port, user, password, database name) and that "
+            "the server is running; unset it to use the built-in SQLite database.",
+        ) from exc
+
+
+def _columns(with_vector: bool) -> list[Any]:
+    cols = [
+        M.c.id,
+        M.c.agent_id,
+        M.c.room_id,
+        M.c.entity_id,
+        M.c.kind,
+        M.c.content,
+        M.c.created_at,
+        M.c.embedding_model,
+        M.c.unique,
+        M.c.metadata,
+    ]
+    if with_vector:
+        cols.append(M.c.embedding)
+    return cols
+
+
+def _filtered(stmt: Any, filters: IndexFilters) -> Any:
+    if filters.agent_id is not None:
+        stmt = stmt.where(M.c.agent_id == filters.agent_id)
+    if filters.room_id is not None:
+        stmt = stmt.where(M.c.room_id == filters.room_id)
+    if filters.entity_id is not None:
+        stmt = stmt.where(M.c.entity_id == filters.entity_id)
+    if filters.kinds:
+        stmt = stmt.where(M.c.kind.in_(list(filters.kinds)))
+    if filters.since is not None:
+        stmt = stmt.where(M.c.created_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(M.c.created_at <= filters.until)
+    if filters.unique_only:
+        stmt = stmt.where(M.c.unique.is_(True))
+    return stmt
+
+
+def _row(memory: Memory, vector: np.ndarray | None) -> dict[str, Any]:
+    return {
+        "id": memory.id,
+        "agent_id": memory.agent_id,
+        "room_id": memory.room_id,
+        "entity_id": memory.entity_id,
+        "kind": str(MemoryKind(memory.kind)),
+        "content": memory.content,
+        "content_hash": content_hash(memory.text),
+        "created_at": memory.created_at,
+        "embedding": vector,
+        "embedding_model": memory.embedding_model if vector is not None else None,
+        "unique": memory.unique,
+        "metadata": memory.metadata or {},
+    }
+
+
+def _memory(row: Any) -> Memory:
+    mapping = row._mapping
+    vector = mapping.get("embedding")
+    return Memory(
+        id=row.id,
+        agent_id=row.agent_id,
+        room_id=row.room_id,
+        entity_id=row.entity_id,
+        kind=MemoryKind(row.kind),
+        content=dict(row.content or {}),
+        created_at=row.created_at,
+        unique=bool(row.unique),
+        metadata=dict(row.metadata or {}),
+        embedding=np.asarray(vector).tolist() if vector is not None else None,
+        embedding_model=row.embedding_model,
+    )
+
+
+def _room(row: Any) -> Room:
+    return Room(
+        id=row.id,
+        agent_id=row.agent_id,
+        source=row.source,
+        external_id=row.external_id,
+        name=row.name,
+        metadata=dict(row.metadata or {}),
+    )
