@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 # Shared fixtures of one area that others reuse live in tests/support/*.py; list them here.
-pytest_plugins: list[str] = ["tests.support.fake_discord"]
+pytest_plugins: list[str] = ["tests.support.fake_discord", "tests.support.model_server",
+                             "tests.support.postgres"]
 
 _CLEARED = [
     "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",

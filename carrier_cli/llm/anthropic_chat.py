@@ -1,0 +1,198 @@
+"""Chat through the official `anthropic` SDK (the Messages API).
+
+The Messages API differs from chat completions in ways the runtime should not care about:
+the system prompt is a separate `system=` field, roles must alternate and the first
+message must be the user's. `to_anthropic_messages` reshapes our messages accordingly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anthropic
+import httpx2
+
+from carrier_cli.errors import CarrierError, RuntimeFailure
+from carrier_cli.llm.base import ChatMessage, GenerationParams
+from carrier_cli.llm.errors import (
+    BadRequest,
+    KeyRejected,
+    PermissionDenied,
+    ProviderResponseError,
+    ProviderUnavailable,
+    UnknownModel,
+)
+from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient, parse_retry_after
+
+log = logging.getLogger(__name__)
+DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+# Anthropic requires a non-empty first user turn; used when the prompt has only a system part.
+_EMPTY_TURN = "(continue)"
+
+
+def to_anthropic_messages(
+    messages: Sequence[ChatMessage],
+) -> tuple[str | None, list[dict[str, str]]]:
+    """(system, messages): system parts joined; same-role neighbours merged; a user turn
+    first. Anthropic rejects anything else with a 400."""
+    system_parts = [m.content for m in messages if m.role == "system" and m.content]
+    turns: list[dict[str, str]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        if turns and turns[-1]["role"] == message.role:
+            turns[-1]["content"] = f"{turns[-1]['content']}\n\n{message.content}"
+        else:
+            turns.append({"role": message.role, "content": message.content})
+    if not turns or turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": _EMPTY_TURN})
+    for turn in turns:
+        if not turn["content"].strip():
+            turn["content"] = _EMPTY_TURN
+    return ("\n\n".join(system_parts) or None), turns
+
+
+class AnthropicChatModel:
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url or DEFAULT_ANTHROPIC_BASE_URL,
+            timeout=timeout,
+            max_retries=0,
+        )
+
+    @property
+    def _url(self) -> str:
+        return (self.base_url or DEFAULT_ANTHROPIC_BASE_URL).rstrip("/")
+
+    def _describe(self) -> str:
+        return f"Anthropic at {self._url}"
+
+    def _classify(self, exc: BaseException) -> Transient | None:
+        if isinstance(exc, anthropic.APITimeoutError):
+            return Transient(f"no answer within {self.timeout:g} s (timeout)")
+        if isinstance(exc, anthropic.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f": {type(cause).__name__}" if cause is not None else ""
+            return Transient(f"connection to {self._url} failed{detail}")
+        if isinstance(exc, httpx2.TimeoutException):
+            return Transient(f"no answer within {self.timeout:g} s (timeout)")
+        if isinstance(exc, httpx2.TransportError):  # raised raw while reading a stream
+            return Transient(f"connection to {self._url} failed: {type(exc).__name__}")
+        if isinstance(exc, anthropic.APIStatusError):
+            status = exc.status_code
+            if status == 429 or status >= 500 or status == 408:
+                label = {429: "rate limited (429)", 529: "overloaded (529)"}.get(
+                    status, f"server error ({status})"
+                )
+                return Transient(label, parse_retry_after(dict(exc.response.headers)))
+        return None
+
+    def _translate(self, exc: BaseException, model: str) -> BaseException:
+        if isinstance(exc, CarrierError):
+            return exc
+        if isinstance(exc, anthropic.AuthenticationError):
+            return KeyRejected("anthropic", self.base_url and self._url)
+        if isinstance(exc, anthropic.PermissionDeniedError):
+            return PermissionDenied("anthropic", model, _detail(exc))
+        if isinstance(exc, anthropic.NotFoundError):
+            return UnknownModel("anthropic", model, self._url)
+        if isinstance(exc, anthropic.APIStatusError) and exc.status_code in (400, 413, 422):
+            return BadRequest("anthropic", model, _detail(exc))
+        if isinstance(exc, anthropic.APIStatusError):
+            return RuntimeFailure(
+                f"Anthropic at {self._url} answered {exc.status_code}: {_detail(exc)}"
+            )
+        if isinstance(exc, anthropic.APIResponseValidationError | ValueError):
+            return ProviderResponseError(
+                "anthropic", self._url, f"{type(exc).__name__}: {exc}"[:300]
+            )
+        if isinstance(exc, anthropic.AnthropicError):
+            return RuntimeFailure(f"Anthropic at {self._url} failed: {exc}")
+        return exc
+
+    def _request(self, messages: Sequence[ChatMessage], params: GenerationParams) -> dict[str, Any]:
+        system, turns = to_anthropic_messages(messages)
+        request: dict[str, Any] = {
+            "model": params.model,
+            "messages": turns,
+            "max_tokens": params.max_tokens,
+        }
+        # No temperature: the current Messages API (anthropic SDK 2.x) has no such parameter.
+        if system:
+            request["system"] = system
+        if params.stop:
+            request["stop_sequences"] = list(params.stop)
+        return request
+
+    async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
+        request = self._request(messages, params)
+        retrier = Retrier(self.retry, self._classify, self._describe())
+        try:
+            while True:
+                try:
+                    response = await self._client.messages.create(**request)
+                    break
+                except Exception as exc:
+                    await retrier.wait_or_raise(exc)
+        except Exception as exc:
+            raise self._translate(exc, params.model) from None
+        content = getattr(response, "content", None)
+        if content is None:
+            raise self._translate(ValueError("no content in the message"), params.model)
+        return "".join(getattr(block, "text", "") for block in content if block.type == "text")
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        """Text deltas; retried only before the first delta (see OpenAIChatModel.stream)."""
+        request = self._request(messages, params)
+        retrier = Retrier(self.retry, self._classify, self._describe())
+        yielded = False
+        while True:
+            try:
+                async with self._client.messages.stream(**request) as stream:
+                    async for delta in stream.text_stream:
+                        if delta:
+                            yielded = True
+                            yield delta
+                return
+            except Exception as exc:
+                if yielded:
+                    transient = self._classify(exc)
+                    if transient is not None:
+                        raise ProviderUnavailable(
+                            f"{self._describe()} broke off the reply mid-stream "
+                            f"({transient.reason}).",
+                            hint="Send the message again.",
+                        ) from None
+                    raise self._translate(exc, params.model) from None
+                try:
+                    await retrier.wait_or_raise(exc)
+                except Exception as final:
+                    raise self._translate(final, params.model) from None
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def __repr__(self) -> str:
+        return f"AnthropicChatModel(base_url={self.base_url!r})"
+
+
+def _detail(exc: anthropic.APIStatusError) -> str:
+    message = getattr(exc, "api_message", None)
+    return message if isinstance(message, str) and message else exc.message

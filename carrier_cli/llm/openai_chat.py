@@ -1,0 +1,146 @@
+"""Chat through the official `openai` SDK: OpenAI itself, Ollama, vLLM, LM Studio,
+OpenRouter or anything else that speaks /v1/chat/completions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from carrier_cli.llm import openai_common
+from carrier_cli.llm.base import ChatMessage, GenerationParams
+from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient
+
+log = logging.getLogger(__name__)
+
+# OpenAI's reasoning models reject `temperature` and the old `max_tokens` parameter.
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+class OpenAIChatModel:
+    """ChatModel over /v1/chat/completions. `name` is the provider name given to it."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        name: str = "openai",
+    ) -> None:
+        self.name = name
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._client = openai_common.make_client(api_key, base_url, timeout)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _describe(self) -> str:
+        return openai_common.describe(self.name, self.base_url)
+
+    def _classify(self, exc: BaseException) -> Transient | None:
+        return openai_common.classify(exc, self.timeout, self.base_url)
+
+    def _translate(self, exc: BaseException, model: str) -> BaseException:
+        return openai_common.translate(exc, self.name, model, self.base_url) or exc
+
+    def _request(self, messages: Sequence[ChatMessage], params: GenerationParams) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": params.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+        }
+        reasoning = self.name == "openai" and params.model.startswith(_REASONING_PREFIXES)
+        if not reasoning:
+            request["temperature"] = params.temperature
+        # OpenAI deprecated max_tokens for max_completion_tokens; compatible servers
+        # (Ollama, vLLM, LM Studio) still only read max_tokens.
+        request["max_completion_tokens" if self.name == "openai" else "max_tokens"] = (
+            params.max_tokens
+        )
+        if params.stop:
+            request["stop"] = list(params.stop)
+        return request
+
+    # -- ChatModel -------------------------------------------------------------------------
+    async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
+        request = self._request(messages, params)
+        retrier = Retrier(self.retry, self._classify, self._describe())
+        try:
+            while True:
+                try:
+                    response = await self._client.chat.completions.create(**request)
+                    break
+                except Exception as exc:
+                    await retrier.wait_or_raise(exc)
+        except Exception as exc:
+            raise self._translate(exc, params.model) from None
+        if not getattr(response, "choices", None):
+            raise self._translate(ValueError("no choices in the completion"), params.model)
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            log.debug("%s %s usage: %s", self.name, params.model, usage)
+        return response.choices[0].message.content or ""
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        """Text deltas as they arrive. Retries only before the first delta: after that a
+        retry would repeat text the caller has already shown."""
+        request = self._request(messages, params)
+        retrier = Retrier(self.retry, self._classify, self._describe())
+        yielded = False
+        while True:
+            try:
+                stream = await self._client.chat.completions.create(**request, stream=True)
+                try:
+                    async for chunk in stream:
+                        if not chunk.choices:
+                            continue
+                        delta = chunk.choices[0].delta.content
+                        if delta:
+                            yielded = True
+                            yield delta
+                finally:
+                    await stream.close()
+                return
+            except Exception as exc:
+                if yielded:
+                    raise self._translate_midstream(exc, params.model) from None
+                try:
+                    await retrier.wait_or_raise(exc)
+                except Exception as final:
+                    raise self._translate(final, params.model) from None
+
+    def _translate_midstream(self, exc: BaseException, model: str) -> BaseException:
+        transient = self._classify(exc)
+        if transient is not None:
+            from carrier_cli.llm.errors import ProviderUnavailable
+
+            return ProviderUnavailable(
+                f"{self._describe()} broke off the reply mid-stream ({transient.reason}).",
+                hint="Send the message again.",
+            )
+        return self._translate(exc, model)
+
+    async def list_models(self) -> list[str]:
+        """Model names the server offers (GET /v1/models), sorted."""
+        retrier = Retrier(self.retry, self._classify, self._describe())
+
+        async def fetch() -> list[str]:
+            return sorted([model.id async for model in self._client.models.list()])
+
+        try:
+            while True:
+                try:
+                    return await fetch()
+                except Exception as exc:
+                    await retrier.wait_or_raise(exc)
+        except Exception as exc:
+            raise self._translate(exc, "(listing models)") from None
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def __repr__(self) -> str:  # never show the client (it holds the key)
+        return f"OpenAIChatModel(name={self.name!r}, base_url={self.base_url!r})"

@@ -1,0 +1,98 @@
+"""What the OpenAI chat model and embedder share: the client, retry classification, and
+turning SDK exceptions into Carrier errors the operator can act on."""
+
+from __future__ import annotations
+
+import httpx2
+import openai
+
+from carrier_cli.errors import CarrierError, RuntimeFailure
+from carrier_cli.llm.errors import (
+    BadRequest,
+    KeyRejected,
+    PermissionDenied,
+    ProviderResponseError,
+    UnknownModel,
+    provider_label,
+)
+from carrier_cli.llm.retry import Transient, parse_retry_after
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def make_client(api_key: str, base_url: str | None, timeout: float) -> openai.AsyncOpenAI:
+    """The SDK client with its own retries off: `carrier_cli.llm.retry` does them."""
+    return openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url or DEFAULT_OPENAI_BASE_URL,
+        timeout=timeout,
+        max_retries=0,
+    )
+
+
+def describe(provider: str, base_url: str | None) -> str:
+    return f"{provider_label(provider)} at {(base_url or DEFAULT_OPENAI_BASE_URL).rstrip('/')}"
+
+
+def classify(exc: BaseException, timeout: float, base_url: str | None) -> Transient | None:
+    """429, 5xx, timeouts and connection failures are worth another try; nothing else is."""
+    if isinstance(exc, openai.APITimeoutError):
+        return Transient(f"no answer within {timeout:g} s (timeout)")
+    url = (base_url or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        detail = f": {type(cause).__name__}" if cause is not None else ""
+        return Transient(f"connection to {url} failed{detail}")
+    if isinstance(exc, httpx2.TimeoutException):
+        return Transient(f"no answer within {timeout:g} s (timeout)")
+    if isinstance(exc, httpx2.TransportError):  # raised raw while reading a stream
+        return Transient(f"connection to {url} failed: {type(exc).__name__}")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 429 or status >= 500 or status == 408:
+            retry_after = parse_retry_after(dict(exc.response.headers))
+            label = "rate limited (429)" if status == 429 else f"server error ({status})"
+            return Transient(label, retry_after)
+    return None
+
+
+def _detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message
+    return exc.message
+
+
+def translate(
+    exc: BaseException, provider: str, model: str, base_url: str | None
+) -> CarrierError | None:
+    """A Carrier error for a non-transient SDK exception, or None if it is not one of ours."""
+    if isinstance(exc, CarrierError):
+        return exc
+    url = (base_url or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+    if isinstance(exc, openai.AuthenticationError):
+        return KeyRejected(provider, None if base_url is None else url)
+    if isinstance(exc, openai.PermissionDeniedError):
+        return PermissionDenied(provider, model, _detail(exc))
+    if isinstance(exc, openai.NotFoundError):
+        if isinstance(exc.body, dict) or exc.code == "model_not_found":
+            return UnknownModel(provider, model, url)
+        return RuntimeFailure(
+            f"{provider_label(provider)}: {url} has no OpenAI-style endpoint here (404).",
+            hint="Check the base URL; OpenAI-compatible servers usually serve under /v1.",
+        )
+    if isinstance(exc, openai.APIStatusError) and exc.status_code in (400, 413, 422):
+        if exc.code == "model_not_found":
+            return UnknownModel(provider, model, url)
+        return BadRequest(provider, model, _detail(exc))
+    if isinstance(exc, openai.APIStatusError):
+        return RuntimeFailure(
+            f"{provider_label(provider)} at {url} answered {exc.status_code}: {_detail(exc)}"
+        )
+    if isinstance(exc, openai.APIResponseValidationError | ValueError):
+        return ProviderResponseError(provider, url, f"{type(exc).__name__}: {exc}"[:300])
+    if isinstance(exc, openai.OpenAIError):
+        return RuntimeFailure(f"{provider_label(provider)} at {url} failed: {exc}")
+    return None

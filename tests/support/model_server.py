@@ -1,0 +1,965 @@
+"""A fake model server that speaks the OpenAI and Anthropic HTTP APIs on 127.0.0.1.
+
+Tests drive it through the *official* `openai` and `anthropic` SDKs (via base_url), so what
+is tested is our code against the real client libraries, not against mocks of ourselves.
+
+Endpoints
+    POST /v1/chat/completions   OpenAI chat (plain JSON with usage, or SSE when stream=true)
+    POST /v1/embeddings         OpenAI embeddings (deterministic hash-seeded unit vectors;
+                                float or base64 encoding; honours `dimensions`)
+    GET  /v1/models             OpenAI model list
+    POST /v1/messages           Anthropic messages (plain, or the SSE event sequence)
+    POST /_admin/script         push replies (JSON list of reply dicts, see `Reply`)
+    POST /_admin/config         change expect_key / models / dimension / default_text
+    GET  /_admin/requests       every request recorded so far (auth headers removed)
+    POST /_admin/reset          clear the queue and the recorded requests
+
+Replies are consumed one per request from a queue per endpoint kind ("chat" serves both
+/v1/chat/completions and /v1/messages; "embeddings" serves /v1/embeddings). With an empty
+queue the default rule answers:
+
+* a should-respond prompt (any message contains the whole words RESPOND and IGNORE and the
+  prompt has no `<actions>` tag) gets the one word `RESPOND`;
+* anything else gets the runtime's XML reply format
+  `<response><thought>...</thought><actions>REPLY</actions><text>Echo: LINE</text></response>`
+  where LINE is the last non-empty line of the last user message (cut to 200 characters),
+  or `default_text` when one is configured.
+
+Auth is checked like the real services: OpenAI needs `Authorization: Bearer ...`;
+Anthropic needs `x-api-key` (or `Authorization: Bearer`, which anthropic 2.x sends) and
+`anthropic-version`. With `expect_key` set, any other key is
+answered 401 with the provider's error JSON. With `models` set, other model names get 404.
+
+Run standalone (for tests that start the real `carrier` CLI as a subprocess):
+    python -m tests.support.model_server --port 0 [--script FILE.json] [--expect-key KEY]
+The first line on stdout is the base URL (http://127.0.0.1:PORT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import itertools
+import json
+import math
+import random
+import re
+import struct
+import sys
+import time
+import urllib.request
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+_HIDDEN_HEADERS = {"authorization", "x-api-key"}
+
+
+@dataclass
+class Reply:
+    """One scripted answer. Fields left at their defaults fall back to the default rule.
+
+    text: the reply text (None: the default rule's text).
+    chunks: stream deltas; default splits `text` into word-sized pieces.
+    status/headers/body: an error answer. `body` None builds the provider's error JSON
+        from `error_message`/`error_type`/`error_code`; a str is sent raw.
+    delay: seconds to wait before answering (for timeouts).
+    chunk_delay: seconds between stream chunks.
+    malformed: send broken JSON (plain) or a broken SSE data line (stream).
+    disconnect_after: stream: close the connection after this many text chunks.
+    endpoint: "chat" or "embeddings" (which queue the reply goes to).
+    """
+
+    text: str | None = None
+    chunks: list[str] | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    error_message: str | None = None
+    error_type: str | None = None
+    error_code: str | None = None
+    delay: float = 0.0
+    chunk_delay: float = 0.0
+    malformed: bool = False
+    disconnect_after: int | None = None
+    endpoint: str = "chat"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reply:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown reply fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    time: float  # time.monotonic() when it arrived (system-wide clock on Linux)
+    status: int = 0  # what the server answered
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        if isinstance(self.body, dict):
+            return list(self.body.get("messages") or [])
+        return []
+
+    @property
+    def prompt_text(self) -> str:
+        """Every message's text (and Anthropic's `system`) joined, for prompt assertions."""
+        parts: list[str] = []
+        if isinstance(self.body, dict) and self.body.get("system"):
+            parts.append(_content_text(self.body["system"]))
+        parts.extend(_content_text(m.get("content")) for m in self.messages)
+        return "\n".join(parts)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
+    return "" if content is None else str(content)
+
+
+_SHOULD_RESPOND = re.compile(r"\bRESPOND\b")
+_IGNORE = re.compile(r"\bIGNORE\b")
+
+
+def default_reply_text(
+    messages: list[dict[str, Any]], system: str = "", default_text: str | None = None
+) -> str:
+    """The deterministic reply the server gives when nothing is scripted."""
+    everything = "\n".join([system, *(_content_text(m.get("content")) for m in messages)])
+    if (
+        _SHOULD_RESPOND.search(everything)
+        and _IGNORE.search(everything)
+        and "<actions>" not in everything
+    ):
+        return "RESPOND"
+    if default_text is not None:
+        text = default_text
+    else:
+        last_user = ""
+        for message in reversed(messages):
+            if message.get("role") == "user":
+                last_user = _content_text(message.get("content"))
+                break
+        lines = [line.strip() for line in last_user.splitlines() if line.strip()]
+        text = "Echo: " + (lines[-1][:200] if lines else "")
+    return (
+        "<response><thought>Replying to the user.</thought><actions>REPLY</actions>"
+        f"<text>{text}</text></response>"
+    )
+
+
+def split_chunks(text: str) -> list[str]:
+    """Word-sized pieces (whitespace kept) so a stream has several deltas."""
+    pieces = re.findall(r"\S+\s*|\s+", text)
+    return pieces or [text]
+
+
+def fake_embedding(text: str, dimension: int) -> list[float]:
+    """A unit vector seeded by the text: same text, same vector, in any process."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    rng = random.Random(seed)
+    vec = [rng.gauss(0.0, 1.0) for _ in range(dimension)]
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]
+
+
+def _estimate_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
+
+
+class FakeModelServer:
+    """The aiohttp application plus its script queue and request log."""
+
+    def __init__(
+        self,
+        *,
+        expect_key: str | None = None,
+        models: list[str] | None = None,
+        dimension: int = 1536,
+        default_text: str | None = None,
+    ) -> None:
+        self.expect_key = expect_key
+        self.models = models
+        self.dimension = dimension
+        self.default_text = default_text
+        self.queues: dict[str, deque[Reply]] = {"chat": deque(), "embeddings": deque()}
+        self.recorded: list[RecordedRequest] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._counter = 0
+
+    # -- control ---------------------------------------------------------------------------
+    def push(self, *replies: Reply | dict[str, Any] | str, **fields: Any) -> None:
+        """push("hi"), push(Reply(status=429, headers={"Retry-After": "1"})), push(status=500)."""
+        items: list[Reply] = []
+        for reply in replies:
+            if isinstance(reply, str):
+                items.append(Reply(text=reply))
+            elif isinstance(reply, dict):
+                items.append(Reply.from_dict(reply))
+            else:
+                items.append(reply)
+        if fields:
+            items.append(Reply(**fields))
+        for item in items:
+            if item.endpoint not in self.queues:
+                raise ValueError(f"unknown endpoint {item.endpoint!r}")
+            self.queues[item.endpoint].append(item)
+
+    def requests(self, path: str | None = None) -> list[RecordedRequest]:
+        return [r for r in self.recorded if path is None or r.path == path]
+
+    def reset(self) -> None:
+        for queue in self.queues.values():
+            queue.clear()
+        self.recorded.clear()
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._openai_chat)
+        app.router.add_post("/v1/embeddings", self._openai_embeddings)
+        app.router.add_get("/v1/models", self._openai_models)
+        app.router.add_post("/v1/messages", self._anthropic_messages)
+        app.router.add_post("/_admin/script", self._admin_script)
+        app.router.add_post("/_admin/config", self._admin_config)
+        app.router.add_get("/_admin/requests", self._admin_requests)
+        app.router.add_post("/_admin/reset", self._admin_reset)
+        return app
+
+    async def start(self, port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        sockets = site._server.sockets  # type: ignore[union-attr]
+        bound = sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{bound}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        headers = {
+            k.lower(): v for k, v in request.headers.items() if k.lower() not in _HIDDEN_HEADERS
+        }
+        record = RecordedRequest(request.method, request.path, headers, body, time.monotonic())
+        self.recorded.append(record)
+        return record
+
+    def _next(self, endpoint: str) -> Reply:
+        queue = self.queues[endpoint]
+        return queue.popleft() if queue else Reply()
+
+    @staticmethod
+    def _openai_error(
+        status: int,
+        message: str,
+        type_: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        payload = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+        return web.json_response(payload, status=status, headers=headers)
+
+    @staticmethod
+    def _anthropic_error(
+        status: int, message: str, type_: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        payload = {
+            "type": "error",
+            "error": {"type": type_, "message": message},
+            "request_id": f"req_{uuid.uuid4().hex[:20]}",
+        }
+        return web.json_response(payload, status=status, headers=headers)
+
+    def _scripted_error(self, reply: Reply, flavour: str) -> web.Response:
+        if isinstance(reply.body, str):
+            return web.Response(
+                status=reply.status,
+                text=reply.body,
+                headers=reply.headers,
+                content_type="application/json",
+            )
+        if reply.body is not None:
+            return web.json_response(reply.body, status=reply.status, headers=reply.headers)
+        defaults = {
+            400: ("invalid_request_error", "Bad request."),
+            401: (
+                "authentication_error" if flavour == "anthropic" else "invalid_request_error",
+                "Incorrect API key provided.",
+            ),
+            403: ("permission_error", "Forbidden."),
+            404: (
+                "not_found_error" if flavour == "anthropic" else "invalid_request_error",
+                "Not found.",
+            ),
+            429: (
+                "rate_limit_error" if flavour == "anthropic" else "requests",
+                "Rate limit reached. Please try again later.",
+            ),
+            529: ("overloaded_error", "Overloaded"),
+        }
+        type_, message = defaults.get(
+            reply.status,
+            (
+                "api_error" if flavour == "anthropic" else "server_error",
+                "The server had an error while processing your request.",
+            ),
+        )
+        type_ = reply.error_type or type_
+        message = reply.error_message or message
+        if flavour == "anthropic":
+            return self._anthropic_error(reply.status, message, type_, reply.headers)
+        code = reply.error_code or ("rate_limit_exceeded" if reply.status == 429 else None)
+        return self._openai_error(reply.status, message, type_, code, headers=reply.headers)
+
+    # -- OpenAI ----------------------------------------------------------------------------
+    def _check_openai_auth(self, request: web.Request) -> web.Response | None:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            return self._openai_error(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "invalid_request_error",
+            )
+        key = auth[7:].strip()
+        if self.expect_key is not None and key != self.expect_key:
+            shown = f"{key[:3]}*****{key[-4:]}" if len(key) > 8 else "*****"
+            return self._openai_error(
+                401,
+                f"Incorrect API key provided: {shown}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        return None
+
+    def _check_openai_model(self, model: Any) -> web.Response | None:
+        if not isinstance(model, str) or not model:
+            return self._openai_error(
+                400, "you must provide a model parameter", "invalid_request_error", param="model"
+            )
+        if self.models is not None and model not in self.models:
+            return self._openai_error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        return None
+
+    async def _finish(
+        self, record: RecordedRequest, response: web.StreamResponse
+    ) -> web.StreamResponse:
+        record.status = response.status
+        return response
+
+    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        problem = self._check_openai_auth(request)
+        body = record.body if isinstance(record.body, dict) else None
+        if problem is None and body is None:
+            problem = self._openai_error(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error"
+            )
+        if problem is None:
+            assert body is not None
+            problem = self._check_openai_model(body.get("model"))
+            if problem is None and not isinstance(body.get("messages"), list):
+                problem = self._openai_error(
+                    400,
+                    "Missing required parameter: 'messages'.",
+                    "invalid_request_error",
+                    param="messages",
+                )
+        if problem is not None:
+            return await self._finish(record, problem)
+        assert body is not None
+        reply = self._next("chat")
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.status != 200:
+            return await self._finish(record, self._scripted_error(reply, "openai"))
+        text = (
+            reply.text
+            if reply.text is not None
+            else default_reply_text(body["messages"], default_text=self.default_text)
+        )
+        prompt_tokens = sum(
+            _estimate_tokens(_content_text(m.get("content"))) for m in body["messages"]
+        )
+        self._counter += 1
+        completion_id = f"chatcmpl-fake{self._counter:06d}"
+        created = int(time.time())
+        model = body["model"]
+        if not body.get("stream"):
+            if reply.malformed:
+                return await self._finish(
+                    record,
+                    web.Response(
+                        status=200,
+                        text='{"id": "chatcmpl-broken", "choices": [{"mess',
+                        content_type="application/json",
+                        headers=reply.headers,
+                    ),
+                )
+            payload = {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": _estimate_tokens(text),
+                    "total_tokens": prompt_tokens + _estimate_tokens(text),
+                },
+            }
+            return await self._finish(record, web.json_response(payload, headers=reply.headers))
+
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **reply.headers,
+            },
+        )
+        await response.prepare(request)
+        record.status = 200
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            data = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        await response.write(chunk({"role": "assistant", "content": "", "refusal": None}))
+        for index, piece in enumerate(
+            reply.chunks if reply.chunks is not None else split_chunks(text)
+        ):
+            if reply.disconnect_after is not None and index >= reply.disconnect_after:
+                _abort(request)
+                return response
+            if reply.malformed and index == 1:
+                await response.write(b'data: {"id": "chatcmpl-broken", "choices": [\n\n')
+                await response.write_eof()
+                return response
+            if reply.chunk_delay:
+                await asyncio.sleep(reply.chunk_delay)
+            await response.write(chunk({"content": piece}))
+        await response.write(chunk({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": _estimate_tokens(text),
+                    "total_tokens": prompt_tokens + _estimate_tokens(text),
+                },
+            }
+            await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _openai_embeddings(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        problem = self._check_openai_auth(request)
+        body = record.body if isinstance(record.body, dict) else None
+        if problem is None and body is None:
+            problem = self._openai_error(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error"
+            )
+        if problem is None:
+            assert body is not None
+            problem = self._check_openai_model(body.get("model"))
+        if problem is not None:
+            return await self._finish(record, problem)
+        assert body is not None
+        reply = self._next("embeddings")
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.status != 200:
+            return await self._finish(record, self._scripted_error(reply, "openai"))
+        if reply.malformed:
+            return await self._finish(
+                record,
+                web.Response(
+                    status=200,
+                    text='{"data": [{"embedding": [0.1, ',
+                    content_type="application/json",
+                ),
+            )
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or any(not isinstance(i, str) or not i for i in inputs)
+        ):
+            return await self._finish(
+                record,
+                self._openai_error(
+                    400,
+                    "'$.input' is invalid. Please check the API reference: "
+                    "https://platform.openai.com/docs/api-reference.",
+                    "invalid_request_error",
+                    param="input",
+                ),
+            )
+        if len(inputs) > 2048:
+            return await self._finish(
+                record,
+                self._openai_error(
+                    400,
+                    "'$.input' is too long: at most 2048 inputs per request.",
+                    "invalid_request_error",
+                    param="input",
+                ),
+            )
+        dimension = int(body.get("dimensions") or self.dimension)
+        encoding = body.get("encoding_format") or "float"
+        data = []
+        for index, text in enumerate(inputs):
+            vec = fake_embedding(text, dimension)
+            value: Any = vec
+            if encoding == "base64":
+                value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": value})
+        tokens = sum(_estimate_tokens(t) for t in inputs)
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return await self._finish(record, web.json_response(payload))
+
+    async def _openai_models(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        problem = self._check_openai_auth(request)
+        if problem is not None:
+            return await self._finish(record, problem)
+        names = (
+            self.models
+            if self.models is not None
+            else ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
+        )
+        payload = {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 1700000000, "owned_by": "fake"}
+                for name in names
+            ],
+        }
+        return await self._finish(record, web.json_response(payload))
+
+    # -- Anthropic -------------------------------------------------------------------------
+    async def _anthropic_messages(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        # Older SDKs send x-api-key; anthropic 2.x sends Authorization: Bearer. Both are valid.
+        key = request.headers.get("x-api-key")
+        auth = request.headers.get("Authorization", "")
+        if not key and auth.startswith("Bearer "):
+            key = auth[7:].strip()
+        problem: web.Response | None = None
+        if not key:
+            problem = self._anthropic_error(
+                401, "x-api-key header is required", "authentication_error"
+            )
+        elif self.expect_key is not None and key != self.expect_key:
+            problem = self._anthropic_error(401, "invalid x-api-key", "authentication_error")
+        elif not request.headers.get("anthropic-version"):
+            problem = self._anthropic_error(
+                400, "anthropic-version: header is required", "invalid_request_error"
+            )
+        body = record.body if isinstance(record.body, dict) else None
+        if problem is None and body is None:
+            problem = self._anthropic_error(
+                400, "There was an error parsing the body", "invalid_request_error"
+            )
+        if problem is None:
+            assert body is not None
+            problem = self._check_anthropic_body(body)
+        if problem is not None:
+            return await self._finish(record, problem)
+        assert body is not None
+        reply = self._next("chat")
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.status != 200:
+            return await self._finish(record, self._scripted_error(reply, "anthropic"))
+        system = _content_text(body.get("system"))
+        text = (
+            reply.text
+            if reply.text is not None
+            else default_reply_text(body["messages"], system, self.default_text)
+        )
+        input_tokens = _estimate_tokens(system) + sum(
+            _estimate_tokens(_content_text(m.get("content"))) for m in body["messages"]
+        )
+        self._counter += 1
+        message_id = f"msg_fake{self._counter:06d}"
+        model = body["model"]
+        if not body.get("stream"):
+            if reply.malformed:
+                return await self._finish(
+                    record,
+                    web.Response(
+                        status=200,
+                        text='{"id": "msg_broken", "content": [{"ty',
+                        content_type="application/json",
+                    ),
+                )
+            payload = {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": _estimate_tokens(text)},
+            }
+            return await self._finish(record, web.json_response(payload, headers=reply.headers))
+
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **reply.headers,
+            },
+        )
+        await response.prepare(request)
+        record.status = 200
+
+        async def event(name: str, data: dict[str, Any]) -> None:
+            await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+
+        await event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": message_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                },
+            },
+        )
+        await event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        await event("ping", {"type": "ping"})
+        for index, piece in enumerate(
+            reply.chunks if reply.chunks is not None else split_chunks(text)
+        ):
+            if reply.disconnect_after is not None and index >= reply.disconnect_after:
+                _abort(request)
+                return response
+            if reply.malformed and index == 1:
+                await response.write(b'event: content_block_delta\ndata: {"type": "cont\n\n')
+                await response.write_eof()
+                return response
+            if reply.chunk_delay:
+                await asyncio.sleep(reply.chunk_delay)
+            await event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+            )
+        await event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        await event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": _estimate_tokens(text)},
+            },
+        )
+        await event("message_stop", {"type": "message_stop"})
+        await response.write_eof()
+        return response
+
+    def _check_anthropic_body(self, body: dict[str, Any]) -> web.Response | None:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return self._anthropic_error(400, "model: Field required", "invalid_request_error")
+        if not isinstance(body.get("max_tokens"), int):
+            return self._anthropic_error(400, "max_tokens: Field required", "invalid_request_error")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self._anthropic_error(
+                400, "messages: at least one message is required", "invalid_request_error"
+            )
+        if messages[0].get("role") != "user":
+            return self._anthropic_error(
+                400, 'messages: first message must use the "user" role', "invalid_request_error"
+            )
+        for previous, current in itertools.pairwise(messages):
+            if previous.get("role") == current.get("role"):
+                return self._anthropic_error(
+                    400,
+                    'messages: roles must alternate between "user" and "assistant"',
+                    "invalid_request_error",
+                )
+        if any(m.get("role") not in {"user", "assistant"} for m in messages):
+            return self._anthropic_error(
+                400,
+                'messages: Unexpected role "system". The Messages API accepts a '
+                'top-level `system` parameter, not "system" as an input message role.',
+                "invalid_request_error",
+            )
+        if self.models is not None and model not in self.models:
+            return self._anthropic_error(404, f"model: {model}", "not_found_error")
+        return None
+
+    # -- admin -----------------------------------------------------------------------------
+    async def _admin_script(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        items = data if isinstance(data, list) else [data]
+        try:
+            self.push(*items)
+        except (TypeError, ValueError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"queued": {k: len(v) for k, v in self.queues.items()}})
+
+    async def _admin_config(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        for name in ("expect_key", "models", "dimension", "default_text"):
+            if name in data:
+                setattr(self, name, data[name])
+        return web.json_response({"ok": True})
+
+    async def _admin_requests(self, request: web.Request) -> web.Response:
+        return web.json_response([asdict(r) for r in self.recorded])
+
+    async def _admin_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+
+def _abort(request: web.Request) -> None:
+    """Drop the TCP connection mid-response, as a crashed proxy would."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+class ModelServerProcess:
+    """Client for a model server running in another process (same API as FakeModelServer)."""
+
+    def __init__(self, url: str, process: Any = None) -> None:
+        self.url = url
+        self.process = process
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def push(self, *replies: Reply | dict[str, Any] | str, **fields: Any) -> None:
+        items: list[dict[str, Any]] = []
+        for reply in replies:
+            if isinstance(reply, str):
+                items.append({"text": reply})
+            elif isinstance(reply, Reply):
+                items.append(asdict(reply))
+            else:
+                items.append(dict(reply))
+        if fields:
+            items.append(fields)
+        self._call("POST", "/_admin/script", items)
+
+    def configure(self, **settings: Any) -> None:
+        self._call("POST", "/_admin/config", settings)
+
+    def requests(self, path: str | None = None) -> list[RecordedRequest]:
+        rows = self._call("GET", "/_admin/requests")
+        found = [RecordedRequest(**row) for row in rows]
+        return [r for r in found if path is None or r.path == path]
+
+    def reset(self) -> None:
+        self._call("POST", "/_admin/reset", {})
+
+
+def start_server_process(
+    *,
+    expect_key: str | None = None,
+    models: list[str] | None = None,
+    script: Path | None = None,
+    dimension: int | None = None,
+) -> ModelServerProcess:
+    """Start `python -m tests.support.model_server` and wait for its URL line."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    args = [sys.executable, "-m", "tests.support.model_server", "--port", "0"]
+    if expect_key:
+        args += ["--expect-key", expect_key]
+    if models is not None:
+        args += ["--models", ",".join(models)]
+    if script is not None:
+        args += ["--script", str(script)]
+    if dimension is not None:
+        args += ["--dimension", str(dimension)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    process = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("http://"):
+        process.kill()
+        raise RuntimeError(f"model server did not start (got {line!r})")
+    return ModelServerProcess(line, process)
+
+
+# -- pytest fixtures ---------------------------------------------------------------------------
+@pytest.fixture
+async def model_server() -> AsyncIterator[FakeModelServer]:
+    """An in-process fake model server on the test's event loop."""
+    server = FakeModelServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def model_server_process() -> Iterator[ModelServerProcess]:
+    """The fake model server in a subprocess, for tests that run the `carrier` CLI."""
+    server = start_server_process()
+    try:
+        yield server
+    finally:
+        process = server.process
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except Exception:
+            process.kill()
+            process.wait(timeout=5)
+
+
+# -- standalone --------------------------------------------------------------------------------
+async def _serve(args: argparse.Namespace) -> None:
+    import signal
+
+    server = FakeModelServer(
+        expect_key=args.expect_key,
+        models=args.models.split(",") if args.models else None,
+        dimension=args.dimension,
+        default_text=args.default_text,
+    )
+    if args.script:
+        data = json.loads(Path(args.script).read_text(encoding="utf-8"))
+        server.push(*(data if isinstance(data, list) else [data]))
+    url = await server.start(args.port)
+    sys.stdout.write(url + "\n")
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake OpenAI/Anthropic model server for tests.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--script", help="JSON file: a list of replies to queue at start.")
+    parser.add_argument("--expect-key", help="Answer 401 to any other API key.")
+    parser.add_argument("--models", help="Comma-separated known models; others get 404.")
+    parser.add_argument("--dimension", type=int, default=1536)
+    parser.add_argument("--default-text", help="Reply text instead of the echo rule.")
+    asyncio.run(_serve(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
