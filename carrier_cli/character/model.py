@@ -1,0 +1,205 @@
+"""The Carrier character: who the agent is, how it talks, and which model and clients it uses.
+
+The models are strict (`extra="forbid"`) so that code building a character by hand gets
+the same guarantees as a file; files go through `carrier_cli.character.loader`, which
+reports unknown keys itself (with positions and suggestions) before validation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def _as_list(value: Any) -> Any:
+    """A single string where a list is expected is the most common hand-written shortcut."""
+    if isinstance(value, str):
+        return [value]
+    if value is None:
+        return []
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Style(_Strict):
+    """Style directions: `all` always applies, `chat` for replies, `post` for posts."""
+
+    all: list[str] = Field(default_factory=list)
+    chat: list[str] = Field(default_factory=list)
+    post: list[str] = Field(default_factory=list)
+
+    @field_validator("all", "chat", "post", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
+class ExampleMessage(_Strict):
+    """One turn of an example conversation. `{{user1}}`-style names are kept verbatim; the
+    runtime replaces them with random names when it builds a prompt."""
+
+    name: str
+    text: str = ""
+    actions: list[str] = Field(default_factory=list)
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _as_list(value)
+
+
+class ModelSettings(_Strict):
+    """Model choice. Unset provider/name: the runtime picks from the configured keys.
+    Settings (`model_provider`, `model_name`, `small_model`) override these."""
+
+    provider: str | None = None
+    name: str | None = None
+    small: str | None = None
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=1024, gt=0)
+    embedding: str | None = None
+
+    @field_validator("provider", mode="after")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value else None
+
+
+class DiscordClientSettings(_Strict):
+    respond_only_to_mentions: bool = False
+    ignore_bots: bool = True
+    ignore_dms: bool = False
+    allowed_channel_ids: list[str] = Field(default_factory=list)
+    # Name in `carrier keys` holding this character's bot token, e.g. "discord:eliza".
+    token_key: str | None = None
+
+    @field_validator("allowed_channel_ids", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        # Snowflakes written unquoted in YAML arrive as integers; they are ids, not numbers.
+        value = _as_list(value)
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
+
+    @field_validator("token_key", mode="after")
+    @classmethod
+    def _key_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value != "discord" and not value.startswith("discord:"):
+            raise ValueError(
+                "token_key must name a key stored with `carrier keys set`, "
+                "like 'discord' or 'discord:<character>'"
+            )
+        return value
+
+
+class InstagramClientSettings(_Strict):
+    enabled: bool = True
+    post_interval_minutes: int = Field(default=240, gt=0)
+    interval_jitter_minutes: int = Field(default=30, ge=0)
+    # Written without '#'; the client adds it. A leading '#' is accepted and removed.
+    hashtags: list[str] = Field(default_factory=list)
+    # Folder of images to post from; relative paths are relative to the character file.
+    media_folder: str | None = None
+
+    @field_validator("hashtags", mode="before")
+    @classmethod
+    def _tags(cls, value: Any) -> Any:
+        value = _as_list(value)
+        if isinstance(value, list):
+            return [v.strip().lstrip("#") if isinstance(v, str) else v for v in value]
+        return value
+
+
+class Clients(_Strict):
+    discord: DiscordClientSettings = Field(default_factory=DiscordClientSettings)
+    instagram: InstagramClientSettings = Field(default_factory=InstagramClientSettings)
+
+
+class Character(_Strict):
+    """A validated character. Build one from a file with `load_character`."""
+
+    name: str = Field(min_length=1)
+    username: str | None = None
+    system: str | None = None
+    bio: list[str] = Field(default_factory=list)
+    lore: list[str] = Field(default_factory=list)
+    adjectives: list[str] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list)
+    style: Style = Field(default_factory=Style)
+    message_examples: list[list[ExampleMessage]] = Field(default_factory=list)
+    post_examples: list[str] = Field(default_factory=list)
+    knowledge: list[str] = Field(default_factory=list)
+    templates: dict[str, str] = Field(default_factory=dict)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    clients: Clients = Field(default_factory=Clients)
+    plugins: list[str] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    source_path: Path | None = Field(None, exclude=True)
+
+    @field_validator(
+        "bio",
+        "lore",
+        "adjectives",
+        "topics",
+        "post_examples",
+        "knowledge",
+        "plugins",
+        mode="before",
+    )
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _as_list(value)
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("name must not be empty")
+        return value
+
+    @property
+    def id(self) -> uuid.UUID:
+        """Stable agent id: the same name maps to the same memories across runs."""
+        from carrier_cli.memory.types import stable_id
+
+        return stable_id("character", self.name)
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory that relative paths in the character are resolved against."""
+        return self.source_path.parent if self.source_path else Path.cwd()
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def _existing_path(self, entry: str) -> Path | None:
+        if not entry or "\n" in entry or len(entry) > 1024:
+            return None
+        try:
+            path = self.resolve_path(entry)
+            return path if path.exists() else None
+        except (OSError, ValueError):
+            return None
+
+    def knowledge_paths(self) -> list[Path]:
+        """Knowledge entries that name an existing file or directory (documents to ingest)."""
+        return [p for p in (self._existing_path(k) for k in self.knowledge) if p is not None]
+
+    def knowledge_texts(self) -> list[str]:
+        """Knowledge entries that are inline facts rather than paths."""
+        return [k for k in self.knowledge if k.strip() and self._existing_path(k) is None]
+
+    def media_folder_path(self) -> Path | None:
+        folder = self.clients.instagram.media_folder
+        return self.resolve_path(folder) if folder else None
