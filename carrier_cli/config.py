@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         "Sorry, something went wrong on my side. Please try again in a moment.",
         description="Reply sent when a turn fails.",
     )
+    discord_typing_interval: float = Field(
+        8.0, description="Seconds between typing indicators while a reply is generated."
+    )
 
     # Instagram
     instagram_account_id: str | None = Field(

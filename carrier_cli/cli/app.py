@@ -15,6 +15,7 @@ import typer
 
 from carrier_cli.cli import character, config, keys, version
 from carrier_cli.cli import chat as chat_cli
+from carrier_cli.cli import run as run_cli
 from carrier_cli.state import STATE
 
 app = typer.Typer(
@@ -58,6 +59,7 @@ def _global_options(
 
 version.register(app)
 chat_cli.register(app)
+run_cli.register(app)
 app.add_typer(character.app, name="character")
 app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")

@@ -1,0 +1,126 @@
+"""Which Discord messages reach the runtime, and how they map to an `IncomingMessage`.
+
+Kept free of discord.py objects (the bot copies what it needs into `InboundMessage`) so the
+rules (own messages, bots, DMs, allowed channels, mentions-only) are plain functions with
+plain tests, and the mapping from Discord ids to rooms, entities and message ids is explicit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from carrier_cli.runtime.types import IncomingMessage
+
+
+class DiscordClientOptions(Protocol):
+    """What the gate reads from `character.clients.discord`."""
+
+    respond_only_to_mentions: bool
+    ignore_bots: bool
+    ignore_dms: bool
+    allowed_channel_ids: list[str]
+
+
+@dataclass
+class InboundMessage:
+    message_id: str
+    channel_id: str
+    author_id: str
+    author_name: str  # display name (server nickname, global name or username)
+    author_username: str
+    content: str  # as sent, with <@id> mentions
+    clean_content: str  # mentions rendered as @name: what the model reads
+    guild_id: str | None = None  # None: a DM
+    guild_name: str | None = None
+    channel_name: str | None = None
+    parent_channel_id: str | None = None  # a thread's channel
+    author_is_bot: bool = False
+    mention_ids: list[str] = field(default_factory=list)
+    replied_to_author_id: str | None = None
+    replied_to_message_id: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    has_embeds: bool = False
+
+    @property
+    def is_dm(self) -> bool:
+        return self.guild_id is None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    handle: bool
+    reason: str  # why (for the debug log): "dm", "mentioned", "own message", ...
+    addressed: bool = False  # mentioned, replied to or named
+
+
+def mentions_bot(content: str, mention_ids: list[str], bot_id: str) -> bool:
+    """`<@id>` and the legacy nickname form `<@!id>` both count, as does discord's own list."""
+    return bot_id in mention_ids or f"<@{bot_id}>" in content or f"<@!{bot_id}>" in content
+
+
+def names_character(content: str, names: list[str]) -> bool:
+    """The character's name (or username) as a whole word, any case: 'hey Eliza,'."""
+    for name in names:
+        if name and re.search(rf"(?<![\w@]){re.escape(name)}(?!\w)", content, re.IGNORECASE):
+            return True
+    return False
+
+
+def decide(
+    msg: InboundMessage, *, bot_id: str, options: DiscordClientOptions, names: list[str]
+) -> Verdict:
+    if msg.author_id == bot_id:
+        return Verdict(False, "own message")
+    if msg.author_is_bot and options.ignore_bots:
+        return Verdict(False, "from a bot (clients.discord.ignore_bots)")
+    if msg.is_dm:
+        if options.ignore_dms:
+            return Verdict(False, "direct message (clients.discord.ignore_dms)")
+        return Verdict(True, "dm", addressed=True)
+    allowed = options.allowed_channel_ids
+    if allowed and msg.channel_id not in allowed and msg.parent_channel_id not in allowed:
+        return Verdict(False, "channel not in clients.discord.allowed_channel_ids")
+    if mentions_bot(msg.content, msg.mention_ids, bot_id):
+        return Verdict(True, "mentioned", addressed=True)
+    if msg.replied_to_author_id == bot_id:
+        return Verdict(True, "reply to the bot", addressed=True)
+    if names_character(msg.clean_content, names):
+        return Verdict(True, "named", addressed=True)
+    if options.respond_only_to_mentions:
+        return Verdict(False, "not mentioned (clients.discord.respond_only_to_mentions)")
+    return Verdict(True, "should-respond")
+
+
+def to_incoming(msg: InboundMessage, verdict: Verdict) -> IncomingMessage:
+    """Channel/thread/DM id -> room, user id -> entity, message id -> memory id (the runtime
+    derives deterministic ids from these keys, so a replayed event is stored once)."""
+    if msg.is_dm:
+        room_name = f"DM with {msg.author_name}"
+    else:
+        room_name = f"{msg.guild_name or 'server'} #{msg.channel_name or msg.channel_id}"
+    return IncomingMessage(
+        text=msg.clean_content,
+        source="discord",
+        room_key=msg.channel_id,
+        sender_key=msg.author_id,
+        sender_name=msg.author_name,
+        message_key=msg.message_id,
+        room_name=room_name,
+        is_direct=msg.is_dm,
+        mentions_agent=verdict.addressed,
+        sender_is_bot=msg.author_is_bot,
+        attachments=list(msg.attachments),
+        metadata={
+            "discord": {
+                "guild_id": msg.guild_id,
+                "channel_id": msg.channel_id,
+                "parent_channel_id": msg.parent_channel_id,
+                "message_id": msg.message_id,
+                "author_username": msg.author_username,
+                "in_reply_to": msg.replied_to_message_id,
+            },
+            "sender_names": sorted({msg.author_name, msg.author_username}),
+        },
+    )

@@ -1,0 +1,332 @@
+"""One Discord bot serving one character: discord.py events in, runtime turns, replies out.
+
+The hard parts live here because they are where ElizaOS' Discord client failed in practice:
+the typing indicator always stops (it runs in a task cancelled in `finally`), turns in one
+channel run in order while channels run concurrently under a bound on model calls, a failing
+or slow turn is answered with an apology instead of silence, and shutdown drains in-flight
+turns within a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import discord
+
+from carrier_cli.clients.discord.addressing import InboundMessage, Verdict, decide, to_incoming
+from carrier_cli.clients.discord.split import split_message
+from carrier_cli.config import Settings
+from carrier_cli.runtime.types import IncomingMessage, TurnResult
+
+log = logging.getLogger("carrier_cli.discord")
+
+MESSAGE_CONTENT_HELP = (
+    "Discord is not sending message text to this bot: the Message Content intent is not "
+    "enabled. Open https://discord.com/developers/applications, pick the application, go to "
+    "Bot > Privileged Gateway Intents, switch on MESSAGE CONTENT INTENT, save, and restart "
+    "`carrier run`."
+)
+
+
+class TurnRuntime(Protocol):
+    """The part of AgentRuntime the bot uses (a stand-in in unit tests)."""
+
+    @property
+    def character(self) -> Any: ...
+
+    async def handle_message(self, message: IncomingMessage) -> TurnResult: ...
+
+
+def bot_intents() -> discord.Intents:
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = True  # privileged: enabled in the developer portal
+    return intents
+
+
+def inbound_from(message: discord.Message) -> InboundMessage:
+    """Copy what the rules and the runtime need out of a discord.py message."""
+    channel = message.channel
+    guild = message.guild
+    parent_id = getattr(channel, "parent_id", None)
+    ref = message.reference
+    replied_author: str | None = None
+    if ref is not None and isinstance(ref.resolved, discord.Message):
+        replied_author = str(ref.resolved.author.id)
+    return InboundMessage(
+        message_id=str(message.id),
+        channel_id=str(channel.id),
+        author_id=str(message.author.id),
+        author_name=message.author.display_name,
+        author_username=message.author.name,
+        content=message.content,
+        clean_content=message.clean_content,
+        guild_id=str(guild.id) if guild is not None else None,
+        guild_name=guild.name if guild is not None else None,
+        channel_name=getattr(channel, "name", None),
+        parent_channel_id=str(parent_id) if parent_id else None,
+        author_is_bot=message.author.bot,
+        mention_ids=[str(u.id) for u in message.mentions],
+        replied_to_author_id=replied_author,
+        replied_to_message_id=str(ref.message_id) if ref is not None and ref.message_id else None,
+        attachments=[
+            {"url": a.url, "filename": a.filename, "content_type": a.content_type, "size": a.size}
+            for a in message.attachments
+        ],
+        has_embeds=bool(message.embeds or message.stickers),
+    )
+
+
+def _preview(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+class CarrierDiscordBot(discord.Client):
+    def __init__(
+        self,
+        runtime: TurnRuntime,
+        settings: Settings,
+        *,
+        on_status: Callable[[str], None] | None = None,
+        guild_ready_timeout: float = 0.5,
+    ) -> None:
+        super().__init__(intents=bot_intents(), guild_ready_timeout=guild_ready_timeout)
+        self.runtime = runtime
+        self.settings = settings
+        self.on_status = on_status
+        self.accepting = True
+        self.turns_handled = 0
+        self._model_slots = asyncio.Semaphore(max(1, settings.discord_max_concurrent_turns))
+        self._tails: dict[str, asyncio.Task[None]] = {}  # last queued turn per channel
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._own_ids: deque[str] = deque(maxlen=2000)  # our recent messages (reply detection)
+        self._content_warning_given = False
+        self.ready_event = asyncio.Event()
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def character_names(self) -> list[str]:
+        character = self.runtime.character
+        names = [character.name, getattr(character, "username", None)]
+        return [n for n in names if n]
+
+    @property
+    def options(self) -> Any:
+        return self.runtime.character.clients.discord
+
+    # -- events -----------------------------------------------------------------------------
+    async def on_ready(self) -> None:
+        user = self.user
+        guilds = ", ".join(g.name for g in self.guilds[:5]) + (" …" if len(self.guilds) > 5 else "")
+        status = (
+            f"Discord: connected as {user} (id {user.id if user else '?'}) in "
+            f"{len(self.guilds)} guild{'s' if len(self.guilds) != 1 else ''}"
+            f"{' (' + guilds + ')' if guilds else ''} as character {self.runtime.character.name}"
+        )
+        log.info(status)
+        if self.on_status is not None:
+            self.on_status(status)
+        flags = self.application_flags
+        if not (flags.gateway_message_content or flags.gateway_message_content_limited):
+            self._warn_missing_content()
+        self.ready_event.set()
+
+    async def on_resumed(self) -> None:
+        log.info("Discord: gateway session resumed for %s", self.runtime.character.name)
+
+    async def on_message(self, message: discord.Message) -> None:
+        if self.user is None:
+            return
+        inbound = inbound_from(message)
+        verdict = decide(
+            inbound, bot_id=str(self.user.id), options=self.options, names=self.character_names
+        )
+        if inbound.replied_to_author_id is None and inbound.replied_to_message_id in self._own_ids:
+            # A reply whose referenced message discord did not include: we know it is ours.
+            inbound.replied_to_author_id = str(self.user.id)
+            verdict = decide(
+                inbound, bot_id=str(self.user.id), options=self.options, names=self.character_names
+            )
+        if inbound.author_id == str(self.user.id):
+            self._own_ids.append(inbound.message_id)
+        self._check_content_intent(inbound)
+        if not verdict.handle:
+            log.debug("Discord: ignoring message %s: %s", inbound.message_id, verdict.reason)
+            return
+        if not self.accepting:
+            log.info("Discord: shutting down, not taking message %s", inbound.message_id)
+            return
+        self._queue_turn(message, inbound, verdict)
+
+    # -- turns ------------------------------------------------------------------------------
+    def _queue_turn(
+        self, message: discord.Message, inbound: InboundMessage, verdict: Verdict
+    ) -> None:
+        """Chain the turn after the channel's previous one: in order per channel, channels
+        concurrently, with no idle worker per channel."""
+        room = inbound.channel_id
+        previous = self._tails.get(room)
+        task = asyncio.create_task(self._run_after(previous, message, inbound, verdict))
+        self._tails[room] = task
+        self._in_flight.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._in_flight.discard(t)
+            if self._tails.get(room) is t:
+                del self._tails[room]
+
+        task.add_done_callback(done)
+
+    async def _run_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        message: discord.Message,
+        inbound: InboundMessage,
+        verdict: Verdict,
+    ) -> None:
+        if previous is not None:
+            # asyncio.wait neither raises the previous turn's error nor swallows our own
+            # cancellation (shutdown), unlike awaiting the task under a blanket suppress.
+            await asyncio.wait({previous})
+        await self._turn(message, inbound, verdict)
+
+    async def _turn(
+        self, message: discord.Message, inbound: InboundMessage, verdict: Verdict
+    ) -> None:
+        started = time.monotonic()
+        incoming = to_incoming(inbound, verdict)
+        where = incoming.room_name
+        outcome = "no reply"
+        try:
+            result = await self._generate(message, incoming, verdict)
+            if result is not None and result.text:
+                sent = await self._send_reply(message, result.text)
+                outcome = f"replied in {sent} message{'s' if sent != 1 else ''}"
+            elif result is not None:
+                outcome = f"no reply ({result.decision})"
+        except asyncio.CancelledError:
+            log.warning(
+                "Discord: turn for message %s in %s cancelled (shutdown)", inbound.message_id, where
+            )
+            raise
+        except TimeoutError:
+            log.error(
+                "Discord: turn for message %s in %s exceeded %.0fs and was cancelled",
+                inbound.message_id,
+                where,
+                self.settings.discord_turn_timeout,
+            )
+            outcome = "timed out; apologised" if await self._apologise(message) else "timed out"
+        except Exception as exc:
+            log.error(
+                "Discord: turn for message %s in %s failed: %s: %s",
+                inbound.message_id,
+                where,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            outcome = "failed; apologised" if await self._apologise(message) else "failed"
+        self.turns_handled += 1
+        log.info(
+            "Discord[%s] %s %s: %r -> %s (%.2fs)",
+            self.runtime.character.name,
+            where,
+            inbound.author_name,
+            _preview(inbound.clean_content),
+            outcome,
+            time.monotonic() - started,
+        )
+
+    async def _generate(
+        self, message: discord.Message, incoming: IncomingMessage, verdict: Verdict
+    ) -> TurnResult | None:
+        async with self._model_slots:
+            typing = None
+            if verdict.addressed:  # likely to answer: show it (should-respond may still say no)
+                typing = asyncio.create_task(self._keep_typing(message.channel))
+            try:
+                async with asyncio.timeout(self.settings.discord_turn_timeout):
+                    return await self.runtime.handle_message(incoming)
+            finally:
+                if typing is not None:
+                    typing.cancel()
+                    with contextlib.suppress(BaseException):
+                        await typing
+
+    async def _keep_typing(self, channel: Any) -> None:
+        """Discord shows 'typing' for 10 s per request; repeat until cancelled."""
+        interval = max(0.05, self.settings.discord_typing_interval)
+        while True:
+            try:
+                await channel.typing()
+            except discord.HTTPException as exc:
+                log.debug("Discord: typing indicator failed: %s", exc)
+            await asyncio.sleep(interval)
+
+    async def _send_reply(self, message: discord.Message, text: str) -> int:
+        chunks = split_message(text)
+        reference = message.to_reference(fail_if_not_exists=False)
+        mentions = discord.AllowedMentions(
+            everyone=False, roles=False, users=True, replied_user=True
+        )
+        for index, chunk in enumerate(chunks):
+            sent = await message.channel.send(
+                chunk,
+                reference=reference if index == 0 else None,  # type: ignore[arg-type]
+                allowed_mentions=mentions,
+            )
+            self._own_ids.append(str(sent.id))
+        return len(chunks)
+
+    async def _apologise(self, message: discord.Message) -> bool:
+        apology = self.settings.discord_apology.strip()
+        if not apology:
+            return False
+        try:
+            await self._send_reply(message, apology)
+            return True
+        except Exception as exc:  # the apology must never take the bot down
+            log.error("Discord: could not send the apology: %s", exc)
+            return False
+
+    # -- diagnostics ------------------------------------------------------------------------
+    def _check_content_intent(self, inbound: InboundMessage) -> None:
+        """Without the intent Discord delivers guild messages with empty text."""
+        if (
+            not self._content_warning_given
+            and not inbound.is_dm
+            and not inbound.content
+            and not inbound.attachments
+            and not inbound.has_embeds
+            and not inbound.author_is_bot
+        ):
+            self._warn_missing_content()
+
+    def _warn_missing_content(self) -> None:
+        if not self._content_warning_given:
+            self._content_warning_given = True
+            log.warning(MESSAGE_CONTENT_HELP)
+
+    # -- shutdown ---------------------------------------------------------------------------
+    async def drain(self, grace: float) -> None:
+        """Stop taking messages, give in-flight turns `grace` seconds, cancel the rest."""
+        self.accepting = False
+        pending = set(self._in_flight)
+        if pending:
+            log.info("Discord: finishing %d turn(s) (up to %.0fs)", len(pending), grace)
+            _, still = await asyncio.wait(pending, timeout=max(0.0, grace))
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=5)
+        await self.close()

@@ -1,0 +1,139 @@
+"""Running one character's Discord bot until asked to stop, with operator-grade errors.
+
+discord.py reports a bad token, refused privileged intents and a dead gateway as its own
+exceptions with terse messages; here they become `RuntimeFailure`s that say what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from carrier_cli.config import Settings
+from carrier_cli.errors import ConfigError, RuntimeFailure
+from carrier_cli.state import register_secret
+
+log = logging.getLogger("carrier_cli.discord")
+
+
+def resolve_token(character: Any, settings: Settings) -> tuple[str, str]:
+    """(token, where it came from). A character's own `clients.discord.token_key` wins over
+    the shared DISCORD_API_TOKEN / `carrier keys set discord`."""
+    key = character.clients.discord.token_key
+    if key and key != "discord":
+        from carrier_cli.secrets import SecretStore
+
+        stored = SecretStore().get(key)
+        if stored is None:
+            raise ConfigError(
+                f"Character {character.name!r} names clients.discord.token_key {key!r}, but no "
+                f"key of that name is stored.",
+                hint=f"Store the bot token with `carrier keys set {key}`.",
+            )
+        return stored.value, f"stored key '{key}'"
+    token = settings.secret("discord_api_token")
+    if not token:
+        raise ConfigError(
+            f"No Discord bot token for character {character.name!r}.",
+            hint="Set DISCORD_API_TOKEN or run `carrier keys set discord` (a per-character "
+            "token: `carrier keys set discord:NAME` and clients.discord.token_key in the "
+            "character file).",
+        )
+    return token, "discord_api_token"
+
+
+def _print_status(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _explain(exc: BaseException, character_name: str) -> RuntimeFailure | None:
+    import discord
+
+    who = f"the Discord bot of character {character_name!r}"
+    if isinstance(exc, discord.LoginFailure) or (
+        isinstance(exc, discord.ConnectionClosed) and exc.code == 4004
+    ):
+        return RuntimeFailure(
+            f"Discord rejected the token of {who} (401 Unauthorized / close code 4004).",
+            hint="Copy the token again from the developer portal (Bot > Reset Token) and store "
+            "it with `carrier keys set discord` or DISCORD_API_TOKEN.",
+        )
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return RuntimeFailure(
+            f"Discord refused the privileged intents requested by {who} (close code 4014).",
+            hint="In https://discord.com/developers/applications open the application, go to "
+            "Bot > Privileged Gateway Intents, enable MESSAGE CONTENT INTENT, save, and run "
+            "again.",
+        )
+    if isinstance(exc, discord.ConnectionClosed):
+        return RuntimeFailure(
+            f"The Discord gateway closed the connection of {who} (close code {exc.code}: "
+            f"{exc.reason or 'no reason given'}).",
+            hint="Check the bot's configuration in the developer portal; run with --debug "
+            "for details.",
+        )
+    if isinstance(exc, discord.HTTPException):
+        return RuntimeFailure(
+            f"Discord answered {exc.status} to {who}: {exc.text or exc}.",
+            hint="Check CARRIER_DISCORD_API_BASE if you set it, and Discord's status page.",
+        )
+    if isinstance(exc, OSError | TimeoutError):
+        return RuntimeFailure(
+            f"Could not reach Discord for {who}: {exc}.",
+            hint="Check the network, a proxy, or CARRIER_DISCORD_API_BASE / "
+            "CARRIER_DISCORD_GATEWAY_URL if you set them.",
+        )
+    return None
+
+
+async def run_discord_client(
+    runtime: Any,
+    settings: Settings,
+    stop_event: asyncio.Event,
+    *,
+    on_status: Callable[[str], None] | None = _print_status,
+) -> None:
+    """Serve `runtime`'s character on Discord until `stop_event` is set, then drain in-flight
+    turns within settings.shutdown_grace and disconnect. Raises RuntimeFailure/ConfigError
+    when the bot cannot run (bad token, refused intents, unreachable Discord)."""
+    from carrier_cli.clients.discord.bot import CarrierDiscordBot
+    from carrier_cli.clients.discord.endpoints import configure_endpoints
+
+    character = runtime.character
+    token, _ = resolve_token(character, settings)
+    register_secret(token)
+    configure_endpoints(settings.discord_api_base, settings.discord_gateway_url)
+    bot = CarrierDiscordBot(runtime, settings, on_status=on_status)
+    connection = asyncio.create_task(bot.start(token), name=f"discord:{character.name}")
+    stopping = asyncio.create_task(stop_event.wait())
+    try:
+        await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if connection.done():
+            exc = connection.exception()
+            if exc is None:
+                raise RuntimeFailure(
+                    f"The Discord connection of character {character.name!r} ended unexpectedly.",
+                    hint="Run with --debug for discord.py's log.",
+                )
+            explained = _explain(exc, character.name)
+            if explained is not None:
+                raise explained from exc
+            raise exc
+        log.info("Discord: stopping %s", character.name)
+        await bot.drain(settings.shutdown_grace)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(connection, timeout=5)
+    finally:
+        stopping.cancel()
+        if not bot.is_closed():
+            with contextlib.suppress(Exception):
+                await bot.close()
+        if not connection.done():
+            connection.cancel()
+            with contextlib.suppress(BaseException):
+                await connection
