@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 Decision = Literal["DIRECT", "MENTIONED", "RESPOND", "IGNORE", "STOP"]
@@ -38,6 +39,10 @@ class TurnResult:
     actions: list[str] = field(default_factory=list)
     thought: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # Messages produced by actions after the reply (e.g. CONTINUE or a plugin action);
+    # clients send them after `text`, in order.
+    extra_messages: list[str] = field(default_factory=list)
+    replayed: bool = False  # the message was handled before; `text` is the stored reply
 
     @property
     def responded(self) -> bool:
@@ -51,3 +56,51 @@ class TurnEvent:
     kind: Literal["delta", "done"]
     text: str = ""
     result: TurnResult | None = None
+
+
+@dataclass
+class PromptRecord:
+    """One model call of a turn, for /debug and --debug."""
+
+    purpose: str  # "should_respond" | "reply" | "continue" | "facts" | "post"
+    model: str
+    prompt: str  # the rendered user prompt (the system prompt is in `system`)
+    system: str = ""
+    output: str | None = None  # raw model output; None if the call failed
+    seconds: float = 0.0
+    attempt: int = 1
+    error: str | None = None
+
+
+@dataclass
+class TurnLog:
+    """What happened in one turn: the prompts, the raw outputs and where the time went."""
+
+    message_id: uuid.UUID
+    room_id: uuid.UUID
+    started_at: datetime
+    decision: Decision | None = None
+    calls: list[PromptRecord] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    parse_failures: int = 0
+    newer_messages: int = 0  # messages that arrived in the room while this turn ran
+    interrupted: bool = False
+
+    def render(self) -> str:
+        """A plain-text dump for `/debug` and debug logging."""
+        lines = [
+            f"turn {self.message_id} room {self.room_id} at {self.started_at:%H:%M:%S}: "
+            f"decision={self.decision} parse_failures={self.parse_failures} "
+            f"newer_messages={self.newer_messages}",
+            "timings (ms): " + ", ".join(f"{k}={v * 1000:.1f}" for k, v in self.timings.items()),
+        ]
+        for call in self.calls:
+            lines.append(
+                f"--- {call.purpose} #{call.attempt} model={call.model} "
+                f"{call.seconds * 1000:.0f} ms" + (f" error={call.error}" if call.error else "")
+            )
+            if call.system:
+                lines.append("[system]\n" + call.system)
+            lines.append("[prompt]\n" + call.prompt)
+            lines.append("[output]\n" + (call.output if call.output is not None else "(none)"))
+        return "\n".join(lines)

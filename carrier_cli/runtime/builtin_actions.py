@@ -1,0 +1,68 @@
+"""The built-in actions: REPLY, IGNORE, NONE and CONTINUE.
+
+REPLY/IGNORE/NONE are markers: the runtime has already stored (or not stored) the reply
+when they "run". CONTINUE lets the agent add one follow-up message; it is capped at one
+per turn so a model that always says CONTINUE cannot keep a turn alive forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from carrier_cli.runtime.plugins import Action, ActionExample
+
+if TYPE_CHECKING:
+    from carrier_cli.runtime.context import TurnContext
+
+
+@dataclass
+class _Marker:
+    name: str
+    description: str
+    similes: Sequence[str] = ()
+    examples: Sequence[Sequence[ActionExample]] = field(default_factory=list)
+
+    async def validate(self, ctx: TurnContext) -> bool:
+        return True
+
+    async def handler(self, ctx: TurnContext) -> str | None:
+        return None
+
+
+@dataclass
+class _Continue(_Marker):
+    async def handler(self, ctx: TurnContext) -> str | None:
+        if ctx.reply is None:
+            return None
+        return await ctx.runtime.continue_turn(ctx)
+
+
+def builtin_actions() -> list[Action]:
+    return [
+        _Marker(
+            "REPLY",
+            "Send the text as a message. The default when there is something to say.",
+            similes=("RESPOND", "SEND_MESSAGE", "ANSWER"),
+        ),
+        _Marker(
+            "IGNORE",
+            "Say nothing: the message is not for you, the conversation is over, or the "
+            "person is rude.",
+            similes=("STOP_TALKING", "SILENT"),
+            examples=[
+                [
+                    {"name": "{{user1}}", "text": "ok bye"},
+                    {"name": "{{agentName}}", "text": "", "actions": ["IGNORE"]},
+                ]
+            ],
+        ),
+        _Marker("NONE", "Reply without any other action.", similes=("NO_ACTION", "NOTHING")),
+        _Continue(
+            "CONTINUE",
+            "Send the text, then add one more message right after it (for a thought that "
+            "needs a second message).",
+            similes=("FOLLOW_UP", "ELABORATE"),
+        ),
+    ]

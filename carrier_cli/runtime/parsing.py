@@ -1,0 +1,199 @@
+"""Tolerant parsing of the model's `<response>` reply, whole or streamed.
+
+Models wrap the XML in code fences, chat before it, forget a closing tag or answer in the
+ElizaOS 0.x JSON shape. All of that still yields a reply here; only a reply with no
+recognisable structure counts as a failure (the runtime then retries, boundedly).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+
+_FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n?(.*?)```", re.S)
+_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.S)
+_SILENT = {"IGNORE", "NONE", "STOP"}
+
+
+@dataclass
+class ParsedReply:
+    text: str | None
+    thought: str | None = None
+    actions: list[str] = field(default_factory=list)
+    ok: bool = True  # False: nothing recognisable; the caller may retry
+
+    @property
+    def silent(self) -> bool:
+        """The model chose not to speak (IGNORE/NONE/STOP and no text)."""
+        return not self.text and bool(self.actions) and all(a in _SILENT for a in self.actions)
+
+
+def _tag(source: str, name: str) -> str | None:
+    """Content of <name>...</name>; an unclosed tag runs to the next tag or the end."""
+    match = re.search(rf"<{name}(?:\s[^>]*)?>(.*?)</{name}\s*>", source, re.S | re.I)
+    if match:
+        return match.group(1)
+    opened = re.search(rf"<{name}(?:\s[^>]*)?>", source, re.I)
+    if not opened:
+        return None
+    rest = source[opened.end() :]
+    if name == "text":  # the text is usually last; only a closing wrapper can follow it
+        rest = re.sub(r"</(response|output)\s*>.*\Z", "", rest, flags=re.S | re.I)
+        return rest
+    nxt = re.search(r"</?(thought|actions|text|providers|response)\b", rest, re.I)
+    return rest[: nxt.start()] if nxt else rest
+
+
+def _clean(value: str) -> str:
+    value = _CDATA.sub(lambda m: m.group(1), value)
+    return html.unescape(value).strip()
+
+
+def split_actions(raw: str | list[object] | None) -> list[str]:
+    """ "REPLY, send_image" -> ["REPLY", "SEND_IMAGE"]; accepts lists and nested <action> tags."""
+    if raw is None:
+        return []
+    if isinstance(raw, list):
+        parts = [str(p) for p in raw]
+    else:
+        inner = re.findall(r"<action>(.*?)</action>", raw, re.S | re.I)
+        parts = inner or re.split(r"[,\n;]", raw)
+    names = [p.strip().strip("`'\"[]").strip().upper() for p in parts]
+    return [n for n in names if n]
+
+
+def _from_json(source: str) -> ParsedReply | None:
+    start, end = source.find("{"), source.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        data = json.loads(source[start : end + 1])
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not any(k in data for k in ("text", "actions", "action")):
+        return None
+    actions = split_actions(data.get("actions", data.get("action")))
+    text = data.get("text")
+    thought = data.get("thought")
+    return ParsedReply(
+        text=str(text).strip() if text else None,
+        thought=str(thought).strip() if thought else None,
+        actions=actions,
+    )
+
+
+def parse_reply(raw: str) -> ParsedReply:
+    """Parse one model reply; `ok=False` when there is neither a text nor a silent choice."""
+    source = raw.strip()
+    fenced = _FENCE.findall(source)
+    if fenced:
+        source = max(fenced, key=len).strip()
+    text = _tag(source, "text")
+    thought = _tag(source, "thought")
+    actions_raw = _tag(source, "actions")
+    if text is None and thought is None and actions_raw is None:
+        parsed = _from_json(source)
+        if parsed is not None and (parsed.text or parsed.silent):
+            return parsed
+        return ParsedReply(text=None, ok=False)
+    reply = ParsedReply(
+        text=_clean(text) if text is not None else None,
+        thought=_clean(thought) if thought is not None else None,
+        actions=split_actions(_clean(actions_raw)) if actions_raw is not None else [],
+    )
+    if not reply.text:
+        reply.text = None
+    if reply.text and not reply.actions:
+        reply.actions = ["REPLY"]
+    reply.ok = bool(reply.text) or reply.silent
+    return reply
+
+
+def raw_fallback(raw: str) -> str:
+    """What to say when every attempt failed to parse: the raw output minus obvious markup."""
+    text = _FENCE.sub(lambda m: m.group(1), raw)
+    text = re.sub(r"</?[A-Za-z_][A-Za-z0-9_]*(?:\s[^>]*)?>", "", text)
+    return html.unescape(text).strip()
+
+
+def parse_decision(raw: str) -> str | None:
+    """The first RESPOND / IGNORE / STOP word in a should-respond answer."""
+    match = re.search(r"\b(RESPOND|IGNORE|STOP)\b", raw.upper())
+    return match.group(1) if match else None
+
+
+def parse_facts(raw: str) -> list[str]:
+    """Facts from `<fact>` tags, or a JSON list, or bullet lines as a last resort."""
+    source = raw.strip()
+    fenced = _FENCE.findall(source)
+    if fenced:
+        source = max(fenced, key=len).strip()
+    tagged = re.findall(r"<fact(?:\s[^>]*)?>(.*?)</fact>", source, re.S | re.I)
+    if tagged or re.search(r"<facts\b", source, re.I):
+        return [f for f in (_clean(t) for t in tagged) if f]
+    if source.startswith("["):
+        try:
+            data = json.loads(source)
+        except ValueError:
+            data = None
+        if isinstance(data, list):
+            facts = [d.get("claim") or d.get("fact") if isinstance(d, dict) else d for d in data]
+            return [str(f).strip() for f in facts if f and str(f).strip()]
+    lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", ln) for ln in source.splitlines()]
+    bullets = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("<")]
+    return bullets if len(bullets) <= 10 else []
+
+
+class StreamingTextExtractor:
+    """Feeds streamed chunks of a `<response>` and returns the new `<text>` characters.
+
+    Holds back a tail that may be the start of `</text>` or of an `&entity;`, so what is
+    shown while streaming equals the parsed text at the end.
+    """
+
+    _OPEN = re.compile(r"<text(?:\s[^>]*)?>", re.I)
+    _CLOSE = "</text>"
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self._start: int | None = None
+        self._emitted = 0  # characters of the text section consumed (raw)
+        self._spoke = False  # returned non-blank text yet
+        self.finished = False
+
+    @property
+    def emitted_any(self) -> bool:
+        return self._spoke
+
+    def feed(self, chunk: str) -> str:
+        self.buffer += chunk
+        if self.finished:
+            return ""
+        if self._start is None:
+            match = self._OPEN.search(self.buffer)
+            if not match:
+                return ""
+            self._start = match.end()
+        body = self.buffer[self._start :]
+        end = body.lower().find(self._CLOSE)
+        if end >= 0:
+            self.finished = True
+            safe = end
+        else:
+            safe = len(body)
+            lt = body.rfind("<", max(0, len(body) - len(self._CLOSE) + 1))
+            if lt >= 0:
+                safe = min(safe, lt)
+            amp = body.rfind("&", max(0, len(body) - 10))
+            if amp >= 0 and ";" not in body[amp:]:
+                safe = min(safe, amp)
+        if safe <= self._emitted:
+            return ""
+        piece = body[self._emitted : safe]
+        self._emitted = safe
+        if not self._spoke:
+            piece = piece.lstrip()
+            self._spoke = bool(piece)
+        return html.unescape(piece)
