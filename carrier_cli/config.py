@@ -146,6 +146,15 @@ class Settings(BaseSettings):
         description="Public HTTP base URL that serves ftp_directory.",
         json_schema_extra=_env("HTTP_SERVER"),
     )
+    instagram_poll_interval: float = Field(
+        15.0, description="Seconds between Instagram container status checks (grows to 60)."
+    )
+    instagram_poll_timeout: float = Field(
+        600.0, description="Seconds to wait for Instagram to finish processing a container."
+    )
+    instagram_retry_delay: float = Field(
+        2.0, description="First back-off delay in seconds for FTP/HTTP/Graph retries (doubles)."
+    )
 
     # Long-running processes
     shutdown_grace: float = Field(10.0, description="Seconds to finish in-flight work on stop.")

@@ -19,7 +19,9 @@ _SECTIONS = [
                  "discord_typing_interval"]),
     ("Instagram", ["instagram_account_id", "instagram_access_token", "graph_api_host",
                    "graph_api_version", "graph_api_base", "ftp_server", "ftp_port",
-                   "ftp_username", "ftp_password", "ftp_tls", "ftp_directory", "http_server"]),
+                   "ftp_username", "ftp_password", "ftp_tls", "ftp_directory", "http_server",
+                   "instagram_poll_interval", "instagram_poll_timeout",
+                   "instagram_retry_delay"]),
     ("Long-running processes", ["shutdown_grace"]),
 ]
 

@@ -11,7 +11,7 @@ import pytest
 
 # Shared fixtures of one area that others reuse live in tests/support/*.py; list them here.
 pytest_plugins: list[str] = ["tests.support.fake_discord", "tests.support.model_server",
-                             "tests.support.postgres"]
+                             "tests.support.postgres", "tests.support.instagram_servers"]
 
 _CLEARED = [
     "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",

@@ -1,0 +1,484 @@
+"""The publishing pipeline: one journaled step at a time, resumable from any of them.
+
+Each step records its result in the journal before the next begins, so a crash or a
+rerun continues from the last completed step instead of starting over. The one step
+that cannot be made idempotent on Instagram's side, `media_publish`, is preceded by a
+`publishing` mark: a rerun that finds it asks the container whether it was already
+published before publishing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carrier_cli.clients.instagram import media as media_mod
+from carrier_cli.clients.instagram.ftp_upload import FtpConfig, Progress, delete_file, upload_file
+from carrier_cli.clients.instagram.graph import GraphClient, GraphError, Quota
+from carrier_cli.clients.instagram.http_check import check_public_url, public_url
+from carrier_cli.clients.instagram.journal import Journal, LeaseLost, PostRecord, make_owner, now
+from carrier_cli.errors import CarrierError, ConfigError, InputError, RuntimeFailure
+from carrier_cli.paths import carrier_paths
+
+if TYPE_CHECKING:
+    from carrier_cli.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PostRequest:
+    files: list[Path]
+    caption: str = ""
+    alt_text: str | None = None
+    story: bool = False
+    fit: media_mod.Fit | None = None
+    force: bool = False
+    cleanup: bool = False
+    character: str | None = None
+    # What identifies the caption in the idempotency key. A generated caption differs on
+    # every run, so it is keyed by "generated:<character>" instead of its text.
+    caption_key: str | None = None
+
+
+@dataclass
+class PostOutcome:
+    record: PostRecord
+    already_published: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class Reporter:
+    """How the pipeline tells a person what it does; the base class stays silent."""
+
+    def info(self, message: str) -> None:
+        log.info("%s", message)
+
+    def upload_progress(self, name: str, total: int) -> Progress | None:
+        return None
+
+    def upload_done(self) -> None:
+        return None
+
+
+def prepared_dir() -> Path:
+    return carrier_paths().cache_dir / "instagram" / "prepared"
+
+
+def idempotency_key(kind: str, media: list[media_mod.PreparedMedia], caption_key: str) -> str:
+    digest = hashlib.sha256(f"v1|{kind}|".encode())
+    for item in media:
+        digest.update(item.source_sha256.encode() + b"|")
+    digest.update(caption_key.encode())
+    return digest.hexdigest()
+
+
+def prepare(request: PostRequest) -> tuple[list[media_mod.PreparedMedia], media_mod.PostKind]:
+    """Validate and convert locally (no network): the whole of --dry-run."""
+    prepared = media_mod.prepare_all(
+        request.files, fit=request.fit, story=request.story, out_dir=prepared_dir()
+    )
+    return prepared, media_mod.post_kind(prepared, story=request.story)
+
+
+def _item(m: media_mod.PreparedMedia) -> dict[str, Any]:
+    return {
+        "source": str(m.source),
+        "path": str(m.path),
+        "sha256": m.sha256,
+        "source_sha256": m.source_sha256,
+        "size": m.size,
+        "kind": m.kind,
+        "content_type": m.content_type,
+        "remote_name": m.remote_name,
+        "url": None,
+        "container_id": None,
+    }
+
+
+def free_slot_time(published: list[datetime], quota: Quota, at: datetime) -> datetime | None:
+    """When the rolling window next frees a slot, judging by the posts Carrier made."""
+    window = timedelta(seconds=quota.duration)
+    recent = sorted(p for p in published if p > at - window)
+    if not recent:
+        return None
+    excess = len(recent) - quota.total  # posts made elsewhere are invisible to us
+    index = max(0, min(len(recent) - 1, excess))
+    return recent[index] + window
+
+
+class Publisher:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        *,
+        reporter: Reporter | None = None,
+        lease_wait: float = 600.0,
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.reporter = reporter or Reporter()
+        self.lease_wait = lease_wait
+
+    # -- entry points ------------------------------------------------------------------
+    async def lookup(
+        self, request: PostRequest, prepared: list[media_mod.PreparedMedia], kind: str
+    ) -> PostRecord | None:
+        if request.force:
+            return None
+        key = idempotency_key(kind, prepared, request.caption_key or request.caption)
+        return await self.journal.by_key(key)
+
+    async def post(
+        self,
+        request: PostRequest,
+        prepared: tuple[list[media_mod.PreparedMedia], media_mod.PostKind] | None = None,
+    ) -> PostOutcome:
+        if prepared is None:
+            prepared = await asyncio.to_thread(prepare, request)
+        media, kind = prepared
+        key = idempotency_key(kind, media, request.caption_key or request.caption)
+        if request.force:
+            key = f"{key}+{await self.journal.count_with_prefix(key)}"
+        options = {
+            "story": request.story,
+            "fit": request.fit,
+            "cleanup": request.cleanup,
+            "alt_text": request.alt_text,
+        }
+        record, created = await self.journal.find_or_create(
+            key,
+            kind=kind,
+            caption=request.caption,
+            items=[_item(m) for m in media],
+            options=options,
+            character=request.character,
+        )
+        if created:
+            self.reporter.info(f"Journal: post {record.id} ({kind}, {len(media)} file(s)).")
+            import os
+
+            if os.environ.get("CARRIER_TEST_CRASH_AFTER") == "prepared":
+                os._exit(137)
+        elif record.published:
+            return PostOutcome(record, already_published=True)
+        else:
+            self.reporter.info(f"Continuing post {record.id} from step '{record.last_step}'.")
+        return await self._drive(record)
+
+    async def resume(self, post_id: int) -> PostOutcome:
+        record = await self.journal.require(post_id)
+        if record.published:
+            return PostOutcome(record, already_published=True)
+        self.reporter.info(f"Resuming post {record.id} from step '{record.last_step}'.")
+        return await self._drive(record)
+
+    # -- lease handling ----------------------------------------------------------------
+    async def _drive(self, record: PostRecord) -> PostOutcome:
+        owner = make_owner()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_wait
+        announced = False
+        while not await self.journal.claim(record.id, owner):
+            if loop.time() > deadline:
+                raise RuntimeFailure(
+                    f"Post {record.id} is being published by another process "
+                    f"({record.lease_owner}).",
+                    hint="Wait for it to finish; `carrier instagram status "
+                    f"{record.id}` shows its progress.",
+                )
+            if not announced:
+                self.reporter.info(
+                    f"Post {record.id} is being published by another process; waiting for it."
+                )
+                announced = True
+            await asyncio.sleep(0.25)
+            record = await self.journal.require(record.id)
+            if record.published:
+                return PostOutcome(record, already_published=True)
+        try:
+            record = await self.journal.require(record.id)
+            if record.published:
+                return PostOutcome(record, already_published=True)
+            record = await self._run(record, owner)
+            return PostOutcome(record)
+        except LeaseLost as exc:
+            raise RuntimeFailure(f"Post {record.id}: {exc}; stopped without publishing.") from None
+        except CarrierError as exc:
+            await self.journal.fail(record.id, owner, str(exc))
+            raise
+        except asyncio.CancelledError:
+            await asyncio.shield(self.journal.fail(record.id, owner, "interrupted"))
+            raise
+        except Exception as exc:
+            await self.journal.fail(record.id, owner, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            await asyncio.shield(self.journal.release(record.id, owner))
+
+    # -- the steps ---------------------------------------------------------------------
+    async def _run(self, record: PostRecord, owner: str) -> PostRecord:
+        recreated = 0
+        async with GraphClient(self.settings) as graph:
+            while record.last_step != "published":
+                step = record.last_step
+                try:
+                    if step == "prepared":
+                        record = await self._upload(record, owner, graph)
+                    elif step == "uploaded":
+                        record = await self._create_containers(record, owner, graph)
+                    elif step == "container_created":
+                        record = await self._wait_container(record, owner, graph)
+                    elif step == "container_finished":
+                        record = await self._publish(record, owner, graph)
+                    elif step == "publishing":
+                        record = await self._finish_publishing(record, owner, graph)
+                    else:
+                        raise RuntimeFailure(f"Post {record.id} has an unknown step '{step}'.")
+                except GraphError as exc:
+                    if exc.action != "recreate" or recreated >= 2:
+                        raise
+                    recreated += 1
+                    self.reporter.info(f"Container gone ({exc.raw_message}); creating it again.")
+                    record = await self._reset_containers(record, owner)
+            await self._after_publish(record, graph)
+        return record
+
+    async def _check_quota(self, graph: GraphClient, record: PostRecord) -> Quota:
+        quota = await graph.publishing_limit()
+        if quota.remaining > 0:
+            return quota
+        at = now()
+        published = await self.journal.published_since(at - timedelta(seconds=quota.duration))
+        frees = free_slot_time(published, quota, at)
+        when = (
+            f"at {frees.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            if frees
+            else f"within {quota.duration / 3600:.0f} h at the latest (the oldest post in the "
+            "window was not made by Carrier)"
+        )
+        raise RuntimeFailure(
+            f"Instagram publishing limit reached: {quota.usage} of {quota.total} posts used in "
+            f"the last {quota.duration / 3600:.0f} h. The next slot frees {when}.",
+            hint=f"Nothing was published. Run `carrier instagram resume {record.id}` then; "
+            "it continues from the last completed step.",
+        )
+
+    async def _upload(self, record: PostRecord, owner: str, graph: GraphClient) -> PostRecord:
+        await self._check_quota(graph, record)
+        http_server = self.settings.http_server
+        if not http_server:
+            raise ConfigError(
+                "HTTP_SERVER is not set: Instagram downloads media from a public URL, so "
+                "Carrier needs the address where FTP_DIRECTORY is served.",
+                hint="Set HTTP_SERVER, e.g. https://media.example.com/instagram/.",
+            )
+        config = FtpConfig.from_settings(self.settings)
+        items = record.items
+        for index, item in enumerate(items):
+            if item.get("url"):
+                continue
+            path = self._ensure_prepared(record, item)
+            progress = self.reporter.upload_progress(Path(item["source"]).name, item["size"])
+            try:
+                result = await upload_file(
+                    config,
+                    path,
+                    item["remote_name"],
+                    progress=progress,
+                    backoff=self.settings.instagram_retry_delay,
+                )
+            finally:
+                self.reporter.upload_done()
+            url = public_url(http_server, item["remote_name"])
+            kind = "video" if item["kind"] == "video" else "image"
+            await check_public_url(
+                url,
+                expected_size=item["size"],
+                kind=kind,
+                backoff=self.settings.instagram_retry_delay,
+            )
+            item.update(url=url, remote_path=result.remote_path)
+            items[index] = item
+            record = await self.journal.update(record.id, owner, items=items)
+            self.reporter.info(
+                f"Uploaded {Path(item['source']).name} → {url}"
+                + (f" (resumed at byte {result.resumed_from})" if result.resumed_from else "")
+            )
+        return await self.journal.record_step(record.id, owner, "uploaded", items=items)
+
+    def _ensure_prepared(self, record: PostRecord, item: dict[str, Any]) -> Path:
+        path = Path(item["path"])
+        if path.is_file():
+            return path
+        source = Path(item["source"])
+        if not source.is_file():
+            raise InputError(
+                f"{source}: the original file of post {record.id} is gone and its "
+                "prepared copy too; cannot continue.",
+                hint="Restore the file, or post again with --force.",
+            )
+        again = media_mod.prepare_one(
+            source,
+            fit=record.options.get("fit"),
+            story=bool(record.options.get("story")),
+            out_dir=prepared_dir(),
+        )
+        if again.sha256 != item["sha256"]:
+            raise InputError(
+                f"{source}: the file changed since post {record.id} was prepared.",
+                hint="Post it again as a new post (add --force).",
+            )
+        return again.path
+
+    def _container_params(
+        self, record: PostRecord, item: dict[str, Any], *, child: bool
+    ) -> dict[str, str]:
+        url_key = "video_url" if item["kind"] == "video" else "image_url"
+        params = {url_key: item["url"]}
+        alt = record.options.get("alt_text")
+        if record.kind == "story":
+            params["media_type"] = "STORIES"
+        elif child:
+            params["is_carousel_item"] = "true"
+            if item["kind"] == "video":
+                params["media_type"] = "VIDEO"
+        elif record.kind == "reel":
+            params.update(media_type="REELS", share_to_feed="true")
+        if not child and record.kind != "story" and record.caption:
+            params["caption"] = record.caption
+        if alt and item["kind"] == "image" and record.kind != "story":
+            params["alt_text"] = alt
+        return params
+
+    async def _create_containers(
+        self, record: PostRecord, owner: str, graph: GraphClient
+    ) -> PostRecord:
+        items = record.items
+        if record.kind != "carousel":
+            cid = await graph.create_container(
+                self._container_params(record, items[0], child=False),
+                what=f"Creating the {record.kind} container",
+            )
+            self.reporter.info(f"Container {cid} created.")
+            return await self.journal.record_step(
+                record.id, owner, "container_created", container_id=cid
+            )
+        for index, item in enumerate(items):
+            if item.get("container_id"):
+                continue
+            item["container_id"] = await graph.create_container(
+                self._container_params(record, item, child=True),
+                what=f"Creating carousel item {index + 1}",
+            )
+            record = await self.journal.update(record.id, owner, items=items)
+        for index, item in enumerate(items):
+            status = await graph.wait_finished(item["container_id"])
+            if status.status_code not in ("FINISHED", "PUBLISHED"):
+                await self._reset_containers(record, owner)
+                raise RuntimeFailure(
+                    f"Carousel item {index + 1} ({Path(item['source']).name}) was not accepted: "
+                    f"{status.status_code} {status.status}.",
+                    hint=f"`carrier instagram resume {record.id}` creates the containers again.",
+                )
+        cid = await graph.create_container(
+            {
+                "media_type": "CAROUSEL",
+                "children": ",".join(i["container_id"] for i in items),
+                **({"caption": record.caption} if record.caption else {}),
+            },
+            what="Creating the carousel container",
+        )
+        self.reporter.info(f"Carousel container {cid} created.")
+        return await self.journal.record_step(
+            record.id, owner, "container_created", container_id=cid
+        )
+
+    async def _reset_containers(self, record: PostRecord, owner: str) -> PostRecord:
+        items = [{**item, "container_id": None} for item in record.items]
+        return await self.journal.update(
+            record.id,
+            owner,
+            status="uploaded",
+            last_step="uploaded",
+            container_id=None,
+            items=items,
+        )
+
+    async def _wait_container(
+        self, record: PostRecord, owner: str, graph: GraphClient
+    ) -> PostRecord:
+        assert record.container_id
+        self.reporter.info(f"Waiting for Instagram to process container {record.container_id}.")
+        status = await graph.wait_finished(record.container_id)
+        if status.status_code == "PUBLISHED":
+            return await self._mark_published(record, owner, None, graph)
+        if status.status_code in ("ERROR", "EXPIRED"):
+            await self._reset_containers(record, owner)
+            what = "expired" if status.status_code == "EXPIRED" else "failed processing"
+            raise RuntimeFailure(
+                f"Instagram container {record.container_id} {what}: "
+                f"{status.status or status.status_code}.",
+                hint=f"`carrier instagram resume {record.id}` creates a new container from the "
+                "uploaded file; if it keeps failing, check the media against the specs.",
+            )
+        return await self.journal.record_step(record.id, owner, "container_finished")
+
+    async def _publish(self, record: PostRecord, owner: str, graph: GraphClient) -> PostRecord:
+        assert record.container_id
+        await self._check_quota(graph, record)
+        container_id = record.container_id
+        record = await self.journal.record_step(record.id, owner, "publishing")
+        media_id = await graph.publish(container_id)
+        return await self._mark_published(record, owner, media_id, graph)
+
+    async def _finish_publishing(
+        self, record: PostRecord, owner: str, graph: GraphClient
+    ) -> PostRecord:
+        """A previous run died around media_publish: ask the container before retrying."""
+        assert record.container_id
+        status = await graph.container_status(record.container_id)
+        if status.status_code == "PUBLISHED":
+            self.reporter.info(f"Container {record.container_id} was already published.")
+            return await self._mark_published(record, owner, None, graph)
+        if status.status_code in ("ERROR", "EXPIRED"):
+            await self._reset_containers(record, owner)
+            raise RuntimeFailure(
+                f"Instagram container {record.container_id} is {status.status_code}: "
+                f"{status.status}.",
+                hint=f"`carrier instagram resume {record.id}` recreates it.",
+            )
+        media_id = await graph.publish(record.container_id)
+        return await self._mark_published(record, owner, media_id, graph)
+
+    async def _mark_published(
+        self, record: PostRecord, owner: str, media_id: str | None, graph: GraphClient
+    ) -> PostRecord:
+        permalink = await graph.permalink(media_id) if media_id else None
+        return await self.journal.record_step(
+            record.id,
+            owner,
+            "published",
+            media_id=media_id,
+            permalink=permalink,
+            published_at=now(),
+        )
+
+    async def _after_publish(self, record: PostRecord, graph: GraphClient) -> None:
+        if not record.options.get("cleanup"):
+            return
+        config = FtpConfig.from_settings(self.settings)
+        for item in record.items:
+            try:
+                if await delete_file(config, item["remote_name"]):
+                    self.reporter.info(f"Deleted {item['remote_name']} from the FTP server.")
+            except CarrierError as exc:
+                self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")
+            except OSError as exc:
+                self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")

@@ -1,0 +1,596 @@
+"""Real local servers for the Instagram pipeline: FTP/FTPS (pyftpdlib), a static HTTP server
+over the FTP root, and a fake Graph API (aiohttp) that downloads and inspects the media.
+
+Every server runs in a background thread of the test process and listens on 127.0.0.1, so
+both in-process tests and `carrier` subprocesses reach them over real sockets.
+Register with `pytest_plugins = ["tests.support.instagram_servers"]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http.server
+import io
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FTP_USER = "carrier"
+FTP_PASSWORD = "ftp-secret-pass-1234"
+ACCESS_TOKEN = "EAAtesttoken0123456789abcdefABCDEF"
+ACCOUNT_ID = "17841400000000001"
+
+logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+
+
+# --- FTP ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FtpServerHandle:
+    host: str
+    port: int
+    root: Path
+    tls: bool
+    ca_file: Path | None
+    control: dict[str, Any]  # drop_after: bytes after which the next upload's connection dies
+
+    def drop_next_upload_after(self, nbytes: int) -> None:
+        self.control["drop_after"] = nbytes
+
+
+def _handler_classes(control: dict[str, Any], tls: bool, certfile: Path | None) -> type:
+    from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
+
+    base_dtp: type = TLS_DTPHandler if tls else DTPHandler
+    base_ftp: type = TLS_FTPHandler if tls else FTPHandler
+
+    class DroppingDTP(base_dtp):  # type: ignore[misc, valid-type]
+        def handle_read(self) -> None:
+            super().handle_read()
+            limit = control.get("drop_after")
+            if limit is not None and self.tot_bytes_received >= limit and self.receive:
+                control["drop_after"] = None
+                control["drops"] = control.get("drops", 0) + 1
+                self.file_obj.flush()
+                self.cmd_channel.close()  # the whole session dies, as on a network failure
+
+    attrs: dict[str, Any] = {"dtp_handler": DroppingDTP, "banner": "carrier test ftpd"}
+    if tls:
+        attrs["certfile"] = str(certfile)
+        attrs["tls_control_required"] = False
+        attrs["tls_data_required"] = False
+    return type("CarrierTestFTPHandler", (base_ftp,), attrs)
+
+
+def _start_ftp(root: Path, tls: bool, tmp: Path) -> Iterator[FtpServerHandle]:
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.servers import FTPServer
+
+    certfile = ca_file = None
+    if tls:
+        import trustme
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        certfile = tmp / "ftpd-cert.pem"
+        ca_file = tmp / "ftpd-ca.pem"
+        cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+        ca.cert_pem.write_to_path(str(ca_file))
+    control: dict[str, Any] = {"drop_after": None, "drops": 0}
+    handler = _handler_classes(control, tls, certfile)
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(FTP_USER, FTP_PASSWORD, str(root), perm="elradfmwMT")
+    handler.authorizer = authorizer  # type: ignore[attr-defined]
+    handler.passive_ports = None  # type: ignore[attr-defined]
+    server = FTPServer(("127.0.0.1", 0), handler)
+    port = server.socket.getsockname()[1]
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"timeout": 0.05, "blocking": True}, daemon=True
+    )
+    thread.start()
+    try:
+        yield FtpServerHandle("127.0.0.1", port, root, tls, ca_file, control)
+    finally:
+        server.close_all()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def ftp_root(tmp_path: Path) -> Path:
+    root = tmp_path / "ftp-root"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def ftp_server(ftp_root: Path, tmp_path: Path) -> Iterator[FtpServerHandle]:
+    yield from _start_ftp(ftp_root, False, tmp_path)
+
+
+@pytest.fixture
+def ftps_server(ftp_root: Path, tmp_path: Path) -> Iterator[FtpServerHandle]:
+    yield from _start_ftp(ftp_root, True, tmp_path)
+
+
+# --- static HTTP server over the FTP root ---------------------------------------------------
+
+
+@dataclass
+class HttpServerHandle:
+    url: str
+    root: Path
+    requests: list[tuple[str, str]] = field(default_factory=list)
+
+
+@pytest.fixture
+def media_http_server(ftp_root: Path) -> Iterator[HttpServerHandle]:
+    handle = HttpServerHandle("", ftp_root)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            handle.requests.append((self.command, self.path))
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(ftp_root))
+    )
+    handle.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield handle
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- fake Graph API -------------------------------------------------------------------------
+
+
+def graph_error(
+    code: int,
+    subcode: int | None = None,
+    message: str = "An error occurred",
+    user_msg: str | None = None,
+    transient: bool = False,
+    etype: str = "OAuthException",
+) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "message": message,
+        "type": etype,
+        "code": code,
+        "is_transient": transient,
+        "fbtrace_id": "AbCdEfGh123",
+    }
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    if user_msg:
+        error["error_user_title"] = "Error"
+        error["error_user_msg"] = user_msg
+    return {"error": error}
+
+
+@dataclass
+class Container:
+    id: str
+    params: dict[str, str]
+    statuses: list[str]
+    polls: int = 0
+    published_media: str | None = None
+    error_reason: str = ""
+
+    @property
+    def status_code(self) -> str:
+        if self.published_media:
+            return "PUBLISHED"
+        return self.statuses[min(self.polls, len(self.statuses) - 1)]
+
+
+class FakeGraph:
+    """Behaves like graph.facebook.com's content publishing endpoints, with script knobs."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.token = ACCESS_TOKEN
+        self.account_id = ACCOUNT_ID
+        self.username = "carrier_test"
+        self.quota_usage = 0
+        self.quota_total = 50
+        self.quota_duration = 86400
+        self.next_statuses: list[list[str]] = []
+        self.default_statuses = ["IN_PROGRESS", "FINISHED"]
+        self.failures: list[tuple[str, int, dict[str, Any]]] = []  # (endpoint, http, body)
+        self.containers: dict[str, Container] = {}
+        self.published: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.downloads: list[tuple[str, int, str]] = []
+        self.delay = 0.0
+        self._ids = itertools.count(18000000000000001)
+        self._lock = threading.Lock()
+
+    # knobs
+    def fail_next(
+        self,
+        endpoint: str,
+        code: int,
+        subcode: int | None = None,
+        *,
+        http_status: int = 400,
+        times: int = 1,
+        **kw: Any,
+    ) -> None:
+        """endpoint: media, media_publish, status, limit, user, permalink."""
+        for _ in range(times):
+            self.failures.append((endpoint, http_status, graph_error(code, subcode, **kw)))
+
+    def script_statuses(self, *sequences: list[str]) -> None:
+        self.next_statuses.extend(sequences)
+
+    def _failure(self, endpoint: str) -> tuple[int, dict[str, Any]] | None:
+        with self._lock:
+            for i, (name, status, body) in enumerate(self.failures):
+                if name == endpoint:
+                    del self.failures[i]
+                    return status, body
+        return None
+
+    def _new_id(self) -> str:
+        return str(next(self._ids))
+
+    # server
+    def build_app(self) -> Any:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=1024**2)
+        app.router.add_route("*", "/{version}/{node}", self._node)
+        app.router.add_route("*", "/{version}/{node}/{edge}", self._edge)
+        return app
+
+    async def _params(self, request: Any) -> dict[str, str]:
+        params = dict(request.query)
+        if request.method == "POST" and request.can_read_body:
+            if request.content_type == "application/json":
+                params.update({k: str(v) for k, v in (await request.json()).items()})
+            else:
+                params.update({k: str(v) for k, v in (await request.post()).items()})
+        return params
+
+    def _json(self, body: Any, status: int = 200) -> Any:
+        from aiohttp import web
+
+        return web.json_response(body, status=status)
+
+    async def _auth(self, request: Any, params: dict[str, str]) -> Any:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header else params.get("access_token")
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if token != self.token:
+            return self._json(
+                graph_error(
+                    190,
+                    463,
+                    "Error validating access token: Session has expired on Tuesday.",
+                ),
+                401 if not token else 400,
+            )
+        return None
+
+    async def _node(self, request: Any) -> Any:
+        params = await self._params(request)
+        node = request.match_info["node"]
+        self.requests.append((request.method, request.path))
+        if (denied := await self._auth(request, params)) is not None:
+            return denied
+        if node in ("me", self.account_id):
+            if (fail := self._failure("user")) is not None:
+                return self._json(fail[1], fail[0])
+            return self._json(
+                {"id": self.account_id, "username": self.username, "name": "Carrier Test"}
+            )
+        if node in self.containers:
+            if (fail := self._failure("status")) is not None:
+                return self._json(fail[1], fail[0])
+            container = self.containers[node]
+            code = container.status_code
+            container.polls += 1
+            body = {"id": node, "status_code": code}
+            if code == "ERROR":
+                body["status"] = container.error_reason or "Error: 2207001 media upload failed"
+            elif code == "EXPIRED":
+                body["status"] = "Expired: the container was not published within 24 hours"
+            return self._json(body)
+        for media in self.published:
+            if media["id"] == node:
+                if (fail := self._failure("permalink")) is not None:
+                    return self._json(fail[1], fail[0])
+                return self._json({"id": node, "permalink": media["permalink"]})
+        return self._json(
+            graph_error(
+                100,
+                33,
+                "Unsupported get request. Object with ID does not exist",
+                etype="GraphMethodException",
+            ),
+            400,
+        )
+
+    async def _edge(self, request: Any) -> Any:
+        params = await self._params(request)
+        node, edge = request.match_info["node"], request.match_info["edge"]
+        self.requests.append((request.method, request.path))
+        if (denied := await self._auth(request, params)) is not None:
+            return denied
+        if node != self.account_id:
+            return self._json(
+                graph_error(100, 33, "Object does not exist", etype="GraphMethodException"), 400
+            )
+        if edge == "content_publishing_limit":
+            if (fail := self._failure("limit")) is not None:
+                return self._json(fail[1], fail[0])
+            return self._json(
+                {
+                    "data": [
+                        {
+                            "quota_usage": self.quota_usage,
+                            "config": {
+                                "quota_total": self.quota_total,
+                                "quota_duration": self.quota_duration,
+                            },
+                        }
+                    ]
+                }
+            )
+        if edge == "media" and request.method == "POST":
+            if (fail := self._failure("media")) is not None:
+                return self._json(fail[1], fail[0])
+            return await self._create(params)
+        if edge == "media_publish" and request.method == "POST":
+            if (fail := self._failure("media_publish")) is not None:
+                return self._json(fail[1], fail[0])
+            return self._publish(params)
+        return self._json(graph_error(100, None, f"Unknown edge {edge}"), 400)
+
+    async def _download(self, url: str) -> tuple[bytes | None, str]:
+        import aiohttp
+
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+                session.get(url, allow_redirects=False) as response,
+            ):
+                data = await response.read()
+                self.downloads.append((url, response.status, response.content_type))
+                if response.status != 200:
+                    return None, f"HTTP {response.status}"
+                return data, response.content_type
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            self.downloads.append((url, 0, ""))
+            return None, str(exc)
+
+    def _image_problem(self, data: bytes, story: bool) -> dict[str, Any] | None:
+        from PIL import Image
+
+        if len(data) > 8 * 1024 * 1024:
+            return graph_error(
+                36000,
+                2207004,
+                "Image size too large",
+                user_msg="The image is too large to upload (max 8 MiB).",
+            )
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except Exception:
+            return graph_error(36001, 2207005, "Unsupported image format")
+        if image.format != "JPEG" or image.info.get("progressive"):
+            return graph_error(
+                36001,
+                2207005,
+                "Unsupported image format",
+                user_msg="The image format is not supported; use JPEG.",
+            )
+        width, height = image.size
+        if not 320 <= width <= 1440:
+            return graph_error(36001, 2207005, f"Unsupported width {width}")
+        if not story and not 0.8 - 1e-9 <= width / height <= 1.91 + 1e-9:
+            return graph_error(
+                36003,
+                2207009,
+                "Aspect ratio not supported",
+                user_msg="The aspect ratio is not supported.",
+            )
+        return None
+
+    async def _create(self, params: dict[str, str]) -> Any:
+        media_type = params.get("media_type", "IMAGE").upper()
+        story = media_type == "STORIES"
+        if len(params.get("caption", "")) > 2200:
+            return self._json(graph_error(36004, 2207010, "Caption too long"), 400)
+        if media_type == "CAROUSEL":
+            children = [c for c in params.get("children", "").split(",") if c]
+            if not 2 <= len(children) <= 10:
+                return self._json(
+                    graph_error(
+                        100,
+                        2207028,
+                        "Carousel needs 2 to 10 children",
+                        user_msg="Carousels need 2 to 10 items.",
+                    ),
+                    400,
+                )
+            for child in children:
+                c = self.containers.get(child)
+                if c is None or c.params.get("is_carousel_item") != "true":
+                    return self._json(graph_error(24, 2207006, f"Child {child} not found"), 400)
+                if c.status_code != "FINISHED":
+                    return self._json(graph_error(9007, 2207027, "Child not ready"), 400)
+        elif "image_url" in params:
+            data, info = await self._download(params["image_url"])
+            if data is None:
+                return self._json(
+                    graph_error(
+                        9004,
+                        2207052,
+                        "Media download has failed.",
+                        user_msg=f"The media could not be fetched from the URI: {info}",
+                    ),
+                    400,
+                )
+            if (problem := self._image_problem(data, story)) is not None:
+                return self._json(problem, 400)
+        elif "video_url" in params:
+            data, info = await self._download(params["video_url"])
+            if data is None:
+                return self._json(
+                    graph_error(9004, 2207052, "Media download has failed.", user_msg=info), 400
+                )
+            if data[4:8] != b"ftyp":
+                return self._json(graph_error(36001, 2207005, "Not a video"), 400)
+        else:
+            return self._json(graph_error(100, None, "image_url or video_url is required"), 400)
+        cid = self._new_id()
+        with self._lock:
+            statuses = self.next_statuses.pop(0) if self.next_statuses else self.default_statuses
+        self.containers[cid] = Container(cid, params, list(statuses))
+        return self._json({"id": cid})
+
+    def _publish(self, params: dict[str, str]) -> Any:
+        cid = params.get("creation_id", "")
+        container = self.containers.get(cid)
+        if container is None:
+            return self._json(graph_error(24, 2207006, "The media container does not exist"), 400)
+        if container.published_media:
+            return self._json(graph_error(9007, 2207026, "The media was already published"), 400)
+        if container.status_code != "FINISHED":
+            return self._json(
+                graph_error(
+                    9007,
+                    2207027,
+                    "Media ID is not available",
+                    user_msg="The media is not ready for publishing, please wait for a moment",
+                ),
+                400,
+            )
+        if self.quota_usage >= self.quota_total:
+            return self._json(
+                graph_error(
+                    9,
+                    2207042,
+                    "Application request limit reached",
+                    user_msg="You reached the maximum number of posts "
+                    "that is allowed to be published via API in 24h",
+                ),
+                400,
+            )
+        with self._lock:
+            self.quota_usage += 1
+            media_id = self._new_id()
+            container.published_media = media_id
+            self.published.append(
+                {
+                    "id": media_id,
+                    "container": cid,
+                    "caption": container.params.get("caption"),
+                    "media_type": container.params.get("media_type", "IMAGE"),
+                    "permalink": f"https://www.instagram.com/p/C{media_id[-8:]}/",
+                    "at": time.time(),
+                }
+            )
+        return self._json({"id": media_id})
+
+
+@dataclass
+class GraphHandle:
+    graph: FakeGraph
+    url: str
+
+
+@pytest.fixture
+def fake_graph() -> Iterator[FakeGraph]:
+    graph = FakeGraph()
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    state: dict[str, Any] = {}
+
+    async def start() -> None:
+        from aiohttp import web
+
+        runner = web.AppRunner(graph.build_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        graph.url = f"http://127.0.0.1:{port}"
+        state["runner"] = runner
+        ready.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10), "fake Graph API did not start"
+    try:
+        yield graph
+    finally:
+        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+
+
+# --- everything wired together --------------------------------------------------------------
+
+
+@dataclass
+class InstagramEnv:
+    ftp: FtpServerHandle
+    http: HttpServerHandle
+    graph: FakeGraph
+    env: dict[str, str]
+
+    def published_files(self) -> list[Path]:
+        return sorted(p for p in self.ftp.root.iterdir() if not p.name.startswith("."))
+
+
+@pytest.fixture
+def instagram_env(
+    ftps_server: FtpServerHandle,
+    media_http_server: HttpServerHandle,
+    fake_graph: FakeGraph,
+    monkeypatch: pytest.MonkeyPatch,
+) -> InstagramEnv:
+    """Settings in the environment (for this process and for `carrier` subprocesses)."""
+    env = {
+        "INSTAGRAM_ACCOUNT_ID": fake_graph.account_id,
+        "INSTAGRAM_ACCESS_TOKEN": fake_graph.token,
+        "CARRIER_GRAPH_API_BASE": fake_graph.url,
+        "FTP_SERVER": f"{ftps_server.host}:{ftps_server.port}",
+        "FTP_USERNAME": FTP_USER,
+        "FTP_PASSWORD": FTP_PASSWORD,
+        "FTP_DIRECTORY": "/",
+        "HTTP_SERVER": media_http_server.url,
+        "SSL_CERT_FILE": str(ftps_server.ca_file),
+        "CARRIER_INSTAGRAM_POLL_INTERVAL": "0.02",
+        "CARRIER_INSTAGRAM_RETRY_DELAY": "0.02",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return InstagramEnv(ftps_server, media_http_server, fake_graph, env)
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
