@@ -478,7 +478,8 @@ class MemoryStore:
                     )
                 )
             ).scalar()
-            if current != dim:
+            altered = current != dim
+            if altered:
                 await conn.execute(text("DROP INDEX IF EXISTS ix_memories_embedding_hnsw"))
                 await conn.execute(
                     text(f"ALTER TABLE memories ALTER COLUMN embedding TYPE vector({int(dim)})")
@@ -490,6 +491,9 @@ class MemoryStore:
                         "USING hnsw (embedding vector_cosine_ops)"
                     )
                 )
+        if altered:
+            # Pooled connections hold prepared statements typed against the old column.
+            await self.engine.dispose()
         self._pg_vectors_ready = True
 
     # ------------------------------------------------------------------ embedding
@@ -908,6 +912,7 @@ class MemoryStore:
                     text("ALTER TABLE memories ALTER COLUMN embedding TYPE vector USING NULL")
                 )
                 await conn.execute(update(M).values(embedding_model=None))
+            await self.engine.dispose()
             self._pg_vectors_ready = False
         else:
             async with self._write() as conn:
