@@ -14,6 +14,7 @@ Fixtures:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import uuid
@@ -32,7 +33,7 @@ def with_database(url: str, database: str) -> str:
 
 
 def _asyncpg_dsn(url: str) -> str:
-    scheme, _, rest = url.partition("://")
+    rest = url.partition("://")[2]
     return f"postgresql://{rest}"
 
 
@@ -83,10 +84,8 @@ def pg_database_factory(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
 
     yield make
     for name in created:
-        try:
+        with contextlib.suppress(Exception):  # best effort
             _run(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except Exception:  # pragma: no cover - best effort
-            pass
 
 
 @pytest.fixture
