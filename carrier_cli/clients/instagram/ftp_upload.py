@@ -154,7 +154,6 @@ class FtpUploader:
     ) -> UploadResult:
         total = local.stat().st_size
         temp_name = f".{remote_name}.part"
-        first_offset: int | None = None
         last_error: BaseException | None = None
         for attempt in range(1, self.retries + 2):
             try:
@@ -182,8 +181,6 @@ class FtpUploader:
                 if offset > total:
                     ftp.delete(temp_name)
                     offset = 0
-                if first_offset is None:
-                    first_offset = offset
                 if offset < total:
                     self._send(ftp, local, temp_name, offset, total, progress)
                 uploaded = self._size(ftp, temp_name)
@@ -197,7 +194,7 @@ class FtpUploader:
                     raise ftplib.error_temp(f"451 renamed file has {final} bytes, not {total}")
                 self._quit(ftp)
                 return UploadResult(
-                    self._remote_path(remote_name), total, first_offset or 0, attempt, tls=secured
+                    self._remote_path(remote_name), total, offset, attempt, tls=secured
                 )
             except ftplib.error_perm as exc:
                 self._quit(ftp)
