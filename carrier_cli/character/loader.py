@@ -327,7 +327,12 @@ def load_character(path: Path) -> Character:
         log.warning("%s", warning)
     if report.errors or report.character is None:
         count = len(report.errors)
-        listed = "; ".join(str(p) for p in report.errors)
+        ordered = sorted(
+            report.errors, key=lambda p: (str(p.mark.file), p.mark.line, p.mark.column)
+        )
+        listed = "; ".join(
+            f"{p.mark}: {p.path + ': ' if p.path else ''}{p.message}" for p in ordered
+        )
         raise InputError(
             f"Character file {path} has {count} problem{'s' if count != 1 else ''}: {listed}.",
             hint=f"Fix them and check with `carrier character validate {path}`.",

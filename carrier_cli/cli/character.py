@@ -66,7 +66,14 @@ def validate(
             f"{'s' if warnings != 1 else ''}."
         )
     if errors:
-        raise typer.Exit(2)
+        from carrier_cli.errors import InputError
+
+        bad = sum(1 for r in reports if not r.ok)
+        raise InputError(
+            f"{errors} error{'s' if errors != 1 else ''} in {bad} character "
+            f"file{'s' if bad != 1 else ''} (listed above).",
+            hint="Fix them and run `carrier character validate` again.",
+        )
 
 
 @app.command("import")

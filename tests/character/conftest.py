@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ELIZA_FIXTURES = Path("/work/shared/fixtures/eliza-characters")
+if not ELIZA_FIXTURES.is_dir():  # a checkout elsewhere keeps a copy next to the repo
+    ELIZA_FIXTURES = REPO.parent / "shared" / "fixtures" / "eliza-characters"
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write a file under tmp_path and return its path."""
+
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return _write
