@@ -482,7 +482,9 @@ class AgentRuntime:
             decision = "IGNORE"
         recent: list[Memory] | None = None
         if decision is None:
-            recent = await self.store.recent(intake.room.id, n=self.recent_count)
+            recent = self._turn_view(
+                await self.store.recent(intake.room.id, n=self.recent_count), intake.memory
+            )
             decision, seconds = await self._ask_should_respond(ctx, recent, tlog)
             model_seconds += seconds
             if decision == "STOP":
@@ -630,6 +632,7 @@ class AgentRuntime:
             asyncio.gather(*validations),
         )
         recent_memories, hits, facts, provided, valid = results
+        recent_memories = self._turn_view(recent_memories, ctx.memory)
         offered = [a for a, ok in zip(self.actions, valid, strict=True) if ok]
 
         state = ctx.state
@@ -665,6 +668,18 @@ class AgentRuntime:
             recent_memories, max_chars=self._conversation_budget(used)
         )
         return offered
+
+    def _turn_view(self, recent: list[Memory], own: Memory) -> list[Memory]:
+        """Messages from others that arrived after this turn's message belong to later
+        turns (which answer them); leaving them out here avoids answering them twice."""
+        cutoff = own.created_at
+        if cutoff is None:
+            return recent
+        return [
+            m
+            for m in recent
+            if m.entity_id == self.agent_id or m.created_at is None or m.created_at <= cutoff
+        ]
 
     def _conversation_budget(self, used_chars: int) -> int:
         """Characters left for the conversation: ~3 characters per token, minus the reply."""
