@@ -57,7 +57,7 @@ def dump_character_yaml(character: Character, header: list[str] | None = None) -
         if spaced and line and not line.startswith((" ", "-")):
             spaced.append("")
         spaced.append(line)
-    prefix = "".join(f"# {h}\n" if h else "#\n" for h in header or [])
+    prefix = "".join(f"# {h.replace(chr(10), ' ')}\n" if h.strip() else "#\n" for h in header or [])
     return prefix + "\n".join(spaced) + "\n"
 
 

@@ -163,7 +163,11 @@ def _load_layers(path: Path, chain: list[Path], report: ValidationReport) -> lis
             report.dropped.append(f"{where}: {why}")
             report.add(
                 Problem(
-                    doc.mark_for(old), where, f"ElizaOS field not carried over: {why}", "warning"
+                    doc.mark_for(old),
+                    where,
+                    f"ElizaOS field not carried over: {why}",
+                    "warning",
+                    "eliza-dropped",
                 )
             )
         for old, value in layer.conversion.secrets:
@@ -178,6 +182,7 @@ def _load_layers(path: Path, chain: list[Path], report: ValidationReport) -> lis
                     where,
                     "secret not copied. " + checks.secret_hint(old),
                     "warning",
+                    "secret",
                 )
             )
 
@@ -206,19 +211,25 @@ def _load_parents(
                     mark,
                     where,
                     f"expected a character file path or name, found {checks.describe(ref)}",
+                    code="extends",
                 )
             )
             continue
         try:
             parent = _find_parent(ref.strip(), path.parent)
         except InputError as exc:
-            report.add(Problem(mark, where, exc.message))
+            report.add(Problem(mark, where, exc.message, code="extends"))
             continue
         visiting = [*chain, path.resolve()]
         if parent in visiting:
             cycle = " -> ".join(p.name for p in [*visiting[visiting.index(parent) :], parent])
             report.add(
-                Problem(mark, where, f"extends cycle: {cycle}; remove one of the `extends` entries")
+                Problem(
+                    mark,
+                    where,
+                    f"extends cycle: {cycle}; remove one of the `extends` entries",
+                    code="extends",
+                )
             )
             continue
         parent_layers = _load_layers(parent, visiting, report)
@@ -275,18 +286,18 @@ def _validate_layers(layers: list[_Layer], path: Path, report: ValidationReport)
     unknown = list(checks.find_unknown_keys(merged))
     for key_path, message in unknown:
         mark, where = locator.locate(key_path)
-        report.add(Problem(mark, where, message, "warning"))
+        report.add(Problem(mark, where, message, "warning", "unknown-key"))
     for key_path, _ in sorted(unknown, key=lambda item: -len(item[0])):
         checks.remove_path(merged, key_path)
     for key_path, message in checks.unknown_template_names(merged):
         mark, where = locator.locate(key_path)
-        report.add(Problem(mark, where, message, "warning"))
+        report.add(Problem(mark, where, message, "warning", "unknown-template"))
     for key_path, value in checks.find_secrets(merged):
         from carrier_cli.state import register_secret
 
         register_secret(value)
         mark, where = locator.locate(key_path)
-        report.add(Problem(mark, where, checks.secret_hint(key_path), "warning"))
+        report.add(Problem(mark, where, checks.secret_hint(key_path), "warning", "secret"))
 
     try:
         character = Character.model_validate(merged)
@@ -307,6 +318,7 @@ def _validate_layers(layers: list[_Layer], path: Path, report: ValidationReport)
                     f"{character.resolve_path(entry)} does not exist; it will be used "
                     "as inline text",
                     "warning",
+                    "missing-knowledge",
                 )
             )
     if not report.errors:
@@ -324,7 +336,8 @@ def load_character(path: Path) -> Character:
         )
     report = validate_character_file(path)
     for warning in report.warnings:
-        log.warning("%s", warning)
+        # Dropped ElizaOS fields are expected on every load of such a file: not alarming.
+        log.log(logging.INFO if warning.code == "eliza-dropped" else logging.WARNING, "%s", warning)
     if report.errors or report.character is None:
         count = len(report.errors)
         ordered = sorted(

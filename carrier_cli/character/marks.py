@@ -8,6 +8,7 @@ problem can point at the offending key instead of at "somewhere in the file".
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ class Problem:
     path: str
     message: str
     severity: str = "error"  # "error" | "warning"
+    # Machine-readable kind: syntax, type, unknown-key, unknown-template, secret,
+    # eliza-dropped, duplicate-key, missing-knowledge, extends.
+    code: str = "type"
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
@@ -46,6 +50,7 @@ class Problem:
             "path": self.path,
             "severity": self.severity,
             "message": self.message,
+            "code": self.code,
         }
 
 
@@ -80,7 +85,7 @@ def format_path(path: KeyPath) -> str:
 def read_document(path: Path) -> Document:
     """Parse `path`; syntax errors become problems (never exceptions) with line:column."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError as exc:
         return _failed(path, 1, 1, f"file is not UTF-8 text ({exc.reason} at byte {exc.start})")
     except OSError as exc:
@@ -129,7 +134,9 @@ def parse_text(text: str, path: Path) -> Document:
 
 
 def _failed(path: Path, line: int, col: int, message: str) -> Document:
-    return Document(path, None, problems=[Problem(Mark(path, line, col), "", message)])
+    return Document(
+        path, None, problems=[Problem(Mark(path, line, col), "", message, code="syntax")]
+    )
 
 
 def _mark(doc: Document, node: Any) -> Mark:
@@ -143,7 +150,7 @@ def _build(node: Any, path: KeyPath, doc: Document, loader: Any) -> Any:
         loader.flatten_mapping(node)  # resolves `<<: *anchor` merges
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _join_surrogates(loader.construct_object(key_node, deep=True))
             key_mark = _mark(doc, key_node)
             if not isinstance(key, str):
                 doc.problems.append(
@@ -175,4 +182,15 @@ def _build(node: Any, path: KeyPath, doc: Document, loader: Any) -> Any:
             doc.marks[child] = _mark(doc, item)
             items.append(_build(item, child, doc, loader))
         return items
-    return loader.construct_object(node, deep=True)
+    return _join_surrogates(loader.construct_object(node, deep=True))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _join_surrogates(value: Any) -> Any:
+    """JSON writes emoji as escaped UTF-16 pairs ("\\ud83d\\ude00"); YAML decodes each half
+    separately, leaving unprintable lone surrogates. Recombine them like a JSON parser."""
+    if isinstance(value, str) and _SURROGATE.search(value):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value

@@ -162,3 +162,16 @@ def test_duplicate_keys_warn(write: Write) -> None:
 def test_boolean_gotcha_is_explained(write: Write) -> None:
     report = validate_character_file(write("c.yaml", "name: Ada\nadjectives: [kind, yes]\n"))
     assert "quote" in report.errors[0].message and report.errors[0].path == "adjectives[1]"
+
+
+def test_json_with_bom_and_escaped_emoji(write: Write) -> None:
+    path = write("e.json", '\ufeff{"name": "Emo \\ud83d\\ude00", "bio": "a\\/b"}')
+    character = load_character(path)
+    assert character.name == "Emo 😀" and character.bio == ["a/b"]
+
+
+def test_problem_codes(write: Write) -> None:
+    path = write("c.yaml", "name: A\nbiox: 1\nsettings: {api_key: abcdef123456}\n")
+    codes = sorted(p.code for p in validate_character_file(path).warnings)
+    assert codes == ["secret", "unknown-key"]
+    assert validate_character_file(write("s.yaml", "a: [")).errors[0].code == "syntax"
