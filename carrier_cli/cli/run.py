@@ -14,6 +14,7 @@ import typer
 # `async def client(runtime, settings, stop_event) -> None`. Imported only when used.
 CLIENTS: dict[str, str] = {
     "discord": "carrier_cli.clients.discord:run_discord_client",
+    "instagram": "carrier_cli.clients.instagram.autopost:run_instagram_client",
 }
 
 

@@ -638,6 +638,10 @@ class FakeDiscordServer:
         else:
             channel = channel_id or self.channel_id
             guild_id = self._guild_of(channel)
+        # Real Discord lists every user mentioned in the content (<@id> or <@!id>).
+        mention_bot = (
+            mention_bot or f"<@{self.bot_id}>" in content or (f"<@!{self.bot_id}>" in content)
+        )
         mentions = [self.bot_user] if mention_bot else []
         referenced = None
         if reply_to is not None:

@@ -127,8 +127,9 @@ class CarrierDiscordBot(discord.Client):
     async def on_ready(self) -> None:
         user = self.user
         guilds = ", ".join(g.name for g in self.guilds[:5]) + (" …" if len(self.guilds) > 5 else "")
+        who = f"{user.display_name} (@{user.name}, id {user.id})" if user else "?"
         status = (
-            f"Discord: connected as {user} (id {user.id if user else '?'}) in "
+            f"Discord: connected as {who} in "
             f"{len(self.guilds)} guild{'s' if len(self.guilds) != 1 else ''}"
             f"{' (' + guilds + ')' if guilds else ''} as character {self.runtime.character.name}"
         )
@@ -208,7 +209,10 @@ class CarrierDiscordBot(discord.Client):
         outcome = "no reply"
         try:
             result = await self._generate(message, incoming, verdict)
-            if result is not None and result.text:
+            if result is not None and getattr(result, "replayed", False):
+                # Discord re-delivered a message we already answered (e.g. after a RESUME).
+                outcome = "already handled (replayed event)"
+            elif result is not None and result.text:
                 sent = await self._send_reply(message, result.text)
                 outcome = f"replied in {sent} message{'s' if sent != 1 else ''}"
             elif result is not None:
@@ -238,10 +242,10 @@ class CarrierDiscordBot(discord.Client):
             outcome = "failed; apologised" if await self._apologise(message) else "failed"
         self.turns_handled += 1
         log.info(
-            "Discord[%s] %s %s: %r -> %s (%.2fs)",
+            "Discord[%s] %s%s: %r -> %s (%.2fs)",
             self.runtime.character.name,
             where,
-            inbound.author_name,
+            "" if inbound.is_dm else f" {inbound.author_name}",
             _preview(inbound.clean_content),
             outcome,
             time.monotonic() - started,

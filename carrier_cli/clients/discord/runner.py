@@ -19,6 +19,8 @@ from carrier_cli.state import register_secret
 
 log = logging.getLogger("carrier_cli.discord")
 
+_TOKENS_IN_USE: dict[str, str] = {}  # token -> character name, in this process
+
 
 def resolve_token(character: Any, settings: Settings) -> tuple[str, str]:
     """(token, where it came from). A character's own `clients.discord.token_key` wins over
@@ -44,6 +46,14 @@ def resolve_token(character: Any, settings: Settings) -> tuple[str, str]:
             "character file).",
         )
     return token, "discord_api_token"
+
+
+class _NoVoiceWarnings(logging.Filter):
+    """discord.py warns on every start that voice libraries are missing; bots here never
+    use voice, so the warning is noise in an operator's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
 
 
 def _print_status(line: str) -> None:
@@ -105,9 +115,22 @@ async def run_discord_client(
     from carrier_cli.clients.discord.endpoints import configure_endpoints
 
     character = runtime.character
-    token, _ = resolve_token(character, settings)
+    token, origin = resolve_token(character, settings)
     register_secret(token)
+    other = _TOKENS_IN_USE.get(token)
+    if other is not None and other != character.name:
+        raise ConfigError(
+            f"Characters {other!r} and {character.name!r} would use the same Discord bot token "
+            f"({origin}); one bot can serve only one character.",
+            hint="Create a second application/bot in the developer portal, store its token with "
+            f"`carrier keys set discord:{character.name.lower()}` and set clients.discord."
+            f"token_key: discord:{character.name.lower()} in the character file.",
+        )
+    _TOKENS_IN_USE[token] = character.name
     configure_endpoints(settings.discord_api_base, settings.discord_gateway_url)
+    voice_logger = logging.getLogger("discord.client")
+    if not any(isinstance(f, _NoVoiceWarnings) for f in voice_logger.filters):
+        voice_logger.addFilter(_NoVoiceWarnings())
     bot = CarrierDiscordBot(runtime, settings, on_status=on_status)
     connection = asyncio.create_task(bot.start(token), name=f"discord:{character.name}")
     stopping = asyncio.create_task(stop_event.wait())
@@ -129,6 +152,7 @@ async def run_discord_client(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(connection, timeout=5)
     finally:
+        _TOKENS_IN_USE.pop(token, None)
         stopping.cancel()
         if not bot.is_closed():
             with contextlib.suppress(Exception):

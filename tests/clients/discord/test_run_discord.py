@@ -1,0 +1,287 @@
+"""`carrier run --client discord` end to end: the real CLI process, real discord.py, the fake
+Discord server and the fake model server. One bot process serves the module (starting one
+costs seconds); every test talks in its own channel so their memories do not mix."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clients.discord.harness import CarrierProcess, start_carrier, write_character, xml_reply
+from tests.clients.discord.replies import long_reply
+from tests.clients.discord.test_split import check_invariants, fence_lines
+from tests.support.fake_discord import FakeDiscordServer
+from tests.support.model_server import ModelServerProcess, Reply, start_server_process
+
+pytestmark = [pytest.mark.slow, pytest.mark.service]
+
+GUILD = "100000000000000001"
+CHANNELS = [str(200000000000000001 + i) for i in range(12)]
+APOLOGY = "Sorry, that went wrong (test apology)."
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[ModelServerProcess]:
+    server = start_server_process()
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def discord() -> Iterator[FakeDiscordServer]:
+    server = FakeDiscordServer(guilds={GUILD: CHANNELS})
+    server.start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_thread()
+
+
+@pytest.fixture(scope="module")
+def bot(
+    discord: FakeDiscordServer, model: ModelServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CarrierProcess]:
+    root = tmp_path_factory.mktemp("discord-bot")
+    character = write_character(root / "carrier.yaml", respond_only_to_mentions=True)
+    env = {
+        "CARRIER_DISCORD_TYPING_INTERVAL": "0.2",
+        "CARRIER_DISCORD_TURN_TIMEOUT": "3",
+        "CARRIER_DISCORD_APOLOGY": APOLOGY,
+        "CARRIER_SHUTDOWN_GRACE": "5",
+    }
+    process = start_carrier(discord, model.url, root / "home", [character], env=env)
+    try:
+        process.wait_status()
+        yield process
+    finally:
+        process.terminate()
+
+
+def test_status_line_names_bot_guilds_and_character(bot: CarrierProcess) -> None:
+    status = next(line for line in bot.stdout_lines if "connected as" in line)
+    assert "Carrier (@carrier" in status
+    assert "1 guild (Guild 0001)" in status
+    assert "as character Carrier" in status
+
+
+def test_dm_is_answered_once_and_own_messages_are_ignored(
+    bot: CarrierProcess, discord: FakeDiscordServer
+) -> None:
+    message = discord.dispatch_message("hello from a DM", dm=True, author_id="400000000000000101")
+    reply = discord.wait_reply(message)
+    assert reply.content == "Echo: hello from a DM" or reply.content.startswith("Echo:")
+    time.sleep(0.5)  # the fake echoes the bot's reply back over the gateway: no answer to it
+    assert len(discord.sent_messages(reply.channel_id)) == 1
+    lines = discord.wait_for(lambda: bot.log_lines("'hello from a DM'"), what="the turn log line")
+    assert "replied in 1 message" in lines[0] and "INFO" in lines[0]
+
+
+def test_guild_mention_is_answered_in_both_mention_forms(
+    bot: CarrierProcess, discord: FakeDiscordServer
+) -> None:
+    channel = CHANNELS[1]
+    first = discord.dispatch_message(f"<@{discord.bot_id}> ping one", channel_id=channel)
+    assert discord.wait_reply(first).reply_to == first["id"]
+    legacy = discord.dispatch_message(f"<@!{discord.bot_id}> ping two", channel_id=channel)
+    assert discord.wait_reply(legacy).channel_id == channel
+
+
+def test_reply_to_the_bot_counts_as_addressed(
+    bot: CarrierProcess, discord: FakeDiscordServer
+) -> None:
+    channel = CHANNELS[2]
+    first = discord.dispatch_message(f"<@{discord.bot_id}> start", channel_id=channel)
+    answer = discord.wait_reply(first)
+    follow_up = discord.dispatch_message("and then?", channel_id=channel, reply_to=answer.id)
+    discord.wait_reply(follow_up)
+
+
+def test_non_mention_is_ignored_when_respond_only_to_mentions(
+    bot: CarrierProcess, discord: FakeDiscordServer, model: ModelServerProcess
+) -> None:
+    channel = CHANNELS[3]
+    ignored = discord.dispatch_message("just chatting among ourselves", channel_id=channel)
+    addressed = discord.dispatch_message(f"<@{discord.bot_id}> now you", channel_id=channel)
+    discord.wait_reply(addressed)
+    assert not [m for m in discord.sent_messages(channel) if m.reply_to == ignored["id"]]
+    prompts = [r.prompt_text for r in model.requests("/v1/chat/completions")]
+    assert not any("just chatting among ourselves" in p for p in prompts)
+
+
+def test_long_reply_is_split_into_valid_messages(
+    bot: CarrierProcess, discord: FakeDiscordServer, model: ModelServerProcess
+) -> None:
+    channel = CHANNELS[4]
+    text = long_reply()
+    # Backticks as entities: the runtime's parser unwraps raw ``` fences in the model output
+    # as if they wrapped the XML (a runtime issue); the reply text it produces is the same.
+    model.push(Reply(text=xml_reply(text.replace("`", "&#96;"))))
+    message = discord.dispatch_message(f"<@{discord.bot_id}> explain ranking", channel_id=channel)
+    discord.wait_reply(message)
+    time.sleep(0.5)
+    chunks = discord.sent_after(message["id"])
+    assert len(chunks) >= 3
+    assert chunks[0].reply_to == message["id"]
+    assert all(c.reply_to is None for c in chunks[1:])
+    contents = [c.content for c in chunks]
+    check_invariants(text, contents)  # <= 2000 each, nothing lost, fences balanced
+    assert any(fence_lines(c)[:1] == ["```python"] for c in contents[1:]), "fence reopened"
+    assert all(len(fence_lines(c)) % 2 == 0 for c in contents)
+    lines = discord.wait_for(lambda: bot.log_lines("explain ranking"), what="turn log line")
+    assert f"replied in {len(chunks)} messages" in lines[0]
+
+
+def test_typing_runs_during_generation_and_stops(
+    bot: CarrierProcess, discord: FakeDiscordServer, model: ModelServerProcess
+) -> None:
+    channel = CHANNELS[5]
+    model.push(Reply(text=xml_reply("Thought about it."), delay=1.2))
+    message = discord.dispatch_message(f"<@{discord.bot_id}> think slowly", channel_id=channel)
+    reply = discord.wait_reply(message)
+    time.sleep(0.8)  # four typing intervals: a leaked typing loop would show up
+    typing = [at for ch, at in discord.typing if ch == channel]
+    assert len(typing) >= 3, "typing is repeated while the model works"
+    assert max(typing) < reply.at, "no typing request after the reply was sent"
+
+
+def test_rate_limited_send_is_retried(bot: CarrierProcess, discord: FakeDiscordServer) -> None:
+    channel = CHANNELS[6]
+    discord.rate_limit_next(1, retry_after=0.4)
+    message = discord.dispatch_message(f"<@{discord.bot_id}> rate me", channel_id=channel)
+    reply = discord.wait_reply(message)
+    limited = [at for ch, at in discord.rate_limited if ch == channel]
+    assert len(limited) == 1
+    assert reply.at - limited[0] >= 0.35, "discord.py waited retry_after before retrying"
+
+
+def test_gateway_close_4000_resumes_without_losing_a_message(
+    bot: CarrierProcess, discord: FakeDiscordServer
+) -> None:
+    channel = CHANNELS[7]
+    identifies, resumes = discord.identifies, discord.resumes
+    discord.close_gateway(4000)
+    during = discord.dispatch_message(
+        f"<@{discord.bot_id}> sent during the outage", channel_id=channel
+    )
+    discord.wait_reply(during, timeout=20)
+    assert discord.resumes == resumes + 1
+    assert discord.identifies == identifies, "resumed, not re-identified"
+    after = discord.dispatch_message(f"<@{discord.bot_id}> after the outage", channel_id=channel)
+    discord.wait_reply(after)
+    assert len([m for m in discord.sent_messages(channel) if m.reply_to == during["id"]]) == 1
+
+
+def test_model_error_is_answered_with_apology_and_bot_survives(
+    bot: CarrierProcess, discord: FakeDiscordServer, model: ModelServerProcess
+) -> None:
+    channel = CHANNELS[8]
+    model.push(Reply(status=500, error_message="upstream exploded"))
+    failing = discord.dispatch_message(f"<@{discord.bot_id}> break please", channel_id=channel)
+    assert discord.wait_reply(failing).content == APOLOGY
+    assert bot.log_lines("failed")
+    working = discord.dispatch_message(f"<@{discord.bot_id}> still there?", channel_id=channel)
+    assert discord.wait_reply(working).content.startswith("Echo:")
+    assert bot.process.poll() is None
+
+
+def test_turn_over_the_timeout_is_cancelled_with_apology(
+    bot: CarrierProcess, discord: FakeDiscordServer, model: ModelServerProcess
+) -> None:
+    channel = CHANNELS[9]
+    model.push(Reply(text=xml_reply("too late"), delay=4.5))  # turn timeout is 3 s
+    slow = discord.dispatch_message(f"<@{discord.bot_id}> take your time", channel_id=channel)
+    reply = discord.wait_reply(slow, timeout=10)
+    assert reply.content == APOLOGY
+    assert discord.wait_for(lambda: bot.log_lines("exceeded 3s"), what="timeout log")
+    time.sleep(2.0)  # the cancelled generation must not post its late answer
+    assert all(m.content != "too late" for m in discord.sent_messages(channel))
+    typing = [at for ch, at in discord.typing if ch == channel]
+    assert max(typing) < reply.at
+
+
+def test_turns_in_one_channel_stay_in_order(
+    bot: CarrierProcess, discord: FakeDiscordServer, model: ModelServerProcess
+) -> None:
+    channel = CHANNELS[10]
+    model.push(Reply(text=xml_reply("first answer"), delay=0.6))
+    first = discord.dispatch_message(f"<@{discord.bot_id}> one", channel_id=channel)
+    second = discord.dispatch_message(f"<@{discord.bot_id}> two", channel_id=channel)
+    reply_two = discord.wait_reply(second)
+    reply_one = discord.wait_reply(first)
+    assert reply_one.content == "first answer"
+    assert reply_one.at < reply_two.at
+
+
+def _secret_free(text: str, secret: str) -> bool:
+    return secret not in text and not re.search(re.escape(secret[:12]) + r"\w{6,}", text)
+
+
+def test_invalid_token_is_a_clear_error_exit_1(
+    discord: FakeDiscordServer, model: ModelServerProcess, tmp_path: Path
+) -> None:
+    bad = "definitely-not-the-token-abcdef123456"
+    process = start_carrier(
+        discord, model.url, tmp_path / "home", [write_character(tmp_path / "c.yaml")], token=bad
+    )
+    assert process.wait_exit(60) == 1
+    assert "rejected the token" in process.stderr
+    assert "carrier keys set discord" in process.stderr
+    assert "Traceback" not in process.stderr
+    assert _secret_free(process.stderr, bad)
+
+
+def test_refused_privileged_intents_is_a_clear_error(
+    model: ModelServerProcess, tmp_path: Path
+) -> None:
+    refusing = FakeDiscordServer()
+    refusing.refuse_intents = True
+    refusing.start_in_thread()
+    try:
+        process = start_carrier(
+            refusing, model.url, tmp_path / "home", [write_character(tmp_path / "c.yaml")]
+        )
+        assert process.wait_exit(60) == 1
+    finally:
+        refusing.stop_thread()
+    assert "4014" in process.stderr
+    assert "MESSAGE CONTENT INTENT" in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+def test_sigterm_finishes_in_flight_turn_and_exits_0(
+    model: ModelServerProcess, tmp_path: Path
+) -> None:
+    # Also: an application without the Message Content intent gets told how to enable it.
+    server = FakeDiscordServer(app_flags=0)
+    server.start_in_thread()
+    try:
+        process = start_carrier(
+            server,
+            model.url,
+            tmp_path / "home",
+            [write_character(tmp_path / "c.yaml")],
+            env={"CARRIER_SHUTDOWN_GRACE": "4"},
+        )
+        process.wait_status()
+        model.push(Reply(text=xml_reply("finished before exit"), delay=1.5))
+        message = server.dispatch_message("a slow question", dm=True)
+        server.wait_for(lambda: server.typing, what="the turn to start")
+        started = time.monotonic()
+        code = process.terminate(timeout=20)
+        elapsed = time.monotonic() - started
+        assert code == 0
+        assert elapsed < 4 + 3, f"stopped within the grace period (took {elapsed:.1f}s)"
+        replies = [m for m in server.sent_messages() if m.reply_to == message["id"]]
+        assert [m.content for m in replies] == ["finished before exit"]
+        assert not server.connected, "the gateway connection was closed"
+        assert "Message Content intent is not enabled" in process.stderr
+        assert "Privileged Gateway Intents" in process.stderr
+    finally:
+        server.stop_thread()
