@@ -51,11 +51,16 @@ _ALIASES = {
 class CharacterModelSettings(Protocol):
     """What we read from a character's `model` block (carrier_cli.character.ModelSettings)."""
 
-    provider: str | None
-    name: str | None
-    small: str | None
-    temperature: float | None
-    max_tokens: int | None
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def small(self) -> str | None: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def max_tokens(self) -> int | None: ...
 
 
 @dataclass(frozen=True)

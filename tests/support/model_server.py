@@ -924,6 +924,8 @@ def model_server_process() -> Iterator[ModelServerProcess]:
         except Exception:
             process.kill()
             process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 # -- standalone --------------------------------------------------------------------------------
