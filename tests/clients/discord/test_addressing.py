@@ -1,0 +1,131 @@
+"""When the bot answers, and how a Discord message becomes an IncomingMessage."""
+
+from __future__ import annotations
+
+import pytest
+
+from carrier_cli.character import DiscordClientSettings
+from carrier_cli.clients.discord.addressing import (
+    InboundMessage,
+    decide,
+    mentions_bot,
+    names_character,
+    to_incoming,
+)
+
+BOT = "111"
+NAMES = ["Eliza", "eliza_bot"]
+
+
+def inbound(content: str = "hello", **fields: object) -> InboundMessage:
+    values: dict[str, object] = {
+        "message_id": "900",
+        "channel_id": "500",
+        "author_id": "222",
+        "author_name": "Alice",
+        "author_username": "alice",
+        "content": content,
+        "clean_content": content,
+        "guild_id": "700",
+        "guild_name": "Guild",
+        "channel_name": "general",
+    }
+    values.update(fields)
+    return InboundMessage(**values)  # type: ignore[arg-type]
+
+
+def verdict(msg: InboundMessage, **options: object) -> tuple[bool, str, bool]:
+    result = decide(msg, bot_id=BOT, options=DiscordClientSettings(**options), names=NAMES)
+    return result.handle, result.reason, result.addressed
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(f"<@{BOT}> hi", True), (f"hi <@!{BOT}>", True), ("<@1112> hi", False), ("hi", False)],
+)
+def test_mention_forms(content: str, expected: bool) -> None:
+    assert mentions_bot(content, [], BOT) is expected
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("hey Eliza, help", True),
+        ("ELIZA?", True),
+        ("ask eliza_bot", True),
+        ("elizabeth is here", False),
+        ("mail me at x@eliza", False),
+        ("nothing here", False),
+    ],
+)
+def test_named_as_a_whole_word(content: str, expected: bool) -> None:
+    assert names_character(content, NAMES) is expected
+
+
+def test_own_messages_are_never_handled_even_in_dms() -> None:
+    assert verdict(inbound(author_id=BOT, guild_id=None)) == (False, "own message", False)
+
+
+def test_bots_are_ignored_by_default_and_optionally_heard() -> None:
+    assert verdict(inbound(f"<@{BOT}>", author_is_bot=True))[0] is False
+    assert verdict(inbound(f"<@{BOT}>", author_is_bot=True), ignore_bots=False)[0] is True
+
+
+def test_dms_always_answered_unless_ignore_dms() -> None:
+    assert verdict(inbound("hi", guild_id=None)) == (True, "dm", True)
+    handle, reason, _ = verdict(inbound("hi", guild_id=None), ignore_dms=True)
+    assert not handle and "ignore_dms" in reason
+
+
+def test_guild_mention_reply_and_name_are_addressed() -> None:
+    assert verdict(inbound(f"<@{BOT}> yo")) == (True, "mentioned", True)
+    assert verdict(inbound("yo", mention_ids=[BOT])) == (True, "mentioned", True)
+    assert verdict(inbound("more?", replied_to_author_id=BOT)) == (True, "reply to the bot", True)
+    assert verdict(inbound("Eliza, more?")) == (True, "named", True)
+
+
+def test_other_guild_messages_go_to_should_respond_or_are_dropped_when_mentions_only() -> None:
+    assert verdict(inbound("chatting")) == (True, "should-respond", False)
+    handle, reason, _ = verdict(inbound("chatting"), respond_only_to_mentions=True)
+    assert not handle and "respond_only_to_mentions" in reason
+    assert verdict(inbound(f"<@{BOT}>"), respond_only_to_mentions=True)[0] is True
+
+
+def test_allowed_channels_include_threads_of_allowed_channels() -> None:
+    allowed = {"allowed_channel_ids": ["500"]}
+    assert verdict(inbound(f"<@{BOT}>"), **allowed)[0] is True
+    assert verdict(inbound(f"<@{BOT}>", channel_id="501"), **allowed)[0] is False
+    thread = inbound(f"<@{BOT}>", channel_id="601", parent_channel_id="500")
+    assert verdict(thread, **allowed)[0] is True
+    assert verdict(inbound("dm", guild_id=None), **allowed)[0] is True, "DMs are not channels"
+
+
+def test_mapping_to_incoming_message() -> None:
+    attachment = {
+        "url": "https://cdn.example/a.png",
+        "filename": "a.png",
+        "content_type": "image/png",
+        "size": 10,
+    }
+    msg = inbound(
+        f"<@{BOT}> look",
+        clean_content="@Eliza look",
+        attachments=[attachment],
+        replied_to_message_id="880",
+    )
+    result = decide(msg, bot_id=BOT, options=DiscordClientSettings(), names=NAMES)
+    incoming = to_incoming(msg, result)
+    assert incoming.text == "@Eliza look"
+    assert (incoming.source, incoming.room_key, incoming.sender_key) == ("discord", "500", "222")
+    assert incoming.message_key == "900"
+    assert incoming.sender_name == "Alice"
+    assert incoming.room_name == "Guild #general"
+    assert incoming.mentions_agent and not incoming.is_direct
+    assert incoming.attachments == [attachment]
+    assert incoming.metadata["discord"]["in_reply_to"] == "880"
+    assert incoming.metadata["sender_names"] == ["Alice", "alice"]
+
+    dm = inbound("hi", guild_id=None, channel_id="42")
+    incoming = to_incoming(dm, decide(dm, bot_id=BOT, options=DiscordClientSettings(), names=[]))
+    assert incoming.is_direct and incoming.room_key == "42"
+    assert incoming.room_name == "DM with Alice"
