@@ -88,7 +88,14 @@ def _coerce(obj: object, ref: str) -> Plugin:
     if isinstance(obj, Plugin):
         return obj
     if callable(obj):
-        produced = obj()
+        try:
+            produced = obj()
+        except Exception as exc:
+            raise InputError(
+                f"Plugin '{ref}': calling {getattr(obj, '__name__', obj)!r} to build the plugin "
+                f"failed ({type(exc).__name__}: {exc}); it does not provide a Plugin.",
+                hint="Point to a `Plugin` object or a function without arguments returning one.",
+            ) from exc
         if isinstance(produced, Plugin):
             return produced
     raise InputError(

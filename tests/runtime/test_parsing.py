@@ -1,0 +1,120 @@
+"""Tolerant reply parsing and the streaming <text> extractor."""
+
+from __future__ import annotations
+
+import pytest
+
+from carrier_cli.runtime.parsing import (
+    StreamingTextExtractor,
+    parse_decision,
+    parse_facts,
+    parse_reply,
+    raw_fallback,
+    split_actions,
+)
+
+
+def test_well_formed_reply():
+    parsed = parse_reply(
+        "<response><thought>t</thought><actions>REPLY</actions><text>Hi!</text></response>"
+    )
+    assert (parsed.ok, parsed.text, parsed.thought, parsed.actions) == (True, "Hi!", "t", ["REPLY"])
+
+
+def test_code_fence_and_chatter_around_the_xml():
+    raw = (
+        "Sure! Here is my answer:\n```xml\n<response>\n  <thought>hmm</thought>\n"
+        "  <actions>REPLY, continue</actions>\n  <text>Line one\nLine two</text>\n</response>\n```\n"
+        "Let me know!"
+    )
+    parsed = parse_reply(raw)
+    assert parsed.ok
+    assert parsed.text == "Line one\nLine two"
+    assert parsed.actions == ["REPLY", "CONTINUE"]
+
+
+def test_text_outside_a_response_wrapper():
+    parsed = parse_reply("blah <thought>x</thought> <text>just this</text> trailing")
+    assert parsed.text == "just this" and parsed.actions == ["REPLY"]
+
+
+def test_missing_actions_defaults_to_reply():
+    assert parse_reply("<response><text>hey</text></response>").actions == ["REPLY"]
+
+
+def test_unclosed_text_runs_to_the_end():
+    parsed = parse_reply("<response><thought>a</thought><text>cut off mid sen")
+    assert parsed.ok and parsed.text == "cut off mid sen"
+    assert parse_reply("<response><text>done</response>").text == "done"
+
+
+def test_unclosed_thought_stops_at_the_next_tag():
+    parsed = parse_reply("<response><thought>reasoning<actions>REPLY</actions><text>x</text>")
+    assert parsed.thought == "reasoning" and parsed.text == "x"
+
+
+def test_entities_and_cdata():
+    assert parse_reply("<text>fish &amp; chips &lt;3</text>").text == "fish & chips <3"
+    assert parse_reply("<text><![CDATA[a <b> c]]></text>").text == "a <b> c"
+
+
+def test_silent_choice_is_ok_without_text():
+    parsed = parse_reply("<response><thought>no</thought><actions>IGNORE</actions></response>")
+    assert parsed.ok and parsed.silent and parsed.text is None
+
+
+def test_missing_text_with_reply_action_is_a_failure():
+    assert not parse_reply("<response><thought>x</thought><actions>REPLY</actions></response>").ok
+
+
+@pytest.mark.parametrize("raw", ["", "plain words, no tags", "```\nstill nothing\n```", "{}"])
+def test_garbage_is_a_failure(raw):
+    assert not parse_reply(raw).ok
+
+
+def test_eliza_0x_json_shape():
+    parsed = parse_reply('```json\n{"user": "Eliza", "text": "hello", "action": "CONTINUE"}\n```')
+    assert parsed.ok and parsed.text == "hello" and parsed.actions == ["CONTINUE"]
+
+
+def test_split_actions_variants():
+    assert split_actions("reply,  send_image ; none") == ["REPLY", "SEND_IMAGE", "NONE"]
+    assert split_actions("<action>REPLY</action><action>roll</action>") == ["REPLY", "ROLL"]
+    assert split_actions(["Reply"]) == ["REPLY"]
+    assert split_actions("[REPLY]") == ["REPLY"]
+
+
+def test_raw_fallback_strips_markup():
+    assert raw_fallback("```\n<text>hi</text> there\n```") == "hi there"
+
+
+def test_decisions():
+    assert parse_decision("RESPOND") == "RESPOND"
+    assert parse_decision("<action>ignore</action>") == "IGNORE"
+    assert parse_decision("I think we should STOP now") == "STOP"
+    assert parse_decision("responding") is None
+
+
+def test_facts():
+    assert parse_facts("<facts><fact>A likes b.</fact><fact> </fact></facts>") == ["A likes b."]
+    assert parse_facts("<facts></facts>") == []
+    assert parse_facts('[{"claim": "X is 30."}, "Y has a dog."]') == ["X is 30.", "Y has a dog."]
+    assert parse_facts("- one\n- two") == ["one", "two"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 100])
+def test_streaming_extractor_matches_parse(size):
+    raw = (
+        "<response><thought>x &lt; y</thought><actions>REPLY</actions>"
+        "<text>\n  Fish &amp; chips, <b>bold</b> and 3 &lt; 4.</text></response>"
+    )
+    extractor = StreamingTextExtractor()
+    out = "".join(extractor.feed(raw[i : i + size]) for i in range(0, len(raw), size))
+    assert out == parse_reply(raw).text == "Fish & chips, <b>bold</b> and 3 < 4."
+    assert extractor.finished
+
+
+def test_streaming_extractor_without_text_emits_nothing():
+    extractor = StreamingTextExtractor()
+    assert extractor.feed("plain answer with no tags") == ""
+    assert not extractor.emitted_any

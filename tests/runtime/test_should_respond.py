@@ -1,0 +1,106 @@
+"""Should-respond: the rules decide without a model call where they can; else the small model."""
+
+from __future__ import annotations
+
+import pytest
+
+from carrier_cli.runtime.should_respond import name_pattern, rule_decision
+from tests.runtime.conftest import dm, group, reply_xml
+
+
+def _decider(answer: str):
+    def script(messages):
+        if "RESPOND, IGNORE or STOP" in messages[-1].content:
+            return answer
+        return reply_xml("Here I am.")
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hey Eliza, you around?", True),
+        ("ELIZA!", True),
+        ("ping @eliza_bot", True),
+        ("eliza_bot what do you think", True),
+        ("Elizabeth is here", False),
+        ("mentioning elizabot", False),
+        ("nothing to see", False),
+    ],
+)
+def test_name_match_is_a_whole_word(character, text, expected):
+    assert bool(name_pattern(character).search(text)) is expected
+
+
+def test_rules(character):
+    names = name_pattern(character)
+    assert rule_decision(dm("hi"), character, names) == "DIRECT"
+    assert rule_decision(group("hi", mentions_agent=True), character, names) == "MENTIONED"
+    assert rule_decision(group("hi eliza"), character, names) == "MENTIONED"
+    assert rule_decision(group("hi eliza", sender_is_bot=True), character, names) == "IGNORE"
+    assert rule_decision(group("hi all"), character, names) is None
+    # a bot on another source is not filtered by the Discord rule
+    assert rule_decision(group("hi", source="api", sender_is_bot=True), character, names) is None
+    lenient = character.model_copy(deep=True)
+    lenient.clients.discord.ignore_bots = False
+    assert rule_decision(group("hi eliza", sender_is_bot=True), lenient, names) == "MENTIONED"
+    strict = character.model_copy(deep=True)
+    strict.clients.discord.respond_only_to_mentions = True
+    assert rule_decision(group("hi all"), strict, names) == "IGNORE"
+
+
+async def test_direct_message_skips_the_small_model(sqlite_store, make_runtime):
+    runtime = await make_runtime(sqlite_store, _decider("IGNORE"))
+    result = await runtime.handle_message(dm("hello"))
+    assert result.decision == "DIRECT" and result.text == "Here I am."
+    assert len(runtime.model.calls) == 1 and runtime.model.calls[0].params.model == "large-1"
+
+
+async def test_mention_skips_the_small_model(sqlite_store, make_runtime):
+    runtime = await make_runtime(sqlite_store, _decider("IGNORE"))
+    result = await runtime.handle_message(group("what do you think, Eliza?"))
+    assert result.decision == "MENTIONED" and result.text == "Here I am."
+    assert len(runtime.model.calls) == 1
+
+
+async def test_bot_message_on_discord_is_ignored_without_a_model_call(sqlite_store, make_runtime):
+    runtime = await make_runtime(sqlite_store, _decider("RESPOND"))
+    result = await runtime.handle_message(group("Eliza, ping", "b1", sender_is_bot=True))
+    assert result.decision == "IGNORE" and not result.responded
+    assert runtime.model.calls == []
+    assert await sqlite_store.get(result.message_id) is not None  # still remembered
+
+
+async def test_small_model_ignore_means_no_reply(sqlite_store, make_runtime):
+    runtime = await make_runtime(sqlite_store, _decider("IGNORE - not for me"))
+    result = await runtime.handle_message(group("anyone seen my keys?"))
+    assert result.decision == "IGNORE" and result.text is None
+    assert len(runtime.model.calls) == 1
+    assert runtime.model.calls[0].params.model == runtime.model_config.small
+    assert "anyone seen my keys?" in runtime.model.calls[0].messages[-1].content
+
+
+async def test_unparseable_decision_is_ignore(sqlite_store, make_runtime):
+    runtime = await make_runtime(sqlite_store, _decider("hmm, maybe?"))
+    result = await runtime.handle_message(group("random chatter"))
+    assert result.decision == "IGNORE"
+
+
+async def test_stop_mutes_the_room_until_mentioned(sqlite_store, make_runtime):
+    runtime = await make_runtime(sqlite_store, _decider("STOP"))
+    first = await runtime.handle_message(group("please stop talking, bot"))
+    assert first.decision == "STOP" and first.text is None
+    calls = len(runtime.model.calls)
+    second = await runtime.handle_message(group("so anyway"))
+    assert second.decision == "IGNORE" and len(runtime.model.calls) == calls  # no model call
+    third = await runtime.handle_message(group("Eliza, come back"))
+    assert third.decision == "MENTIONED" and third.text == "Here I am."
+
+
+async def test_replayed_ignored_message_is_not_decided_again(sqlite_store, make_runtime):
+    runtime = await make_runtime(sqlite_store, _decider("IGNORE"))
+    await runtime.handle_message(group("chatter", "x1"))
+    again = await runtime.handle_message(group("chatter", "x1"))
+    assert again.replayed and again.decision == "IGNORE"
+    assert len(runtime.model.calls) == 1
