@@ -115,6 +115,34 @@ def unknown_template_names(data: Any) -> Iterator[tuple[KeyPath, str]]:
             yield ("templates", key), message
 
 
+# --- model provider -------------------------------------------------------------------------
+
+_FALLBACK_PROVIDERS = ("openai", "anthropic", "ollama")
+
+
+def known_providers() -> tuple[str, ...]:
+    try:
+        from carrier_cli.llm.factory import PROVIDERS
+    except ImportError:
+        return _FALLBACK_PROVIDERS
+    return tuple(PROVIDERS)
+
+
+def supported_provider(name: str) -> str | None:
+    """The provider name the model factory accepts for `name`, or None if it has none."""
+    try:
+        from carrier_cli.llm.factory import normalize_provider
+    except ImportError:
+        lowered = name.strip().lower()
+        return lowered if lowered in _FALLBACK_PROVIDERS else None
+    from carrier_cli.errors import InputError
+
+    try:
+        return normalize_provider(name, origin="character")
+    except InputError:
+        return None
+
+
 # --- secrets --------------------------------------------------------------------------------
 
 _SECRET_VALUE = re.compile(

@@ -116,9 +116,7 @@ def convert(data: dict[str, Any]) -> Conversion:
         elif key == "plugins":
             out["plugins"] = _plugins(value, here, conv)
         elif key == "modelProvider":
-            if isinstance(value, str) and value.strip():
-                out.setdefault("model", {})["provider"] = value.strip().lower()
-                conv.origin[("model", "provider")] = here
+            _provider(value, here, conv)
         elif key == "settings":
             _settings(value, here, conv)
         elif key == "secrets":
@@ -136,6 +134,26 @@ def convert(data: dict[str, Any]) -> Conversion:
         else:
             conv.dropped.append((here, _WHY.get(key, "not an ElizaOS field Carrier knows")))
     return conv
+
+
+def _provider(value: Any, here: KeyPath, conv: Conversion) -> None:
+    from carrier_cli.character.checks import known_providers, supported_provider
+
+    if not isinstance(value, str) or not value.strip():
+        return
+    supported = supported_provider(value)
+    if supported is None:
+        conv.dropped.append(
+            (
+                here,
+                f"model provider '{value}' is not supported by Carrier "
+                f"({', '.join(known_providers())}); without one the runtime "
+                "uses whichever provider has a key configured",
+            )
+        )
+        return
+    conv.data.setdefault("model", {})["provider"] = supported
+    conv.origin[("model", "provider")] = here
 
 
 def _drop_empty(value: Any) -> Any:

@@ -215,12 +215,12 @@ def _load_parents(
                 )
             )
             continue
+        visiting = [*chain, path.resolve()]
         try:
-            parent = _find_parent(ref.strip(), path.parent)
+            parent = _find_parent(ref.strip(), path.parent, visiting)
         except InputError as exc:
             report.add(Problem(mark, where, exc.message, code="extends"))
             continue
-        visiting = [*chain, path.resolve()]
         if parent in visiting:
             cycle = " -> ".join(p.name for p in [*visiting[visiting.index(parent) :], parent])
             report.add(
@@ -240,19 +240,25 @@ def _load_parents(
     return layers
 
 
-def _find_parent(ref: str, base: Path) -> Path:
+def _find_parent(ref: str, base: Path, skip: list[Path]) -> Path:
     if _is_path_like(ref):
         candidate = Path(ref).expanduser()
         candidate = candidate if candidate.is_absolute() else base / candidate
         if not candidate.is_file():
             raise InputError(f"extends: {candidate} does not exist")
         return candidate.resolve()
-    for suffix in SUFFIXES:  # a sibling file by name first
+    # A sibling file by that name first, then the usual lookup. Files already being loaded
+    # are skipped, so ./characters/carrier.yaml can say `extends: carrier` to build on the
+    # built-in character of the same name.
+    for suffix in SUFFIXES:
         for stem in (ref, f"{ref}.character"):
-            sibling = base / f"{stem}{suffix}"
-            if sibling.is_file():
-                return sibling.resolve()
-    return find_character(ref).resolve()
+            sibling = (base / f"{stem}{suffix}").resolve()
+            if sibling.is_file() and sibling not in skip:
+                return sibling
+    for entry in list_characters():
+        if entry.name.lower() == ref.lower() and entry.path.resolve() not in skip:
+            return entry.path.resolve()
+    return find_character(ref).resolve()  # raises the usual "no character named" error
 
 
 def validate_character_file(path: Path, *, strict: bool = False) -> ValidationReport:
@@ -307,6 +313,19 @@ def _validate_layers(layers: list[_Layer], path: Path, report: ValidationReport)
             report.add(Problem(mark, where, checks.explain(error)))
         return
     character.source_path = path.resolve()
+    provider = character.model.provider
+    if provider and checks.supported_provider(provider) is None:
+        mark, where = locator.locate(("model", "provider"))
+        report.add(
+            Problem(
+                mark,
+                where,
+                f"'{provider}' is not a model provider Carrier supports; use one of "
+                f"{', '.join(checks.known_providers())}, or leave it unset to use whichever "
+                "provider has a key configured",
+                code="provider",
+            )
+        )
     for index, entry in enumerate(character.knowledge):
         if _PATHLIKE_KNOWLEDGE.match(entry.strip()) and character._existing_path(entry) is None:
             mark, where = locator.locate(("knowledge", index))

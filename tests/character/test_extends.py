@@ -88,3 +88,14 @@ def test_errors_in_parent_point_into_the_parent(write: Write) -> None:
 def test_missing_parent(write: Write) -> None:
     with pytest.raises(InputError, match=r"c.yaml:1:1: extends: .*nothere.yaml does not exist"):
         load_character(write("c.yaml", "extends: nothere.yaml\nname: C\n"))
+
+
+def test_local_file_can_extend_the_builtin_of_the_same_name(write: Write) -> None:
+    local = write("characters/carrier.yaml", "extends: carrier\nname: Carrier\nbio: [local]\n")
+    c = load_character(local)
+    assert c.bio == ["local"] and len(c.lore) > 3  # lore from the built-in
+
+
+def test_extends_by_name_that_is_only_itself(write: Write) -> None:
+    report = validate_character_file(write("characters/solo.yaml", "extends: solo\nname: S\n"))
+    assert "extends cycle: solo.yaml -> solo.yaml" in report.errors[0].message

@@ -175,3 +175,12 @@ def test_problem_codes(write: Write) -> None:
     codes = sorted(p.code for p in validate_character_file(path).warnings)
     assert codes == ["secret", "unknown-key"]
     assert validate_character_file(write("s.yaml", "a: [")).errors[0].code == "syntax"
+
+
+def test_unsupported_provider_is_an_error(write: Write) -> None:
+    report = validate_character_file(write("c.yaml", "name: A\nmodel:\n  provider: groq\n"))
+    [problem] = report.errors
+    assert (problem.path, problem.mark.line, problem.code) == ("model.provider", 3, "provider")
+    assert "anthropic" in problem.message
+    ok = validate_character_file(write("d.yaml", "name: A\nmodel: {provider: Claude}\n"))
+    assert ok.character is not None and ok.character.model.provider == "claude"
