@@ -15,6 +15,7 @@ import typer
 
 from carrier_cli.cli import character, config, keys, version
 from carrier_cli.cli import chat as chat_cli
+from carrier_cli.cli import models as models_cli
 from carrier_cli.cli import run as run_cli
 from carrier_cli.state import STATE
 
@@ -63,6 +64,7 @@ run_cli.register(app)
 app.add_typer(character.app, name="character")
 app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")
+app.add_typer(models_cli.app, name="models")
 
 
 def _print_error(message: str, hint: str | None = None) -> None:

@@ -186,6 +186,18 @@ class AnthropicChatModel:
                 except Exception as final:
                     raise self._translate(final, params.model) from None
 
+    async def list_models(self) -> list[str]:
+        """Model names the account may use (GET /v1/models), sorted."""
+        retrier = Retrier(self.retry, self._classify, self._describe())
+        try:
+            while True:
+                try:
+                    return sorted([m.id async for m in self._client.models.list(limit=1000)])
+                except Exception as exc:
+                    await retrier.wait_or_raise(exc)
+        except Exception as exc:
+            raise self._translate(exc, "(listing models)") from None
+
     async def aclose(self) -> None:
         await self._client.close()
 

@@ -595,6 +595,8 @@ class FakeModelServer:
 
     async def _openai_models(self, request: web.Request) -> web.StreamResponse:
         record = await self._record(request)
+        if request.headers.get("anthropic-version"):  # same path, Anthropic's shape
+            return await self._finish(record, self._anthropic_models(request))
         problem = self._check_openai_auth(request)
         if problem is not None:
             return await self._finish(record, problem)
@@ -613,6 +615,35 @@ class FakeModelServer:
         return await self._finish(record, web.json_response(payload))
 
     # -- Anthropic -------------------------------------------------------------------------
+    def _anthropic_models(self, request: web.Request) -> web.Response:
+        key = request.headers.get("x-api-key")
+        auth = request.headers.get("Authorization", "")
+        if not key and auth.startswith("Bearer "):
+            key = auth[7:].strip()
+        if not key or (self.expect_key is not None and key != self.expect_key):
+            return self._anthropic_error(401, "invalid x-api-key", "authentication_error")
+        names = (
+            self.models if self.models is not None else ["claude-haiku-4-5", "claude-sonnet-4-5"]
+        )
+        data = [
+            {
+                "type": "model",
+                "id": name,
+                "display_name": name,
+                "lifecycle": "active",
+                "created_at": "2025-10-01T00:00:00Z",
+            }
+            for name in names
+        ]
+        return web.json_response(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None,
+            }
+        )
+
     async def _anthropic_messages(self, request: web.Request) -> web.StreamResponse:
         record = await self._record(request)
         # Older SDKs send x-api-key; anthropic 2.x sends Authorization: Bearer. Both are valid.
