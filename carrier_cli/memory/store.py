@@ -843,6 +843,36 @@ class MemoryStore:
         async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar() or 0)
 
+    async def resolve_id(self, value: str) -> uuid.UUID:
+        """A full memory id, or an unambiguous prefix of at least 8 hex digits."""
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+        digits = value.replace("-", "").lower()
+        if len(digits) < 8 or any(c not in "0123456789abcdef" for c in digits):
+            raise InputError(
+                f"{value!r} is not a memory id.",
+                hint="Give the full id or at least its first 8 characters, as shown by "
+                "`carrier memory list`.",
+            )
+        column = "id" if self.backend == "sqlite" else "replace(CAST(id AS TEXT), '-', '')"
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    text(f"SELECT id FROM memories WHERE {column} LIKE :p LIMIT 2"),
+                    {"p": digits + "%"},
+                )
+            ).all()
+        if len(rows) != 1:
+            problem = "no memory has" if not rows else "several memories have"
+            raise InputError(
+                f"{problem} an id starting with {value!r}.",
+                hint="Give more characters or the full id.",
+            )
+        found = rows[0][0]
+        return found if isinstance(found, uuid.UUID) else uuid.UUID(str(found))
+
     async def delete(self, ids: Sequence[uuid.UUID]) -> int:
         deleted = 0
         async with self._write() as conn:

@@ -1,0 +1,272 @@
+"""Knowledge: files and inline facts turned into document + fragment memories for RAG.
+
+A document is stored once per distinct content (its id is derived from the agent and the
+content hash), so ingesting the same file again does nothing, and an edited file replaces
+the older version of itself (same source path, different hash). Fragments carry the
+vectors; documents are stored without one (they are often far longer than any embedding
+model reads well) and are found through their fragments.
+
+Tokens are counted with a tokenizer-free approximation (words and punctuation marks):
+tiktoken would have to download its vocabulary, and Carrier must ingest offline.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carrier_cli.errors import InputError
+from carrier_cli.memory.types import Memory, MemoryKind, stable_id
+
+if TYPE_CHECKING:
+    from carrier_cli.memory.store import MemoryStore
+
+SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".pdf": "pdf"}
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+Progress = Callable[[int, int, str], None]
+"""progress(done, total, label): called after each document."""
+
+
+@dataclass
+class IngestReport:
+    documents_added: int = 0
+    documents_unchanged: int = 0
+    documents_replaced: int = 0
+    fragments_added: int = 0
+    files: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files with no text (e.g. scanned PDFs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "documents_added": self.documents_added,
+            "documents_unchanged": self.documents_unchanged,
+            "documents_replaced": self.documents_replaced,
+            "fragments_added": self.fragments_added,
+            "files": self.files,
+            "skipped": self.skipped,
+        }
+
+
+def count_tokens(text: str) -> int:
+    return len(_TOKEN.findall(text))
+
+
+def _split_long(paragraph: str, target: int) -> list[str]:
+    """A paragraph above the target: by sentences, and a giant sentence by words."""
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(paragraph):
+        if count_tokens(sentence) <= target:
+            pieces.append(sentence)
+            continue
+        words = sentence.split()
+        current: list[str] = []
+        for word in words:
+            current.append(word)
+            if count_tokens(" ".join(current)) >= target:
+                pieces.append(" ".join(current))
+                current = []
+        if current:
+            pieces.append(" ".join(current))
+    # Re-pack sentences up to the target so fragments are not needlessly small.
+    packed: list[str] = []
+    for piece in pieces:
+        if packed and count_tokens(packed[-1]) + count_tokens(piece) <= target:
+            packed[-1] = f"{packed[-1]} {piece}"
+        else:
+            packed.append(piece)
+    return packed
+
+
+def chunk_text(text: str, *, target_tokens: int = 500, overlap_tokens: int = 100) -> list[str]:
+    """Chunks of about target_tokens along paragraph boundaries; each chunk after the first
+    starts with the trailing paragraphs (up to overlap_tokens) of the one before it."""
+    if target_tokens <= 0:
+        raise ValueError("target_tokens must be positive")
+    paragraphs: list[str] = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
+        block = block.strip()
+        if not block:
+            continue
+        if count_tokens(block) > target_tokens:
+            paragraphs.extend(_split_long(block, target_tokens))
+        else:
+            paragraphs.append(block)
+    chunks: list[str] = []
+    current: list[str] = []
+    current_tokens = 0
+    fresh = 0  # paragraphs in `current` that are not overlap from the previous chunk
+    for paragraph in paragraphs:
+        size = count_tokens(paragraph)
+        if current and fresh and current_tokens + size > target_tokens:
+            chunks.append("\n\n".join(current))
+            overlap: list[str] = []
+            overlap_size = 0
+            for previous in reversed(current):
+                previous_size = count_tokens(previous)
+                if overlap_size + previous_size > overlap_tokens:
+                    break
+                overlap.insert(0, previous)
+                overlap_size += previous_size
+            if overlap_size + size > target_tokens:
+                overlap, overlap_size = [], 0
+            current, current_tokens, fresh = overlap, overlap_size, 0
+        current.append(paragraph)
+        current_tokens += size
+        fresh += 1
+    if current and fresh:
+        chunks.append("\n\n".join(current))
+    return chunks
+
+
+def read_document(path: Path) -> str:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise InputError(
+            f"{path}: cannot ingest files of type `{path.suffix or '(none)'}`.",
+            hint="Knowledge files must be .md, .markdown, .txt or .pdf.",
+        )
+    try:
+        if kind == "pdf":
+            from pypdf import PdfReader
+
+            reader = PdfReader(str(path))
+            return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+        return path.read_text(encoding="utf-8", errors="replace")
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc}).") from exc
+    except Exception as exc:
+        raise InputError(
+            f"{path}: not a readable {kind.upper()} file ({type(exc).__name__}: {exc}).",
+            hint="Check that the file is not damaged or encrypted.",
+        ) from exc
+
+
+def expand_paths(paths: Iterable[Path]) -> list[Path]:
+    """Files to ingest: given files as they are, directories walked for known suffixes."""
+    files: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory.", hint="Check the path.")
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                hidden = any(part.startswith(".") for part in candidate.relative_to(path).parts)
+                if candidate.is_file() and not hidden and candidate.suffix.lower() in SUFFIXES:
+                    files.append(candidate)
+        else:
+            if path.suffix.lower() not in SUFFIXES:
+                read_document(path)  # raises the "cannot ingest" error
+            files.append(path)
+    unique: dict[Path, None] = {}
+    for file in files:
+        unique.setdefault(file.resolve(), None)
+    return list(unique)
+
+
+async def ingest_text(
+    store: MemoryStore,
+    agent_id: uuid.UUID,
+    text: str,
+    *,
+    source: str,
+    title: str | None = None,
+    report: IngestReport | None = None,
+) -> IngestReport:
+    """One document: skipped if this exact content is stored, else stored with fragments
+    (replacing an older version from the same source)."""
+    from carrier_cli.memory.store import content_hash
+
+    report = report or IngestReport()
+    text = text.strip()
+    if not text:
+        report.skipped.append(source)
+        return report
+    digest = content_hash(text)
+    document_id = stable_id("knowledge", agent_id, digest)
+    if await store.get(document_id, with_vector=False) is not None:
+        report.documents_unchanged += 1
+        return report
+    report.documents_replaced += await _drop_older_versions(store, agent_id, source, document_id)
+    chunks = chunk_text(text)
+    document = Memory(
+        id=document_id,
+        agent_id=agent_id,
+        kind=MemoryKind.DOCUMENT,
+        content={"text": text, "source": source, "title": title or Path(source).name},
+        metadata={"source": source, "content_hash": digest, "fragments": len(chunks)},
+    )
+    fragments = [
+        Memory(
+            id=stable_id("fragment", document_id, index),
+            agent_id=agent_id,
+            kind=MemoryKind.FRAGMENT,
+            content={"text": chunk, "source": source},
+            metadata={"source": source, "document_id": str(document_id), "position": index},
+        )
+        for index, chunk in enumerate(chunks)
+    ]
+    await store.add(document, embed=False, dedupe=False)
+    await store.add_many(fragments, dedupe=False)
+    report.documents_added += 1
+    report.fragments_added += len(fragments)
+    return report
+
+
+async def _drop_older_versions(
+    store: MemoryStore, agent_id: uuid.UUID, source: str, keep: uuid.UUID
+) -> int:
+    older = [
+        m
+        for m in await store.list(agent_id=agent_id, kinds=[MemoryKind.DOCUMENT], limit=None)
+        if m.metadata.get("source") == source and m.id != keep
+    ]
+    for document in older:
+        count = int(document.metadata.get("fragments", 0))
+        ids = [stable_id("fragment", document.id, i) for i in range(count)]
+        await store.delete([document.id, *ids])
+    return len(older)
+
+
+async def ingest_paths(
+    store: MemoryStore,
+    agent_id: uuid.UUID,
+    paths: Sequence[Path],
+    *,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest .md/.txt/.pdf files and directories; idempotent by content hash."""
+    files = expand_paths(Path(p) for p in paths)
+    report = IngestReport()
+    for done, file in enumerate(files, start=1):
+        text = read_document(file)
+        report.files.append(str(file))
+        await ingest_text(store, agent_id, text, source=str(file), title=file.name, report=report)
+        if progress is not None:
+            progress(done, len(files), file.name)
+    return report
+
+
+async def ingest_character_knowledge(
+    store: MemoryStore, character: Any, *, progress: Progress | None = None
+) -> IngestReport:
+    """What the runtime calls at start-up: the character's knowledge paths as documents, and
+    its inline knowledge strings each as a small document (source `character:<name>`)."""
+    agent_id = await store.ensure_agent(character.name, character.id)
+    report = await ingest_paths(store, agent_id, character.knowledge_paths(), progress=progress)
+    for index, fact in enumerate(character.knowledge_texts()):
+        await ingest_text(
+            store,
+            agent_id,
+            fact,
+            source=f"character:{character.name}:{index}",
+            title=f"{character.name} knowledge {index + 1}",
+            report=report,
+        )
+    return report
