@@ -50,4 +50,6 @@ def register(app: typer.Typer) -> None:
         )
         code = run_chat(options)
         if code:
-            raise typer.Exit(code)
+            # Not typer.Exit: click hands its code back as a return value when the app runs
+            # with standalone_mode=False (as carrier_cli.cli.app.main does), losing it.
+            raise SystemExit(code)

@@ -149,7 +149,13 @@ async def _debug(session: ChatSession, argument: str) -> CommandOutput:
 
 
 def format_turn_log(log: Any) -> str:
-    """Prompt, raw output and timings, whatever shape (dataclass, dict, object) the log has."""
+    """Prompt, raw output and timings, whatever shape (dataclass, dict, object) the log has.
+
+    The runtime's TurnLog renders itself; other shapes (stand-ins, plugins) are dumped.
+    """
+    render = getattr(log, "render", None)
+    if callable(render):
+        return str(render())
     if dataclasses.is_dataclass(log) and not isinstance(log, type):
         data = dataclasses.asdict(log)
     elif isinstance(log, dict):

@@ -25,6 +25,8 @@ from carrier_cli.errors import CarrierError, InputError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.live import Live
+    from rich.status import Status
 
 PROMPT = "you> "
 CONTINUATION = "...  "
@@ -130,7 +132,6 @@ class InteractiveChat:
                 loop.remove_signal_handler(signal.SIGINT)
 
     async def _reply(self, text: str) -> None:
-        from rich.live import Live
         from rich.markdown import Markdown
 
         message = self.session.message(text)
@@ -143,23 +144,13 @@ class InteractiveChat:
         status.start()
         try:
             if self.options.stream:
-                async for event in runtime.stream_message(message):
-                    if event.kind == "delta" and event.text:
-                        streamed += event.text
-                        if live is None:
-                            status.stop()
-                            self._speaker()
-                            live = Live(
-                                Markdown(streamed),
-                                console=self.console,
-                                refresh_per_second=12,
-                                vertical_overflow="visible",
-                            )
-                            live.start()
-                        else:
-                            live.update(Markdown(streamed))
-                    elif event.kind == "done":
-                        result = event.result
+                async with contextlib.aclosing(runtime.stream_message(message)) as stream:
+                    async for event in stream:
+                        if event.kind == "done":
+                            result = event.result
+                        elif event.text:
+                            streamed += event.text
+                            live = self._show_partial(live, status, streamed)
                 if live is not None and result is not None and result.text not in (None, streamed):
                     live.update(Markdown(result.text))  # the runtime cleaned the text up
             else:
@@ -176,9 +167,30 @@ class InteractiveChat:
             self.console.print(Markdown(final))
         else:
             self.console.print(f"[dim]({_escape(name)} chose not to reply)[/dim]")
+        for extra in getattr(result, "extra_messages", None) or []:
+            self.console.print(Markdown(extra))
         self.console.print()
 
     # -- printing ---------------------------------------------------------------------------
+    def _show_partial(self, live: Live | None, status: Status, text: str) -> Live:
+        """The first text replaces the spinner; later text re-renders the Markdown."""
+        from rich.live import Live
+        from rich.markdown import Markdown
+
+        if live is None:
+            status.stop()
+            self._speaker()
+            live = Live(
+                Markdown(text),
+                console=self.console,
+                refresh_per_second=12,
+                vertical_overflow="visible",
+            )
+            live.start()
+        else:
+            live.update(Markdown(text))
+        return live
+
     def _speaker(self) -> None:
         self.console.print(f"[bold cyan]{_escape(self.session.character_name)}[/bold cyan]")
 

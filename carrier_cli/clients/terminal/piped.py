@@ -8,6 +8,7 @@ is still answered; the exit code is then 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any, TextIO
 
@@ -66,27 +67,35 @@ async def _answer(session: ChatSession, options: ChatOptions, text: str, stdout:
             _write_json(stdout, _result_json(session, result))
         else:
             stdout.write((result.text or "") + "\n")
-            stdout.flush()
+            _write_extra(stdout, result)
         return
     streamed = ""
     held = ""  # trailing whitespace is written only once more text follows it
     result = None
-    async for event in runtime.stream_message(message):
-        if event.kind == "delta" and event.text:
-            piece = event.text if streamed else event.text.lstrip()
-            streamed += piece
-            body = piece.rstrip()
-            if body:
-                stdout.write(held + body)
-                stdout.flush()
-                held = piece[len(body) :]
-            else:
-                held += piece
-        elif event.kind == "done":
-            result = event.result
+    async with contextlib.aclosing(runtime.stream_message(message)) as events:
+        async for event in events:
+            if event.kind == "delta" and event.text:
+                piece = event.text if streamed else event.text.lstrip()
+                streamed += piece
+                body = piece.rstrip()
+                if body:
+                    stdout.write(held + body)
+                    stdout.flush()
+                    held = piece[len(body) :]
+                else:
+                    held += piece
+            elif event.kind == "done":
+                result = event.result
     if not streamed and result is not None and result.text:
         stdout.write(result.text)
     stdout.write("\n")
+    _write_extra(stdout, result)
+
+
+def _write_extra(stdout: TextIO, result: Any) -> None:
+    """Messages that actions added after the reply (CONTINUE and the like), one per line."""
+    for extra in getattr(result, "extra_messages", None) or []:
+        stdout.write(extra + "\n")
     stdout.flush()
 
 
@@ -99,6 +108,7 @@ def _result_json(session: ChatSession, result: Any) -> dict[str, Any]:
         "message_id": str(result.message_id),
         "reply_id": str(result.reply_id) if result.reply_id else None,
         "actions": list(result.actions),
+        "extra_messages": list(getattr(result, "extra_messages", None) or []),
     }
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pexpect
 
 ROOT = Path(__file__).resolve().parents[3]
-CARRIER = [sys.executable, "-m", "carrier_cli"]
 
 
 def spawn(
@@ -30,7 +29,14 @@ def spawn(
         dimensions=(40, 100),
         cwd=os.getcwd(),
     )
+    child.logfile_read = io.StringIO()  # everything the terminal showed, for assertions
     return child
+
+
+def screen_log(child: pexpect.spawn) -> str:
+    log = child.logfile_read
+    assert isinstance(log, io.StringIO)
+    return log.getvalue()
 
 
 def finish(child: pexpect.spawn, timeout: float = 20) -> int:
