@@ -133,7 +133,9 @@ def estimate_tokens(text: str) -> int:
     """The documented offline estimate (see module docstring)."""
     if not text:
         return 0
-    ascii_chars = sum(1 for ch in text if ord(ch) < 128)
+    if text.isascii():
+        return math.ceil(len(text) / 3.5)
+    ascii_chars = len(text.encode("ascii", "ignore"))
     return math.ceil(ascii_chars / 3.5 + (len(text) - ascii_chars))
 
 
