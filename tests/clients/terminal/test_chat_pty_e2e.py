@@ -10,7 +10,7 @@ import pexpect
 import pytest
 
 from tests.clients.terminal.conftest import OPENAI_KEY, script, xml_reply
-from tests.clients.terminal.pty_helpers import finish, screen_log, spawn
+from tests.clients.terminal.pty_helpers import ROOT, finish, screen_log, spawn
 from tests.support.model_server import ModelServerProcess
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -27,8 +27,12 @@ def _leave(child: pexpect.spawn) -> int:
     return finish(child)
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_reply_streams_with_name_and_model_shown(
-    chat_server: ModelServerProcess, openai_env: dict[str, str]
+    chat_server: ModelServerProcess,
+    openai_env: dict[str, str],
+    anthropic_env: dict[str, str],
+    provider: str,
 ) -> None:
     words = [f"word{i} " for i in range(12)]
     text = "".join(words).strip()
@@ -39,9 +43,12 @@ def test_reply_streams_with_name_and_model_shown(
         "</text></response>",
     ]
     chat_server.push({"text": xml_reply(text), "chunks": chunks, "chunk_delay": 0.15})
-    child = spawn([sys.executable, "-m", "carrier_cli", "chat", "--room", "s"], openai_env)
+    env = openai_env if provider == "openai" else anthropic_env
+    character = str(ROOT / "characters" / "carrier.yaml")
+    args = ["chat", "--character", character, "--room", "s", "--provider", provider]
+    child = spawn([sys.executable, "-m", "carrier_cli", *args], env)
     child.expect("Carrier")  # the built-in character's name, then the model, once
-    child.expect(r"model \S+ \(openai\)")
+    child.expect(rf"model \S+ \({provider}\)")
     child.expect(r"room s \(new\)")
     child.expect("you> ")
     child.sendline("tell me words")
@@ -53,6 +60,9 @@ def test_reply_streams_with_name_and_model_shown(
     assert time.monotonic() - first_seen > 1.0
     child.expect("you> ")
     assert _leave(child) == 0
+    path = "/v1/chat/completions" if provider == "openai" else "/v1/messages"
+    (call,) = [r for r in chat_server.requests(path) if "tell me words" in r.prompt_text]
+    assert call.body["stream"] is True
 
 
 def test_reset_and_continue_remember_an_earlier_session(
