@@ -39,6 +39,14 @@ class OpenAIChatModel:
     def _describe(self) -> str:
         return openai_common.describe(self.name, self.base_url)
 
+    def _retrier(self) -> Retrier:
+        return Retrier(
+            self.retry,
+            self._classify,
+            self._describe(),
+            hint=openai_common.unavailable_hint(self.name),
+        )
+
     def _classify(self, exc: BaseException) -> Transient | None:
         return openai_common.classify(exc, self.timeout, self.base_url)
 
@@ -59,13 +67,13 @@ class OpenAIChatModel:
             params.max_tokens
         )
         if params.stop:
-            request["stop"] = list(params.stop)
+            request["stop"] = list(params.stop)[:4]  # OpenAI accepts at most 4
         return request
 
     # -- ChatModel -------------------------------------------------------------------------
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
         request = self._request(messages, params)
-        retrier = Retrier(self.retry, self._classify, self._describe())
+        retrier = self._retrier()
         try:
             while True:
                 try:
@@ -88,7 +96,7 @@ class OpenAIChatModel:
         """Text deltas as they arrive. Retries only before the first delta: after that a
         retry would repeat text the caller has already shown."""
         request = self._request(messages, params)
-        retrier = Retrier(self.retry, self._classify, self._describe())
+        retrier = self._retrier()
         yielded = False
         while True:
             try:
@@ -125,7 +133,7 @@ class OpenAIChatModel:
 
     async def list_models(self) -> list[str]:
         """Model names the server offers (GET /v1/models), sorted."""
-        retrier = Retrier(self.retry, self._classify, self._describe())
+        retrier = self._retrier()
 
         async def fetch() -> list[str]:
             return sorted([model.id async for model in self._client.models.list()])

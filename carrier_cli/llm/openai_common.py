@@ -96,3 +96,15 @@ def translate(
     if isinstance(exc, openai.OpenAIError):
         return RuntimeFailure(f"{provider_label(provider)} at {url} failed: {exc}")
     return None
+
+
+def unavailable_hint(provider: str) -> str | None:
+    """Extra advice when a local server does not answer (None: the generic advice)."""
+    if provider == "ollama":
+        return (
+            "Is Ollama running? Start it with `ollama serve` (and `ollama pull MODEL`), or "
+            "point ollama_base_url / OLLAMA_BASE_URL at it."
+        )
+    if provider in ("vllm", "lmstudio", "openai-compatible"):
+        return "Is the server running? Check openai_base_url / OPENAI_BASE_URL."
+    return None

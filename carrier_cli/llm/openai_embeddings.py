@@ -86,7 +86,10 @@ class OpenAIEmbedder:
         if self.requested_dimensions:
             kwargs["dimensions"] = self.requested_dimensions
         retrier = Retrier(
-            self.retry, self._classify, openai_common.describe(self.provider, self.base_url)
+            self.retry,
+            self._classify,
+            openai_common.describe(self.provider, self.base_url),
+            hint=openai_common.unavailable_hint(self.provider),
         )
         try:
             while True:

@@ -101,7 +101,9 @@ class Retrier:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        hint: str | None = None,
     ) -> None:
+        self.hint = hint
         self.policy = policy
         self.classify = classify
         self.describe = describe
@@ -147,7 +149,8 @@ class Retrier:
         plural = "attempt" if attempts == 1 else "attempts"
         return ProviderUnavailable(
             f"{self.describe} is unavailable: {transient.reason} "
-            f"(gave up after {attempts} {plural} in {elapsed:.1f} s)."
+            f"(gave up after {attempts} {plural} in {elapsed:.1f} s).",
+            hint=self.hint,
         )
 
 

@@ -307,3 +307,35 @@ async def test_missing_authorization_header_gets_openai_style_401(
         body = await response.json()
     assert body["error"]["type"] == "invalid_request_error"
     assert "API key" in body["error"]["message"]
+
+
+async def test_unreachable_ollama_says_how_to_start_it() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    model = OpenAIChatModel(
+        api_key="ollama",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        name="ollama",
+        retry=RetryPolicy(max_retries=0),
+    )
+    try:
+        with pytest.raises(ProviderUnavailable) as info:
+            await model.complete(MESSAGES, GenerationParams(model="llama3.2"))
+    finally:
+        await model.aclose()
+    assert "Ollama at" in str(info.value)
+    assert "ollama serve" in str(info.value)
+
+
+async def test_stop_sequences_are_capped_at_four(model_server: FakeModelServer) -> None:
+    model = make_model(model_server)
+    try:
+        await model.complete(
+            MESSAGES, GenerationParams(model="gpt-4o-mini", stop=["a", "b", "c", "d", "e"])
+        )
+    finally:
+        await model.aclose()
+    assert model_server.requests()[0].body["stop"] == ["a", "b", "c", "d"]
