@@ -115,6 +115,7 @@ class FakeDiscordServer:
         self.typing: list[tuple[str, float]] = []
         self.requests: list[tuple[str, str, float]] = []  # (method, path, time)
         self.rate_limited: list[tuple[str, float]] = []
+        self.dispatched: dict[str, float] = {}  # message id -> time.monotonic() when sent
         self.identifies = 0
         self.resumes = 0
         self.base_url = ""
@@ -661,6 +662,8 @@ class FakeDiscordServer:
             attachments=attachments,
             referenced=referenced,
         )
+        with self._lock:
+            self.dispatched[message["id"]] = time.monotonic()
         await self._dispatch("MESSAGE_CREATE", message)
         return message
 
@@ -733,7 +736,8 @@ class FakeDiscordServer:
     async def _admin_sent(self, request: web.Request) -> web.Response:
         with self._lock:
             sent = [m.__dict__ for m in self.sent]
-        return self._json(sent)
+            dispatched = dict(self.dispatched)
+        return self._json({"sent": sent, "dispatched": dispatched})
 
     async def _admin_state(self, request: web.Request) -> web.Response:
         return self._json(
