@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.errors import RuntimeFailure
@@ -101,6 +101,7 @@ class AgentRuntime:
     knowledge_k = 5
     knowledge_threshold = 0.35
     sender_fact_limit = 12
+    fact_cache_ttl = 60.0  # seconds
     turn_log_history = 50
 
     def __init__(
@@ -151,6 +152,7 @@ class AgentRuntime:
         self._background: set[asyncio.Task[None]] = set()
         self.turn_logs: deque[TurnLog] = deque(maxlen=self.turn_log_history)
         self.last_turn_log: TurnLog | None = None
+        self._fact_cache: dict[uuid.UUID, tuple[float, list[Memory]]] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ construction --
@@ -264,6 +266,32 @@ class AgentRuntime:
             from dataclasses import replace
 
             self.model_config = replace(self.model_config, large=model_name)
+
+    async def _sender_facts(self, entity_id: uuid.UUID) -> list[Memory]:
+        """Latest facts about a person, cached: facts change only when an evaluator stores
+        one (which calls `forget_facts`), so most turns skip this query. The TTL bounds how
+        long facts written by another process (e.g. `carrier memory`) stay unseen."""
+        now = monotonic()
+        cached = self._fact_cache.get(entity_id)
+        if cached is not None and now - cached[0] < self.fact_cache_ttl:
+            return cached[1]
+        facts = await self.store.list(
+            agent_id=self.agent_id,
+            kinds=[MemoryKind.FACT],
+            entity_id=entity_id,
+            limit=self.sender_fact_limit,
+        )
+        if len(self._fact_cache) > 10_000:
+            self._fact_cache.clear()
+        self._fact_cache[entity_id] = (now, facts)
+        return facts
+
+    def forget_facts(self, entity_id: uuid.UUID | None = None) -> None:
+        """Drop cached facts (of one person, or all) after storing or deleting facts."""
+        if entity_id is None:
+            self._fact_cache.clear()
+        else:
+            self._fact_cache.pop(entity_id, None)
 
     async def facts_about(self, entity_id: uuid.UUID) -> list[Memory]:
         """Facts the agent has stored about a person, oldest first."""
@@ -440,6 +468,7 @@ class AgentRuntime:
                     message_id=intake.memory.id,
                     room_id=intake.room.id,
                     started_at=datetime.now(UTC),
+                    timings=dict(timings),
                 )
                 try:
                     async for event in self._respond(message, intake, tlog, stream, started):
@@ -616,12 +645,7 @@ class AgentRuntime:
             if message.text.strip()
             else _done([])
         )
-        facts_task = self.store.list(
-            agent_id=self.agent_id,
-            kinds=[MemoryKind.FACT],
-            entity_id=ctx.entity.id,
-            limit=self.sender_fact_limit,
-        )
+        facts_task = self._sender_facts(ctx.entity.id)
         provider_tasks = [self._run_provider(p, ctx) for p in self.providers]
         validations = [self._validate(a, ctx) for a in self.actions]
         results = await asyncio.gather(

@@ -121,6 +121,7 @@ class FactEvaluator:
                 id=stable_id("fact", runtime.agent_id, norm),
             )
             stored.append(await store.add(memory, embed=True, dedupe=False))
+            runtime.forget_facts(entity_id)
             known_norm.add(norm)
         if stored:
             log.debug("stored %d new fact(s) from room %s", len(stored), ctx.room.id)
