@@ -132,8 +132,17 @@ def convert(data: dict[str, Any]) -> Conversion:
             out[key] = value
             conv.origin[here] = here
         else:
-            conv.dropped.append((here, _WHY.get(key, "not an ElizaOS field Carrier knows")))
+            conv.dropped.append((here, _WHY.get(key) or _unknown(str(key))))
     return conv
+
+
+def _unknown(key: str) -> str:
+    import difflib
+
+    known = sorted(_CARRIER_TOP | _ELIZA_MARKERS | {"knowledge", "plugins", "settings"})
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.7)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    return f"unknown key{hint}"
 
 
 def _provider(value: Any, here: KeyPath, conv: Conversion) -> None:

@@ -280,6 +280,8 @@ def validate_character_file(path: Path, *, strict: bool = False) -> ValidationRe
             warning.severity = "error"
         report.errors.extend(report.warnings)
         report.warnings = []
+        if report.errors:
+            report.character = None
     return report
 
 

@@ -12,7 +12,9 @@ app = typer.Typer(help="Validate, import, list and create character files.", no_
 
 @app.command("validate")
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Character files (YAML, JSON, ElizaOS).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Character files (YAML, JSON, ElizaOS) or directories.")
+    ],
     strict: Annotated[
         bool, typer.Option("--strict", help="Treat warnings (unknown keys...) as errors.")
     ] = False,
@@ -22,7 +24,15 @@ def validate(
     from carrier_cli.character import validate_character_file
     from carrier_cli.output import out, print_json
 
-    reports = [validate_character_file(f, strict=strict) for f in files]
+    expanded: list[Path] = []
+    for item in files:  # a directory means every character file in it
+        if item.is_dir():
+            expanded += sorted(
+                p for p in item.iterdir() if p.suffix.lower() in (".yaml", ".yml", ".json")
+            )
+        else:
+            expanded.append(item)
+    reports = [validate_character_file(f, strict=strict) for f in expanded]
     errors = sum(len(r.errors) for r in reports)
     warnings = sum(len(r.warnings) for r in reports)
     if as_json:

@@ -31,6 +31,8 @@ def test_validate_the_shipped_examples() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok (Carrier)" in result.stdout and "ok (Captain Brannock)" in result.stdout
     assert "0 errors, 0 warnings" in result.stdout
+    as_directory = carrier("character", "validate", REPO / "characters")
+    assert as_directory.returncode == 0 and "2 files checked" in as_directory.stdout
 
 
 def test_import_trump_then_validate(tmp_path: Path) -> None:

@@ -210,3 +210,11 @@ def test_v1_format(write: Write) -> None:
 def test_v1_yaml_with_only_name_and_bio(write: Write) -> None:
     c = load_character(write("min.yaml", "name: Min\nbio: short\n"))
     assert c.bio == ["short"]
+
+
+def test_typo_in_eliza_file_gets_a_suggestion(write: Write) -> None:
+    path = write("t.json", '{"name": "T", "modelProvider": "openai", "postExample": ["x"]}')
+    [warning] = validate_character_file(path).warnings
+    assert warning.path == "postExample" and "did you mean `postExamples`?" in warning.message
+    strict = validate_character_file(path, strict=True)
+    assert strict.character is None and len(strict.errors) == 1
