@@ -24,7 +24,8 @@ def test_well_formed_reply():
 def test_code_fence_and_chatter_around_the_xml():
     raw = (
         "Sure! Here is my answer:\n```xml\n<response>\n  <thought>hmm</thought>\n"
-        "  <actions>REPLY, continue</actions>\n  <text>Line one\nLine two</text>\n</response>\n```\n"
+        "  <actions>REPLY, continue</actions>\n  <text>Line one\nLine two</text>\n"
+        "</response>\n```\n"
         "Let me know!"
     )
     parsed = parse_reply(raw)
