@@ -329,7 +329,7 @@ def _validate_layers(layers: list[_Layer], path: Path, report: ValidationReport)
             )
         )
     for index, entry in enumerate(character.knowledge):
-        if _PATHLIKE_KNOWLEDGE.match(entry.strip()) and character._existing_path(entry) is None:
+        if _PATHLIKE_KNOWLEDGE.match(entry.strip()) and character.existing_path(entry) is None:
             mark, where = locator.locate(("knowledge", index))
             report.add(
                 Problem(
@@ -359,6 +359,10 @@ def load_character(path: Path) -> Character:
     for warning in report.warnings:
         # Dropped ElizaOS fields are expected on every load of such a file: not alarming.
         log.log(logging.INFO if warning.code == "eliza-dropped" else logging.WARNING, "%s", warning)
+    return _character_or_raise(report)
+
+
+def _character_or_raise(report: ValidationReport) -> Character:
     if report.errors or report.character is None:
         count = len(report.errors)
         ordered = sorted(
@@ -368,20 +372,21 @@ def load_character(path: Path) -> Character:
             f"{p.mark}: {p.path + ': ' if p.path else ''}{p.message}" for p in ordered
         )
         raise InputError(
-            f"Character file {path} has {count} problem{'s' if count != 1 else ''}: {listed}.",
-            hint=f"Fix them and check with `carrier character validate {path}`.",
+            f"Character file {report.file} has {count} problem{'s' if count != 1 else ''}: "
+            f"{listed}.",
+            hint=f"Fix them and check with `carrier character validate {report.file}`.",
         )
     return report.character
 
 
 def import_eliza(path: Path) -> tuple[Character, list[str]]:
-    """Convert an ElizaOS (0.x or v1) character; also returns what was not carried over."""
+    """Convert an ElizaOS (0.x or v1) character; also returns what was not carried over
+    ("path: reason" strings, secrets included by name only)."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist.", hint="Check the path of the ElizaOS file.")
     report = validate_character_file(path)
-    if report.errors or report.character is None:
-        load_character(path)  # raises with the full list
-    assert report.character is not None
-    return report.character, report.dropped
+    return _character_or_raise(report), report.dropped
 
 
 # --- finding characters by name -----------------------------------------------------------

@@ -183,7 +183,8 @@ class Character(_Strict):
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base_dir / path
 
-    def _existing_path(self, entry: str) -> Path | None:
+    def existing_path(self, entry: str) -> Path | None:
+        """The file or directory a knowledge entry names, or None for inline text."""
         if not entry or "\n" in entry or len(entry) > 1024:
             return None
         try:
@@ -194,11 +195,11 @@ class Character(_Strict):
 
     def knowledge_paths(self) -> list[Path]:
         """Knowledge entries that name an existing file or directory (documents to ingest)."""
-        return [p for p in (self._existing_path(k) for k in self.knowledge) if p is not None]
+        return [p for p in (self.existing_path(k) for k in self.knowledge) if p is not None]
 
     def knowledge_texts(self) -> list[str]:
         """Knowledge entries that are inline facts rather than paths."""
-        return [k for k in self.knowledge if k.strip() and self._existing_path(k) is None]
+        return [k for k in self.knowledge if k.strip() and self.existing_path(k) is None]
 
     def media_folder_path(self) -> Path | None:
         folder = self.clients.instagram.media_folder
