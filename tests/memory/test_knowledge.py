@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def test_chunks_follow_paragraphs_with_overlap() -> None:
         assert count_tokens(chunk) <= 500
         for part in chunk.split("\n\n"):
             assert part in paragraphs  # never cut inside a paragraph
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         # the next chunk starts with the last two paragraphs of the previous one
         assert after.split("\n\n")[:2] == before.split("\n\n")[-2:]
     covered = {p for c in chunks for p in c.split("\n\n")}
