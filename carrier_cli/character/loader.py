@@ -52,6 +52,10 @@ class ValidationReport:
     def add(self, problem: Problem) -> None:
         (self.errors if problem.severity == "error" else self.warnings).append(problem)
 
+    def require(self) -> Character:
+        """The character, or InputError listing every error with file:line:column."""
+        return _character_or_raise(self)
+
 
 @dataclass
 class _Layer:

@@ -150,10 +150,13 @@ def show(
     ] = False,
 ) -> None:
     """Summarise a character: identity, model, style, examples, clients."""
-    from carrier_cli.character import find_character, load_character
-    from carrier_cli.output import out, print_json
+    from carrier_cli.character import find_character, validate_character_file
+    from carrier_cli.output import out, print_json, warn
 
-    character = load_character(find_character(name))
+    report = validate_character_file(find_character(name))
+    for problem in report.warnings:
+        warn(f"{problem.mark}: {problem.path + ': ' if problem.path else ''}{problem.message}")
+    character = report.require()
     if as_json:
         data = character.model_dump(mode="json")
         data["id"] = str(character.id)
