@@ -100,6 +100,9 @@ class AnthropicChatModel:
                     status, f"server error ({status})"
                 )
                 return Transient(label, parse_retry_after(dict(exc.response.headers)))
+            if exc.type in ("overloaded_error", "rate_limit_error", "api_error"):
+                # `event: error` inside a 200 stream carries only the error type.
+                return Transient(f"{exc.type} during the stream")
         return None
 
     def _translate(self, exc: BaseException, model: str) -> BaseException:

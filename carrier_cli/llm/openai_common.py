@@ -53,7 +53,18 @@ def classify(exc: BaseException, timeout: float, base_url: str | None) -> Transi
             retry_after = parse_retry_after(dict(exc.response.headers))
             label = "rate limited (429)" if status == 429 else f"server error ({status})"
             return Transient(label, retry_after)
+        return None
+    if isinstance(exc, openai.APIError) and (
+        exc.type in _TRANSIENT_ERROR_TYPES or exc.code == "rate_limit_exceeded"
+    ):
+        # An error sent inside a 200 event stream: no status code, only its type.
+        return Transient(f"{exc.type or exc.code} during the stream")
     return None
+
+
+_TRANSIENT_ERROR_TYPES = frozenset(
+    {"server_error", "api_error", "overloaded_error", "rate_limit_error", "requests", "tokens"}
+)
 
 
 def _detail(exc: openai.APIStatusError) -> str:

@@ -189,3 +189,19 @@ async def test_missing_version_header_is_refused_like_the_real_api(
         body = await response.json()
     assert body["type"] == "error"
     assert "anthropic-version" in body["error"]["message"]
+
+
+async def test_in_stream_error_event(model_server: FakeModelServer) -> None:
+    # Before any text: retried. After text: reported, not retried.
+    model_server.push(Reply(text="a b c", stream_error_after=0), Reply(text="second try"))
+    model = make_model(model_server)
+    try:
+        text = "".join([d async for d in model.stream([ChatMessage("user", "hi")], PARAMS)])
+        assert text == "second try"
+        model_server.push(Reply(text="a b c", stream_error_after=1))
+        with pytest.raises(ProviderUnavailable, match="overloaded_error"):
+            async for _ in model.stream([ChatMessage("user", "hi")], PARAMS):
+                pass
+    finally:
+        await model.aclose()
+    assert len(model_server.requests()) == 3

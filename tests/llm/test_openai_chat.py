@@ -339,3 +339,19 @@ async def test_stop_sequences_are_capped_at_four(model_server: FakeModelServer) 
     finally:
         await model.aclose()
     assert model_server.requests()[0].body["stop"] == ["a", "b", "c", "d"]
+
+
+async def test_in_stream_error_event(model_server: FakeModelServer) -> None:
+    model_server.push(Reply(text="a b c", stream_error_after=0), Reply(text="second try"))
+    model = make_model(model_server)
+    try:
+        assert "".join([d async for d in model.stream(MESSAGES, PARAMS)]) == "second try"
+        model_server.push(Reply(text="a b c", stream_error_after=2))
+        received: list[str] = []
+        with pytest.raises(ProviderUnavailable, match="server_error"):
+            async for delta in model.stream(MESSAGES, PARAMS):
+                received.append(delta)
+        assert received == ["a ", "b "]
+    finally:
+        await model.aclose()
+    assert len(model_server.requests()) == 3

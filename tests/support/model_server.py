@@ -75,6 +75,9 @@ class Reply:
     chunk_delay: seconds between stream chunks.
     malformed: send broken JSON (plain) or a broken SSE data line (stream).
     disconnect_after: stream: close the connection after this many text chunks.
+    stream_error_after: stream: after this many text chunks send the provider's in-stream
+        error (OpenAI `data: {"error": ...}`, Anthropic `event: error`) of `error_type`
+        (default server_error / overloaded_error) and end the stream.
     endpoint: "chat" or "embeddings" (which queue the reply goes to).
     """
 
@@ -90,6 +93,7 @@ class Reply:
     chunk_delay: float = 0.0
     malformed: bool = False
     disconnect_after: int | None = None
+    stream_error_after: int | None = None
     endpoint: str = "chat"
 
     @classmethod
@@ -493,6 +497,19 @@ class FakeModelServer:
             if reply.disconnect_after is not None and index >= reply.disconnect_after:
                 _abort(request)
                 return response
+            if reply.stream_error_after is not None and index >= reply.stream_error_after:
+                error = {
+                    "error": {
+                        "message": reply.error_message
+                        or "The server had an error while processing your request.",
+                        "type": reply.error_type or "server_error",
+                        "param": None,
+                        "code": reply.error_code,
+                    }
+                }
+                await response.write(f"data: {json.dumps(error)}\n\n".encode())
+                await response.write_eof()
+                return response
             if reply.malformed and index == 1:
                 await response.write(b'data: {"id": "chatcmpl-broken", "choices": [\n\n')
                 await response.write_eof()
@@ -756,6 +773,19 @@ class FakeModelServer:
         ):
             if reply.disconnect_after is not None and index >= reply.disconnect_after:
                 _abort(request)
+                return response
+            if reply.stream_error_after is not None and index >= reply.stream_error_after:
+                await event(
+                    "error",
+                    {
+                        "type": "error",
+                        "error": {
+                            "type": reply.error_type or "overloaded_error",
+                            "message": reply.error_message or "Overloaded",
+                        },
+                    },
+                )
+                await response.write_eof()
                 return response
             if reply.malformed and index == 1:
                 await response.write(b'event: content_block_delta\ndata: {"type": "cont\n\n')
