@@ -225,10 +225,10 @@ class AgentRuntime:
                 )
                 for text in texts
             ]
-            missing = [m for m in memories if await self.store.get(m.id) is None]
-            if missing:
-                await self.store.add_many(missing)
-                added += len(missing)
+            # add_many is idempotent on ids and embeds only the new ones; it hands back the
+            # very objects it stored, and the existing rows for ids it already had.
+            stored = await self.store.add_many(memories, dedupe=False)
+            added += sum(1 for given, kept in zip(memories, stored, strict=True) if given is kept)
         paths = self.character.knowledge_paths()
         if paths:
             from carrier_cli.memory.knowledge import ingest_paths
@@ -411,9 +411,9 @@ class AgentRuntime:
             self.room_message_counts[room.id] = self.room_message_counts.get(room.id, 0) + 1
         return _Intake(room, entity, stored, seen_before=seen)
 
-    def _reply_id(self, message: IncomingMessage, kind: str = "reply") -> uuid.UUID:
+    def _reply_id(self, message: IncomingMessage, kind: str = "reply", *extra: object) -> uuid.UUID:
         if message.message_key:
-            return stable_id(message.source, kind, message.message_key, self.agent_id)
+            return stable_id(message.source, kind, message.message_key, self.agent_id, *extra)
         return uuid.uuid4()
 
     async def _replayed(self, message: IncomingMessage, memory: Memory) -> TurnResult | None:
@@ -425,13 +425,20 @@ class AgentRuntime:
         if reply is None:
             return None  # seen but never answered (interrupted): run the turn again
         content = reply.content
+        actions = list(content.get("actions") or [])
+        extra: list[str] = []
+        for index in range(len(actions)):  # outputs of the actions, stored by position
+            output = await self.store.get(self._reply_id(message, "action", index))
+            if output is not None:
+                extra.append(output.text)
         return TurnResult(
             decision=reply.metadata.get("decision", "RESPOND"),
             message_id=memory.id,
             text=reply.text,
             reply_id=reply.id,
-            actions=list(content.get("actions") or []),
+            actions=actions,
             thought=content.get("thought"),
+            extra_messages=extra,
             replayed=True,
         )
 
@@ -838,11 +845,7 @@ class AgentRuntime:
 
     async def _store_output(self, ctx: TurnContext, action: Action, text: str, index: int) -> None:
         message = ctx.message
-        memory_id = (
-            stable_id(message.source, "action", message.message_key, self.agent_id, index)
-            if message.message_key
-            else uuid.uuid4()
-        )
+        memory_id = self._reply_id(message, "action", index)
         memory = Memory(
             agent_id=self.agent_id,
             content={

@@ -243,6 +243,10 @@ async def test_continue_action_adds_one_follow_up(store, make_runtime):
     assert result.text == "Part one."
     assert result.extra_messages == ["Part two."]
     assert len(runtime.model.calls) == 2  # the second CONTINUE is not followed
+    restarted = await make_runtime(store, [])
+    replay = await restarted.handle_message(dm("tell me a story", "s1"))
+    assert replay.replayed and replay.text == "Part one."
+    assert replay.extra_messages == ["Part two."]
     room = (await store.get(result.message_id)).room_id
     assert [m.text for m in await store.recent(room)] == [
         "tell me a story",
