@@ -65,6 +65,9 @@ class AnthropicChatModel:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
     ) -> None:
+        if base_url and base_url.rstrip("/").endswith("/v1"):
+            # The SDK adds /v1 itself; a copied ".../v1" URL would give /v1/v1/messages.
+            base_url = base_url.rstrip("/")[: -len("/v1")]
         self.base_url = base_url
         self.timeout = timeout
         self.retry = retry or RetryPolicy()

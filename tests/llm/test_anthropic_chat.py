@@ -205,3 +205,11 @@ async def test_in_stream_error_event(model_server: FakeModelServer) -> None:
     finally:
         await model.aclose()
     assert len(model_server.requests()) == 3
+
+
+async def test_base_url_with_v1_suffix_still_works(model_server: FakeModelServer) -> None:
+    model = make_model(model_server, base_url=model_server.anthropic_base_url + "/v1/")
+    try:
+        assert "Echo: hi" in await model.complete([ChatMessage("user", "hi")], PARAMS)
+    finally:
+        await model.aclose()

@@ -355,3 +355,16 @@ async def test_in_stream_error_event(model_server: FakeModelServer) -> None:
     finally:
         await model.aclose()
     assert len(model_server.requests()) == 3
+
+
+async def test_base_url_without_v1_is_explained(model_server: FakeModelServer) -> None:
+    from carrier_cli.errors import RuntimeFailure
+
+    model = make_model(model_server, base_url=model_server.url)  # forgot the /v1
+    try:
+        with pytest.raises(RuntimeFailure) as info:
+            await model.complete(MESSAGES, PARAMS)
+    finally:
+        await model.aclose()
+    assert not isinstance(info.value, UnknownModel)
+    assert "/v1" in str(info.value) and model_server.url in str(info.value)
