@@ -204,6 +204,16 @@ class InteractiveChat:
         )
         self.console.print("[dim]Type /help for commands; Ctrl-D or /exit to leave.[/dim]")
         self.console.print()
+        history = self.runner.run(session.history())
+        if history:
+            from rich.text import Text
+
+            self.console.print("[dim]Earlier in this room:[/dim]")
+            for speaker, text in history:
+                flat = " ".join(text.split())
+                line = flat if len(flat) <= 200 else flat[:199] + "…"
+                self.console.print(Text(f"  {speaker}: {line}", style="dim"))
+            self.console.print()
 
     def _show_command(self, output: CommandOutput) -> None:
         from rich.text import Text

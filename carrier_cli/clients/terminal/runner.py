@@ -39,8 +39,8 @@ def run_chat(
     with asyncio.Runner() as runner:
         runtime = _start_runtime(runner, factory, options, interactive, stderr)
         try:
-            room, resumed, _ = runner.run(choose_room(runtime, options))
-            session = ChatSession(runtime=runtime, room_key=room, resumed=resumed)
+            room, resumed, stored = runner.run(choose_room(runtime, options))
+            session = ChatSession(runtime=runtime, room_key=room, resumed=resumed, room=stored)
             if interactive:
                 from carrier_cli.clients.terminal.interactive import InteractiveChat
                 from carrier_cli.output import out

@@ -67,6 +67,17 @@ class ChatSession:
     user: str = field(default_factory=current_user)
     resumed: bool = False
     turns: int = 0
+    room: Room | None = None  # the stored room when resuming one
+
+    async def history(self, n: int = 6) -> list[tuple[str, str]]:
+        """(speaker, text) of the resumed room's last messages, oldest first."""
+        if self.room is None:
+            return []
+        try:
+            memories = await self.runtime.store.recent(self.room.id, n)
+        except Exception:  # showing history is a courtesy; never block the chat on it
+            return []
+        return [(str(m.content.get("name") or "?"), m.text) for m in memories]
 
     def message(self, text: str) -> IncomingMessage:
         self.turns += 1
@@ -84,6 +95,7 @@ class ChatSession:
         """Start a new room; the old one stays in memory and can be reopened by name."""
         self.room_key = new_session_name()
         self.resumed = False
+        self.room = None
         self.turns = 0
         return self.room_key
 

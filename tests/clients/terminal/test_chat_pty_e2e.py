@@ -81,8 +81,13 @@ def test_reset_and_continue_remember_an_earlier_session(
     child.expect("you> ")
     assert _leave(child) == 0
 
-    # --continue reopens the newest room: the one after /reset.
-    child = _chat(openai_env, "--continue")
+    # --continue reopens the newest room: the one after /reset, and shows its last messages.
+    child = spawn([sys.executable, "-m", "carrier_cli", "chat", "--continue"], openai_env)
+    child.expect(r"\(resumed\)")
+    child.expect("Earlier in this room:")
+    child.expect("I live in Lisbon")
+    child.expect("Carrier: Lisbon, nice.")
+    child.expect("you> ")
     child.sendline("Where do I live?")
     child.expect("You live in Lisbon.")
     child.expect("you> ")
