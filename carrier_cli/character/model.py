@@ -23,6 +23,11 @@ def _as_list(value: Any) -> Any:
     return value
 
 
+def _empty_mapping(value: Any) -> Any:
+    """`model:` with every line below it commented out is YAML null; treat it as unset."""
+    return {} if value is None else value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -123,6 +128,11 @@ class Clients(_Strict):
     discord: DiscordClientSettings = Field(default_factory=DiscordClientSettings)
     instagram: InstagramClientSettings = Field(default_factory=InstagramClientSettings)
 
+    @field_validator("discord", "instagram", mode="before")
+    @classmethod
+    def _unset(cls, value: Any) -> Any:
+        return _empty_mapping(value)
+
 
 class Character(_Strict):
     """A validated character. Build one from a file with `load_character`."""
@@ -150,6 +160,7 @@ class Character(_Strict):
         "lore",
         "adjectives",
         "topics",
+        "message_examples",
         "post_examples",
         "knowledge",
         "plugins",
@@ -158,6 +169,11 @@ class Character(_Strict):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _as_list(value)
+
+    @field_validator("style", "templates", "model", "clients", "settings", mode="before")
+    @classmethod
+    def _unset(cls, value: Any) -> Any:
+        return _empty_mapping(value)
 
     @field_validator("name", mode="after")
     @classmethod

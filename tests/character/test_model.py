@@ -70,3 +70,21 @@ def test_source_path_is_not_dumped(tmp_path: Path) -> None:
     assert c.media_folder_path() is None
     c.clients.instagram.media_folder = "media"
     assert c.media_folder_path() == tmp_path / "media"
+
+
+def test_empty_sections_count_as_unset() -> None:
+    # `model:` followed only by commented-out lines is null in YAML.
+    c = Character.model_validate(
+        {
+            "name": "x",
+            "model": None,
+            "style": None,
+            "clients": {"discord": None},
+            "templates": None,
+            "settings": None,
+            "message_examples": None,
+            "bio": None,
+        }
+    )
+    assert c.model.temperature == 0.7 and c.clients.discord.ignore_bots is True
+    assert c.bio == [] and c.message_examples == [] and c.settings == {}
