@@ -169,7 +169,13 @@ def resolve_model_config(
         else:
             raise NoProviderConfigured()
 
-    compatible = [(large, small) for _, p, large, small in normalized if p in (None, chosen)]
+    # A layer without a provider still "belongs" to one when its model name says so
+    # (claude-* is Anthropic's), so --provider openai skips a configured claude model.
+    compatible = [
+        (large, small)
+        for _, p, large, small in normalized
+        if (p or (_infer_provider(large) if large else None) or chosen) == chosen
+    ]
     large = next((lg for lg, _ in compatible if lg), None)
     small = next((sm for _, sm in compatible if sm), None)
     defaults = DEFAULT_MODELS.get(chosen)

@@ -197,3 +197,12 @@ async def test_create_models_builds_working_providers(model_server: FakeModelSer
         await claude.aclose()
     assert "Echo: pong" in reply
     assert [r.path for r in model_server.requests()] == ["/v1/chat/completions", "/v1/messages"]
+
+
+def test_names_of_another_provider_are_skipped_even_without_a_provider() -> None:
+    config = resolve_model_config(
+        settings(openai_api_key=OPENAI_KEY, model_name="claude-opus-4-5"),
+        None,
+        provider="openai",
+    )
+    assert (config.provider, config.large) == ("openai", "gpt-4o-mini")
