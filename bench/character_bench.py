@@ -21,9 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-FIXTURES = Path("/work/shared/fixtures/eliza-characters")
-if not FIXTURES.is_dir():
-    FIXTURES = ROOT.parent / "shared" / "fixtures" / "eliza-characters"
+FIXTURES = ROOT / "tests" / "character" / "fixtures" / "eliza-characters"
 
 
 def timed(fn: object, runs: int) -> tuple[float, float]:

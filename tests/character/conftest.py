@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ELIZA_FIXTURES = Path("/work/shared/fixtures/eliza-characters")
-if not ELIZA_FIXTURES.is_dir():  # a checkout elsewhere keeps a copy next to the repo
-    ELIZA_FIXTURES = REPO.parent / "shared" / "fixtures" / "eliza-characters"
+# Copies of the six ElizaOS 0.x files from ../shared/fixtures/eliza-characters (see
+# SOURCES.md there), kept in the repository so a fresh checkout's CI has them too.
+ELIZA_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "eliza-characters"
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "eliza-characters"
 
 
 @pytest.fixture

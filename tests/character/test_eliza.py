@@ -15,7 +15,7 @@ from carrier_cli.character import (
     load_character,
     validate_character_file,
 )
-from tests.character.conftest import ELIZA_FIXTURES
+from tests.character.conftest import ELIZA_FIXTURES, SHARED_FIXTURES
 
 Write = Callable[[str, str], Path]
 FIXTURES = sorted(ELIZA_FIXTURES.glob("*.character.json"))
@@ -23,6 +23,9 @@ FIXTURES = sorted(ELIZA_FIXTURES.glob("*.character.json"))
 
 def test_all_six_fixtures_are_present() -> None:
     assert len(FIXTURES) == 6
+    if SHARED_FIXTURES.is_dir():  # the copies are the shared originals, unchanged
+        for fixture in FIXTURES:
+            assert fixture.read_bytes() == (SHARED_FIXTURES / fixture.name).read_bytes()
 
 
 def _same(a: Character, b: Character) -> bool:
