@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -184,3 +185,11 @@ def test_unsupported_provider_is_an_error(write: Write) -> None:
     assert "anthropic" in problem.message
     ok = validate_character_file(write("d.yaml", "name: A\nmodel: {provider: Claude}\n"))
     assert ok.character is not None and ok.character.model.provider == "claude"
+
+
+def test_json_that_yaml_cannot_read_still_loads(write: Write) -> None:
+    # YAML limits implicit keys to 1024 characters; JSON does not. Such a file loads through
+    # the JSON parser (without positions: problems then point at line 1).
+    path = write("long.json", json.dumps({"name": "x", "settings": {"k" * 1100: 1}, "bio": 5}))
+    [problem] = validate_character_file(path).errors
+    assert (problem.path, problem.mark.line) == ("bio", 1)
