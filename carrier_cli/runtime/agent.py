@@ -24,6 +24,7 @@ import random
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import monotonic, perf_counter
@@ -478,9 +479,11 @@ class AgentRuntime:
                     timings=dict(timings),
                 )
                 try:
-                    async for event in self._respond(message, intake, tlog, stream, started):
-                        yield event
-                except asyncio.CancelledError:
+                    respond = self._respond(message, intake, tlog, stream, started)
+                    async with _closing(respond):
+                        async for event in respond:
+                            yield event
+                except (asyncio.CancelledError, GeneratorExit):
                     tlog.interrupted = True
                     raise
                 finally:
@@ -542,10 +545,12 @@ class AgentRuntime:
 
         mark = perf_counter()
         gen = _Generation()
-        async for delta in self._generate(
+        generation = self._generate(
             messages, self.model_config.params(), tlog, stream, gen, purpose="reply"
-        ):
-            yield TurnEvent("delta", text=delta)
+        )
+        async with _closing(generation):
+            async for delta in generation:
+                yield TurnEvent("delta", text=delta)
         model_seconds += gen.model_seconds
         timings["generate"] = perf_counter() - mark
         parsed = gen.parsed
@@ -760,11 +765,13 @@ class AgentRuntime:
             try:
                 if stream:
                     parts: list[str] = []
-                    async for chunk in self.model.stream(messages, params):
-                        parts.append(chunk)
-                        delta = extractor.feed(chunk)
-                        if delta:
-                            yield delta
+                    chunks = self.model.stream(messages, params)
+                    async with _closing(chunks):
+                        async for chunk in chunks:
+                            parts.append(chunk)
+                            delta = extractor.feed(chunk)
+                            if delta:
+                                yield delta
                     raw = "".join(parts)
                 else:
                     raw = await self.model.complete(messages, params)
@@ -923,6 +930,18 @@ def _replay_copy(result: TurnResult) -> TurnResult:
     from dataclasses import replace
 
     return replace(result, replayed=True, timings={})
+
+
+@asynccontextmanager
+async def _closing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
+    """Close a nested async generator when the outer one stops early (a consumer that
+    breaks out of a stream, Ctrl-C): the model's HTTP stream is released at once."""
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _done(value: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -297,3 +298,19 @@ async def test_group_message_uses_small_model_decision(store, make_runtime):
     assert result.decision == "RESPOND" and result.text == "Sunny."
     assert runtime.model.calls[0].params.model == runtime.model_config.small
     assert len(runtime.model.calls) == 2
+
+
+async def test_consumer_leaving_a_stream_early_frees_the_room(store, make_runtime):
+    runtime = await make_runtime(
+        store, [reply_xml("A long streamed answer " * 5), reply_xml("next")], chunk_size=4
+    )
+    stream = runtime.stream_message(dm("stream", "e1"))
+    async with contextlib.aclosing(stream):
+        async for event in stream:
+            if event.kind == "delta":
+                break
+    assert runtime.turn_logs[-1].interrupted
+    message = await store.get(stable_id("terminal", "message", "e1", runtime.agent_id))
+    assert [m.text for m in await store.recent(message.room_id)] == ["stream"]
+    result = await asyncio.wait_for(runtime.handle_message(dm("again", "e2")), 10)
+    assert result.text == "next"
