@@ -144,7 +144,10 @@ def list_(
 
 @app.command("show")
 def show(
-    name: Annotated[str, typer.Argument(help="A character name or file path.")] = "carrier",
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A character name or file path (default: the `character` setting)."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full character as JSON.")
     ] = False,
@@ -153,6 +156,10 @@ def show(
     from carrier_cli.character import find_character, validate_character_file
     from carrier_cli.output import out, print_json, warn
 
+    if name is None:
+        from carrier_cli.state import STATE
+
+        name = STATE.settings().settings.character
     report = validate_character_file(find_character(name))
     for problem in report.warnings:
         warn(f"{problem.mark}: {problem.path + ': ' if problem.path else ''}{problem.message}")

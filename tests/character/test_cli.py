@@ -104,6 +104,8 @@ def test_new_list_show(tmp_path: Path) -> None:
     assert data["name"] == "Ada Lovelace" and data["id"]
     pretty = carrier("character", "show", "captain")
     assert pretty.returncode == 0 and "Captain Brannock" in pretty.stdout
+    default = carrier("character", "show")
+    assert default.returncode == 0 and "Carrier" in default.stdout
 
     missing = carrier("character", "show", "ghost")
     assert missing.returncode == 2 and "No character named 'ghost'" in missing.stderr
