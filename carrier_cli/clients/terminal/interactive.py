@@ -21,7 +21,7 @@ from carrier_cli.clients.terminal.input_reader import (
     unescape_message,
 )
 from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
-from carrier_cli.errors import CarrierError, InputError
+from carrier_cli.errors import CarrierError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -103,9 +103,9 @@ class InteractiveChat:
             self.runner.run(self._cancellable_reply(text))
         except KeyboardInterrupt:  # platforms without loop signal handlers
             self.console.print("[yellow](cancelled)[/yellow]")
-        except InputError:
-            raise
         except CarrierError as exc:
+            # Even a bad setting (an unknown model after /model, a rejected key) only fails
+            # this turn: the operator can fix it with /model or leave, without losing the room.
             from rich.markup import escape
 
             from carrier_cli.state import scrub

@@ -83,6 +83,8 @@ class StandInRuntime:
         if "fail" in message.text:
             raise RuntimeFailure("The model server kept answering 503.")
         reply = f"You said: {message.text}"
+        if "slow start" in message.text:
+            await asyncio.sleep(3)  # a model that takes its time before the first token
         for word in reply.split(" "):
             if "slow" in message.text:
                 await asyncio.sleep(0.2)

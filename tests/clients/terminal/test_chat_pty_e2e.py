@@ -202,3 +202,29 @@ def test_missing_key_declined_is_exit_2(chat_server: ModelServerProcess) -> None
     child.expect("error: ")
     assert finish(child) == 2
     assert "Traceback" not in screen_log(child)
+
+
+def test_unknown_model_fails_the_turn_but_not_the_session(
+    chat_server: ModelServerProcess, openai_env: dict[str, str]
+) -> None:
+    child = _chat(openai_env, "--room", "models")
+    child.sendline("/model")
+    child.expect(r"Model: (\S+) \(openai\)")
+    default_model = child.match.group(1)
+    child.expect("you> ")
+    chat_server.configure(models=[default_model])
+    child.sendline("/model no-such-model")
+    child.expect("Model is now no-such-model")
+    child.expect("you> ")
+    child.sendline("hello")
+    child.expect("error:")
+    child.expect("no-such-model")
+    child.expect("you> ")
+    script(chat_server, "Back on the right model.")
+    child.sendline(f"/model {default_model}")
+    child.expect("Model is now")
+    child.expect("you> ")
+    child.sendline("hello again")
+    child.expect("Back on the right model.")
+    child.expect("you> ")
+    assert _leave(child) == 0

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.clients.terminal.pty_helpers import finish, spawn
+from tests.clients.terminal.pty_helpers import finish, screen_log, spawn
 
 pytestmark = pytest.mark.slow
 
@@ -70,3 +70,15 @@ def test_ctrl_c_at_prompt_twice_leaves() -> None:
     child.sendintr()
     child.expect("kept in memory")
     assert finish(child) == 0
+
+
+def test_ctrl_c_while_the_spinner_waits_for_the_first_token() -> None:
+    child = _ui()
+    child.sendline("slow start")
+    child.expect("thinking")
+    child.sendintr()
+    child.expect(r"\(cancelled\)")
+    child.expect("you> ")
+    child.sendline("/exit")
+    assert finish(child) == 0
+    assert "You said: slow start" not in screen_log(child)
