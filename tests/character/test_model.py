@@ -88,3 +88,27 @@ def test_empty_sections_count_as_unset() -> None:
     )
     assert c.model.temperature == 0.7 and c.clients.discord.ignore_bots is True
     assert c.bio == [] and c.message_examples == [] and c.settings == {}
+
+
+def test_dump_round_trips_the_examples_and_awkward_text(tmp_path: Path) -> None:
+    from carrier_cli.character import dump_character_yaml, load_character
+    from tests.character.conftest import REPO
+
+    awkward = Character(
+        name="yes",
+        bio=["key: value inside", "multi\nline\n", "trailing space \nx", "  ", "# not a comment"],
+        topics=["on", "null", "1.5"],
+        message_examples=[[{"name": "{{user1}}", "text": "emoji 😀 and 'quotes' \"double\""}]],
+        settings={"nested": {"list": [1, None, True]}},
+    )
+    for original in [
+        load_character(REPO / "characters" / "carrier.yaml"),
+        load_character(REPO / "characters" / "captain.yaml"),
+        awkward,
+    ]:
+        path = tmp_path / "out.yaml"
+        text = dump_character_yaml(original, header=["line one", "", "line\nthree"])
+        path.write_text(text, encoding="utf-8")
+        again = load_character(path)
+        assert again.model_dump() == original.model_dump()
+    assert "😀" in text and text.startswith("# line one\n#\n# line three\n")
