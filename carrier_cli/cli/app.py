@@ -18,6 +18,7 @@ from carrier_cli.cli import chat as chat_cli
 from carrier_cli.cli import db as db_cli
 from carrier_cli.cli import memory as memory_cli
 from carrier_cli.cli import models as models_cli
+from carrier_cli.cli import instagram as instagram_cli
 from carrier_cli.cli import run as run_cli
 from carrier_cli.state import STATE
 
@@ -66,9 +67,10 @@ run_cli.register(app)
 app.add_typer(character.app, name="character")
 app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")
+app.add_typer(models_cli.app, name="models")
 app.add_typer(memory_cli.app, name="memory")
 app.add_typer(db_cli.app, name="db")
-app.add_typer(models_cli.app, name="models")
+app.add_typer(instagram_cli.app, name="instagram")
 
 
 def _print_error(message: str, hint: str | None = None) -> None:

@@ -148,6 +148,13 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+def crash_point(name: str) -> None:
+    """Test-only fault injection: CARRIER_TEST_CRASH_AFTER=<step> kills the process here,
+    right after that step was committed, the way a power cut or `kill -9` would."""
+    if os.environ.get("CARRIER_TEST_CRASH_AFTER") == name:
+        os._exit(137)
+
+
 class LeaseLost(RuntimeError):
     """Another process took the row over; stop without touching it further."""
 
@@ -223,6 +230,16 @@ class Journal:
                 .all()
             )
             return [r for r in rows if r is not None]
+
+    async def last_published(self, character: str | None) -> datetime | None:
+        async with self._session() as session:
+            query = select(func.max(InstagramPostRow.published_at))
+            if character is not None:
+                query = query.where(InstagramPostRow.character == character)
+            value = (await session.execute(query)).scalar_one_or_none()
+            if value is not None and value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            return value
 
     async def count_with_prefix(self, key: str) -> int:
         async with self._session() as session:
@@ -322,9 +339,7 @@ class Journal:
         record = await self.update(
             post_id, owner, status=step, last_step=step, error=None, **values
         )
-        crash_after = os.environ.get("CARRIER_TEST_CRASH_AFTER")
-        if crash_after == step:  # test-only fault injection: die right after the commit
-            os._exit(137)
+        crash_point(step)
         return record
 
     async def fail(self, post_id: int, owner: str, reason: str, **values: Any) -> None:

@@ -21,7 +21,14 @@ from carrier_cli.clients.instagram import media as media_mod
 from carrier_cli.clients.instagram.ftp_upload import FtpConfig, Progress, delete_file, upload_file
 from carrier_cli.clients.instagram.graph import GraphClient, GraphError, Quota
 from carrier_cli.clients.instagram.http_check import check_public_url, public_url
-from carrier_cli.clients.instagram.journal import Journal, LeaseLost, PostRecord, make_owner, now
+from carrier_cli.clients.instagram.journal import (
+    Journal,
+    LeaseLost,
+    PostRecord,
+    crash_point,
+    make_owner,
+    now,
+)
 from carrier_cli.errors import CarrierError, ConfigError, InputError, RuntimeFailure
 from carrier_cli.paths import carrier_paths
 
@@ -51,6 +58,10 @@ class PostOutcome:
     record: PostRecord
     already_published: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+class StopRequested(Exception):
+    """The process is stopping; the journal keeps the last completed step for later."""
 
 
 class Reporter:
@@ -112,6 +123,22 @@ def free_slot_time(published: list[datetime], quota: Quota, at: datetime) -> dat
     return recent[index] + window
 
 
+def check_publish_settings(settings: Settings) -> None:
+    """Refuse early, before anything is journaled, when a needed setting is missing."""
+    GraphClient(settings)  # names INSTAGRAM_ACCESS_TOKEN / INSTAGRAM_ACCOUNT_ID
+    FtpConfig.from_settings(settings)
+    if not settings.http_server:
+        raise ConfigError(
+            "HTTP_SERVER is not set: Instagram downloads media from a public URL, so "
+            "Carrier needs the address where FTP_DIRECTORY is served.",
+            hint="Set HTTP_SERVER, e.g. https://media.example.com/instagram/.",
+        )
+    if not settings.http_server.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"HTTP_SERVER `{settings.http_server}` must start with https:// (or http://)."
+        )
+
+
 class Publisher:
     def __init__(
         self,
@@ -120,7 +147,9 @@ class Publisher:
         *,
         reporter: Reporter | None = None,
         lease_wait: float = 600.0,
+        stop_event: asyncio.Event | None = None,
     ) -> None:
+        self.stop_event = stop_event
         self.settings = settings
         self.journal = journal
         self.reporter = reporter or Reporter()
@@ -162,10 +191,7 @@ class Publisher:
         )
         if created:
             self.reporter.info(f"Journal: post {record.id} ({kind}, {len(media)} file(s)).")
-            import os
-
-            if os.environ.get("CARRIER_TEST_CRASH_AFTER") == "prepared":
-                os._exit(137)
+            crash_point("prepared")
         elif record.published:
             return PostOutcome(record, already_published=True)
         else:
@@ -208,6 +234,8 @@ class Publisher:
                 return PostOutcome(record, already_published=True)
             record = await self._run(record, owner)
             return PostOutcome(record)
+        except StopRequested:
+            raise
         except LeaseLost as exc:
             raise RuntimeFailure(f"Post {record.id}: {exc}; stopped without publishing.") from None
         except CarrierError as exc:
@@ -227,6 +255,8 @@ class Publisher:
         recreated = 0
         async with GraphClient(self.settings) as graph:
             while record.last_step != "published":
+                if self.stop_event is not None and self.stop_event.is_set():
+                    raise StopRequested(f"stopped before step after '{record.last_step}'")
                 step = record.last_step
                 try:
                     if step == "prepared":
@@ -272,13 +302,9 @@ class Publisher:
 
     async def _upload(self, record: PostRecord, owner: str, graph: GraphClient) -> PostRecord:
         await self._check_quota(graph, record)
+        check_publish_settings(self.settings)
         http_server = self.settings.http_server
-        if not http_server:
-            raise ConfigError(
-                "HTTP_SERVER is not set: Instagram downloads media from a public URL, so "
-                "Carrier needs the address where FTP_DIRECTORY is served.",
-                hint="Set HTTP_SERVER, e.g. https://media.example.com/instagram/.",
-            )
+        assert http_server
         config = FtpConfig.from_settings(self.settings)
         items = record.items
         for index, item in enumerate(items):
@@ -436,6 +462,7 @@ class Publisher:
         container_id = record.container_id
         record = await self.journal.record_step(record.id, owner, "publishing")
         media_id = await graph.publish(container_id)
+        crash_point("media_publish")  # published on Instagram, not yet in the journal
         return await self._mark_published(record, owner, media_id, graph)
 
     async def _finish_publishing(

@@ -9,8 +9,15 @@ from pathlib import Path
 from PIL import Image
 
 
-def make_image(path: Path, size: tuple[int, int] = (800, 800), *, fmt: str | None = None,
-               mode: str = "RGB", color: object = (200, 60, 40), **save: object) -> Path:
+def make_image(
+    path: Path,
+    size: tuple[int, int] = (800, 800),
+    *,
+    fmt: str | None = None,
+    mode: str = "RGB",
+    color: object = (200, 60, 40),
+    **save: object,
+) -> Path:
     image = Image.new(mode, size, color)  # type: ignore[arg-type]
     # A little structure so JPEG sizes are realistic and conversions are visible.
     for x in range(0, size[0], 37):
@@ -28,13 +35,23 @@ def _full(kind: bytes, payload: bytes, version: int = 0) -> bytes:
     return _box(kind, bytes([version, 0, 0, 0]) + payload)
 
 
-def make_mp4(path: Path, *, seconds: float = 5.0, width: int = 1080, height: int = 1920,
-             moov_first: bool = True, codec: bytes = b"avc1", audio: bytes | None = b"mp4a",
-             mdat_bytes: int = 4096, brand: bytes = b"isom") -> Path:
+def make_mp4(
+    path: Path,
+    *,
+    seconds: float = 5.0,
+    width: int = 1080,
+    height: int = 1920,
+    moov_first: bool = True,
+    codec: bytes = b"avc1",
+    audio: bytes | None = b"mp4a",
+    mdat_bytes: int = 4096,
+    brand: bytes = b"isom",
+) -> Path:
     """A structurally valid MP4 (boxes only, no decodable frames) with the given properties."""
     timescale = 1000
-    mvhd = _full(b"mvhd", struct.pack(">IIII", 0, 0, timescale, int(seconds * timescale))
-                 + b"\x00" * 80)
+    mvhd = _full(
+        b"mvhd", struct.pack(">IIII", 0, 0, timescale, int(seconds * timescale)) + b"\x00" * 80
+    )
 
     def trak(handler: bytes, fourcc: bytes, w: int, h: int) -> bytes:
         tkhd = _full(b"tkhd", b"\x00" * 72 + struct.pack(">II", w << 16, h << 16))

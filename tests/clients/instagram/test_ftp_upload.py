@@ -20,9 +20,15 @@ from tests.support.instagram_servers import (
 
 
 def config(server: FtpServerHandle, **kw: object) -> FtpConfig:
-    values: dict[str, object] = {"host": server.host, "port": server.port, "username": FTP_USER,
-                                 "password": FTP_PASSWORD, "tls": None, "directory": "/",
-                                 "timeout": 10.0}
+    values: dict[str, object] = {
+        "host": server.host,
+        "port": server.port,
+        "username": FTP_USER,
+        "password": FTP_PASSWORD,
+        "tls": None,
+        "directory": "/",
+        "timeout": 10.0,
+    }
     values.update(kw)
     return FtpConfig(**values)  # type: ignore[arg-type]
 
@@ -36,8 +42,9 @@ def payload(tmp_path: Path) -> Path:
 
 def test_plain_ftp_upload_renames_and_verifies(ftp_server: FtpServerHandle, payload: Path) -> None:
     seen: list[tuple[int, int]] = []
-    result = FtpUploader(config(ftp_server)).upload(payload, "carrier-abc.jpg",
-                                                    lambda d, t: seen.append((d, t)))
+    result = FtpUploader(config(ftp_server)).upload(
+        payload, "carrier-abc.jpg", lambda d, t: seen.append((d, t))
+    )
     assert (ftp_server.root / "carrier-abc.jpg").read_bytes() == payload.read_bytes()
     assert not (ftp_server.root / ".carrier-abc.jpg.part").exists()
     assert result.remote_path == "/carrier-abc.jpg" and not result.tls and not result.skipped
@@ -47,16 +54,18 @@ def test_plain_ftp_upload_renames_and_verifies(ftp_server: FtpServerHandle, payl
     assert again.skipped
 
 
-def test_ftps_is_used_when_offered(ftps_server: FtpServerHandle, payload: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ftps_is_used_when_offered(
+    ftps_server: FtpServerHandle, payload: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(ftps_server.ca_file))
     result = FtpUploader(config(ftps_server)).upload(payload, "carrier-tls.jpg")
     assert result.tls
     assert (ftps_server.root / "carrier-tls.jpg").stat().st_size == payload.stat().st_size
 
 
-def test_ftps_with_untrusted_certificate_is_explained(ftps_server: FtpServerHandle,
-                                                      payload: Path) -> None:
+def test_ftps_with_untrusted_certificate_is_explained(
+    ftps_server: FtpServerHandle, payload: Path
+) -> None:
     with pytest.raises(RuntimeFailure, match="certificate") as info:
         FtpUploader(config(ftps_server)).upload(payload, "x.jpg")
     assert "FTP_TLS=false" in str(info.value)
@@ -119,27 +128,35 @@ def test_config_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_head_check_accepts_served_image(media_http_server: HttpServerHandle) -> None:
     (media_http_server.root / "a.jpg").write_bytes(b"\xff\xd8" + b"0" * 100)
-    ctype = await check_public_url(media_http_server.url + "a.jpg", expected_size=102,
-                                   kind="image", retries=0)
+    ctype = await check_public_url(
+        media_http_server.url + "a.jpg", expected_size=102, kind="image", retries=0
+    )
     assert ctype == "image/jpeg"
     assert ("HEAD", "/a.jpg") in media_http_server.requests
 
 
 async def test_head_check_missing_file_explains(media_http_server: HttpServerHandle) -> None:
     with pytest.raises(RuntimeFailure, match="HTTP 404") as info:
-        await check_public_url(media_http_server.url + "missing.jpg", expected_size=1,
-                               kind="image", retries=1, backoff=0.01)
+        await check_public_url(
+            media_http_server.url + "missing.jpg",
+            expected_size=1,
+            kind="image",
+            retries=1,
+            backoff=0.01,
+        )
     assert "HTTP_SERVER" in str(info.value)
 
 
 async def test_head_check_wrong_content_type(media_http_server: HttpServerHandle) -> None:
     (media_http_server.root / "a.txt").write_text("hello")
     with pytest.raises(ConfigError, match="as `text/plain`"):
-        await check_public_url(media_http_server.url + "a.txt", expected_size=5, kind="image",
-                               retries=0)
+        await check_public_url(
+            media_http_server.url + "a.txt", expected_size=5, kind="image", retries=0
+        )
 
 
 async def test_head_check_unreachable() -> None:
     with pytest.raises(RuntimeFailure, match="could not connect"):
-        await check_public_url("http://127.0.0.1:9/x.jpg", expected_size=1, kind="image",
-                               retries=1, backoff=0.01)
+        await check_public_url(
+            "http://127.0.0.1:9/x.jpg", expected_size=1, kind="image", retries=1, backoff=0.01
+        )

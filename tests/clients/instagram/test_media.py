@@ -15,8 +15,12 @@ from tests.clients.instagram.helpers import make_image, make_mp4
 
 
 def prep(path: Path, tmp_path: Path, **kw: object) -> media.PreparedMedia:
-    return media.prepare_one(path, fit=kw.get("fit"), story=bool(kw.get("story")),  # type: ignore[arg-type]
-                             out_dir=tmp_path / "out")
+    return media.prepare_one(
+        path,
+        fit=kw.get("fit"),
+        story=bool(kw.get("story")),  # type: ignore[arg-type]
+        out_dir=tmp_path / "out",
+    )
 
 
 def opened(m: media.PreparedMedia) -> Image.Image:
@@ -70,10 +74,12 @@ def swapped_profile() -> bytes:
     """Pillow's sRGB profile with the red and blue primaries swapped (and renamed)."""
     data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     count = struct.unpack(">I", data[128:132])[0]
-    entries = {bytes(data[132 + 12 * i: 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    entries = {bytes(data[132 + 12 * i : 136 + 12 * i]): 132 + 12 * i for i in range(count)}
     red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
-    data[red + 4: red + 12], data[blue + 4: blue + 12] = (data[blue + 4: blue + 12],
-                                                          data[red + 4: red + 12])
+    data[red + 4 : red + 12], data[blue + 4 : blue + 12] = (
+        data[blue + 4 : blue + 12],
+        data[red + 4 : red + 12],
+    )
     return bytes(data).replace("sRGB".encode("utf-16-be"), "sBGR".encode("utf-16-be"))
 
 
@@ -109,8 +115,9 @@ def test_aspect_ratio_refused_without_fit_names_file_rule_and_value(tmp_path: Pa
 
 @pytest.mark.parametrize("size", [(400, 1000), (3000, 1000), (1440, 1799), (321, 1000)])
 @pytest.mark.parametrize("fit", ["pad", "crop"])
-def test_fit_brings_ratio_and_width_into_range(tmp_path: Path, size: tuple[int, int],
-                                               fit: media.Fit) -> None:
+def test_fit_brings_ratio_and_width_into_range(
+    tmp_path: Path, size: tuple[int, int], fit: media.Fit
+) -> None:
     m = prep(make_image(tmp_path / "x.png", size, fmt="PNG"), tmp_path, fit=fit)
     assert 320 <= m.width <= 1440
     assert 0.8 <= m.width / m.height <= 1.91
@@ -182,8 +189,9 @@ def test_mp4_probe_reads_structure(tmp_path: Path) -> None:
         ({"audio": b"Opus"}, False, "audio codec 'Opus'"),
     ],
 )
-def test_video_refusals(tmp_path: Path, kwargs: dict[str, object], story: bool,
-                        expected: str) -> None:
+def test_video_refusals(
+    tmp_path: Path, kwargs: dict[str, object], story: bool, expected: str
+) -> None:
     path = make_mp4(tmp_path / "v.mp4", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(InputError) as info:
         prep(path, tmp_path, story=story)

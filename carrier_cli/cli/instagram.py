@@ -1,0 +1,377 @@
+"""`carrier instagram post|resume|status|history|limit|whoami`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from carrier_cli.clients.instagram.journal import PostRecord
+    from carrier_cli.clients.instagram.pipeline import PostOutcome, Reporter
+
+app = typer.Typer(
+    help="Publish photos, carousels, Reels and stories to Instagram (Graph API + FTP).",
+    no_args_is_help=True,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _settings() -> Any:
+    from carrier_cli.state import STATE
+
+    return STATE.settings().settings
+
+
+def _reporter(quiet: bool) -> Reporter:
+    from carrier_cli.clients.instagram.pipeline import Reporter
+
+    class RichReporter(Reporter):
+        """Steps as dim lines on stderr, uploads as a progress bar with bytes/s."""
+
+        def __init__(self) -> None:
+            self._progress: Any = None
+
+        def info(self, message: str) -> None:
+            super().info(message)
+            if not quiet:
+                from carrier_cli.output import notice
+
+                notice(message)
+
+        def upload_progress(self, name: str, total: int) -> Any:
+            if quiet:
+                return None
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            from carrier_cli.output import err
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err(),
+                transient=True,
+            )
+            self._progress.start()
+            task = self._progress.add_task(f"Uploading {name}", total=total)
+            progress = self._progress
+
+            def update(done: int, _total: int) -> None:
+                progress.update(task, completed=done)
+
+            return update
+
+        def upload_done(self) -> None:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+
+    return RichReporter()
+
+
+def _print_outcome(outcome: PostOutcome, as_json: bool) -> None:
+    from carrier_cli.output import print_json
+
+    record = outcome.record
+    if as_json:
+        print_json({**record.to_dict(), "already_published": outcome.already_published})
+        return
+    parts = [record.permalink, f"media id {record.media_id}" if record.media_id else None]
+    where = " ".join(p for p in parts if p) or (
+        f"container {record.container_id} (media id unknown: the previous run stopped right "
+        "after publishing)"
+    )
+    if outcome.already_published:
+        typer.echo(
+            f"Already published as post {record.id}: {where}. Use --force to publish it again."
+        )
+    else:
+        typer.echo(f"Published post {record.id} ({record.kind}): {where}")
+
+
+@app.command("post")
+def post(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="1 image (post), 2-10 files (carousel), or an .mp4/.mov (Reel)."),
+    ],
+    caption: Annotated[str | None, typer.Option("--caption", "-c", help="Caption text.")] = None,
+    alt_text: Annotated[str | None, typer.Option("--alt-text", help="Alt text for images.")] = None,
+    generate_caption: Annotated[
+        bool,
+        typer.Option(
+            "--generate-caption", help="Let the character write the caption (shown for approval)."
+        ),
+    ] = False,
+    character: Annotated[
+        str | None,
+        typer.Option("--character", help="Character writing the caption (name or file)."),
+    ] = None,
+    story: Annotated[bool, typer.Option("--story", help="Publish as a story.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and prepare only; no upload, no API call.")
+    ] = False,
+    fit: Annotated[
+        str | None,
+        typer.Option("--fit", help="pad or crop images whose aspect ratio Instagram refuses."),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask to approve a generated caption.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish again even if this exact post was published.")
+    ] = False,
+    cleanup: Annotated[
+        bool,
+        typer.Option(
+            "--cleanup", help="Delete the uploaded files from the FTP server after publishing."
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish one post. Running the same command again continues or reports it as done.
+
+    Example: carrier instagram post photo.png --caption "hello"
+    """
+    import asyncio
+
+    from carrier_cli.clients.instagram import service
+    from carrier_cli.clients.instagram.pipeline import PostRequest
+    from carrier_cli.errors import InputError
+
+    if fit not in (None, "pad", "crop"):
+        raise InputError(f"--fit `{fit}`: use pad or crop.")
+    if generate_caption and caption:
+        raise InputError("--caption and --generate-caption exclude each other; pick one.")
+    if caption is None and not generate_caption:
+        raise InputError(
+            "No caption: pass --caption TEXT, or --generate-caption to let the "
+            'character write it (--caption "" posts without one).'
+        )
+    request = PostRequest(
+        files=files,
+        caption=caption or "",
+        alt_text=alt_text,
+        story=story,
+        fit=fit,  # type: ignore[arg-type]  # checked above
+        force=force,
+        cleanup=cleanup,
+        character=character,
+    )
+
+    def confirm(text: str) -> bool:
+        from rich.panel import Panel
+
+        from carrier_cli.output import err
+
+        err().print(Panel(text, title="Generated caption", expand=False))
+        return True if yes else typer.confirm("Publish with this caption?", default=True)
+
+    result = asyncio.run(
+        service.post(
+            _settings(),
+            request,
+            dry_run=dry_run,
+            generate=generate_caption,
+            confirm=confirm,
+            reporter=_reporter(quiet or as_json),
+        )
+    )
+    if isinstance(result, service.DryRun):
+        _print_dry_run(result, as_json)
+    else:
+        _print_outcome(result, as_json)
+
+
+def _print_dry_run(result: Any, as_json: bool) -> None:
+    from carrier_cli.output import print_json
+
+    rows = [
+        {
+            "source": str(m.source),
+            "upload": str(m.path),
+            "kind": m.kind,
+            "width": m.width,
+            "height": m.height,
+            "bytes": m.size,
+            "duration": m.duration,
+            "remote_name": m.remote_name,
+            "notes": m.notes,
+        }
+        for m in result.media
+    ]
+    if as_json:
+        print_json({"kind": result.kind, "caption": result.caption, "media": rows, "dry_run": True})
+        return
+    typer.echo(f"Dry run: {result.kind} post, {len(rows)} file(s); nothing was uploaded.")
+    for row in rows:
+        size = f"{row['width']}x{row['height']}, {row['bytes']:,} bytes"
+        typer.echo(f"  {row['source']} -> {row['upload']} ({size})")
+        for note in row["notes"]:
+            typer.echo(f"    {note}")
+    if result.caption:
+        typer.echo(f"Caption: {len(result.caption)} characters.")
+
+
+@app.command("resume")
+def resume(
+    post_id: Annotated[int, typer.Argument(help="Journal id (see `carrier instagram status`).")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a post from its last completed step."""
+    import asyncio
+
+    from carrier_cli.clients.instagram import service
+
+    outcome = asyncio.run(
+        service.resume(_settings(), post_id, reporter=_reporter(quiet or as_json))
+    )
+    _print_outcome(outcome, as_json)
+
+
+def _table(records: list[PostRecord], title: str) -> None:
+    from rich.table import Table
+
+    from carrier_cli.output import out
+
+    table = Table(title=title)
+    for column in ("id", "kind", "status", "files", "media / error", "updated"):
+        table.add_column(column)
+    for r in records:
+        detail = r.permalink or r.media_id or (f"{r.error}" if r.error else "")
+        status = r.status if r.status != "failed" else f"failed after {r.last_step}"
+        table.add_row(
+            str(r.id),
+            r.kind,
+            status,
+            str(len(r.items)),
+            detail[:80],
+            f"{r.updated_at:%Y-%m-%d %H:%M}",
+        )
+    out().print(table)
+
+
+@app.command("status")
+def status(
+    post_id: Annotated[
+        int | None, typer.Argument(help="Journal id; default: unfinished posts.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where a post is in the pipeline (prepared → ... → published, or failed with why)."""
+    import asyncio
+
+    from carrier_cli.clients.instagram import service
+    from carrier_cli.output import print_json
+
+    records = asyncio.run(service.status(_settings(), post_id))
+    if as_json:
+        print_json([r.to_dict() for r in records])
+        return
+    if not records:
+        typer.echo("No Instagram posts in the journal yet.")
+        return
+    if post_id is None:
+        _table(records, "Instagram posts")
+        return
+    r = records[0]
+    rows = [
+        ("post", str(r.id)),
+        ("kind", r.kind),
+        ("status", r.status),
+        ("last completed step", r.last_step),
+        ("caption", r.caption[:200]),
+        ("container", r.container_id or ""),
+        ("media id", r.media_id or ""),
+        ("permalink", r.permalink or ""),
+        ("error", r.error or ""),
+        ("attempts", str(r.attempts)),
+        ("created", f"{r.created_at:%Y-%m-%d %H:%M:%S}"),
+        ("published", f"{r.published_at:%Y-%m-%d %H:%M:%S}" if r.published_at else ""),
+    ]
+    for item in r.items:
+        rows.append(("file", f"{item['source']} -> {item.get('url') or '(not uploaded)'}"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        typer.echo(f"{key.ljust(width)}  {value}")
+
+
+@app.command("history")
+def history(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many posts.")] = 20,
+    status_filter: Annotated[
+        str | None,
+        typer.Option("--status", help="Only posts in this state (published, failed, ...)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The journal: recent posts, newest first."""
+    import asyncio
+
+    from carrier_cli.clients.instagram import service
+    from carrier_cli.output import print_json
+
+    records = asyncio.run(service.history(_settings(), limit, status_filter))
+    if as_json:
+        print_json([r.to_dict() for r in records])
+    elif not records:
+        typer.echo("No Instagram posts in the journal yet.")
+    else:
+        _table(records, "Instagram history")
+
+
+@app.command("limit")
+def limit(as_json: JsonOpt = False) -> None:
+    """Publishing quota: posts used in Instagram's rolling window, and when a slot frees."""
+    import asyncio
+
+    from carrier_cli.clients.instagram import service
+    from carrier_cli.output import print_json
+
+    info = asyncio.run(service.limit(_settings()))
+    if as_json:
+        print_json(info.to_dict())
+        return
+    q = info.quota
+    typer.echo(
+        f"{q.usage} of {q.total} posts used in the last {q.duration / 3600:.0f} h; "
+        f"{q.remaining} left."
+    )
+    if q.remaining == 0:
+        when = (
+            f"{info.next_free:%Y-%m-%d %H:%M} UTC"
+            if info.next_free
+            else f"within {q.duration / 3600:.0f} h"
+        )
+        typer.echo(f"Next slot frees at {when}.")
+
+
+@app.command("whoami")
+def whoami(as_json: JsonOpt = False) -> None:
+    """Check the access token and the account id."""
+    import asyncio
+
+    from carrier_cli.clients.instagram import service
+    from carrier_cli.output import print_json
+
+    account = asyncio.run(service.whoami(_settings()))
+    if as_json:
+        print_json(account)
+        return
+    typer.echo(
+        f"@{account.get('username', '?')} (id {account.get('id')}) via {account['api']} — token OK."
+    )

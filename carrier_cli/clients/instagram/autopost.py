@@ -1,0 +1,190 @@
+"""`carrier run --client instagram`: post the character's media folder on a jittered timer.
+
+Each round takes the oldest file in the media folder, has the character write a caption,
+publishes it through the same journaled pipeline as `carrier instagram post`, and moves
+the file to `posted/` (or `failed/` when Instagram's rules refuse it, so it is not retried
+forever). Errors are logged and the loop keeps going; a stop request is honoured between
+pipeline steps, leaving the journal where a later round continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from carrier_cli.clients.instagram.graph import GraphClient
+from carrier_cli.clients.instagram.journal import Journal, now
+from carrier_cli.clients.instagram.media import VIDEO_EXTENSIONS
+from carrier_cli.clients.instagram.pipeline import (
+    PostRequest,
+    Reporter,
+    StopRequested,
+    check_publish_settings,
+)
+from carrier_cli.errors import CarrierError, ConfigError, InputError
+
+if TYPE_CHECKING:
+    from carrier_cli.config import Settings
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | set(VIDEO_EXTENSIONS)
+
+
+def next_media(folder: Path) -> Path | None:
+    """The oldest media file directly in the folder (posted/ and failed/ are skipped)."""
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".")
+    ]
+    return min(files, key=lambda p: (p.stat().st_mtime, p.name)) if files else None
+
+
+def move_to(path: Path, subfolder: str) -> Path:
+    target_dir = path.parent / subfolder
+    target_dir.mkdir(exist_ok=True)
+    target = target_dir / path.name
+    counter = 1
+    while target.exists():
+        target = target_dir / f"{path.stem}-{counter}{path.suffix}"
+        counter += 1
+    shutil.move(str(path), target)
+    return target
+
+
+def jittered_interval(
+    minutes: float,
+    jitter_minutes: float,
+    rng: random.Random | None = None,
+) -> float:
+    rng = rng or random.Random()
+    return max(60.0, (minutes + rng.uniform(-jitter_minutes, jitter_minutes)) * 60.0)
+
+
+async def _sleep_or_stop(stop_event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop_event.wait(), timeout=max(0.0, seconds))
+
+
+async def post_next(
+    runtime: Any,
+    settings: Settings,
+    journal: Journal,
+    folder: Path,
+    stop_event: asyncio.Event | None = None,
+) -> str:
+    """One round; returns what happened: posted, already, empty, quota, refused, stopped."""
+    from carrier_cli.clients.instagram import service
+
+    path = next_media(folder)
+    if path is None:
+        log.info("Instagram: no media left in %s", folder)
+        return "empty"
+    async with GraphClient(settings) as graph:
+        quota = await graph.publishing_limit()
+    if quota.remaining == 0:
+        log.warning(
+            "Instagram: publishing limit reached (%d of %d); skipping this round",
+            quota.usage,
+            quota.total,
+        )
+        return "quota"
+    character = runtime.character
+    request = PostRequest(files=[path], character=character.name, fit="pad")
+
+    def confirm(_text: str) -> bool:
+        return True
+
+    try:
+        outcome = await service.post(
+            settings,
+            request,
+            generate=True,
+            confirm=confirm,
+            reporter=Reporter(),
+            journal=journal,
+            runtime=runtime,
+            stop_event=stop_event,
+        )
+    except StopRequested:
+        return "stopped"
+    except InputError as exc:
+        moved = move_to(path, "failed")
+        log.error("Instagram: %s refused (%s); moved to %s", path.name, exc, moved)
+        return "refused"
+    assert not isinstance(outcome, service.DryRun)
+    moved = move_to(path, "posted")
+    record = outcome.record
+    log.info(
+        "Instagram: %s %s as post %d (%s); moved to %s",
+        path.name,
+        "was already published" if outcome.already_published else "published",
+        record.id,
+        record.permalink or record.media_id,
+        moved,
+    )
+    return "already" if outcome.already_published else "posted"
+
+
+async def autopost_loop(
+    runtime: Any,
+    settings: Settings,
+    stop_event: asyncio.Event,
+    *,
+    interval: float | None = None,
+    journal: Journal | None = None,
+) -> None:
+    """Post until stopped. `interval` (seconds) overrides the character's timing (tests)."""
+    character = runtime.character
+    config = character.clients.instagram
+    folder = character.media_folder_path()
+    if folder is None or not folder.is_dir():
+        raise ConfigError(
+            f"Character {character.name}: clients.instagram.media_folder "
+            f"{'is not set' if folder is None else f'({folder}) is not a directory'}.",
+            hint="Point media_folder at a folder of images to post (relative paths are "
+            "relative to the character file).",
+        )
+    check_publish_settings(settings)
+    own_journal = journal is None
+    journal = journal or await Journal.open(settings)
+    try:
+        last = await journal.last_published(character.name)
+        if last is not None and interval is None:
+            wait = (last + timedelta(minutes=config.post_interval_minutes) - now()).total_seconds()
+            if wait > 0:
+                log.info("Instagram: last post %s ago; next in %.0f s", now() - last, wait)
+                await _sleep_or_stop(stop_event, wait)
+        while not stop_event.is_set():
+            try:
+                await post_next(runtime, settings, journal, folder, stop_event)
+            except CarrierError as exc:
+                log.error("Instagram: this round failed: %s", exc)
+            except Exception:
+                log.exception("Instagram: unexpected error in this round")
+            delay = (
+                interval
+                if interval is not None
+                else jittered_interval(config.post_interval_minutes, config.interval_jitter_minutes)
+            )
+            await _sleep_or_stop(stop_event, delay)
+    finally:
+        if own_journal:
+            await journal.close()
+
+
+async def run_instagram_client(runtime: Any, settings: Settings, stop_event: asyncio.Event) -> None:
+    """Entry point registered in carrier_cli/cli/run.py."""
+    if not runtime.character.clients.instagram.enabled:
+        log.info("Instagram is disabled for %s (clients.instagram.enabled)", runtime.character.name)
+        await stop_event.wait()
+        return
+    await autopost_loop(runtime, settings, stop_event)

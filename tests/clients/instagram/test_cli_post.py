@@ -1,0 +1,356 @@
+"""`carrier instagram ...` end to end: real subprocesses, FTPS, HTTP and the fake Graph API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.clients.instagram.cli_helpers import carrier, noisy_jpeg, popen, run_cli
+from tests.clients.instagram.helpers import make_image, make_mp4
+from tests.support.instagram_servers import InstagramEnv
+
+pytestmark = [pytest.mark.service, pytest.mark.slow]
+
+
+def journal(tmp_path: Path) -> list[dict[str, object]]:
+    result = run_cli("instagram", "history", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, object]] = json.loads(result.stdout)
+    return rows
+
+
+def test_png_is_converted_published_once_and_rerun_says_so(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    photo = make_image(
+        tmp_path / "photo.png", (900, 700), fmt="PNG", mode="RGBA", color=(0, 128, 255, 200)
+    )
+    before = photo.read_bytes()
+    result = carrier("instagram", "post", "photo.png", "--caption", "hello", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    graph = instagram_env.graph
+    assert len(graph.published) == 1
+    media = graph.published[0]
+    assert media["caption"] == "hello" and media["media_type"] == "IMAGE"
+    assert media["id"] in result.stdout and media["permalink"] in result.stdout
+    # Instagram fetched a JPEG over HTTP; the FTP root holds only the final file.
+    url, status, ctype = graph.downloads[0]
+    assert status == 200 and ctype == "image/jpeg" and url.endswith(".jpg")
+    files = instagram_env.published_files()
+    assert len(files) == 1 and files[0].read_bytes()[:2] == b"\xff\xd8"
+    assert not [p for p in instagram_env.ftp.root.iterdir() if p.name.endswith(".part")]
+    assert photo.read_bytes() == before
+    assert instagram_env.env["INSTAGRAM_ACCESS_TOKEN"] not in result.stdout + result.stderr
+
+    again = carrier("instagram", "post", "photo.png", "--caption", "hello", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "Already published as post 1" in again.stdout and media["id"] in again.stdout
+    assert len(graph.published) == 1
+
+    rows = journal(tmp_path)
+    assert [(r["status"], r["media_id"]) for r in rows] == [("published", media["id"])]
+
+    forced = run_cli(
+        "instagram", "post", "photo.png", "--caption", "hello", "--force", cwd=tmp_path
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert len(graph.published) == 2 and "Published post 2" in forced.stdout
+
+
+def test_carousel(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    files = [
+        make_image(tmp_path / f"{i}.jpg", (1080, 1080), color=(i * 40, 0, 0)) for i in range(3)
+    ]
+    result = run_cli(
+        "instagram",
+        "post",
+        *[f.name for f in files],
+        "--caption",
+        "three",
+        "--alt-text",
+        "red squares",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    graph = instagram_env.graph
+    assert len(graph.published) == 1 and graph.published[0]["media_type"] == "CAROUSEL"
+    parent = graph.containers[graph.published[0]["container"]]
+    children = parent.params["children"].split(",")
+    assert len(children) == 3
+    for child in children:
+        params = graph.containers[child].params
+        assert params["is_carousel_item"] == "true" and "caption" not in params
+        assert params["alt_text"] == "red squares"
+    assert parent.params["caption"] == "three"
+
+
+def test_reel(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    make_mp4(tmp_path / "clip.mp4", seconds=8)
+    result = run_cli("instagram", "post", "clip.mp4", "--caption", "reel", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    graph = instagram_env.graph
+    container = graph.containers[graph.published[0]["container"]]
+    assert container.params["media_type"] == "REELS" and "video_url" in container.params
+    assert graph.downloads[0][2] == "video/mp4"
+
+
+def test_story(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    make_image(tmp_path / "s.jpg", (1080, 1920))
+    result = run_cli("instagram", "post", "s.jpg", "--story", "--caption", "", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    graph = instagram_env.graph
+    assert graph.containers[graph.published[0]["container"]].params["media_type"] == "STORIES"
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "expected"),
+    [
+        (lambda d: make_image(d / "tall.jpg", (400, 1000)), ["tall.jpg"], "aspect ratio 0.40"),
+        (lambda d: make_mp4(d / "v.mp4", moov_first=False), ["v.mp4"], "'moov' atom"),
+        (lambda d: (d / "n.jpg").write_text("x"), ["n.jpg"], "not an image"),
+        (
+            lambda d: make_image(d / "c.jpg", (800, 800)),
+            ["c.jpg", "--caption", "x" * 2201],
+            "2201 characters",
+        ),
+        (
+            lambda d: make_image(d / "h.jpg", (800, 800)),
+            ["h.jpg", "--caption", " ".join(f"#t{i}" for i in range(31))],
+            "31 hashtags",
+        ),
+        (
+            lambda d: make_image(d / "f.jpg", (800, 800)),
+            ["f.jpg", "--fit", "stretch"],
+            "--fit `stretch`",
+        ),
+    ],
+)
+def test_refusals_exit_2_before_any_network_call(
+    instagram_env: InstagramEnv, tmp_path: Path, make: object, args: list[str], expected: str
+) -> None:
+    make(tmp_path)  # type: ignore[operator]
+    if "--caption" not in args:
+        args = [*args, "--caption", "hi"]
+    result = run_cli("instagram", "post", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr.replace("\n  ", " ")
+    assert "Traceback" not in result.stderr
+    assert instagram_env.graph.requests == []
+    assert instagram_env.published_files() == []
+
+
+def test_dry_run_prepares_without_network(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    make_image(tmp_path / "wide.png", (3000, 1000), fmt="PNG")
+    result = run_cli(
+        "instagram",
+        "post",
+        "wide.png",
+        "--caption",
+        "x",
+        "--fit",
+        "crop",
+        "--dry-run",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    item = data["media"][0]
+    assert data["dry_run"] and item["width"] == 1440 and item["width"] / item["height"] >= 0.8
+    assert Path(item["upload"]).is_file()
+    assert instagram_env.graph.requests == [] and instagram_env.published_files() == []
+
+
+def test_upload_interrupted_then_resumed(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    photo = noisy_jpeg(tmp_path / "big.jpg")
+    assert photo.stat().st_size > 600_000
+    instagram_env.ftp.drop_next_upload_after(300_000)
+    result = run_cli("instagram", "post", "big.jpg", "--caption", "big", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert instagram_env.ftp.control["drops"] == 1
+    assert "resumed at byte" in result.stderr
+    served = instagram_env.published_files()[0]
+    assert served.read_bytes() == photo.read_bytes()
+    assert len(instagram_env.graph.published) == 1
+
+
+def test_unreachable_http_server_is_explained(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    make_image(tmp_path / "p.jpg", (800, 800))
+    result = run_cli(
+        "instagram",
+        "post",
+        "p.jpg",
+        "--caption",
+        "x",
+        cwd=tmp_path,
+        extra_env={"HTTP_SERVER": "http://127.0.0.1:9/media/"},
+    )
+    assert result.returncode == 1
+    err = result.stderr.replace("\n  ", " ")
+    assert "not publicly reachable at http://127.0.0.1:9/media/carrier-" in err
+    assert "HTTP_SERVER" in err
+    assert not instagram_env.graph.containers
+    rows = journal(tmp_path)
+    assert rows[0]["status"] == "failed" and rows[0]["last_step"] == "prepared"
+
+
+def test_transient_graph_error_is_retried(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    graph = instagram_env.graph
+    graph.fail_next("media", -2, 2207003, message="Media download timed out", transient=True)
+    graph.fail_next("media_publish", -1, None, http_status=500, message="Unexpected error")
+    make_image(tmp_path / "p.jpg", (800, 800))
+    result = run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(graph.published) == 1 and len(graph.containers) == 1
+    assert sum(1 for _, p in graph.requests if p.endswith("/media")) == 2
+
+
+def test_quota_exhausted_refuses_with_free_time(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    graph = instagram_env.graph
+    make_image(tmp_path / "a.jpg", (800, 800))
+    make_image(tmp_path / "b.jpg", (800, 800), color=(1, 2, 3))
+    graph.quota_total = 1
+    assert run_cli("instagram", "post", "a.jpg", "--caption", "a", cwd=tmp_path).returncode == 0
+    result = run_cli("instagram", "post", "b.jpg", "--caption", "b", cwd=tmp_path)
+    assert result.returncode == 1
+    err = result.stderr.replace("\n  ", " ")
+    assert "publishing limit reached: 1 of 1" in err
+    assert "next slot frees at 20" in err and "UTC" in err
+    assert len(graph.published) == 1 and len(instagram_env.published_files()) == 1
+    limit = run_cli("instagram", "limit", "--json", cwd=tmp_path)
+    data = json.loads(limit.stdout)
+    assert data["remaining"] == 0 and data["quota_total"] == 1 and data["next_free_slot"]
+    # A slot frees: resuming the failed post publishes it.
+    graph.quota_total = 2
+    post_id = journal(tmp_path)[0]["id"]
+    resumed = run_cli("instagram", "resume", str(post_id), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(graph.published) == 2
+
+
+def test_expired_token_is_explained(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    make_image(tmp_path / "p.jpg", (800, 800))
+    result = run_cli(
+        "instagram",
+        "post",
+        "p.jpg",
+        "--caption",
+        "x",
+        cwd=tmp_path,
+        extra_env={"INSTAGRAM_ACCESS_TOKEN": "EAAexpiredtoken9876543210"},
+    )
+    assert result.returncode == 1
+    err = result.stderr.replace("\n  ", " ")
+    assert "code 190" in err and "carrier keys set instagram" in err
+    assert "EAAexpiredtoken9876543210" not in err
+
+
+@pytest.mark.parametrize("final", ["ERROR", "EXPIRED"])
+def test_failed_container_reported_then_recreated(
+    instagram_env: InstagramEnv, tmp_path: Path, final: str
+) -> None:
+    graph = instagram_env.graph
+    graph.script_statuses(["IN_PROGRESS", final])
+    make_image(tmp_path / "p.jpg", (800, 800))
+    first = run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path)
+    assert first.returncode == 1
+    assert final.lower()[:5] in first.stderr.lower() or "failed processing" in first.stderr
+    status = run_cli("instagram", "status", "1", cwd=tmp_path)
+    assert "failed" in status.stdout
+    second = run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert len(graph.published) == 1 and len(graph.containers) == 2
+
+
+CRASH_POINTS = [
+    "prepared",
+    "uploaded",
+    "container_created",
+    "container_finished",
+    "publishing",
+    "media_publish",
+    "published",
+]
+
+
+@pytest.mark.parametrize("step", CRASH_POINTS)
+def test_crash_after_each_step_then_rerun_publishes_exactly_once(
+    instagram_env: InstagramEnv, tmp_path: Path, step: str
+) -> None:
+    make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
+    crashed = carrier(
+        "instagram",
+        "post",
+        "p.png",
+        "--caption",
+        "crash",
+        cwd=tmp_path,
+        extra_env={"CARRIER_TEST_CRASH_AFTER": step},
+    )
+    assert crashed.returncode == 137, crashed.stderr
+    rerun = run_cli("instagram", "post", "p.png", "--caption", "crash", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    graph = instagram_env.graph
+    assert len(graph.published) == 1
+    rows = journal(tmp_path)
+    assert len(rows) == 1 and rows[0]["status"] == "published"
+    if step in ("published",):
+        assert "Already published" in rerun.stdout
+    else:
+        assert "Published post 1" in rerun.stdout
+    third = run_cli("instagram", "post", "p.png", "--caption", "crash", cwd=tmp_path)
+    assert "Already published" in third.stdout and len(graph.published) == 1
+
+
+def test_two_concurrent_posters_publish_once(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    instagram_env.graph.delay = 0.05  # every Graph call takes a while: the runs overlap
+    make_image(tmp_path / "p.jpg", (800, 800))
+    procs = [
+        popen("instagram", "post", "p.jpg", "--caption", "same", cwd=tmp_path) for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=90) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    stdout = [o[0] for o in outputs]
+    assert sum("Published post 1" in s for s in stdout) == 1
+    assert sum("Already published as post 1" in s for s in stdout) == 1
+    assert len(instagram_env.graph.published) == 1
+    assert len(instagram_env.graph.containers) == 1
+
+
+def test_cleanup_deletes_remote_file(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    make_image(tmp_path / "p.jpg", (800, 800))
+    result = run_cli("instagram", "post", "p.jpg", "--caption", "x", "--cleanup", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(instagram_env.graph.published) == 1
+    assert instagram_env.published_files() == []
+
+
+def test_whoami_limit_status_history(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    instagram_env.graph.quota_usage = 7
+    who = run_cli("instagram", "whoami", cwd=tmp_path)
+    assert who.returncode == 0 and "@carrier_test" in who.stdout
+    limit = run_cli("instagram", "limit", cwd=tmp_path)
+    assert "7 of 50 posts used in the last 24 h; 43 left." in limit.stdout
+    empty = run_cli("instagram", "history", cwd=tmp_path)
+    assert "No Instagram posts" in empty.stdout
+    make_image(tmp_path / "p.jpg", (800, 800))
+    assert run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path).returncode == 0
+    status = run_cli("instagram", "status", "1", cwd=tmp_path)
+    assert "published" in status.stdout and "p.jpg" in status.stdout
+    missing = run_cli("instagram", "status", "42", cwd=tmp_path)
+    assert missing.returncode == 2 and "No Instagram post with id 42" in missing.stderr
+
+
+def test_missing_settings_refused_before_journal(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    make_image(tmp_path / "p.jpg", (800, 800))
+    result = run_cli(
+        "instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path, extra_env={"FTP_SERVER": ""}
+    )
+    assert result.returncode == 2 and "FTP_SERVER is not set" in result.stderr
+    assert journal(tmp_path) == []
