@@ -128,8 +128,12 @@ async def choose_room(runtime: Any, options: ChatOptions) -> tuple[str, bool, Ro
 
 
 async def _find_room(runtime: Any, name: str) -> Room | None:
+    store = runtime.store
     try:
-        rooms = await runtime.store.list_rooms(runtime.agent_id, source=SOURCE)
-    except Exception:  # a room listing problem must not stop a chat from starting
+        if hasattr(store, "find_room"):
+            found: Room | None = await store.find_room(runtime.agent_id, SOURCE, name)
+            return found
+        rooms = await store.list_rooms(runtime.agent_id, source=SOURCE)
+    except Exception:  # a room lookup problem must not stop a chat from starting
         return None
     return next((r for r in rooms if r.external_id == name), None)

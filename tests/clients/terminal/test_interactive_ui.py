@@ -82,3 +82,15 @@ def test_ctrl_c_while_the_spinner_waits_for_the_first_token() -> None:
     child.sendline("/exit")
     assert finish(child) == 0
     assert "You said: slow start" not in screen_log(child)
+
+
+def test_a_paste_of_several_lines_is_one_message() -> None:
+    child = _ui("--no-stream")
+    child.send("first pasted line\nsecond pasted line\n")
+    child.expect("You said: first pasted line")
+    child.expect("second pasted line")
+    child.expect("you> ")
+    child.sendline("/exit")
+    assert finish(child) == 0
+    # One reply for both lines, not two.
+    assert screen_log(child).count("You said:") == 1
