@@ -126,19 +126,27 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Characters found by name: ./characters, then the user directory, then built-in."""
-    from carrier_cli.character import list_characters
+    from carrier_cli.character import list_characters, validate_character_file
     from carrier_cli.output import out, print_json
 
-    entries = list_characters()
+    rows = []
+    for entry in list_characters():
+        report = validate_character_file(entry.path)
+        status = "ok" if report.ok else f"{len(report.errors)} error(s)"
+        title = report.character.name if report.character else None
+        rows.append((entry, title, status))
     if as_json:
-        print_json([e.as_dict() for e in entries])
+        print_json([{**e.as_dict(), "character": t, "status": st} for e, t, st in rows])
         return
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table("name", "source", "path", box=None, pad_edge=False)
-    for entry in entries:
-        name = f"[dim]{entry.name} (shadowed)[/dim]" if entry.shadowed else entry.name
-        table.add_row(name, entry.source, str(entry.path))
+    table = Table("name", "character", "source", "status", "path", box=None, pad_edge=False)
+    table.columns[-1].overflow = "fold"  # paths matter more than tidy columns
+    for entry, title, status in rows:
+        name = escape(entry.name) + (" [dim](shadowed)[/dim]" if entry.shadowed else "")
+        shown = "[green]ok[/green]" if status == "ok" else f"[red]{status}[/red]"
+        table.add_row(name, escape(title or "?"), entry.source, shown, escape(str(entry.path)))
     out().print(table)
 
 

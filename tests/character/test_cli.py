@@ -92,6 +92,8 @@ def test_new_list_show(tmp_path: Path) -> None:
 
     listed = json.loads(carrier("character", "list", "--json").stdout)
     names = {(e["name"], e["source"]) for e in listed}
+    [captain] = [e for e in listed if e["name"] == "captain"]
+    assert captain["character"] == "Captain Brannock" and captain["status"] == "ok"
     assert {
         ("ada-lovelace", "./characters"),
         ("carrier", "built-in"),
