@@ -667,7 +667,7 @@ class MemoryStore:
         """ElizaOS: a memory within cosine 0.95 of another in the same room is not unique."""
         earlier: dict[tuple[uuid.UUID, uuid.UUID | None], list[np.ndarray]] = {}
         for memory, vector in zip(memories, vectors, strict=True):
-            if vector is None:
+            if vector is None or memory.room_id is None:
                 continue
             key = (memory.agent_id, memory.room_id)
             batch = earlier.setdefault(key, [])
