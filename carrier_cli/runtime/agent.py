@@ -538,9 +538,9 @@ class AgentRuntime:
             return
 
         mark = perf_counter()
-        offered = await self._compose(ctx, recent)
+        offered, conversation = await self._compose(ctx, recent)
+        prompt = self._fit_prompt(ctx, conversation)
         timings["compose"] = perf_counter() - mark
-        prompt = render(self.templates["message_handler"], ctx.state)
         messages = [ChatMessage("system", self.character_state.system), ChatMessage("user", prompt)]
 
         mark = perf_counter()
@@ -640,7 +640,24 @@ class AgentRuntime:
         return decision, record.seconds
 
     # ------------------------------------------------------------------- compose --
-    async def _compose(self, ctx: TurnContext, recent: list[Memory] | None) -> list[Action]:
+    def _fit_prompt(self, ctx: TurnContext, conversation: list[Memory]) -> str:
+        """Render the reply prompt, dropping the oldest conversation lines while the token
+        estimate (which errs high, and counts CJK text right) exceeds the context window."""
+        from carrier_cli.llm.tokens import estimate_tokens
+
+        cfg = self.model_config
+        limit = int(cfg.context_window) - int(cfg.max_tokens) - 64
+        fixed = estimate_tokens(self.character_state.system)
+        prompt = render(self.templates["message_handler"], ctx.state)
+        while fixed + estimate_tokens(prompt) > limit and len(conversation) > 1:
+            conversation = conversation[max(1, len(conversation) // 4) :]
+            ctx.state["recentMessages"] = formatting.format_conversation(conversation)
+            prompt = render(self.templates["message_handler"], ctx.state)
+        return prompt
+
+    async def _compose(
+        self, ctx: TurnContext, recent: list[Memory] | None
+    ) -> tuple[list[Action], list[Memory]]:
         """Fill ctx.state; returns the actions offered this turn (their validate passed)."""
         message = ctx.message
         recent_task = (
@@ -703,7 +720,7 @@ class AgentRuntime:
         state["recentMessages"] = formatting.format_conversation(
             recent_memories, max_chars=self._conversation_budget(used)
         )
-        return offered
+        return offered, recent_memories
 
     def _turn_view(self, recent: list[Memory], own: Memory) -> list[Memory]:
         """Messages from others that arrived after this turn's message belong to later

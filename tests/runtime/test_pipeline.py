@@ -314,3 +314,23 @@ async def test_consumer_leaving_a_stream_early_frees_the_room(store, make_runtim
     assert [m.text for m in await store.recent(message.room_id)] == ["stream"]
     result = await asyncio.wait_for(runtime.handle_message(dm("again", "e2")), 10)
     assert result.text == "next"
+
+
+async def test_prompt_is_trimmed_to_the_context_window(sqlite_store, make_runtime):
+    import dataclasses
+
+    from carrier_cli.llm.tokens import estimate_tokens
+
+    runtime = await make_runtime(sqlite_store, lambda m: reply_xml("好"))
+    runtime.model_config = dataclasses.replace(
+        runtime.model_config, context_window=3000, max_tokens=500
+    )
+    for i in range(12):  # CJK text: about one token per character
+        await runtime.handle_message(dm(f"第{i}条消息 " + "海" * 300))
+    await runtime.handle_message(dm("the newest message"))
+    call = runtime.model.calls[-1]
+    prompt = call.messages[-1].content
+    total = estimate_tokens(call.messages[0].content) + estimate_tokens(prompt)
+    assert total <= 3000 - 500
+    assert "Bob: the newest message" in prompt
+    assert "第0条消息" not in prompt  # the oldest lines went first
