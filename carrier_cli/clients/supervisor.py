@@ -29,8 +29,17 @@ RuntimeFactory = Callable[[Any, Settings], Awaitable[Any]]
 _CLOSE_MARGIN = 5.0
 
 
+Preflight = Callable[[Sequence[Any], Settings], None]
+
+
 def load_client(name: str, registry: Mapping[str, str]) -> ClientFunction:
     """Import the client's coroutine function ("module:function") only when it is used."""
+    return _load(name, registry)[0]
+
+
+def _load(name: str, registry: Mapping[str, str]) -> tuple[ClientFunction, Preflight | None]:
+    """The client function and the module's optional `preflight(characters, settings)`, which
+    checks configuration (tokens, ids) before the slow part: opening runtimes."""
     if name not in registry:
         raise InputError(
             f"Unknown client {name!r} given to --client.",
@@ -45,7 +54,8 @@ def load_client(name: str, registry: Mapping[str, str]) -> ClientFunction:
             hint="Reinstall Carrier, or run without that --client.",
         ) from None
     func: ClientFunction = getattr(module, attr)
-    return func
+    preflight: Preflight | None = getattr(module, "preflight", None)
+    return func, preflight
 
 
 async def _default_runtime(character: Any, settings: Settings) -> Any:
@@ -67,7 +77,8 @@ async def run_clients(
     from carrier_cli.character import resolve_character
 
     names = list(dict.fromkeys(client_names))  # --client discord --client discord: once
-    clients = {name: load_client(name, registry) for name in names}
+    loaded = {name: _load(name, registry) for name in names}
+    clients = {name: func for name, (func, _) in loaded.items()}
     characters = [resolve_character(spec) for spec in dict.fromkeys(character_specs)]
     seen: dict[str, str] = {}
     for character in characters:
@@ -78,6 +89,9 @@ async def run_clients(
                 hint="Give each character once.",
             )
         seen[character.name] = str(character.source_path or character.name)
+    for _, preflight in loaded.values():
+        if preflight is not None:
+            preflight(characters, settings)
 
     stop = stop_event or asyncio.Event()
     factory = runtime_factory or _default_runtime

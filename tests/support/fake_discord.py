@@ -70,8 +70,20 @@ def user_payload(
 
 
 @dataclass
+class Bot:
+    token: str
+    user: dict[str, Any]
+    app_id: str
+
+    @property
+    def id(self) -> str:
+        return str(self.user["id"])
+
+
+@dataclass
 class Session:
     session_id: str
+    token: str
     seq: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
@@ -84,6 +96,7 @@ class SentMessage:
     content: str
     reply_to: str | None
     at: float
+    author_id: str = ""
 
 
 class FakeDiscordServer:
@@ -97,10 +110,10 @@ class FakeDiscordServer:
         heartbeat_interval_ms: int = 41250,
         rest_delay: float = 0.0,
     ) -> None:
-        self.tokens = {token}
-        self.bot_id = snowflake()
-        self.bot_user = user_payload(self.bot_id, bot_name.lower(), bot=True, global_name=bot_name)
-        self.app_id = snowflake()
+        self.bots: dict[str, Bot] = {}  # token -> bot; several bots may share the guilds
+        self.bot_id = self.add_bot(token, bot_name)
+        self.bot_user = self.bots[token].user
+        self.app_id = self.bots[token].app_id
         self.app_flags = app_flags
         # guild id -> text channel ids; a default guild with one channel.
         self.guilds = guilds or {"100000000000000001": ["200000000000000001"]}
@@ -110,7 +123,7 @@ class FakeDiscordServer:
         self._rate_limits = 0  # next N message POSTs answer 429
         self._retry_after = 0.25
         self.sessions: dict[str, Session] = {}
-        self.current: Session | None = None
+        self.live: dict[str, Session] = {}  # token -> its current session
         self.sent: list[SentMessage] = []
         self.typing: list[tuple[str, float]] = []
         self.requests: list[tuple[str, str, float]] = []  # (method, path, time)
@@ -124,6 +137,17 @@ class FakeDiscordServer:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._dm_channels: dict[str, str] = {}
+
+    def add_bot(self, token: str, name: str) -> str:
+        """Another bot (its own token and user) in the same guilds; returns its user id."""
+        bot_id = snowflake()
+        user = user_payload(bot_id, name.lower(), bot=True, global_name=name)
+        self.bots[token] = Bot(token, user, snowflake())
+        return bot_id
+
+    @property
+    def tokens(self) -> set[str]:
+        return set(self.bots)
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -239,9 +263,12 @@ class FakeDiscordServer:
             body=json.dumps(data).encode(), status=status, headers={**hdrs, "Content-Type": JSON}
         )
 
-    def _authorised(self, request: web.Request) -> bool:
+    def _bot(self, request: web.Request) -> Bot | None:
         auth = request.headers.get("Authorization", "")
-        return auth.startswith("Bot ") and auth[4:] in self.tokens
+        return self.bots.get(auth[4:]) if auth.startswith("Bot ") else None
+
+    def _authorised(self, request: web.Request) -> bool:
+        return self._bot(request) is not None
 
     def _unauthorised(self) -> web.Response:
         return self._json({"message": "401: Unauthorized", "code": 0}, status=401)
@@ -257,19 +284,21 @@ class FakeDiscordServer:
     # -- REST ------------------------------------------------------------------------------
     async def _users_me(self, request: web.Request) -> web.Response:
         self._record(request)
-        if not self._authorised(request):
+        bot = self._bot(request)
+        if bot is None:
             return self._unauthorised()
-        return self._json(self.bot_user)
+        return self._json(bot.user)
 
     async def _application(self, request: web.Request) -> web.Response:
         self._record(request)
-        if not self._authorised(request):
+        bot = self._bot(request)
+        if bot is None:
             return self._unauthorised()
         owner = user_payload("300000000000000001", "owner")
         return self._json(
             {
-                "id": self.app_id,
-                "name": self.bot_user["global_name"],
+                "id": bot.app_id,
+                "name": bot.user["global_name"],
                 "description": "",
                 "icon": None,
                 "rpc_origins": [],
@@ -280,7 +309,7 @@ class FakeDiscordServer:
                 "verify_key": "0" * 64,
                 "team": None,
                 "flags": self.app_flags,
-                "bot": self.bot_user,
+                "bot": bot.user,
             }
         )
 
@@ -372,10 +401,12 @@ class FakeDiscordServer:
                 400,
             )
         ref = body.get("message_reference") or {}
+        author = self._bot(request)
+        assert author is not None
         message = self._message_payload(
             channel_id,
             content,
-            self.bot_user,
+            author.user,
             guild_id=self._guild_of(channel_id),
             reply_to=str(ref["message_id"]) if ref.get("message_id") else None,
         )
@@ -387,6 +418,7 @@ class FakeDiscordServer:
                     content,
                     message.get("message_reference", {}).get("message_id"),
                     time.monotonic(),
+                    author.id,
                 )
             )
         # Real Discord echoes the bot's own message back over the gateway.
@@ -492,16 +524,17 @@ class FakeDiscordServer:
         if self.refuse_intents:
             await ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
-        session = Session(session_id=uuid.uuid4().hex, ws=ws)
+        bot = self.bots[str(data["token"])]
+        session = Session(session_id=uuid.uuid4().hex, token=bot.token, ws=ws)
         self.sessions[session.session_id] = session
-        self.current = session
+        self.live[bot.token] = session
         resume_url = self.base_url.replace("http://", "ws://") + "/resume"
         await self._send_dispatch(
             session,
             "READY",
             {
                 "v": 10,
-                "user": self.bot_user,
+                "user": bot.user,
                 "session_id": session.session_id,
                 "resume_gateway_url": resume_url,
                 "session_type": "normal",
@@ -509,7 +542,7 @@ class FakeDiscordServer:
                 "private_channels": [],
                 "relationships": [],
                 "presences": [],
-                "application": {"id": self.app_id, "flags": self.app_flags},
+                "application": {"id": bot.app_id, "flags": self.app_flags},
                 "_trace": ["fake-gateway"],
             },
         )
@@ -521,12 +554,12 @@ class FakeDiscordServer:
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> Session | None:
         session = self.sessions.get(str(data.get("session_id")))
-        if session is None or data.get("token") not in self.tokens:
+        if session is None or data.get("token") != session.token:
             await ws.send_str(json.dumps({"op": 9, "s": None, "t": None, "d": False}))
             return None
         self.resumes += 1
         session.ws = ws
-        self.current = session
+        self.live[session.token] = session
         since = int(data.get("seq") or 0)
         for event in [e for e in session.history if e["s"] > since]:
             await ws.send_str(json.dumps(event))
@@ -613,8 +646,9 @@ class FakeDiscordServer:
                 session.ws = None  # replayed on RESUME
 
     async def _dispatch(self, event: str, data: dict[str, Any]) -> None:
-        if self.current is not None:
-            await self._send_dispatch(self.current, event, data)
+        """Every connected bot sees every message, as bots in the same guild do."""
+        for session in list(self.live.values()):
+            await self._send_dispatch(session, event, data)
 
     # -- what tests call (async, on the server's loop) ---------------------------------------
     async def adispatch_message(
@@ -640,16 +674,20 @@ class FakeDiscordServer:
             channel = channel_id or self.channel_id
             guild_id = self._guild_of(channel)
         # Real Discord lists every user mentioned in the content (<@id> or <@!id>).
-        mention_bot = (
-            mention_bot or f"<@{self.bot_id}>" in content or (f"<@!{self.bot_id}>" in content)
-        )
-        mentions = [self.bot_user] if mention_bot else []
+        mentions = [
+            bot.user
+            for bot in self.bots.values()
+            if f"<@{bot.id}>" in content
+            or f"<@!{bot.id}>" in content
+            or (mention_bot and bot.id == self.bot_id)
+        ]
         referenced = None
         if reply_to is not None:
             original = next((m for m in self.sent if m.id == reply_to), None)
             if original is not None:
+                by = next(b.user for b in self.bots.values() if b.id == original.author_id)
                 referenced = self._message_payload(
-                    original.channel_id, original.content, self.bot_user, guild_id=guild_id
+                    original.channel_id, original.content, by, guild_id=guild_id
                 )
                 referenced["id"] = original.id
         message = self._message_payload(
@@ -668,10 +706,10 @@ class FakeDiscordServer:
         return message
 
     async def aclose_gateway(self, code: int = 4000) -> None:
-        session = self.current
-        if session is not None and session.ws is not None:
-            ws, session.ws = session.ws, None
-            await ws.close(code=code, message=b"fake-gateway closing")
+        for session in list(self.live.values()):
+            if session.ws is not None:
+                ws, session.ws = session.ws, None
+                await ws.close(code=code, message=b"fake-gateway closing")
 
     # -- what sync tests call ------------------------------------------------------------------
     def dispatch_message(self, content: str, **kwargs: Any) -> dict[str, Any]:
@@ -685,7 +723,7 @@ class FakeDiscordServer:
 
     @property
     def connected(self) -> bool:
-        return self.current is not None and self.current.ws is not None
+        return any(session.ws is not None for session in self.live.values())
 
     def sent_messages(self, channel_id: str | None = None) -> list[SentMessage]:
         with self._lock:

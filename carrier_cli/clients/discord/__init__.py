@@ -4,7 +4,7 @@
 starts; importing this package does not import discord.py (that happens when it runs).
 """
 
-from carrier_cli.clients.discord.runner import resolve_token, run_discord_client
+from carrier_cli.clients.discord.runner import preflight, resolve_token, run_discord_client
 from carrier_cli.clients.discord.split import DISCORD_LIMIT, split_message
 
-__all__ = ["DISCORD_LIMIT", "resolve_token", "run_discord_client", "split_message"]
+__all__ = ["DISCORD_LIMIT", "preflight", "resolve_token", "run_discord_client", "split_message"]

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from carrier_cli.config import Settings
@@ -54,6 +54,28 @@ class _NoVoiceWarnings(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "voice will NOT be supported" not in record.getMessage()
+
+
+def preflight(characters: Sequence[Any], settings: Settings) -> None:
+    """Before any runtime is opened: every character has a token, and no two share one."""
+    owners: dict[str, str] = {}
+    for character in characters:
+        token, origin = resolve_token(character, settings)
+        other = owners.get(token)
+        if other is not None:
+            raise _shared_token_error(other, character.name, origin)
+        owners[token] = character.name
+
+
+def _shared_token_error(first: str, second: str, origin: str) -> ConfigError:
+    key = f"discord:{second.lower()}"
+    return ConfigError(
+        f"Characters {first!r} and {second!r} would use the same Discord bot token ({origin}); "
+        "one bot can serve only one character.",
+        hint="Create a second application in the developer portal, store its token with "
+        f"`carrier keys set {key}` and set clients.discord.token_key: {key} in the "
+        f"character file of {second!r}.",
+    )
 
 
 def _print_status(line: str) -> None:
@@ -119,13 +141,7 @@ async def run_discord_client(
     register_secret(token)
     other = _TOKENS_IN_USE.get(token)
     if other is not None and other != character.name:
-        raise ConfigError(
-            f"Characters {other!r} and {character.name!r} would use the same Discord bot token "
-            f"({origin}); one bot can serve only one character.",
-            hint="Create a second application/bot in the developer portal, store its token with "
-            f"`carrier keys set discord:{character.name.lower()}` and set clients.discord."
-            f"token_key: discord:{character.name.lower()} in the character file.",
-        )
+        raise _shared_token_error(other, character.name, origin)
     _TOKENS_IN_USE[token] = character.name
     configure_endpoints(settings.discord_api_base, settings.discord_gateway_url)
     voice_logger = logging.getLogger("discord.client")

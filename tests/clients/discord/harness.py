@@ -16,12 +16,16 @@ from tests.support.fake_discord import FakeDiscordServer
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def yaml_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def write_character(path: Path, name: str = "Carrier", **discord: object) -> Path:
     lines = [f"name: {name}", f"username: {name.lower()}", "bio: [A test bot.]"]
     if discord:
         lines.append("clients:")
         lines.append("  discord:")
-        lines.extend(f"    {key}: {str(value).lower()}" for key, value in discord.items())
+        lines.extend(f"    {key}: {yaml_value(value)}" for key, value in discord.items())
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

@@ -285,3 +285,52 @@ def test_sigterm_finishes_in_flight_turn_and_exits_0(
         assert "Privileged Gateway Intents" in process.stderr
     finally:
         server.stop_thread()
+
+
+def test_two_characters_with_their_own_bots_in_one_process(
+    model: ModelServerProcess, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    server = FakeDiscordServer(guilds={GUILD: CHANNELS[:2]})
+    captain_token = "captain-bot-token-abcdef0123"
+    captain_id = server.add_bot(captain_token, "Captain")
+    server.start_in_thread()
+    home = tmp_path / "home"
+    stored = subprocess.run(
+        [sys.executable, "-m", "carrier_cli", "keys", "set", "discord:captain"],
+        input=captain_token + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CARRIER_HOME": str(home), "CARRIER_KEYRING": "file"},
+    )
+    assert stored.returncode == 0, stored.stderr
+    carrier = write_character(tmp_path / "carrier.yaml", respond_only_to_mentions=True)
+    captain = write_character(
+        tmp_path / "captain.yaml",
+        name="Captain",
+        respond_only_to_mentions=True,
+        token_key="discord:captain",
+    )
+    try:
+        process = start_carrier(server, model.url, home, [carrier, captain])
+        server.wait_for(
+            lambda: len([x for x in process.stdout_lines if "connected" in x]) == 2,
+            timeout=60,
+            what="two status lines",
+        )
+        assert any("as character Captain" in line for line in process.stdout_lines)
+        to_captain = server.dispatch_message(f"<@{captain_id}> ahoy", channel_id=CHANNELS[0])
+        to_carrier = server.dispatch_message(f"<@{server.bot_id}> hello", channel_id=CHANNELS[1])
+        assert server.wait_reply(to_captain).author_id == captain_id
+        assert server.wait_reply(to_carrier).author_id == server.bot_id
+        time.sleep(0.5)
+        answers = [m for m in server.sent_messages() if m.reply_to == to_captain["id"]]
+        assert len(answers) == 1, "only the mentioned character answers"
+        assert process.terminate() == 0
+    finally:
+        server.stop_thread()
+    assert captain_token not in process.stderr
