@@ -78,3 +78,18 @@ async def test_startup_script_and_expected_key(tmp_path: Path) -> None:
             await gone.complete([ChatMessage("user", "x")], GenerationParams(model="m"))
     finally:
         await gone.aclose()
+
+
+async def test_latency_applies_to_every_answer(model_server_process: ModelServerProcess) -> None:
+    import time
+
+    model_server_process.configure(latency=0.3)
+    model = OpenAIChatModel(api_key="k", base_url=model_server_process.openai_base_url)
+    try:
+        start = time.monotonic()
+        await model.complete([ChatMessage("user", "x")], GenerationParams(model="m"))
+        await model.complete([ChatMessage("user", "y")], GenerationParams(model="m"))
+        elapsed = time.monotonic() - start
+    finally:
+        await model.aclose()
+    assert elapsed >= 0.6

@@ -10,7 +10,7 @@ Endpoints
     GET  /v1/models             OpenAI model list
     POST /v1/messages           Anthropic messages (plain, or the SSE event sequence)
     POST /_admin/script         push replies (JSON list of reply dicts, see `Reply`)
-    POST /_admin/config         change expect_key / models / dimension / default_text
+    POST /_admin/config         change expect_key / models / dimension / default_text / latency
     GET  /_admin/requests       every request recorded so far (auth headers removed)
     POST /_admin/reset          clear the queue and the recorded requests
 
@@ -198,11 +198,13 @@ class FakeModelServer:
         models: list[str] | None = None,
         dimension: int = 1536,
         default_text: str | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.expect_key = expect_key
         self.models = models
         self.dimension = dimension
         self.default_text = default_text
+        self.latency = latency  # seconds added to every chat/embeddings answer
         self.queues: dict[str, deque[Reply]] = {"chat": deque(), "embeddings": deque()}
         self.recorded: list[RecordedRequest] = []
         self.url = ""
@@ -417,8 +419,8 @@ class FakeModelServer:
             return await self._finish(record, problem)
         assert body is not None
         reply = self._next("chat")
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        if reply.delay or self.latency:
+            await asyncio.sleep(reply.delay + self.latency)
         if reply.status != 200:
             return await self._finish(record, self._scripted_error(reply, "openai"))
         text = (
@@ -551,8 +553,8 @@ class FakeModelServer:
             return await self._finish(record, problem)
         assert body is not None
         reply = self._next("embeddings")
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        if reply.delay or self.latency:
+            await asyncio.sleep(reply.delay + self.latency)
         if reply.status != 200:
             return await self._finish(record, self._scripted_error(reply, "openai"))
         if reply.malformed:
@@ -691,8 +693,8 @@ class FakeModelServer:
             return await self._finish(record, problem)
         assert body is not None
         reply = self._next("chat")
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        if reply.delay or self.latency:
+            await asyncio.sleep(reply.delay + self.latency)
         if reply.status != 200:
             return await self._finish(record, self._scripted_error(reply, "anthropic"))
         system = _content_text(body.get("system"))
@@ -859,7 +861,7 @@ class FakeModelServer:
 
     async def _admin_config(self, request: web.Request) -> web.Response:
         data = await request.json()
-        for name in ("expect_key", "models", "dimension", "default_text"):
+        for name in ("expect_key", "models", "dimension", "default_text", "latency"):
             if name in data:
                 setattr(self, name, data[name])
         return web.json_response({"ok": True})
@@ -933,6 +935,7 @@ def start_server_process(
     models: list[str] | None = None,
     script: Path | None = None,
     dimension: int | None = None,
+    latency: float | None = None,
 ) -> ModelServerProcess:
     """Start `python -m tests.support.model_server` and wait for its URL line."""
     import os
@@ -948,6 +951,8 @@ def start_server_process(
         args += ["--script", str(script)]
     if dimension is not None:
         args += ["--dimension", str(dimension)]
+    if latency:
+        args += ["--latency", str(latency)]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     process = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, text=True)
@@ -998,6 +1003,7 @@ async def _serve(args: argparse.Namespace) -> None:
         models=args.models.split(",") if args.models else None,
         dimension=args.dimension,
         default_text=args.default_text,
+        latency=args.latency,
     )
     if args.script:
         data = json.loads(Path(args.script).read_text(encoding="utf-8"))
@@ -1021,6 +1027,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", help="Comma-separated known models; others get 404.")
     parser.add_argument("--dimension", type=int, default=1536)
     parser.add_argument("--default-text", help="Reply text instead of the echo rule.")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="Seconds added to every chat/embeddings answer (benchmarks).",
+    )
     asyncio.run(_serve(parser.parse_args(argv)))
 
 
