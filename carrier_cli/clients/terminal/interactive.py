@@ -186,7 +186,7 @@ class InteractiveChat:
                 refresh_per_second=12,
                 vertical_overflow="visible",
             )
-            live.start()
+            live.start(refresh=True)
         else:
             live.update(Markdown(text))
         return live
