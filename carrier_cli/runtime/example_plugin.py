@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from carrier_cli.runtime.plugins import Plugin
+from carrier_cli.runtime.plugins import ActionExample, Plugin
 
 if TYPE_CHECKING:
     from carrier_cli.runtime.context import TurnContext
@@ -39,9 +40,9 @@ def roll(text: str, rng: random.Random) -> tuple[str, list[int]]:
 
 class RollDice:
     name = "ROLL_DICE"
-    similes = ("ROLL", "DICE", "THROW_DICE")
+    similes: Sequence[str] = ("ROLL", "DICE", "THROW_DICE")
     description = "Roll dice when someone asks for a roll (e.g. 'roll 2d6'); the result is posted."
-    examples = (
+    examples: Sequence[Sequence[ActionExample]] = (
         (
             {"name": "{{user1}}", "text": "roll a d20 for my attack"},
             {"name": "{{agentName}}", "text": "Rolling!", "actions": ["REPLY", "ROLL_DICE"]},
