@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         description="Ollama's OpenAI-compatible endpoint.",
         json_schema_extra=_env("OLLAMA_BASE_URL"),
     )
+    context_window: int | None = Field(
+        None,
+        description="Model context window in tokens. Unset: known per model (8192 if "
+        "unknown or Ollama); set it for local servers with a larger or smaller window.",
+    )
     request_timeout: float = Field(60.0, description="Seconds before a model request times out.")
     max_retries: int = Field(3, description="Retries on 429, 5xx and timeouts.")
 

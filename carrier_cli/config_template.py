@@ -13,7 +13,7 @@ _SECTIONS = [
                     "embedding_base_url"]),
     ("Models", ["model_provider", "model_name", "small_model", "openai_api_key",
                 "openai_base_url", "anthropic_api_key", "anthropic_base_url", "ollama_base_url",
-                "request_timeout", "max_retries"]),
+                "context_window", "request_timeout", "max_retries"]),
     ("Discord", ["discord_api_token", "discord_api_base", "discord_gateway_url",
                  "discord_max_concurrent_turns", "discord_turn_timeout", "discord_apology",
                  "discord_typing_interval"]),

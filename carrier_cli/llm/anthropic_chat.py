@@ -25,6 +25,7 @@ from carrier_cli.llm.errors import (
     UnknownModel,
 )
 from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient, parse_retry_after
+from carrier_cli.llm.tokens import fit_messages_to_window
 
 log = logging.getLogger(__name__)
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -64,7 +65,11 @@ class AnthropicChatModel:
         base_url: str | None = None,
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
+        context_window: int | None = None,
+        trim_to_context: bool = True,
     ) -> None:
+        self.context_window = context_window
+        self.trim_to_context = trim_to_context
         if base_url and base_url.rstrip("/").endswith("/v1"):
             # The SDK adds /v1 itself; a copied ".../v1" URL would give /v1/v1/messages.
             base_url = base_url.rstrip("/")[: -len("/v1")]
@@ -132,6 +137,10 @@ class AnthropicChatModel:
         return exc
 
     def _request(self, messages: Sequence[ChatMessage], params: GenerationParams) -> dict[str, Any]:
+        if self.trim_to_context:
+            messages = fit_messages_to_window(
+                messages, "anthropic", params.model, params.max_tokens, self.context_window
+            )
         system, turns = to_anthropic_messages(messages)
         request: dict[str, Any] = {
             "model": params.model,

@@ -78,6 +78,13 @@ class ModelConfig:
     timeout: float = 60.0
     max_retries: int = 3
     source: str = "default"  # where the provider choice came from, for `--verbose` output
+    window_override: int | None = None  # the context_window setting, for every model
+
+    def window_for(self, model: str) -> int:
+        """Context window of `model` (large or small) under this config."""
+        from carrier_cli.llm.tokens import context_window
+
+        return self.window_override or context_window(self.provider, model)
 
     def params(self, *, small: bool = False, **overrides: Any) -> GenerationParams:
         """GenerationParams for the large (default) or small model with this config's
@@ -98,7 +105,11 @@ class ModelConfig:
     def with_model(self, large: str) -> ModelConfig:
         from carrier_cli.llm.tokens import context_window
 
-        return replace(self, large=large, context_window=context_window(self.provider, large))
+        return replace(
+            self,
+            large=large,
+            context_window=self.window_override or context_window(self.provider, large),
+        )
 
 
 def normalize_provider(value: str, *, origin: str) -> str:
@@ -203,7 +214,8 @@ def resolve_model_config(
         api_key=SecretStr(api_key) if api_key else None,
         temperature=0.7 if temperature is None else float(temperature),
         max_tokens=1024 if max_tokens is None else int(max_tokens),
-        context_window=context_window(chosen, large),
+        context_window=settings.context_window or context_window(chosen, large),
+        window_override=settings.context_window,
         timeout=settings.request_timeout,
         max_retries=settings.max_retries,
         source=source,
@@ -260,6 +272,7 @@ def create_chat_model(config: ModelConfig) -> ChatModel:
             base_url=config.base_url,
             timeout=config.timeout,
             retry=config.retry_policy(),
+            context_window=config.window_override,
         )
     from carrier_cli.llm.openai_chat import OpenAIChatModel
 
@@ -269,6 +282,7 @@ def create_chat_model(config: ModelConfig) -> ChatModel:
         timeout=config.timeout,
         retry=config.retry_policy(),
         name=config.provider,
+        context_window=config.window_override,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from carrier_cli.llm import openai_common
 from carrier_cli.llm.base import ChatMessage, GenerationParams
 from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient
+from carrier_cli.llm.tokens import fit_messages_to_window
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,12 @@ class OpenAIChatModel:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         name: str = "openai",
+        context_window: int | None = None,
+        trim_to_context: bool = True,
     ) -> None:
         self.name = name
+        self.context_window = context_window
+        self.trim_to_context = trim_to_context
         self.base_url = base_url
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -54,6 +59,10 @@ class OpenAIChatModel:
         return openai_common.translate(exc, self.name, model, self.base_url) or exc
 
     def _request(self, messages: Sequence[ChatMessage], params: GenerationParams) -> dict[str, Any]:
+        if self.trim_to_context:
+            messages = fit_messages_to_window(
+                messages, self.name, params.model, params.max_tokens, self.context_window
+            )
         request: dict[str, Any] = {
             "model": params.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],

@@ -26,7 +26,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from carrier_cli.llm.base import ChatMessage
 
 # Per-message framing overhead in chat formats (role markers, separators).
 MESSAGE_OVERHEAD = 4
@@ -248,3 +251,52 @@ def fit_to_budget(
         budget=budget,
         dropped=dropped,
     )
+
+
+def trim_messages(
+    messages: Sequence[ChatMessage], budget: int, model: str | None = None
+) -> tuple[list[ChatMessage], int]:
+    """(messages that fit in `budget` tokens, how many were dropped).
+
+    The providers' last line of defence when a prompt would overflow the context window
+    (a local server such as Ollama would otherwise cut the *start* of the prompt, where
+    the system prompt is). System messages and the last message are always kept; other
+    messages go oldest first. Prompts composed with `fit_to_budget` normally fit already.
+    """
+    kept = list(messages)
+    if count_message_tokens(kept, model) <= budget:
+        return kept, 0
+    costs = [MESSAGE_OVERHEAD + count_tokens(m.content, model) for m in kept]
+    total = 3 + sum(costs)
+    dropped = 0
+    index = 0
+    while total > budget and index < len(kept) - 1:
+        if kept[index].role == "system":
+            index += 1
+            continue
+        total -= costs.pop(index)
+        kept.pop(index)
+        dropped += 1
+    return kept, dropped
+
+
+def fit_messages_to_window(
+    messages: Sequence[ChatMessage],
+    provider: str,
+    model: str,
+    max_tokens: int,
+    window: int | None = None,
+) -> list[ChatMessage]:
+    """`trim_messages` against the model's window (or `window`) minus the reply's room."""
+    import logging
+
+    budget = (window or context_window(provider, model)) - max_tokens
+    fitted, dropped = trim_messages(messages, max(budget, 1), model)
+    if dropped:
+        logging.getLogger(__name__).warning(
+            "prompt for %s exceeded its %d-token budget; dropped the %d oldest messages",
+            model,
+            budget,
+            dropped,
+        )
+    return fitted

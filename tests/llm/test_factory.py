@@ -206,3 +206,14 @@ def test_names_of_another_provider_are_skipped_even_without_a_provider() -> None
         provider="openai",
     )
     assert (config.provider, config.large) == ("openai", "gpt-4o-mini")
+
+
+def test_context_window_setting_overrides_the_table() -> None:
+    config = resolve_model_config(
+        settings(context_window=32_768), None, provider="vllm", model="my-model"
+    )
+    assert config.context_window == 32_768
+    assert config.window_for("another") == 32_768
+    default = resolve_model_config(settings(openai_api_key=OPENAI_KEY), None)
+    assert default.window_override is None
+    assert default.window_for("gpt-4") == 8_192

@@ -368,3 +368,24 @@ async def test_base_url_without_v1_is_explained(model_server: FakeModelServer) -
         await model.aclose()
     assert not isinstance(info.value, UnknownModel)
     assert "/v1" in str(info.value) and model_server.url in str(info.value)
+
+
+async def test_overlong_prompt_is_trimmed_to_the_window(model_server: FakeModelServer) -> None:
+    history = [
+        ChatMessage("user" if i % 2 else "assistant", f"old {i} " + "w" * 400) for i in range(20)
+    ]
+    messages = [
+        ChatMessage("system", "You are Eliza."),
+        *history,
+        ChatMessage("user", "newest question"),
+    ]
+    model = make_model(model_server, name="ollama", context_window=1000)
+    try:
+        await model.complete(messages, GenerationParams(model="llama3.2", max_tokens=200))
+    finally:
+        await model.aclose()
+    sent = model_server.requests()[0].messages
+    assert sent[0]["content"] == "You are Eliza."
+    assert sent[-1]["content"] == "newest question"
+    assert 2 < len(sent) < len(messages)
+    assert sent[1]["content"].startswith(f"old {20 - (len(sent) - 2)} ")  # oldest went first

@@ -16,6 +16,7 @@ from carrier_cli.llm.tokens import (
     count_tokens,
     estimate_tokens,
     fit_to_budget,
+    trim_messages,
 )
 
 
@@ -153,3 +154,25 @@ def test_system_and_new_message_are_never_dropped() -> None:
     assert not fitted.fits
     assert fitted.system == system and fitted.new_message == new
     assert fitted.section("history") == [] and fitted.section("memories") == []
+
+
+def test_trim_messages_keeps_system_and_last_message() -> None:
+    messages = [
+        ChatMessage("system", "rules " * 50),
+        *[
+            ChatMessage("user" if i % 2 else "assistant", f"turn {i} " + "z" * 60)
+            for i in range(10)
+        ],
+        ChatMessage("user", "the new message " * 20),
+    ]
+    untouched, dropped = trim_messages(messages, 100_000)
+    assert untouched == messages and dropped == 0
+    full = count_message_tokens(messages)
+    one = 4 + count_tokens("turn 0 " + "z" * 60)
+    kept, dropped = trim_messages(messages, full - 3 * one)
+    assert dropped == 3
+    assert kept[0] == messages[0] and kept[-1] == messages[-1]
+    assert kept[1].content.startswith("turn 3 ")
+    only_fixed, dropped = trim_messages(messages, 10)
+    assert [m.role for m in only_fixed] == ["system", "user"]
+    assert only_fixed[-1] == messages[-1] and dropped == 10
