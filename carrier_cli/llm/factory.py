@@ -162,16 +162,16 @@ def resolve_model_config(
 
     chosen: str | None = None
     source = "auto-detect"
-    for src, p, _, _ in normalized:
+    # Layer by layer: a provider, or a model name that implies one (`--model claude-...`
+    # outranks model_provider: openai in config.yaml, as flags outrank settings).
+    for src, p, large, _ in normalized:
         if p:
             chosen, source = p, src
             break
-    if chosen is None:
-        for src, _, large, _ in normalized:
-            inferred = _infer_provider(large) if large else None
-            if inferred:
-                chosen, source = inferred, f"{src} (model name)"
-                break
+        inferred = _infer_provider(large) if large else None
+        if inferred:
+            chosen, source = inferred, f"{src} (model name)"
+            break
     if chosen is None:
         if settings.secret("openai_api_key"):
             chosen = "openai"

@@ -217,3 +217,24 @@ def test_context_window_setting_overrides_the_table() -> None:
     default = resolve_model_config(settings(openai_api_key=OPENAI_KEY), None)
     assert default.window_override is None
     assert default.window_for("gpt-4") == 8_192
+
+
+def test_flag_model_name_outranks_a_configured_provider() -> None:
+    config = resolve_model_config(
+        settings(
+            openai_api_key=OPENAI_KEY, anthropic_api_key=ANTHROPIC_KEY, model_provider="openai"
+        ),
+        None,
+        model="claude-sonnet-4-5",
+    )
+    assert (config.provider, config.large, config.source) == (
+        "anthropic",
+        "claude-sonnet-4-5",
+        "flag (model name)",
+    )
+    custom = resolve_model_config(
+        settings(anthropic_api_key=ANTHROPIC_KEY, model_provider="anthropic"),
+        None,
+        model="my-finetune",
+    )
+    assert (custom.provider, custom.large) == ("anthropic", "my-finetune")
