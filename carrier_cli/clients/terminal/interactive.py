@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.clients.terminal.commands import CommandOutput, run_command
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
     from rich.status import Status
+
+log = logging.getLogger(__name__)
 
 PROMPT = "you> "
 CONTINUATION = "...  "
@@ -64,18 +68,27 @@ class InteractiveChat:
                 if not text.strip():
                     continue
                 command = split_command(text)
-                if command is not None:
-                    output = self.runner.run(run_command(self.session, *command))
-                    if output.exit:
-                        break
-                    self._show_command(output)
-                    continue
-                self.turn(unescape_message(text))
+                if command is None:
+                    self.turn(unescape_message(text))
+                elif self.command(*command):
+                    break
+        room = _escape(self.session.room_key)
         self.console.print(
-            f"[dim]Room {self.session.room_key} kept in memory; "
-            f"reopen it with `carrier chat --room {self.session.room_key}`.[/dim]"
+            f"[dim]Room {room} kept in memory; reopen it with `carrier chat --room {room}`.[/dim]"
         )
         return 0
+
+    def command(self, name: str, argument: str) -> bool:
+        """Run a slash command; True when the session should end."""
+        output: CommandOutput | None = None
+        with self._failures_reported():
+            output = self.runner.run(run_command(self.session, name, argument))
+        if output is None:
+            return False
+        if output.exit:
+            return True
+        self._show_command(output)
+        return False
 
     def _read_message(self) -> str:
         first = input(PROMPT)
@@ -99,18 +112,29 @@ class InteractiveChat:
 
     # -- one turn ---------------------------------------------------------------------------
     def turn(self, text: str) -> None:
-        try:
+        with self._failures_reported():
             self.runner.run(self._cancellable_reply(text))
-        except KeyboardInterrupt:  # platforms without loop signal handlers
+
+    @contextlib.contextmanager
+    def _failures_reported(self) -> Iterator[None]:
+        """Even a bad setting (an unknown model after /model, a rejected key) or a bug only
+        fails this turn: the operator can fix it with /model, or leave, keeping the room."""
+        from carrier_cli.state import STATE, scrub
+
+        try:
+            yield
+        except KeyboardInterrupt:  # platforms without loop signal handlers; slash commands
             self.console.print("[yellow](cancelled)[/yellow]")
         except CarrierError as exc:
-            # Even a bad setting (an unknown model after /model, a rejected key) only fails
-            # this turn: the operator can fix it with /model or leave, without losing the room.
-            from rich.markup import escape
-
-            from carrier_cli.state import scrub
-
-            self.console.print(f"[red]error:[/red] {escape(scrub(str(exc)))}")
+            self.console.print(f"[red]error:[/red] {_escape(scrub(str(exc)))}")
+        except Exception as exc:
+            log.debug("turn failed", exc_info=True)
+            if STATE.debug:
+                self.console.print_exception()
+            self.console.print(
+                f"[red]error:[/red] unexpected {type(exc).__name__}: {_escape(scrub(str(exc)))}. "
+                "This is a bug in Carrier; run with --debug for the traceback and report it."
+            )
 
     async def _cancellable_reply(self, text: str) -> None:
         loop = asyncio.get_running_loop()

@@ -33,7 +33,14 @@ async def run_piped(
             continue
         command = split_command(text)
         if command is not None:
-            output = await run_command(session, *command)
+            try:
+                output = await run_command(session, *command)
+            except InputError:
+                raise
+            except CarrierError as exc:
+                failures += 1
+                _report(stderr, exc)
+                continue
             if output.exit:
                 break
             if options.json_lines:
@@ -50,12 +57,16 @@ async def run_piped(
         except InputError:
             raise  # a rejected key or bad setting fails every line: stop with exit 2
         except CarrierError as exc:
-            from carrier_cli.state import scrub
-
             failures += 1
-            stderr.write(f"error: {scrub(str(exc))}\n")
-            stderr.flush()
+            _report(stderr, exc)
     return 1 if failures else 0
+
+
+def _report(stderr: TextIO, exc: Exception) -> None:
+    from carrier_cli.state import scrub
+
+    stderr.write(f"error: {scrub(str(exc))}\n")
+    stderr.flush()
 
 
 async def _answer(session: ChatSession, options: ChatOptions, text: str, stdout: TextIO) -> None:

@@ -38,6 +38,8 @@ class StandInStore:
         return [r for r in reversed(self.rooms) if source is None or r.source == source]
 
     async def search(self, query: str, agent_id: uuid.UUID, k: int = 8) -> list[SearchHit]:
+        if "fail" in query:
+            raise RuntimeFailure("The memory database is locked.")
         words = set(query.lower().split())
         hits = [SearchHit(m, 0.9) for m in self.memories if words & set(m.text.lower().split())]
         return hits[:k]
@@ -82,6 +84,8 @@ class StandInRuntime:
         self._remember(message)
         if "fail" in message.text:
             raise RuntimeFailure("The model server kept answering 503.")
+        if "crash" in message.text:
+            raise ValueError("kaboom")
         reply = f"You said: {message.text}"
         if "slow start" in message.text:
             await asyncio.sleep(3)  # a model that takes its time before the first token

@@ -160,3 +160,10 @@ def test_messages_carry_the_os_user() -> None:
     _chat(runtime, "hi\n")
     message: IncomingMessage = runtime.received[0]
     assert message.sender_key == getpass.getuser()
+
+
+def test_failing_slash_command_is_reported_and_reading_goes_on() -> None:
+    code, out, err = _chat(StandInRuntime(), "/memory fail\nhello\n")
+    assert code == 1
+    assert "error: The memory database is locked." in err
+    assert out == "You said: hello\n"

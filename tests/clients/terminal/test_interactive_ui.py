@@ -94,3 +94,24 @@ def test_a_paste_of_several_lines_is_one_message() -> None:
     assert finish(child) == 0
     # One reply for both lines, not two.
     assert screen_log(child).count("You said:") == 1
+
+
+def test_failures_are_reported_and_the_session_goes_on() -> None:
+    child = _ui()
+    child.sendline("please fail")
+    child.expect("error:")
+    child.expect("The model server kept answering 503.")
+    child.expect("you> ")
+    child.sendline("/memory fail")
+    child.expect("error:")
+    child.expect("The memory database is locked.")
+    child.expect("you> ")
+    child.sendline("crash now")
+    child.expect("unexpected ValueError: kaboom")
+    child.expect("you> ")
+    child.sendline("fine again")
+    child.expect("You said: fine again")
+    child.expect("you> ")
+    child.sendline("/exit")
+    assert finish(child) == 0
+    assert "Traceback" not in screen_log(child)
