@@ -92,28 +92,29 @@ async def test_compatible_servers_get_max_tokens(model_server: FakeModelServer) 
 
 async def test_429_waits_for_retry_after_then_succeeds(model_server: FakeModelServer) -> None:
     model_server.push(Reply(status=429, headers={"Retry-After": "0.4"}), Reply(text="finally"))
-    model = make_model(model_server, retry=RetryPolicy(base_delay=5.0, max_delay=5.0))
+    # Zero backoff: any wait between the attempts can only come from Retry-After.
+    model = make_model(model_server, retry=RetryPolicy(base_delay=0.0))
     try:
         assert await model.complete(MESSAGES, PARAMS) == "finally"
     finally:
         await model.aclose()
     first, second = model_server.requests()
     assert (first.status, second.status) == (429, 200)
-    # Retry-After (0.4 s) was honoured instead of the 0-5 s jittered backoff.
-    assert 0.35 <= second.time - first.time < 2.0
+    assert second.time - first.time >= 0.38
 
 
 async def test_retry_after_ms_is_preferred(model_server: FakeModelServer) -> None:
     model_server.push(
         Reply(status=429, headers={"retry-after-ms": "300", "Retry-After": "30"}), "ok"
     )
-    model = make_model(model_server)
+    model = make_model(model_server, retry=RetryPolicy(base_delay=0.0))
     try:
         assert await model.complete(MESSAGES, PARAMS) == "ok"
     finally:
         await model.aclose()
     first, second = model_server.requests()
-    assert 0.25 <= second.time - first.time < 2.0
+    assert second.time - first.time >= 0.28
+    assert second.time - first.time < 15  # not the 30 s of Retry-After
 
 
 async def test_retry_after_longer_than_allowed_fails_at_once(model_server: FakeModelServer) -> None:
