@@ -208,8 +208,8 @@ async def test_unknown_model_explains_how_to_list_models(model_server: FakeModel
 
 
 async def test_slow_response_times_out_and_is_retried(model_server: FakeModelServer) -> None:
-    model_server.push(Reply(delay=1.5, text="too late"), Reply(text="in time"))
-    model = make_model(model_server, timeout=0.5)
+    model_server.push(Reply(delay=3.0, text="too late"), Reply(text="in time"))
+    model = make_model(model_server, timeout=1.0)
     try:
         assert await model.complete(MESSAGES, PARAMS) == "in time"
     finally:
