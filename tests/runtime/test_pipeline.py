@@ -334,3 +334,22 @@ async def test_prompt_is_trimmed_to_the_context_window(sqlite_store, make_runtim
     assert total <= 3000 - 500
     assert "Bob: the newest message" in prompt
     assert "第0条消息" not in prompt  # the oldest lines went first
+
+
+async def test_generate_post_gives_up_after_three_empty_answers(sqlite_store, make_runtime):
+    from carrier_cli.errors import RuntimeFailure
+
+    runtime = await make_runtime(sqlite_store, ["", "<response></response>", "   "])
+    with pytest.raises(RuntimeFailure, match="no usable post text after 3 attempts"):
+        await runtime.generate_post()
+    assert len(runtime.model.calls) == 3
+
+
+async def test_turn_log_renders_prompt_output_and_timings(sqlite_store, make_runtime):
+    runtime = await make_runtime(sqlite_store, ["junk", reply_xml("fine")])
+    await runtime.handle_message(dm("hello log"))
+    text = runtime.last_turn_log.render()
+    assert "decision=DIRECT parse_failures=1" in text
+    assert "--- reply #1" in text and "--- reply #2" in text
+    assert "[output]\njunk" in text and "Bob: hello log" in text
+    assert "timings (ms): " in text and "overhead=" in text
