@@ -22,6 +22,7 @@ from carrier_cli.clients.terminal.input_reader import (
     split_command,
     unescape_message,
 )
+from carrier_cli.clients.terminal.retry_notice import retry_notices
 from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
 from carrier_cli.errors import CarrierError
 
@@ -159,13 +160,36 @@ class InteractiveChat:
         from rich.markdown import Markdown
 
         message = self.session.message(text)
-        runtime = self.session.runtime
         name = self.session.character_name
-        status = self.console.status(f"[dim]{_escape(name)} is thinking…[/dim]", spinner="dots")
+        thinking = f"[dim]{_escape(name)} is thinking…[/dim]"
+        status = self.console.status(thinking, spinner="dots")
+        status.start()
+
+        def show_retry(line: str) -> None:
+            status.update(f"{thinking} [yellow]{_escape(line)}[/yellow]")
+
+        with retry_notices(show_retry):
+            result, streamed, live = await self._receive(message, status)
+        final = result.text if result is not None and result.text else streamed
+        if live is not None:
+            pass  # already on screen
+        elif final:
+            self._speaker()
+            self.console.print(Markdown(final))
+        else:
+            self.console.print(f"[dim]({_escape(name)} chose not to reply)[/dim]")
+        for extra in getattr(result, "extra_messages", None) or []:
+            self.console.print(Markdown(extra))
+        self.console.print()
+
+    async def _receive(self, message: Any, status: Status) -> tuple[Any, str, Live | None]:
+        """Stream (or wait for) the reply, showing text as it arrives: (result, text, live)."""
+        from rich.markdown import Markdown
+
+        runtime = self.session.runtime
         live: Live | None = None
         streamed = ""
         result = None
-        status.start()
         try:
             if self.options.stream:
                 async with contextlib.aclosing(runtime.stream_message(message)) as stream:
@@ -183,17 +207,7 @@ class InteractiveChat:
             status.stop()
             if live is not None:
                 live.stop()
-        final = result.text if result is not None and result.text else streamed
-        if live is not None:
-            pass  # already on screen
-        elif final:
-            self._speaker()
-            self.console.print(Markdown(final))
-        else:
-            self.console.print(f"[dim]({_escape(name)} chose not to reply)[/dim]")
-        for extra in getattr(result, "extra_messages", None) or []:
-            self.console.print(Markdown(extra))
-        self.console.print()
+        return result, streamed, live
 
     # -- printing ---------------------------------------------------------------------------
     def _show_partial(self, live: Live | None, status: Status, text: str) -> Live:

@@ -139,6 +139,7 @@ def test_429_recovers_on_the_terminal(
     script(chat_server, "Hello after waiting.")
     child = _chat(openai_env, "--room", "busy")
     child.sendline("hello")
+    child.expect("retry 1/")  # the spinner says why it is waiting
     child.expect("Hello after waiting.")
     child.expect("you> ")
     assert _leave(child) == 0
