@@ -31,7 +31,7 @@ class AppState:
         key = tuple(sorted((k, v) for k, v in overrides.items() if v is not None))
         if key not in self._loaded:
             loaded = load_settings(config_file=self.config_path, overrides=dict(key))
-            for name in loaded.settings.model_fields:
+            for name in type(loaded.settings).model_fields:
                 secret = loaded.settings.secret(name)
                 if secret and name in _secret_fields():
                     register_secret(secret)
