@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n?(.*?)```", re.S)
 _CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.S)
-_SILENT = {"IGNORE", "NONE", "STOP"}
+_SILENT = {"IGNORE", "STOP"}  # NONE means "reply, no other action" (ElizaOS)
 
 
 @dataclass
@@ -26,8 +26,8 @@ class ParsedReply:
 
     @property
     def silent(self) -> bool:
-        """The model chose not to speak (IGNORE/NONE/STOP and no text)."""
-        return not self.text and bool(self.actions) and all(a in _SILENT for a in self.actions)
+        """The model chose not to speak: only IGNORE/STOP (any text with them is dropped)."""
+        return bool(self.actions) and all(a in _SILENT for a in self.actions)
 
 
 def _tag(source: str, name: str) -> str | None:
@@ -96,6 +96,8 @@ def parse_reply(raw: str) -> ParsedReply:
     if text is None and thought is None and actions_raw is None:
         parsed = _from_json(source)
         if parsed is not None and (parsed.text or parsed.silent):
+            if parsed.silent:
+                parsed.text = None
             return parsed
         return ParsedReply(text=None, ok=False)
     reply = ParsedReply(
@@ -103,7 +105,7 @@ def parse_reply(raw: str) -> ParsedReply:
         thought=_clean(thought) if thought is not None else None,
         actions=split_actions(_clean(actions_raw)) if actions_raw is not None else [],
     )
-    if not reply.text:
+    if not reply.text or reply.silent:
         reply.text = None
     if reply.text and not reply.actions:
         reply.actions = ["REPLY"]

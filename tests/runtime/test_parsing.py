@@ -119,3 +119,11 @@ def test_streaming_extractor_without_text_emits_nothing():
     extractor = StreamingTextExtractor()
     assert extractor.feed("plain answer with no tags") == ""
     assert not extractor.emitted_any
+
+
+def test_ignore_wins_over_text_but_none_does_not():
+    parsed = parse_reply("<actions>IGNORE</actions><text>meh, whatever</text>")
+    assert parsed.ok and parsed.silent and parsed.text is None
+    parsed = parse_reply("<actions>NONE</actions><text>Sure.</text>")
+    assert parsed.ok and not parsed.silent and parsed.text == "Sure."
+    assert not parse_reply("<actions>NONE</actions>").ok
