@@ -111,6 +111,7 @@ class FakeDiscordServer:
         rest_delay: float = 0.0,
     ) -> None:
         self.bots: dict[str, Bot] = {}  # token -> bot; several bots may share the guilds
+        self.token = token  # the first bot's, used by env()
         self.bot_id = self.add_bot(token, bot_name)
         self.bot_user = self.bots[token].user
         self.app_id = self.bots[token].app_id
@@ -163,7 +164,7 @@ class FakeDiscordServer:
         return {
             "CARRIER_DISCORD_API_BASE": self.api_base,
             "CARRIER_DISCORD_GATEWAY_URL": self.gateway_url,
-            "DISCORD_API_TOKEN": token or next(iter(self.tokens)),
+            "DISCORD_API_TOKEN": token or self.token,
         }
 
     @property
@@ -714,6 +715,10 @@ class FakeDiscordServer:
     # -- what sync tests call ------------------------------------------------------------------
     def dispatch_message(self, content: str, **kwargs: Any) -> dict[str, Any]:
         return self._call(lambda: self.adispatch_message(content, **kwargs))  # type: ignore[no-any-return]
+
+    def redeliver(self, message: dict[str, Any]) -> None:
+        """The same MESSAGE_CREATE again, as Discord may deliver an event twice."""
+        self._call(lambda: self._dispatch("MESSAGE_CREATE", message))
 
     def close_gateway(self, code: int = 4000) -> None:
         self._call(lambda: self.aclose_gateway(code))

@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.fake_discord import FakeDiscordServer
 
@@ -35,6 +36,20 @@ class CarrierProcess:
     process: subprocess.Popen[str]
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
+    home: Path | None = None
+
+    def message_memories(self) -> list[dict[str, Any]]:
+        """Contents of the stored message memories (read straight from the SQLite file)."""
+        import json
+        import sqlite3
+
+        assert self.home is not None
+        db = sqlite3.connect(self.home / "data" / "carrier.db", timeout=10)
+        try:
+            rows = db.execute("SELECT content FROM memories WHERE kind = 'message'").fetchall()
+        finally:
+            db.close()
+        return [json.loads(row[0]) if isinstance(row[0], str) else row[0] for row in rows]
 
     def _pump(self) -> None:
         assert self.process.stdout is not None and self.process.stderr is not None
@@ -124,7 +139,7 @@ def start_carrier(
         stderr=subprocess.PIPE,
         text=True,
     )
-    carrier = CarrierProcess(process)
+    carrier = CarrierProcess(process, home=home)
     carrier._pump()
     return carrier
 

@@ -83,7 +83,7 @@ async def server() -> AsyncIterator[FakeDiscordServer]:
 
 def make_settings(server: FakeDiscordServer, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "discord_api_token": next(iter(server.tokens)),
+        "discord_api_token": server.token,
         "discord_api_base": server.base_url,  # without /api/v10: normalised
         "discord_gateway_url": server.gateway_url,
         "discord_typing_interval": 0.05,

@@ -20,7 +20,7 @@ from tests.support.model_server import ModelServerProcess, Reply, start_server_p
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 GUILD = "100000000000000001"
-CHANNELS = [str(200000000000000001 + i) for i in range(12)]
+CHANNELS = [str(200000000000000001 + i) for i in range(13)]
 APOLOGY = "Sorry, that went wrong (test apology)."
 
 
@@ -136,6 +136,49 @@ def test_long_reply_is_split_into_valid_messages(
     assert all(len(fence_lines(c)) % 2 == 0 for c in contents)
     lines = discord.wait_for(lambda: bot.log_lines("explain ranking"), what="turn log line")
     assert f"replied in {len(chunks)} messages" in lines[0]
+    stored = [m for m in bot.message_memories() if "Closing thought 2.7" in m.get("text", "")]
+    assert len(stored) == 1, "the reply is one memory however many messages it took"
+    assert stored[0]["text"] == text
+
+
+def test_redelivered_event_is_neither_answered_nor_stored_twice(
+    bot: CarrierProcess, discord: FakeDiscordServer
+) -> None:
+    channel = CHANNELS[11]
+    message = discord.dispatch_message(f"<@{discord.bot_id}> only once please", channel_id=channel)
+    discord.wait_reply(message)
+    discord.redeliver(message)
+    discord.wait_for(lambda: bot.log_lines("already handled"), what="the replay log line")
+    assert len([m for m in discord.sent_messages(channel) if m.reply_to == message["id"]]) == 1
+    stored = [m for m in bot.message_memories() if "only once please" in m.get("text", "")]
+    assert len(stored) == 1
+
+
+def test_attachments_are_recorded_in_the_memory(
+    bot: CarrierProcess, discord: FakeDiscordServer
+) -> None:
+    attachment = {
+        "id": "700000000000000009",
+        "filename": "diagram.png",
+        "size": 2048,
+        "url": "https://cdn.discordapp.com/attachments/9/9/diagram.png",
+        "proxy_url": "https://media.discordapp.net/attachments/9/9/diagram.png",
+        "content_type": "image/png",
+        "width": 64,
+        "height": 64,
+    }
+    message = discord.dispatch_message(
+        f"<@{discord.bot_id}> see attached",
+        dm=True,
+        author_id="400000000000000077",
+        attachments=[attachment],
+    )
+    discord.wait_reply(message)
+    stored = [m for m in bot.message_memories() if "see attached" in m.get("text", "")]
+    assert len(stored) == 1
+    recorded = stored[0]["attachments"][0]
+    assert recorded["url"] == attachment["url"]
+    assert recorded["filename"] == "diagram.png" and recorded["content_type"] == "image/png"
 
 
 def test_typing_runs_during_generation_and_stops(
@@ -317,11 +360,18 @@ def test_two_characters_with_their_own_bots_in_one_process(
     )
     try:
         process = start_carrier(server, model.url, home, [carrier, captain])
-        server.wait_for(
-            lambda: len([x for x in process.stdout_lines if "connected" in x]) == 2,
-            timeout=60,
-            what="two status lines",
-        )
+        try:
+            server.wait_for(
+                lambda: (
+                    len([x for x in process.stdout_lines if "connected" in x]) == 2
+                    or process.process.poll() is not None
+                ),
+                timeout=60,
+                what="two status lines",
+            )
+        finally:
+            print(process.stderr)
+        assert process.process.poll() is None, process.stderr
         assert any("as character Captain" in line for line in process.stdout_lines)
         to_captain = server.dispatch_message(f"<@{captain_id}> ahoy", channel_id=CHANNELS[0])
         to_carrier = server.dispatch_message(f"<@{server.bot_id}> hello", channel_id=CHANNELS[1])
