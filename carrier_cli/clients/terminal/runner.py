@@ -35,6 +35,8 @@ def run_chat(
     stderr = stderr or sys.stderr
     if interactive is None:
         interactive = stdin.isatty()
+    if interactive and options.json_lines:
+        stderr.write("carrier chat: --json applies when stdin is piped; ignoring it here.\n")
     factory = runtime_factory or open_runtime
     with asyncio.Runner() as runner:
         runtime = _start_runtime(runner, factory, options, interactive, stderr)

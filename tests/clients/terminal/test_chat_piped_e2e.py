@@ -182,3 +182,18 @@ def test_rejected_key_is_exit_2_and_never_printed(
     assert "rejected" in result.stderr and "Traceback" not in result.stderr
     assert OPENAI_KEY not in result.stderr + result.stdout
     assert ANTHROPIC_KEY not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--character", "nope.yaml"], "nope.yaml"),
+        (["--room", "a", "--continue"], "--room and --continue"),
+        (["--room", "  "], "--room is empty"),
+    ],
+)
+def test_bad_flags_are_exit_2(openai_env: dict[str, str], args: list[str], expected: str) -> None:
+    result = run_chat_cli(args, "hello\n", openai_env)
+    assert result.returncode == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
