@@ -664,6 +664,7 @@ class FakeDiscordServer:
         mention_bot: bool = False,
         reply_to: str | None = None,
         attachments: list[dict[str, Any]] | None = None,
+        message_type: int | None = None,
     ) -> dict[str, Any]:
         author = user_payload(
             author_id, author_name, bot=author_is_bot, global_name=author_name.title()
@@ -701,6 +702,8 @@ class FakeDiscordServer:
             attachments=attachments,
             referenced=referenced,
         )
+        if message_type is not None:
+            message["type"] = message_type  # e.g. 7: a member joined
         with self._lock:
             self.dispatched[message["id"]] = time.monotonic()
         await self._dispatch("MESSAGE_CREATE", message)

@@ -43,6 +43,9 @@ class TurnRuntime(Protocol):
     async def handle_message(self, message: IncomingMessage) -> TurnResult: ...
 
 
+_CONVERSATION_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
+
+
 def bot_intents() -> discord.Intents:
     intents = discord.Intents.none()
     intents.guilds = True
@@ -145,8 +148,8 @@ class CarrierDiscordBot(discord.Client):
         log.info("Discord: gateway session resumed for %s", self.runtime.character.name)
 
     async def on_message(self, message: discord.Message) -> None:
-        if self.user is None:
-            return
+        if self.user is None or message.type not in _CONVERSATION_TYPES:
+            return  # joins, pins, boosts, thread notices: nothing anyone said
         inbound = inbound_from(message)
         verdict = decide(
             inbound, bot_id=str(self.user.id), options=self.options, names=self.character_names

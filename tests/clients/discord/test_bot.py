@@ -269,3 +269,18 @@ async def test_missing_message_content_intent_is_explained(
     assert caplog.text.count("Privileged Gateway Intents") == 1, "said once, not per message"
     running.stop.set()
     await asyncio.wait_for(running.task, 10)
+
+
+async def test_system_messages_are_not_conversation(
+    server: FakeDiscordServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="carrier_cli")
+    runtime = StandInRuntime(Character(name="Carrier"), echo_after(0))
+    running = await start_bot(server, runtime, make_settings(server))
+    await server.adispatch_message("", channel_id=CHANNELS[2], message_type=7)  # a join
+    marker = await server.adispatch_message("after the join", channel_id=CHANNELS[2])
+    await wait_until(lambda: runtime.seen)
+    assert [m.message_key for m in runtime.seen] == [marker["id"]]
+    assert MESSAGE_CONTENT_HELP not in caplog.text
+    running.stop.set()
+    await asyncio.wait_for(running.task, 10)
