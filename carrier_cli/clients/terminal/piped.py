@@ -83,20 +83,26 @@ async def _answer(session: ChatSession, options: ChatOptions, text: str, stdout:
     streamed = ""
     held = ""  # trailing whitespace is written only once more text follows it
     result = None
-    async with contextlib.aclosing(runtime.stream_message(message)) as events:
-        async for event in events:
-            if event.kind == "delta" and event.text:
-                piece = event.text if streamed else event.text.lstrip()
-                streamed += piece
-                body = piece.rstrip()
-                if body:
-                    stdout.write(held + body)
-                    stdout.flush()
-                    held = piece[len(body) :]
-                else:
-                    held += piece
-            elif event.kind == "done":
-                result = event.result
+    try:
+        async with contextlib.aclosing(runtime.stream_message(message)) as events:
+            async for event in events:
+                if event.kind == "delta" and event.text:
+                    piece = event.text if streamed else event.text.lstrip()
+                    streamed += piece
+                    body = piece.rstrip()
+                    if body:
+                        stdout.write(held + body)
+                        stdout.flush()
+                        held = piece[len(body) :]
+                    else:
+                        held += piece
+                elif event.kind == "done":
+                    result = event.result
+    except BaseException:
+        if streamed:  # end the half-written reply so the next one starts on its own line
+            stdout.write("\n")
+            stdout.flush()
+        raise
     if not streamed and result is not None and result.text:
         stdout.write(result.text)
     stdout.write("\n")

@@ -89,9 +89,11 @@ class StandInRuntime:
         reply = f"You said: {message.text}"
         if "slow start" in message.text:
             await asyncio.sleep(3)  # a model that takes its time before the first token
-        for word in reply.split(" "):
+        for index, word in enumerate(reply.split(" ")):
             if "slow" in message.text:
                 await asyncio.sleep(0.2)
+            if "break" in message.text and index == 2:
+                raise RuntimeFailure("The connection dropped mid-reply.")
             yield TurnEvent("delta", word + " ")
         self.last_turn_log = {
             "prompt": f"PROMPT[{message.text}]",

@@ -167,3 +167,10 @@ def test_failing_slash_command_is_reported_and_reading_goes_on() -> None:
     assert code == 1
     assert "error: The memory database is locked." in err
     assert out == "You said: hello\n"
+
+
+def test_reply_broken_mid_stream_ends_its_line() -> None:
+    code, out, err = _chat(StandInRuntime(), "break it off\nnext\n")
+    assert code == 1
+    assert out.splitlines() == ["You said:", "You said: next"]
+    assert "The connection dropped mid-reply." in err
