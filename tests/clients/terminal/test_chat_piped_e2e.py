@@ -197,3 +197,22 @@ def test_bad_flags_are_exit_2(openai_env: dict[str, str], args: list[str], expec
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_reply_cut_off_mid_stream_keeps_lines_apart(
+    chat_server: ModelServerProcess, openai_env: dict[str, str]
+) -> None:
+    words = [f"w{i} " for i in range(10)]
+    chunks = [
+        "<response><thought>ok</thought><actions>REPLY</actions><text>",
+        *words,
+        "</text></response>",
+    ]
+    chat_server.push({"text": xml_reply("".join(words)), "chunks": chunks, "disconnect_after": 5})
+    script(chat_server, "After the break.")
+    result = run_chat_cli(["--room", "cut"], "hello\nagain\n", openai_env)
+    assert result.returncode == 1
+    first, second = result.stdout.splitlines()
+    assert first.startswith("w0 w1") and "w9" not in first
+    assert second == "After the break."
+    assert "mid-stream" in result.stderr and "Traceback" not in result.stderr
