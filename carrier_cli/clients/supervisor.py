@@ -29,7 +29,7 @@ RuntimeFactory = Callable[[Any, Settings], Awaitable[Any]]
 _CLOSE_MARGIN = 5.0
 
 
-Preflight = Callable[[Sequence[Any], Settings], None]
+Preflight = Callable[[Sequence[Any], Settings], Awaitable[None] | None]
 
 
 def load_client(name: str, registry: Mapping[str, str]) -> ClientFunction:
@@ -38,8 +38,9 @@ def load_client(name: str, registry: Mapping[str, str]) -> ClientFunction:
 
 
 def _load(name: str, registry: Mapping[str, str]) -> tuple[ClientFunction, Preflight | None]:
-    """The client function and the module's optional `preflight(characters, settings)`, which
-    checks configuration (tokens, ids) before the slow part: opening runtimes."""
+    """The client function and the module's optional `preflight(characters, settings)`
+    (plain or async), which checks configuration and credentials before the slow part,
+    opening runtimes, so the commonest mistakes fail in a second."""
     if name not in registry:
         raise InputError(
             f"Unknown client {name!r} given to --client.",
@@ -91,7 +92,9 @@ async def run_clients(
         seen[character.name] = str(character.source_path or character.name)
     for _, preflight in loaded.values():
         if preflight is not None:
-            preflight(characters, settings)
+            checked = preflight(characters, settings)
+            if checked is not None:
+                await checked
 
     stop = stop_event or asyncio.Event()
     factory = runtime_factory or _default_runtime

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from carrier_cli.clients.discord.endpoints import configure_endpoints
 from carrier_cli.config import Settings
 from carrier_cli.errors import ConfigError, RuntimeFailure
 from carrier_cli.state import register_secret
@@ -56,15 +57,34 @@ class _NoVoiceWarnings(logging.Filter):
         return "voice will NOT be supported" not in record.getMessage()
 
 
-def preflight(characters: Sequence[Any], settings: Settings) -> None:
-    """Before any runtime is opened: every character has a token, and no two share one."""
+async def preflight(characters: Sequence[Any], settings: Settings) -> None:
+    """Before any runtime is opened: every character has a token, no two share one, and
+    Discord accepts each (one GET /users/@me through discord.py's own HTTP client)."""
     owners: dict[str, str] = {}
     for character in characters:
         token, origin = resolve_token(character, settings)
+        register_secret(token)
         other = owners.get(token)
         if other is not None:
             raise _shared_token_error(other, character.name, origin)
         owners[token] = character.name
+    configure_endpoints(settings.discord_api_base, settings.discord_gateway_url)
+    await asyncio.gather(*(_check_login(token, name) for token, name in owners.items()))
+
+
+async def _check_login(token: str, character_name: str) -> None:
+    import discord
+
+    http = discord.http.HTTPClient(asyncio.get_running_loop())
+    try:
+        await http.static_login(token)
+    except Exception as exc:
+        explained = _explain(exc, character_name)
+        if explained is None:
+            raise
+        raise explained from exc
+    finally:
+        await http.close()
 
 
 def _shared_token_error(first: str, second: str, origin: str) -> ConfigError:
@@ -134,7 +154,6 @@ async def run_discord_client(
     turns within settings.shutdown_grace and disconnect. Raises RuntimeFailure/ConfigError
     when the bot cannot run (bad token, refused intents, unreachable Discord)."""
     from carrier_cli.clients.discord.bot import CarrierDiscordBot
-    from carrier_cli.clients.discord.endpoints import configure_endpoints
 
     character = runtime.character
     token, origin = resolve_token(character, settings)
