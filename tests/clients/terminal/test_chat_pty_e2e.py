@@ -158,7 +158,11 @@ def test_slash_commands_on_the_terminal(
     child.expect("Green tea is good.")
     child.expect("you> ")
     child.sendline("/debug")
+    child.expect(r"timings \(ms\)")
+    child.expect(r"\[prompt\]")
     child.expect("I like green tea")  # the rendered prompt
+    child.expect(r"\[output\]")
+    child.expect("<text>Green tea")  # the raw model output
     child.expect("you> ")
     child.sendline("/memory green tea")
     child.expect("green tea")
