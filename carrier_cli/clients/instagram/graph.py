@@ -8,6 +8,7 @@ that the pipeline never retries a refusal and never gives up on a hiccup.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ _FIX_INPUT = {
     2207010: "the caption is too long (at most 2,200 characters)",
     2207028: "a carousel needs 2 to 10 items",
 }
+
+
+class StopRequested(Exception):
+    """The process is stopping; the journal keeps the last completed step for later."""
 
 
 class GraphError(RuntimeFailure):
@@ -302,7 +307,9 @@ class GraphClient:
             container_id, str(body.get("status_code", "")), str(body.get("status", ""))
         )
 
-    async def wait_finished(self, container_id: str) -> ContainerStatus:
+    async def wait_finished(
+        self, container_id: str, stop_event: asyncio.Event | None = None
+    ) -> ContainerStatus:
         """Poll with growing intervals until FINISHED/PUBLISHED, or return ERROR/EXPIRED."""
         deadline = time.monotonic() + self.poll_timeout
         interval = self.poll_interval
@@ -317,8 +324,14 @@ class GraphClient:
                     hint="Run `carrier instagram resume ID` later to continue waiting, or raise "
                     "instagram_poll_timeout.",
                 )
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, max(self.poll_interval, 60.0))
+            if stop_event is None:
+                await asyncio.sleep(interval)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop_event.wait(), interval)
+                if stop_event.is_set():
+                    raise StopRequested(f"stopped while container {container_id} was processed")
+            interval = min(interval * 1.5, self.poll_interval * 4)
 
     async def publish(self, container_id: str) -> str:
         """media_publish, waiting while Instagram still says "not ready" (bounded)."""
@@ -338,7 +351,7 @@ class GraphClient:
                     raise
                 log.info("container %s not ready yet; waiting %.2fs", container_id, interval)
                 await asyncio.sleep(interval)
-                interval = min(interval * 1.5, max(self.poll_interval, 60.0))
+                interval = min(interval * 1.5, self.poll_interval * 4)
 
     async def permalink(self, media_id: str) -> str | None:
         try:

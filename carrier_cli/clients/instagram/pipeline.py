@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from carrier_cli.clients.instagram import media as media_mod
 from carrier_cli.clients.instagram.ftp_upload import FtpConfig, Progress, delete_file, upload_file
-from carrier_cli.clients.instagram.graph import GraphClient, GraphError, Quota
+from carrier_cli.clients.instagram.graph import GraphClient, GraphError, Quota, StopRequested
 from carrier_cli.clients.instagram.http_check import check_public_url, public_url
 from carrier_cli.clients.instagram.journal import (
     Journal,
@@ -58,10 +58,6 @@ class PostOutcome:
     record: PostRecord
     already_published: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-class StopRequested(Exception):
-    """The process is stopping; the journal keeps the last completed step for later."""
 
 
 class Reporter:
@@ -405,7 +401,7 @@ class Publisher:
             )
             record = await self.journal.update(record.id, owner, items=items)
         for index, item in enumerate(items):
-            status = await graph.wait_finished(item["container_id"])
+            status = await graph.wait_finished(item["container_id"], self.stop_event)
             if status.status_code not in ("FINISHED", "PUBLISHED"):
                 await self._reset_containers(record, owner)
                 raise RuntimeFailure(
@@ -442,7 +438,7 @@ class Publisher:
     ) -> PostRecord:
         assert record.container_id
         self.reporter.info(f"Waiting for Instagram to process container {record.container_id}.")
-        status = await graph.wait_finished(record.container_id)
+        status = await graph.wait_finished(record.container_id, self.stop_event)
         if status.status_code == "PUBLISHED":
             return await self._mark_published(record, owner, None, graph)
         if status.status_code in ("ERROR", "EXPIRED"):
