@@ -3,6 +3,8 @@ model server: streaming, /reset, --continue, Ctrl-C, a 429 that recovers, a miss
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 
@@ -150,6 +152,15 @@ def test_429_recovers_on_the_terminal(
 def test_slash_commands_on_the_terminal(
     chat_server: ModelServerProcess, openai_env: dict[str, str]
 ) -> None:
+    # A fact stored beforehand (default character, local embeddings) that /facts must list.
+    added = subprocess.run(
+        [sys.executable, "-m", "carrier_cli", "memory", "add", "Ada prefers green tea."],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **openai_env},
+    )
+    assert added.returncode == 0, added.stderr
     script(chat_server, "Green tea is good.")
     child = _chat(openai_env, "--room", "cmds")
     child.sendline("/debug")
@@ -165,7 +176,8 @@ def test_slash_commands_on_the_terminal(
     child.expect("<text>Green tea")  # the raw model output
     child.expect("you> ")
     child.sendline("/memory green tea")
-    child.expect("green tea")
+    child.expect("Memories matching 'green tea':")
+    child.expect(r"\d\.\d\d  \[fact\] Ada prefers green tea\.")
     child.expect("you> ")
     child.sendline("/model other-model")
     child.expect("Model is now other-model")
@@ -174,7 +186,8 @@ def test_slash_commands_on_the_terminal(
     child.expect("room cmds")
     child.expect("you> ")
     child.sendline("/facts")
-    child.expect(r"fact|Fact")
+    child.expect("Facts Carrier knows:")
+    child.expect("- Ada prefers green tea.")
     child.expect("you> ")
     assert _leave(child) == 0
     models = [r.body.get("model") for r in chat_server.requests("/v1/chat/completions")]
