@@ -44,10 +44,13 @@ def run_chat(
             room, resumed, stored = runner.run(choose_room(runtime, options))
             session = ChatSession(runtime=runtime, room_key=room, resumed=resumed, room=stored)
             if interactive:
+                from rich.console import Console
+
                 from carrier_cli.clients.terminal.interactive import InteractiveChat
                 from carrier_cli.output import out
 
-                return InteractiveChat(runner, session, options, out()).run()
+                console = out() if stdout is sys.stdout else Console(file=stdout, highlight=False)
+                return InteractiveChat(runner, session, options, console).run()
             from carrier_cli.clients.terminal.piped import run_piped
 
             if options.room is None:
