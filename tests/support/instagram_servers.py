@@ -29,6 +29,8 @@ FTP_PASSWORD = "ftp-secret-pass-1234"
 ACCESS_TOKEN = "EAAtesttoken0123456789abcdefABCDEF"
 ACCOUNT_ID = "17841400000000001"
 
+# pyftpdlib configures its own INFO logging unless its logger already has a handler.
+logging.getLogger("pyftpdlib").addHandler(logging.NullHandler())
 logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
 
 

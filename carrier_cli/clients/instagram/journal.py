@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, String, Text, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from carrier_cli.errors import InputError
+from carrier_cli.errors import InputError, RuntimeFailure
 from carrier_cli.memory.schema import Base, JSONType, UTCDateTime
 
 if TYPE_CHECKING:
@@ -166,13 +166,37 @@ class Journal:
 
     @classmethod
     async def open(cls, settings: Settings) -> Journal:
-        """Open the memory database and bring its schema (ours included) up to date."""
+        """Open the memory database; an empty one is initialised, an older schema is not
+        migrated implicitly (the same rule as the memory store: `carrier db upgrade`)."""
         from carrier_cli.memory.engine import make_engine
-        from carrier_cli.memory.migrate import upgrade
-        from carrier_cli.memory.urls import normalise_url
+        from carrier_cli.memory.migrate import schema_state, upgrade
+        from carrier_cli.memory.urls import mask_url, normalise_url
 
-        engine = make_engine(normalise_url(settings.database_url))
-        await upgrade(engine)
+        url = normalise_url(settings.database_url)
+        engine = make_engine(url)
+        try:
+            state = await schema_state(engine)
+            if state.status == "empty":
+                await upgrade(engine)
+            elif state.status != "current":
+                raise InputError(
+                    f"The database {mask_url(url)} is at schema revision "
+                    f"{state.revision or 'none'}; this Carrier needs {', '.join(state.heads)} "
+                    "(the Instagram journal lives there).",
+                    hint="Run `carrier db upgrade` (back up the database first)."
+                    if state.status == "behind"
+                    else "Upgrade Carrier, or point DATABASE_URL at another database.",
+                )
+        except SQLAlchemyError as exc:
+            await engine.dispose()
+            raise RuntimeFailure(
+                f"Cannot open the database {mask_url(url)} for the Instagram journal: "
+                f"{str(exc.orig if getattr(exc, 'orig', None) else exc).splitlines()[0]}.",
+                hint="Check DATABASE_URL and that the database server is running.",
+            ) from None
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine)
 
     async def close(self) -> None:
