@@ -58,8 +58,9 @@ def test_reply_streams_with_name_and_model_shown(
     child.expect("word0")
     first_seen = time.monotonic()
     child.expect("word11")
-    # The words arrived over ~1.6 s and were shown as they came, not all at the end.
-    assert time.monotonic() - first_seen > 1.0
+    # The words arrive over ~1.6 s and are shown as they come; printed at the end they
+    # would appear together (margin left for a loaded machine delaying the first render).
+    assert time.monotonic() - first_seen > 0.5
     child.expect("you> ")
     assert _leave(child) == 0
     path = "/v1/chat/completions" if provider == "openai" else "/v1/messages"
