@@ -139,7 +139,8 @@ def pct(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace) -> None:
     rng = random.Random(42)
     with tempfile.TemporaryDirectory() as tmp:
-        store = await MemoryStore.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        store = await MemoryStore.open(url)
         model = ScriptedChatModel(script, record=False)
         runtime = await AgentRuntime.create(
             character(), Settings(), store=store, model=model, model_name="zero-latency"
@@ -147,14 +148,14 @@ async def run(args: argparse.Namespace) -> None:
         began = time.perf_counter()
         await preload(store, runtime.agent_id, args.memories, rng)
         total = await store.count(agent_id=runtime.agent_id)
-        if args.analyze:
+        if args.analyze and store.backend == "sqlite":
             from sqlalchemy import text
 
             async with store.engine.begin() as conn:
                 await conn.execute(text("ANALYZE"))
         print(
             f"preloaded {total} memories in {time.perf_counter() - began:.1f} s "
-            f"(SQLite, {store.embedder.model_id})"
+            f"({store.backend}, {store.embedder.model_id})"
         )
 
         # -- overhead: sequential direct turns in one room ---------------------------------
@@ -220,6 +221,11 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=None)
     parser.add_argument("--rooms", type=int, default=100)
     parser.add_argument("--per-room", type=int, default=None)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="an EMPTY database to use instead of a temporary SQLite file (e.g. PostgreSQL)",
+    )
     parser.add_argument(
         "--analyze",
         action="store_true",
