@@ -354,3 +354,26 @@ def test_missing_settings_refused_before_journal(
     )
     assert result.returncode == 2 and "FTP_SERVER is not set" in result.stderr
     assert journal(tmp_path) == []
+
+
+@pytest.mark.postgres
+def test_post_with_the_journal_on_postgresql(
+    instagram_env: InstagramEnv, tmp_path: Path, postgres_url: str
+) -> None:
+    make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
+    env = {"DATABASE_URL": postgres_url}
+    crashed = carrier(
+        "instagram",
+        "post",
+        "p.png",
+        "--caption",
+        "pg",
+        cwd=tmp_path,
+        extra_env={**env, "CARRIER_TEST_CRASH_AFTER": "publishing"},
+    )
+    assert crashed.returncode == 137, crashed.stderr
+    first = run_cli("instagram", "post", "p.png", "--caption", "pg", cwd=tmp_path, extra_env=env)
+    assert first.returncode == 0, first.stderr
+    again = run_cli("instagram", "post", "p.png", "--caption", "pg", cwd=tmp_path, extra_env=env)
+    assert "Already published as post 1" in again.stdout
+    assert len(instagram_env.graph.published) == 1

@@ -1,0 +1,134 @@
+"""The journal on SQLite and PostgreSQL: unique keys, leases, takeover, schema."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from carrier_cli.clients.instagram import journal as journal_mod
+from carrier_cli.clients.instagram.journal import Journal, LeaseLost, make_owner
+from carrier_cli.config import Settings, load_settings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    url = (
+        str(tmp_path / "j.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    return load_settings(overrides={"database_url": url}, use_stored_keys=False).settings
+
+
+@pytest.fixture
+async def journal(db_settings: Settings) -> AsyncIterator[Journal]:
+    j = await Journal.open(db_settings)
+    yield j
+    await j.close()
+
+
+async def make_post(j: Journal, key: str = "k1") -> int:
+    record, _ = await j.find_or_create(key, kind="image", caption="c", items=[], options={})
+    return record.id
+
+
+async def test_same_key_same_row_even_when_racing(db_settings: Settings) -> None:
+    journals = [await Journal.open(db_settings) for _ in range(4)]
+    try:
+        results = await asyncio.gather(
+            *(
+                j.find_or_create("race", kind="image", caption="c", items=[{"a": 1}], options={})
+                for j in journals
+            )
+        )
+    finally:
+        for j in journals:
+            await j.close()
+    assert len({r.id for r, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+async def test_only_one_concurrent_claim_wins(db_settings: Settings) -> None:
+    journals = [await Journal.open(db_settings) for _ in range(4)]
+    try:
+        post_id = await make_post(journals[0])
+        owners = [make_owner() for _ in journals]
+        wins = await asyncio.gather(
+            *(j.claim(post_id, o) for j, o in zip(journals, owners, strict=True))
+        )
+        assert sum(wins) == 1
+        record = await journals[0].require(post_id)
+        assert record.lease_owner == owners[wins.index(True)] and record.attempts == 1
+    finally:
+        for j in journals:
+            await j.close()
+
+
+async def test_lease_release_expiry_and_lost_lease(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    post_id = await make_post(journal)
+    first, second = make_owner(), make_owner()
+    assert await journal.claim(post_id, first)
+    assert not await journal.claim(post_id, second)
+    assert await journal.claim(post_id, first)  # re-entrant for the holder
+    await journal.record_step(post_id, first, "uploaded", items=[{"url": "u"}])
+    # An expired lease is taken over; the old holder then loses its writes.
+    monkeypatch.setattr(journal_mod, "LEASE_SECONDS", -1.0)
+    await journal.update(post_id, first)
+    assert await journal.claim(post_id, second)
+    with pytest.raises(LeaseLost):
+        await journal.update(post_id, first, status="published")
+    await journal.release(post_id, second)
+    record = await journal.require(post_id)
+    assert record.lease_owner is None and record.last_step == "uploaded"
+    assert record.items == [{"url": "u"}]
+
+
+async def test_lease_of_a_dead_process_is_taken_at_once(journal: Journal) -> None:
+    post_id = await make_post(journal)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owner = make_owner().split(":")
+    owner[1] = str(dead.pid)
+    assert await journal.claim(post_id, ":".join(owner))
+    assert (await journal.require(post_id)).lease_expires or time.time() + 60 < 0
+    assert await journal.claim(post_id, make_owner())
+
+
+async def test_history_published_since_and_force_keys(journal: Journal) -> None:
+    from datetime import timedelta
+
+    ids = [await make_post(journal, key) for key in ("a", "a+0", "a+1", "b")]
+    assert await journal.count_with_prefix("a") == 3
+    owner = make_owner()
+    assert await journal.claim(ids[0], owner)
+    await journal.record_step(
+        ids[0], owner, "published", media_id="m1", published_at=journal_mod.now()
+    )
+    since = await journal.published_since(journal_mod.now() - timedelta(hours=1))
+    assert len(since) == 1 and since[0].tzinfo is not None
+    assert [r.id for r in await journal.history(limit=2)] == [ids[3], ids[2]]
+    assert [r.media_id for r in await journal.history(status="published")] == ["m1"]
+    assert await journal.last_published(None) is not None
+
+
+@pytest.mark.filterwarnings("ignore:Did not recognize type 'vector'")
+async def test_model_matches_migration(journal: Journal) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from carrier_cli.memory.schema import Base
+
+    def diff(connection: object) -> list[object]:
+        context = MigrationContext.configure(connection)  # type: ignore[arg-type]
+        return [d for d in compare_metadata(context, Base.metadata) if "instagram_posts" in repr(d)]
+
+    async with journal.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
