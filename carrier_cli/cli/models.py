@@ -98,3 +98,51 @@ def list_models(
         return
     for name in names:
         typer.echo(name)
+
+
+@app.command("check")
+def check(
+    provider: ProviderOpt = None,
+    model: ModelOpt = None,
+    character: CharacterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a tiny prompt to the large and small models: proves the key, URL and names work."""
+    import asyncio
+    import time
+
+    from carrier_cli.llm.base import ChatMessage
+    from carrier_cli.llm.factory import create_chat_model
+    from carrier_cli.output import print_json
+
+    config = _resolve(provider, model, character)
+    names = [config.large] if config.small == config.large else [config.large, config.small]
+
+    async def probe() -> list[dict[str, object]]:
+        chat = create_chat_model(config)
+        rows: list[dict[str, object]] = []
+        try:
+            for name in names:
+                start = time.perf_counter()
+                reply = await chat.complete(
+                    [ChatMessage("user", "Reply with the single word OK.")],
+                    config.params(model=name, max_tokens=5, temperature=0.0),
+                )
+                rows.append(
+                    {
+                        "model": name,
+                        "ok": True,
+                        "seconds": round(time.perf_counter() - start, 3),
+                        "reply": reply.strip()[:40],
+                    }
+                )
+        finally:
+            await chat.aclose()
+        return rows
+
+    rows = asyncio.run(probe())
+    if as_json:
+        print_json({"provider": config.provider, "models": rows})
+        return
+    for row in rows:
+        typer.echo(f"{config.provider} {row['model']}: OK in {row['seconds']} s")

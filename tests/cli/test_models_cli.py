@@ -81,3 +81,35 @@ def test_anthropic_list(model_server_process: ModelServerProcess) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["claude-haiku-4-5", "claude-sonnet-4-5"]
+
+
+def test_check_probes_large_and_small(model_server_process: ModelServerProcess) -> None:
+    result = carrier(
+        "models",
+        "check",
+        "--json",
+        "--model",
+        "gpt-4o",
+        OPENAI_API_KEY=KEY,
+        OPENAI_BASE_URL=model_server_process.openai_base_url,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [row["model"] for row in data["models"]] == ["gpt-4o", "gpt-4o-mini"]
+    sent = [r.body["model"] for r in model_server_process.requests("/v1/chat/completions")]
+    assert sent == ["gpt-4o", "gpt-4o-mini"]
+
+
+def test_check_unknown_model(model_server_process: ModelServerProcess) -> None:
+    model_server_process.configure(models=["gpt-4o-mini"])
+    result = carrier(
+        "models",
+        "check",
+        "--model",
+        "gpt-nope",
+        OPENAI_API_KEY=KEY,
+        OPENAI_BASE_URL=model_server_process.openai_base_url,
+    )
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "'gpt-nope'" in message and "carrier models list" in message
