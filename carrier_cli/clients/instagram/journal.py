@@ -187,11 +187,12 @@ class Journal:
                     if state.status == "behind"
                     else "Upgrade Carrier, or point DATABASE_URL at another database.",
                 )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             await engine.dispose()
+            cause = getattr(exc, "orig", None) or exc
             raise RuntimeFailure(
                 f"Cannot open the database {mask_url(url)} for the Instagram journal: "
-                f"{str(exc.orig if getattr(exc, 'orig', None) else exc).splitlines()[0]}.",
+                f"{(str(cause).splitlines() or [type(cause).__name__])[0]}.",
                 hint="Check DATABASE_URL and that the database server is running.",
             ) from None
         except BaseException:
