@@ -103,6 +103,8 @@ class AgentRuntime:
     knowledge_threshold = 0.35
     sender_fact_limit = 12
     fact_cache_ttl = 60.0  # seconds
+    plugin_timeout = 10.0  # seconds for a provider's get() or an action's validate()
+    evaluator_timeout = 180.0  # seconds for one evaluator (it may call the model)
     turn_log_history = 50
 
     def __init__(
@@ -743,17 +745,31 @@ class AgentRuntime:
 
     async def _run_provider(self, provider: Provider, ctx: TurnContext) -> object:
         try:
-            return await provider.get(ctx)
+            async with asyncio.timeout(self.plugin_timeout):
+                return await provider.get(ctx)
+        except TimeoutError:
+            log.warning(
+                "provider %s took over %.0f s; left out of this turn",
+                provider.name,
+                self.plugin_timeout,
+            )
         except Exception as exc:
             log.warning("provider %s failed and is left out of this turn: %s", provider.name, exc)
-            return None
+        return None
 
     async def _validate(self, action: Action, ctx: TurnContext) -> bool:
         try:
-            return bool(await action.validate(ctx))
+            async with asyncio.timeout(self.plugin_timeout):
+                return bool(await action.validate(ctx))
+        except TimeoutError:
+            log.warning(
+                "action %s validate() took over %.0f s; not offered",
+                action.name,
+                self.plugin_timeout,
+            )
         except Exception as exc:
             log.warning("action %s validate() failed; not offered: %s", action.name, exc)
-            return False
+        return False
 
     # ------------------------------------------------------------------ generate --
     async def _generate(
@@ -898,9 +914,10 @@ class AgentRuntime:
     async def _run_evaluators(self, ctx: TurnContext) -> None:
         for evaluator in self.evaluators:
             try:
-                if await evaluator.validate(ctx):
-                    await evaluator.handler(ctx)
-            except Exception as exc:
+                async with asyncio.timeout(self.evaluator_timeout):
+                    if await evaluator.validate(ctx):
+                        await evaluator.handler(ctx)
+            except Exception as exc:  # TimeoutError included
                 log.warning(
                     "evaluator %s failed: %s",
                     evaluator.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -177,3 +178,21 @@ async def test_provider_values_and_failures_do_not_break_a_turn(
     assert result.text == "fine" and result.extra_messages == []
     prompt = runtime.model.calls[0].messages[-1].content
     assert prompt.startswith("W=Sunny where Bob is. REPLY, IGNORE, NONE, CONTINUE, EXPLODE")
+
+
+class _HangingProvider:
+    name = "hang"
+
+    async def get(self, ctx):
+        await asyncio.sleep(3600)
+
+
+async def test_a_hanging_provider_is_cut_off(sqlite_store, make_runtime):
+    runtime = await make_runtime(
+        sqlite_store,
+        [reply_xml("still here")],
+        plugins=[Plugin(name="h", providers=[_HangingProvider()])],
+    )
+    runtime.plugin_timeout = 0.2
+    result = await asyncio.wait_for(runtime.handle_message(dm("hi")), 10)
+    assert result.text == "still here"
