@@ -7,14 +7,35 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
-from tests.support.model_server import ModelServerProcess
+from tests.support.model_server import ModelServerProcess, start_server_process
 
 pytestmark = pytest.mark.service
 
 KEY = "sk-cli-test-abcdefghijklmnop"
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[ModelServerProcess]:
+    server = start_server_process()
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+        if server.process.stdout is not None:
+            server.process.stdout.close()
+
+
+@pytest.fixture
+def model_server_process(shared_server: ModelServerProcess) -> ModelServerProcess:
+    """One server process for the module, reset to defaults for every test."""
+    shared_server.reset()
+    shared_server.configure(expect_key=None, models=None, default_text=None, latency=0.0)
+    return shared_server
 
 
 def carrier(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
