@@ -336,8 +336,8 @@ def load_settings(
         problems = []
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else "?"
-            origin = sources.get(name, "default")
-            problems.append(f"`{name}` (from {origin}): {err['msg']}")
+            where = sources.get(name, "default")
+            problems.append(f"`{name}` (from {where}): {err['msg']}")
         raise ConfigError(
             "Invalid configuration: " + "; ".join(problems) + ".",
             hint="Fix the value where it comes from; `carrier config show` lists every source.",
