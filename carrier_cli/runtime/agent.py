@@ -75,7 +75,9 @@ log = logging.getLogger("carrier.runtime")
 turn_log = logging.getLogger("carrier.runtime.turn")
 
 MAX_ATTEMPTS = 3  # one try plus at most two retries, then the raw text
-KNOWLEDGE_KINDS = [MemoryKind.FRAGMENT, MemoryKind.LORE, MemoryKind.FACT, MemoryKind.DOCUMENT]
+# Whole documents are left out: their fragments carry the same text in prompt-sized pieces.
+KNOWLEDGE_KINDS = [MemoryKind.FRAGMENT, MemoryKind.LORE, MemoryKind.FACT]
+KNOWLEDGE_ITEM_CHARS = 1200  # a single retrieved memory never floods the prompt
 
 
 @dataclass
@@ -214,31 +216,17 @@ class AgentRuntime:
         return runtime
 
     async def ingest_knowledge(self) -> int:
-        """Store the character's inline knowledge as lore (deterministic ids, so a restart
-        adds nothing) and ingest knowledge files through the memory layer."""
-        added = 0
-        texts = self.character.knowledge_texts()
-        if texts:
-            memories = [
-                Memory(
-                    agent_id=self.agent_id,
-                    content={"text": text, "source": "character"},
-                    kind=MemoryKind.LORE,
-                    id=stable_id("knowledge", self.agent_id, text),
-                )
-                for text in texts
-            ]
-            # add_many is idempotent on ids and embeds only the new ones; it hands back the
-            # very objects it stored, and the existing rows for ids it already had.
-            stored = await self.store.add_many(memories, dedupe=False)
-            added += sum(1 for given, kept in zip(memories, stored, strict=True) if given is kept)
-        paths = self.character.knowledge_paths()
-        if paths:
-            from carrier_cli.memory.knowledge import ingest_paths
+        """Ingest the character's knowledge (files, directories and inline strings) through
+        the memory layer, which chunks it into fragments and skips unchanged documents, so a
+        restart adds nothing. Returns the number of documents added or replaced."""
+        if not self.character.knowledge:
+            return 0
+        from carrier_cli.memory.knowledge import ingest_character_knowledge
 
-            result = await ingest_paths(self.store, self.agent_id, paths)
-            added += int(result) if isinstance(result, int) else 0
-        return added
+        report = await ingest_character_knowledge(self.store, self.character)
+        if report.skipped:
+            log.warning("knowledge files without text were skipped: %s", ", ".join(report.skipped))
+        return int(report.documents_added + report.documents_replaced)
 
     # ----------------------------------------------------------------------- public --
     async def handle_message(self, message: IncomingMessage) -> TurnResult:
@@ -699,7 +687,11 @@ class AgentRuntime:
         )
         state["knowledge"] = formatting.format_list(
             "Relevant knowledge and memories",
-            [h.memory.text for h in hits if h.memory.id not in sender_fact_ids],
+            [
+                _clip(h.memory.text, KNOWLEDGE_ITEM_CHARS)
+                for h in hits
+                if h.memory.id not in sender_fact_ids
+            ],
         )
         state["currentTime"] = f"# Current time\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
         state["roomName"] = ctx.room.name or ctx.message.room_key
@@ -976,6 +968,10 @@ async def _closing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 async def _done(value: Any) -> Any:

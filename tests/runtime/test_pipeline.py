@@ -274,12 +274,20 @@ async def test_set_model_switches_large_model(store, make_runtime):
     assert [c.params.model for c in runtime.model.calls] == ["large-1", "bigger-model"]
 
 
-async def test_character_knowledge_is_ingested_once(store, make_runtime):
-    runtime = await make_runtime(store, [])
-    lore = await store.list(agent_id=runtime.agent_id, kinds=[MemoryKind.LORE])
-    assert [m.text for m in lore] == ["Eliza's favourite tea is genmaicha."]
-    assert await runtime.ingest_knowledge() == 0
-    assert await store.count(agent_id=runtime.agent_id, kinds=[MemoryKind.LORE]) == 1
+async def test_character_knowledge_is_ingested_once(store, make_runtime, character, tmp_path):
+    guide = tmp_path / "harbour.md"
+    guide.write_text("# Harbour guide\n\nThe harbour master is called Ines.\n", encoding="utf-8")
+    with_file = character.model_copy(update={"knowledge": [*character.knowledge, str(guide)]})
+    runtime = await make_runtime(store, [reply_xml("Ines, I think.")], character_=with_file)
+    fragments = await store.list(agent_id=runtime.agent_id, kinds=[MemoryKind.FRAGMENT])
+    texts = " ".join(m.text for m in fragments)
+    assert "genmaicha" in texts and "harbour master is called Ines" in texts
+    assert await runtime.ingest_knowledge() == 0  # unchanged documents are not added again
+    again = await store.list(agent_id=runtime.agent_id, kinds=[MemoryKind.FRAGMENT])
+    assert len(again) == len(fragments)
+    await runtime.handle_message(dm("who runs the harbour master office?"))
+    knowledge = runtime.model.calls[0].messages[-1].content.split("<conversation>")[0]
+    assert "harbour master is called Ines" in knowledge
 
 
 async def test_group_message_uses_small_model_decision(store, make_runtime):
