@@ -16,11 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from carrier_cli.memory.urls import backend_of, sqlite_file
 
 IMMEDIATE = "carrier_immediate"
+AUTOCOMMIT_READ = "carrier_autocommit_read"
 
 
 def make_engine(url: str) -> AsyncEngine:
     if backend_of(url) == "postgresql":
-        return create_async_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
+        pg = create_async_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
+
+        @event.listens_for(pg.sync_engine, "connect")
+        def _on_pg_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.run_async(_register_vector)
+
+        return pg
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +48,25 @@ def make_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get(IMMEDIATE)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(IMMEDIATE):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif not options.get(AUTOCOMMIT_READ):
+            conn.exec_driver_sql("BEGIN")
+        # AUTOCOMMIT_READ: each SELECT reads the latest committed state (WAL), with no
+        # BEGIN/ROLLBACK round trips: searches are mostly thread hops to aiosqlite.
 
     return engine
+
+
+async def _register_vector(conn: Any) -> None:
+    """Binary codec for `vector` (numpy in, pgvector.Vector out). Before the extension
+    exists (a database not yet initialised) there is nothing to register; the store
+    reconnects after creating it."""
+    from pgvector.asyncpg import register_vector
+
+    try:
+        await register_vector(conn)
+    except ValueError as exc:  # unknown type: public.vector
+        if "unknown type" not in str(exc):
+            raise

@@ -12,6 +12,7 @@ known), SQLite keeps unit-length float32 blobs that the store scores with numpy.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -67,6 +68,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class PgVector(UserDefinedType[Any]):
+    """pgvector's `vector`, sent in binary: connections get pgvector's asyncpg codec (see
+    memory.engine), so numpy arrays go over the wire as-is. pgvector's own SQLAlchemy type
+    formats every float as text, which made bulk inserts CPU-bound."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "VECTOR"
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
+
+
 class EmbeddingVector(TypeDecorator[Any]):
     """pgvector `vector` on PostgreSQL, a float32 blob elsewhere. Python side: ndarray."""
 
@@ -75,9 +93,7 @@ class EmbeddingVector(TypeDecorator[Any]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
-            from pgvector.sqlalchemy import VECTOR
-
-            return dialect.type_descriptor(VECTOR())
+            return dialect.type_descriptor(PgVector())
         return dialect.type_descriptor(LargeBinary())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
@@ -91,6 +107,10 @@ class EmbeddingVector(TypeDecorator[Any]):
             return None
         if isinstance(value, bytes | memoryview):
             return np.frombuffer(value, dtype=np.float32)
+        if hasattr(value, "to_numpy"):  # pgvector.Vector from the binary codec
+            return np.asarray(value.to_numpy(), dtype=np.float32)
+        if isinstance(value, str):  # text format: a connection without the codec
+            return np.asarray(json.loads(value), dtype=np.float32)
         return np.asarray(value, dtype=np.float32)
 
 

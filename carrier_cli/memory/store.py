@@ -24,7 +24,7 @@ from sqlalchemy import Float, Table, bindparam, delete, func, select, text, upda
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from carrier_cli.errors import InputError, RuntimeFailure
-from carrier_cli.memory.engine import IMMEDIATE, make_engine
+from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE, make_engine
 from carrier_cli.memory.schema import (
     AgentRow,
     CacheRow,
@@ -103,6 +103,8 @@ class MemoryStore:
         self._db_model: tuple[str, int] | None = None
         self._vector_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._pg_vectors_ready = False
+        self._claimed: tuple[str, int] | None = None  # model chosen by this process's first write
+        self._bulk = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -124,6 +126,7 @@ class MemoryStore:
                         hint="Run `carrier db init`.",
                     )
                 await upgrade(engine)
+                await engine.dispose()  # reconnect: the vector type exists only now
             elif state.status == "behind":
                 raise InputError(
                     f"The database {mask_url(full_url)} has an older schema "
@@ -179,8 +182,11 @@ class MemoryStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn, conn.begin():
-            yield conn
+        async with self.engine.connect() as conn:
+            if self.backend == "sqlite":
+                await conn.execution_options(**{AUTOCOMMIT_READ: True})
+            async with conn.begin():
+                yield conn
 
     # ------------------------------------------------------------------ agents, entities, rooms
     async def ensure_agent(self, name: str, agent_id: uuid.UUID | None = None) -> uuid.UUID:
@@ -454,10 +460,12 @@ class MemoryStore:
     async def _check_model(self, model: str, dim: int, *, writing: bool) -> bool:
         """True when vectors of `model` can be compared with the stored ones. Raises on a
         mismatch; on an empty PostgreSQL database, writing fixes the column's dimension."""
-        stored = await self.stored_model()
+        stored = await self.stored_model() or self._claimed
         if stored is None:
-            if writing and self.backend == "postgresql":
-                await self._prepare_pg_vectors(dim)
+            if writing:
+                if self.backend == "postgresql":
+                    await self._prepare_pg_vectors(dim)
+                self._claimed = (model, dim)
             return writing
         if stored != (model, dim):
             raise self._mismatch(stored, model, dim)
@@ -484,7 +492,7 @@ class MemoryStore:
                 await conn.execute(
                     text(f"ALTER TABLE memories ALTER COLUMN embedding TYPE vector({int(dim)})")
                 )
-            if dim <= PG_MAX_INDEXED_DIM:
+            if dim <= PG_MAX_INDEXED_DIM and not self._bulk:
                 await conn.execute(
                     text(
                         "CREATE INDEX IF NOT EXISTS ix_memories_embedding_hnsw ON memories "
@@ -495,6 +503,32 @@ class MemoryStore:
             # Pooled connections hold prepared statements typed against the old column.
             await self.engine.dispose()
         self._pg_vectors_ready = True
+
+    @asynccontextmanager
+    async def bulk_load(self) -> AsyncIterator[None]:
+        """For large loads (import, benchmarks) on PostgreSQL: drop the HNSW index, insert,
+        then build it once, which is several times faster than maintaining it row by row.
+        Searches during the load are exact (and slower). A no-op on SQLite."""
+        if self.backend != "postgresql":
+            yield
+            return
+        async with self._write() as conn:
+            await conn.execute(text("DROP INDEX IF EXISTS ix_memories_embedding_hnsw"))
+        self._bulk = True
+        try:
+            yield
+        finally:
+            self._bulk = False
+            stored = await self.stored_model(refresh=True)
+            if stored is not None and stored[1] <= PG_MAX_INDEXED_DIM:
+                async with self._write() as conn:
+                    await conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
+                    await conn.execute(
+                        text(
+                            "CREATE INDEX IF NOT EXISTS ix_memories_embedding_hnsw ON memories "
+                            "USING hnsw (embedding vector_cosine_ops)"
+                        )
+                    )
 
     # ------------------------------------------------------------------ embedding
     async def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
@@ -609,6 +643,7 @@ class MemoryStore:
         now = utcnow()
         vectors: list[np.ndarray | None] = [None] * len(memories)
         to_embed: list[int] = []
+        given: set[tuple[str, int]] = set()
         for i, memory in enumerate(memories):
             if memory.created_at is None:
                 memory.created_at = now + timedelta(microseconds=i)
@@ -619,11 +654,12 @@ class MemoryStore:
                 vector = _unit(memory.embedding)
                 vectors[i] = vector
                 if vector is not None:
-                    vmodel = memory.embedding_model or model
-                    await self._check_model(vmodel, len(vector), writing=True)
-                    memory.embedding_model = vmodel
+                    memory.embedding_model = memory.embedding_model or model
+                    given.add((memory.embedding_model, len(vector)))
             elif embed:
                 to_embed.append(i)
+        for vmodel, dim in sorted(given):
+            await self._check_model(vmodel, dim, writing=True)
         if to_embed:
             embedded = await self.embed_texts([memories[i].text for i in to_embed])
             first = next((v for v in embedded if v is not None), None)
@@ -683,12 +719,18 @@ class MemoryStore:
     ) -> bool:
         if room_id is None:
             return False
-        hits = await self._vector_search(
-            vector,
-            k=1,
-            threshold=DEDUPE_THRESHOLD,
-            filters=IndexFilters(agent_id=agent_id, room_id=room_id),
-        )
+        stored = await self.stored_model() or self._claimed
+        if stored is None:
+            return False
+        async with self._read() as conn:
+            hits = await self._vector_search(
+                conn,
+                vector,
+                stored[0],
+                k=1,
+                threshold=DEDUPE_THRESHOLD,
+                filters=IndexFilters(agent_id=agent_id, room_id=room_id),
+            )
         return bool(hits)
 
     # ------------------------------------------------------------------ reading
@@ -726,28 +768,41 @@ class MemoryStore:
             until=until,
             unique_only=unique_only,
         )
-        scored = await self._vector_search(vector, k=k, threshold=threshold, filters=filters)
-        if not scored:
+        stored = await self.stored_model()
+        if stored is None:
             return []
-        found = await self._get_many([i for i, _ in scored])
+        async with self._read() as conn:  # one connection: fewer round trips per search
+            scored = await self._vector_search(
+                conn, vector, stored[0], k=k, threshold=threshold, filters=filters
+            )
+            found = await self._get_many([i for i, _ in scored], conn=conn) if scored else {}
         if len(found) < len(scored) and self._index is not None:
             self._index.invalidate()  # deleted by another process since the cache was filled
         return [SearchHit(memory=found[i], score=s) for i, s in scored if i in found]
 
     async def _vector_search(
-        self, vector: np.ndarray, *, k: int, threshold: float, filters: IndexFilters
+        self,
+        conn: AsyncConnection,
+        vector: np.ndarray,
+        model: str,
+        *,
+        k: int,
+        threshold: float,
+        filters: IndexFilters,
     ) -> list[tuple[uuid.UUID, float]]:
         if self._index is not None:
-            stored = await self.stored_model()
-            if stored is None:
-                return []
-            async with self._read() as conn:
-                await self._index.refresh(conn, stored[0])
+            await self._index.refresh(conn, model)
             return self._index.search(vector, k, threshold, filters)
-        return await self._pg_search(vector, k=k, threshold=threshold, filters=filters)
+        return await self._pg_search(conn, vector, k=k, threshold=threshold, filters=filters)
 
     async def _pg_search(
-        self, vector: np.ndarray, *, k: int, threshold: float, filters: IndexFilters
+        self,
+        conn: AsyncConnection,
+        vector: np.ndarray,
+        *,
+        k: int,
+        threshold: float,
+        filters: IndexFilters,
     ) -> list[tuple[uuid.UUID, float]]:
         distance = M.c.embedding.op("<=>", return_type=Float())(
             bindparam("q", vector, type_=EmbeddingVector())
@@ -755,10 +810,15 @@ class MemoryStore:
         stmt = select(M.c.id, distance.label("distance")).where(M.c.embedding.is_not(None))
         stmt = _filtered(stmt, filters)
         stmt = stmt.order_by(distance).limit(k)
-        async with self._read() as conn:
-            await conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, k)}"))
-            await conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
-            rows = (await conn.execute(stmt)).all()
+        ef = max(HNSW_EF_SEARCH, k)
+        await conn.execute(
+            text(
+                "SELECT set_config('hnsw.ef_search', :ef, true), "
+                "set_config('hnsw.iterative_scan', 'strict_order', true)"
+            ),
+            {"ef": str(ef)},
+        )
+        rows = (await conn.execute(stmt)).all()
         hits = [(r[0], 1.0 - float(r[1])) for r in rows]
         return [(i, s) for i, s in hits if s >= threshold]
 
@@ -767,16 +827,22 @@ class MemoryStore:
         return found.get(memory_id)
 
     async def _get_many(
-        self, ids: Sequence[uuid.UUID], *, with_vector: bool = False
+        self,
+        ids: Sequence[uuid.UUID],
+        *,
+        with_vector: bool = False,
+        conn: AsyncConnection | None = None,
     ) -> dict[uuid.UUID, Memory]:
+        if conn is None:
+            async with self._read() as own:
+                return await self._get_many(ids, with_vector=with_vector, conn=own)
         found: dict[uuid.UUID, Memory] = {}
         columns = _columns(with_vector)
-        async with self._read() as conn:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = list(ids[start : start + _CHUNK])
-                rows = (await conn.execute(select(*columns).where(M.c.id.in_(chunk)))).all()
-                for row in rows:
-                    found[row.id] = _memory(row)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = list(ids[start : start + _CHUNK])
+            rows = (await conn.execute(select(*columns).where(M.c.id.in_(chunk)))).all()
+            for row in rows:
+                found[row.id] = _memory(row)
         return found
 
     async def recent(
@@ -882,6 +948,7 @@ class MemoryStore:
                 deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
         if deleted:
             self._db_model = None
+            self._claimed = None
         return deleted
 
     async def table_counts(self) -> dict[str, int]:
@@ -948,6 +1015,7 @@ class MemoryStore:
             async with self._write() as conn:
                 await conn.execute(update(M).values(embedding=None, embedding_model=None))
         self._db_model = None
+        self._claimed = None
         self._vector_cache.clear()
         done = 0
         last_id: uuid.UUID | None = None
