@@ -468,13 +468,16 @@ class AgentRuntime:
                     started_at=datetime.now(UTC),
                     timings=dict(timings),
                 )
+                finished = False
                 try:
                     respond = self._respond(message, intake, tlog, stream, started)
                     async with _closing(respond):
                         async for event in respond:
+                            finished = event.kind == "done"
                             yield event
                 except (asyncio.CancelledError, GeneratorExit):
-                    tlog.interrupted = True
+                    # A consumer that closes the stream right after `done` interrupted nothing.
+                    tlog.interrupted = not finished
                     raise
                 finally:
                     tlog.newer_messages = gate.arrivals - arrival

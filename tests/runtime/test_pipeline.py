@@ -361,3 +361,13 @@ async def test_turn_log_renders_prompt_output_and_timings(sqlite_store, make_run
     assert "--- reply #1" in text and "--- reply #2" in text
     assert "[output]\njunk" in text and "Bob: hello log" in text
     assert "timings (ms): " in text and "overhead=" in text
+
+
+async def test_closing_the_stream_after_done_is_not_an_interruption(sqlite_store, make_runtime):
+    runtime = await make_runtime(sqlite_store, [reply_xml("complete")])
+    stream = runtime.stream_message(dm("hi"))
+    async with contextlib.aclosing(stream):
+        async for event in stream:
+            if event.kind == "done":
+                break
+    assert not runtime.turn_logs[-1].interrupted
