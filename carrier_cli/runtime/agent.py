@@ -618,7 +618,7 @@ class AgentRuntime:
         try:
             raw = await self.model.complete(messages, params)
         except BaseException as exc:
-            record.error = f"{type(exc).__name__}: {exc}"
+            record.error = _describe_error(exc)
             raise
         finally:
             record.seconds = perf_counter() - began
@@ -804,7 +804,7 @@ class AgentRuntime:
                 else:
                     raw = await self.model.complete(messages, params)
             except BaseException as exc:
-                record.error = f"{type(exc).__name__}: {exc}"
+                record.error = _describe_error(exc)
                 raise
             finally:
                 record.seconds = perf_counter() - began
@@ -971,6 +971,13 @@ async def _closing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _describe_error(exc: BaseException) -> str:
+    """For the prompt log, which `/debug` prints: never a secret."""
+    from carrier_cli.state import scrub
+
+    return scrub(f"{type(exc).__name__}: {exc}")
 
 
 def _clip(text: str, limit: int) -> str:
