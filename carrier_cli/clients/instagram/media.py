@@ -386,11 +386,18 @@ def _fit_ratio(image: Image.Image, fit: Fit) -> Image.Image:
 def _encode(image: Image.Image) -> bytes:
     from PIL import ImageCms
 
-    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[24:36] = bytes(12)  # the creation date: zeroed so the same input gives the same file
+    srgb = bytes(profile)
     for quality in (92, 85, 75, 65, 55):
         buffer = io.BytesIO()
         image.save(
-            buffer, "JPEG", quality=quality, progressive=False, optimize=True, icc_profile=srgb
+            buffer,
+            "JPEG",
+            quality=quality,
+            progressive=False,
+            optimize=True,
+            icc_profile=srgb,
         )
         if buffer.tell() <= MAX_IMAGE_BYTES:
             return buffer.getvalue()

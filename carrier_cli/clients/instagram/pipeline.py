@@ -95,7 +95,7 @@ def prepare(request: PostRequest) -> tuple[list[media_mod.PreparedMedia], media_
 
 def _item(m: media_mod.PreparedMedia) -> dict[str, Any]:
     return {
-        "source": str(m.source),
+        "source": str(m.source.resolve()),
         "path": str(m.path),
         "sha256": m.sha256,
         "source_sha256": m.source_sha256,
@@ -352,11 +352,18 @@ class Publisher:
             story=bool(record.options.get("story")),
             out_dir=prepared_dir(),
         )
-        if again.sha256 != item["sha256"]:
+        if again.source_sha256 != item["source_sha256"]:
             raise InputError(
                 f"{source}: the file changed since post {record.id} was prepared.",
                 hint="Post it again as a new post (add --force).",
             )
+        # Normally byte-identical; after a Pillow upgrade the upload name follows the content.
+        item.update(
+            path=str(again.path),
+            sha256=again.sha256,
+            size=again.size,
+            remote_name=again.remote_name,
+        )
         return again.path
 
     def _container_params(

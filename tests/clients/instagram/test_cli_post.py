@@ -377,3 +377,54 @@ def test_post_with_the_journal_on_postgresql(
     again = run_cli("instagram", "post", "p.png", "--caption", "pg", cwd=tmp_path, extra_env=env)
     assert "Already published as post 1" in again.stdout
     assert len(instagram_env.graph.published) == 1
+
+
+def test_resume_after_crash_rebuilds_a_lost_prepared_copy(
+    instagram_env: InstagramEnv, tmp_path: Path, carrier_home: Path
+) -> None:
+    import shutil
+
+    make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
+    crashed = carrier(
+        "instagram",
+        "post",
+        "p.png",
+        "--caption",
+        "r",
+        cwd=tmp_path,
+        extra_env={"CARRIER_TEST_CRASH_AFTER": "prepared"},
+    )
+    assert crashed.returncode == 137
+    shutil.rmtree(carrier_home / "cache" / "instagram")
+    status = run_cli("instagram", "status", cwd=tmp_path)
+    assert "prepared" in status.stdout
+    resumed = run_cli("instagram", "resume", "1", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Published post 1" in resumed.stdout and len(instagram_env.graph.published) == 1
+    assert instagram_env.env["FTP_PASSWORD"] not in resumed.stdout + resumed.stderr
+
+
+def test_resume_refuses_a_changed_original(
+    instagram_env: InstagramEnv, tmp_path: Path, carrier_home: Path
+) -> None:
+    import shutil
+
+    photo = make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
+    crashed = carrier(
+        "instagram",
+        "post",
+        "p.png",
+        "--caption",
+        "r",
+        cwd=tmp_path,
+        extra_env={"CARRIER_TEST_CRASH_AFTER": "prepared"},
+    )
+    assert crashed.returncode == 137
+    shutil.rmtree(carrier_home / "cache" / "instagram")
+    make_image(photo, (800, 800), fmt="PNG", color=(1, 1, 1))
+    resumed = run_cli("instagram", "resume", "1", cwd=tmp_path)
+    assert (
+        resumed.returncode == 2
+        and "changed since post 1 was prepared" in resumed.stderr.replace("\n  ", " ")
+    )
+    assert not instagram_env.graph.published
