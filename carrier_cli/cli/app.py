@@ -18,6 +18,7 @@ from carrier_cli.cli import chat as chat_cli
 from carrier_cli.cli import db as db_cli
 from carrier_cli.cli import memory as memory_cli
 from carrier_cli.cli import models as models_cli
+from carrier_cli.cli import plugins as plugins_cli
 from carrier_cli.cli import instagram as instagram_cli
 from carrier_cli.cli import run as run_cli
 from carrier_cli.state import STATE
@@ -68,6 +69,7 @@ app.add_typer(character.app, name="character")
 app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(plugins_cli.app, name="plugins")
 app.add_typer(memory_cli.app, name="memory")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(instagram_cli.app, name="instagram")
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="carrier", standalone_mode=False)
+        # Without standalone mode click returns `typer.Exit(code)`'s code instead of exiting.
+        rc = app(args=args, prog_name="carrier", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             "This is a bug in Carrier; run again with --debug for the traceback and report it.",
         )
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 def _print_traceback() -> None:

@@ -74,3 +74,17 @@ def test_bad_config_file_is_one_paragraph_exit_2(tmp_path: Path) -> None:
     result = run_carrier(["config", "show"], cwd=tmp_path)
     assert result.returncode == 2
     assert "request_timeout" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_typer_exit_code_survives_main(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from carrier_cli.cli.app import app, main
+
+    @app.command("exit-three-test", hidden=True)
+    def exit_three() -> None:
+        raise typer.Exit(3)
+
+    with pytest.raises(SystemExit) as info:
+        main(["exit-three-test"])
+    assert info.value.code == 3
