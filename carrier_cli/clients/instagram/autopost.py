@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from carrier_cli.clients.instagram.graph import GraphClient
+from carrier_cli.clients.instagram.graph import GraphClient, GraphError
 from carrier_cli.clients.instagram.journal import Journal, now
 from carrier_cli.clients.instagram.media import VIDEO_EXTENSIONS
 from carrier_cli.clients.instagram.pipeline import (
@@ -116,7 +116,11 @@ async def post_next(
         )
     except StopRequested:
         return "stopped"
-    except InputError as exc:
+    except ConfigError:
+        raise  # a setting, not the file: keep the file for when it is fixed
+    except (InputError, GraphError) as exc:
+        if isinstance(exc, GraphError) and exc.action != "fix_input":
+            raise
         moved = move_to(path, "failed")
         log.error("Instagram: %s refused (%s); moved to %s", path.name, exc, moved)
         return "refused"
@@ -166,6 +170,16 @@ async def autopost_loop(
         while not stop_event.is_set():
             try:
                 await post_next(runtime, settings, journal, folder, stop_event)
+            except GraphError as exc:
+                if exc.action == "stop":
+                    log.critical(
+                        "Instagram: %s Autoposting for %s is paused until Carrier restarts.",
+                        exc,
+                        character.name,
+                    )
+                    await stop_event.wait()
+                    return
+                log.error("Instagram: this round failed: %s", exc)
             except CarrierError as exc:
                 log.error("Instagram: this round failed: %s", exc)
             except Exception:

@@ -270,3 +270,37 @@ def test_carrier_run_client_instagram(
     [media] = instagram_env.graph.published
     assert media["caption"] == "Boats asleep in the morning harbour\n\n#travel #sea"
     assert (media_dir / "a.png").exists()  # one post per interval (240 min here)
+
+
+async def test_media_refused_by_instagram_goes_to_failed(
+    instagram_env: InstagramEnv, media_dir: Path, tmp_path: Path
+) -> None:
+    instagram_env.graph.fail_next("media", 36003, 2207009, message="Aspect ratio not supported")
+    character = load_character(write_character(tmp_path / "marina.yaml", media_dir))
+    settings = load_settings().settings
+    journal = await Journal.open(settings)
+    try:
+        result = await post_next(StandInRuntime(character), settings, journal, media_dir)
+    finally:
+        await journal.close()
+    assert result == "refused"
+    assert [p.name for p in (media_dir / "failed").iterdir()] == ["b.jpg"]
+
+
+async def test_restricted_account_pauses_autoposting(
+    instagram_env: InstagramEnv, media_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    graph = instagram_env.graph
+    graph.fail_next("media_publish", 25, 2207050, message="The user is restricted")
+    character = load_character(write_character(tmp_path / "marina.yaml", media_dir))
+    settings = load_settings().settings
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        autopost_loop(StandInRuntime(character), settings, stop, interval=0.01)
+    )
+    await asyncio.sleep(3)
+    assert not task.done() and not graph.published
+    assert len(graph.containers) == 1  # no further rounds after the restriction
+    assert "paused until Carrier restarts" in caplog.text
+    stop.set()
+    await asyncio.wait_for(task, 10)
