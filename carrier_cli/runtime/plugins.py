@@ -175,3 +175,66 @@ def discover_plugins(
     for plugin in extra:
         found[plugin.name] = plugin
     return list(found.values())
+
+
+@dataclass
+class PluginInfo:
+    """What `carrier plugins list` shows about one plugin."""
+
+    name: str
+    origin: str  # "entry point NAME (module:attr)", "character", "built-in"
+    autoload: bool
+    actions: list[str] = field(default_factory=list)
+    providers: list[str] = field(default_factory=list)
+    evaluators: list[str] = field(default_factory=list)
+    description: str = ""
+    error: str | None = None
+
+
+def _info(plugin: Plugin, origin: str) -> PluginInfo:
+    return PluginInfo(
+        name=plugin.name,
+        origin=origin,
+        autoload=plugin.autoload,
+        actions=[a.name for a in plugin.actions],
+        providers=[p.name for p in plugin.providers],
+        evaluators=[e.name for e in plugin.evaluators],
+        description=plugin.description,
+    )
+
+
+def describe_installed() -> list[PluginInfo]:
+    """Every `carrier.plugins` entry point, loaded (load failures are reported, not raised)."""
+    infos: list[PluginInfo] = []
+    for name, ep in sorted(entry_points().items()):
+        origin = f"entry point {name} ({ep.value})"
+        try:
+            infos.append(_info(_coerce(ep.load(), name), origin))
+        except Exception as exc:
+            infos.append(
+                PluginInfo(
+                    name=name, origin=origin, autoload=False, error=f"{type(exc).__name__}: {exc}"
+                )
+            )
+    return infos
+
+
+def describe_for_character(character_refs: Sequence[str]) -> list[PluginInfo]:
+    """What a runtime for a character with these `plugins:` loads, built-ins first."""
+    from carrier_cli.runtime.builtin_actions import builtin_actions
+    from carrier_cli.runtime.evaluators import FactEvaluator
+
+    builtin = Plugin(
+        name="builtin",
+        description="Always loaded.",
+        actions=builtin_actions(),
+        evaluators=[FactEvaluator()],
+    )
+    infos = [_info(builtin, "built-in")]
+    from_character = {
+        load_plugin(str(ref)).name for ref in character_refs if not str(ref).startswith("@")
+    }
+    for plugin in discover_plugins(character_refs):
+        origin = "character plugins:" if plugin.name in from_character else "entry point (autoload)"
+        infos.append(_info(plugin, origin))
+    return infos
