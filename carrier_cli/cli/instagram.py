@@ -156,6 +156,16 @@ def post(
         raise InputError(f"--fit `{fit}`: use pad or crop.")
     if generate_caption and caption:
         raise InputError("--caption and --generate-caption exclude each other; pick one.")
+    if story:
+        if generate_caption:
+            raise InputError(
+                "--generate-caption does not apply to --story: stories have no caption."
+            )
+        if caption:
+            from carrier_cli.output import warn
+
+            warn("Stories have no caption on Instagram; --caption is ignored for --story.")
+        caption = ""
     if caption is None and not generate_caption:
         raise InputError(
             "No caption: pass --caption TEXT, or --generate-caption to let the "

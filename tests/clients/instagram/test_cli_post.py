@@ -98,7 +98,7 @@ def test_reel(instagram_env: InstagramEnv, tmp_path: Path) -> None:
 
 def test_story(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     make_image(tmp_path / "s.jpg", (1080, 1920))
-    result = run_cli("instagram", "post", "s.jpg", "--story", "--caption", "", cwd=tmp_path)
+    result = run_cli("instagram", "post", "s.jpg", "--story", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     graph = instagram_env.graph
     assert graph.containers[graph.published[0]["container"]].params["media_type"] == "STORIES"
