@@ -70,3 +70,8 @@ async def _register_vector(conn: Any) -> None:
     except ValueError as exc:  # unknown type: public.vector
         if "unknown type" not in str(exc):
             raise
+        return
+    # Search settings once per connection rather than per query (a round trip each).
+    # ef_search 100: recall@10 >= 0.95 at 100k; strict iterative scans keep filtered
+    # searches (one room, one kind) from returning fewer than k rows.
+    await conn.execute("SET hnsw.ef_search = 100; SET hnsw.iterative_scan = strict_order")

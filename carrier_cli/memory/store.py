@@ -185,6 +185,8 @@ class MemoryStore:
         async with self.engine.connect() as conn:
             if self.backend == "sqlite":
                 await conn.execution_options(**{AUTOCOMMIT_READ: True})
+            else:  # no BEGIN/COMMIT round trips around reads
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             async with conn.begin():
                 yield conn
 
@@ -529,6 +531,10 @@ class MemoryStore:
                             "USING hnsw (embedding vector_cosine_ops)"
                         )
                     )
+            async with self._write() as conn:
+                # Fresh statistics, or the planner keeps estimating a tiny table and
+                # sorts every row instead of using the index.
+                await conn.execute(text("ANALYZE memories"))
 
     # ------------------------------------------------------------------ embedding
     async def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
@@ -771,6 +777,12 @@ class MemoryStore:
         stored = await self.stored_model()
         if stored is None:
             return []
+        if self._index is None:
+            async with self._read() as conn:
+                pairs = await self._pg_search(
+                    conn, vector, k=k, threshold=threshold, filters=filters, full=True
+                )
+            return [SearchHit(memory=m, score=score) for m, score in pairs]
         async with self._read() as conn:  # one connection: fewer round trips per search
             scored = await self._vector_search(
                 conn, vector, stored[0], k=k, threshold=threshold, filters=filters
@@ -803,24 +815,24 @@ class MemoryStore:
         k: int,
         threshold: float,
         filters: IndexFilters,
-    ) -> list[tuple[uuid.UUID, float]]:
+        full: bool = False,
+    ) -> list[tuple[Any, float]]:
+        """(id, score) pairs, or (Memory, score) with full=True: one round trip. The
+        connection already has hnsw.ef_search and iterative_scan set (memory.engine)."""
         distance = M.c.embedding.op("<=>", return_type=Float())(
             bindparam("q", vector, type_=EmbeddingVector())
         )
-        stmt = select(M.c.id, distance.label("distance")).where(M.c.embedding.is_not(None))
+        columns = _columns(False) if full else [M.c.id]
+        stmt = select(*columns, distance.label("distance")).where(M.c.embedding.is_not(None))
         stmt = _filtered(stmt, filters)
         stmt = stmt.order_by(distance).limit(k)
-        ef = max(HNSW_EF_SEARCH, k)
-        await conn.execute(
-            text(
-                "SELECT set_config('hnsw.ef_search', :ef, true), "
-                "set_config('hnsw.iterative_scan', 'strict_order', true)"
-            ),
-            {"ef": str(ef)},
-        )
+        if k > HNSW_EF_SEARCH:
+            await conn.execute(
+                text("SELECT set_config('hnsw.ef_search', :ef, false)"), {"ef": str(k)}
+            )
         rows = (await conn.execute(stmt)).all()
-        hits = [(r[0], 1.0 - float(r[1])) for r in rows]
-        return [(i, s) for i, s in hits if s >= threshold]
+        hits = [(_memory(r) if full else r[0], 1.0 - float(r.distance)) for r in rows]
+        return [(item, score) for item, score in hits if score >= threshold]
 
     async def get(self, memory_id: uuid.UUID, *, with_vector: bool = True) -> Memory | None:
         found = await self._get_many([memory_id], with_vector=with_vector)
