@@ -606,16 +606,17 @@ class MemoryStore:
         async with self._read() as conn:
             for start in range(0, len(hashes), _CHUNK):
                 chunk = list(hashes[start : start + _CHUNK])
+                # Only content_hash in SQL: with `embedding_model = ?` too, SQLite picks
+                # the (unselective) model index and scans every row.
                 rows = (
                     await conn.execute(
-                        select(M.c.content_hash, M.c.embedding)
-                        .where(M.c.embedding_model == model)
-                        .where(M.c.embedding.is_not(None))
-                        .where(M.c.content_hash.in_(chunk))
+                        select(M.c.content_hash, M.c.embedding_model, M.c.embedding).where(
+                            M.c.content_hash.in_(chunk)
+                        )
                     )
                 ).all()
-                for h, vector in rows:
-                    if h not in found and vector is not None:
+                for h, row_model, vector in rows:
+                    if h not in found and row_model == model and vector is not None:
                         found[h] = np.asarray(vector, dtype=np.float32)
         return found
 
