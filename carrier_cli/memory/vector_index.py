@@ -10,6 +10,7 @@ Filters are evaluated on small integer code arrays, so they cost little more tha
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class SqliteVectorIndex:
         self.max_rowid = 0
         self.size = 0
         self.dim = 0
+        self._lock = asyncio.Lock()
         self._clear()
 
     def _clear(self) -> None:
@@ -87,6 +89,12 @@ class SqliteVectorIndex:
         self.rev = None
 
     async def refresh(self, conn: AsyncConnection, model: str) -> None:
+        # One refresh at a time: the runtime searches and dedupes concurrently, and two
+        # overlapping loads of the same new rows would append them twice.
+        async with self._lock:
+            await self._refresh(conn, model)
+
+    async def _refresh(self, conn: AsyncConnection, model: str) -> None:
         row = (
             await conn.execute(
                 text(

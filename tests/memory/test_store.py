@@ -310,3 +310,18 @@ async def test_opening_an_older_or_newer_schema_says_what_to_do(db_url: str) -> 
 async def test_create_false_refuses_an_empty_database(db_url: str) -> None:
     with pytest.raises(InputError, match="carrier db init"):
         await MemoryStore.open(db_url, create=False)
+
+
+async def test_concurrent_searches_and_adds_in_one_process(store: MemoryStore) -> None:
+    agent = await _agent(store)
+    room = await store.ensure_room(agent, "terminal", "busy")
+    await store.add(_fact(agent, "seed memory about gardening"))
+    texts = [f"note {i} about topic {i % 5} in the garden" for i in range(30)]
+    results = await asyncio.gather(
+        *[store.add(Memory(agent_id=agent, room_id=room.id, content={"text": t})) for t in texts],
+        *[store.search("garden notes", agent_id=agent, k=50, threshold=-1) for _ in range(10)],
+    )
+    assert len(results) == 40
+    hits = await store.search("garden", agent_id=agent, k=100, threshold=-1)
+    ids = [h.memory.id for h in hits]
+    assert len(ids) == len(set(ids)) == 31  # every memory once, none twice
