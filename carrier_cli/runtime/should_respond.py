@@ -32,7 +32,7 @@ def rule_decision(
     discord = character.clients.discord
     if message.sender_is_bot and message.source == "discord" and discord.ignore_bots:
         return "IGNORE"
-    if message.is_direct:
+    if message.is_direct or message.source == "terminal":  # the terminal is always 1:1
         return "DIRECT"
     if message.mentions_agent or names.search(message.text):
         return "MENTIONED"

@@ -36,6 +36,7 @@ def test_name_match_is_a_whole_word(character, text, expected):
 def test_rules(character):
     names = name_pattern(character)
     assert rule_decision(dm("hi"), character, names) == "DIRECT"
+    assert rule_decision(group("hi", source="terminal"), character, names) == "DIRECT"
     assert rule_decision(group("hi", mentions_agent=True), character, names) == "MENTIONED"
     assert rule_decision(group("hi eliza"), character, names) == "MENTIONED"
     assert rule_decision(group("hi eliza", sender_is_bot=True), character, names) == "IGNORE"
