@@ -71,7 +71,11 @@ async def _register_vector(conn: Any) -> None:
         if "unknown type" not in str(exc):
             raise
         return
-    # Search settings once per connection rather than per query (a round trip each).
-    # ef_search 100: recall@10 >= 0.95 at 100k; strict iterative scans keep filtered
-    # searches (one room, one kind) from returning fewer than k rows.
-    await conn.execute("SET hnsw.ef_search = 100; SET hnsw.iterative_scan = strict_order")
+    # Search settings once per connection rather than per query (a round trip each);
+    # see store.HNSW_EF_SEARCH. Strict iterative scans keep filtered searches (one room,
+    # one kind) from returning fewer than k rows.
+    from carrier_cli.memory.store import HNSW_EF_SEARCH
+
+    await conn.execute(
+        f"SET hnsw.ef_search = {HNSW_EF_SEARCH}; SET hnsw.iterative_scan = strict_order"
+    )
