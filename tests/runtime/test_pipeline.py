@@ -94,26 +94,28 @@ async def test_turns_in_one_room_run_in_arrival_order(store, make_runtime):
 async def test_different_rooms_run_concurrently(store, make_runtime):
     in_flight = 0
     peak = 0
-
-    class Gauge:
-        async def __call__(self) -> None:
-            nonlocal in_flight, peak
-            in_flight += 1
-            peak = max(peak, in_flight)
-            await asyncio.sleep(0.05)
-            in_flight -= 1
-
-    gauge = Gauge()
+    overlapped = asyncio.Event()
     runtime = await make_runtime(store, lambda m: reply_xml("hi"))
     original = runtime.model.complete
 
-    async def slow_complete(messages, params):
-        await gauge()
+    async def waiting_complete(messages, params):
+        # Each call waits (up to 5 s) for another room's call to start: with rooms run one
+        # after another no second call can begin, and the peak stays 1.
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight >= 2:
+            overlapped.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(overlapped.wait(), 5)
+        finally:
+            in_flight -= 1
         return await original(messages, params)
 
-    runtime.model.complete = slow_complete  # type: ignore[method-assign]
+    runtime.model.complete = waiting_complete  # type: ignore[method-assign]
     results = await asyncio.gather(
-        *(runtime.handle_message(dm("hello", room=f"room-{i}")) for i in range(6))
+        *(runtime.handle_message(dm("hello", room=f"room-{i}")) for i in range(4))
     )
     assert all(r.text == "hi" for r in results)
     assert peak > 1
