@@ -139,7 +139,7 @@ async def test_newer_message_during_generation_is_seen_by_next_turn(store, make_
     while not prompts:
         await asyncio.sleep(0.01)
     second = asyncio.create_task(runtime.handle_message(dm("actually, second", "b")))
-    for _ in range(200):  # the second message is stored while the first reply is pending
+    for _ in range(1000):  # the second message is stored while the first reply is pending
         if await store.get(stable_id("terminal", "message", "b", runtime.agent_id)):
             break
         await asyncio.sleep(0.01)
