@@ -359,6 +359,15 @@ class Journal:
             await session.refresh(row)
             return PostRecord.from_row(row)
 
+    async def renew(self, post_id: int, owner: str) -> bool:
+        async with self._session() as session, session.begin():
+            result = await session.execute(
+                update(InstagramPostRow)
+                .where(InstagramPostRow.id == post_id, InstagramPostRow.lease_owner == owner)
+                .values(lease_expires=time.time() + LEASE_SECONDS)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def record_step(self, post_id: int, owner: str, step: str, **values: Any) -> PostRecord:
         assert step in STEPS, step
         record = await self.update(

@@ -224,6 +224,7 @@ class Publisher:
             record = await self.journal.require(record.id)
             if record.published:
                 return PostOutcome(record, already_published=True)
+        heartbeat = asyncio.create_task(self._keep_lease(record.id, owner))
         try:
             record = await self.journal.require(record.id)
             if record.published:
@@ -244,7 +245,20 @@ class Publisher:
             await self.journal.fail(record.id, owner, f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            heartbeat.cancel()
             await asyncio.shield(self.journal.release(record.id, owner))
+
+    async def _keep_lease(self, post_id: int, owner: str) -> None:
+        """Renew the lease during long waits (container processing, quota back-off), so that
+        another process never takes over a post that is still alive."""
+        from carrier_cli.clients.instagram.journal import LEASE_SECONDS
+
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 4)
+            try:
+                await self.journal.renew(post_id, owner)
+            except Exception as exc:  # the next journal write reports a real problem
+                log.warning("could not renew the lease of post %d: %s", post_id, exc)
 
     # -- the steps ---------------------------------------------------------------------
     async def _run(self, record: PostRecord, owner: str) -> PostRecord:

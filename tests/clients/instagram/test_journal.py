@@ -132,3 +132,27 @@ async def test_model_matches_migration(journal: Journal) -> None:
 
     async with journal.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+async def test_a_live_post_keeps_its_lease_through_long_waits(
+    db_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """While one process waits (longer than a lease) another must not take the post over."""
+    from carrier_cli.clients.instagram.pipeline import Publisher
+
+    monkeypatch.setattr(journal_mod, "LEASE_SECONDS", 0.4)
+    journal = await Journal.open(db_settings)
+    other = await Journal.open(db_settings)
+    try:
+        post_id = await make_post(journal)
+        owner = make_owner()
+        assert await journal.claim(post_id, owner, ttl=0.4)
+        keeper = asyncio.create_task(Publisher(db_settings, journal)._keep_lease(post_id, owner))
+        await asyncio.sleep(1.2)  # three lease lengths
+        assert not await other.claim(post_id, make_owner())
+        keeper.cancel()
+        await asyncio.sleep(0.5)
+        assert await other.claim(post_id, make_owner())  # expired once nobody renews it
+    finally:
+        await journal.close()
+        await other.close()
