@@ -62,10 +62,13 @@ def run_cli(
     """
     import contextlib
     import io
+    import logging
 
     from carrier_cli.cli.app import main
     from carrier_cli.state import STATE
 
+    root = logging.getLogger()
+    saved_logging = (list(root.handlers), root.level)
     saved = dict(os.environ)
     os.environ.update(extra_env or {})
     STATE._loaded.clear()
@@ -84,4 +87,6 @@ def run_cli(
         os.environ.clear()
         os.environ.update(saved)
         STATE._loaded.clear()
+        root.handlers[:], level = saved_logging
+        root.setLevel(level)
     return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
