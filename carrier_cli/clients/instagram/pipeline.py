@@ -297,12 +297,15 @@ class Publisher:
         at = now()
         published = await self.journal.published_since(at - timedelta(seconds=quota.duration))
         frees = free_slot_time(published, quota, at)
-        when = (
-            f"at {frees.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-            if frees
-            else f"within {quota.duration / 3600:.0f} h at the latest (the oldest post in the "
-            "window was not made by Carrier)"
-        )
+        if frees is None:
+            when = (
+                f"within {quota.duration / 3600:.0f} h at the latest (the posts in the "
+                "window were not made by Carrier)"
+            )
+        else:
+            when = f"at {frees.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            if quota.usage > len(published):  # some posts were made elsewhere: maybe sooner
+                when += " at the latest"
         raise RuntimeFailure(
             f"Instagram publishing limit reached: {quota.usage} of {quota.total} posts used in "
             f"the last {quota.duration / 3600:.0f} h. The next slot frees {when}.",

@@ -156,3 +156,18 @@ async def test_a_live_post_keeps_its_lease_through_long_waits(
     finally:
         await journal.close()
         await other.close()
+
+
+def test_free_slot_time() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from carrier_cli.clients.instagram.graph import Quota
+    from carrier_cli.clients.instagram.pipeline import free_slot_time
+
+    at = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    posts = [at - timedelta(hours=h) for h in (30, 20, 5, 1)]  # the 30 h one left the window
+    day = timedelta(hours=24)
+    assert free_slot_time(posts, Quota(3, 3, 86400), at) == posts[1] + day
+    # The limit was lowered to 2: two posts must leave before one is free.
+    assert free_slot_time(posts, Quota(3, 2, 86400), at) == posts[2] + day
+    assert free_slot_time([], Quota(5, 5, 86400), at) is None
