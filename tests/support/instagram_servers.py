@@ -60,15 +60,22 @@ def _handler_classes(control: dict[str, Any], tls: bool, certfile: Path | None) 
         def handle_read_event(self) -> None:  # pyftpdlib aliases handle_read to this
             super().handle_read_event()
             limit = control.get("drop_after")
-            if (limit is not None and self.tot_bytes_received >= limit and self.receive
-                    and self.file_obj is not None):
+            if (
+                limit is not None
+                and self.tot_bytes_received >= limit
+                and self.receive
+                and self.file_obj is not None
+            ):
                 control["drop_after"] = None
                 control["drops"] = control.get("drops", 0) + 1
                 self.file_obj.flush()
                 self.cmd_channel.close()  # the whole session dies, as on a network failure
 
-    attrs: dict[str, Any] = {"dtp_handler": DroppingDTP, "banner": "carrier test ftpd",
-                             "auth_failed_timeout": 0.05}
+    attrs: dict[str, Any] = {
+        "dtp_handler": DroppingDTP,
+        "banner": "carrier test ftpd",
+        "auth_failed_timeout": 0.05,
+    }
     if tls:
         attrs["certfile"] = str(certfile)
         attrs["tls_control_required"] = False
