@@ -428,3 +428,16 @@ def test_resume_refuses_a_changed_original(
         and "changed since post 1 was prepared" in resumed.stderr.replace("\n  ", " ")
     )
     assert not instagram_env.graph.published
+
+
+def test_carousel_item_error_then_rerun(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    graph = instagram_env.graph
+    graph.script_statuses(["FINISHED"], ["ERROR"])
+    files = [make_image(tmp_path / f"{i}.jpg", (1080, 1080), color=(i, 9, 9)) for i in range(2)]
+    args = ["instagram", "post", *[f.name for f in files], "--caption", "two"]
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 1
+    assert "Carousel item 2 (1.jpg) was not accepted: ERROR" in first.stderr.replace("\n  ", " ")
+    second = run_cli(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert len(graph.published) == 1 and len(graph.containers) == 5  # 2 failed + 2 + parent

@@ -160,3 +160,11 @@ async def test_head_check_unreachable() -> None:
         await check_public_url(
             "http://127.0.0.1:9/x.jpg", expected_size=1, kind="image", retries=1, backoff=0.01
         )
+
+
+async def test_head_check_redirect_is_refused(media_http_server: HttpServerHandle) -> None:
+    (media_http_server.root / "folder").mkdir()
+    with pytest.raises(ConfigError, match=r"redirect \(301\)"):
+        await check_public_url(
+            media_http_server.url + "folder", expected_size=1, kind="image", retries=0
+        )

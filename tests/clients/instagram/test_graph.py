@@ -168,3 +168,14 @@ async def test_wait_reports_error_and_timeout(
 )
 def test_classification(code: int, subcode: int | None, action: str) -> None:
     assert classify(code, subcode, False, 400) == action
+
+
+async def test_throttling_backs_off_longer(fake_graph: FakeGraph) -> None:
+    import time
+
+    fake_graph.fail_next("user", 4, None, message="Application request limit reached")
+    start = time.monotonic()
+    async with GraphClient(settings_for(fake_graph, instagram_retry_delay=0.05)) as graph:
+        await graph.whoami()
+    assert time.monotonic() - start >= 0.25  # 5 x the normal first delay
+    assert len(fake_graph.requests) == 2
