@@ -97,21 +97,22 @@ async def drop_everything(engine: AsyncEngine) -> None:
 
 
 def _explain_migration_error(exc: Exception) -> Exception:
-    text = str(exc)
-    if "vector" in text and ("extension" in text or "control file" in text):
+    original = getattr(exc, "orig", None) or exc  # the driver's error, without SQLAlchemy's
+    text_ = str(original)
+    lowered = text_.lower()
+    if "permission denied" in lowered and "extension" in lowered:
+        return RuntimeFailure(
+            f"Not allowed to create the pgvector extension: {_first_line(text_)}.",
+            hint="Ask a superuser to run `CREATE EXTENSION vector;` in this database once "
+            "(or grant this role the right to), then run `carrier db init` again.",
+        )
+    if "vector" in lowered and ("extension" in lowered or "control file" in lowered):
         return RuntimeFailure(
             "The PostgreSQL server does not have the pgvector extension installed "
-            f"(CREATE EXTENSION vector failed: {_first_line(text)}).",
+            f"(CREATE EXTENSION vector failed: {_first_line(text_)}).",
             hint="Install pgvector on the database server (Debian/Ubuntu: apt install "
             "postgresql-<version>-pgvector; macOS: brew install pgvector; Docker: use the "
-            "pgvector/pgvector image), then run `carrier db init` again. If it is installed, "
-            "a superuser must run `CREATE EXTENSION vector;` in this database once.",
-        )
-    if "permission denied" in text and "extension" in text:
-        return RuntimeFailure(
-            f"Not allowed to create the pgvector extension: {_first_line(text)}.",
-            hint="Ask a superuser to run `CREATE EXTENSION vector;` in this database, "
-            "then run `carrier db init` again.",
+            "pgvector/pgvector image), then run `carrier db init` again.",
         )
     return exc
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from alembic import command
@@ -143,3 +145,30 @@ def test_ingest_and_reset(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "--yes" in _flat(refused.stderr)
     _ok(["db", "reset", "--yes"])
     assert json.loads(_ok(["memory", "stats", "--json"]))["total"] == 0
+
+
+@pytest.mark.postgres
+def test_db_init_without_rights_to_create_pgvector_says_what_to_do(
+    postgres_admin_url: str, pg_database_factory: Callable[[], str]
+) -> None:
+    from tests.support.postgres import _run, with_database
+
+    url = pg_database_factory()
+    name = urlsplit(url).path.lstrip("/")
+    try:
+        _run(postgres_admin_url, "DROP ROLE IF EXISTS carrier_plain")
+        _run(postgres_admin_url, "CREATE ROLE carrier_plain LOGIN PASSWORD 'plain-secret-pw'")
+        _run(postgres_admin_url, f'ALTER DATABASE "{name}" OWNER TO carrier_plain')
+    except Exception as exc:  # pragma: no cover - an external server, not superuser
+        if os.environ.get("CARRIER_TEST_DATABASE_URL"):
+            pytest.skip(f"cannot create a role on CARRIER_TEST_DATABASE_URL: {exc}")
+        raise
+    user_url = with_database(postgres_admin_url, name).replace(
+        "://postgres:@", "://carrier_plain:plain-secret-pw@"
+    )
+    result = run_carrier(["db", "init"], env={"DATABASE_URL": user_url})
+    message = _flat(result.stderr)
+    assert result.returncode == 1, result.stderr
+    assert "permission denied to create extension" in message
+    assert "CREATE EXTENSION vector;" in message and "carrier db init" in message
+    assert "plain-secret-pw" not in result.stderr and "Traceback" not in result.stderr
