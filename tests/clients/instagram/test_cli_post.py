@@ -9,7 +9,7 @@ import pytest
 
 from tests.clients.instagram.cli_helpers import carrier, noisy_jpeg, popen, run_cli
 from tests.clients.instagram.helpers import make_image, make_mp4
-from tests.support.instagram_servers import InstagramEnv
+from tests.support.instagram_servers import FtpServerHandle, InstagramEnv
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -441,3 +441,36 @@ def test_carousel_item_error_then_rerun(instagram_env: InstagramEnv, tmp_path: P
     second = run_cli(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert len(graph.published) == 1 and len(graph.containers) == 5  # 2 failed + 2 + parent
+
+
+def test_plain_ftp_server_is_used_when_it_offers_no_tls(
+    instagram_env: InstagramEnv, ftp_server: FtpServerHandle, tmp_path: Path
+) -> None:
+    make_image(tmp_path / "p.jpg", (800, 800))
+    env = {"FTP_SERVER": f"{ftp_server.host}:{ftp_server.port}"}  # same root, no AUTH TLS
+    result = run_cli(
+        "instagram", "post", "p.jpg", "--caption", "plain", cwd=tmp_path, extra_env=env
+    )
+    assert result.returncode == 0, result.stderr
+    required = run_cli(
+        "instagram",
+        "post",
+        "p.jpg",
+        "--caption",
+        "tls",
+        cwd=tmp_path,
+        extra_env={**env, "FTP_TLS": "true"},
+    )
+    assert required.returncode == 2 and "refused AUTH TLS" in required.stderr
+    assert len(instagram_env.graph.published) == 1
+
+
+def test_carousel_with_a_video(instagram_env: InstagramEnv, tmp_path: Path) -> None:
+    make_image(tmp_path / "a.jpg", (1080, 1080))
+    make_mp4(tmp_path / "b.mp4", seconds=5)
+    result = run_cli("instagram", "post", "a.jpg", "b.mp4", "--caption", "mixed", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    graph = instagram_env.graph
+    children = graph.containers[graph.published[0]["container"]].params["children"].split(",")
+    kinds = [graph.containers[c].params.get("media_type", "IMAGE") for c in children]
+    assert kinds == ["IMAGE", "VIDEO"]
