@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import signal
@@ -80,8 +81,10 @@ WORDS = [
 
 
 def clustered_vectors(n: int, rng: np.random.Generator, clusters: int = 200) -> np.ndarray:
-    """Vectors around topic centres, closer to real embeddings than uniform noise."""
-    centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
+    """Vectors around topic centres, closer to real embeddings than uniform noise. The
+    centres are fixed, so queries come from the same topics as the stored memories (as
+    real queries do); only the choice of topic and the noise depend on `rng`."""
+    centres = np.random.default_rng(12345).standard_normal((clusters, DIM)).astype(np.float32)
     labels = rng.integers(0, clusters, n)
     vectors = centres[labels] + 0.6 * rng.standard_normal((n, DIM)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -167,11 +170,22 @@ async def run_one(url: str, backend: str, size: int, seed: int) -> dict[str, flo
     # all stored vectors, for exact search
     if backend == "sqlite":
         await store.search([1.0] * DIM, agent_id=agent, k=1)  # warm the matrix cache
-    all_rows = await store.list(agent_id=agent, limit=None, with_vectors=True)
-    ids = [m.id for m in all_rows if m.embedding is not None]
-    matrix = np.asarray(
-        [m.embedding for m in all_rows if m.embedding is not None], dtype=np.float32
-    )
+    ids: list[uuid.UUID] = []
+    chunks: list[np.ndarray] = []
+    for offset in range(0, size, 10_000):  # paged, and kept as numpy: a heap of 100k
+        page = await store.list(  # Python float lists would slow every later search (GC)
+            agent_id=agent, limit=10_000, offset=offset, with_vectors=True
+        )
+        ids.extend(m.id for m in page if m.embedding is not None)
+        chunks.append(
+            np.asarray(
+                [m.embedding for m in page if m.embedding is not None], dtype=np.float32
+            ).reshape(-1, DIM)
+        )
+        del page
+    matrix = np.concatenate(chunks)
+    del chunks
+    gc.collect()
 
     queries = clustered_vectors(QUERIES, np.random.default_rng(seed + 1))
     latencies: list[float] = []
