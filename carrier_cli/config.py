@@ -114,11 +114,13 @@ class Settings(BaseSettings):
 
     # Instagram
     instagram_account_id: str | None = Field(
-        None, description="Instagram professional account id.",
+        None,
+        description="Instagram professional account id.",
         json_schema_extra=_env("INSTAGRAM_ACCOUNT_ID"),
     )
     instagram_access_token: SecretStr | None = Field(
-        None, description="Graph API access token.",
+        None,
+        description="Graph API access token.",
         json_schema_extra=_env("INSTAGRAM_ACCESS_TOKEN"),
     )
     graph_api_host: str = Field(
@@ -144,7 +146,9 @@ class Settings(BaseSettings):
         json_schema_extra=_env("FTP_TLS"),
     )
     ftp_directory: str = Field(
-        "/", description="Remote directory served over HTTP.", json_schema_extra=_env("FTP_DIRECTORY")
+        "/",
+        description="Remote directory served over HTTP.",
+        json_schema_extra=_env("FTP_DIRECTORY"),
     )
     http_server: str | None = Field(
         None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from carrier_cli.errors import InputError
 from carrier_cli.paths import CarrierPaths, carrier_paths
@@ -138,7 +137,10 @@ def validate_key_name(name: str) -> str:
     from carrier_cli.config import KEY_NAMES
 
     base = name.split(":", 1)[0]
-    if base not in KEY_NAMES or not name.replace(":", "").replace("-", "").replace("_", "").isalnum():
+    if (
+        base not in KEY_NAMES
+        or not name.replace(":", "").replace("-", "").replace("_", "").isalnum()
+    ):
         raise InputError(
             f"Unknown key name '{name}'.",
             hint=f"Use one of: {', '.join(KEY_NAMES)} (optionally NAME:CHARACTER, "

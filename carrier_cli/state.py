@@ -95,5 +95,13 @@ def setup_logging(debug: bool, verbose: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     if not debug:
-        for noisy in ("discord", "httpx", "httpcore", "openai", "anthropic", "asyncio", "aiosqlite"):
+        for noisy in (
+            "discord",
+            "httpx",
+            "httpcore",
+            "openai",
+            "anthropic",
+            "asyncio",
+            "aiosqlite",
+        ):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -10,14 +10,30 @@ from pathlib import Path
 import pytest
 
 # Shared fixtures of one area that others reuse live in tests/support/*.py; list them here.
-pytest_plugins: list[str] = ["tests.support.fake_discord", "tests.support.model_server",
-                             "tests.support.postgres", "tests.support.instagram_servers"]
+pytest_plugins: list[str] = [
+    "tests.support.fake_discord",
+    "tests.support.model_server",
+    "tests.support.postgres",
+    "tests.support.instagram_servers",
+]
 
 _CLEARED = [
-    "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-    "DISCORD_API_TOKEN", "INSTAGRAM_ACCOUNT_ID", "INSTAGRAM_ACCESS_TOKEN", "FTP_SERVER",
-    "FTP_USERNAME", "FTP_PASSWORD", "FTP_PORT", "FTP_TLS", "FTP_DIRECTORY", "HTTP_SERVER",
-    "DATABASE_URL", "OLLAMA_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "DISCORD_API_TOKEN",
+    "INSTAGRAM_ACCOUNT_ID",
+    "INSTAGRAM_ACCESS_TOKEN",
+    "FTP_SERVER",
+    "FTP_USERNAME",
+    "FTP_PASSWORD",
+    "FTP_PORT",
+    "FTP_TLS",
+    "FTP_DIRECTORY",
+    "HTTP_SERVER",
+    "DATABASE_URL",
+    "OLLAMA_BASE_URL",
 ]
 
 
@@ -27,8 +43,11 @@ def carrier_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("CARRIER_HOME", str(home))
     monkeypatch.setenv("CARRIER_KEYRING", "file")
     for name in list(os.environ):
-        if name.startswith("CARRIER_") and name not in {"CARRIER_HOME", "CARRIER_KEYRING",
-                                                        "CARRIER_TEST_DATABASE_URL"}:
+        if name.startswith("CARRIER_") and name not in {
+            "CARRIER_HOME",
+            "CARRIER_KEYRING",
+            "CARRIER_TEST_DATABASE_URL",
+        }:
             monkeypatch.delenv(name)
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)

@@ -41,8 +41,11 @@ def test_dotenv_beats_yaml(tmp_path: Path) -> None:
 
 
 def test_standard_env_names(tmp_path: Path) -> None:
-    env = {"OPENAI_API_KEY": "sk-test-1234567890abcd", "DATABASE_URL": "postgresql://x/y",
-           "FTP_PORT": "2100"}
+    env = {
+        "OPENAI_API_KEY": "sk-test-1234567890abcd",
+        "DATABASE_URL": "postgresql://x/y",
+        "FTP_PORT": "2100",
+    }
     s = load_settings(environ=env, cwd=tmp_path).settings
     assert s.secret("openai_api_key") == "sk-test-1234567890abcd"
     assert s.database_url == "postgresql://x/y"
@@ -95,8 +98,13 @@ def test_mask_secret() -> None:
 
 
 def test_secret_fields_detected() -> None:
-    assert {"openai_api_key", "anthropic_api_key", "discord_api_token",
-            "instagram_access_token", "ftp_password"} <= SECRET_FIELDS
+    assert {
+        "openai_api_key",
+        "anthropic_api_key",
+        "discord_api_token",
+        "instagram_access_token",
+        "ftp_password",
+    } <= SECRET_FIELDS
 
 
 def test_examples_list_every_setting_and_are_current() -> None:

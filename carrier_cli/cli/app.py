@@ -16,10 +16,10 @@ import typer
 from carrier_cli.cli import character, config, keys, version
 from carrier_cli.cli import chat as chat_cli
 from carrier_cli.cli import db as db_cli
+from carrier_cli.cli import instagram as instagram_cli
 from carrier_cli.cli import memory as memory_cli
 from carrier_cli.cli import models as models_cli
 from carrier_cli.cli import plugins as plugins_cli
-from carrier_cli.cli import instagram as instagram_cli
 from carrier_cli.cli import run as run_cli
 from carrier_cli.state import STATE
 
@@ -43,13 +43,19 @@ def _global_options(
     ] = 0,
     config_path: Annotated[
         Path | None,
-        typer.Option("--config", help="Config file to use instead of ./config.yaml or the user one.",
-                     dir_okay=False),
+        typer.Option(
+            "--config",
+            help="Config file to use instead of ./config.yaml or the user one.",
+            dir_okay=False,
+        ),
     ] = None,
     home: Annotated[
         Path | None,
-        typer.Option("--home", help="Keep all Carrier files under this directory (CARRIER_HOME).",
-                     file_okay=False),
+        typer.Option(
+            "--home",
+            help="Keep all Carrier files under this directory (CARRIER_HOME).",
+            file_okay=False,
+        ),
     ] = None,
 ) -> None:
     if home is not None:

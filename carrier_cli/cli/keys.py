@@ -52,7 +52,9 @@ def get_key(
     validate_key_name(name)
     found = SecretStore().get(name)
     if found is None:
-        raise InputError(f"No stored key '{name}'.", hint=f"Store one with `carrier keys set {name}`.")
+        raise InputError(
+            f"No stored key '{name}'.", hint=f"Store one with `carrier keys set {name}`."
+        )
     typer.echo(found.value if reveal else mask_secret(found.value))
 
 
@@ -69,8 +71,14 @@ def list_keys(
     rows = []
     for name in names:
         setting = KEY_NAMES.get(name.split(":", 1)[0], "")
-        rows.append({"name": name, "setting": setting, "stored_in": store.backend_name,
-                     "env": env_names(setting)[-1] if setting else ""})
+        rows.append(
+            {
+                "name": name,
+                "setting": setting,
+                "stored_in": store.backend_name,
+                "env": env_names(setting)[-1] if setting else "",
+            }
+        )
     if json_out:
         from carrier_cli.output import print_json
 

@@ -9,8 +9,19 @@ import pytest
 
 from tests.helpers import run_carrier
 
-HEAVY = ["openai", "anthropic", "discord", "sqlalchemy", "aiohttp", "numpy", "alembic",
-         "wordllama", "PIL", "asyncpg", "tiktoken"]
+HEAVY = [
+    "openai",
+    "anthropic",
+    "discord",
+    "sqlalchemy",
+    "aiohttp",
+    "numpy",
+    "alembic",
+    "wordllama",
+    "PIL",
+    "asyncpg",
+    "tiktoken",
+]
 
 
 def _imported_modules(args: list[str]) -> set[str]:
@@ -23,16 +34,22 @@ def _imported_modules(args: list[str]) -> set[str]:
         "    pass\n"
         "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     line = [ln for ln in result.stderr.splitlines() if ln.startswith("MODULES ")][-1]
     return set(line.split()[1:])
 
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], *[[group, "--help"] for group in
-                   ["character", "keys", "config", "memory", "db", "instagram", "chat", "run"]]],
+    [
+        ["--help"],
+        *[
+            [group, "--help"]
+            for group in ["character", "keys", "config", "memory", "db", "instagram", "chat", "run"]
+        ],
+    ],
 )
 def test_help_does_not_import_heavy_libraries(args: list[str]) -> None:
     modules = _imported_modules(args)
