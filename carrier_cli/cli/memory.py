@@ -381,7 +381,8 @@ def import_(
         if not file.is_file():
             raise InputError(f"{file}: no such file.", hint="Give the path of an export.")
         with file.open(encoding="utf-8") as handle:
-            return await import_jsonl(store, handle, source=str(file))
+            lines = handle.readlines()  # a list: lets a large import load in bulk
+        return await import_jsonl(store, lines, source=str(file))
 
     report = _run(None, body)
     if as_json:

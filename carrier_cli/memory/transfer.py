@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -26,6 +26,7 @@ from carrier_cli.memory.types import Memory, MemoryKind
 
 FORMAT_VERSION = 1
 BATCH = 500
+BULK_MIN = 5_000  # memories in one import before PostgreSQL's index is rebuilt once
 
 
 @dataclass
@@ -233,6 +234,13 @@ async def import_jsonl(
 ) -> ImportReport:
     report = ImportReport()
     pending: list[Memory] = []
+    if isinstance(lines, Sequence) and store.backend == "postgresql":
+        # A large import into a comparatively small table: build the HNSW index once at
+        # the end instead of maintaining it row by row (several times faster).
+        incoming = sum('"type":"memory"' in line for line in lines)
+        if incoming >= BULK_MIN and incoming >= await store.count() // 2:
+            async with store.bulk_load():
+                return await import_jsonl(store, iter(lines), source=source, progress=progress)
 
     async def flush() -> None:
         if not pending:

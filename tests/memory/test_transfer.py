@@ -133,3 +133,48 @@ async def test_bad_import_lines_name_the_line(store: MemoryStore) -> None:
         await import_jsonl(store, ['{"type":"memory","kind":"poem","id":"x"}'], source="f.jsonl")
     with pytest.raises(InputError, match="`id` is not a UUID"):
         await import_jsonl(store, ['{"type":"memory","id":"x","content":{"text":"a"}}'])
+
+
+@pytest.mark.postgres
+async def test_large_import_into_postgres_builds_the_index_once(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import text
+
+    from carrier_cli.memory import transfer
+
+    source = await MemoryStore.open(f"sqlite:///{tmp_path / 'a.db'}")
+    await _fill(source)
+    buffer = io.StringIO()
+    await export_jsonl(source, buffer)
+    await source.close()
+    monkeypatch.setattr(transfer, "BULK_MIN", 3)
+    target = await MemoryStore.open(postgres_url)
+    bulk_loads: list[int] = []
+    original = target.bulk_load
+
+    def counting_bulk_load():  # type: ignore[no-untyped-def]
+        bulk_loads.append(1)
+        return original()
+
+    monkeypatch.setattr(target, "bulk_load", counting_bulk_load)
+    try:
+        report = await import_jsonl(target, buffer.getvalue().splitlines())
+        assert report.memories_added == 4 and bulk_loads == [1]
+        async with target.engine.connect() as conn:
+            indexes = (
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'"
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert len(indexes) == 1 and "hnsw" in indexes[0]
+        hits = await target.search("kitten name", k=1)
+        assert hits[0].memory.text.startswith("Our office cat")
+    finally:
+        await target.close()
