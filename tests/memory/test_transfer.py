@@ -166,7 +166,8 @@ async def test_large_import_into_postgres_builds_the_index_once(
                 (
                     await conn.execute(
                         text(
-                            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_memories_embedding_hnsw'"
+                            "SELECT indexdef FROM pg_indexes "
+                            "WHERE indexname = 'ix_memories_embedding_hnsw'"
                         )
                     )
                 )
