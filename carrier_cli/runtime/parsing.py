@@ -2,7 +2,9 @@
 
 Models wrap the XML in code fences, chat before it, forget a closing tag or answer in the
 ElizaOS 0.x JSON shape. All of that still yields a reply here; only a reply with no
-recognisable structure counts as a failure (the runtime then retries, boundedly).
+recognisable structure counts as a failure (the runtime then retries, boundedly). Only a
+fence around the XML itself is unwrapped: code blocks inside `<text>` are part of the
+message and are kept verbatim.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import re
 from dataclasses import dataclass, field
 
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n?(.*?)```", re.S)
+_FENCE_MARK = re.compile(r"```")
+_FENCE_OPEN = re.compile(r"```[A-Za-z0-9_-]*")
+_REPLY_OPEN = re.compile(r"<(?:response|thought|actions|text)(?:\s[^>]*)?>", re.I)
+_REPLY_CLOSE = re.compile(r"</(?:response|thought|actions|text)\s*>", re.I)
 _CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.S)
 _SILENT = {"IGNORE", "STOP"}  # NONE means "reply, no other action" (ElizaOS)
 
@@ -44,6 +50,31 @@ def _tag(source: str, name: str) -> str | None:
         return rest
     nxt = re.search(r"</?(thought|actions|text|providers|response)\b", rest, re.I)
     return rest[: nxt.start()] if nxt else rest
+
+
+def _unwrap_fence(source: str) -> str:
+    """The reply XML out of a code fence wrapped around it, e.g. "```xml\n<response>...```".
+
+    The source is returned unchanged when its first reply tag is not inside a fence, so code
+    blocks in the `<text>` (and anywhere else) are never mistaken for a wrapper.
+    """
+    first = _REPLY_OPEN.search(source)
+    if first is None:
+        return source
+    marks = [m.start() for m in _FENCE_MARK.finditer(source)]
+    before = [p for p in marks if p < first.start()]
+    if len(before) % 2 == 0:  # every fence before the XML is closed: it is not fenced
+        return source
+    opener = _FENCE_OPEN.match(source, before[-1])
+    start = opener.end() if opener else before[-1] + 3
+    closes = list(_REPLY_CLOSE.finditer(source, start))
+    if closes:  # the wrapper's closing fence is the first one after the XML
+        after = [p for p in marks if p >= closes[-1].end()]
+        end = after[0] if after else len(source)
+    else:  # nothing closed (cut off): fences in the text pair up, an odd one out closes
+        inside = [p for p in marks if p >= start]
+        end = inside[-1] if len(inside) % 2 == 1 else len(source)
+    return source[start:end].strip()
 
 
 def _clean(value: str) -> str:
@@ -86,19 +117,18 @@ def _from_json(source: str) -> ParsedReply | None:
 
 def parse_reply(raw: str) -> ParsedReply:
     """Parse one model reply; `ok=False` when there is neither a text nor a silent choice."""
-    source = raw.strip()
-    fenced = _FENCE.findall(source)
-    if fenced:
-        source = max(fenced, key=len).strip()
+    source = _unwrap_fence(raw.strip())
     text = _tag(source, "text")
     thought = _tag(source, "thought")
     actions_raw = _tag(source, "actions")
     if text is None and thought is None and actions_raw is None:
-        parsed = _from_json(source)
-        if parsed is not None and (parsed.text or parsed.silent):
-            if parsed.silent:
-                parsed.text = None
-            return parsed
+        fenced = sorted(_FENCE.findall(source), key=len, reverse=True)
+        for candidate in (source, *fenced):  # the JSON may be fenced, with chatter around
+            parsed = _from_json(candidate)
+            if parsed is not None and (parsed.text or parsed.silent):
+                if parsed.silent:
+                    parsed.text = None
+                return parsed
         return ParsedReply(text=None, ok=False)
     reply = ParsedReply(
         text=_clean(text) if text is not None else None,
@@ -114,8 +144,9 @@ def parse_reply(raw: str) -> ParsedReply:
 
 
 def raw_fallback(raw: str) -> str:
-    """What to say when every attempt failed to parse: the raw output minus obvious markup."""
-    text = _FENCE.sub(lambda m: m.group(1), raw)
+    """What to say when every attempt failed to parse: the raw output minus obvious markup
+    (a fence around XML included; code blocks the model wrote stay)."""
+    text = _unwrap_fence(raw.strip())
     text = re.sub(r"</?[A-Za-z_][A-Za-z0-9_]*(?:\s[^>]*)?>", "", text)
     return html.unescape(text).strip()
 

@@ -34,6 +34,43 @@ def test_code_fence_and_chatter_around_the_xml():
     assert parsed.actions == ["REPLY", "CONTINUE"]
 
 
+CODE = "Try this:\n\n```python\nprint('hi')\n```\n\nand then:\n```\n$ run it\n```\nDone."
+
+
+def test_code_blocks_inside_the_text_are_kept_verbatim():
+    raw = f"<response><thought>t</thought><actions>REPLY</actions><text>{CODE}</text></response>"
+    parsed = parse_reply(raw)
+    assert (parsed.ok, parsed.text, parsed.thought, parsed.actions) == (
+        True,
+        CODE,
+        "t",
+        ["REPLY"],
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"```xml\n<response><thought>t</thought><text>{CODE}</text></response>\n```",
+        f"Here:\n```xml\n<response><text>{CODE}</text></response>\n```\nBye",
+        f"```\n<response><thought>t</thought><text>{CODE}</text>\n```",
+        f"```xml\n<response><text>{CODE}\n```",  # cut off: the odd fence is the wrapper's
+        f"```xml\n<response><text>{CODE}",  # cut off before the wrapper closed
+        f"<response><text>{CODE}",
+        f"chatter ```a``` first\n<text>{CODE}</text> trailing",
+    ],
+    ids=["fenced", "chatter", "no-close", "cut-fenced", "cut-open", "cut-bare", "inline-fence"],
+)
+def test_a_fence_around_the_xml_is_unwrapped_but_not_fences_in_the_text(raw):
+    parsed = parse_reply(raw)
+    assert parsed.ok and parsed.text == CODE
+
+
+def test_missing_section_with_code_in_the_text():
+    parsed = parse_reply(f"<response><actions>REPLY</actions><text>{CODE}")
+    assert parsed.ok and parsed.text == CODE and parsed.thought is None
+
+
 def test_text_outside_a_response_wrapper():
     parsed = parse_reply("blah <thought>x</thought> <text>just this</text> trailing")
     assert parsed.text == "just this" and parsed.actions == ["REPLY"]
@@ -87,6 +124,18 @@ def test_split_actions_variants():
 
 def test_raw_fallback_strips_markup():
     assert raw_fallback("```\n<text>hi</text> there\n```") == "hi there"
+
+
+def test_raw_fallback_keeps_code_blocks_the_model_wrote():
+    raw = "Sure:\n```python\nprint(1)\n```"
+    assert not parse_reply(raw).ok
+    assert raw_fallback(raw) == raw
+
+
+def test_eliza_0x_json_shape_with_chatter_around_the_fence():
+    raw = 'Ok {see}:\n```json\n{"text": "hello", "actions": ["REPLY"]}\n```\nthanks'
+    parsed = parse_reply(raw)
+    assert parsed.ok and parsed.text == "hello" and parsed.actions == ["REPLY"]
 
 
 def test_decisions():
