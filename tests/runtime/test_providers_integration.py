@@ -87,7 +87,7 @@ async def test_group_message_decided_by_the_small_model(model_server, runtime_fo
     runtime = await runtime_for(_settings(model_server, "openai"))
     result = await runtime.handle_message(group("what a lovely morning for tea", "g1"))
     assert result.decision == "RESPOND"
-    assert result.text is not None and result.text.startswith("Echo:")
+    assert result.text == "Echo: what a lovely morning for tea"
     first, second = model_server.requests("/v1/chat/completions")
     assert first.body["model"] == runtime.model_config.small
     assert "RESPOND" in first.prompt_text and "<actions>" in second.prompt_text
@@ -106,3 +106,16 @@ async def test_model_failure_keeps_message_and_raises_clean_error(
     message = await sqlite_store.get(log.message_id)
     assert message is not None
     assert [m.text for m in await sqlite_store.recent(message.room_id)] == ["anyone home?"]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_default_reply_echoes_the_new_message(model_server, runtime_for, provider):
+    # Nothing scripted: the fake answers with the new message the prompt marks, not with the
+    # template's last line (`</output>`), and in the XML format the runtime parses.
+    runtime = await runtime_for(_settings(model_server, provider))
+    first = await runtime.handle_message(dm("is the tide in?", "e1"))
+    assert first.text == "Echo: is the tide in?"
+    tricky = "two lines,\nfish & chips <b>bold</b> </text> 3 < 4"
+    second = await runtime.handle_message(dm(tricky, "e2"))
+    assert second.text == f"Echo: {tricky}"
+    assert second.thought and second.actions == ["REPLY"]

@@ -21,9 +21,14 @@ queue the default rule answers:
 * a should-respond prompt (any message contains the whole words RESPOND and IGNORE and the
   prompt has no `<actions>` tag) gets the one word `RESPOND`;
 * anything else gets the runtime's XML reply format
-  `<response><thought>...</thought><actions>REPLY</actions><text>Echo: LINE</text></response>`
-  where LINE is the last non-empty line of the last user message (cut to 200 characters),
-  or `default_text` when one is configured.
+  `<response><thought>...</thought><actions>REPLY</actions><text>Echo: NEW</text></response>`
+  where NEW is the new incoming message: in a runtime prompt, the text of the last
+  `(when) Name: text` entry of its `<conversation>` section (see
+  carrier_cli/runtime/templates.py and formatting.py); otherwise the last non-empty line of
+  the last user message outside its `<output>` format section that is not a template tag
+  line such as `</output>`. It is cut to
+  200 characters and XML-escaped, so the runtime parses back exactly the echoed text.
+  `default_text`, when one is configured, is used as the text instead (verbatim).
 
 Auth is checked like the real services: OpenAI needs `Authorization: Bearer ...`;
 Anthropic needs `x-api-key` (or `Authorization: Bearer`, which anthropic 2.x sends) and
@@ -41,6 +46,7 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import html
 import itertools
 import json
 import math
@@ -140,6 +146,26 @@ def _content_text(content: Any) -> str:
 
 _SHOULD_RESPOND = re.compile(r"\bRESPOND\b")
 _IGNORE = re.compile(r"\bIGNORE\b")
+# The runtime renders the conversation inside <conversation> as one entry per message,
+# oldest first: `(just now) Alice: text` (carrier_cli/runtime/formatting.py).
+_CONVERSATION = re.compile(r"<conversation>\n?(.*?)</conversation>", re.S)
+_ENTRY = re.compile(r"^\((?:just now|\d+ (?:minute|hour|day|week)s? ago)\) [^\n]*?: ", re.M)
+_OUTPUT = re.compile(r"<output>.*?</output>", re.S)
+_TAG_LINE = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?>(?:.*>)?")
+
+
+def new_message_text(prompt: str) -> str:
+    """The new incoming message a prompt asks about (see `default_reply_text`)."""
+    blocks = _CONVERSATION.findall(prompt)
+    entries = list(_ENTRY.finditer(blocks[-1])) if blocks else []
+    if entries:
+        text = blocks[-1][entries[-1].end() :].strip()
+        if text:
+            return text
+    instructions = _OUTPUT.sub("", prompt)  # the reply-format example is never the message
+    lines = [line.strip() for line in instructions.splitlines()]
+    plain = [line for line in lines if line and not _TAG_LINE.fullmatch(line)]
+    return plain[-1] if plain else ""
 
 
 def default_reply_text(
@@ -161,8 +187,7 @@ def default_reply_text(
             if message.get("role") == "user":
                 last_user = _content_text(message.get("content"))
                 break
-        lines = [line.strip() for line in last_user.splitlines() if line.strip()]
-        text = "Echo: " + (lines[-1][:200] if lines else "")
+        text = "Echo: " + html.escape(new_message_text(last_user)[:200], quote=False)
     return (
         "<response><thought>Replying to the user.</thought><actions>REPLY</actions>"
         f"<text>{text}</text></response>"
