@@ -33,6 +33,7 @@ from sqlalchemy import (
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine, UserDefinedType
@@ -83,6 +84,10 @@ class PgVector(UserDefinedType[Any]):
 
     def result_processor(self, dialect: Dialect, coltype: object) -> None:
         return None
+
+
+# Reflection (alembic autogenerate, `inspect`) should know the column type too.
+ischema_names.setdefault("vector", PgVector)
 
 
 class EmbeddingVector(TypeDecorator[Any]):
@@ -201,7 +206,7 @@ class RelationshipRow(Base):
 class CacheRow(Base):
     __tablename__ = "cache"
     key: Mapped[str] = mapped_column(String(500), primary_key=True)
-    value: Mapped[Any] = mapped_column(JSONType)
+    value: Mapped[Any] = mapped_column(JSONType, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
