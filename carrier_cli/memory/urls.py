@@ -26,6 +26,8 @@ def normalise_url(url: str | None) -> str:
         return f"sqlite+aiosqlite:///{path}"
     base = scheme.split("+", 1)[0].lower()
     if base in ("postgres", "postgresql"):
+        # libpq spells TLS `sslmode=require` (hosted PostgreSQL URLs do); asyncpg: `ssl=`.
+        rest = re.sub(r"([?&])sslmode=", r"\1ssl=", rest)
         return f"postgresql+asyncpg://{rest}"
     if base == "sqlite":
         return f"sqlite+aiosqlite://{rest}"
