@@ -1027,6 +1027,19 @@ class MemoryStore:
         self._db_model = None
         self._claimed = None
         self._vector_cache.clear()
+        async with self.bulk_load():  # PostgreSQL: the index is built once, at the end
+            done = await self._reembed_rows(model, batch_size, total, progress)
+        if self._index is not None:
+            self._index.invalidate()
+        return done
+
+    async def _reembed_rows(
+        self,
+        model: str,
+        batch_size: int,
+        total: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> int:
         done = 0
         last_id: uuid.UUID | None = None
         while True:
@@ -1042,19 +1055,24 @@ class MemoryStore:
             first = next((v for v in vectors if v is not None), None)
             if first is not None:
                 await self._check_model(model, len(first), writing=True)
-            async with self._write() as conn:
-                for (memory_id, _), vector in zip(rows, vectors, strict=True):
-                    if vector is not None:
-                        await conn.execute(
-                            update(M)
-                            .where(M.c.id == memory_id)
-                            .values(embedding=vector, embedding_model=model)
-                        )
+            changes = [
+                {"mid": memory_id, "vec": vector}
+                for (memory_id, _), vector in zip(rows, vectors, strict=True)
+                if vector is not None
+            ]
+            if changes:
+                change = (
+                    update(M)
+                    .where(M.c.id == bindparam("mid"))
+                    .values(
+                        embedding=bindparam("vec", type_=EmbeddingVector()), embedding_model=model
+                    )
+                )
+                async with self._write() as conn:
+                    await conn.execute(change, changes)
             done += len(rows)
             if progress is not None:
                 progress(done, total)
-        if self._index is not None:
-            self._index.invalidate()
         return done
 
 
