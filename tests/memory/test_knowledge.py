@@ -145,3 +145,31 @@ async def test_character_knowledge_is_ingested_once(store: MemoryStore, tmp_path
         "can I return an item", agent_id=character.id, kinds=[MemoryKind.FRAGMENT]
     )
     assert hits[0].memory.text == "Returns are accepted within 30 days."
+
+
+@pytest.mark.postgres
+async def test_large_ingest_into_postgres_loads_in_bulk(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carrier_cli.memory import knowledge
+
+    monkeypatch.setattr(knowledge, "BULK_MIN", 1)
+    store = await MemoryStore.open(postgres_url)
+    bulk_loads: list[int] = []
+    original = store.bulk_load
+
+    def counting_bulk_load():  # type: ignore[no-untyped-def]
+        bulk_loads.append(1)
+        return original()
+
+    monkeypatch.setattr(store, "bulk_load", counting_bulk_load)
+    try:
+        agent = await store.ensure_agent("tester")
+        (tmp_path / "big.md").write_text("\n\n".join(_paragraphs(40)), encoding="utf-8")
+        (tmp_path / "cat.md").write_text("The office cat Miso naps at noon.", encoding="utf-8")
+        report = await ingest_paths(store, agent, [tmp_path])
+        assert bulk_loads == [1] and report.fragments_added >= 5
+        hits = await store.search("kitten", agent_id=agent, kinds=[MemoryKind.FRAGMENT], k=1)
+        assert "Miso" in hits[0].memory.text
+    finally:
+        await store.close()
