@@ -48,7 +48,7 @@ class FtpConfig:
                 "FTP_SERVER is not set: Carrier uploads media to an FTP server that a public "
                 "HTTP server serves, because Instagram fetches media from a URL.",
                 hint="Set FTP_SERVER, FTP_USERNAME, FTP_PASSWORD and HTTP_SERVER "
-                "(see `carrier config show` and docs/instagram.md).",
+                "(see `carrier config show` and the README section 'Post to Instagram').",
             )
         host, port = settings.ftp_server, settings.ftp_port
         if host.count(":") == 1:

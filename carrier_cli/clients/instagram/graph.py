@@ -177,7 +177,7 @@ class GraphClient:
             raise ConfigError(
                 "INSTAGRAM_ACCESS_TOKEN is not set.",
                 hint="Store it with `carrier keys set instagram` or set INSTAGRAM_ACCESS_TOKEN "
-                "(docs/instagram.md explains how to get one).",
+                "(the README section 'Post to Instagram' explains how to get one).",
             )
         if not settings.instagram_account_id:
             raise ConfigError(
