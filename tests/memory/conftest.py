@@ -3,30 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
-
-from carrier_cli.memory.store import MemoryStore
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'memory.db'}"
-    factory: Callable[[], str] = request.getfixturevalue("pg_database_factory")
-    return factory()
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[MemoryStore]:
-    opened = await MemoryStore.open(db_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 class HashEmbedder:

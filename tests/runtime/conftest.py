@@ -30,26 +30,9 @@ def is_reply_prompt(messages: list[Any]) -> bool:
     return "<actions>" in messages[-1].content and "Respond using this XML" in messages[-1].content
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'memory.db'}"
-    factory: Callable[[], str] = request.getfixturevalue("pg_database_factory")
-    return factory()
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'memory.db'}"
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[MemoryStore]:
-    opened = await MemoryStore.open(db_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ Fixtures:
   postgres_admin_url  session: URL of the maintenance database (create/drop databases).
   postgres_url        function: postgresql:// URL of a new, empty database, dropped after.
   pg_database_factory function: call it to get more fresh database URLs in one test.
+  db_url / store      function, parametrized: a fresh SQLite and a fresh PostgreSQL database
+                      (a URL / an open MemoryStore), so a test runs on both backends.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import os
 import tempfile
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from carrier_cli.memory.store import MemoryStore
 
 
 def with_database(url: str, database: str) -> str:
@@ -96,3 +100,22 @@ def pg_database_factory(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
 @pytest.fixture
 def postgres_url(pg_database_factory: Callable[[], str]) -> str:
     return pg_database_factory()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database URL, once for SQLite and once for PostgreSQL: storage tests that
+    take it (or `store`) run on both backends."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'memory.db'}"
+    factory: Callable[[], str] = request.getfixturevalue("pg_database_factory")
+    return factory()
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[MemoryStore]:
+    opened = await MemoryStore.open(db_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
