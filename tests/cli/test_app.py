@@ -30,13 +30,14 @@ def _imported_modules(args: list[str]) -> set[str]:
         "from carrier_cli.cli.app import main\n"
         "try:\n"
         f"    main({args!r})\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "except SystemExit as exc:\n"
+        "    print('EXIT', exc.code, file=sys.stderr)\n"
         "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
+    assert "EXIT 0" in result.stderr, result.stderr[-2000:]
     line = [ln for ln in result.stderr.splitlines() if ln.startswith("MODULES ")][-1]
     return set(line.split()[1:])
 
@@ -47,7 +48,10 @@ def _imported_modules(args: list[str]) -> set[str]:
         ["--help"],
         *[
             [group, "--help"]
-            for group in ["character", "keys", "config", "memory", "db", "instagram", "chat", "run"]
+            for group in [
+                *["character", "keys", "config", "memory", "db", "instagram", "chat", "run"],
+                *["models", "plugins", "version"],
+            ]
         ],
     ],
 )
