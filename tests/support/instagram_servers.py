@@ -85,6 +85,7 @@ def _handler_classes(control: dict[str, Any], tls: bool, certfile: Path | None) 
 
 def _start_ftp(root: Path, tls: bool, tmp: Path) -> Iterator[FtpServerHandle]:
     from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.ioloop import IOLoop
     from pyftpdlib.servers import FTPServer
 
     certfile = ca_file = None
@@ -103,17 +104,31 @@ def _start_ftp(root: Path, tls: bool, tmp: Path) -> Iterator[FtpServerHandle]:
     authorizer.add_user(FTP_USER, FTP_PASSWORD, str(root), perm="elradfmwMT")
     handler.authorizer = authorizer  # type: ignore[attr-defined]
     handler.passive_ports = None  # type: ignore[attr-defined]
-    server = FTPServer(("127.0.0.1", 0), handler)
+    # A private IOLoop per server: without one, pyftpdlib puts every server of the process
+    # on its IOLoop.instance() singleton, so two servers in one test (FTPS + plain FTP) were
+    # polled by two threads at once, and a teardown's close_all() closed the other server's
+    # sockets (connection refused). The loop is only ever touched by its own thread: it polls
+    # until asked to stop, then closes its sockets itself.
+    ioloop = IOLoop.factory()
+    server = FTPServer(("127.0.0.1", 0), handler, ioloop=ioloop)  # bound and listening
     port = server.socket.getsockname()[1]
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"timeout": 0.05, "blocking": True}, daemon=True
-    )
+    stop = threading.Event()
+
+    def serve() -> None:
+        try:
+            while not stop.is_set():
+                ioloop.loop(timeout=0.05, blocking=False)
+        finally:
+            server.close_all()
+
+    thread = threading.Thread(target=serve, name=f"ftpd-{port}", daemon=True)
     thread.start()
     try:
         yield FtpServerHandle("127.0.0.1", port, root, tls, ca_file, control)
     finally:
-        server.close_all()
-        thread.join(timeout=5)
+        stop.set()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "FTP server thread did not stop"
 
 
 @pytest.fixture
