@@ -11,20 +11,26 @@ comparing incompatible vectors (ElizaOS's "384 vs 1536" failure).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
-from sqlalchemy import Float, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, Float, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from carrier_cli.errors import InputError, RuntimeFailure
-from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE, make_engine
+from carrier_cli.memory.engine import (
+    AUTOCOMMIT_READ,
+    IMMEDIATE,
+    SqliteWriter,
+    make_engine,
+)
 from carrier_cli.memory.schema import (
     AgentRow,
     CacheRow,
@@ -37,7 +43,7 @@ from carrier_cli.memory.schema import (
 )
 from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room, SearchHit, stable_id
 from carrier_cli.memory.urls import backend_of, mask_url, normalise_url
-from carrier_cli.memory.vector_index import IndexFilters, SqliteVectorIndex
+from carrier_cli.memory.vector_index import INDEX_STATE_SQL, IndexFilters, SqliteVectorIndex
 
 if TYPE_CHECKING:
     from carrier_cli.config import Settings
@@ -55,6 +61,9 @@ HNSW_INDEX_DDL = (
     "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 128)"
 )
 PG_MAX_INDEXED_DIM = 2000
+
+
+T = TypeVar("T")
 
 
 def _table(model: type[Any]) -> Table:
@@ -112,6 +121,13 @@ class MemoryStore:
         self._pg_vectors_ready = False
         self._claimed: tuple[str, int] | None = None  # model chosen by this process's first write
         self._bulk = False
+        # SQLite has one writer at a time. Writers of this process queue here rather than
+        # in SQLite's busy handler, which sleeps in steps of up to 100 ms while holding a
+        # pooled connection (100 rooms at once spent seconds per BEGIN IMMEDIATE that way).
+        # Other processes are still kept apart by BEGIN IMMEDIATE + busy_timeout.
+        self._write_lock = asyncio.Lock() if self.backend == "sqlite" else None
+        self._writer: SqliteWriter | None = None
+        self._writer_checked = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -168,6 +184,9 @@ class MemoryStore:
         return await cls.open(settings.database_url, embedder=embedder, create=create)
 
     async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> MemoryStore:
@@ -182,10 +201,28 @@ class MemoryStore:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        if self._write_lock is None:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(**{IMMEDIATE: True})
+                async with conn.begin():
+                    yield conn
+            return
+        async with self._write_lock, self.engine.connect() as conn:
             await conn.execution_options(**{IMMEDIATE: True})
             async with conn.begin():
                 yield conn
+
+    async def _run_write(self, work: Callable[[Connection], T]) -> T:
+        """One write transaction as a synchronous function of a Connection. For an SQLite
+        file it runs whole in the store's writer thread (one hop, queued behind this
+        process's other writes); otherwise on an async connection via run_sync."""
+        if not self._writer_checked:
+            self._writer_checked = True
+            self._writer = SqliteWriter.create(self.url)
+        if self._writer is not None:
+            return await self._writer.run(work)
+        async with self._write() as conn:
+            return await conn.run_sync(work)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -689,17 +726,38 @@ class MemoryStore:
         for m in memories:
             if m.room_id is not None and m.created_at is not None:
                 room_times[m.room_id] = max(room_times.get(m.room_id, m.created_at), m.created_at)
-        async with self._write() as conn:
+        index = self._index
+        track = index is not None and index.rev is not None
+        backend = self.backend
+
+        def write(conn: Connection) -> tuple[int, int, int, list[str]] | None:
+            # With the vector index loaded, note where the table ends before inserting:
+            # the rows past that point are exactly this transaction's (it holds SQLite's
+            # write lock), so the index can take them without reading them back.
+            before = conn.execute(text(INDEX_STATE_SQL)).one() if track else None
             for start in range(0, len(rows), _CHUNK):
-                stmt = _insert(self.backend, M).on_conflict_do_nothing(index_elements=["id"])
-                await conn.execute(stmt, rows[start : start + _CHUNK])
+                stmt = _insert(backend, M).on_conflict_do_nothing(index_elements=["id"])
+                conn.execute(stmt, rows[start : start + _CHUNK])
             for room_id, moment in room_times.items():
-                await conn.execute(
+                conn.execute(
                     update(ROOMS)
                     .where(ROOMS.c.id == room_id)
                     .where(ROOMS.c.last_active_at < moment)
                     .values(last_active_at=moment)
                 )
+            if before is None:
+                return None
+            rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
+            added = conn.execute(
+                text("SELECT rowid, id FROM memories WHERE rowid > :after ORDER BY rowid"),
+                {"after": start_rowid},
+            ).all()
+            end_rowid = int(added[-1][0]) if added else start_rowid
+            return rev, start_rowid, end_rowid, [str(r[1]) for r in added]
+
+        written = await self._run_write(write)
+        if written is not None and index is not None:
+            index.append_written(*written, {row["id"].hex: row for row in rows})
 
     async def _mark_duplicates(
         self, memories: list[Memory], vectors: list[np.ndarray | None]

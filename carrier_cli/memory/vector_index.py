@@ -24,6 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 _KINDS = ("message", "fact", "document", "fragment", "lore")
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
 _NONE = -1
+# Where the index stands against the table: the delete/update revision and the last rowid.
+INDEX_STATE_SQL = (
+    "SELECT (SELECT value FROM store_state WHERE key = 'memories_rev'), "
+    "(SELECT max(rowid) FROM memories)"
+)
 
 
 @dataclass
@@ -95,14 +100,7 @@ class SqliteVectorIndex:
             await self._refresh(conn, model)
 
     async def _refresh(self, conn: AsyncConnection, model: str) -> None:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT (SELECT value FROM store_state WHERE key = 'memories_rev'), "
-                    "(SELECT max(rowid) FROM memories)"
-                )
-            )
-        ).one()
+        row = (await conn.execute(text(INDEX_STATE_SQL))).one()
         rev, max_rowid = int(row[0] or 0), int(row[1] or 0)
         if rev != self.rev or model != self.model or max_rowid < self.max_rowid:
             self.model, self.rev = model, rev
@@ -140,6 +138,52 @@ class SqliteVectorIndex:
             created=np.array([r[5] for r in rows], dtype="datetime64[us]").astype(np.int64),
             unique=[bool(r[6]) for r in rows],
         )
+
+    def append_written(
+        self,
+        rev: int,
+        before: int,
+        after: int,
+        ids: Sequence[str],
+        rows: dict[str, dict[str, Any]],
+    ) -> None:
+        """Take the rows this process has just inserted (rowids before+1..after, `ids` in
+        rowid order, `rows` the inserted values by id hex) without reading them back. Only
+        when the index stood exactly at `before` and no refresh is under way; otherwise
+        the next refresh loads them from the table as usual."""
+        if (
+            self._lock.locked()
+            or self.rev is None
+            or self.rev != rev
+            or self.max_rowid != before
+            or self.model is None
+            or any(i not in rows for i in ids)
+        ):
+            return
+        chosen = [
+            rows[i]
+            for i in ids
+            if rows[i]["embedding"] is not None and rows[i]["embedding_model"] == self.model
+        ]
+        if chosen:
+            dim = len(chosen[0]["embedding"])
+            if self.dim == 0:
+                self.dim = dim
+                self.matrix = np.zeros((0, dim), dtype=np.float32)
+            if dim != self.dim or any(len(r["embedding"]) != dim for r in chosen):
+                self.invalidate()
+                return
+            self._append(
+                np.stack([np.asarray(r["embedding"], dtype=np.float32) for r in chosen]),
+                ids=[r["id"].hex for r in chosen],
+                agents=[self.agent_codes.code(_hex(r["agent_id"])) for r in chosen],
+                rooms=[self.room_codes.code(_hex(r["room_id"])) for r in chosen],
+                entities=[self.entity_codes.code(_hex(r["entity_id"])) for r in chosen],
+                kinds=[_KIND_CODE.get(r["kind"], 127) for r in chosen],
+                created=np.array([_epoch_us(r["created_at"]) for r in chosen], dtype=np.int64),
+                unique=[bool(r["unique"]) for r in chosen],
+            )
+        self.max_rowid = after
 
     def _append(self, new: np.ndarray, **columns: Any) -> None:
         count = len(new)
@@ -226,6 +270,10 @@ class SqliteVectorIndex:
             row = int(rows[position]) if rows is not None else int(position)
             hits.append((uuid.UUID(hex=self.ids[row]), score))
         return hits
+
+
+def _hex(value: uuid.UUID | None) -> str | None:
+    return value.hex if value is not None else None
 
 
 def _scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
