@@ -276,18 +276,23 @@ async def test_stream_does_not_retry_after_a_token(model_server: FakeModelServer
 async def test_connection_refused_names_the_base_url() -> None:
     import socket
 
-    with socket.socket() as sock:  # a port that nothing listens on
+    # A port that nothing listens on: held bound (never listening) for the whole test, so no
+    # other server can be given it meanwhile; connecting to it is refused.
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/v1"
-    model = OpenAIChatModel(
-        api_key=KEY, base_url=url, timeout=1.0, retry=RetryPolicy(max_retries=1, base_delay=0.01)
-    )
-    try:
-        with pytest.raises(ProviderUnavailable) as info:
-            await model.complete(MESSAGES, PARAMS)
-    finally:
-        await model.aclose()
+        url = f"http://127.0.0.1:{port}/v1"
+        model = OpenAIChatModel(
+            api_key=KEY,
+            base_url=url,
+            timeout=1.0,
+            retry=RetryPolicy(max_retries=1, base_delay=0.01),
+        )
+        try:
+            with pytest.raises(ProviderUnavailable) as info:
+                await model.complete(MESSAGES, PARAMS)
+        finally:
+            await model.aclose()
     assert url in str(info.value)
     assert "2 attempts" in str(info.value)
 
@@ -313,20 +318,20 @@ async def test_missing_authorization_header_gets_openai_style_401(
 async def test_unreachable_ollama_says_how_to_start_it() -> None:
     import socket
 
-    with socket.socket() as sock:
+    with socket.socket() as sock:  # bound, never listening: refused, and not reusable
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    model = OpenAIChatModel(
-        api_key="ollama",
-        base_url=f"http://127.0.0.1:{port}/v1",
-        name="ollama",
-        retry=RetryPolicy(max_retries=0),
-    )
-    try:
-        with pytest.raises(ProviderUnavailable) as info:
-            await model.complete(MESSAGES, GenerationParams(model="llama3.2"))
-    finally:
-        await model.aclose()
+        model = OpenAIChatModel(
+            api_key="ollama",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            name="ollama",
+            retry=RetryPolicy(max_retries=0),
+        )
+        try:
+            with pytest.raises(ProviderUnavailable) as info:
+                await model.complete(MESSAGES, GenerationParams(model="llama3.2"))
+        finally:
+            await model.aclose()
     assert "Ollama at" in str(info.value)
     assert "ollama serve" in str(info.value)
 

@@ -104,13 +104,14 @@ def test_dropped_connection_resumes_with_rest(
 def test_unreachable_server_fails_after_retries(tmp_path: Path, payload: Path) -> None:
     import socket
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    cfg = FtpConfig("127.0.0.1", port, "u", "p", None, "/", 2.0)
-    with pytest.raises(RuntimeFailure, match="failed after 3 attempts"):
-        FtpUploader(cfg, retries=2, backoff=0.01).upload(payload, "x.bin")
+    # Bound but never listening for the whole test: connecting is refused, and no other
+    # server can be given the port meanwhile (as it could once the socket was closed).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        cfg = FtpConfig("127.0.0.1", port, "u", "p", None, "/", 2.0)
+        with pytest.raises(RuntimeFailure, match="failed after 3 attempts"):
+            FtpUploader(cfg, retries=2, backoff=0.01).upload(payload, "x.bin")
 
 
 def test_config_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
