@@ -189,7 +189,9 @@ async def test_recent_list_count_delete(store: MemoryStore) -> None:
     assert messages[39].id not in {h.memory.id for h in hits}
 
 
-async def test_entities_rooms_participants_relationships_cache(store: MemoryStore) -> None:
+async def test_entities_rooms_participants_relationships_cache(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent = await _agent(store)
     alice = await store.ensure_entity("discord", "42", "alice")
     alice2 = await store.ensure_entity("discord", "42", "Alice W.", {"bot": False})
@@ -214,9 +216,13 @@ async def test_entities_rooms_participants_relationships_cache(store: MemoryStor
     assert len(rels) == 1 and rels[0]["strength"] == 2.0
     await store.cache_set("k", {"nested": [1, 2]})
     assert await store.cache_get("k") == {"nested": [1, 2]}
+    # The store's clock is held still, then moved past the TTL: the read right after the
+    # write must see the value however slow the machine is, and no real waiting is needed.
+    clock = [datetime.now(UTC)]
+    monkeypatch.setattr("carrier_cli.memory.store.utcnow", lambda: clock[0])
     await store.cache_set("k", "replaced", ttl=0.05)
     assert await store.cache_get("k") == "replaced"
-    await asyncio.sleep(0.1)
+    clock[0] += timedelta(seconds=0.1)
     assert await store.cache_get("k") is None
     assert await store.cache_get("never") is None
 
