@@ -140,10 +140,14 @@ async def test_wait_reports_error_and_timeout(
 
     make_image(media_http_server.root / "p.jpg", (1080, 1080))
     fake_graph.script_statuses(["IN_PROGRESS", "ERROR"], ["IN_PROGRESS"])
-    async with GraphClient(settings_for(fake_graph, instagram_poll_timeout=0.2)) as graph:
-        url = media_http_server.url + "p.jpg"
+    url = media_http_server.url + "p.jpg"
+    # The ERROR case polls with the usual 2 s budget: under 0.2 s, one slow poll on a loaded
+    # machine used the whole budget before the second poll could see ERROR.
+    async with GraphClient(settings_for(fake_graph)) as graph:
         first = await graph.create_container({"image_url": url}, what="t")
         assert (await graph.wait_finished(first)).status_code == "ERROR"
+    # The second container stays IN_PROGRESS forever: a short budget runs out.
+    async with GraphClient(settings_for(fake_graph, instagram_poll_timeout=0.2)) as graph:
         second = await graph.create_container({"image_url": url}, what="t")
         with pytest.raises(RuntimeFailure, match="still processing"):
             await graph.wait_finished(second)
