@@ -666,6 +666,21 @@ class MemoryStore:
         """Store memories (those whose id already exists are returned as stored)."""
         if not memories:
             return []
+        if self.backend == "sqlite":
+            # SQLite reports which rows its insert took, so no existence query first: an
+            # id already stored is skipped by the insert and read back afterwards (a
+            # replay; rare), at the cost of having embedded its text for nothing.
+            unique: dict[uuid.UUID, Memory] = {}
+            for memory in memories:
+                unique.setdefault(memory.id, memory)
+            try:
+                inserted = await self._insert_new(list(unique.values()), embed=embed, dedupe=dedupe)
+            except EmbeddingModelMismatch:
+                inserted = None  # maybe all stored already: decide as below
+            if inserted is not None:
+                missing = [i for i in unique if i not in inserted]
+                existing = await self._get_many(missing) if missing else {}
+                return [existing.get(m.id) or unique[m.id] for m in memories]
         existing = await self._get_many([m.id for m in memories])
         new: list[Memory] = []
         seen: set[uuid.UUID] = set()
@@ -679,7 +694,10 @@ class MemoryStore:
         stored = {**existing, **{m.id: m for m in new}}
         return [stored[m.id] for m in memories]
 
-    async def _insert_new(self, memories: list[Memory], *, embed: bool, dedupe: bool) -> None:
+    async def _insert_new(
+        self, memories: list[Memory], *, embed: bool, dedupe: bool
+    ) -> set[uuid.UUID] | None:
+        """Insert (ids already stored are skipped); on SQLite, returns the ids inserted."""
         model = self.embedder.model_id
         now = utcnow()
         vectors: list[np.ndarray | None] = [None] * len(memories)
@@ -722,23 +740,30 @@ class MemoryStore:
         if dedupe:
             await self._mark_duplicates(memories, vectors)
         rows = [_row(m, v) for m, v in zip(memories, vectors, strict=True)]
-        room_times: dict[uuid.UUID, datetime] = {}
-        for m in memories:
-            if m.room_id is not None and m.created_at is not None:
-                room_times[m.room_id] = max(room_times.get(m.room_id, m.created_at), m.created_at)
         index = self._index
-        track = index is not None and index.rev is not None
         backend = self.backend
 
         def write(conn: Connection) -> tuple[int, int, int, list[str]] | None:
-            # With the vector index loaded, note where the table ends before inserting:
-            # the rows past that point are exactly this transaction's (it holds SQLite's
-            # write lock), so the index can take them without reading them back.
-            before = conn.execute(text(INDEX_STATE_SQL)).one() if track else None
+            # SQLite: note where the table ends before inserting. The rows past that point
+            # are exactly this transaction's (it holds the write lock): they tell which
+            # ids were new, and the vector index can take them without reading them back.
+            before = conn.execute(text(INDEX_STATE_SQL)).one() if backend == "sqlite" else None
             for start in range(0, len(rows), _CHUNK):
                 stmt = _insert(backend, M).on_conflict_do_nothing(index_elements=["id"])
                 conn.execute(stmt, rows[start : start + _CHUNK])
-            for room_id, moment in room_times.items():
+            added: list[Any] = []
+            if before is not None:
+                added = list(
+                    conn.execute(
+                        text("SELECT rowid, id FROM memories WHERE rowid > :after ORDER BY rowid"),
+                        {"after": int(before[1] or 0)},
+                    ).all()
+                )
+                new_ids = {str(r[1]) for r in added}
+                times = _room_times([m for m in memories if m.id.hex in new_ids])
+            else:
+                times = _room_times(memories)
+            for room_id, moment in times.items():
                 conn.execute(
                     update(ROOMS)
                     .where(ROOMS.c.id == room_id)
@@ -748,16 +773,15 @@ class MemoryStore:
             if before is None:
                 return None
             rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
-            added = conn.execute(
-                text("SELECT rowid, id FROM memories WHERE rowid > :after ORDER BY rowid"),
-                {"after": start_rowid},
-            ).all()
             end_rowid = int(added[-1][0]) if added else start_rowid
             return rev, start_rowid, end_rowid, [str(r[1]) for r in added]
 
         written = await self._run_write(write)
-        if written is not None and index is not None:
+        if written is None:
+            return None
+        if index is not None:
             index.append_written(*written, {row["id"].hex: row for row in rows})
+        return {uuid.UUID(hex=i) for i in written[3]}
 
     async def _mark_duplicates(
         self, memories: list[Memory], vectors: list[np.ndarray | None]
@@ -1186,6 +1210,15 @@ def _filtered(stmt: Any, filters: IndexFilters) -> Any:
     if filters.unique_only:
         stmt = stmt.where(M.c.unique.is_(True))
     return stmt
+
+
+def _room_times(memories: Sequence[Memory]) -> dict[uuid.UUID, datetime]:
+    """The newest memory time per room (for rooms.last_active_at)."""
+    times: dict[uuid.UUID, datetime] = {}
+    for m in memories:
+        if m.room_id is not None and m.created_at is not None:
+            times[m.room_id] = max(times.get(m.room_id, m.created_at), m.created_at)
+    return times
 
 
 def _row(memory: Memory, vector: np.ndarray | None) -> dict[str, Any]:
