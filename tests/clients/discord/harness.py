@@ -37,6 +37,7 @@ class CarrierProcess:
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
     home: Path | None = None
+    readers: list[threading.Thread] = field(default_factory=list)
 
     def message_memories(self) -> list[dict[str, Any]]:
         """Contents of the stored message memories (read straight from the SQLite file)."""
@@ -62,7 +63,16 @@ class CarrierProcess:
             (self.process.stdout, self.stdout_lines),
             (self.process.stderr, self.stderr_lines),
         ):
-            threading.Thread(target=read, args=(stream, into), daemon=True).start()
+            reader = threading.Thread(target=read, args=(stream, into), daemon=True)
+            reader.start()
+            self.readers.append(reader)
+
+    def _drain(self, timeout: float = 30) -> None:
+        """Once the process has exited: wait until its output has been read to the end (a
+        fixed pause was too short for the reader threads on a loaded machine)."""
+        deadline = time.monotonic() + timeout
+        for reader in self.readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
 
     def wait_status(self, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -71,7 +81,7 @@ class CarrierProcess:
                 if "Discord: connected as" in line:
                     return line
             if self.process.poll() is not None:
-                time.sleep(0.2)  # let the readers drain
+                self._drain()
                 raise AssertionError(
                     f"carrier run exited {self.process.returncode} before connecting:\n"
                     + self.stderr
@@ -90,15 +100,17 @@ class CarrierProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout=timeout)
+            code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
             raise
+        self._drain()
+        return code
 
     def wait_exit(self, timeout: float = 60) -> int:
         code = self.process.wait(timeout=timeout)
-        time.sleep(0.1)
+        self._drain()
         return code
 
 
