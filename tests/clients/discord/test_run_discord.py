@@ -52,7 +52,9 @@ def bot(
     character = write_character(root / "carrier.yaml", respond_only_to_mentions=True)
     env = {
         "CARRIER_DISCORD_TYPING_INTERVAL": "0.2",
-        "CARRIER_DISCORD_TURN_TIMEOUT": "3",
+        # Every turn of this shared bot must finish within it, on a loaded CI machine too
+        # (3 s was not always enough there); only the timeout test goes past it.
+        "CARRIER_DISCORD_TURN_TIMEOUT": "8",
         "CARRIER_DISCORD_APOLOGY": APOLOGY,
         "CARRIER_SHUTDOWN_GRACE": "5",
     }
@@ -239,12 +241,12 @@ def test_turn_over_the_timeout_is_cancelled_with_apology(
     bot: CarrierProcess, discord: FakeDiscordServer, model: ModelServerProcess
 ) -> None:
     channel = CHANNELS[9]
-    model.push(Reply(text=xml_reply("too late"), delay=4.5))  # turn timeout is 3 s
+    model.push(Reply(text=xml_reply("too late"), delay=9.5))  # turn timeout is 8 s
     slow = discord.dispatch_message(f"<@{discord.bot_id}> take your time", channel_id=channel)
-    reply = discord.wait_reply(slow, timeout=10)
+    reply = discord.wait_reply(slow, timeout=30)
     assert reply.content == APOLOGY
-    assert discord.wait_for(lambda: bot.log_lines("exceeded 3s"), what="timeout log")
-    time.sleep(2.0)  # the cancelled generation must not post its late answer
+    assert discord.wait_for(lambda: bot.log_lines("exceeded 8s"), what="timeout log")
+    time.sleep(2.0)  # past the model's late answer: the cancelled turn must not post it
     assert all(m.content != "too late" for m in discord.sent_messages(channel))
     typing = [at for ch, at in discord.typing if ch == channel]
     assert max(typing) < reply.at
@@ -320,10 +322,10 @@ def test_sigterm_finishes_in_flight_turn_and_exits_0(
         started = time.monotonic()
         code = process.terminate(timeout=20)
         elapsed = time.monotonic() - started
-        assert code == 0
+        assert code == 0, process.stderr
         assert elapsed < 4 + 3, f"stopped within the grace period (took {elapsed:.1f}s)"
         replies = [m for m in server.sent_messages() if m.reply_to == message["id"]]
-        assert [m.content for m in replies] == ["finished before exit"]
+        assert [m.content for m in replies] == ["finished before exit"], process.stderr
         assert not server.connected, "the gateway connection was closed"
         assert "Message Content intent is not enabled" in process.stderr
         assert "Privileged Gateway Intents" in process.stderr
