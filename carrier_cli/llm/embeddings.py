@@ -1,8 +1,9 @@
 """Embedders: the offline default (wordllama) and the factory that picks one from settings.
 
 The local model is loaded once per process and runs in a worker thread, so a chat turn
-never blocks the event loop on it. Remote embedders live in `openai_embeddings` and are
-imported only when chosen.
+never blocks the event loop on it for long: only a few short texts (a chat message: ~0.1
+ms) are embedded inline, where the hop to a thread and back would cost more. Remote
+embedders live in `openai_embeddings` and are imported only when chosen.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ LOCAL_ALIASES = {
     LOCAL_MODEL_ID.removeprefix("local:"),
 }
 DEFAULT_MODELS = {"openai": "text-embedding-3-small", "ollama": "nomic-embed-text"}
+
+# Batches up to this size are embedded on the calling thread (see embed_array); the first
+# call, which loads the model (~1 s), always goes to a worker thread.
+INLINE_TEXTS = 4
+INLINE_CHARS = 2000
 
 _model: Any = None
 _model_lock = threading.Lock()
@@ -77,6 +83,14 @@ class LocalEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     async def embed_array(self, texts: Sequence[str]) -> Any:
+        if (
+            _model is not None
+            and len(texts) <= INLINE_TEXTS
+            and sum(map(len, texts)) <= INLINE_CHARS
+        ):
+            # A chat message or two: embedding takes ~0.1-0.5 ms, less than the hop to a
+            # worker thread and back (which costs several ms on a loaded machine).
+            return self.embed_sync(texts)
         return await asyncio.to_thread(self.embed_sync, texts)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:

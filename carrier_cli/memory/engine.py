@@ -105,6 +105,33 @@ class SqliteWriter:
             self.executor.shutdown(wait=False)
 
 
+class InlineConnection:
+    """A synchronous SQLite connection behind AsyncConnection's `execute`, for small
+    indexed reads run right on the event loop thread (MemoryStore._quick_read): in WAL
+    mode a reader never waits for a writer, and a lookup of a few rows takes ~0.1 ms,
+    less than the hop to aiosqlite's thread and back."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.sync = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self.sync.execute(statement, parameters)
+
+
+def make_sqlite_reader(url: str) -> Engine | None:
+    """Synchronous engine for InlineConnection reads; None unless `url` is an SQLite file.
+    The pool never blocks (an inline reader may be held across an await)."""
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    engine = create_engine(
+        f"sqlite:///{path}", connect_args={"timeout": 60}, pool_size=2, max_overflow=-1
+    )
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
     cursor = dbapi_connection.cursor()

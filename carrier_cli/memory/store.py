@@ -21,15 +21,28 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
-from sqlalchemy import Connection, Float, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Float,
+    Table,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from carrier_cli.errors import InputError, RuntimeFailure
 from carrier_cli.memory.engine import (
     AUTOCOMMIT_READ,
     IMMEDIATE,
+    InlineConnection,
     SqliteWriter,
     make_engine,
+    make_sqlite_reader,
 )
 from carrier_cli.memory.schema import (
     AgentRow,
@@ -52,6 +65,7 @@ if TYPE_CHECKING:
 DEDUPE_THRESHOLD = 0.95
 EMBED_BATCH = 512
 _CHUNK = 500  # ids per IN (...) clause
+QUICK_ROWS = 64  # reads of up to this many rows may run inline (MemoryStore._quick_read)
 # HNSW: ef_construction 128 (pgvector default 64) and ef_search 300 (default 40) measured
 # recall@10 >= 0.95 on the benchmark's clustered 256-d vectors, where the defaults gave
 # under 0.7; search stays within a few milliseconds at 100k rows.
@@ -128,6 +142,8 @@ class MemoryStore:
         self._write_lock = asyncio.Lock() if self.backend == "sqlite" else None
         self._writer: SqliteWriter | None = None
         self._writer_checked = False
+        self._reader: Engine | None = None
+        self._reader_checked = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -187,6 +203,9 @@ class MemoryStore:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await writer.close()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.dispose()
         await self.engine.dispose()
 
     async def __aenter__(self) -> MemoryStore:
@@ -233,6 +252,23 @@ class MemoryStore:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
             async with conn.begin():
                 yield conn
+
+    @asynccontextmanager
+    async def _quick_read(self) -> AsyncIterator[AsyncConnection | InlineConnection]:
+        """For small indexed reads on the hot path (a few rows by key, a room's recent
+        messages): on an SQLite file they run synchronously on the event loop thread, as
+        the thread hop of an async read costs more than the read; elsewhere `_read`."""
+        if not self._reader_checked:
+            self._reader_checked = True
+            self._reader = make_sqlite_reader(self.url)
+        if self._reader is None:
+            async with self._read() as conn:
+                yield conn
+            return
+        with self._reader.connect() as sync:
+            sync.execution_options(**{AUTOCOMMIT_READ: True})
+            with sync.begin():
+                yield InlineConnection(sync)
 
     # ------------------------------------------------------------------ agents, entities, rooms
     async def ensure_agent(self, name: str, agent_id: uuid.UUID | None = None) -> uuid.UUID:
@@ -637,7 +673,7 @@ class MemoryStore:
 
     async def _stored_vectors(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
-        async with self._read() as conn:
+        async with self._quick_read() if len(hashes) <= QUICK_ROWS else self._read() as conn:
             for start in range(0, len(hashes), _CHUNK):
                 chunk = list(hashes[start : start + _CHUNK])
                 # Only content_hash in SQL: with `embedding_model = ?` too, SQLite picks
@@ -808,7 +844,7 @@ class MemoryStore:
         stored = await self.stored_model() or self._claimed
         if stored is None:
             return False
-        async with self._read() as conn:
+        async with self._index_read() as conn:
             hits = await self._vector_search(
                 conn,
                 vector,
@@ -863,7 +899,7 @@ class MemoryStore:
                     conn, vector, k=k, threshold=threshold, filters=filters, full=True
                 )
             return [SearchHit(memory=m, score=score) for m, score in pairs]
-        async with self._read() as conn:  # one connection: fewer round trips per search
+        async with self._index_read() as conn:  # one connection for the whole search
             scored = await self._vector_search(
                 conn, vector, stored[0], k=k, threshold=threshold, filters=filters
             )
@@ -872,9 +908,16 @@ class MemoryStore:
             self._index.invalidate()  # deleted by another process since the cache was filled
         return [SearchHit(memory=found[i], score=s) for i, s in scored if i in found]
 
+    def _index_read(self) -> Any:
+        """Reads around a vector search: inline once the index is loaded (what is left to
+        read is the rows added since, and the hits), async for the first, full load."""
+        if self._index is not None and self._index.rev is not None:
+            return self._quick_read()
+        return self._read()
+
     async def _vector_search(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConnection | InlineConnection,
         vector: np.ndarray,
         model: str,
         *,
@@ -885,6 +928,7 @@ class MemoryStore:
         if self._index is not None:
             await self._index.refresh(conn, model)
             return self._index.search(vector, k, threshold, filters)
+        assert isinstance(conn, AsyncConnection)  # PostgreSQL reads are never inline
         return await self._pg_search(conn, vector, k=k, threshold=threshold, filters=filters)
 
     async def _pg_search(
@@ -923,10 +967,11 @@ class MemoryStore:
         ids: Sequence[uuid.UUID],
         *,
         with_vector: bool = False,
-        conn: AsyncConnection | None = None,
+        conn: AsyncConnection | InlineConnection | None = None,
     ) -> dict[uuid.UUID, Memory]:
         if conn is None:
-            async with self._read() as own:
+            reading = self._quick_read() if len(ids) <= QUICK_ROWS else self._read()
+            async with reading as own:
                 return await self._get_many(ids, with_vector=with_vector, conn=own)
         found: dict[uuid.UUID, Memory] = {}
         columns = _columns(with_vector)
@@ -949,7 +994,7 @@ class MemoryStore:
         if kinds:
             stmt = stmt.where(M.c.kind.in_([str(MemoryKind(k)) for k in kinds]))
         stmt = stmt.order_by(M.c.created_at.desc(), M.c.id.desc()).limit(n)
-        async with self._read() as conn:
+        async with self._quick_read() if n <= QUICK_ROWS else self._read() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_memory(r) for r in reversed(rows)]
 

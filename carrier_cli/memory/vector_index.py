@@ -21,6 +21,8 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from carrier_cli.memory.engine import InlineConnection
+
 _KINDS = ("message", "fact", "document", "fragment", "lore")
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
 _NONE = -1
@@ -93,13 +95,13 @@ class SqliteVectorIndex:
     def invalidate(self) -> None:
         self.rev = None
 
-    async def refresh(self, conn: AsyncConnection, model: str) -> None:
+    async def refresh(self, conn: AsyncConnection | InlineConnection, model: str) -> None:
         # One refresh at a time: the runtime searches and dedupes concurrently, and two
         # overlapping loads of the same new rows would append them twice.
         async with self._lock:
             await self._refresh(conn, model)
 
-    async def _refresh(self, conn: AsyncConnection, model: str) -> None:
+    async def _refresh(self, conn: AsyncConnection | InlineConnection, model: str) -> None:
         row = (await conn.execute(text(INDEX_STATE_SQL))).one()
         rev, max_rowid = int(row[0] or 0), int(row[1] or 0)
         if rev != self.rev or model != self.model or max_rowid < self.max_rowid:
@@ -109,7 +111,7 @@ class SqliteVectorIndex:
         if max_rowid > self.max_rowid:
             await self._load(conn, self.max_rowid, max_rowid)
 
-    async def _load(self, conn: AsyncConnection, after: int, upto: int) -> None:
+    async def _load(self, conn: AsyncConnection | InlineConnection, after: int, upto: int) -> None:
         result = await conn.execute(
             text(
                 'SELECT id, agent_id, room_id, entity_id, kind, created_at, "unique", embedding '
