@@ -126,7 +126,9 @@ def test_long_reply_is_split_into_valid_messages(
     model.push(Reply(text=xml_reply(text)))
     message = discord.dispatch_message(f"<@{discord.bot_id}> explain ranking", channel_id=channel)
     discord.wait_reply(message)
-    time.sleep(0.5)
+    # The turn's log line comes after its last chunk was sent (a fixed pause after the
+    # first chunk was not always long enough for the others on a loaded machine).
+    lines = discord.wait_for(lambda: bot.log_lines("explain ranking"), what="turn log line")
     chunks = discord.sent_after(message["id"])
     assert len(chunks) >= 3
     assert chunks[0].reply_to == message["id"]
@@ -135,7 +137,6 @@ def test_long_reply_is_split_into_valid_messages(
     check_invariants(text, contents)  # <= 2000 each, nothing lost, fences balanced
     assert any(fence_lines(c)[:1] == ["```python"] for c in contents[1:]), "fence reopened"
     assert all(len(fence_lines(c)) % 2 == 0 for c in contents)
-    lines = discord.wait_for(lambda: bot.log_lines("explain ranking"), what="turn log line")
     assert f"replied in {len(chunks)} messages" in lines[0]
     stored = [m for m in bot.message_memories() if "Closing thought 2.7" in m.get("text", "")]
     assert len(stored) == 1, "the reply is one memory however many messages it took"
