@@ -274,13 +274,11 @@ class MemoryStore:
     async def ensure_agent(self, name: str, agent_id: uuid.UUID | None = None) -> uuid.UUID:
         agent_id = agent_id or stable_id("character", name)
         table = _table(AgentRow)
-        async with self._write() as conn:
-            stmt = _insert(self.backend, table).values(
-                id=agent_id, name=name, created_at=utcnow(), metadata={}
-            )
-            await conn.execute(
-                stmt.on_conflict_do_update(index_elements=["id"], set_={"name": name})
-            )
+        stmt = _insert(self.backend, table).values(
+            id=agent_id, name=name, created_at=utcnow(), metadata={}
+        )
+        upsert = stmt.on_conflict_do_update(index_elements=["id"], set_={"name": name})
+        await self._run_write(lambda conn: conn.execute(upsert))
         return agent_id
 
     async def ensure_entity(
@@ -288,13 +286,15 @@ class MemoryStore:
     ) -> Entity:
         entity_id = stable_id(platform, "entity", external_id)
         table = _table(EntityRow)
-        async with self._write() as conn:
-            row = (await conn.execute(select(table).where(table.c.id == entity_id))).first()
+        backend = self.backend
+
+        def write(conn: Connection) -> tuple[list[str], dict[str, Any]]:
+            row = conn.execute(select(table).where(table.c.id == entity_id)).first()
             if row is None:
                 names = [name] if name else []
                 meta = dict(metadata or {})
-                await conn.execute(
-                    _insert(self.backend, table)
+                conn.execute(
+                    _insert(backend, table)
                     .values(
                         id=entity_id,
                         platform=platform,
@@ -305,22 +305,23 @@ class MemoryStore:
                     )
                     .on_conflict_do_nothing(index_elements=["id"])
                 )
-            else:
-                names = list(row.names or [])
-                meta = dict(row.metadata or {})
-                changed = False
-                if name and name not in names:
-                    names.append(name)
-                    changed = True
-                if metadata:
-                    meta.update(metadata)
-                    changed = True
-                if changed:
-                    await conn.execute(
-                        update(table)
-                        .where(table.c.id == entity_id)
-                        .values(names=names, metadata=meta)
-                    )
+                return names, meta
+            names = list(row.names or [])
+            meta = dict(row.metadata or {})
+            changed = False
+            if name and name not in names:
+                names.append(name)
+                changed = True
+            if metadata:
+                meta.update(metadata)
+                changed = True
+            if changed:
+                conn.execute(
+                    update(table).where(table.c.id == entity_id).values(names=names, metadata=meta)
+                )
+            return names, meta
+
+        names, meta = await self._run_write(write)
         return Entity(
             id=entity_id, names=names, platform=platform, external_id=external_id, metadata=meta
         )
@@ -344,37 +345,41 @@ class MemoryStore:
     ) -> Room:
         room_id = stable_id(source, "room", external_id, agent_id)
         now = utcnow()
-        async with self._write() as conn:
-            await conn.execute(
-                _insert(self.backend, _table(AgentRow))
-                .values(id=agent_id, name=f"agent-{str(agent_id)[:8]}", created_at=now, metadata={})
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
-            stmt = _insert(self.backend, ROOMS).values(
-                id=room_id,
-                agent_id=agent_id,
-                source=source,
-                external_id=external_id,
-                name=name,
-                created_at=now,
-                last_active_at=now,
-                metadata={},
-            )
-            if name is not None:
-                stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={"name": name})
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
-            await conn.execute(stmt)
-            row = (await conn.execute(select(ROOMS).where(ROOMS.c.id == room_id))).one()
-        return _room(row)
+        backend = self.backend
+        agent = (
+            _insert(backend, _table(AgentRow))
+            .values(id=agent_id, name=f"agent-{str(agent_id)[:8]}", created_at=now, metadata={})
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        stmt = _insert(backend, ROOMS).values(
+            id=room_id,
+            agent_id=agent_id,
+            source=source,
+            external_id=external_id,
+            name=name,
+            created_at=now,
+            last_active_at=now,
+            metadata={},
+        )
+        if name is not None:
+            stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={"name": name})
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
+
+        def write(conn: Connection) -> Any:
+            conn.execute(agent)
+            conn.execute(stmt)
+            return conn.execute(select(ROOMS).where(ROOMS.c.id == room_id)).one()
+
+        return _room(await self._run_write(write))
 
     async def ensure_participant(self, room_id: uuid.UUID, entity_id: uuid.UUID) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                _insert(self.backend, _table(ParticipantRow))
-                .values(room_id=room_id, entity_id=entity_id, joined_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["room_id", "entity_id"])
-            )
+        stmt = (
+            _insert(self.backend, _table(ParticipantRow))
+            .values(room_id=room_id, entity_id=entity_id, joined_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["room_id", "entity_id"])
+        )
+        await self._run_write(lambda conn: conn.execute(stmt))
 
     async def participants(self, room_id: uuid.UUID) -> list[Entity]:
         ent = _table(EntityRow)
