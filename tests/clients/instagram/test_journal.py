@@ -140,18 +140,21 @@ async def test_a_live_post_keeps_its_lease_through_long_waits(
     """While one process waits (longer than a lease) another must not take the post over."""
     from carrier_cli.clients.instagram.pipeline import Publisher
 
-    monkeypatch.setattr(journal_mod, "LEASE_SECONDS", 0.4)
+    # The keeper renews every lease/4; with a 0.4 s lease a 0.3 s stall of a loaded machine
+    # let the lease lapse. 1.2 s leaves 0.9 s of slack and still keeps the test short.
+    lease = 1.2
+    monkeypatch.setattr(journal_mod, "LEASE_SECONDS", lease)
     journal = await Journal.open(db_settings)
     other = await Journal.open(db_settings)
     try:
         post_id = await make_post(journal)
         owner = make_owner()
-        assert await journal.claim(post_id, owner, ttl=0.4)
+        assert await journal.claim(post_id, owner, ttl=lease)
         keeper = asyncio.create_task(Publisher(db_settings, journal)._keep_lease(post_id, owner))
-        await asyncio.sleep(1.2)  # three lease lengths
+        await asyncio.sleep(2.5 * lease)  # well past the first lease
         assert not await other.claim(post_id, make_owner())
         keeper.cancel()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(lease + 0.1)
         assert await other.claim(post_id, make_owner())  # expired once nobody renews it
     finally:
         await journal.close()
