@@ -686,7 +686,7 @@ class MemoryStore:
                 rows = (
                     await conn.execute(
                         select(M.c.content_hash, M.c.embedding_model, M.c.embedding).where(
-                            M.c.content_hash.in_(chunk)
+                            _in(M.c.content_hash, chunk)
                         )
                     )
                 ).all()
@@ -982,7 +982,7 @@ class MemoryStore:
         columns = _columns(with_vector)
         for start in range(0, len(ids), _CHUNK):
             chunk = list(ids[start : start + _CHUNK])
-            rows = (await conn.execute(select(*columns).where(M.c.id.in_(chunk)))).all()
+            rows = (await conn.execute(select(*columns).where(_in(M.c.id, chunk)))).all()
             for row in rows:
                 found[row.id] = _memory(row)
         return found
@@ -997,7 +997,7 @@ class MemoryStore:
         """The last n memories of a room, oldest first (the order a prompt wants)."""
         stmt = select(*_columns(False)).where(M.c.room_id == room_id)
         if kinds:
-            stmt = stmt.where(M.c.kind.in_([str(MemoryKind(k)) for k in kinds]))
+            stmt = stmt.where(_in(M.c.kind, [str(MemoryKind(k)) for k in kinds]))
         stmt = stmt.order_by(M.c.created_at.desc(), M.c.id.desc()).limit(n)
         async with self._quick_read() if n <= QUICK_ROWS else self._read() as conn:
             rows = (await conn.execute(stmt)).all()
@@ -1244,6 +1244,12 @@ def _columns(with_vector: bool) -> list[Any]:
     return cols
 
 
+def _in(column: Any, values: Sequence[Any]) -> Any:
+    """`column IN (...)`, or `column = ?` for one value: the hot path mostly asks for one
+    id, hash or kind, and a plain comparison skips SQLAlchemy's IN expansion per call."""
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
 def _filtered(stmt: Any, filters: IndexFilters) -> Any:
     if filters.agent_id is not None:
         stmt = stmt.where(M.c.agent_id == filters.agent_id)
@@ -1252,7 +1258,7 @@ def _filtered(stmt: Any, filters: IndexFilters) -> Any:
     if filters.entity_id is not None:
         stmt = stmt.where(M.c.entity_id == filters.entity_id)
     if filters.kinds:
-        stmt = stmt.where(M.c.kind.in_(list(filters.kinds)))
+        stmt = stmt.where(_in(M.c.kind, list(filters.kinds)))
     if filters.since is not None:
         stmt = stmt.where(M.c.created_at >= filters.since)
     if filters.until is not None:
