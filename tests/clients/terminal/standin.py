@@ -87,8 +87,13 @@ class StandInRuntime:
         if "crash" in message.text:
             raise ValueError("kaboom")
         reply = f"You said: {message.text}"
+        if "slow" in message.text:
+            # Long enough that a test's Ctrl-C lands mid-reply even when the machine is slow
+            # to deliver it (5 words, ~1 s, was not always); tests cancel it, never wait.
+            reply += " and" + " more" * 40
         if "slow start" in message.text:
-            await asyncio.sleep(3)  # a model that takes its time before the first token
+            # A model that takes its time before the first token (tests cancel the wait).
+            await asyncio.sleep(15)
         for index, word in enumerate(reply.split(" ")):
             if "slow" in message.text:
                 await asyncio.sleep(0.2)
