@@ -256,11 +256,13 @@ class SqliteVectorIndex:
             selected = int(np.count_nonzero(mask))
             if selected == 0:
                 return []
+            rows = np.flatnonzero(mask)
             if selected < n // 4:  # few rows: score only those
-                rows = np.flatnonzero(mask)
                 scores = _scores(self.matrix[rows], query)
             else:
-                scores = np.where(mask, _scores(self.matrix[:n], query), -np.inf)
+                # Score all, keep the selected. (Not -inf for the others: argpartition over
+                # thousands of equal values measured 10x slower than over the selection.)
+                scores = _scores(self.matrix[:n], query)[rows]
         count = len(scores)
         top = np.argpartition(scores, count - k)[count - k :] if k < count else np.arange(count)
         top = top[np.argsort(-scores[top], kind="stable")]
