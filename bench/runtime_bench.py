@@ -8,10 +8,17 @@ Goals (issue 4): overhead p50 under 10 ms per turn; at least 100 turns/s with 10
 
     .venv/bin/python bench/runtime_bench.py [--quick] [--memories N] [--turns N] [--rooms N]
 
-`--analyze` runs SQLite's ANALYZE after preloading. Without statistics SQLite answers the
-store's embedding-cache lookup (embedding_model = ? AND content_hash IN ...) through the
-low-selectivity embedding_model index, a scan of every row (~25 ms at 10k memories on the
-dev VM) on each embedded write; with them it uses the content_hash index (~0.04 ms).
+`--analyze` runs SQLite's ANALYZE after preloading. It used to matter: without statistics
+SQLite answered the store's embedding-cache lookup (embedding_model = ? AND content_hash
+IN ...) through the low-selectivity embedding_model index, a scan of every row (~25 ms at
+10k memories) on each embedded write. The lookup now filters on content_hash alone in SQL,
+so the plan is the content_hash index either way (~0.04 ms).
+
+Where the time went and what fixed it (see docs/memory.md, "Runtime path"): SQLAlchemy's
+aiosqlite adapter made four thread hops per statement, and 100 rooms' writers busy-waited
+in SQLite's busy handler for the write lock. Now statements take one hop, writes run whole
+in one writer thread, small hot-path reads run inline on the event loop, and the vector
+index takes this process's own inserts without reading them back.
 """
 
 from __future__ import annotations
