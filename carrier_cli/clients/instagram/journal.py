@@ -209,6 +209,20 @@ class Journal:
 
         return async_sessionmaker(self.engine, expire_on_commit=False)()
 
+    def _write_session(self) -> Any:
+        """A session whose transactions start with BEGIN IMMEDIATE on SQLite.
+
+        A deferred transaction that reads the row and then updates it fails at once with
+        "database is locked" when another process committed in between, whatever the
+        busy_timeout; two posters racing for the same post hit exactly that.
+        """
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        from carrier_cli.memory.engine import IMMEDIATE
+
+        engine = self.engine.execution_options(**{IMMEDIATE: True})
+        return async_sessionmaker(engine, expire_on_commit=False)()
+
     # -- reading -----------------------------------------------------------------------
     async def get(self, post_id: int) -> PostRecord | None:
         async with self._session() as session:
@@ -308,7 +322,7 @@ class Journal:
             updated_at=stamp,
         )
         try:
-            async with self._session() as session, session.begin():
+            async with self._write_session() as session, session.begin():
                 session.add(row)
             return PostRecord.from_row(row), True
         except IntegrityError:
@@ -330,7 +344,7 @@ class Journal:
             if current is None
             else InstagramPostRow.lease_owner == current
         )
-        async with self._session() as session, session.begin():
+        async with self._write_session() as session, session.begin():
             result = await session.execute(
                 update(InstagramPostRow)
                 .where(InstagramPostRow.id == post_id, condition)
@@ -346,7 +360,7 @@ class Journal:
         """Write fields while holding the lease (and renew it); LeaseLost if it was taken."""
         values["updated_at"] = now()
         values["lease_expires"] = time.time() + LEASE_SECONDS
-        async with self._session() as session, session.begin():
+        async with self._write_session() as session, session.begin():
             result = await session.execute(
                 update(InstagramPostRow)
                 .where(InstagramPostRow.id == post_id, InstagramPostRow.lease_owner == owner)
@@ -360,7 +374,7 @@ class Journal:
             return PostRecord.from_row(row)
 
     async def renew(self, post_id: int, owner: str) -> bool:
-        async with self._session() as session, session.begin():
+        async with self._write_session() as session, session.begin():
             result = await session.execute(
                 update(InstagramPostRow)
                 .where(InstagramPostRow.id == post_id, InstagramPostRow.lease_owner == owner)
@@ -381,7 +395,7 @@ class Journal:
             await self.update(post_id, owner, status="failed", error=reason[:4000], **values)
 
     async def release(self, post_id: int, owner: str) -> None:
-        async with self._session() as session, session.begin():
+        async with self._write_session() as session, session.begin():
             await session.execute(
                 update(InstagramPostRow)
                 .where(InstagramPostRow.id == post_id, InstagramPostRow.lease_owner == owner)
