@@ -12,7 +12,6 @@ tiktoken would have to download its vocabulary, and Carrier must ingest offline.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".pdf": "pdf"}
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-BULK_MIN = 5_000  # estimated fragments before a PostgreSQL ingest loads in bulk
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, label): called after each document."""
@@ -248,13 +245,10 @@ async def ingest_paths(
     files = expand_paths(Path(p) for p in paths)
     report = IngestReport()
     texts = [read_document(file) for file in files]  # every file readable before storing any
-    bulk = False
-    if store.backend == "postgresql":
-        # Much new knowledge for the table's size: build PostgreSQL's HNSW index once at
-        # the end instead of row by row (the rate-limiting step of a large ingest there).
-        estimate = sum(count_tokens(t) for t in texts) // 400
-        bulk = estimate >= BULK_MIN and estimate >= await store.count() // 2
-    async with store.bulk_load() if bulk else contextlib.nullcontext():
+    # PostgreSQL: a large ingest keeps HNSW maintenance out of its inserts (the store
+    # decides how from this estimate of the fragments to come).
+    estimate = sum(count_tokens(t) for t in texts) // 400 if store.backend == "postgresql" else 0
+    async with store.bulk_load(rows=estimate):
         for done, (file, text) in enumerate(zip(files, texts, strict=True), start=1):
             report.files.append(str(file))
             await ingest_text(

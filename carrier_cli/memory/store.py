@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 from sqlalchemy import (
@@ -29,8 +29,10 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    literal_column,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -45,6 +47,9 @@ from carrier_cli.memory.engine import (
     make_sqlite_reader,
 )
 from carrier_cli.memory.schema import (
+    BULK_SEGMENT,
+    BULK_VECTOR_INDEX,
+    MAIN_VECTOR_INDEX,
     AgentRow,
     CacheRow,
     EmbeddingVector,
@@ -53,6 +58,7 @@ from carrier_cli.memory.schema import (
     ParticipantRow,
     RelationshipRow,
     RoomRow,
+    hnsw_index_ddl,
 )
 from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room, SearchHit, stable_id
 from carrier_cli.memory.urls import backend_of, mask_url, normalise_url
@@ -66,15 +72,20 @@ DEDUPE_THRESHOLD = 0.95
 EMBED_BATCH = 512
 _CHUNK = 500  # ids per IN (...) clause
 QUICK_ROWS = 64  # reads of up to this many rows may run inline (MemoryStore._quick_read)
-# HNSW: ef_construction 128 (pgvector default 64) and ef_search 300 (default 40) measured
-# recall@10 >= 0.95 on the benchmark's clustered 256-d vectors, where the defaults gave
-# under 0.7; search stays within a few milliseconds at 100k rows.
+# HNSW: ef_search 300 (pgvector default 40) with schema.HNSW_OPTIONS measured recall@10
+# >= 0.95 on the benchmark's clustered 256-d vectors; search stays within a few
+# milliseconds at 100k rows.
 HNSW_EF_SEARCH = 300
-HNSW_INDEX_DDL = (
-    "CREATE INDEX IF NOT EXISTS ix_memories_embedding_hnsw ON memories "
-    "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 128)"
-)
 PG_MAX_INDEXED_DIM = 2000
+# PostgreSQL bulk loads (see bulk_load): inserting one row into an HNSW index costs about
+# this many times building the index costs per row (1.5-2 ms vs ~0.25 ms at 100k rows,
+# 256-d, 2 cores), and loads below BULK_MIN_ROWS are not worth the DDL.
+HNSW_INSERT_VS_BUILD = 6
+BULK_MIN_ROWS = 1_000
+BULK_LOCK = 7261057  # advisory lock key held for the whole of a bulk load
+VECTOR_LOCK = 7261056  # advisory lock key around changes to the vector column's type
+
+BulkPlan = Literal["rowwise", "segment", "rebuild"]
 
 
 T = TypeVar("T")
@@ -134,7 +145,9 @@ class MemoryStore:
         self._vector_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._pg_vectors_ready = False
         self._claimed: tuple[str, int] | None = None  # model chosen by this process's first write
-        self._bulk = False
+        self._bulk: BulkPlan | None = None  # a bulk load under way in this store (bulk_load)
+        self._bulk_started = False
+        self._segment: int | None = None  # vector_segment of rows inserted now (bulk_load)
         # SQLite has one writer at a time. Writers of this process queue here rather than
         # in SQLite's busy handler, which sleeps in steps of up to 100 ms while holding a
         # pooled connection (100 rooms at once spent seconds per BEGIN IMMEDIATE that way).
@@ -561,10 +574,11 @@ class MemoryStore:
         return True
 
     async def _prepare_pg_vectors(self, dim: int) -> None:
-        """Give `memories.embedding` its dimension and an HNSW cosine index. Done when the
-        first model is known (and again by reembed), since vector(N) needs N."""
+        """Give `memories.embedding` its dimension and the HNSW cosine indexes. Done when the
+        first model is known (and again by reembed), since vector(N) needs N. Also
+        rebuilds an index that a bulk load killed half-way left missing."""
         async with self._write() as conn:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(7261056)"))
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({VECTOR_LOCK})"))
             current = (
                 await conn.execute(
                     text(
@@ -575,41 +589,116 @@ class MemoryStore:
             ).scalar()
             altered = current != dim
             if altered:
-                await conn.execute(text("DROP INDEX IF EXISTS ix_memories_embedding_hnsw"))
+                await _drop_vector_indexes(conn)
                 await conn.execute(
                     text(f"ALTER TABLE memories ALTER COLUMN embedding TYPE vector({int(dim)})")
                 )
-            if dim <= PG_MAX_INDEXED_DIM and not self._bulk:
-                await conn.execute(text(HNSW_INDEX_DDL))
+            # A bulk load under way (here or in another process) builds its indexes at
+            # its end; building them now would make its inserts maintain them row by row.
+            if (
+                dim <= PG_MAX_INDEXED_DIM
+                and (
+                    await conn.execute(text(f"SELECT pg_try_advisory_xact_lock({BULK_LOCK})"))
+                ).scalar()
+            ):
+                await _create_vector_indexes(conn)
         if altered:
             # Pooled connections hold prepared statements typed against the old column.
             await self.engine.dispose()
         self._pg_vectors_ready = True
 
     @asynccontextmanager
-    async def bulk_load(self) -> AsyncIterator[None]:
-        """For large loads (import, benchmarks) on PostgreSQL: drop the HNSW index, insert,
-        then build it once, which is several times faster than maintaining it row by row.
-        Searches during the load are exact (and slower). A no-op on SQLite."""
+    async def bulk_load(self, rows: int | None = None) -> AsyncIterator[None]:
+        """For large loads (ingest, import, reembed) on PostgreSQL: keep HNSW maintenance
+        out of the inserts, which is what limits a load there (row by row costs ~6x what
+        building costs per row). `rows` is how many memories the load will add (None:
+        unknown or most of the table). One of three plans, the cheapest:
+
+        * rowwise: a small load; nothing special, the main index takes the rows.
+        * segment: the rows go to the bulk segment, whose index is dropped now and built
+          at the end over the segment (its older rows too). The main index, and the rows
+          other processes add meanwhile, are untouched: a 10k load into a 100k table pays
+          for 10k rows, not 110k.
+        * rebuild: when the segment would not stay well below the main index (an empty or
+          small table): both indexes are dropped, the segment merged into the main one,
+          and the main index built once at the end.
+
+        Searches during a load stay correct: the rows without an index are scored
+        exactly (slower). Bulk loads are serialised by an advisory lock; an index a killed
+        load left missing is rebuilt by the next write. A no-op on SQLite."""
         if self.backend != "postgresql":
             yield
             return
-        async with self._write() as conn:
-            await conn.execute(text("DROP INDEX IF EXISTS ix_memories_embedding_hnsw"))
-        self._bulk = True
-        try:
+        stored = await self.stored_model(refresh=True)
+        if stored is not None and stored[1] > PG_MAX_INDEXED_DIM:
+            yield  # no HNSW index at this dimension: every search is exact anyway
+            return
+        if rows is not None and rows < BULK_MIN_ROWS:
             yield
-        finally:
-            self._bulk = False
-            stored = await self.stored_model(refresh=True)
+            return
+        async with self.engine.connect() as lock:
+            await lock.execution_options(isolation_level="AUTOCOMMIT")
+            await lock.execute(text(f"SELECT pg_advisory_lock({BULK_LOCK})"))
+            try:
+                plan = await self._bulk_plan(lock, rows)
+                if plan == "rowwise":
+                    yield
+                    return
+                # The indexes are dropped by the load's first insert (_start_bulk): a load
+                # that adds nothing (an import run twice) rebuilds nothing.
+                self._bulk, self._bulk_started = plan, False
+                self._segment = BULK_SEGMENT if plan == "segment" else None
+                try:
+                    yield
+                finally:
+                    started = self._bulk_started
+                    self._bulk, self._bulk_started, self._segment = None, False, None
+                    if started:
+                        await self._finish_bulk(plan)
+            finally:
+                await lock.execute(text(f"SELECT pg_advisory_unlock({BULK_LOCK})"))
+
+    async def _start_bulk(self) -> None:
+        self._bulk_started = True
+        async with self._write() as conn:
+            await conn.execute(text(f"DROP INDEX IF EXISTS {BULK_VECTOR_INDEX}"))
+            if self._bulk == "rebuild":
+                await conn.execute(text(f"DROP INDEX IF EXISTS {MAIN_VECTOR_INDEX}"))
+
+    async def _bulk_plan(self, conn: AsyncConnection, rows: int | None) -> BulkPlan:
+        counts = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE vector_segment IS NULL), "
+                    f"count(*) FILTER (WHERE vector_segment = {BULK_SEGMENT}) "
+                    "FROM memories WHERE embedding IS NOT NULL"
+                )
+            )
+        ).one()
+        main, segment = int(counts[0]), int(counts[1])
+        if rows is None:
+            return "rebuild"
+        # Costs in units of "build one row"; the segment must stay at most half the main
+        # index, or the next loads would rebuild ever larger segments.
+        rowwise = rows * HNSW_INSERT_VS_BUILD
+        if 2 * (segment + rows) <= main:
+            return "segment" if segment + rows < rowwise else "rowwise"
+        return "rebuild" if main + segment + rows < rowwise else "rowwise"
+
+    async def _finish_bulk(self, plan: BulkPlan) -> None:
+        stored = await self.stored_model(refresh=True)
+        async with self._write() as conn:
+            if plan == "rebuild":
+                await conn.execute(
+                    update(M).where(M.c.vector_segment.is_not(None)).values(vector_segment=None)
+                )
             if stored is not None and stored[1] <= PG_MAX_INDEXED_DIM:
-                async with self._write() as conn:
-                    await conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
-                    await conn.execute(text(HNSW_INDEX_DDL))
-            async with self._write() as conn:
-                # Fresh statistics, or the planner keeps estimating a tiny table and
-                # sorts every row instead of using the index.
-                await conn.execute(text("ANALYZE memories"))
+                await conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
+                await _create_vector_indexes(conn)
+        async with self._write() as conn:
+            # Fresh statistics, or the planner keeps estimating a tiny table (or segment)
+            # and sorts every row instead of using the index.
+            await conn.execute(text("ANALYZE memories"))
 
     # ------------------------------------------------------------------ embedding
     async def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
@@ -780,7 +869,7 @@ class MemoryStore:
                 memory.embedding_model = None
         if dedupe:
             await self._mark_duplicates(memories, vectors)
-        rows = [_row(m, v) for m, v in zip(memories, vectors, strict=True)]
+        rows = [_row(m, v, self._segment) for m, v in zip(memories, vectors, strict=True)]
         index = self._index
         backend = self.backend
 
@@ -817,6 +906,8 @@ class MemoryStore:
             end_rowid = int(added[-1][0]) if added else start_rowid
             return rev, start_rowid, end_rowid, [str(r[1]) for r in added]
 
+        if self._bulk and not self._bulk_started and any(v is not None for v in vectors):
+            await self._start_bulk()
         written = await self._run_write(write)
         if written is None:
             return None
@@ -947,14 +1038,25 @@ class MemoryStore:
         full: bool = False,
     ) -> list[tuple[Any, float]]:
         """(id, score) pairs, or (Memory, score) with full=True: one round trip. The
-        connection already has hnsw.ef_search and iterative_scan set (memory.engine)."""
+        connection already has hnsw.ef_search and iterative_scan set (memory.engine).
+        Top-k of each HNSW index (main and bulk segment; see bulk_load), merged."""
         distance = M.c.embedding.op("<=>", return_type=Float())(
             bindparam("q", vector, type_=EmbeddingVector())
         )
         columns = _columns(False) if full else [M.c.id]
-        stmt = select(*columns, distance.label("distance")).where(M.c.embedding.is_not(None))
-        stmt = _filtered(stmt, filters)
-        stmt = stmt.order_by(distance).limit(k)
+
+        def top(segment: Any) -> Any:
+            arm = select(*columns, distance.label("distance")).where(
+                M.c.embedding.is_not(None), segment
+            )
+            return _filtered(arm, filters).order_by(distance).limit(k)
+
+        merged = union_all(
+            top(M.c.vector_segment.is_(None)),
+            # A literal, not a parameter: only then does the planner use the partial index.
+            top(M.c.vector_segment == literal_column(str(BULK_SEGMENT))),
+        ).subquery()
+        stmt = select(merged).order_by(merged.c.distance).limit(k)
         if k > HNSW_EF_SEARCH:
             await conn.execute(
                 text("SELECT set_config('hnsw.ef_search', :ef, false)"), {"ef": str(k)}
@@ -1146,11 +1248,11 @@ class MemoryStore:
             total = int((await conn.execute(select(func.count()).select_from(M))).scalar() or 0)
         if self.backend == "postgresql":
             async with self._write() as conn:
-                await conn.execute(text("DROP INDEX IF EXISTS ix_memories_embedding_hnsw"))
+                await _drop_vector_indexes(conn)
                 await conn.execute(
                     text("ALTER TABLE memories ALTER COLUMN embedding TYPE vector USING NULL")
                 )
-                await conn.execute(update(M).values(embedding_model=None))
+                await conn.execute(update(M).values(embedding_model=None, vector_segment=None))
             await self.engine.dispose()
             self._pg_vectors_ready = False
         else:
@@ -1160,6 +1262,8 @@ class MemoryStore:
         self._claimed = None
         self._vector_cache.clear()
         async with self.bulk_load():  # PostgreSQL: the index is built once, at the end
+            if self._bulk:  # its updates are not inserts: say the load has begun
+                await self._start_bulk()
             done = await self._reembed_rows(model, batch_size, total, progress)
         if self._index is not None:
             self._index.invalidate()
@@ -1226,6 +1330,17 @@ async def _connect_check(engine: AsyncEngine, url: str, schema_state: Any) -> An
         ) from exc
 
 
+async def _drop_vector_indexes(conn: AsyncConnection) -> None:
+    await conn.execute(text(f"DROP INDEX IF EXISTS {MAIN_VECTOR_INDEX}"))
+    await conn.execute(text(f"DROP INDEX IF EXISTS {BULK_VECTOR_INDEX}"))
+
+
+async def _create_vector_indexes(conn: AsyncConnection) -> None:
+    """Both HNSW indexes, where missing (an empty segment's index costs nothing)."""
+    await conn.execute(text(hnsw_index_ddl(bulk=False)))
+    await conn.execute(text(hnsw_index_ddl(bulk=True)))
+
+
 def _columns(with_vector: bool) -> list[Any]:
     cols = [
         M.c.id,
@@ -1277,7 +1392,7 @@ def _room_times(memories: Sequence[Memory]) -> dict[uuid.UUID, datetime]:
     return times
 
 
-def _row(memory: Memory, vector: np.ndarray | None) -> dict[str, Any]:
+def _row(memory: Memory, vector: np.ndarray | None, segment: int | None) -> dict[str, Any]:
     return {
         "id": memory.id,
         "agent_id": memory.agent_id,
@@ -1291,6 +1406,7 @@ def _row(memory: Memory, vector: np.ndarray | None) -> dict[str, Any]:
         "embedding_model": memory.embedding_model if vector is not None else None,
         "unique": memory.unique,
         "metadata": memory.metadata or {},
+        "vector_segment": segment if vector is not None else None,
     }
 
 

@@ -26,7 +26,6 @@ from carrier_cli.memory.types import Memory, MemoryKind
 
 FORMAT_VERSION = 1
 BATCH = 500
-BULK_MIN = 5_000  # memories in one import before PostgreSQL's index is rebuilt once
 
 
 @dataclass
@@ -235,12 +234,11 @@ async def import_jsonl(
     report = ImportReport()
     pending: list[Memory] = []
     if isinstance(lines, Sequence) and store.backend == "postgresql":
-        # A large import into a comparatively small table: build the HNSW index once at
-        # the end instead of maintaining it row by row (several times faster).
+        # PostgreSQL: a large import keeps HNSW maintenance out of its inserts (the store
+        # decides how from the count). A stream of unknown length is added row by row.
         incoming = sum('"type":"memory"' in line for line in lines)
-        if incoming >= BULK_MIN and incoming >= await store.count() // 2:
-            async with store.bulk_load():
-                return await import_jsonl(store, iter(lines), source=source, progress=progress)
+        async with store.bulk_load(rows=incoming):
+            return await import_jsonl(store, iter(lines), source=source, progress=progress)
 
     async def flush() -> None:
         if not pending:

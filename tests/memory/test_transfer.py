@@ -141,26 +141,26 @@ async def test_large_import_into_postgres_builds_the_index_once(
 ) -> None:
     from sqlalchemy import text
 
-    from carrier_cli.memory import transfer
+    from carrier_cli.memory import store as store_module
 
     source = await MemoryStore.open(f"sqlite:///{tmp_path / 'a.db'}")
     await _fill(source)
     buffer = io.StringIO()
     await export_jsonl(source, buffer)
     await source.close()
-    monkeypatch.setattr(transfer, "BULK_MIN", 3)
+    monkeypatch.setattr(store_module, "BULK_MIN_ROWS", 3)
     target = await MemoryStore.open(postgres_url)
-    bulk_loads: list[int] = []
+    bulk_loads: list[int | None] = []
     original = target.bulk_load
 
-    def counting_bulk_load():  # type: ignore[no-untyped-def]
-        bulk_loads.append(1)
-        return original()
+    def counting_bulk_load(rows: int | None = None):  # type: ignore[no-untyped-def]
+        bulk_loads.append(rows)
+        return original(rows)
 
     monkeypatch.setattr(target, "bulk_load", counting_bulk_load)
     try:
         report = await import_jsonl(target, buffer.getvalue().splitlines())
-        assert report.memories_added == 4 and bulk_loads == [1]
+        assert report.memories_added == 4 and bulk_loads == [4]
         async with target.engine.connect() as conn:
             indexes = (
                 (
