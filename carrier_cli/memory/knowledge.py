@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.errors import InputError
+from carrier_cli.memory.overlap import Overlapped
 from carrier_cli.memory.types import Memory, MemoryKind, stable_id
 
 if TYPE_CHECKING:
@@ -181,18 +182,34 @@ async def ingest_text(
 ) -> IngestReport:
     """One document: skipped if this exact content is stored, else stored with fragments
     (replacing an older version from the same source)."""
+    report = report or IngestReport()
+    prepared = await _prepare_document(store, agent_id, text, source, title, report)
+    if prepared is not None:
+        await _store_document(store, *prepared)
+    return report
+
+
+async def _prepare_document(
+    store: MemoryStore,
+    agent_id: uuid.UUID,
+    text: str,
+    source: str,
+    title: str | None,
+    report: IngestReport,
+) -> tuple[Memory, list[Memory]] | None:
+    """The document and its fragments to store, None when there is nothing to store. An
+    older version from the same source is deleted here."""
     from carrier_cli.memory.store import content_hash
 
-    report = report or IngestReport()
     text = text.strip()
     if not text:
         report.skipped.append(source)
-        return report
+        return None
     digest = content_hash(text)
     document_id = stable_id("knowledge", agent_id, digest)
     if await store.get(document_id, with_vector=False) is not None:
         report.documents_unchanged += 1
-        return report
+        return None
     report.documents_replaced += await _drop_older_versions(store, agent_id, source, document_id)
     chunks = chunk_text(text)
     document = Memory(
@@ -212,11 +229,16 @@ async def ingest_text(
         )
         for index, chunk in enumerate(chunks)
     ]
-    await store.add(document, embed=False, dedupe=False)
-    await store.add_many(fragments, dedupe=False)
     report.documents_added += 1
     report.fragments_added += len(fragments)
-    return report
+    return document, fragments
+
+
+async def _store_document(store: MemoryStore, document: Memory, fragments: list[Memory]) -> None:
+    # Fragments first: the document row says "stored", so an ingest stopped half-way
+    # leaves no document without its fragments and the next run completes it.
+    await store.add_many(fragments, dedupe=False)
+    await store.add(document, embed=False, dedupe=False)
 
 
 async def _drop_older_versions(
@@ -248,14 +270,22 @@ async def ingest_paths(
     # PostgreSQL: a large ingest keeps HNSW maintenance out of its inserts (the store
     # decides how from this estimate of the fragments to come).
     estimate = sum(count_tokens(t) for t in texts) // 400 if store.backend == "postgresql" else 0
-    async with store.bulk_load(rows=estimate):
-        for done, (file, text) in enumerate(zip(files, texts, strict=True), start=1):
+    done = 0
+
+    async def store_one(file: Path, prepared: tuple[Memory, list[Memory]] | None) -> None:
+        nonlocal done
+        if prepared is not None:
+            await _store_document(store, *prepared)
+        done += 1
+        if progress is not None:
+            progress(done, len(files), file.name)
+
+    # One document is embedded while the one before it is written.
+    async with store.bulk_load(rows=estimate), Overlapped() as pipeline:
+        for file, text in zip(files, texts, strict=True):
             report.files.append(str(file))
-            await ingest_text(
-                store, agent_id, text, source=str(file), title=file.name, report=report
-            )
-            if progress is not None:
-                progress(done, len(files), file.name)
+            prepared = await _prepare_document(store, agent_id, text, str(file), file.name, report)
+            await pipeline.submit(store_one(file, prepared))
     return report
 
 

@@ -39,7 +39,6 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     Uuid,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import ischema_names
@@ -65,21 +64,24 @@ BULK_VECTOR_INDEX = "ix_memories_embedding_hnsw_bulk"
 BULK_SEGMENT = 1
 # ef_construction 128 (pgvector default 64) with hnsw.ef_search 300 (see store.HNSW_EF_SEARCH)
 # measured recall@10 >= 0.95 on the benchmark's clustered 256-d vectors, where the
-# defaults gave under 0.7.
+# defaults gave under 0.7. The bulk segment, rebuilt by every large load and never larger
+# than the main index, is built with the default 64: 30% faster to build, and its recall
+# at ef_search 300 measured 0.998 even at 100k rows.
 HNSW_OPTIONS = "m = 16, ef_construction = 128"
+HNSW_BULK_OPTIONS = "m = 16, ef_construction = 64"
 
 
 def hnsw_index_ddl(*, bulk: bool) -> str:
     """CREATE INDEX for the main or the bulk HNSW index. The predicates are literals, as
     PostgreSQL only uses a partial index for queries whose WHERE names the same literal."""
-    name, where = (
-        (BULK_VECTOR_INDEX, f"vector_segment = {BULK_SEGMENT}")
+    name, options, where = (
+        (BULK_VECTOR_INDEX, HNSW_BULK_OPTIONS, f"vector_segment = {BULK_SEGMENT}")
         if bulk
-        else (MAIN_VECTOR_INDEX, "vector_segment IS NULL")
+        else (MAIN_VECTOR_INDEX, HNSW_OPTIONS, "vector_segment IS NULL")
     )
     return (
         f"CREATE INDEX IF NOT EXISTS {name} ON memories "
-        f"USING hnsw (embedding vector_cosine_ops) WITH ({HNSW_OPTIONS}) WHERE {where}"
+        f"USING hnsw (embedding vector_cosine_ops) WITH ({options}) WHERE {where}"
     )
 
 
@@ -222,14 +224,6 @@ class MemoryRow(Base):
         Index("ix_memories_room_created", "room_id", "created_at"),
         Index("ix_memories_content_hash", "content_hash"),
         Index("ix_memories_embedding_model", "embedding_model"),
-        # Finds a segment's rows without scanning the table (searches while its HNSW
-        # index is being rebuilt); empty, and free to maintain, for rows added one by one.
-        Index(
-            "ix_memories_vector_segment",
-            "vector_segment",
-            postgresql_where=text("vector_segment IS NOT NULL"),
-            sqlite_where=text("vector_segment IS NOT NULL"),
-        ),
     )
 
 

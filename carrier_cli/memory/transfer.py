@@ -20,6 +20,7 @@ from typing import IO, Any
 from sqlalchemy import select
 
 from carrier_cli.errors import InputError
+from carrier_cli.memory.overlap import Overlapped
 from carrier_cli.memory.schema import AgentRow, EntityRow, ParticipantRow, RoomRow
 from carrier_cli.memory.store import MemoryStore, _insert, _table
 from carrier_cli.memory.types import Memory, MemoryKind
@@ -240,44 +241,49 @@ async def import_jsonl(
         async with store.bulk_load(rows=incoming):
             return await import_jsonl(store, iter(lines), source=source, progress=progress)
 
-    async def flush() -> None:
-        if not pending:
-            return
-        existing = await store._get_many([m.id for m in pending])
-        fresh = [m for m in pending if m.id not in existing]
+    async def store_batch(batch: list[Memory]) -> None:
+        existing = await store._get_many([m.id for m in batch])
+        fresh = [m for m in batch if m.id not in existing]
         for memory in fresh:
             if memory.embedding is not None and memory.embedding_model != store.embedder.model_id:
                 memory.embedding, memory.embedding_model = None, None
                 report.reembedded += 1
         await store.add_many(fresh, dedupe=False)
         report.memories_added += len({m.id for m in fresh})
-        report.memories_existing += len(pending) - len(fresh)
+        report.memories_existing += len(batch) - len(fresh)
         if progress is not None:
-            progress(len(pending))
-        pending.clear()
+            progress(len(batch))
 
-    for number, record in read_jsonl(lines, source):
-        report.lines += 1
-        where = f"{source}:{number}"
-        kind = record["type"]
-        if kind == "memory":
-            pending.append(_memory_from(record, where))
-            if len(pending) >= BATCH:
+    async with Overlapped() as pipeline:  # a batch is embedded while the last is written
+
+        async def flush() -> None:
+            if pending:
+                await pipeline.submit(store_batch(pending.copy()))
+                pending.clear()
+
+        for number, record in read_jsonl(lines, source):
+            report.lines += 1
+            where = f"{source}:{number}"
+            kind = record["type"]
+            if kind == "memory":
+                pending.append(_memory_from(record, where))
+                if len(pending) >= BATCH:
+                    await flush()
+            elif kind == "header":
+                if record.get("version", 1) > FORMAT_VERSION:
+                    raise InputError(
+                        f"{where}: export format version {record.get('version')} "
+                        "is newer than this Carrier understands.",
+                        hint="Upgrade Carrier to import this file.",
+                    )
+            elif kind in ("agent", "entity", "room", "participant"):
                 await flush()
-        elif kind == "header":
-            if record.get("version", 1) > FORMAT_VERSION:
-                raise InputError(
-                    f"{where}: export format version {record.get('version')} "
-                    "is newer than this Carrier understands.",
-                    hint="Upgrade Carrier to import this file.",
-                )
-        elif kind in ("agent", "entity", "room", "participant"):
-            await flush()
-            await _import_other(store, kind, record, where)
-            report.other_records += 1
-        else:
-            raise InputError(f"{where}: unknown record type {kind!r}.")
-    await flush()
+                await pipeline.drain()
+                await _import_other(store, kind, record, where)
+                report.other_records += 1
+            else:
+                raise InputError(f"{where}: unknown record type {kind!r}.")
+        await flush()
     return report
 
 

@@ -185,3 +185,41 @@ async def test_large_ingest_into_postgres_loads_in_bulk(
         assert "Miso" in hits[0].memory.text
     finally:
         await store.close()
+
+
+async def test_an_ingest_that_fails_half_way_leaves_no_document_without_its_fragments(
+    store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = await store.ensure_agent("tester")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a", "b", "c"):
+        (docs / f"{name}.md").write_text(
+            f"# {name}\n\n" + "\n\n".join(_paragraphs(12)) + f"\n\nThe {name} note.",
+            encoding="utf-8",
+        )
+    original = store.add_many
+
+    async def failing(memories, **kw):  # type: ignore[no-untyped-def]
+        if any(m.text.endswith("The b note.") for m in memories):
+            raise RuntimeError("connection lost")
+        return await original(memories, **kw)
+
+    monkeypatch.setattr(store, "add_many", failing)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        await ingest_paths(store, agent, [docs])
+    documents = await store.list(agent_id=agent, kinds=[MemoryKind.DOCUMENT], limit=None)
+    for document in documents:  # every stored document has all its fragments
+        ids = [stable_id("fragment", document.id, i) for i in range(document.metadata["fragments"])]
+        assert len(await store._get_many(ids)) == len(ids)
+    assert "b.md" not in {Path(d.metadata["source"]).name for d in documents}
+
+    monkeypatch.setattr(store, "add_many", original)
+    again = await ingest_paths(store, agent, [docs])
+    assert again.documents_added == 3 - len(documents)
+    assert again.documents_unchanged == len(documents)
+    documents = await store.list(agent_id=agent, kinds=[MemoryKind.DOCUMENT], limit=None)
+    assert sorted(Path(d.metadata["source"]).name for d in documents) == ["a.md", "b.md", "c.md"]
+    for document in documents:
+        ids = [stable_id("fragment", document.id, i) for i in range(document.metadata["fragments"])]
+        assert len(await store._get_many(ids)) == len(ids)

@@ -168,11 +168,11 @@ async def test_plans_follow_the_sizes(pg: MemoryStore) -> None:
     async with pg.bulk_load(rows=400):
         await pg.add_many(stored, dedupe=False)
     assert await _index_oids(pg) == oids
-    # A segment that would outgrow half the main index: everything is merged and rebuilt.
-    big = _vectors(300, 4)
+    # A segment that would outgrow the main index: everything is merged and rebuilt.
+    big = _vectors(500, 4)
     async with pg.bulk_load(rows=len(big)):
         await pg.add_many(_memories(agent, big, "big"), dedupe=False)
-    assert await _segments(pg) == {"base:None": 400, "small:None": 5, "big:None": 300}
+    assert await _segments(pg) == {"base:None": 400, "small:None": 5, "big:None": 500}
     main_after, _ = await _index_oids(pg)
     assert main_after not in (None, oids[0])
     await _assert_finds(pg, big, "big")
@@ -194,12 +194,12 @@ async def test_decisions_by_cost() -> None:
     assert await plan(store, Counts(0, 0), 10_000) == "rebuild"  # type: ignore[arg-type]
     assert await plan(store, Counts(100_000, 0), 10_000) == "segment"  # type: ignore[arg-type]
     assert await plan(store, Counts(100_000, 20_000), 10_000) == "segment"  # type: ignore[arg-type]
+    assert await plan(store, Counts(5_000, 0), 5_000) == "segment"  # type: ignore[arg-type]
     # A big segment and a small load: rebuilding 40k rows costs more than 2k row by row.
     assert await plan(store, Counts(100_000, 38_000), 2_000) == "rowwise"  # type: ignore[arg-type]
-    # The segment would pass half the main index: merge, unless row by row is cheaper.
-    assert await plan(store, Counts(100_000, 45_000), 30_000) == "rebuild"  # type: ignore[arg-type]
-    assert await plan(store, Counts(100_000, 45_000), 10_000) == "rowwise"  # type: ignore[arg-type]
-    assert await plan(store, Counts(100_000, 49_000), 2_000) == "rowwise"  # type: ignore[arg-type]
+    # The segment would outgrow the main index: merge, unless row by row is cheaper.
+    assert await plan(store, Counts(100_000, 90_000), 40_000) == "rebuild"  # type: ignore[arg-type]
+    assert await plan(store, Counts(100_000, 95_000), 10_000) == "rowwise"  # type: ignore[arg-type]
     assert await plan(store, Counts(100_000, 0), None) == "rebuild"  # type: ignore[arg-type]
 
 

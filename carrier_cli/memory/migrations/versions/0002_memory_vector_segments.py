@@ -27,8 +27,6 @@ down_revision: str | Sequence[str] | None = "0101_instagram"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-WHERE = sa.text("vector_segment IS NOT NULL")
-
 
 def _has_index(name: str) -> bool:
     found = op.get_bind().execute(
@@ -39,13 +37,6 @@ def _has_index(name: str) -> bool:
 
 def upgrade() -> None:
     op.add_column("memories", sa.Column("vector_segment", sa.SmallInteger(), nullable=True))
-    op.create_index(
-        "ix_memories_vector_segment",
-        "memories",
-        ["vector_segment"],
-        postgresql_where=WHERE,
-        sqlite_where=WHERE,
-    )
     if op.get_bind().dialect.name == "postgresql" and _has_index(MAIN_VECTOR_INDEX):
         op.execute(f"DROP INDEX {MAIN_VECTOR_INDEX}")
         op.execute("SET LOCAL maintenance_work_mem = '512MB'")
@@ -58,7 +49,6 @@ def downgrade() -> None:
     if postgres:
         op.execute(f"DROP INDEX IF EXISTS {MAIN_VECTOR_INDEX}")
         op.execute(f"DROP INDEX IF EXISTS {BULK_VECTOR_INDEX}")
-    op.drop_index("ix_memories_vector_segment", table_name="memories")
     op.drop_column("memories", "vector_segment")
     if indexed:
         op.execute("SET LOCAL maintenance_work_mem = '512MB'")
