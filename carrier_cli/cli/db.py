@@ -96,6 +96,9 @@ def status(database_url: UrlOpt = None, as_json: JsonOpt = False) -> None:
         ("dimension", str(info.get("embedding_dimension") or "-")),
         ("configured embedder", str(info.get("embedder", "-"))),
     ]
+    for name, index in (info.get("vector_indexes") or {}).items():
+        state = "HNSW" if index["indexed"] else "no index yet: searched exactly"
+        rows.append((f"vectors: {name} index", f"{index['vectors']} ({state})"))
     for name, value in rows:
         table.add_row(name, value)
     for name, count in (info.get("tables") or {}).items():

@@ -135,6 +135,9 @@ async def database_status(url: str | None, embedder: Embedder | None = None) -> 
             models = await store.stored_models()
             if len(models) > 1:
                 info["embedding_models"] = models
+            indexes = await store.vector_indexes()
+            if indexes is not None:
+                info["vector_indexes"] = indexes
     finally:
         await engine.dispose()
     return info

@@ -621,8 +621,8 @@ class MemoryStore:
           at the end over the segment (its older rows too). The main index, and the rows
           other processes add meanwhile, are untouched: a 10k load into a 100k table pays
           for 10k rows, not 110k.
-        * rebuild: when the segment would not stay well below the main index (an empty or
-          small table): both indexes are dropped, the segment merged into the main one,
+        * rebuild: when the segment would outgrow the main index (an empty or small
+          table, say): both indexes are dropped, the segment merged into the main one,
           and the main index built once at the end.
 
         Searches during a load stay correct: the rows without an index are scored
@@ -1201,6 +1201,29 @@ class MemoryStore:
                     (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar() or 0
                 )
         return counts
+
+    async def vector_indexes(self) -> dict[str, dict[str, Any]] | None:
+        """PostgreSQL: the vectors in the main index and in the bulk segment, and whether
+        each HNSW index exists (missing: a bulk load under way or stopped, rebuilt by the
+        next write; or more than 2000 dimensions). None on SQLite."""
+        if self.backend != "postgresql":
+            return None
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FILTER (WHERE vector_segment IS NULL), "
+                        f"count(*) FILTER (WHERE vector_segment = {BULK_SEGMENT}), "
+                        "to_regclass(:main) IS NOT NULL, to_regclass(:bulk) IS NOT NULL "
+                        "FROM memories WHERE embedding IS NOT NULL"
+                    ),
+                    {"main": MAIN_VECTOR_INDEX, "bulk": BULK_VECTOR_INDEX},
+                )
+            ).one()
+        return {
+            "main": {"vectors": int(row[0]), "indexed": bool(row[2])},
+            "bulk": {"vectors": int(row[1]), "indexed": bool(row[3])},
+        }
 
     async def stats(self, agent_id: uuid.UUID | None = None) -> dict[str, Any]:
         stmt = select(M.c.kind, func.count(), func.min(M.c.created_at), func.max(M.c.created_at))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,13 @@ def test_acceptance_add_search_export_import(cli_env: dict[str, str], tmp_path: 
         assert status["backend"] == "postgresql" and status["url"].startswith(
             "postgresql+asyncpg://"
         )
+        assert status["vector_indexes"] == {
+            "main": {"vectors": 2, "indexed": True},
+            "bulk": {"vectors": 0, "indexed": True},
+        }
+        assert re.search(r"vectors: main index +2 \(HNSW\)", _ok(["db", "status"], cli_env))
+    else:
+        assert "vector_indexes" not in status
     stats = json.loads(_ok(["memory", "stats", "--json"], cli_env))
     assert stats["total"] == 2 and stats["by_kind"] == {"fact": 1, "lore": 1}
 
