@@ -5,7 +5,6 @@ that searches find every row before, during and after a load."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -29,15 +28,6 @@ def small_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "BULK_MIN_ROWS", 10)
 
 
-@pytest.fixture
-async def pg(postgres_url: str) -> AsyncIterator[MemoryStore]:
-    opened = await MemoryStore.open(postgres_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
 def _vectors(n: int, seed: int) -> np.ndarray:
     rows = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
@@ -53,6 +43,16 @@ def _memories(agent: uuid.UUID, vectors: np.ndarray, label: str, start: int = 0)
         )
         for i, vector in enumerate(vectors, start=start)
     ]
+
+
+async def _load(
+    store: MemoryStore, agent: uuid.UUID, vectors: np.ndarray, label: str
+) -> list[Memory]:
+    """What ingest and import do: one bulk load of memories with their vectors."""
+    memories = _memories(agent, vectors, label)
+    async with store.bulk_load(rows=len(memories)):
+        await store.add_many(memories, dedupe=False)
+    return memories
 
 
 async def _segments(store: MemoryStore) -> dict[str | None, int]:
@@ -102,80 +102,76 @@ async def _assert_finds(store: MemoryStore, vectors: np.ndarray, label: str) -> 
 
 
 async def test_first_load_into_an_empty_table_builds_the_main_index_once(
-    pg: MemoryStore,
+    pg_store: MemoryStore,
 ) -> None:
-    agent = await pg.ensure_agent("tester")
+    agent = await pg_store.ensure_agent("tester")
     base = _vectors(200, 1)
-    async with pg.bulk_load(rows=len(base)):
-        await pg.add_many(_memories(agent, base, "base"), dedupe=False)
+    async with pg_store.bulk_load(rows=len(base)):
+        await pg_store.add_many(_memories(agent, base, "base"), dedupe=False)
         # Inside the load the indexes are gone and searches are exact, but complete.
-        assert await _index_oids(pg) == (None, None)
-        await _assert_finds(pg, base, "base")
-    assert await _segments(pg) == {"base:None": 200}
-    predicates = await _index_predicates(pg)
+        assert await _index_oids(pg_store) == (None, None)
+        await _assert_finds(pg_store, base, "base")
+    assert await _segments(pg_store) == {"base:None": 200}
+    predicates = await _index_predicates(pg_store)
     assert predicates == {
         MAIN_VECTOR_INDEX: "(vector_segment IS NULL)",
         BULK_VECTOR_INDEX: "(vector_segment = 1)",
     }
-    await _assert_finds(pg, base, "base")
+    await _assert_finds(pg_store, base, "base")
 
 
 async def test_a_load_into_a_big_table_rebuilds_only_the_bulk_segment(
-    postgres_url: str, pg: MemoryStore
+    postgres_url: str, pg_store: MemoryStore
 ) -> None:
-    agent = await pg.ensure_agent("tester")
+    agent = await pg_store.ensure_agent("tester")
     base, extra = _vectors(400, 1), _vectors(60, 2)
-    async with pg.bulk_load(rows=len(base)):
-        await pg.add_many(_memories(agent, base, "base"), dedupe=False)
-    main_before, bulk_before = await _index_oids(pg)
+    await _load(pg_store, agent, base, "base")
+    main_before, bulk_before = await _index_oids(pg_store)
 
     other = await MemoryStore.open(postgres_url)  # another process, writing meanwhile
     try:
         live = _vectors(3, 3)
-        async with pg.bulk_load(rows=len(extra)):
-            await pg.add_many(_memories(agent, extra[:30], "extra"), dedupe=False)
+        async with pg_store.bulk_load(rows=len(extra)):
+            await pg_store.add_many(_memories(agent, extra[:30], "extra"), dedupe=False)
             await other.add_many(_memories(agent, live, "live"), dedupe=False)
-            await pg.add_many(_memories(agent, extra[30:], "extra", start=30), dedupe=False)
+            await pg_store.add_many(_memories(agent, extra[30:], "extra", start=30), dedupe=False)
             await _assert_finds(other, extra[:30], "extra")  # no index yet: exact
-        main_after, bulk_after = await _index_oids(pg)
+        main_after, bulk_after = await _index_oids(pg_store)
         assert main_after == main_before  # the 400-row main index was not touched
         assert bulk_after is not None and bulk_after != bulk_before
-        assert await _segments(pg) == {"base:None": 400, "extra:1": 60, "live:None": 3}
-        for probe_store in (pg, other):
+        assert await _segments(pg_store) == {"base:None": 400, "extra:1": 60, "live:None": 3}
+        for probe_store in (pg_store, other):
             await _assert_finds(probe_store, base, "base")
             await _assert_finds(probe_store, extra, "extra")
             await _assert_finds(probe_store, live, "live")
         # Filters apply to both indexes alike.
-        hits = await pg.search(extra[5], k=5, kinds=[MemoryKind.FACT])
+        hits = await pg_store.search(extra[5], k=5, kinds=[MemoryKind.FACT])
         assert hits == []
     finally:
         await other.close()
 
 
-async def test_plans_follow_the_sizes(pg: MemoryStore) -> None:
-    agent = await pg.ensure_agent("tester")
+async def test_plans_follow_the_sizes(pg_store: MemoryStore) -> None:
+    agent = await pg_store.ensure_agent("tester")
     base = _vectors(400, 1)
-    stored = _memories(agent, base, "base")
-    async with pg.bulk_load(rows=len(base)):
-        await pg.add_many(stored, dedupe=False)
-    oids = await _index_oids(pg)
+    stored = await _load(pg_store, agent, base, "base")
+    oids = await _index_oids(pg_store)
 
     # Below BULK_MIN_ROWS: row by row into the main index, no DDL.
-    async with pg.bulk_load(rows=5):
-        await pg.add_many(_memories(agent, _vectors(5, 2), "small"), dedupe=False)
-    assert await _index_oids(pg) == oids
+    async with pg_store.bulk_load(rows=5):
+        await pg_store.add_many(_memories(agent, _vectors(5, 2), "small"), dedupe=False)
+    assert await _index_oids(pg_store) == oids
     # A load that adds nothing (an import run again) rebuilds nothing.
-    async with pg.bulk_load(rows=400):
-        await pg.add_many(stored, dedupe=False)
-    assert await _index_oids(pg) == oids
+    async with pg_store.bulk_load(rows=400):
+        await pg_store.add_many(stored, dedupe=False)
+    assert await _index_oids(pg_store) == oids
     # A segment that would outgrow the main index: everything is merged and rebuilt.
     big = _vectors(500, 4)
-    async with pg.bulk_load(rows=len(big)):
-        await pg.add_many(_memories(agent, big, "big"), dedupe=False)
-    assert await _segments(pg) == {"base:None": 400, "small:None": 5, "big:None": 500}
-    main_after, _ = await _index_oids(pg)
+    await _load(pg_store, agent, big, "big")
+    assert await _segments(pg_store) == {"base:None": 400, "small:None": 5, "big:None": 500}
+    main_after, _ = await _index_oids(pg_store)
     assert main_after not in (None, oids[0])
-    await _assert_finds(pg, big, "big")
+    await _assert_finds(pg_store, big, "big")
 
 
 async def test_decisions_by_cost() -> None:
@@ -204,17 +200,15 @@ async def test_decisions_by_cost() -> None:
 
 
 async def test_an_index_a_killed_load_left_missing_is_rebuilt_by_the_next_writer(
-    postgres_url: str, pg: MemoryStore
+    postgres_url: str, pg_store: MemoryStore
 ) -> None:
-    agent = await pg.ensure_agent("tester")
+    agent = await pg_store.ensure_agent("tester")
     base, extra = _vectors(400, 1), _vectors(40, 2)
-    async with pg.bulk_load(rows=len(base)):
-        await pg.add_many(_memories(agent, base, "base"), dedupe=False)
-    async with pg.bulk_load(rows=len(extra)):
-        await pg.add_many(_memories(agent, extra, "extra"), dedupe=False)
-    async with pg.engine.begin() as conn:  # what a load killed before its end leaves
+    await _load(pg_store, agent, base, "base")
+    await _load(pg_store, agent, extra, "extra")
+    async with pg_store.engine.begin() as conn:  # what a load killed before its end leaves
         await conn.execute(text(f"DROP INDEX {BULK_VECTOR_INDEX}"))
-    await pg.close()
+    await pg_store.close()
 
     restarted = await MemoryStore.open(postgres_url)
     try:
@@ -226,31 +220,31 @@ async def test_an_index_a_killed_load_left_missing_is_rebuilt_by_the_next_writer
         await restarted.close()
 
 
-async def test_reembed_merges_the_segment_into_the_main_index(pg: MemoryStore) -> None:
-    agent = await pg.ensure_agent("tester")
+async def test_reembed_merges_the_segment_into_the_main_index(pg_store: MemoryStore) -> None:
+    agent = await pg_store.ensure_agent("tester")
     facts = [f"note number {i} about the harbour and its boats" for i in range(40)]
     base = [Memory(agent_id=agent, kind=MemoryKind.FACT, content={"text": t}) for t in facts]
-    await pg.add_many(base, dedupe=False)
-    async with pg.engine.begin() as conn:  # pretend half of them came in a segment
+    await pg_store.add_many(base, dedupe=False)
+    async with pg_store.engine.begin() as conn:  # pretend half of them came in a segment
         await conn.execute(text("UPDATE memories SET vector_segment = 1 WHERE random() < 0.5"))
-    assert await pg.reembed() == 40
-    async with pg.engine.connect() as conn:
+    assert await pg_store.reembed() == 40
+    async with pg_store.engine.connect() as conn:
         segmented = (
             await conn.execute(text("SELECT count(*) FROM memories WHERE vector_segment = 1"))
         ).scalar()
     assert segmented == 0
-    assert None not in await _index_oids(pg)
-    hits = await pg.search("note number 7 about the harbour and its boats", k=1)
+    assert None not in await _index_oids(pg_store)
+    hits = await pg_store.search("note number 7 about the harbour and its boats", k=1)
     assert hits[0].memory.text == facts[7]
 
 
 async def test_upgrade_from_a_single_index_keeps_every_vector_searchable(
-    postgres_url: str, pg: MemoryStore
+    postgres_url: str, pg_store: MemoryStore
 ) -> None:
-    agent = await pg.ensure_agent("tester")
+    agent = await pg_store.ensure_agent("tester")
     base = _vectors(50, 1)
-    await pg.add_many(_memories(agent, base, "base"), dedupe=False)
-    await pg.close()
+    await pg_store.add_many(_memories(agent, base, "base"), dedupe=False)
+    await pg_store.close()
 
     def down(connection: object) -> None:
         command.downgrade(alembic_config(connection), "0101_instagram")  # type: ignore[arg-type]

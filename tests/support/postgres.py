@@ -11,6 +11,8 @@ Fixtures:
   pg_database_factory function: call it to get more fresh database URLs in one test.
   db_url / store      function, parametrized: a fresh SQLite and a fresh PostgreSQL database
                       (a URL / an open MemoryStore), so a test runs on both backends.
+  pg_store            function: an open MemoryStore on `postgres_url`, for PostgreSQL-only
+                      tests.
 """
 
 from __future__ import annotations
@@ -114,8 +116,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[MemoryStore]:
-    opened = await MemoryStore.open(db_url)
-    try:
+    async with await MemoryStore.open(db_url) as opened:
         yield opened
-    finally:
-        await opened.close()
+
+
+@pytest.fixture
+async def pg_store(postgres_url: str) -> AsyncIterator[MemoryStore]:
+    async with await MemoryStore.open(postgres_url) as opened:
+        yield opened
