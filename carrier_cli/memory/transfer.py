@@ -237,7 +237,9 @@ async def import_jsonl(
     if isinstance(lines, Sequence) and store.backend == "postgresql":
         # PostgreSQL: a large import keeps HNSW maintenance out of its inserts (the store
         # decides how from the count). A stream of unknown length is added row by row.
-        incoming = sum('"type":"memory"' in line for line in lines)
+        # At most this many memories: every record but blank lines (the few agent, room
+        # and entity records included; any JSON spacing).
+        incoming = sum(1 for line in lines if line.strip())
         async with store.bulk_load(rows=incoming):
             return await import_jsonl(store, iter(lines), source=source, progress=progress)
 

@@ -160,7 +160,8 @@ async def test_large_import_into_postgres_builds_the_index_once(
     monkeypatch.setattr(target, "bulk_load", counting_bulk_load)
     try:
         report = await import_jsonl(target, buffer.getvalue().splitlines())
-        assert report.memories_added == 4 and bulk_loads == [4]
+        assert report.memories_added == 4
+        assert len(bulk_loads) == 1 and bulk_loads[0] == report.lines  # an upper bound
         async with target.engine.connect() as conn:
             indexes = (
                 (

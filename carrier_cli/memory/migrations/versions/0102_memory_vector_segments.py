@@ -1,9 +1,10 @@
 """Memories: `vector_segment`, and PostgreSQL's HNSW index split into main + bulk.
 
 On PostgreSQL an existing HNSW index is rebuilt as the partial main index (rows whose
-vector_segment is NULL, i.e. all of them): about 25 s per 100k memories, once.
+vector_segment is NULL, i.e. all of them): about 25 s per 100k memories, once. The bulk
+segment's index starts empty.
 
-Revision ID: 0002_memory_segments
+Revision ID: 0102_memory_segments
 Revises: 0101_instagram
 Create Date: 2026-12-01
 """
@@ -22,7 +23,7 @@ from carrier_cli.memory.schema import (
     hnsw_index_ddl,
 )
 
-revision: str = "0002_memory_segments"
+revision: str = "0102_memory_segments"
 down_revision: str | Sequence[str] | None = "0101_instagram"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -41,6 +42,7 @@ def upgrade() -> None:
         op.execute(f"DROP INDEX {MAIN_VECTOR_INDEX}")
         op.execute("SET LOCAL maintenance_work_mem = '512MB'")
         op.execute(hnsw_index_ddl(bulk=False))
+        op.execute(hnsw_index_ddl(bulk=True))
 
 
 def downgrade() -> None:
