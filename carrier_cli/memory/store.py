@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import heapq
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -34,7 +35,6 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
-    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -947,14 +947,14 @@ class MemoryStore:
         stored = await self.stored_model() or self._claimed
         if stored is None:
             return False
+        filters = IndexFilters(agent_id=agent_id, room_id=room_id)
+        if self._index is None:
+            return bool(
+                await self._pg_search(vector, k=1, threshold=DEDUPE_THRESHOLD, filters=filters)
+            )
         async with self._index_read() as conn:
             hits = await self._vector_search(
-                conn,
-                vector,
-                stored[0],
-                k=1,
-                threshold=DEDUPE_THRESHOLD,
-                filters=IndexFilters(agent_id=agent_id, room_id=room_id),
+                conn, vector, stored[0], k=1, threshold=DEDUPE_THRESHOLD, filters=filters
             )
         return bool(hits)
 
@@ -997,10 +997,9 @@ class MemoryStore:
         if stored is None:
             return []
         if self._index is None:
-            async with self._read() as conn:
-                pairs = await self._pg_search(
-                    conn, vector, k=k, threshold=threshold, filters=filters, full=True
-                )
+            pairs = await self._pg_search(
+                vector, k=k, threshold=threshold, filters=filters, full=True
+            )
             return [SearchHit(memory=m, score=score) for m, score in pairs]
         async with self._index_read() as conn:  # one connection for the whole search
             scored = await self._vector_search(
@@ -1028,15 +1027,13 @@ class MemoryStore:
         threshold: float,
         filters: IndexFilters,
     ) -> list[tuple[uuid.UUID, float]]:
-        if self._index is not None:
-            await self._index.refresh(conn, model)
-            return self._index.search(vector, k, threshold, filters)
-        assert isinstance(conn, AsyncConnection)  # PostgreSQL reads are never inline
-        return await self._pg_search(conn, vector, k=k, threshold=threshold, filters=filters)
+        """SQLite: the in-process vector index, brought up to date first."""
+        assert self._index is not None  # PostgreSQL searches go through _pg_search
+        await self._index.refresh(conn, model)
+        return self._index.search(vector, k, threshold, filters)
 
     async def _pg_search(
         self,
-        conn: AsyncConnection,
         vector: np.ndarray,
         *,
         k: int,
@@ -1044,20 +1041,29 @@ class MemoryStore:
         filters: IndexFilters,
         full: bool = False,
     ) -> list[tuple[Any, float]]:
-        """(id, score) pairs, or (Memory, score) with full=True: one round trip. The
-        connection already has hnsw.ef_search and iterative_scan set (memory.engine)."""
+        """(id, score) pairs, or (Memory, score) with full=True: the top k of the main
+        index and of the bulk segment (see bulk_load), asked at once on two connections,
+        so a search costs one HNSW probe's time rather than two. Each arm takes its own
+        connection and holds no other, so concurrent searches cannot starve the pool.
+        Connections already have hnsw.ef_search and iterative_scan set (memory.engine)."""
         params: dict[str, Any] = {"q": vector, "k": k}
         for name in ("agent_id", "room_id", "entity_id", "since", "until"):
             if getattr(filters, name) is not None:
                 params[name] = getattr(filters, name)
         if filters.kinds:
             params["kinds"] = list(filters.kinds)
-        stmt = _pg_search_statement(full, frozenset(params), filters.unique_only)
-        if k > HNSW_EF_SEARCH:
-            await conn.execute(
-                text("SELECT set_config('hnsw.ef_search', :ef, false)"), {"ef": str(k)}
-            )
-        rows = (await conn.execute(stmt, params)).all()
+
+        async def top(stmt: Any) -> list[Any]:
+            async with self._read() as conn:
+                if k > HNSW_EF_SEARCH:
+                    await conn.execute(
+                        text("SELECT set_config('hnsw.ef_search', :ef, false)"), {"ef": str(k)}
+                    )
+                return list((await conn.execute(stmt, params)).all())
+
+        main, bulk = _pg_search_statements(full, frozenset(params), filters.unique_only)
+        main_rows, bulk_rows = await asyncio.gather(top(main), top(bulk))
+        rows = heapq.nsmallest(k, [*main_rows, *bulk_rows], key=lambda r: float(r.distance))
         hits = [(_memory(r) if full else r[0], 1.0 - float(r.distance)) for r in rows]
         return [(item, score) for item, score in hits if score >= threshold]
 
@@ -1361,10 +1367,9 @@ async def _create_vector_indexes(conn: AsyncConnection) -> None:
 
 
 @functools.cache
-def _pg_search_statement(full: bool, given: frozenset[str], unique_only: bool) -> Any:
-    """The top-k of each HNSW index (main and bulk segment; see bulk_load), merged. One
-    statement per combination of filters, built once: building and keying a union of
-    two selects took about a millisecond per search."""
+def _pg_search_statements(full: bool, given: frozenset[str], unique_only: bool) -> tuple[Any, Any]:
+    """The top-k statements for the main index and the bulk segment, for one combination
+    of filters, built once: building and keying them took about a millisecond a search."""
     distance = M.c.embedding.op("<=>", return_type=Float())(bindparam("q", type_=EmbeddingVector()))
     columns = _columns(False) if full else [M.c.id]
     conditions: list[Any] = [M.c.embedding.is_not(None)]
@@ -1379,18 +1384,16 @@ def _pg_search_statement(full: bool, given: frozenset[str], unique_only: bool) -
         conditions.append(M.c.created_at <= bindparam("until", type_=M.c.created_at.type))
     if unique_only:
         conditions.append(M.c.unique.is_(True))
-    k = bindparam("k", type_=Integer())
 
     def top(segment: Any) -> Any:
         arm = select(*columns, distance.label("distance")).where(*conditions, segment)
-        return arm.order_by(distance).limit(k)
+        return arm.order_by(distance).limit(bindparam("k", type_=Integer()))
 
-    merged = union_all(
+    return (
         top(M.c.vector_segment.is_(None)),
         # A literal, not a parameter: only then does the planner use the partial index.
         top(M.c.vector_segment == literal_column(str(BULK_SEGMENT))),
-    ).subquery()
-    return select(merged).order_by(merged.c.distance).limit(k)
+    )
 
 
 def _columns(with_vector: bool) -> list[Any]:
