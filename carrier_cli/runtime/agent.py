@@ -6,7 +6,8 @@ A turn (see docs/plugins.md for the full walk-through):
 2. decide: rules (bots, direct, mentions, client rules), else the small model;
 3. compose: recent messages, relevant knowledge, facts about the sender, plugin providers
    and the offered actions, read concurrently; character parts come pre-rendered;
-4. generate with the large model, parse tolerantly, at most 3 attempts, then raw text;
+4. generate with the large model, parse tolerantly (a reply without tags is the text); only
+   broken markup is asked again, once (parsing.ParseAttempts), then the raw text;
 5. store the reply, run the chosen actions, then evaluators in the background.
 
 Cancellation policy: the incoming message is stored before anything can be cancelled; a
@@ -39,10 +40,11 @@ from carrier_cli.runtime.character_state import CharacterState
 from carrier_cli.runtime.context import TurnContext
 from carrier_cli.runtime.evaluators import FactEvaluator
 from carrier_cli.runtime.parsing import (
+    ParseAttempts,
     ParsedReply,
     StreamingTextExtractor,
-    parse_decision,
     parse_reply,
+    parse_should_respond,
     raw_fallback,
 )
 from carrier_cli.runtime.plugins import (
@@ -74,7 +76,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("carrier.runtime")
 turn_log = logging.getLogger("carrier.runtime.turn")
 
-MAX_ATTEMPTS = 3  # one try plus at most two retries, then the raw text
 # Whole documents are left out: their fragments carry the same text in prompt-sized pieces.
 KNOWLEDGE_KINDS = [MemoryKind.FRAGMENT, MemoryKind.LORE, MemoryKind.FACT]
 KNOWLEDGE_ITEM_CHARS = 1200  # a single retrieved memory never floods the prompt
@@ -322,20 +323,23 @@ class AgentRuntime:
         messages = [ChatMessage("system", self.character_state.system), ChatMessage("user", prompt)]
         params = self.model_config.params()
         raw = ""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        attempts = ParseAttempts("post")
+        for attempt in attempts:
             started = perf_counter()
             raw = await self.model.complete(messages, params)
             log.debug(
                 "post attempt %d (%.0f ms):\n%s", attempt, (perf_counter() - started) * 1000, raw
             )
             parsed = parse_reply(raw)
-            if parsed.ok and parsed.text:
+            if parsed.ok and parsed.text:  # plain text without tags included
                 return parsed.text.strip().strip('"').strip()
+            attempts.failed()  # broken markup, empty, or a silent choice: no post
         text = raw_fallback(raw)
         if not text:
+            tries = "attempt" if attempts.failures == 1 else "attempts"
             raise RuntimeFailure(
                 f"The model ({self.model_config.provider} {self.model_config.large}) returned "
-                f"no usable post text after {MAX_ATTEMPTS} attempts.",
+                f"no usable post text after {attempts.failures} {tries}.",
                 hint="Try again, or use a stronger model (--model).",
             )
         return text
@@ -612,25 +616,41 @@ class AgentRuntime:
         prompt = render(self.templates["should_respond"], values)
         messages = [ChatMessage("system", self.character_state.system), ChatMessage("user", prompt)]
         params = self.model_config.params(small=True, temperature=0.2, max_tokens=64)
-        record = PromptRecord("should_respond", params.model, prompt, system=messages[0].content)
-        tlog.calls.append(record)
-        began = perf_counter()
-        try:
-            raw = await self.model.complete(messages, params)
-        except BaseException as exc:
-            record.error = _describe_error(exc)
-            raise
-        finally:
-            record.seconds = perf_counter() - began
-        record.output = raw
-        word = parse_decision(raw)
+        seconds = 0.0
+        word: str | None = None
+        raw = ""
+        attempts = ParseAttempts("should_respond")
+        for attempt in attempts:
+            record = PromptRecord(
+                "should_respond",
+                params.model,
+                prompt,
+                system=messages[0].content,
+                attempt=attempt,
+            )
+            tlog.calls.append(record)
+            began = perf_counter()
+            try:
+                raw = await self.model.complete(messages, params)
+            except BaseException as exc:
+                record.error = _describe_error(exc)
+                raise
+            finally:
+                record.seconds = perf_counter() - began
+                seconds += record.seconds
+            record.output = raw
+            answer = parse_should_respond(raw)
+            word = answer.word
+            if not answer.ok:  # tags without a decision (cut off) or nothing: ask once more
+                tlog.parse_failures += 1
+                attempts.failed()
         if word is None:
             log.debug("should-respond answer %r has no RESPOND/IGNORE/STOP; ignoring", raw[:200])
             word = "IGNORE"
         decision: Decision = (
             "RESPOND" if word == "RESPOND" else "STOP" if word == "STOP" else "IGNORE"
         )
-        return decision, record.seconds
+        return decision, seconds
 
     # ------------------------------------------------------------------- compose --
     def _fit_prompt(self, ctx: TurnContext, conversation: list[Memory]) -> str:
@@ -777,9 +797,11 @@ class AgentRuntime:
         *,
         purpose: str,
     ) -> AsyncIterator[str]:
-        """Up to MAX_ATTEMPTS model calls; yields streamed text; result lands in `out`."""
+        """The model call, asked once more only for broken markup (`ParseAttempts`); yields
+        streamed text; the result lands in `out`."""
         raw = ""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        attempts = ParseAttempts(purpose)
+        for attempt in attempts:
             record = PromptRecord(
                 purpose,
                 params.model,
@@ -812,17 +834,13 @@ class AgentRuntime:
             record.output = raw
             parsed = parse_reply(raw)
             if parsed.ok:
+                if stream and parsed.text and not extractor.emitted_any:
+                    yield parsed.text  # no <text> tag streamed (plain text, JSON): whole now
                 out.parsed = parsed
                 return
             tlog.parse_failures += 1
-            log.debug(
-                "%s attempt %d did not parse; %s",
-                purpose,
-                attempt,
-                "retrying" if attempt < MAX_ATTEMPTS else "using the raw text",
-            )
-            if stream and extractor.emitted_any:
-                break  # text already shown: keep it rather than contradict it
+            # Text already shown while streaming: keep it rather than contradict it.
+            attempts.failed(retry=not (stream and extractor.emitted_any))
         text = raw_fallback(raw)
         if stream and text:
             yield text

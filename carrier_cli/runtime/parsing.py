@@ -1,18 +1,32 @@
-"""Tolerant parsing of the model's `<response>` reply, whole or streamed.
+"""Tolerant parsing of the model's answers, whole or streamed, and the one bound on asking
+again when an answer does not parse.
 
 Models wrap the XML in code fences, chat before it, forget a closing tag or answer in the
-ElizaOS 0.x JSON shape. All of that still yields a reply here; only a reply with no
-recognisable structure counts as a failure (the runtime then retries, boundedly). Only a
-fence around the XML itself is unwrapped: code blocks inside `<text>` are part of the
-message and are kept verbatim.
+ElizaOS 0.x JSON shape. All of that still yields a reply here. Small local models (e.g.
+through Ollama) often ignore the format and just talk: a reply with no tags of the format
+at all is that text (action REPLY), accepted on the first answer, since asking again costs
+a full model call and gets the same kind of answer. Only broken markup (a tag of the format,
+or a JSON object, that yields no text and no silent choice) or an empty answer is asked
+again, and at most once (`ParseAttempts`, shared by replies, posts and should-respond).
+Only a fence around the XML itself is unwrapped: code blocks inside `<text>` are part of
+the message and are kept verbatim.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+log = logging.getLogger("carrier.runtime")
+
+# The first answer plus at most one retry. A retry is for broken markup only (plain text is
+# an answer), and a second broken answer is rarely fixed by a third call: the cost of every
+# further call is a whole generation, paid on every message.
+MAX_ATTEMPTS = 2
 
 _FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n?(.*?)```", re.S)
 _FENCE_MARK = re.compile(r"```")
@@ -20,6 +34,10 @@ _FENCE_OPEN = re.compile(r"```[A-Za-z0-9_-]*")
 _REPLY_OPEN = re.compile(r"<(?:response|thought|actions|text)(?:\s[^>]*)?>", re.I)
 _REPLY_CLOSE = re.compile(r"</(?:response|thought|actions|text)\s*>", re.I)
 _CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.S)
+# Any tag of the reply format, opening or closing: its presence means the model tried the
+# format, so an answer that still yields nothing is broken rather than plain text.
+_FORMAT_TAG = re.compile(r"</?(?:response|thought|actions?|text)(?:\s[^>]*)?/?>", re.I)
+_ANY_TAG = re.compile(r"</?[A-Za-z_][A-Za-z0-9_:-]*(?:\s[^>]*)?/?>")
 _SILENT = {"IGNORE", "STOP"}  # NONE means "reply, no other action" (ElizaOS)
 
 
@@ -28,7 +46,8 @@ class ParsedReply:
     text: str | None
     thought: str | None = None
     actions: list[str] = field(default_factory=list)
-    ok: bool = True  # False: nothing recognisable; the caller may retry
+    ok: bool = True  # False: broken markup or an empty answer; the caller may retry once
+    plain: bool = False  # the model ignored the format: the whole answer is the text
 
     @property
     def silent(self) -> bool:
@@ -116,20 +135,29 @@ def _from_json(source: str) -> ParsedReply | None:
 
 
 def parse_reply(raw: str) -> ParsedReply:
-    """Parse one model reply; `ok=False` when there is neither a text nor a silent choice."""
+    """Parse one model reply; `ok=False` when it is broken markup (or empty).
+
+    A reply with no tag of the format and no JSON object is plain text: the model answered
+    without the format, and its whole answer (stripped, otherwise verbatim: code blocks and
+    `<`, `&` in it are the model's own) is the text, with action REPLY.
+    """
     source = _unwrap_fence(raw.strip())
     text = _tag(source, "text")
     thought = _tag(source, "thought")
     actions_raw = _tag(source, "actions")
     if text is None and thought is None and actions_raw is None:
         fenced = sorted(_FENCE.findall(source), key=len, reverse=True)
-        for candidate in (source, *fenced):  # the JSON may be fenced, with chatter around
+        candidates = (source, *fenced)
+        for candidate in candidates:  # the JSON may be fenced, with chatter around
             parsed = _from_json(candidate)
             if parsed is not None and (parsed.text or parsed.silent):
                 if parsed.silent:
                     parsed.text = None
                 return parsed
-        return ParsedReply(text=None, ok=False)
+        attempted_json = any(c.strip().startswith("{") for c in candidates)
+        if not source or _FORMAT_TAG.search(source) or attempted_json:
+            return ParsedReply(text=None, ok=False)
+        return ParsedReply(text=source, actions=["REPLY"], plain=True)
     reply = ParsedReply(
         text=_clean(text) if text is not None else None,
         thought=_clean(thought) if thought is not None else None,
@@ -151,10 +179,77 @@ def raw_fallback(raw: str) -> str:
     return html.unescape(text).strip()
 
 
+_YES_NO = re.compile(r"^[\W_]*(yes|no)\b", re.I)
+
+
 def parse_decision(raw: str) -> str | None:
-    """The first RESPOND / IGNORE / STOP word in a should-respond answer."""
+    """The first RESPOND / IGNORE / STOP word in a should-respond answer; failing that, an
+    answer that starts with yes (RESPOND) or no (IGNORE), tags and punctuation aside."""
     match = re.search(r"\b(RESPOND|IGNORE|STOP)\b", raw.upper())
-    return match.group(1) if match else None
+    if match:
+        return match.group(1)
+    yes_no = _YES_NO.match(html.unescape(_ANY_TAG.sub(" ", raw)))
+    if yes_no:
+        return "RESPOND" if yes_no.group(1).lower() == "yes" else "IGNORE"
+    return None
+
+
+@dataclass
+class ParsedDecision:
+    word: str | None  # RESPOND / IGNORE / STOP, None when the answer names none
+    ok: bool = True  # False: broken markup or an empty answer; the caller may retry once
+
+
+def parse_should_respond(raw: str) -> ParsedDecision:
+    """A should-respond answer. Plain words without a decision are an answer too (the
+    caller reads them as IGNORE, no retry); only tags without a decision, or nothing at
+    all, are broken (a cut-off `<response><thought>...` is the usual case)."""
+    word = parse_decision(raw)
+    if word is not None:
+        return ParsedDecision(word)
+    return ParsedDecision(None, ok=bool(raw.strip()) and not _ANY_TAG.search(raw))
+
+
+class ParseAttempts:
+    """The one bound on asking the model again because its answer did not parse.
+
+        attempts = ParseAttempts("reply")
+        for attempt in attempts:      # 1, then 2 only if attempt 1 was marked failed
+            raw = await ask_model()
+            if parse(raw).ok:
+                break
+            attempts.failed()
+
+    The loop ends after an answer that was not marked `failed()` (so a caller can never
+    make an extra call by forgetting to break), or after `limit` attempts.
+    """
+
+    def __init__(self, purpose: str, limit: int = MAX_ATTEMPTS) -> None:
+        self.purpose = purpose
+        self.limit = limit
+        self.failures = 0
+        self._again = True
+        self._attempt = 0
+
+    def __iter__(self) -> Iterator[int]:
+        while self._again and self._attempt < self.limit:
+            self._attempt += 1
+            self._again = False
+            yield self._attempt
+
+    def failed(self, *, retry: bool = True) -> bool:
+        """Mark this attempt's answer as broken; True when one more attempt follows.
+        `retry=False`: broken, but asking again would not help (e.g. text already shown)."""
+        self.failures += 1
+        self._again = retry and self._attempt < self.limit
+        log.debug(
+            "%s attempt %d/%d did not parse; %s",
+            self.purpose,
+            self._attempt,
+            self.limit,
+            "asking again" if self._again else "giving up",
+        )
+        return self._again
 
 
 def parse_facts(raw: str) -> list[str]:

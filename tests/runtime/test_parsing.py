@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from carrier_cli.runtime.parsing import (
+    MAX_ATTEMPTS,
+    ParseAttempts,
     StreamingTextExtractor,
     parse_decision,
     parse_facts,
     parse_reply,
+    parse_should_respond,
     raw_fallback,
     split_actions,
 )
@@ -105,9 +108,38 @@ def test_missing_text_with_reply_action_is_a_failure():
     assert not parse_reply("<response><thought>x</thought><actions>REPLY</actions></response>").ok
 
 
-@pytest.mark.parametrize("raw", ["", "plain words, no tags", "```\nstill nothing\n```", "{}"])
-def test_garbage_is_a_failure(raw):
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "  \n ",
+        "{}",
+        '{"text": "cut off',
+        '```json\n{"thought": "x"}\n```',
+        "<response></response>",
+        "<response>",
+        "<response><thought>cut off mid",
+        "words </text> after a stray close",
+        "<action>REPLY</action>",
+    ],
+)
+def test_broken_markup_or_nothing_is_a_failure(raw):
     assert not parse_reply(raw).ok
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "plain words, no tags",
+        "```\nstill nothing\n```",
+        "Hello there.",
+        "<b>bold</b> & 1 < 2, in plain text",
+        "Line one\n\nLine two",
+    ],
+)
+def test_a_reply_without_tags_of_the_format_is_the_text(raw):
+    parsed = parse_reply("\n " + raw + "  \n")
+    assert (parsed.ok, parsed.plain, parsed.text, parsed.actions) == (True, True, raw, ["REPLY"])
 
 
 def test_eliza_0x_json_shape():
@@ -128,7 +160,7 @@ def test_raw_fallback_strips_markup():
 
 def test_raw_fallback_keeps_code_blocks_the_model_wrote():
     raw = "Sure:\n```python\nprint(1)\n```"
-    assert not parse_reply(raw).ok
+    assert parse_reply(raw).text == raw  # plain text: verbatim, fences and all
     assert raw_fallback(raw) == raw
 
 
@@ -143,6 +175,41 @@ def test_decisions():
     assert parse_decision("<action>ignore</action>") == "IGNORE"
     assert parse_decision("I think we should STOP now") == "STOP"
     assert parse_decision("responding") is None
+    assert parse_decision("Yes") == parse_decision("yes, it is for her.") == "RESPOND"
+    assert parse_decision("No.") == parse_decision("<answer>no</answer>") == "IGNORE"
+    assert parse_decision("Nobody asked") is None and parse_decision("Not sure") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "word", "ok"),
+    [
+        ("RESPOND", "RESPOND", True),
+        ("no", "IGNORE", True),
+        ("I am not sure.", None, True),  # an answer, just not a decision: no retry
+        ("<response><thought>The user is", None, False),  # cut off in the markup
+        ("", None, False),
+    ],
+)
+def test_should_respond_answers(raw, word, ok):
+    answer = parse_should_respond(raw)
+    assert (answer.word, answer.ok) == (word, ok)
+
+
+def test_parse_attempts_bound():
+    attempts = ParseAttempts("t")
+    assert [a for a in attempts] == [1]  # an answer not marked failed ends the loop
+    attempts = ParseAttempts("t")
+    seen = []
+    for attempt in attempts:
+        seen.append(attempt)
+        attempts.failed()
+    assert seen == [1, 2] and attempts.failures == 2 and MAX_ATTEMPTS == 2
+    attempts = ParseAttempts("t")
+    seen = []
+    for attempt in attempts:
+        seen.append(attempt)
+        assert attempts.failed(retry=False) is False
+    assert seen == [1]
 
 
 def test_facts():

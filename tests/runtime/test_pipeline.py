@@ -156,19 +156,29 @@ async def test_newer_message_during_generation_is_seen_by_next_turn(store, make_
     assert runtime.turn_logs[0].newer_messages == 1
 
 
-async def test_garbage_three_times_falls_back_to_raw_text(store, make_runtime):
-    garbage = ["I think the answer is 42", "still no tags here", "the final raw answer"]
+async def test_broken_markup_twice_falls_back_to_raw_text(store, make_runtime):
+    garbage = ["<response>I think", "<response>the final raw answer</response>", "unasked"]
     runtime = await make_runtime(store, garbage)
     result = await runtime.handle_message(dm("what is the answer?"))
-    assert len(runtime.model.calls) == 3
+    assert len(runtime.model.calls) == 2
     assert result.text == "the final raw answer"
-    assert runtime.last_turn_log.parse_failures == 3
+    assert runtime.last_turn_log.parse_failures == 2
     reply = await store.get(result.reply_id)
     assert reply.text == "the final raw answer"
 
 
+async def test_a_reply_without_tags_is_the_reply_at_once(store, make_runtime):
+    runtime = await make_runtime(store, ["I think the answer is 42", "unasked"])
+    result = await runtime.handle_message(dm("what is the answer?"))
+    assert len(runtime.model.calls) == 1
+    assert result.text == "I think the answer is 42" and result.actions == ["REPLY"]
+    assert runtime.last_turn_log.parse_failures == 0
+    reply = await store.get(result.reply_id)
+    assert reply.text == "I think the answer is 42"
+
+
 async def test_one_bad_reply_is_retried(store, make_runtime):
-    runtime = await make_runtime(store, ["no structure", reply_xml("Second time lucky")])
+    runtime = await make_runtime(store, ["<response>no structure", reply_xml("Second time lucky")])
     result = await runtime.handle_message(dm("hi"))
     assert result.text == "Second time lucky"
     assert len(runtime.model.calls) == 2
@@ -346,22 +356,22 @@ async def test_prompt_is_trimmed_to_the_context_window(sqlite_store, make_runtim
     assert "第0条消息" not in prompt  # the oldest lines went first
 
 
-async def test_generate_post_gives_up_after_three_empty_answers(sqlite_store, make_runtime):
+async def test_generate_post_gives_up_after_two_empty_answers(sqlite_store, make_runtime):
     from carrier_cli.errors import RuntimeFailure
 
-    runtime = await make_runtime(sqlite_store, ["", "<response></response>", "   "])
-    with pytest.raises(RuntimeFailure, match="no usable post text after 3 attempts"):
+    runtime = await make_runtime(sqlite_store, ["", "<response></response>", "unasked"])
+    with pytest.raises(RuntimeFailure, match="no usable post text after 2 attempts"):
         await runtime.generate_post()
-    assert len(runtime.model.calls) == 3
+    assert len(runtime.model.calls) == 2
 
 
 async def test_turn_log_renders_prompt_output_and_timings(sqlite_store, make_runtime):
-    runtime = await make_runtime(sqlite_store, ["junk", reply_xml("fine")])
+    runtime = await make_runtime(sqlite_store, ["<response>junk", reply_xml("fine")])
     await runtime.handle_message(dm("hello log"))
     text = runtime.last_turn_log.render()
     assert "decision=DIRECT parse_failures=1" in text
     assert "--- reply #1" in text and "--- reply #2" in text
-    assert "[output]\njunk" in text and "Bob: hello log" in text
+    assert "[output]\n<response>junk" in text and "Bob: hello log" in text
     assert "timings (ms): " in text and "overhead=" in text
 
 

@@ -10,7 +10,8 @@ Endpoints
     GET  /v1/models             OpenAI model list
     POST /v1/messages           Anthropic messages (plain, or the SSE event sequence)
     POST /_admin/script         push replies (JSON list of reply dicts, see `Reply`)
-    POST /_admin/config         change expect_key / models / dimension / default_text / latency
+    POST /_admin/config         change expect_key / models / dimension / default_text / plain /
+                                latency
     GET  /_admin/requests       every request recorded so far (auth headers removed)
     POST /_admin/reset          clear the queue and the recorded requests
 
@@ -29,6 +30,8 @@ queue the default rule answers:
   line such as `</output>`. It is cut to
   200 characters and XML-escaped, so the runtime parses back exactly the echoed text.
   `default_text`, when one is configured, is used as the text instead (verbatim).
+  With `plain` set (`--plain`) the text comes back bare, without any XML tags and not
+  escaped, the way small local models (e.g. through Ollama) often ignore the format.
 
 Auth is checked like the real services: OpenAI needs `Authorization: Bearer ...`;
 Anthropic needs `x-api-key` (or `Authorization: Bearer`, which anthropic 2.x sends) and
@@ -169,7 +172,11 @@ def new_message_text(prompt: str) -> str:
 
 
 def default_reply_text(
-    messages: list[dict[str, Any]], system: str = "", default_text: str | None = None
+    messages: list[dict[str, Any]],
+    system: str = "",
+    default_text: str | None = None,
+    *,
+    plain: bool = False,
 ) -> str:
     """The deterministic reply the server gives when nothing is scripted."""
     everything = "\n".join([system, *(_content_text(m.get("content")) for m in messages)])
@@ -187,7 +194,10 @@ def default_reply_text(
             if message.get("role") == "user":
                 last_user = _content_text(message.get("content"))
                 break
-        text = "Echo: " + html.escape(new_message_text(last_user)[:200], quote=False)
+        echoed = new_message_text(last_user)[:200]
+        text = "Echo: " + (echoed if plain else html.escape(echoed, quote=False))
+    if plain:  # a model that ignores the XML format and just talks
+        return text
     return (
         "<response><thought>Replying to the user.</thought><actions>REPLY</actions>"
         f"<text>{text}</text></response>"
@@ -223,12 +233,14 @@ class FakeModelServer:
         models: list[str] | None = None,
         dimension: int = 1536,
         default_text: str | None = None,
+        plain: bool = False,
         latency: float = 0.0,
     ) -> None:
         self.expect_key = expect_key
         self.models = models
         self.dimension = dimension
         self.default_text = default_text
+        self.plain = plain  # default answers without the XML tags
         self.latency = latency  # seconds added to every chat/embeddings answer
         self.queues: dict[str, deque[Reply]] = {"chat": deque(), "embeddings": deque()}
         self.recorded: list[RecordedRequest] = []
@@ -451,7 +463,9 @@ class FakeModelServer:
         text = (
             reply.text
             if reply.text is not None
-            else default_reply_text(body["messages"], default_text=self.default_text)
+            else default_reply_text(
+                body["messages"], default_text=self.default_text, plain=self.plain
+            )
         )
         prompt_tokens = sum(
             _estimate_tokens(_content_text(m.get("content"))) for m in body["messages"]
@@ -726,7 +740,7 @@ class FakeModelServer:
         text = (
             reply.text
             if reply.text is not None
-            else default_reply_text(body["messages"], system, self.default_text)
+            else default_reply_text(body["messages"], system, self.default_text, plain=self.plain)
         )
         input_tokens = _estimate_tokens(system) + sum(
             _estimate_tokens(_content_text(m.get("content"))) for m in body["messages"]
@@ -886,7 +900,7 @@ class FakeModelServer:
 
     async def _admin_config(self, request: web.Request) -> web.Response:
         data = await request.json()
-        for name in ("expect_key", "models", "dimension", "default_text", "latency"):
+        for name in ("expect_key", "models", "dimension", "default_text", "plain", "latency"):
             if name in data:
                 setattr(self, name, data[name])
         return web.json_response({"ok": True})
@@ -1028,6 +1042,7 @@ async def _serve(args: argparse.Namespace) -> None:
         models=args.models.split(",") if args.models else None,
         dimension=args.dimension,
         default_text=args.default_text,
+        plain=args.plain,
         latency=args.latency,
     )
     if args.script:
@@ -1052,6 +1067,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", help="Comma-separated known models; others get 404.")
     parser.add_argument("--dimension", type=int, default=1536)
     parser.add_argument("--default-text", help="Reply text instead of the echo rule.")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="Default replies without the XML tags, like a small model that ignores the format.",
+    )
     parser.add_argument(
         "--latency",
         type=float,

@@ -42,7 +42,7 @@ def _shared_model_server() -> Iterator[ModelServerProcess]:
 @pytest.fixture
 def chat_server(_shared_model_server: ModelServerProcess) -> ModelServerProcess:
     _shared_model_server.reset()
-    _shared_model_server.configure(expect_key=None, default_text=None, models=None)
+    _shared_model_server.configure(expect_key=None, default_text=None, models=None, plain=False)
     return _shared_model_server
 
 
