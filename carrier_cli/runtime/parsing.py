@@ -175,8 +175,18 @@ def raw_fallback(raw: str) -> str:
     """What to say when every attempt failed to parse: the raw output minus obvious markup
     (a fence around XML included; code blocks the model wrote stay)."""
     text = _unwrap_fence(raw.strip())
+    # The format's private fields are never said aloud: a broken reply such as
+    # "<response><thought>the user seems upset..." must not send the model's reasoning
+    # (or its action list) to the chat. An unclosed one runs to the next <text> or the end.
+    text = _PRIVATE_FIELD.sub("", text)
     text = re.sub(r"</?[A-Za-z_][A-Za-z0-9_]*(?:\s[^>]*)?>", "", text)
     return html.unescape(text).strip()
+
+
+_PRIVATE_FIELD = re.compile(
+    r"<(thought|actions|action|providers)\b[^>]*>.*?(?:</\1\s*>|(?=<text\b)|\Z)",
+    re.S | re.I,
+)
 
 
 _YES_NO = re.compile(r"^[\W_]*(yes|no)\b", re.I)

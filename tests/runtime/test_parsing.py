@@ -158,6 +158,12 @@ def test_raw_fallback_strips_markup():
     assert raw_fallback("```\n<text>hi</text> there\n```") == "hi there"
 
 
+def test_raw_fallback_never_says_the_private_fields():
+    assert raw_fallback("<response><thought>they seem upset</thought><text>Sorry!") == "Sorry!"
+    assert raw_fallback("<response><thought>private reasoning, never closed") == ""
+    assert raw_fallback("<actions>REPLY</actions><thought>hm<text>Hi") == "Hi"
+
+
 def test_raw_fallback_keeps_code_blocks_the_model_wrote():
     raw = "Sure:\n```python\nprint(1)\n```"
     assert parse_reply(raw).text == raw  # plain text: verbatim, fences and all
