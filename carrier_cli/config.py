@@ -256,7 +256,7 @@ def _read_yaml_config(path: Path) -> dict[str, Any]:
         data = safe_yaml.load(path.read_text(encoding="utf-8"), path) or {}
     except safe_yaml.YamlLimitError as exc:
         raise ConfigError(
-            f"{exc.message[:-1]} in the config file.",
+            f"Config file {exc.message}",
             hint=exc.hint or "Fix the file, or regenerate it with `carrier config init --force`.",
         ) from None
     except yaml.YAMLError as exc:

@@ -86,7 +86,7 @@ def check_size(text: str, path: Path | str, limits: Limits = DEFAULT_LIMITS) -> 
 class _Open:
     """A collection node being composed, with what its children add up to so far."""
 
-    __slots__ = ("node", "anchor", "size", "height", "pending_key")
+    __slots__ = ("anchor", "height", "node", "pending_key", "size")
 
     def __init__(self, node: Any, anchor: str | None) -> None:
         self.node = node
@@ -202,9 +202,7 @@ def _compose_document(loader: Any, path: Path | str, limits: Limits) -> Any:
                     f"Remove *{name} from inside &{name}, or write the value out.",
                 )
             if name not in anchors:
-                raise ComposerError(
-                    None, None, f"found undefined alias {name!r}", event.start_mark
-                )
+                raise ComposerError(None, None, f"found undefined alias {name!r}", event.start_mark)
             aliases += 1
             if aliases > limits.max_aliases:
                 raise refuse(
