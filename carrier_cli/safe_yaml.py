@@ -237,9 +237,9 @@ def _compose_document(loader: Any, path: Path | str, limits: Limits) -> Any:
             tag = event.tag
             if tag is None or tag == "!":
                 tag = loader.resolve(kind, None, event.implicit)
-            node = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
+            collection = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
             if event.anchor is not None:
-                anchors[event.anchor] = node
+                anchors[event.anchor] = collection
                 open_anchors.add(event.anchor)
             if len(stack) + 1 > limits.max_depth:
                 raise refuse(
@@ -247,7 +247,7 @@ def _compose_document(loader: Any, path: Path | str, limits: Limits) -> Any:
                     f"values are nested more than {limits.max_depth} levels deep",
                     _DEPTH_HINT,
                 )
-            stack.append(_Open(node, event.anchor))
+            stack.append(_Open(collection, event.anchor))
         elif loader.check_event(yaml.SequenceEndEvent, yaml.MappingEndEvent):
             event = loader.get_event()
             done = stack.pop()
