@@ -127,3 +127,14 @@ def test_config_yaml_is_read_through_the_same_limits(tmp_path: Path, body: str) 
     # The paragraph is wrapped at 100 columns, possibly inside the path.
     assert "".join(f"Config file {config}:".split()) in "".join(shown.split()), shown
     assert "Traceback" not in shown and "Unexpected" not in shown
+
+
+def test_pure_python_parser_gives_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without libyaml (PyYAML built without it) the same limits hold."""
+    monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
+    text = "base: &b {x: [1, 2]}\nother:\n  <<: *b\n  y: 2\n"
+    assert safe_yaml.load(text, "f.yaml") == yaml.safe_load(text)
+    with pytest.raises(YamlLimitError, match="200,000 values"):
+        safe_yaml.load(alias_bomb(), "evil.yaml")
+    with pytest.raises(YamlLimitError, match="nested more than 50"):
+        safe_yaml.load("[" * 5000 + "]" * 5000, "deep.json")
