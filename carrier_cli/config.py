@@ -248,8 +248,17 @@ def find_config_file(explicit: Path | None, paths: CarrierPaths, cwd: Path) -> P
 def _read_yaml_config(path: Path) -> dict[str, Any]:
     import yaml
 
+    from carrier_cli import safe_yaml
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # Bounded like every YAML Carrier reads: an alias bomb or a recursive alias is
+        # refused (file:line:column) instead of filling memory or overflowing the stack.
+        data = safe_yaml.load(path.read_text(encoding="utf-8"), path) or {}
+    except safe_yaml.YamlLimitError as exc:
+        raise ConfigError(
+            f"Config file {exc.message}",
+            hint=exc.hint or "Fix the file, or regenerate it with `carrier config init --force`.",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -28,6 +28,9 @@ def _models_in(annotation: Any) -> tuple[type[BaseModel] | None, int]:
     depth = 0
     while True:
         origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:  # a size-limited type: look at what it limits
+            annotation = typing.get_args(annotation)[0]
+            continue
         if origin is list:
             annotation = typing.get_args(annotation)[0]
             depth += 1
@@ -238,6 +241,18 @@ def explain(error: Any) -> str:
     kind = error["type"]
     if kind == "missing":
         return "is required but missing"
+    limit = (error.get("ctx") or {}).get("max_length")
+    if kind == "string_too_long" and isinstance(error.get("input"), str):
+        return (
+            f"is {len(error['input']):,} characters long, more than the limit of {limit:,}; "
+            f'shorten it (limits: README.md, "Character limits")'
+        )
+    if kind == "too_long" and isinstance(error.get("input"), list | dict):
+        unit = "entries" if isinstance(error["input"], dict) else "items"
+        return (
+            f"has {len(error['input']):,} {unit}, more than the limit of {limit:,}; "
+            f'keep the best ones (limits: README.md, "Character limits")'
+        )
     expected = _EXPECTED.get(kind)
     if expected is None:
         msg = str(error["msg"])

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carrier_cli.safe_yaml import Limits
+
 KeyPath = tuple[str | int, ...]
+
+# A character file larger than this is refused before it is read (README: character limits).
+MAX_FILE_BYTES = 2 * 1024 * 1024
+# What a character document may expand to; the defaults of carrier_cli.safe_yaml.
+LIMITS = Limits(max_chars=MAX_FILE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,8 @@ class Problem:
     message: str
     severity: str = "error"  # "error" | "warning"
     # Machine-readable kind: syntax, type, unknown-key, unknown-template, secret,
-    # eliza-dropped, duplicate-key, missing-knowledge, extends.
+    # eliza-dropped, duplicate-key, missing-knowledge, extends, limit (file too big, too
+    # deep, an alias bomb or a recursive alias: see carrier_cli.safe_yaml).
     code: str = "type"
 
     def __str__(self) -> str:
@@ -85,6 +93,17 @@ def format_path(path: KeyPath) -> str:
 def read_document(path: Path) -> Document:
     """Parse `path`; syntax errors become problems (never exceptions) with line:column."""
     try:
+        # Refused before reading: a 20 MB character reached the model as a 413 and cost 2 GB.
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return _failed(
+                path,
+                1,
+                1,
+                f"the file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} a character "
+                "file may be; move long texts into knowledge documents",
+                code="limit",
+            )
         text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError as exc:
         return _failed(path, 1, 1, f"file is not UTF-8 text ({exc.reason} at byte {exc.start})")
@@ -94,28 +113,35 @@ def read_document(path: Path) -> Document:
 
 
 def parse_text(text: str, path: Path) -> Document:
+    """Parse `text` (read from `path`) within `safe_yaml`'s limits; every failure, a limit
+    included, becomes a problem with line:column rather than an exception."""
     import yaml
+
+    from carrier_cli import safe_yaml
 
     looks_json = path.suffix.lower() == ".json" or text.lstrip().startswith("{")
     # JSON allows tab indentation, YAML does not. Tabs cannot occur raw inside JSON strings,
     # so replacing them one-for-one keeps every column while letting YAML read the file.
     yaml_text = text.replace("\t", " ") if looks_json else text
-    # libyaml's parser (when built in) gives the same marks several times faster.
-    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loader = loader_class(yaml_text)
     try:
-        node = loader.get_single_node()
+        safe_yaml.check_size(text, path, LIMITS)
+    except safe_yaml.YamlLimitError as exc:
+        return _failed(path, exc.line, exc.column, exc.reason, code="limit")
+    loader = safe_yaml.make_loader(yaml_text)
+    try:
+        node = safe_yaml.compose(loader, path, LIMITS)
         if node is None:
             return Document(path, None)
         doc = Document(path, None)
+        # The composed graph is bounded (depth, expanded size) and free of cycles, so this
+        # recursive walk is too.
         doc.data = _build(node, (), doc, loader)
         return doc
+    except safe_yaml.YamlLimitError as exc:
+        return _failed(path, exc.line, exc.column, exc.reason, code="limit")
     except yaml.MarkedYAMLError as exc:
         if looks_json:
-            try:
-                return Document(path, json.loads(text))
-            except json.JSONDecodeError as jexc:
-                return _failed(path, jexc.lineno, jexc.colno, f"invalid JSON: {jexc.msg}")
+            return _parse_json(text, path)
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or "syntax error"
@@ -135,10 +161,31 @@ def parse_text(text: str, path: Path) -> Document:
         loader.dispose()
 
 
-def _failed(path: Path, line: int, col: int, message: str) -> Document:
-    return Document(
-        path, None, problems=[Problem(Mark(path, line, col), "", message, code="syntax")]
-    )
+def _parse_json(text: str, path: Path) -> Document:
+    """JSON that YAML could not read: Python's parser, held to the same depth limit."""
+    from carrier_cli import safe_yaml
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as jexc:
+        return _failed(path, jexc.lineno, jexc.colno, f"invalid JSON: {jexc.msg}")
+    except RecursionError:
+        return _failed(
+            path,
+            1,
+            1,
+            f"values are nested more than {LIMITS.max_depth} levels deep",
+            code="limit",
+        )
+    try:
+        safe_yaml.check_depth(data, path, LIMITS)
+    except safe_yaml.YamlLimitError as exc:
+        return _failed(path, exc.line, exc.column, exc.reason, code="limit")
+    return Document(path, data)
+
+
+def _failed(path: Path, line: int, col: int, message: str, code: str = "syntax") -> Document:
+    return Document(path, None, problems=[Problem(Mark(path, line, col), "", message, code=code)])
 
 
 def _mark(doc: Document, node: Any) -> Mark:

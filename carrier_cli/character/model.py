@@ -3,15 +3,51 @@
 The models are strict (`extra="forbid"`) so that code building a character by hand gets
 the same guarantees as a file; files go through `carrier_cli.character.loader`, which
 reports unknown keys itself (with positions and suggestions) before validation.
+
+Every field has a size limit (the constants below, listed in README.md under "Character
+limits"). A character ends up in every prompt: a 20 MB `name` used to validate, then cost
+2 GB in `chat` and a 413 from the model server. The limits are far above what a
+hand-written or imported ElizaOS character uses (the largest shipped one: 132 topics,
+post examples under 1,000 characters), so they only stop files that would break a run.
+The whole file is also capped (`marks.MAX_FILE_BYTES`, 2 MiB) before it is parsed.
 """
 
 from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# --- limits (keep README.md "Character limits" in sync) --------------------------------------
+MAX_NAME = 100  # name, username, the speaker of an example message
+MAX_SHORT = 200  # one adjective, topic, plugin, action, model or key name
+MAX_LINE = 4_000  # one bio, lore or post-example line, one example message's text
+MAX_STYLE_LINE = 2_000  # one style direction
+MAX_LONG = 20_000  # the system prompt, one template, one inline knowledge entry
+MAX_PATH = 4_096  # a folder path
+MAX_LINES = 500  # bio, lore, adjectives, topics, post examples
+MAX_STYLE_LINES = 200  # each of style.all / style.chat / style.post
+MAX_KNOWLEDGE = 2_000  # knowledge entries (long documents belong in files it points to)
+MAX_CONVERSATIONS = 200  # message examples (conversations)
+MAX_TURNS = 50  # messages in one example conversation
+MAX_ACTIONS = 20  # actions of one example message
+MAX_TEMPLATES = 50
+MAX_PLUGINS = 100
+MAX_CHANNELS = 1_000  # discord.allowed_channel_ids (one id: up to 32 characters)
+MAX_HASHTAGS = 100  # instagram.hashtags (one tag: up to 100 characters)
+
+
+# Text of at most so many characters (list items and optional fields).
+NameText = Annotated[str, Field(max_length=MAX_NAME)]
+Short = Annotated[str, Field(max_length=MAX_SHORT)]
+Line = Annotated[str, Field(max_length=MAX_LINE)]
+StyleLine = Annotated[str, Field(max_length=MAX_STYLE_LINE)]
+LongText = Annotated[str, Field(max_length=MAX_LONG)]
+PathText = Annotated[str, Field(max_length=MAX_PATH)]
+ChannelId = Annotated[str, Field(max_length=32)]
+Hashtag = Annotated[str, Field(max_length=100)]
 
 
 def _as_list(value: Any) -> Any:
@@ -35,9 +71,9 @@ class _Strict(BaseModel):
 class Style(_Strict):
     """Style directions: `all` always applies, `chat` for replies, `post` for posts."""
 
-    all: list[str] = Field(default_factory=list)
-    chat: list[str] = Field(default_factory=list)
-    post: list[str] = Field(default_factory=list)
+    all: list[StyleLine] = Field(default_factory=list, max_length=MAX_STYLE_LINES)
+    chat: list[StyleLine] = Field(default_factory=list, max_length=MAX_STYLE_LINES)
+    post: list[StyleLine] = Field(default_factory=list, max_length=MAX_STYLE_LINES)
 
     @field_validator("all", "chat", "post", mode="before")
     @classmethod
@@ -49,9 +85,9 @@ class ExampleMessage(_Strict):
     """One turn of an example conversation. `{{user1}}`-style names are kept verbatim; the
     runtime replaces them with random names when it builds a prompt."""
 
-    name: str
-    text: str = ""
-    actions: list[str] = Field(default_factory=list)
+    name: str = Field(max_length=MAX_NAME)
+    text: str = Field("", max_length=MAX_LINE)
+    actions: list[Short] = Field(default_factory=list, max_length=MAX_ACTIONS)
 
     @field_validator("actions", mode="before")
     @classmethod
@@ -63,12 +99,12 @@ class ModelSettings(_Strict):
     """Model choice. Unset provider/name: the runtime picks from the configured keys.
     Settings (`model_provider`, `model_name`, `small_model`) override these."""
 
-    provider: str | None = None
-    name: str | None = None
-    small: str | None = None
+    provider: Short | None = None
+    name: Short | None = None
+    small: Short | None = None
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=1024, gt=0)
-    embedding: str | None = None
+    embedding: Short | None = None
 
     @field_validator("provider", mode="after")
     @classmethod
@@ -80,9 +116,9 @@ class DiscordClientSettings(_Strict):
     respond_only_to_mentions: bool = False
     ignore_bots: bool = True
     ignore_dms: bool = False
-    allowed_channel_ids: list[str] = Field(default_factory=list)
+    allowed_channel_ids: list[ChannelId] = Field(default_factory=list, max_length=MAX_CHANNELS)
     # Name in `carrier keys` holding this character's bot token, e.g. "discord:eliza".
-    token_key: str | None = None
+    token_key: Short | None = None
 
     @field_validator("allowed_channel_ids", mode="before")
     @classmethod
@@ -111,9 +147,9 @@ class InstagramClientSettings(_Strict):
     post_interval_minutes: int = Field(default=240, gt=0)
     interval_jitter_minutes: int = Field(default=30, ge=0)
     # Written without '#'; the client adds it. A leading '#' is accepted and removed.
-    hashtags: list[str] = Field(default_factory=list)
+    hashtags: list[Hashtag] = Field(default_factory=list, max_length=MAX_HASHTAGS)
     # Folder of images to post from; relative paths are relative to the character file.
-    media_folder: str | None = None
+    media_folder: PathText | None = None
 
     @field_validator("hashtags", mode="before")
     @classmethod
@@ -135,23 +171,31 @@ class Clients(_Strict):
 
 
 class Character(_Strict):
-    """A validated character. Build one from a file with `load_character`."""
+    """A validated character. Build one from a file with `load_character`.
 
-    name: str = Field(min_length=1)
-    username: str | None = None
-    system: str | None = None
-    bio: list[str] = Field(default_factory=list)
-    lore: list[str] = Field(default_factory=list)
-    adjectives: list[str] = Field(default_factory=list)
-    topics: list[str] = Field(default_factory=list)
+    Sizes are capped per field (`MAX_*` above; README.md "Character limits"): e.g. `name`
+    100 characters, each bio/lore/post line 4,000, at most 500 lines per list, 200 example
+    conversations of 50 messages, `system`, templates and inline knowledge 20,000 each.
+    """
+
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    username: NameText | None = None
+    system: LongText | None = None
+    bio: list[Line] = Field(default_factory=list, max_length=MAX_LINES)
+    lore: list[Line] = Field(default_factory=list, max_length=MAX_LINES)
+    adjectives: list[Short] = Field(default_factory=list, max_length=MAX_LINES)
+    topics: list[Short] = Field(default_factory=list, max_length=MAX_LINES)
     style: Style = Field(default_factory=Style)
-    message_examples: list[list[ExampleMessage]] = Field(default_factory=list)
-    post_examples: list[str] = Field(default_factory=list)
-    knowledge: list[str] = Field(default_factory=list)
-    templates: dict[str, str] = Field(default_factory=dict)
+    message_examples: list[Annotated[list[ExampleMessage], Field(max_length=MAX_TURNS)]] = Field(
+        default_factory=list, max_length=MAX_CONVERSATIONS
+    )
+    post_examples: list[Line] = Field(default_factory=list, max_length=MAX_LINES)
+    knowledge: list[LongText] = Field(default_factory=list, max_length=MAX_KNOWLEDGE)
+    templates: dict[Short, LongText] = Field(default_factory=dict, max_length=MAX_TEMPLATES)
     model: ModelSettings = Field(default_factory=ModelSettings)
     clients: Clients = Field(default_factory=Clients)
-    plugins: list[str] = Field(default_factory=list)
+    plugins: list[Short] = Field(default_factory=list, max_length=MAX_PLUGINS)
+    # Free-form; bounded by the file's size and the YAML limits (carrier_cli.safe_yaml).
     settings: dict[str, Any] = Field(default_factory=dict)
     source_path: Path | None = Field(None, exclude=True)
 
