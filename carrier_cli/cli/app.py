@@ -88,7 +88,16 @@ def _print_error(message: str, hint: str | None = None) -> None:
 
     text = scrub(message + (f" {hint}" if hint else ""))
     width = 100
-    body = textwrap.fill(text, width=width, initial_indent="error: ", subsequent_indent="  ")
+    # Paths, URLs and flags are never split: a hyphen in /tmp/pytest-of-root is not a place
+    # to break a line, and a long path stays whole so it can be copied.
+    body = textwrap.fill(
+        text,
+        width=width,
+        initial_indent="error: ",
+        subsequent_indent="  ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
     sys.stderr.write(body + "\n")
 
 

@@ -109,3 +109,14 @@ def test_typer_exit_code_survives_main(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as info:
         main(["exit-three-test"])
     assert info.value.code == 3
+
+
+def test_error_paragraph_never_splits_a_path(capsys: pytest.CaptureFixture[str]) -> None:
+    from carrier_cli.cli.app import _print_error
+
+    path = "/tmp/pytest-of-root/pytest-12/test-a-very-long-name-0/characters/evil-bomb.yaml"
+    _print_error(f"{path}:6:4: the document expands to more than 200,000 values " * 2)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) > 1  # it is still wrapped
+    assert all(path in line or "/tmp" not in line for line in lines)
+    assert sum(line.count(path) for line in lines) == 2
