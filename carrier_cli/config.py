@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carrier_cli.errors import ConfigError
@@ -23,15 +23,68 @@ from carrier_cli.paths import CarrierPaths, carrier_paths
 EmbeddingProvider = Literal["local", "openai", "ollama"]
 
 
-def _env(*names: str) -> dict[str, Any]:
-    """Extra environment names operators already use for a setting (besides CARRIER_*)."""
-    return {"env": list(names)}
+def _env(*names: str, url: str | None = None) -> dict[str, Any]:
+    """Extra environment names operators already use for a setting (besides CARRIER_*).
+
+    `url` marks a URL-valued setting with the kind of URL it takes ("database", "http",
+    "ws"): every such setting is parsed and checked on load, and its password (if any) is
+    masked wherever settings are shown and registered with the scrubber.
+    """
+    extra: dict[str, Any] = {"env": list(names)}
+    if url is not None:
+        extra["url"] = url
+    return extra
+
+
+# Filled from the field markers once the model exists; read by its validator at load time.
+URL_KIND_OF: dict[str, str] = {}
+
+# Schemes each kind of URL setting accepts (the database kind is checked in memory/urls.py).
+_URL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "http": ("http", "https"),
+    # discord.py accepts an http(s) gateway URL too (it upgrades the connection).
+    "ws": ("ws", "wss", "http", "https"),
+}
+
+
+def check_url(value: str, kind: str) -> None:
+    """Raise ValueError saying why `value` is not a URL of `kind` (never repeating it).
+
+    The URL is not echoed: it may carry a user:password@ part.
+    """
+    if kind == "database":
+        from carrier_cli.memory.urls import check_database_url
+
+        check_database_url(value)
+        return
+    from urllib.parse import urlsplit
+
+    schemes = _URL_SCHEMES[kind]
+    url = value.strip()
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise ValueError("contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError(
+            "is not a valid URL (its host, port or [IPv6] brackets cannot be parsed)"
+        ) from None
+    if parts.scheme.lower() not in schemes or not parts.netloc:
+        raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    if not parts.hostname:
+        raise ValueError("has no host name")
+    if port is not None and port == 0:
+        raise ValueError("has the port 0")
 
 
 class Settings(BaseSettings):
     """Every setting Carrier reads. Keep `config.example.yaml` and `.env.example` in sync."""
 
-    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: `request_timeout: .nan` (or "inf" in the environment) would
+    # otherwise be accepted and make every wait either instant or endless. One switch
+    # for every float setting, present and future.
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
     # General
     character: str = Field("carrier", description="Default character: a name or a path.")
@@ -42,7 +95,7 @@ class Settings(BaseSettings):
         None,
         description="Database URL. Unset: SQLite in the data directory. "
         "postgresql://user:pass@host/db for PostgreSQL + pgvector.",
-        json_schema_extra=_env("DATABASE_URL"),
+        json_schema_extra=_env("DATABASE_URL", url="database"),
     )
 
     # Embeddings
@@ -56,7 +109,9 @@ class Settings(BaseSettings):
         None, description="Dimensions requested from OpenAI embedding models (optional)."
     )
     embedding_base_url: str | None = Field(
-        None, description="Base URL of an OpenAI-compatible embeddings endpoint."
+        None,
+        description="Base URL of an OpenAI-compatible embeddings endpoint.",
+        json_schema_extra=_env(url="http"),
     )
 
     # Models
@@ -71,18 +126,20 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         None,
         description="OpenAI-compatible base URL (vLLM, LM Studio, OpenRouter, a proxy).",
-        json_schema_extra=_env("OPENAI_BASE_URL"),
+        json_schema_extra=_env("OPENAI_BASE_URL", url="http"),
     )
     anthropic_api_key: SecretStr | None = Field(
         None, description="Anthropic API key.", json_schema_extra=_env("ANTHROPIC_API_KEY")
     )
     anthropic_base_url: str | None = Field(
-        None, description="Anthropic base URL.", json_schema_extra=_env("ANTHROPIC_BASE_URL")
+        None,
+        description="Anthropic base URL.",
+        json_schema_extra=_env("ANTHROPIC_BASE_URL", url="http"),
     )
     ollama_base_url: str = Field(
         "http://localhost:11434/v1",
         description="Ollama's OpenAI-compatible endpoint.",
-        json_schema_extra=_env("OLLAMA_BASE_URL"),
+        json_schema_extra=_env("OLLAMA_BASE_URL", url="http"),
     )
     context_window: int | None = Field(
         None,
@@ -97,10 +154,14 @@ class Settings(BaseSettings):
         None, description="Discord bot token.", json_schema_extra=_env("DISCORD_API_TOKEN")
     )
     discord_api_base: str | None = Field(
-        None, description="Override of Discord's REST base URL (gateway proxies, tests)."
+        None,
+        description="Override of Discord's REST base URL (gateway proxies, tests).",
+        json_schema_extra=_env(url="http"),
     )
     discord_gateway_url: str | None = Field(
-        None, description="Override of Discord's gateway websocket URL."
+        None,
+        description="Override of Discord's gateway websocket URL.",
+        json_schema_extra=_env(url="ws"),
     )
     discord_max_concurrent_turns: int = Field(4, description="Model calls at once per bot.")
     discord_turn_timeout: float = Field(120.0, description="Seconds before a turn is cancelled.")
@@ -128,7 +189,9 @@ class Settings(BaseSettings):
     )
     graph_api_version: str = Field("v25.0", description="Graph API version.")
     graph_api_base: str | None = Field(
-        None, description="Full Graph API base URL override (proxies, tests): http://host:port."
+        None,
+        description="Full Graph API base URL override (proxies, tests): http://host:port.",
+        json_schema_extra=_env(url="http"),
     )
     ftp_server: str | None = Field(
         None, description="FTP host (host or host:port).", json_schema_extra=_env("FTP_SERVER")
@@ -153,7 +216,7 @@ class Settings(BaseSettings):
     http_server: str | None = Field(
         None,
         description="Public HTTP base URL that serves ftp_directory.",
-        json_schema_extra=_env("HTTP_SERVER"),
+        json_schema_extra=_env("HTTP_SERVER", url="http"),
     )
     instagram_poll_interval: float = Field(
         15.0, description="Seconds between Instagram container status checks (grows to 60)."
@@ -168,6 +231,15 @@ class Settings(BaseSettings):
     # Long-running processes
     shutdown_grace: float = Field(10.0, description="Seconds to finish in-flight work on stop.")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _check_url_settings(cls, value: Any, info: ValidationInfo) -> Any:
+        """Parse every URL-valued setting on load, so a bad one is refused with its source."""
+        kind = URL_KIND_OF.get(info.field_name or "")
+        if kind is not None and isinstance(value, str):
+            check_url(value, kind)
+        return value
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         # Layering is done by `load_settings`; the model only validates what it is given.
@@ -181,6 +253,16 @@ class Settings(BaseSettings):
 SECRET_FIELDS: frozenset[str] = frozenset(
     name for name, info in Settings.model_fields.items() if info.annotation == SecretStr | None
 )
+
+# Setting -> kind of URL, for every URL-valued setting (marked with `_env(url=...)`).
+URL_KIND_OF.update(
+    {
+        name: str(info.json_schema_extra["url"])
+        for name, info in Settings.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and "url" in info.json_schema_extra
+    }
+)
+URL_FIELDS: frozenset[str] = frozenset(URL_KIND_OF)
 
 # Short names used by `carrier keys` and the setting each one fills.
 KEY_NAMES: dict[str, str] = {
@@ -224,6 +306,10 @@ class LoadedSettings:
                 shown = mask_secret(raw.get_secret_value())
             elif raw is None:
                 shown = ""
+            elif name in URL_FIELDS:
+                from carrier_cli.memory.urls import mask_url
+
+                shown = mask_url(str(raw))
             else:
                 shown = str(raw)
             rows.append((name, shown, self.sources.get(name, "default")))
@@ -249,11 +335,13 @@ def _read_yaml_config(path: Path) -> dict[str, Any]:
     import yaml
 
     from carrier_cli import safe_yaml
+    from carrier_cli.textfile import read_text
 
+    text = read_text(path, what="config file")
     try:
         # Bounded like every YAML Carrier reads: an alias bomb or a recursive alias is
         # refused (file:line:column) instead of filling memory or overflowing the stack.
-        data = safe_yaml.load(path.read_text(encoding="utf-8"), path) or {}
+        data = safe_yaml.load(text, path) or {}
     except safe_yaml.YamlLimitError as exc:
         raise ConfigError(
             f"Config file {exc.message}",
@@ -295,6 +383,19 @@ def _read_env(environ: Mapping[str, str], label: str) -> tuple[dict[str, Any], d
     return values, sources
 
 
+def _hint_for(name: str) -> str | None:
+    """What a valid value looks like, for the settings whose rules are not obvious."""
+    kind = URL_KIND_OF.get(name)
+    if kind == "database":
+        from carrier_cli.memory.urls import DATABASE_URL_HINT
+
+        return DATABASE_URL_HINT
+    if kind is not None:
+        example = "wss://host/path" if kind == "ws" else "https://host:port/path"
+        return f"`{name}` takes a URL such as {example}."
+    return None
+
+
 def load_settings(
     *,
     config_file: Path | None = None,
@@ -329,9 +430,16 @@ def load_settings(
 
     dotenv_path = cwd / ".env"
     if dotenv_path.is_file():
+        import io
+
         from dotenv import dotenv_values
 
-        dot = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+        from carrier_cli.textfile import read_text
+
+        # python-dotenv would open the file itself and fail with a bare UnicodeDecodeError
+        # on a binary .env; read it through the one place that names the file instead.
+        text = read_text(dotenv_path, what=".env file")
+        dot = {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
         layers.append(_read_env(dot, f".env ({dotenv_path})"))
 
     layers.append(_read_env(environ, "env"))
@@ -347,12 +455,18 @@ def load_settings(
         settings = Settings(**merged)
     except ValidationError as exc:
         problems = []
+        hints = []
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else "?"
             where = sources.get(name, "default")
-            problems.append(f"`{name}` (from {where}): {err['msg']}")
+            # A validator's ValueError reads "Value error, <why>": keep only the why.
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"`{name}` (from {where}): {msg}")
+            hint = _hint_for(name)
+            if hint and hint not in hints:
+                hints.append(hint)
+        hints.append("Fix the value where it comes from; `carrier config show` lists every source.")
         raise ConfigError(
-            "Invalid configuration: " + "; ".join(problems) + ".",
-            hint="Fix the value where it comes from; `carrier config show` lists every source.",
+            "Invalid configuration: " + "; ".join(problems) + ".", hint=" ".join(hints)
         ) from None
     return LoadedSettings(settings=settings, sources=sources, config_file=path, paths=paths)

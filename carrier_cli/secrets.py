@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from carrier_cli.errors import InputError
 from carrier_cli.paths import CarrierPaths, carrier_paths
@@ -66,6 +68,7 @@ class SecretStore:
         path = self.paths.secrets_file
         if not path.is_file():
             return {}
+        _warn_if_exposed(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -77,7 +80,10 @@ class SecretStore:
 
     def _write_file(self, data: dict[str, str]) -> None:
         path = self.paths.secrets_file
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # A directory made here holds the keys: private to the user, as ssh makes ~/.ssh.
+        # (mkdir's mode applies to the last component; an existing directory is left as
+        # the operator set it, the file's own 0600 is what protects the keys.)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -130,6 +136,35 @@ class SecretStore:
         if self._keyring is not None:
             return sorted(self._index())
         return sorted(self._read_file())
+
+
+_WARNED: set[Path] = set()
+
+
+def _warn_if_exposed(path: Path) -> None:
+    """Warn on stderr when the secrets file can be read or written by other users.
+
+    ssh refuses a private key others can read; Carrier warns instead, and keeps going.
+    The keys in an exposed file are already readable by whoever could read it, so refusing
+    would not protect them, it would only stop the bot (a systemd restart after a backup
+    restore reset the mode, say) with no gain. A loud warning naming the file, its mode and
+    the exact chmod fixes it in one command; `carrier keys set` rewrites the file 0600.
+    Once per file and process, so a command that reads several keys warns once.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if not mode & 0o077 or path in _WARNED:
+        return
+    _WARNED.add(path)
+    from carrier_cli.output import warn
+
+    warn(
+        f"The secrets file {path} has mode {mode:04o}: other users on this machine can "
+        f"read or change your API keys. Run `chmod 600 {path}` (and consider rotating the "
+        "keys it holds)."
+    )
 
 
 def validate_key_name(name: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from carrier_cli.config import LoadedSettings
+    from carrier_cli.config import LoadedSettings, Settings
 
 
 @dataclass
@@ -31,18 +31,27 @@ class AppState:
         key = tuple(sorted((k, v) for k, v in overrides.items() if v is not None))
         if key not in self._loaded:
             loaded = load_settings(config_file=self.config_path, overrides=dict(key))
-            for name in type(loaded.settings).model_fields:
-                secret = loaded.settings.secret(name)
-                if secret and name in _secret_fields():
-                    register_secret(secret)
+            register_settings_secrets(loaded.settings)
             self._loaded[key] = loaded
         return self._loaded[key]
 
 
-def _secret_fields() -> frozenset[str]:
-    from carrier_cli.config import SECRET_FIELDS
+def register_settings_secrets(settings: Settings) -> None:
+    """Register every secret a settings object holds: the secret fields and the password
+    of every URL-valued setting (DATABASE_URL's above all), so `scrub` removes them from
+    errors, `--debug` tracebacks and logs even where a driver prints the URL unmasked."""
+    from carrier_cli.config import SECRET_FIELDS, URL_FIELDS
+    from carrier_cli.memory.urls import url_password_forms
 
-    return SECRET_FIELDS
+    for name in SECRET_FIELDS:
+        secret = settings.secret(name)
+        if secret:
+            register_secret(secret)
+    for name in URL_FIELDS:
+        value = getattr(settings, name)
+        if isinstance(value, str):
+            for password in url_password_forms(value):
+                register_secret(password)
 
 
 STATE = AppState()

@@ -1,16 +1,92 @@
-"""Database URLs as operators write them, turned into what SQLAlchemy's async drivers need."""
+"""Database URLs as operators write them, turned into what SQLAlchemy's async drivers need.
+
+What Carrier accepts as a database URL (and says so when it refuses one):
+
+* `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` (`sqlite+aiosqlite://` too);
+* an absolute file path (`/var/lib/carrier.db`, `~/carrier.db`) or one starting with `./`
+  or `../`, for the built-in SQLite database in that file;
+* `postgresql://user:password@host:5432/dbname` (`postgres://`, `postgresql+asyncpg://`
+  and other `postgresql+driver://` spellings are rewritten for asyncpg).
+
+Anything else is refused rather than guessed at: a bare word such as `notaurl` used to be
+taken as a relative SQLite path and silently created a database file in the working
+directory, and a URL with an unclosed IPv6 bracket reached the driver as a raw ValueError.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from carrier_cli.errors import InputError
 from carrier_cli.paths import carrier_paths
 
+DATABASE_URL_HINT = (
+    "A database URL is sqlite:///relative/path.db or sqlite:////absolute/path.db "
+    "(sqlite+aiosqlite:// too), an absolute file path (/data/carrier.db, ~/carrier.db), or "
+    "postgresql://user:password@host:5432/dbname (postgres:// and postgresql+asyncpg:// "
+    "too; percent-encode @ : / in the password, e.g. %40 for @). Leave it unset for the "
+    "built-in SQLite database in the data directory."
+)
+
+# user:password@ at the start of the authority. The user part cannot hold `:` `/` `@`, the
+# password runs to the first `@` (as SQLAlchemy parses it); a second unencoded `@` is
+# refused by `check_database_url`, so this never leaves part of a password visible.
+_USERINFO = re.compile(r"(://[^:/@]*):([^@]*)@")
+
 
 def default_sqlite_path() -> Path:
     return carrier_paths().default_database
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "~", "./", "../"))
+
+
+def check_database_url(url: str) -> None:
+    """Raise ValueError saying why `url` is not a database URL Carrier can use.
+
+    The message never repeats the URL, which may hold a password.
+    """
+    url = url.strip()
+    if not url:
+        raise ValueError("is empty")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise ValueError("contains spaces or control characters")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        if _looks_like_path(url):
+            return
+        raise ValueError(
+            "is neither a URL nor a file path (a bare name would silently create a SQLite "
+            "file of that name in the working directory)"
+        )
+    base = scheme.split("+", 1)[0].lower()
+    if base == "sqlite":
+        if not rest.startswith("/"):
+            raise ValueError(
+                "is a sqlite URL without the third slash (sqlite:///relative.db, "
+                "sqlite:////absolute.db)"
+            )
+        return
+    if base not in ("postgres", "postgresql"):
+        raise ValueError(f"has the scheme `{scheme}://`, which Carrier does not support")
+    # SQLAlchemy's own parser decides what the driver will see, so it is the check. Its
+    # error text is not repeated: it may quote a piece of the authority (the password).
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(f"postgresql+asyncpg://{rest}")
+        port = parsed.port
+    except ValueError:
+        raise ValueError(
+            "is not a valid URL (its host, port or [IPv6] brackets cannot be parsed)"
+        ) from None
+    if parsed.host and "@" in parsed.host:
+        raise ValueError("has an unencoded `@` in the user or password (write it as %40)")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"has the port {port}, outside 1-65535")
 
 
 def normalise_url(url: str | None) -> str:
@@ -20,6 +96,13 @@ def normalise_url(url: str | None) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{path}"
     url = url.strip()
+    try:
+        check_database_url(url)
+    except ValueError as exc:
+        # Settings validate this already; this guards library callers that pass a URL in.
+        raise InputError(
+            f"The database URL (DATABASE_URL or database_url) {exc}.", hint=DATABASE_URL_HINT
+        ) from None
     scheme, sep, rest = url.partition("://")
     if not sep:
         path = Path(url).expanduser().resolve()
@@ -29,25 +112,31 @@ def normalise_url(url: str | None) -> str:
         # libpq spells TLS `sslmode=require` (hosted PostgreSQL URLs do); asyncpg: `ssl=`.
         rest = re.sub(r"([?&])sslmode=", r"\1ssl=", rest)
         return f"postgresql+asyncpg://{rest}"
-    if base == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
-    raise InputError(
-        f"Database URL scheme `{scheme}://` is not supported (from DATABASE_URL or database_url).",
-        hint="Use postgresql://user:password@host:5432/dbname for PostgreSQL + pgvector, or "
-        "leave it unset for the built-in SQLite database.",
-    )
+    return f"sqlite+aiosqlite://{rest}"
 
 
 def backend_of(url: str) -> str:
     return "postgresql" if url.startswith("postgresql") else "sqlite"
 
 
+def url_password(url: str) -> str | None:
+    """The password in a URL's user:password@ part, if any (to register with the scrubber)."""
+    match = _USERINFO.search(url)
+    return match.group(2) if match and match.group(2) else None
+
+
+def url_password_forms(url: str) -> set[str]:
+    """The password as written and percent-decoded: drivers and errors may print either."""
+    password = url_password(url)
+    return {password, unquote(password)} if password else set()
+
+
 def mask_url(url: str) -> str:
     """Hide the password: postgresql://carrier:***@db/carrier."""
-    return re.sub(
-        r"(://[^:/@]*):([^@]*)@",
+    return _USERINFO.sub(
         lambda m: f"{m.group(1)}:***@" if m.group(2) else f"{m.group(1)}@",
         url,
+        count=1,
     )
 
 

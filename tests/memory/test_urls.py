@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from carrier_cli.errors import InputError
-from carrier_cli.memory.urls import backend_of, mask_url, normalise_url
+from carrier_cli.memory.urls import (
+    backend_of,
+    check_database_url,
+    mask_url,
+    normalise_url,
+    url_password_forms,
+)
 
 
 def test_postgres_spellings_all_use_asyncpg() -> None:
@@ -39,3 +45,47 @@ def test_passwords_are_masked() -> None:
         "postgresql+asyncpg://postgres@/c?host=/tmp/s"
     )
     assert mask_url("postgresql+asyncpg://db/c") == "postgresql+asyncpg://db/c"
+
+
+def test_refused_urls_are_input_errors_not_guesses(tmp_path: Path) -> None:
+    # Library callers that pass a URL in get the same checks as the settings layer.
+    for bad in ("notaurl", "postgresql://u:SECRETPW@[::1/db", "postgresql://u:p@ss@h/db"):
+        with pytest.raises(InputError) as info:
+            normalise_url(bad)
+        assert "SECRETPW" not in info.value.message
+        assert "sqlite:///" in (info.value.hint or "")
+    assert not (tmp_path / "notaurl").exists()
+
+
+def test_check_database_url() -> None:
+    for good in (
+        "sqlite:///rel.db",
+        "sqlite+aiosqlite:////abs.db",
+        "/abs/carrier.db",
+        "~/carrier.db",
+        "../carrier.db",
+        "postgresql://u:p%40ss@[::1]:5432/db",
+        "postgres://h/db",
+    ):
+        check_database_url(good)
+    for bad, why in (
+        ("notaurl", "neither a URL nor a file path"),
+        ("carrier.db", "neither a URL nor a file path"),
+        ("postgresql://u:p@[::1/db", "not a valid URL"),
+        ("postgresql://u:p@h:port/db", "not a valid URL"),
+        ("postgresql://u:p@h:0/db", "outside 1-65535"),
+        ("postgresql://u:p@ss@h/db", "unencoded `@`"),
+        ("sqlite://x.db", "third slash"),
+        ("mysql://h/db", "`mysql://`"),
+        ("", "empty"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            check_database_url(bad)
+
+
+def test_url_password_forms_for_the_scrubber() -> None:
+    assert url_password_forms("postgresql://u:p%40ss@h/db") == {"p%40ss", "p@ss"}
+    assert url_password_forms("postgresql://u@h/db") == set()
+    assert url_password_forms("postgresql://h:5432/db") == set()
+    assert url_password_forms("http://user:tok/en@proxy:3128/v1") == {"tok/en"}
+    assert mask_url("http://user:tok/en@proxy:3128/v1") == "http://user:***@proxy:3128/v1"
