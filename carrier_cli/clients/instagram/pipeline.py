@@ -481,7 +481,7 @@ class Publisher:
         await self._check_quota(graph, record)
         container_id = record.container_id
         record = await self.journal.record_step(record.id, owner, "publishing")
-        media_id = await graph.publish(container_id)
+        media_id = await graph.publish(container_id, caption=record.caption)
         crash_point("media_publish")  # published on Instagram, not yet in the journal
         return await self._mark_published(record, owner, media_id, graph)
 
@@ -501,7 +501,7 @@ class Publisher:
                 f"{status.status}.",
                 hint=f"`carrier instagram resume {record.id}` recreates it.",
             )
-        media_id = await graph.publish(record.container_id)
+        media_id = await graph.publish(record.container_id, caption=record.caption)
         return await self._mark_published(record, owner, media_id, graph)
 
     async def _mark_published(
