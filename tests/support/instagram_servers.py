@@ -777,7 +777,9 @@ def _run_daemon(args: list[str], port: int, log: Path) -> Iterator[None]:
             proc.wait(10)
 
 
-def start_vsftpd(tmp: Path, *, tls: bool, tls12_ciphers: bool = False) -> Iterator[RealFtpd]:
+def start_vsftpd(
+    tmp: Path, *, tls: bool, tls12_ciphers: bool = False, upload: Path | None = None
+) -> Iterator[RealFtpd]:
     """Debian's vsftpd.conf plus only what a test needs; `require_ssl_reuse` stays YES.
 
     Changes from Debian's file, and why: listen on 127.0.0.1 and a free port in the
@@ -788,7 +790,8 @@ def start_vsftpd(tmp: Path, *, tls: bool, tls12_ciphers: bool = False) -> Iterat
     the secure_chroot_dir and log files in the tmp dir. With `tls`: `ssl_enable=YES` and a
     trustme RSA certificate. vsftpd's built-in cipher list (DES-CBC3-SHA) has no suite a
     current OpenSSL accepts for TLS 1.2, so only TLS 1.3 works with it;
-    `tls12_ciphers` sets `ssl_ciphers=HIGH` to test 1.2.
+    `tls12_ciphers` sets `ssl_ciphers=HIGH` to test 1.2. `upload`: the upload directory
+    (e.g. the one an HTTP server serves); a new one in `tmp` otherwise.
     """
     found = find_vsftpd()
     if found is None:
@@ -798,8 +801,10 @@ def start_vsftpd(tmp: Path, *, tls: bool, tls12_ciphers: bool = False) -> Iterat
         )
     binary, debian_conf = found
     root = tmp / "vsftpd-root"
-    upload = root / "upload"
-    upload.mkdir(parents=True)
+    root.mkdir(parents=True)
+    if upload is None:
+        upload = root / "upload"
+        upload.mkdir()
     upload.chmod(0o777)
     (tmp / "vsftpd-empty").mkdir()
     port = _free_port()

@@ -21,7 +21,13 @@ import pytest
 
 from carrier_cli.clients.instagram.ftp_upload import FtpConfig, FtpUploader, SessionReusingFTP_TLS
 from carrier_cli.errors import RuntimeFailure
-from tests.support.instagram_servers import RealFtpd, start_pureftpd, start_vsftpd
+from tests.support.instagram_servers import (
+    FakeGraph,
+    HttpServerHandle,
+    RealFtpd,
+    start_pureftpd,
+    start_vsftpd,
+)
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -133,3 +139,46 @@ def test_refused_session_reuse_names_tls_not_permissions(
         text = str(info.value)
         assert "TLS session reuse" in text and "522" in text
         assert "may write" not in text  # the old hint blamed permissions
+
+
+def test_carrier_instagram_post_through_vsftpd_ftps(
+    tmp_path: Path,
+    ftp_root: Path,
+    media_http_server: HttpServerHandle,
+    fake_graph: FakeGraph,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Acceptance: `carrier instagram post` uploads over FTPS to vsftpd as Debian ships it."""
+    from tests.clients.instagram.cli_helpers import carrier
+    from tests.clients.instagram.helpers import make_image
+
+    for server in start_vsftpd(tmp_path / "ftpd", tls=True, upload=ftp_root):
+        assert server.ca_file
+        env = {
+            "INSTAGRAM_ACCOUNT_ID": fake_graph.account_id,
+            "INSTAGRAM_ACCESS_TOKEN": fake_graph.token,
+            "CARRIER_GRAPH_API_BASE": fake_graph.url,
+            "FTP_SERVER": f"{server.host}:{server.port}",
+            "FTP_USERNAME": server.username,
+            "FTP_PASSWORD": server.password,
+            "FTP_DIRECTORY": server.directory,
+            "FTP_TLS": "true",
+            "HTTP_SERVER": media_http_server.url,
+            "SSL_CERT_FILE": str(server.ca_file),
+            "CARRIER_INSTAGRAM_POLL_INTERVAL": "0.02",
+            "CARRIER_INSTAGRAM_RETRY_DELAY": "0.02",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        work = tmp_path / "work"
+        work.mkdir()
+        make_image(work / "photo.png", (900, 700), fmt="PNG")
+        result = carrier("instagram", "post", "photo.png", "--caption", "via vsftpd", cwd=work)
+        assert result.returncode == 0, result.stderr
+        [media] = fake_graph.published
+        assert media["caption"] == "via vsftpd" and media["id"] in result.stdout
+        files = [p for p in ftp_root.iterdir() if not p.name.startswith(".")]
+        assert len(files) == 1 and files[0].read_bytes()[:2] == b"\xff\xd8"
+        assert not [p for p in ftp_root.iterdir() if p.name.endswith(".part")]
+        url, status, _ = fake_graph.downloads[0]
+        assert status == 200 and url.endswith(files[0].name)
