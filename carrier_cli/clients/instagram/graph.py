@@ -356,14 +356,13 @@ class GraphClient:
                     raise StopRequested(f"stopped while container {container_id} was processed")
             interval = min(interval * 1.5, self.poll_interval * 4)
 
-    async def publish(self, container_id: str, *, caption: str | None = None) -> str | None:
+    async def publish(self, container_id: str) -> str | None:
         """media_publish, waiting while Instagram still says "not ready" (bounded).
 
         Returns the media id, or None when Instagram says the container is already published:
         the answer to an earlier media_publish (maybe one of this call's own retries) was lost,
-        the post did go out, and publishing again would be refused anyway. The id is then
-        looked up among the account's recent media by `caption` (see _published_media_id);
-        None means "published, id unknown", which the journal records as published.
+        the post did go out, and publishing again would be refused anyway. The caller finds
+        the id with `published_media_id`, as for a container whose status is PUBLISHED.
         """
         deadline = time.monotonic() + self.poll_timeout
         interval = self.poll_interval
@@ -379,14 +378,14 @@ class GraphClient:
             except GraphError as exc:
                 if exc.action == "published":
                     log.info("container %s was already published (%s)", container_id, exc)
-                    return await self._published_media_id(caption)
+                    return None
                 if exc.action != "not_ready" or time.monotonic() + interval > deadline:
                     raise
                 log.info("container %s not ready yet; waiting %.2fs", container_id, interval)
                 await asyncio.sleep(interval)
                 interval = min(interval * 1.5, self.poll_interval * 4)
 
-    async def _published_media_id(self, caption: str | None) -> str | None:
+    async def published_media_id(self, caption: str | None) -> str | None:
         """The media id of a post that is out but whose media_publish answer was lost.
 
         The Graph API has no field linking a container to its media, so the account's most

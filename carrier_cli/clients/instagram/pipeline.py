@@ -481,7 +481,7 @@ class Publisher:
         await self._check_quota(graph, record)
         container_id = record.container_id
         record = await self.journal.record_step(record.id, owner, "publishing")
-        media_id = await graph.publish(container_id, caption=record.caption)
+        media_id = await graph.publish(container_id)
         crash_point("media_publish")  # published on Instagram, not yet in the journal
         return await self._mark_published(record, owner, media_id, graph)
 
@@ -501,12 +501,16 @@ class Publisher:
                 f"{status.status}.",
                 hint=f"`carrier instagram resume {record.id}` recreates it.",
             )
-        media_id = await graph.publish(record.container_id, caption=record.caption)
+        media_id = await graph.publish(record.container_id)
         return await self._mark_published(record, owner, media_id, graph)
 
     async def _mark_published(
         self, record: PostRecord, owner: str, media_id: str | None, graph: GraphClient
     ) -> PostRecord:
+        if media_id is None:
+            # Published, but the answer that carried the id was lost (crash, lost answer,
+            # "already published"): look it up rather than record a post without an id.
+            media_id = await graph.published_media_id(record.caption)
         permalink = await graph.permalink(media_id) if media_id else None
         return await self.journal.record_step(
             record.id,

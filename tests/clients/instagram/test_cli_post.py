@@ -344,6 +344,7 @@ def test_crash_after_each_step_then_rerun_publishes_exactly_once(
     assert len(graph.published) == 1
     rows = journal(tmp_path)
     assert len(rows) == 1 and rows[0]["status"] == "published"
+    assert rows[0]["media_id"] == graph.published[0]["id"]  # even when the answer was lost
     if step in ("published",):
         assert "Already published" in rerun.stdout
     else:
