@@ -242,6 +242,7 @@ class FakeGraph:
         self.requests: list[tuple[str, str]] = []
         self.downloads: list[tuple[str, int, str]] = []
         self.delay = 0.0
+        self.lost_answers: list[str] = []  # endpoints whose next answer is lost after the work
         self._ids = itertools.count(18000000000000001)
         self._lock = threading.Lock()
 
@@ -259,6 +260,21 @@ class FakeGraph:
         """endpoint: media, media_publish, status, limit, user, permalink."""
         for _ in range(times):
             self.failures.append((endpoint, http_status, graph_error(code, subcode, **kw)))
+
+    def lose_next_answer(self, endpoint: str) -> None:
+        """The next call to `endpoint` (media_publish) does its work, then answers HTTP 500.
+
+        That is what a client sees when the answer is lost on the way back (a proxy or
+        gateway failing after Instagram acted): the post is out, the client does not know.
+        """
+        self.lost_answers.append(endpoint)
+
+    def _lose_answer(self, endpoint: str) -> bool:
+        with self._lock:
+            if endpoint in self.lost_answers:
+                self.lost_answers.remove(endpoint)
+                return True
+        return False
 
     def script_statuses(self, *sequences: list[str]) -> None:
         self.next_statuses.extend(sequences)
@@ -385,7 +401,22 @@ class FakeGraph:
         if edge == "media_publish" and request.method == "POST":
             if (fail := self._failure("media_publish")) is not None:
                 return self._json(fail[1], fail[0])
-            return self._publish(params)
+            answer = self._publish(params)
+            if answer.status == 200 and self._lose_answer("media_publish"):
+                return self._json(graph_error(2, None, "Service temporarily unavailable"), 500)
+            return answer
+        if edge == "media" and request.method == "GET":
+            # The account's media, newest first (IG User Media edge).
+            limit = int(params.get("limit", "25"))
+            rows = [
+                {
+                    "id": m["id"],
+                    "caption": m["caption"],
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(m["at"])),
+                }
+                for m in reversed(self.published)
+            ]
+            return self._json({"data": rows[:limit]})
         return self._json(graph_error(100, None, f"Unknown edge {edge}"), 400)
 
     async def _download(self, url: str) -> tuple[bytes | None, str]:
@@ -620,3 +651,261 @@ def instagram_env(
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+# --- real FTP daemons: vsftpd and pure-ftpd as Debian ships them ---------------------------
+
+VSFTPD_CI_DIR = Path("/opt/carrier-ci/vsftpd")  # where .ci/run extracts Debian's package
+# Where `.ci/run` or a developer may have put the extracted package; vsftpd and pure-ftpd
+# conflict in apt (both Provide ftp-server), so vsftpd is unpacked rather than installed.
+_VSFTPD_DIRS = (VSFTPD_CI_DIR, Path("/opt/vsftpd-x"))
+PUREFTPD_USER = "carrier"
+PUREFTPD_PASSWORD = "pure-secret-pass-5678"
+# `openssl passwd -6 -salt carriertestsalt pure-secret-pass-5678`
+_PUREFTPD_HASH = (
+    "$6$carriertestsalt$Vfp7a995FJOYPYzvhszxhPjQv4Yj8ywQeX51BAaVVpVUfkgj0oQLVkWXm7nWYw50Wq69b"
+    "IpImJSrw7irKCnkJ/"
+)
+
+
+@dataclass
+class RealFtpd:
+    """A real FTP daemon on 127.0.0.1; `directory` is the writable upload directory."""
+
+    name: str
+    host: str
+    port: int
+    root: Path
+    directory: str
+    username: str
+    password: str
+    tls: bool
+    ca_file: Path | None
+
+
+def find_vsftpd() -> tuple[Path, Path] | None:
+    """(binary, Debian's vsftpd.conf): CARRIER_TEST_VSFTPD, then PATH, then the CI dir."""
+    import os
+    import shutil
+
+    candidates: list[Path] = []
+    if env := os.environ.get("CARRIER_TEST_VSFTPD"):
+        candidates.append(Path(env))
+    if found := shutil.which("vsftpd") or shutil.which("vsftpd", path="/usr/sbin:/sbin"):
+        candidates.append(Path(found))
+    candidates += [d / "usr/sbin/vsftpd" for d in _VSFTPD_DIRS]
+    for binary in candidates:
+        if binary.is_file() and os.access(binary, os.X_OK):
+            # usr/sbin/vsftpd -> etc/vsftpd.conf of the same tree (or /etc for a real install)
+            tree = binary.resolve().parent.parent.parent
+            for conf in (tree / "etc/vsftpd.conf", Path("/etc/vsftpd.conf")):
+                if conf.is_file():
+                    return binary, conf
+    return None
+
+
+def find_pureftpd() -> Path | None:
+    import shutil
+
+    found = shutil.which("pure-ftpd") or shutil.which("pure-ftpd", path="/usr/sbin:/sbin")
+    return Path(found) if found else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rsa_certificate(tmp: Path) -> tuple[Path, Path]:
+    """trustme CA + RSA server certificate: Debian's vsftpd offers only RSA cipher suites."""
+    import trustme
+
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certfile, ca_file = tmp / "ftpd-cert.pem", tmp / "ftpd-ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    ca.cert_pem.write_to_path(str(ca_file))
+    return certfile, ca_file
+
+
+def _debian_conf(path: Path, overrides: dict[str, str], sep: str) -> str:
+    """Debian's config file with `overrides` replacing (or adding) settings."""
+    lines = []
+    text = path.read_text() if path.is_file() else ""
+    for line in text.splitlines():
+        key = line.split("=", 1)[0].split(None, 1)[0] if line and line[0] != "#" else ""
+        if key and key in overrides:
+            continue
+        lines.append(line)
+    lines += [f"{key}{sep}{value}" for key, value in overrides.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _wait_listening(proc: Any, port: int, log: Path) -> None:
+    import socket
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"FTP daemon exited with {proc.returncode}: {log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                if sock.recv(4).startswith(b"220"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"FTP daemon did not listen on {port}: {log.read_text()}")
+
+
+def _run_daemon(args: list[str], port: int, log: Path) -> Iterator[None]:
+    import subprocess
+
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(proc, port, log)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def start_vsftpd(
+    tmp: Path, *, tls: bool, tls12_ciphers: bool = False, upload: Path | None = None
+) -> Iterator[RealFtpd]:
+    """Debian's vsftpd.conf plus only what a test needs; `require_ssl_reuse` stays YES.
+
+    Changes from Debian's file, and why: listen on 127.0.0.1 and a free port in the
+    foreground (standalone, no inetd); `run_as_launching_user=YES` because tests run as
+    root and must not add system users (a local user needs one, with a password, for PAM),
+    and in that mode vsftpd allows only anonymous logins (no chroot either), so anonymous
+    login (as `nobody`) with upload, rename and TLS (`allow_anon_ssl`) into a tmp dir;
+    the secure_chroot_dir and log files in the tmp dir. With `tls`: `ssl_enable=YES` and a
+    trustme RSA certificate. vsftpd's built-in cipher list (DES-CBC3-SHA) has no suite a
+    current OpenSSL accepts for TLS 1.2, so only TLS 1.3 works with it;
+    `tls12_ciphers` sets `ssl_ciphers=HIGH` to test 1.2. `upload`: the upload directory
+    (e.g. the one an HTTP server serves); a new one in `tmp` otherwise.
+    """
+    found = find_vsftpd()
+    if found is None:
+        pytest.skip(
+            "vsftpd not found: set CARRIER_TEST_VSFTPD, put vsftpd on PATH, or extract "
+            f"Debian's package into {VSFTPD_CI_DIR} (see .ci/run)"
+        )
+    binary, debian_conf = found
+    root = tmp / "vsftpd-root"
+    root.mkdir(parents=True)
+    if upload is None:
+        upload = root / "upload"
+        upload.mkdir()
+    upload.chmod(0o777)
+    (tmp / "vsftpd-empty").mkdir()
+    port = _free_port()
+    overrides = {
+        "listen": "YES",
+        "listen_ipv6": "NO",
+        "listen_address": "127.0.0.1",
+        "listen_port": str(port),
+        "background": "NO",
+        "secure_chroot_dir": str(tmp / "vsftpd-empty"),
+        "anonymous_enable": "YES",
+        "anon_root": str(root),
+        "run_as_launching_user": "YES",
+        "ftp_username": "nobody",
+        "write_enable": "YES",
+        "anon_upload_enable": "YES",
+        "anon_other_write_enable": "YES",
+        "xferlog_file": str(tmp / "vsftpd-xfer.log"),
+        "vsftpd_log_file": str(tmp / "vsftpd.log"),
+    }
+    ca_file = None
+    if tls:
+        certfile, ca_file = _rsa_certificate(tmp)
+        overrides |= {
+            "ssl_enable": "YES",
+            "allow_anon_ssl": "YES",
+            "rsa_cert_file": str(certfile),
+            "rsa_private_key_file": str(certfile),
+        }
+        if tls12_ciphers:
+            overrides["ssl_ciphers"] = "HIGH"
+    conf = tmp / "vsftpd.conf"
+    conf.write_text(_debian_conf(debian_conf, overrides, "="))
+    for _ in _run_daemon([str(binary), str(conf)], port, tmp / "vsftpd.out"):
+        yield RealFtpd(
+            # No chroot with run_as_launching_user: FTP paths are the machine's paths.
+            "vsftpd",
+            "127.0.0.1",
+            port,
+            upload,
+            str(upload),
+            "anonymous",
+            "",
+            tls,
+            ca_file,
+        )
+
+
+def start_pureftpd(tmp: Path, *, tls: bool) -> Iterator[RealFtpd]:
+    """Debian's pure-ftpd.conf and conf/ settings plus a virtual user in a tmp PureDB.
+
+    Debian's wrapper turns /etc/pure-ftpd/conf/* into options (MinUID 1000, NoAnonymous,
+    TLSCipherSuite HIGH, ...); they are written into the config file here. Changed: listen
+    on 127.0.0.1 and a free port in the foreground, logins from a tmp PureDB (a virtual
+    user mapped to `nobody`) instead of PAM, no syslog or transfer log; `TLS 1` (TLS
+    optional) and a trustme certificate for FTPS.
+    """
+    import subprocess
+
+    binary = find_pureftpd()
+    if binary is None:
+        pytest.skip("pure-ftpd not found (apt-get install pure-ftpd; see .ci/run)")
+    root = tmp / "pureftpd-root"
+    root.mkdir()
+    root.chmod(0o777)
+    passwd, db = tmp / "pureftpd.passwd", tmp / "pureftpd.pdb"
+    pure_pw = binary.parent.parent / "bin/pure-pw"
+    pure_pw = pure_pw if pure_pw.exists() else Path("pure-pw")
+    # The line `pure-pw useradd` would write, with a SHA-512 crypt hash: pure-pw's argon2id
+    # (t=255) costs seconds per login on a busy machine; pure-ftpd checks either with crypt().
+    passwd.write_text(f"{PUREFTPD_USER}:{_PUREFTPD_HASH}:65534:65534::{root}/./::::::::::::\n")
+    subprocess.run(
+        [str(pure_pw), "mkdb", str(db), "-f", str(passwd)], check=True, capture_output=True
+    )
+    port = _free_port()
+    overrides = {
+        "Daemonize": "no",
+        "Bind": f"127.0.0.1,{port}",
+        "NoAnonymous": "yes",
+        "MinUID": "1000",
+        "PAMAuthentication": "no",
+        "UnixAuthentication": "no",
+        "PureDB": str(db),
+        "SyslogFacility": "none",
+        "TLSCipherSuite": "HIGH",
+    }
+    ca_file = None
+    if tls:
+        certfile, ca_file = _rsa_certificate(tmp)
+        overrides |= {"TLS": "1", "CertFile": str(certfile)}
+    conf = tmp / "pure-ftpd.conf"
+    conf.write_text(_debian_conf(Path("/etc/pure-ftpd/pure-ftpd.conf"), overrides, " "))
+    for _ in _run_daemon([str(binary), str(conf)], port, tmp / "pureftpd.out"):
+        yield RealFtpd(
+            "pure-ftpd",
+            "127.0.0.1",
+            port,
+            root,
+            "/",
+            PUREFTPD_USER,
+            PUREFTPD_PASSWORD,
+            tls,
+            ca_file,
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ftplib
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -29,6 +30,38 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (bytes on the server so far, total bytes)
 BLOCK_SIZE = 256 * 1024
 _TRANSIENT = (OSError, EOFError, ftplib.error_temp, ftplib.error_reply, ftplib.error_proto)
+
+
+class SessionReusingFTP_TLS(ftplib.FTP_TLS):
+    """FTP_TLS whose data connections resume the control connection's TLS session.
+
+    Servers check that the data connection comes from the client that logged in by
+    requiring it to resume the control connection's TLS session: vsftpd does so by default
+    (`require_ssl_reuse=YES`, as Debian ships it) and answers `522 SSL connection failed:
+    session reuse required` otherwise; proftpd's `TLSOptions` without `NoSessionReuseRequired`
+    does the same. ftplib starts a new session on every data connection (CPython issue
+    63699), so every upload failed. The session is read when each data connection opens,
+    not at login: with TLS 1.3 the server sends its session ticket after the handshake, and
+    it reaches `self.sock.session` only once a later reply has been read on the control
+    connection (which login and every command since have done).
+    """
+
+    def ntransfercmd(
+        self, cmd: str, rest: int | str | None = None
+    ) -> tuple[socket.socket, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:  # type: ignore[attr-defined]
+            session = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+        return conn, size
+
+
+def _tls_reuse_refused(exc: BaseException | str) -> bool:
+    """A 522/425 reply about the data connection's TLS, i.e. session reuse was refused."""
+    text = str(exc).lower()
+    return (text[:3] in ("522", "425", "450") and ("ssl" in text or "tls" in text)) or (
+        "session reuse" in text
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +128,9 @@ class FtpUploader:
                 ftp.connect(cfg.host, cfg.port)
                 ftp.login(cfg.username, cfg.password)
             else:
-                tls_ftp = ftplib.FTP_TLS(context=ssl.create_default_context(), timeout=cfg.timeout)
+                tls_ftp = SessionReusingFTP_TLS(
+                    context=ssl.create_default_context(), timeout=cfg.timeout
+                )
                 tls_ftp.connect(cfg.host, cfg.port)
                 try:
                     tls_ftp.auth()
@@ -198,6 +233,17 @@ class FtpUploader:
                 )
             except ftplib.error_perm as exc:
                 self._quit(ftp)
+                if secured and _tls_reuse_refused(exc):
+                    raise RuntimeFailure(
+                        f"The FTP server {self.config.host}:{self.config.port} refused the TLS "
+                        f"data connection for {remote_name} ({exc}): it requires TLS session "
+                        "reuse, and the data connection did not resume the control "
+                        "connection's session.",
+                        hint="Carrier resumes the session on every data connection; when the "
+                        "server still refuses, its TLS session cache or tickets are off "
+                        "(vsftpd: keep `require_ssl_reuse=YES` and check `ssl_ciphers`, or set "
+                        "`require_ssl_reuse=NO`), or set FTP_TLS=false to use plain FTP.",
+                    ) from None
                 raise RuntimeFailure(
                     f"The FTP server refused to store {remote_name} in "
                     f"{self.config.directory} ({exc}).",
@@ -236,7 +282,29 @@ class FtpUploader:
 
         with local.open("rb") as f:
             f.seek(offset)
-            ftp.storbinary(f"STOR {temp_name}", f, BLOCK_SIZE, advance, rest=offset or None)
+            try:
+                ftp.storbinary(f"STOR {temp_name}", f, BLOCK_SIZE, advance, rest=offset or None)
+            except (ssl.SSLError, ConnectionError) as exc:
+                # A server that refuses the data connection's TLS (vsftpd: 522 session reuse
+                # required) closes it, often while the file is being sent, so the socket
+                # error comes first and the reason waits on the control connection: read it,
+                # so that a refusal is reported as one and not retried as a network hiccup.
+                reply = self._pending_reply(ftp)
+                if reply and _tls_reuse_refused(reply):
+                    raise ftplib.error_perm(reply) from exc
+                raise
+
+    @staticmethod
+    def _pending_reply(ftp: ftplib.FTP) -> str | None:
+        """The server's reply to a transfer that broke off, if one arrives within 5 s."""
+        try:
+            if ftp.sock is not None:
+                ftp.sock.settimeout(5)
+            return ftp.getresp()
+        except (ftplib.error_perm, ftplib.error_temp, ftplib.error_reply) as exc:
+            return str(exc)
+        except (OSError, EOFError, ftplib.Error):
+            return None
 
     def _pause(self, attempt: int, exc: BaseException) -> None:
         if attempt > self.retries:

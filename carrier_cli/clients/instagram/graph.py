@@ -23,18 +23,33 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Action = Literal["retry", "not_ready", "recreate", "quota", "token", "stop", "fix_input", "fail"]
+Action = Literal[
+    "retry", "not_ready", "published", "recreate", "quota", "token", "stop", "fix_input", "fail"
+]
 
 _RETRY_CODES = {-1, -2, 1, 2}
 _THROTTLE_CODES = {4, 17, 32, 613}
 _RETRY_SUBCODES = {2207003, 2207001, 2207032, 2207053}
-_FIX_INPUT = {
-    2207004: "the image is larger than 8 MiB",
-    2207005: "the media format is not supported (images must be JPEG)",
-    2207009: "the aspect ratio is not supported (use --fit pad or --fit crop)",
-    2207010: "the caption is too long (at most 2,200 characters)",
+# "Your media is wrong": the documented media-error subcodes, each with the rule that
+# failed. One table decides both the classification ("fix_input", which no retry can cure)
+# and the message, so a subcode added here is at once exit 2 with its rule spelled out.
+MEDIA_ERRORS: dict[int, str] = {
+    2207004: "an image may be at most 8 MiB",
+    2207005: "the media format is not supported: images must be JPEG (baseline), 320 to "
+    "1440 px wide; videos MP4 or MOV with H.264/HEVC and AAC",
+    2207009: "the aspect ratio must be between 4:5 (0.8) and 1.91:1 for feed posts "
+    "(use --fit pad or --fit crop)",
+    2207010: "a caption may have at most 2,200 characters, 30 hashtags and 20 @mentions",
+    2207023: "the media type is not known (IMAGE, CAROUSEL, REELS or STORIES)",
     2207028: "a carousel needs 2 to 10 items",
+    2207057: "the thumbnail offset must be at least 0 and less than the video's length",
 }
+# Codes that Meta pairs with these subcodes; a body with the code but no subcode is still
+# a media refusal.
+_MEDIA_CODES = {36000, 36001, 36003, 36004}
+# 9007 with this subcode: media_publish was asked again for a container that is already
+# published (an earlier answer was lost on the way back). The post is out; it is a success.
+_ALREADY_PUBLISHED = 2207026
 
 
 class StopRequested(Exception):
@@ -53,7 +68,9 @@ class GraphError(RuntimeFailure):
         hint: str | None = None,
         raw_message: str = "",
     ) -> None:
-        super().__init__(message, hint=hint)
+        # A refused media is bad input (exit 2), like any other invalid file: no retry
+        # and no server can fix it, only the operator can.
+        super().__init__(message, hint=hint, exit_code=2 if action == "fix_input" else None)
         self.code = code
         self.subcode = subcode
         self.http_status = http_status
@@ -64,6 +81,8 @@ class GraphError(RuntimeFailure):
 def classify(code: int | None, subcode: int | None, transient: bool, http_status: int) -> Action:
     if code == 190 or code in (102, 463, 467):
         return "token"
+    if code == 9007 and subcode == _ALREADY_PUBLISHED:
+        return "published"
     if code == 9007 or subcode == 2207027:
         return "not_ready"
     if code == 9 or subcode == 2207042:
@@ -72,7 +91,7 @@ def classify(code: int | None, subcode: int | None, transient: bool, http_status
         return "stop"
     if code == 24 or subcode in (2207006, 2207008):
         return "recreate"
-    if subcode in _FIX_INPUT or code in (36000, 36001, 36003, 36004):
+    if subcode in MEDIA_ERRORS or code in _MEDIA_CODES:
         return "fix_input"
     if code == 4 and subcode == 2207051:
         return "stop"
@@ -122,8 +141,12 @@ def error_from_body(body: Any, http_status: int, what: str) -> GraphError:
         )
         hint = "Stop posting and check the account in the Instagram app; Carrier will not retry."
     elif action == "fix_input":
-        reason = _FIX_INPUT.get(subcode or 0, "the media was refused")
-        message = f"{what}: Instagram refused the media: {reason} ({ident}: {detail})."
+        rule = MEDIA_ERRORS.get(subcode or 0, "the media does not meet Instagram's specs")
+        message = f"{what}: Instagram refused the media: {rule} ({ident}: {detail})."
+        hint = (
+            "Fix the file (or caption) and post it again; `carrier instagram post --dry-run` "
+            "shows what Carrier would send. Retrying the same media cannot succeed."
+        )
     elif subcode == 2207052 or code == 9004:
         message = f"{what}: Instagram could not fetch the media from its URL ({ident}: {detail})."
         hint = (
@@ -333,8 +356,14 @@ class GraphClient:
                     raise StopRequested(f"stopped while container {container_id} was processed")
             interval = min(interval * 1.5, self.poll_interval * 4)
 
-    async def publish(self, container_id: str) -> str:
-        """media_publish, waiting while Instagram still says "not ready" (bounded)."""
+    async def publish(self, container_id: str) -> str | None:
+        """media_publish, waiting while Instagram still says "not ready" (bounded).
+
+        Returns the media id, or None when Instagram says the container is already published:
+        the answer to an earlier media_publish (maybe one of this call's own retries) was lost,
+        the post did go out, and publishing again would be refused anyway. The caller finds
+        the id with `published_media_id`, as for a container whose status is PUBLISHED.
+        """
         deadline = time.monotonic() + self.poll_timeout
         interval = self.poll_interval
         while True:
@@ -347,11 +376,39 @@ class GraphClient:
                 )
                 return str(body["id"])
             except GraphError as exc:
+                if exc.action == "published":
+                    log.info("container %s was already published (%s)", container_id, exc)
+                    return None
                 if exc.action != "not_ready" or time.monotonic() + interval > deadline:
                     raise
                 log.info("container %s not ready yet; waiting %.2fs", container_id, interval)
                 await asyncio.sleep(interval)
                 interval = min(interval * 1.5, self.poll_interval * 4)
+
+    async def published_media_id(self, caption: str | None) -> str | None:
+        """The media id of a post that is out but whose media_publish answer was lost.
+
+        The Graph API has no field linking a container to its media, so the account's most
+        recent media (`GET /{ig-user-id}/media`) are searched for the caption; only a single
+        match is trusted. Anything else (no caption, no match, two matches, an error) gives
+        None: "published, media id unknown", never a second publish.
+        """
+        if not caption:
+            return None
+        try:
+            body = await self.request(
+                "GET",
+                f"{self.account_id}/media",
+                {"fields": "id,caption,timestamp", "limit": "10"},
+                what="Reading the recent media",
+            )
+        except GraphError as exc:
+            log.info("could not read the recent media: %s", exc)
+            return None
+        data = body.get("data")
+        rows = data if isinstance(data, list) else []
+        matches = [r for r in rows if isinstance(r, dict) and r.get("caption") == caption]
+        return str(matches[0]["id"]) if len(matches) == 1 and matches[0].get("id") else None
 
     async def permalink(self, media_id: str) -> str | None:
         try:

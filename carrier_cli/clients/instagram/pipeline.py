@@ -507,6 +507,10 @@ class Publisher:
     async def _mark_published(
         self, record: PostRecord, owner: str, media_id: str | None, graph: GraphClient
     ) -> PostRecord:
+        if media_id is None:
+            # Published, but the answer that carried the id was lost (crash, lost answer,
+            # "already published"): look it up rather than record a post without an id.
+            media_id = await graph.published_media_id(record.caption)
         permalink = await graph.permalink(media_id) if media_id else None
         return await self.journal.record_step(
             record.id,

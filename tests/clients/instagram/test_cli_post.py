@@ -207,6 +207,52 @@ def test_transient_graph_error_is_retried(instagram_env: InstagramEnv, tmp_path:
     assert sum(1 for _, p in graph.requests if p.endswith("/media")) == 2
 
 
+def test_lost_publish_answer_ends_published_exactly_once(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    """media_publish succeeds but its answer is lost: the retry's 9007/2207026 means done."""
+    graph = instagram_env.graph
+    graph.lose_next_answer("media_publish")
+    make_image(tmp_path / "p.jpg", (800, 800))
+    result = run_cli(
+        "instagram",
+        "post",
+        "p.jpg",
+        "--caption",
+        "lost answer",
+        cwd=tmp_path,
+        extra_env={"CARRIER_INSTAGRAM_POLL_TIMEOUT": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    [media] = graph.published
+    assert media["id"] in result.stdout
+    rows = journal(tmp_path)
+    assert [(r["status"], r["media_id"]) for r in rows] == [("published", media["id"])]
+    again = run_cli("instagram", "post", "p.jpg", "--caption", "lost answer", cwd=tmp_path)
+    assert again.returncode == 0 and "Already published" in again.stdout
+    assert len(graph.published) == 1
+
+
+def test_media_refused_by_instagram_exits_2_with_the_rule(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    graph = instagram_env.graph
+    graph.fail_next(
+        "media",
+        36003,
+        2207009,
+        message="Aspect ratio not supported",
+        user_msg="The aspect ratio is not supported.",
+    )
+    make_image(tmp_path / "p.jpg", (800, 800))
+    result = run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    text = result.stderr.replace("\n  ", " ")
+    assert "between 4:5 (0.8) and 1.91:1" in text and "2207009" in text
+    assert "Traceback" not in result.stderr
+    assert graph.published == []
+
+
 def test_quota_exhausted_refuses_with_free_time(
     instagram_env: InstagramEnv, tmp_path: Path
 ) -> None:
@@ -298,6 +344,7 @@ def test_crash_after_each_step_then_rerun_publishes_exactly_once(
     assert len(graph.published) == 1
     rows = journal(tmp_path)
     assert len(rows) == 1 and rows[0]["status"] == "published"
+    assert rows[0]["media_id"] == graph.published[0]["id"]  # even when the answer was lost
     if step in ("published",):
         assert "Already published" in rerun.stdout
     else:

@@ -113,6 +113,31 @@ async def test_publish_waits_while_not_ready(
     assert sum(1 for _, p in fake_graph.requests if p.endswith("media_publish")) == 2
 
 
+async def test_publish_whose_answer_was_lost_is_published_once(
+    fake_graph: FakeGraph, media_http_server: HttpServerHandle
+) -> None:
+    """Instagram publishes, the answer is lost (500), the retry gets 9007/2207026: success.
+
+    Before, 2207026 counted as "not ready", so the client kept calling media_publish until
+    instagram_poll_timeout and then failed a post that was out.
+    """
+    from tests.clients.instagram.helpers import make_image
+
+    make_image(media_http_server.root / "p.jpg", (1080, 1080))
+    # A timeout this short made the old code fail instead of waiting ten minutes.
+    async with GraphClient(settings_for(fake_graph, instagram_poll_timeout=0.5)) as graph:
+        cid = await graph.create_container(
+            {"image_url": media_http_server.url + "p.jpg", "caption": "once"}, what="t"
+        )
+        await graph.wait_finished(cid)
+        fake_graph.lose_next_answer("media_publish")
+        assert await graph.publish(cid) is None  # published; the id was in the lost answer
+        media_id = await graph.published_media_id("once")
+    [media] = fake_graph.published
+    assert media_id == media["id"]  # read back from the account's recent media
+    assert sum(1 for _, p in fake_graph.requests if p.endswith("media_publish")) == 2
+
+
 async def test_fake_refuses_bad_media_with_graph_codes(
     fake_graph: FakeGraph, media_http_server: HttpServerHandle
 ) -> None:
@@ -125,6 +150,7 @@ async def test_fake_refuses_bad_media_with_graph_codes(
                 {"image_url": media_http_server.url + "a.png"}, what="Creating"
             )
         assert info.value.subcode == 2207005 and info.value.action == "fix_input"
+        assert info.value.exit_code == 2 and "must be JPEG" in info.value.message
         with pytest.raises(GraphError) as info:
             await graph.create_container(
                 {"image_url": media_http_server.url + "gone.jpg"}, what="Creating"
@@ -158,6 +184,9 @@ async def test_wait_reports_error_and_timeout(
     [
         (190, 460, "token"),
         (9007, 2207027, "not_ready"),
+        (9007, 2207026, "published"),
+        (36001, 2207005, "fix_input"),
+        (-2, 2207023, "fix_input"),
         (-2, 2207003, "retry"),
         (-1, 2207001, "retry"),
         (24, 2207006, "recreate"),
