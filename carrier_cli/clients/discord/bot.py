@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import deque
@@ -86,6 +87,28 @@ def inbound_from(message: discord.Message) -> InboundMessage:
         ],
         has_embeds=bool(message.embeds or message.stickers),
     )
+
+
+NONCE_MAX = 25  # Discord rejects a longer nonce
+
+
+def reply_nonce(message_id: str | int, index: int, kind: str = "r") -> str:
+    """The nonce of chunk `index` of our answer (`kind` "r": reply, "a": apology) to inbound
+    message `message_id`.
+
+    Deterministic on purpose: discord.py sends it with `enforce_nonce: true`, so Discord hands
+    back the message it already created for the same nonce (same bot, same channel, within a
+    few minutes) instead of posting another one. That covers discord.py retrying a POST that
+    Discord created but answered 5xx, and a turn replayed after a crash or restart (catch-up)
+    posting the same chunk again. discord.py's own default nonce is random per call, which
+    covers neither. A snowflake has at most 20 digits, so "<id>-<kind><index>" fits in 25
+    characters; anything longer is hashed to stay deterministic and within the limit.
+    """
+    nonce = f"{message_id}-{kind}{index}"
+    if len(nonce) <= NONCE_MAX:
+        return nonce
+    digest = hashlib.sha256(nonce.encode()).digest()
+    return str(int.from_bytes(digest[:8], "big") >> 1)  # 63 bits: at most 19 digits
 
 
 def _preview(text: str, width: int = 60) -> str:
@@ -280,7 +303,7 @@ class CarrierDiscordBot(discord.Client):
                 log.debug("Discord: typing indicator failed: %s", exc)
             await asyncio.sleep(interval)
 
-    async def _send_reply(self, message: discord.Message, text: str) -> int:
+    async def _send_reply(self, message: discord.Message, text: str, kind: str = "r") -> int:
         chunks = split_message(text)
         reference = message.to_reference(fail_if_not_exists=False)
         mentions = discord.AllowedMentions(
@@ -291,6 +314,7 @@ class CarrierDiscordBot(discord.Client):
                 chunk,
                 reference=reference if index == 0 else None,  # type: ignore[arg-type]
                 allowed_mentions=mentions,
+                nonce=reply_nonce(message.id, index, kind),
             )
             self._own_ids.append(str(sent.id))
         return len(chunks)
@@ -300,7 +324,7 @@ class CarrierDiscordBot(discord.Client):
         if not apology:
             return False
         try:
-            await self._send_reply(message, apology)
+            await self._send_reply(message, apology, kind="a")
             return True
         except Exception as exc:  # the apology must never take the bot down
             log.error("Discord: could not send the apology: %s", exc)
