@@ -325,8 +325,8 @@ async def test_reply_replayed_by_a_restarted_bot_is_not_posted_twice(
             )
         else:
             await server._dispatch("MESSAGE_CREATE", message)  # the same message, again
-        await wait_until(lambda r=runtime: r.seen)
-        await wait_until(lambda b=running.bot: not b._in_flight)
+        await wait_until(lambda r=runtime: r.seen)  # type: ignore[misc]
+        await wait_until(lambda b=running.bot: not b._in_flight)  # type: ignore[misc]
         running.stop.set()
         await asyncio.wait_for(running.task, 10)
     sent = server.sent_messages(CHANNELS[4])
