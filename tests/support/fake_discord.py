@@ -132,6 +132,8 @@ class FakeDiscordServer:
         self._rate_limits = 0  # next N message POSTs answer 429
         self._retry_after = 0.25
         self._fail_after_create = 0  # next N message POSTs: create the message, answer 500
+        self.delay_after_create = 0.0  # seconds between creating a message and answering
+        self._stopping = asyncio.Event()  # set by stop(): held answers end at once
         self.server_errors: list[tuple[str, float]] = []  # (message id, time) answered 500
         # (author id, channel id, nonce) -> (the message created first, time.monotonic())
         self._nonces: dict[tuple[str, str, str], tuple[dict[str, Any], float]] = {}
@@ -225,6 +227,7 @@ class FakeDiscordServer:
         return self.base_url
 
     async def stop(self) -> None:
+        self._stopping.set()
         for session in self.sessions.values():
             if session.ws is not None and not session.ws.closed:
                 await session.ws.close(code=1001)
@@ -454,6 +457,9 @@ class FakeDiscordServer:
                 self._nonces[key] = (message, time.monotonic())
         # Real Discord echoes the bot's own message back over the gateway.
         await self._dispatch("MESSAGE_CREATE", message)
+        if self.delay_after_create:  # a client killed now never hears of the message
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.delay_after_create)
         if self._fail_after_create > 0:
             self._fail_after_create -= 1
             with self._lock:

@@ -95,3 +95,75 @@ def test_killed_mid_turn_is_caught_up_once_oldest_first(
     assert third.terminate() == 0
     assert len(discord.sent_messages()) == 2, "a second restart answers nothing again"
     assert "Traceback" not in second.stderr + third.stderr
+
+
+def test_turn_cut_off_by_the_grace_period_is_caught_up(
+    discord: FakeDiscordServer, model: ModelServerProcess, tmp_path: Path
+) -> None:
+    character = write_character(tmp_path / "carrier.yaml")
+    home = tmp_path / "home"
+    env = {"CARRIER_SHUTDOWN_GRACE": "0.5"}
+    first = start_carrier(discord, model.url, home, [character], env=env)
+    first.wait_status()
+    model.push(Reply(text=xml_reply("too slow"), delay=60))
+    message = discord.dispatch_message("a DM that outlives the grace period", dm=True)
+    discord.wait_for(lambda: model.requests("/v1/chat/completions"), what="the turn at the model")
+    assert first.terminate() == 0
+    assert first.log_lines("cancelled (shutdown)"), first.stderr
+    assert not discord.sent_messages()
+
+    model.push(Reply(text=xml_reply("better late")))
+    second = start_carrier(discord, model.url, home, [character], env=env)
+    second.wait_status()
+    discord.wait_for(lambda: second.log_lines("caught up 1 unanswered message"), what="catch-up")
+    assert second.terminate() == 0
+    assert replies_to(discord, message) == ["better late"], second.stderr
+
+
+@pytest.mark.parametrize("discord_created_it", [True, False], ids=["created", "lost"])
+def test_killed_while_posting_the_reply_posts_it_once(
+    discord: FakeDiscordServer,
+    model: ModelServerProcess,
+    tmp_path: Path,
+    discord_created_it: bool,
+) -> None:
+    """The reply is stored and its POST is on its way when the bot is killed, so no turn end
+    was recorded. Either Discord created the message but the answer never arrived
+    ("created"), or the POST died before Discord read it ("lost"). At the next start the
+    stored reply is posted again with the same nonce: in both cases one message in the
+    channel, and the model is not asked again."""
+    character = write_character(tmp_path / "carrier.yaml")
+    home = tmp_path / "home"
+    first = start_carrier(discord, model.url, home, [character])
+    first.wait_status()
+    model.push(Reply(text=xml_reply("posted exactly once")))
+    if discord_created_it:
+        discord.delay_after_create = 30.0  # the message exists; the answer is late
+    else:
+        discord.rest_delay = 2.0  # the POST waits before Discord reads it
+    message = discord.dispatch_message("answer me while Discord is slow", dm=True)
+    if discord_created_it:
+        discord.wait_for(lambda: replies_to(discord, message), what="the reply to be created")
+    else:
+        discord.wait_for(
+            lambda: any(
+                method == "POST" and path.endswith("/messages")
+                for method, path, _ in discord.requests
+            ),
+            what="the reply's POST",
+        )
+    first.process.kill()
+    first.wait_exit(10)
+    discord.delay_after_create = 0.0
+    time.sleep(discord.rest_delay + 0.5)  # the lost POST fails on its dead connection
+    discord.rest_delay = 0.0
+    assert len(discord.sent_messages()) == (1 if discord_created_it else 0)
+
+    second = start_carrier(discord, model.url, home, [character])
+    second.wait_status()
+    discord.wait_for(lambda: second.log_lines("caught up 1 unanswered message"), what="catch-up")
+    assert second.terminate() == 0
+    assert replies_to(discord, message) == ["posted exactly once"], second.stderr
+    assert second.log_lines("stored reply sent"), second.stderr
+    assert discord.nonce_hits == (1 if discord_created_it else 0)
+    assert len(model.requests("/v1/chat/completions")) == 1, "the model was not asked again"
