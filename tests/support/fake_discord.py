@@ -200,6 +200,7 @@ class FakeDiscordServer:
         app.router.add_get(api + "/gateway", self._gateway_info)
         app.router.add_get(api + "/gateway/bot", self._gateway_info)
         app.router.add_post(api + "/channels/{channel_id}/messages", self._create_message)
+        app.router.add_get(api + "/channels/{channel_id}/messages", self._channel_history)
         app.router.add_get(api + "/channels/{channel_id}/messages/{message_id}", self._get_message)
         app.router.add_post(api + "/channels/{channel_id}/typing", self._typing)
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
@@ -466,6 +467,26 @@ class FakeDiscordServer:
                 self.server_errors.append((message["id"], time.monotonic()))
             return self._json({"message": "500: Internal Server Error", "code": 0}, status=500)
         return self._json(message)
+
+    async def _channel_history(self, request: web.Request) -> web.Response:
+        """GET /channels/{id}/messages: newest first (also with `after`, as Discord does),
+        `limit` 1..100, `after` / `before` message ids."""
+        self._record(request)
+        if not self._authorised(request):
+            return self._unauthorised()
+        channel_id = request.match_info["channel_id"]
+        after = int(request.query.get("after", 0))
+        before = int(request.query.get("before", 1 << 64))
+        limit = max(1, min(100, int(request.query.get("limit", 50))))
+        found = [
+            m
+            for m in self.messages.values()
+            if m["channel_id"] == channel_id and after < int(m["id"]) < before
+        ]
+        found.sort(key=lambda m: int(m["id"]))
+        # With `after`: the ones right after it; otherwise the latest ones.
+        found = found[:limit] if "after" in request.query else found[-limit:]
+        return self._json(list(reversed(found)))
 
     async def _get_message(self, request: web.Request) -> web.Response:
         self._record(request)

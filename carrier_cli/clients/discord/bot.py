@@ -458,6 +458,11 @@ class CarrierDiscordBot(discord.Client):
             )
             if not (verdict.handle and verdict.addressed):
                 continue  # only what was said to the bot; should-respond chatter is let go
+            if await self._answered_on_discord(message):
+                # Posted (a reply or an apology) but killed before the mark: e.g. a bot
+                # stopped by an upgrade from a version without marks. Mark it, do not repost.
+                await self._mark_answered(message_id, "answered on Discord (found at catch-up)")
+                continue
             tasks.append(self._queue_turn(message, inbound, verdict, catch_up=True))
         if tasks:
             await asyncio.wait(tasks)
@@ -468,6 +473,20 @@ class CarrierDiscordBot(discord.Client):
             minutes,
         )
         return len(tasks)
+
+    async def _answered_on_discord(self, message: discord.Message) -> bool:
+        """Whether one of the next 100 messages in the channel is ours, replying to it (the
+        first chunk of every answer references the message). Beyond that, or when Discord
+        cannot say, the reply nonces still stop a second copy within Discord's window."""
+        assert self.user is not None
+        try:
+            async for later in message.channel.history(after=message, limit=100):
+                ref = later.reference
+                if later.author.id == self.user.id and ref and ref.message_id == message.id:
+                    return True
+        except discord.HTTPException as exc:
+            log.debug("Discord: could not read the history after %s: %s", message.id, exc)
+        return False
 
     async def _fetch_message(self, channel_id: str, message_id: str) -> discord.Message | None:
         channel: Any = self.get_channel(int(channel_id))

@@ -124,7 +124,8 @@ async def test_enforce_nonce_returns_the_first_message_and_500_after_create(
         async with http.post(url, json={"content": "dup", "nonce": "42-r0"}) as response:
             assert (await response.json())["id"] != first["id"], "no enforce_nonce: a duplicate"
         headers = {"Authorization": f"Bot {other_token}"}
-        async with http.post(url, json=body, headers=headers) as response:
+        other = {**body, "content": "other"}
+        async with http.post(url, json=other, headers=headers) as response:
             assert (await response.json())["id"] != first["id"], "another author's nonce"
         fake.fail_after_create_next(1)
         retry = {"content": "flaky", "nonce": "43-r0", "enforce_nonce": True}
@@ -135,6 +136,9 @@ async def test_enforce_nonce_returns_the_first_message_and_500_after_create(
             created = await response.json()
         async with http.get(f"{url}/{created['id']}") as response:
             assert (await response.json())["content"] == "flaky"
+        async with http.get(url, params={"after": first["id"], "limit": "2"}) as response:
+            page = [m["content"] for m in await response.json()]
+        assert page == ["other", "dup"], "the two right after, newest first (as Discord)"
     contents = [m.content for m in fake.sent_messages()]
-    assert contents == ["once", "dup", "once", "flaky"]
+    assert contents == ["once", "dup", "other", "flaky"]
     assert fake.nonce_hits == 2
