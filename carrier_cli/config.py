@@ -172,6 +172,12 @@ class Settings(BaseSettings):
     discord_typing_interval: float = Field(
         8.0, description="Seconds between typing indicators while a reply is generated."
     )
+    discord_catch_up_minutes: float = Field(
+        10.0,
+        ge=0,
+        description="On start, answer messages addressed to the bot in the last N minutes "
+        "that were stored but never answered (a crash, a turn cut off at shutdown); 0: off.",
+    )
 
     # Instagram
     instagram_account_id: str | None = Field(

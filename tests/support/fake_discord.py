@@ -6,7 +6,12 @@ gateway, `sent_messages()` shows what the bot posted. It behaves like the real s
 discord.py cares: exact `application/json` content type, 401 on a bad token, 400 (code 50035)
 on an over-long message, 429 with Retry-After, X-RateLimit-* and Via headers and a JSON body,
 HELLO/heartbeat/IDENTIFY/READY with resume_gateway_url, RESUME replaying missed events,
-close codes 4000 (resumable), 4004 (bad token) and 4014 (privileged intents).
+close codes 4000 (resumable), 4004 (bad token) and 4014 (privileged intents), and message
+nonces: a POST with `enforce_nonce: true` whose nonce the same author already used in the
+same channel within NONCE_WINDOW seconds gets the FIRST message back (200, same id) instead of
+creating another; without enforce_nonce a repeated nonce creates a duplicate, as on Discord.
+`fail_after_create_next(n)` makes the next n message POSTs create the message and then answer
+500 (the case where discord.py's retry of a 5xx would post a reply twice without a nonce).
 
 Three ways to use it:
 - in-process: the `fake_discord` fixture (one server per test) or `FakeDiscordServer()` with
@@ -38,6 +43,8 @@ JSON = "application/json"
 DISCORD_EPOCH_MS = 1420070400000
 APP_FLAG_MESSAGE_CONTENT = 1 << 18
 APP_FLAG_MESSAGE_CONTENT_LIMITED = 1 << 19
+
+NONCE_WINDOW = 300.0  # seconds: Discord checks nonce uniqueness over "the past few minutes"
 
 _snowflake_counter = itertools.count(1)
 
@@ -97,6 +104,7 @@ class SentMessage:
     reply_to: str | None
     at: float
     author_id: str = ""
+    nonce: str | None = None
 
 
 class FakeDiscordServer:
@@ -123,6 +131,14 @@ class FakeDiscordServer:
         self.refuse_intents = False  # close 4014 after IDENTIFY
         self._rate_limits = 0  # next N message POSTs answer 429
         self._retry_after = 0.25
+        self._fail_after_create = 0  # next N message POSTs: create the message, answer 500
+        self.delay_after_create = 0.0  # seconds between creating a message and answering
+        self._stopping = asyncio.Event()  # set by stop(): held answers end at once
+        self.server_errors: list[tuple[str, float]] = []  # (message id, time) answered 500
+        # (author id, channel id, nonce) -> (the message created first, time.monotonic())
+        self._nonces: dict[tuple[str, str, str], tuple[dict[str, Any], float]] = {}
+        self.nonce_hits = 0  # POSTs answered with an earlier message (enforce_nonce)
+        self.messages: dict[str, dict[str, Any]] = {}  # id -> payload (GET .../messages/{id})
         self.sessions: dict[str, Session] = {}
         self.live: dict[str, Session] = {}  # token -> its current session
         self.sent: list[SentMessage] = []
@@ -184,6 +200,8 @@ class FakeDiscordServer:
         app.router.add_get(api + "/gateway", self._gateway_info)
         app.router.add_get(api + "/gateway/bot", self._gateway_info)
         app.router.add_post(api + "/channels/{channel_id}/messages", self._create_message)
+        app.router.add_get(api + "/channels/{channel_id}/messages", self._channel_history)
+        app.router.add_get(api + "/channels/{channel_id}/messages/{message_id}", self._get_message)
         app.router.add_post(api + "/channels/{channel_id}/typing", self._typing)
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
         app.router.add_get("/gateway", self._gateway)
@@ -193,6 +211,7 @@ class FakeDiscordServer:
         app.router.add_get("/_admin/state", self._admin_state)
         app.router.add_post("/_admin/close", self._admin_close)
         app.router.add_post("/_admin/ratelimit", self._admin_ratelimit)
+        app.router.add_post("/_admin/fail_after_create", self._admin_fail_after_create)
         app.router.add_post("/_admin/reset", self._admin_reset)
         return app
 
@@ -209,6 +228,7 @@ class FakeDiscordServer:
         return self.base_url
 
     async def stop(self) -> None:
+        self._stopping.set()
         for session in self.sessions.values():
             if session.ws is not None and not session.ws.closed:
                 await session.ws.close(code=1001)
@@ -404,6 +424,16 @@ class FakeDiscordServer:
         ref = body.get("message_reference") or {}
         author = self._bot(request)
         assert author is not None
+        nonce = body.get("nonce")
+        key = (author.id, channel_id, str(nonce)) if nonce is not None else None
+        if key is not None and body.get("enforce_nonce"):
+            with self._lock:
+                earlier = self._nonces.get(key)
+                fresh = earlier is not None and time.monotonic() - earlier[1] < NONCE_WINDOW
+                if fresh:
+                    self.nonce_hits += 1
+            if earlier is not None and fresh:
+                return self._json(earlier[0])  # the first message, not a second one
         message = self._message_payload(
             channel_id,
             content,
@@ -420,10 +450,51 @@ class FakeDiscordServer:
                     message.get("message_reference", {}).get("message_id"),
                     time.monotonic(),
                     author.id,
+                    str(nonce) if nonce is not None else None,
                 )
             )
+            self.messages[message["id"]] = message
+            if key is not None and key not in self._nonces:
+                self._nonces[key] = (message, time.monotonic())
         # Real Discord echoes the bot's own message back over the gateway.
         await self._dispatch("MESSAGE_CREATE", message)
+        if self.delay_after_create:  # a client killed now never hears of the message
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.delay_after_create)
+        if self._fail_after_create > 0:
+            self._fail_after_create -= 1
+            with self._lock:
+                self.server_errors.append((message["id"], time.monotonic()))
+            return self._json({"message": "500: Internal Server Error", "code": 0}, status=500)
+        return self._json(message)
+
+    async def _channel_history(self, request: web.Request) -> web.Response:
+        """GET /channels/{id}/messages: newest first (also with `after`, as Discord does),
+        `limit` 1..100, `after` / `before` message ids."""
+        self._record(request)
+        if not self._authorised(request):
+            return self._unauthorised()
+        channel_id = request.match_info["channel_id"]
+        after = int(request.query.get("after", 0))
+        before = int(request.query.get("before", 1 << 64))
+        limit = max(1, min(100, int(request.query.get("limit", 50))))
+        found = [
+            m
+            for m in self.messages.values()
+            if m["channel_id"] == channel_id and after < int(m["id"]) < before
+        ]
+        found.sort(key=lambda m: int(m["id"]))
+        # With `after`: the ones right after it; otherwise the latest ones.
+        found = found[:limit] if "after" in request.query else found[-limit:]
+        return self._json(list(reversed(found)))
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        self._record(request)
+        if not self._authorised(request):
+            return self._unauthorised()
+        message = self.messages.get(request.match_info["message_id"])
+        if message is None or message["channel_id"] != request.match_info["channel_id"]:
+            return self._json({"message": "Unknown Message", "code": 10008}, status=404)
         return self._json(message)
 
     def _guild_of(self, channel_id: str) -> str | None:
@@ -706,6 +777,7 @@ class FakeDiscordServer:
             message["type"] = message_type  # e.g. 7: a member joined
         with self._lock:
             self.dispatched[message["id"]] = time.monotonic()
+            self.messages[message["id"]] = message
         await self._dispatch("MESSAGE_CREATE", message)
         return message
 
@@ -728,6 +800,11 @@ class FakeDiscordServer:
 
     def rate_limit_next(self, count: int = 1, retry_after: float = 0.25) -> None:
         self._rate_limits, self._retry_after = count, retry_after
+
+    def fail_after_create_next(self, count: int = 1) -> None:
+        """The next `count` message POSTs create the message (it is in the channel and on
+        the gateway) and then answer 500, as Discord does when it fails after the write."""
+        self._fail_after_create = count
 
     @property
     def connected(self) -> bool:
@@ -806,6 +883,11 @@ class FakeDiscordServer:
     async def _admin_ratelimit(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.rate_limit_next(int(body.get("count", 1)), float(body.get("retry_after", 0.25)))
+        return self._json({"ok": True})
+
+    async def _admin_fail_after_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.fail_after_create_next(int(body.get("count", 1)))
         return self._json({"ok": True})
 
     async def _admin_reset(self, request: web.Request) -> web.Response:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import discord
@@ -88,6 +90,28 @@ def inbound_from(message: discord.Message) -> InboundMessage:
     )
 
 
+NONCE_MAX = 25  # Discord rejects a longer nonce
+
+
+def reply_nonce(message_id: str | int, index: int, kind: str = "r") -> str:
+    """The nonce of chunk `index` of our answer (`kind` "r": reply, "a": apology) to inbound
+    message `message_id`.
+
+    Deterministic on purpose: discord.py sends it with `enforce_nonce: true`, so Discord hands
+    back the message it already created for the same nonce (same bot, same channel, within a
+    few minutes) instead of posting another one. That covers discord.py retrying a POST that
+    Discord created but answered 5xx, and a turn replayed after a crash or restart (catch-up)
+    posting the same chunk again. discord.py's own default nonce is random per call, which
+    covers neither. A snowflake has at most 20 digits, so "<id>-<kind><index>" fits in 25
+    characters; anything longer is hashed to stay deterministic and within the limit.
+    """
+    nonce = f"{message_id}-{kind}{index}"
+    if len(nonce) <= NONCE_MAX:
+        return nonce
+    digest = hashlib.sha256(nonce.encode()).digest()
+    return str(int.from_bytes(digest[:8], "big") >> 1)  # 63 bits: at most 19 digits
+
+
 def _preview(text: str, width: int = 60) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -114,6 +138,11 @@ class CarrierDiscordBot(discord.Client):
         self._own_ids: deque[str] = deque(maxlen=2000)  # our recent messages (reply detection)
         self._content_warning_given = False
         self.ready_event = asyncio.Event()
+        self._catch_up_task: asyncio.Task[int] | None = None
+        self.caught_up: int | None = None  # set once the start-up catch-up has finished
+        # Catch-up looks only at messages stored before this bot started: later ones are
+        # live turns of this process (queued, or about to be).
+        self._started_at = datetime.now(UTC)
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -142,6 +171,8 @@ class CarrierDiscordBot(discord.Client):
         flags = self.application_flags
         if not (flags.gateway_message_content or flags.gateway_message_content_limited):
             self._warn_missing_content()
+        if self._catch_up_task is None:  # on_ready fires again after a new session: once only
+            self._catch_up_task = asyncio.create_task(self._catch_up(), name="discord:catch-up")
         self.ready_event.set()
 
     async def on_resumed(self) -> None:
@@ -173,13 +204,20 @@ class CarrierDiscordBot(discord.Client):
 
     # -- turns ------------------------------------------------------------------------------
     def _queue_turn(
-        self, message: discord.Message, inbound: InboundMessage, verdict: Verdict
-    ) -> None:
+        self,
+        message: discord.Message,
+        inbound: InboundMessage,
+        verdict: Verdict,
+        *,
+        catch_up: bool = False,
+    ) -> asyncio.Task[None]:
         """Chain the turn after the channel's previous one: in order per channel, channels
         concurrently, with no idle worker per channel."""
         room = inbound.channel_id
         previous = self._tails.get(room)
-        task = asyncio.create_task(self._run_after(previous, message, inbound, verdict))
+        task = asyncio.create_task(
+            self._run_after(previous, message, inbound, verdict, catch_up=catch_up)
+        )
         self._tails[room] = task
         self._in_flight.add(task)
 
@@ -189,6 +227,7 @@ class CarrierDiscordBot(discord.Client):
                 del self._tails[room]
 
         task.add_done_callback(done)
+        return task
 
     async def _run_after(
         self,
@@ -196,15 +235,22 @@ class CarrierDiscordBot(discord.Client):
         message: discord.Message,
         inbound: InboundMessage,
         verdict: Verdict,
+        *,
+        catch_up: bool = False,
     ) -> None:
         if previous is not None:
             # asyncio.wait neither raises the previous turn's error nor swallows our own
             # cancellation (shutdown), unlike awaiting the task under a blanket suppress.
             await asyncio.wait({previous})
-        await self._turn(message, inbound, verdict)
+        await self._turn(message, inbound, verdict, catch_up=catch_up)
 
     async def _turn(
-        self, message: discord.Message, inbound: InboundMessage, verdict: Verdict
+        self,
+        message: discord.Message,
+        inbound: InboundMessage,
+        verdict: Verdict,
+        *,
+        catch_up: bool = False,
     ) -> None:
         started = time.monotonic()
         incoming = to_incoming(inbound, verdict)
@@ -212,7 +258,14 @@ class CarrierDiscordBot(discord.Client):
         outcome = "no reply"
         try:
             result = await self._generate(message, incoming, verdict)
-            if result is not None and getattr(result, "replayed", False):
+            if catch_up and result is not None and result.replayed and result.text:
+                # Stored before the crash but maybe never posted: post it. If it was posted,
+                # the chunks' nonces make Discord return those messages instead of copies.
+                sent = await self._send_reply(message, result.text)
+                outcome = (
+                    f"caught up: stored reply sent in {sent} message{'s' if sent != 1 else ''}"
+                )
+            elif result is not None and getattr(result, "replayed", False):
                 # Discord re-delivered a message we already answered (e.g. after a RESUME).
                 outcome = "already handled (replayed event)"
             elif result is not None and result.text:
@@ -243,6 +296,9 @@ class CarrierDiscordBot(discord.Client):
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
             outcome = "failed; apologised" if await self._apologise(message) else "failed"
+        # Reached only when the turn ended (not when cancelled by shutdown or a kill): from
+        # now on catch-up leaves this message alone.
+        await self._mark_answered(inbound.message_id, outcome)
         self.turns_handled += 1
         log.info(
             "Discord[%s] %s%s: %r -> %s (%.2fs)",
@@ -280,7 +336,7 @@ class CarrierDiscordBot(discord.Client):
                 log.debug("Discord: typing indicator failed: %s", exc)
             await asyncio.sleep(interval)
 
-    async def _send_reply(self, message: discord.Message, text: str) -> int:
+    async def _send_reply(self, message: discord.Message, text: str, kind: str = "r") -> int:
         chunks = split_message(text)
         reference = message.to_reference(fail_if_not_exists=False)
         mentions = discord.AllowedMentions(
@@ -291,6 +347,7 @@ class CarrierDiscordBot(discord.Client):
                 chunk,
                 reference=reference if index == 0 else None,  # type: ignore[arg-type]
                 allowed_mentions=mentions,
+                nonce=reply_nonce(message.id, index, kind),
             )
             self._own_ids.append(str(sent.id))
         return len(chunks)
@@ -300,11 +357,146 @@ class CarrierDiscordBot(discord.Client):
         if not apology:
             return False
         try:
-            await self._send_reply(message, apology)
+            await self._send_reply(message, apology, kind="a")
             return True
         except Exception as exc:  # the apology must never take the bot down
             log.error("Discord: could not send the apology: %s", exc)
             return False
+
+    # -- catch-up after a restart -------------------------------------------------------------
+    def _answered_key(self, message_id: str) -> str:
+        return f"discord:answered:{getattr(self.runtime, 'agent_id', '')}:{message_id}"
+
+    async def _mark_answered(self, message_id: str, outcome: str) -> None:
+        """Remember in the memory database that this message's turn ran to its end, so
+        catch-up at the next start does not answer it again. Best effort: a failure here
+        costs at most one nonce-deduplicated retry after a restart, never the bot."""
+        store = getattr(self.runtime, "store", None)
+        minutes = self.settings.discord_catch_up_minutes
+        if store is None or minutes <= 0:
+            return
+        ttl = max(86400.0, minutes * 120)  # outlives the window it is looked up in
+        try:
+            await store.cache_set(self._answered_key(message_id), outcome, ttl=ttl)
+        except Exception as exc:
+            log.warning("Discord: could not record message %s as answered: %s", message_id, exc)
+
+    async def _catch_up(self) -> int:
+        """Answer what a crash or a turn cut off at shutdown left unanswered.
+
+        Candidates are the user messages stored (by the turn's intake) in the last
+        `discord_catch_up_minutes` whose turn never reached its end (no answered mark). Each
+        is fetched from Discord again, so the live addressing rules (mention, DM, reply to
+        the bot, named) decide on the real message, and queued oldest first. The runtime
+        replays a stored reply or runs the turn again; the deterministic nonces keep a
+        chunk that did reach Discord from being posted twice. Returns how many were queued.
+        """
+        count = 0
+        try:
+            count = await self._run_catch_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # catch-up must never take the bot down
+            log.error(
+                "Discord: catching up unanswered messages failed: %s: %s",
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+        self.caught_up = count
+        return count
+
+    async def _run_catch_up(self) -> int:
+        minutes = self.settings.discord_catch_up_minutes
+        store = getattr(self.runtime, "store", None)
+        agent_id = getattr(self.runtime, "agent_id", None)
+        if minutes <= 0 or store is None or agent_id is None or self.user is None:
+            return 0
+        from carrier_cli.memory.types import MemoryKind
+
+        cutoff = datetime.now(UTC) - timedelta(minutes=minutes)
+        candidates: list[Any] = []  # newest first while reading
+        offset, page = 0, 200
+        while True:
+            rows = await store.list(
+                agent_id=agent_id, kinds=[MemoryKind.MESSAGE], limit=page, offset=offset
+            )
+            for memory in rows:
+                created = memory.created_at
+                if created is not None and created.tzinfo is None:
+                    created = created.replace(tzinfo=UTC)
+                if created is not None and created < cutoff:
+                    rows = []  # older than the window: done
+                    break
+                if created is not None and created >= self._started_at:
+                    continue
+                meta = memory.metadata or {}
+                if (
+                    memory.content.get("source") == "discord"
+                    and memory.entity_id != agent_id
+                    and meta.get("message_key")
+                    and meta.get("room_key")
+                ):
+                    candidates.append(memory)
+            if len(rows) < page:
+                break
+            offset += page
+        tasks: list[asyncio.Task[None]] = []
+        for memory in reversed(candidates):  # oldest first
+            message_id, channel_id = (
+                str(memory.metadata["message_key"]),
+                str(memory.metadata["room_key"]),
+            )
+            if await store.cache_get(self._answered_key(message_id)) is not None:
+                continue
+            message = await self._fetch_message(channel_id, message_id)
+            if message is None or not self.accepting:
+                continue
+            inbound = inbound_from(message)
+            verdict = decide(
+                inbound, bot_id=str(self.user.id), options=self.options, names=self.character_names
+            )
+            if not (verdict.handle and verdict.addressed):
+                continue  # only what was said to the bot; should-respond chatter is let go
+            if await self._answered_on_discord(message):
+                # Posted (a reply or an apology) but killed before the mark: e.g. a bot
+                # stopped by an upgrade from a version without marks. Mark it, do not repost.
+                await self._mark_answered(message_id, "answered on Discord (found at catch-up)")
+                continue
+            tasks.append(self._queue_turn(message, inbound, verdict, catch_up=True))
+        if tasks:
+            await asyncio.wait(tasks)
+        log.info(
+            "Discord: caught up %d unanswered message%s (last %g minutes)",
+            len(tasks),
+            "" if len(tasks) == 1 else "s",
+            minutes,
+        )
+        return len(tasks)
+
+    async def _answered_on_discord(self, message: discord.Message) -> bool:
+        """Whether one of the next 100 messages in the channel is ours, replying to it (the
+        first chunk of every answer references the message). Beyond that, or when Discord
+        cannot say, the reply nonces still stop a second copy within Discord's window."""
+        assert self.user is not None
+        try:
+            async for later in message.channel.history(after=message, limit=100):
+                ref = later.reference
+                if later.author.id == self.user.id and ref and ref.message_id == message.id:
+                    return True
+        except discord.HTTPException as exc:
+            log.debug("Discord: could not read the history after %s: %s", message.id, exc)
+        return False
+
+    async def _fetch_message(self, channel_id: str, message_id: str) -> discord.Message | None:
+        channel: Any = self.get_channel(int(channel_id))
+        if channel is None:  # a DM channel is not cached before its first event
+            channel = self.get_partial_messageable(int(channel_id))
+        try:
+            return await channel.fetch_message(int(message_id))  # type: ignore[no-any-return]
+        except discord.HTTPException as exc:  # deleted, or no longer visible to the bot
+            log.info("Discord: not catching up message %s: %s", message_id, exc)
+            return None
 
     # -- diagnostics ------------------------------------------------------------------------
     def _check_content_intent(self, inbound: InboundMessage) -> None:
@@ -328,6 +520,9 @@ class CarrierDiscordBot(discord.Client):
     async def drain(self, grace: float) -> None:
         """Stop taking messages, give in-flight turns `grace` seconds, cancel the rest."""
         self.accepting = False
+        if self._catch_up_task is not None and not self._catch_up_task.done():
+            self._catch_up_task.cancel()  # its queued turns are in _in_flight, drained below
+            await asyncio.wait({self._catch_up_task}, timeout=5)
         pending = set(self._in_flight)
         if pending:
             log.info("Discord: finishing %d turn(s) (up to %.0fs)", len(pending), grace)

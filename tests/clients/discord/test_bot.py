@@ -284,3 +284,52 @@ async def test_system_messages_are_not_conversation(
     assert MESSAGE_CONTENT_HELP not in caplog.text
     running.stop.set()
     await asyncio.wait_for(running.task, 10)
+
+
+async def test_created_then_500_leaves_exactly_one_reply(server: FakeDiscordServer) -> None:
+    """Discord creates the message and answers 500; discord.py retries the POST. The reply's
+    nonce (enforce_nonce) makes the retry return the first message: one reply, not two."""
+    runtime = StandInRuntime(Character(name="Carrier"), echo_after(0))
+    running = await start_bot(server, runtime, make_settings(server))
+    server.fail_after_create_next(1)
+    message = await server.adispatch_message(
+        f"<@{server.bot_id}> flaky server", channel_id=CHANNELS[3]
+    )
+    await wait_until(lambda: server.server_errors and server.nonce_hits, timeout=15)
+    await asyncio.sleep(0.2)
+    sent = server.sent_messages(CHANNELS[3])
+    assert [m.reply_to for m in sent] == [message["id"]], "the retry did not post a copy"
+    assert sent[0].nonce == f"{message['id']}-r0"
+    running.stop.set()
+    await asyncio.wait_for(running.task, 10)
+
+
+async def test_reply_replayed_by_a_restarted_bot_is_not_posted_twice(
+    server: FakeDiscordServer,
+) -> None:
+    """The nonce is derived from the inbound message id and the chunk index, so a second bot
+    process answering the same message again (a turn replayed after a restart) gets the
+    message Discord already has instead of posting a second copy, chunk by chunk."""
+    long_text = "\n\n".join(f"Paragraph {i}. " + "word " * 150 for i in range(5))  # 3+ chunks
+
+    async def behaviour(message: IncomingMessage) -> str:
+        return long_text
+
+    message: dict[str, Any] = {}
+    for _ in range(2):
+        runtime = StandInRuntime(Character(name="Carrier"), behaviour)
+        running = await start_bot(server, runtime, make_settings(server))
+        if not message:
+            message = await server.adispatch_message(
+                f"<@{server.bot_id}> long one", channel_id=CHANNELS[4]
+            )
+        else:
+            await server._dispatch("MESSAGE_CREATE", message)  # the same message, again
+        await wait_until(lambda r=runtime: r.seen)  # type: ignore[misc]
+        await wait_until(lambda b=running.bot: not b._in_flight)  # type: ignore[misc]
+        running.stop.set()
+        await asyncio.wait_for(running.task, 10)
+    sent = server.sent_messages(CHANNELS[4])
+    assert len(sent) >= 3
+    assert [m.nonce for m in sent] == [f"{message['id']}-r{i}" for i in range(len(sent))]
+    assert server.nonce_hits == len(sent), "every chunk of the second answer was deduplicated"

@@ -102,3 +102,43 @@ async def test_refused_intents_and_bad_token_close_codes(fake: FakeDiscordServer
         await ws.send_json({"op": 2, "d": {"token": fake.token}})
         await ws.receive()
         assert ws.close_code == 4014
+
+
+async def test_enforce_nonce_returns_the_first_message_and_500_after_create(
+    fake: FakeDiscordServer,
+) -> None:
+    """As on Discord: with enforce_nonce a repeated nonce (same author, same channel) gets
+    the first message back; without it, or from another author, it is a new message."""
+    url = f"{fake.api_base}/channels/{fake.channel_id}/messages"
+    other_token = "fake-bot-token-other-0123"
+    fake.add_bot(other_token, "Other")
+    async with aiohttp.ClientSession(headers=auth(fake)) as http:
+        body = {"content": "once", "nonce": "42-r0", "enforce_nonce": True}
+        async with http.post(url, json=body) as response:
+            assert response.status == 200
+            first = await response.json()
+        async with http.post(url, json={**body, "content": "changed"}) as response:
+            assert response.status == 200
+            again = await response.json()
+        assert again["id"] == first["id"] and again["content"] == "once"
+        async with http.post(url, json={"content": "dup", "nonce": "42-r0"}) as response:
+            assert (await response.json())["id"] != first["id"], "no enforce_nonce: a duplicate"
+        headers = {"Authorization": f"Bot {other_token}"}
+        other = {**body, "content": "other"}
+        async with http.post(url, json=other, headers=headers) as response:
+            assert (await response.json())["id"] != first["id"], "another author's nonce"
+        fake.fail_after_create_next(1)
+        retry = {"content": "flaky", "nonce": "43-r0", "enforce_nonce": True}
+        async with http.post(url, json=retry) as response:
+            assert response.status == 500
+        async with http.post(url, json=retry) as response:
+            assert response.status == 200
+            created = await response.json()
+        async with http.get(f"{url}/{created['id']}") as response:
+            assert (await response.json())["content"] == "flaky"
+        async with http.get(url, params={"after": first["id"], "limit": "2"}) as response:
+            page = [m["content"] for m in await response.json()]
+        assert page == ["other", "dup"], "the two right after, newest first (as Discord)"
+    contents = [m.content for m in fake.sent_messages()]
+    assert contents == ["once", "dup", "other", "flaky"]
+    assert fake.nonce_hits == 2

@@ -1,0 +1,169 @@
+"""Catch-up after a crash: the real `carrier run --client discord` process, killed with
+SIGKILL while a turn waits on a slow model, answers the stored message when it starts again,
+exactly once, and not again on the restart after that (answered marks in the memory
+database, plus reply nonces that make Discord return a chunk it already has)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clients.discord.harness import CarrierProcess, start_carrier, write_character, xml_reply
+from tests.support.fake_discord import FakeDiscordServer
+from tests.support.model_server import ModelServerProcess, Reply, start_server_process
+
+pytestmark = [pytest.mark.slow, pytest.mark.service]
+
+GUILD = "100000000000000001"
+CHANNELS = [str(200000000000000001 + i) for i in range(2)]
+
+
+@pytest.fixture
+def model() -> Iterator[ModelServerProcess]:
+    server = start_server_process()
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(10)
+
+
+@pytest.fixture
+def discord() -> Iterator[FakeDiscordServer]:
+    server = FakeDiscordServer(guilds={GUILD: CHANNELS})
+    server.start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_thread()
+
+
+def replies_to(discord: FakeDiscordServer, message: dict[str, object]) -> list[str]:
+    return [m.content for m in discord.sent_messages() if m.reply_to == message["id"]]
+
+
+def test_killed_mid_turn_is_caught_up_once_oldest_first(
+    discord: FakeDiscordServer, model: ModelServerProcess, tmp_path: Path
+) -> None:
+    character = write_character(tmp_path / "carrier.yaml", respond_only_to_mentions=True)
+    home = tmp_path / "home"
+
+    def start(**env: str) -> CarrierProcess:
+        process = start_carrier(discord, model.url, home, [character], env=env)
+        process.wait_status()
+        return process
+
+    first = start()
+    model.push(
+        Reply(text=xml_reply("never sent one"), delay=60),
+        Reply(text=xml_reply("never sent two"), delay=60),
+    )
+    older = discord.dispatch_message(f"<@{discord.bot_id}> first question", channel_id=CHANNELS[0])
+    time.sleep(0.05)
+    newer = discord.dispatch_message(f"<@{discord.bot_id}> second question", channel_id=CHANNELS[1])
+    discord.wait_for(
+        lambda: len(model.requests("/v1/chat/completions")) >= 2, what="both turns at the model"
+    )
+    texts = {m.get("text") for m in first.message_memories()}
+    assert {"@Carrier first question", "@Carrier second question"} <= texts
+    first.process.kill()  # SIGKILL: no drain, no goodbye
+    first.wait_exit(10)
+    assert not discord.sent_messages()
+
+    # catch-up off: the stored messages stay unanswered.
+    off = start(CARRIER_DISCORD_CATCH_UP_MINUTES="0")
+    time.sleep(1.0)
+    assert off.terminate() == 0
+    assert not discord.sent_messages(), off.stderr
+    assert not off.log_lines("caught up")
+
+    model.push(Reply(text=xml_reply("answer one")), Reply(text=xml_reply("answer two")))
+    # One model call at a time: the catch-up turns run in the order they were queued.
+    second = start(CARRIER_DISCORD_MAX_CONCURRENT_TURNS="1")
+    discord.wait_for(lambda: second.log_lines("caught up 2 unanswered messages"), what="catch-up")
+    assert replies_to(discord, older) == ["answer one"], second.stderr
+    assert replies_to(discord, newer) == ["answer two"], second.stderr
+    assert [m.reply_to for m in discord.sent_messages()] == [older["id"], newer["id"]]
+    assert second.terminate() == 0
+
+    third = start()
+    discord.wait_for(lambda: third.log_lines("caught up 0 unanswered messages"), what="catch-up")
+    time.sleep(0.5)
+    assert third.terminate() == 0
+    assert len(discord.sent_messages()) == 2, "a second restart answers nothing again"
+    assert "Traceback" not in second.stderr + third.stderr
+
+
+def test_turn_cut_off_by_the_grace_period_is_caught_up(
+    discord: FakeDiscordServer, model: ModelServerProcess, tmp_path: Path
+) -> None:
+    character = write_character(tmp_path / "carrier.yaml")
+    home = tmp_path / "home"
+    env = {"CARRIER_SHUTDOWN_GRACE": "0.5"}
+    first = start_carrier(discord, model.url, home, [character], env=env)
+    first.wait_status()
+    model.push(Reply(text=xml_reply("too slow"), delay=60))
+    message = discord.dispatch_message("a DM that outlives the grace period", dm=True)
+    discord.wait_for(lambda: model.requests("/v1/chat/completions"), what="the turn at the model")
+    assert first.terminate() == 0
+    assert first.log_lines("cancelled (shutdown)"), first.stderr
+    assert not discord.sent_messages()
+
+    model.push(Reply(text=xml_reply("better late")))
+    second = start_carrier(discord, model.url, home, [character], env=env)
+    second.wait_status()
+    discord.wait_for(lambda: second.log_lines("caught up 1 unanswered message"), what="catch-up")
+    assert second.terminate() == 0
+    assert replies_to(discord, message) == ["better late"], second.stderr
+
+
+@pytest.mark.parametrize("discord_created_it", [True, False], ids=["created", "lost"])
+def test_killed_while_posting_the_reply_posts_it_once(
+    discord: FakeDiscordServer,
+    model: ModelServerProcess,
+    tmp_path: Path,
+    discord_created_it: bool,
+) -> None:
+    """The reply is stored and its POST is on its way when the bot is killed, so no turn end
+    was recorded. Either Discord created the message but the answer never arrived
+    ("created": catch-up finds our reply in the channel and leaves it), or the POST died
+    before Discord read it ("lost": the stored reply is posted at the next start). In both
+    cases one message in the channel, and the model is not asked again."""
+    character = write_character(tmp_path / "carrier.yaml")
+    home = tmp_path / "home"
+    first = start_carrier(discord, model.url, home, [character])
+    first.wait_status()
+    model.push(Reply(text=xml_reply("posted exactly once")))
+    if discord_created_it:
+        discord.delay_after_create = 30.0  # the message exists; the answer is late
+    else:
+        discord.rest_delay = 2.0  # the POST waits before Discord reads it
+    message = discord.dispatch_message("answer me while Discord is slow", dm=True)
+    if discord_created_it:
+        discord.wait_for(lambda: replies_to(discord, message), what="the reply to be created")
+    else:
+        discord.wait_for(
+            lambda: any(
+                method == "POST" and path.endswith("/messages")
+                for method, path, _ in discord.requests
+            ),
+            what="the reply's POST",
+        )
+    first.process.kill()
+    first.wait_exit(10)
+    discord.delay_after_create = 0.0
+    time.sleep(discord.rest_delay + 0.5)  # the lost POST fails on its dead connection
+    discord.rest_delay = 0.0
+    assert len(discord.sent_messages()) == (1 if discord_created_it else 0)
+
+    second = start_carrier(discord, model.url, home, [character])
+    second.wait_status()
+    expected = "caught up 0 unanswered messages" if discord_created_it else "caught up 1 "
+    discord.wait_for(lambda: second.log_lines(expected), what="catch-up")
+    assert second.terminate() == 0
+    assert replies_to(discord, message) == ["posted exactly once"], second.stderr
+    assert bool(second.log_lines("stored reply sent")) is not discord_created_it, second.stderr
+    assert len(model.requests("/v1/chat/completions")) == 1, "the model was not asked again"
