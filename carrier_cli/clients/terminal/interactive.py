@@ -158,15 +158,17 @@ class InteractiveChat:
 
     async def _reply(self, text: str) -> None:
         from rich.markdown import Markdown
+        from rich.text import Text
 
         message = self.session.message(text)
         name = self.session.character_name
-        thinking = f"[dim]{_escape(name)} is thinking…[/dim]"
+        # Text, not markup: the spinner parses a str with markup *and* emoji codes.
+        thinking = Text(f"{name} is thinking…", style="dim")
         status = self.console.status(thinking, spinner="dots")
         status.start()
 
         def show_retry(line: str) -> None:
-            status.update(f"{thinking} [yellow]{_escape(line)}[/yellow]")
+            status.update(Text.assemble(thinking, " ", (line, "yellow")))
 
         with retry_notices(show_retry):
             result, streamed, live = await self._receive(message, status)
