@@ -66,3 +66,34 @@ def test_interactive_name_reply_and_server_error_are_shown_literally(
     assert f"reply {EVIL}" in shown
     assert f"bad request {EVIL}" in shown
     assert "❌" not in shown and "Traceback" not in shown
+
+
+def test_interactive_chat_is_literal_on_any_console() -> None:
+    """`InteractiveChat` is also library API: given a plain Rich console (markup and emoji
+    codes on, unlike Carrier's own), names, replies and errors still print as written."""
+    import asyncio
+    import io
+
+    from rich.console import Console
+
+    from carrier_cli.clients.terminal.interactive import InteractiveChat
+    from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
+    from carrier_cli.errors import RuntimeFailure
+    from tests.clients.terminal.standin import StandInRuntime
+
+    runtime = StandInRuntime()
+    runtime.character.name = f"Eve {EVIL}"
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, color_system=None)
+    with asyncio.Runner() as runner:
+        session = ChatSession(runtime=runtime, room_key=f"room {EVIL}", resumed=False, room=None)
+        chat = InteractiveChat(runner, session, ChatOptions(stream=False), console)
+        chat._banner()
+        chat.turn(f"hello {EVIL}")
+        with chat._failures_reported():
+            raise RuntimeFailure(f"The server said {EVIL}")
+    shown = _flat(buffer.getvalue())
+    assert f"Eve {EVIL} · model" in shown and f"room {EVIL} (new)" in shown
+    assert f"You said: hello {EVIL}" in shown
+    assert f"error: The server said {EVIL}" in shown
+    assert "❌" not in shown
