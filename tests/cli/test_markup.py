@@ -12,7 +12,7 @@ from tests.helpers import run_carrier
 
 pytestmark = pytest.mark.slow
 
-EVIL = "[bold]b[/] :x: [link=https://evil]l[/link]"
+EVIL = "[/] [bold]b[/] :x: [link=https://evil]l[/link]"  # a stray [/] first
 
 
 def _flat(text: str) -> str:
@@ -75,3 +75,25 @@ def test_setting_value_in_config_show() -> None:
     assert result.returncode == 0, result.stderr
     assert f"c {EVIL}" in _flat(result.stdout), result.stdout
     assert "❌" not in result.stdout
+
+
+def test_shared_printing_paths_are_literal(capsys: pytest.CaptureFixture[str]) -> None:
+    """The mechanism itself: Carrier's consoles, `output.table()` and notices/warnings."""
+    import io
+
+    from carrier_cli.output import console, notice, table, warn
+
+    buffer = io.StringIO()
+    shown = console(buffer)
+    shown.width = 200
+    grid = table("name", "value")
+    grid.add_row(f"n {EVIL}", f"v {EVIL}")
+    shown.print(grid)
+    shown.print(f"escaped {EVIL.replace('[', chr(92) + '[')}")  # our markup, escaped text
+    notice(f"notice {EVIL}")
+    warn(f"warn {EVIL}")
+    printed = _flat(buffer.getvalue())
+    assert f"n {EVIL}" in printed and f"v {EVIL}" in printed
+    assert f"escaped {EVIL}" in printed  # emoji codes stay off even in markup strings
+    stderr = _flat(capsys.readouterr().err)
+    assert f"notice {EVIL}" in stderr and f"warning: warn {EVIL}" in stderr

@@ -17,7 +17,7 @@ from tests.support.model_server import ModelServerProcess
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-EVIL = "[bold]b[/] :x: [link=https://evil]l[/link]"
+EVIL = "[/] [bold]b[/] :x: [link=https://evil]l[/link]"  # a stray [/] first
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
