@@ -49,24 +49,29 @@ def validate(
             ]
         )
     else:
-        from rich.markup import escape
+        from rich.text import Text
 
         from carrier_cli.state import scrub
 
+        # File names, messages quoting the file and names are Text: never markup or emoji.
         console = out()
         for report in reports:
             for problem in report.problems:
                 colour = "red" if problem.severity == "error" else "yellow"
                 where = f"{problem.path}: " if problem.path else ""
                 console.print(
-                    f"{escape(str(problem.mark))}: [{colour}]{problem.severity}[/{colour}]: "
-                    f"{escape(scrub(where + problem.message))}",
+                    Text.assemble(
+                        f"{problem.mark}: ",
+                        (problem.severity, colour),
+                        f": {scrub(where + problem.message)}",
+                    ),
                     soft_wrap=True,
                 )
             if report.ok and report.character is not None:
                 console.print(
-                    f"{escape(str(report.file))}: [green]ok[/green] "
-                    f"({escape(report.character.name)})",
+                    Text.assemble(
+                        f"{report.file}: ", ("ok", "green"), f" ({report.character.name})"
+                    ),
                     soft_wrap=True,
                 )
         plural = "s" if len(reports) != 1 else ""
@@ -138,15 +143,16 @@ def list_(
     if as_json:
         print_json([{**e.as_dict(), "character": t, "status": st} for e, t, st in rows])
         return
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
+
+    from carrier_cli.output import table as Table
 
     table = Table("name", "character", "source", "status", "path", box=None, pad_edge=False)
     table.columns[-1].overflow = "fold"  # paths matter more than tidy columns
     for entry, title, status in rows:
-        name = escape(entry.name) + (" [dim](shadowed)[/dim]" if entry.shadowed else "")
-        shown = "[green]ok[/green]" if status == "ok" else f"[red]{status}[/red]"
-        table.add_row(name, escape(title or "?"), entry.source, shown, escape(str(entry.path)))
+        name = Text.assemble(entry.name, (" (shadowed)", "dim") if entry.shadowed else "")
+        shown = Text(status, style="green" if status == "ok" else "red")
+        table.add_row(name, title or "?", entry.source, shown, str(entry.path))
     out().print(table)
 
 

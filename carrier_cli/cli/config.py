@@ -24,9 +24,8 @@ def show(
 
         print_json({name: {"value": value, "source": src} for name, value, src in rows})
         return
-    from rich.table import Table
-
     from carrier_cli.output import out
+    from carrier_cli.output import table as Table
 
     table = Table(title="Effective configuration", title_justify="left")
     table.add_column("setting", style="cyan")

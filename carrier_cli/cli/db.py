@@ -81,7 +81,7 @@ def status(database_url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(info)
         return
-    from rich.table import Table
+    from carrier_cli.output import table as Table
 
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")

@@ -56,7 +56,7 @@ def _reporter(quiet: bool) -> Reporter:
             from carrier_cli.output import err
 
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
+                TextColumn("{task.description}", style="bold", markup=False),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
@@ -185,9 +185,9 @@ def post(
     def confirm(text: str) -> bool:
         from rich.panel import Panel
 
-        from carrier_cli.output import err
+        from carrier_cli.output import err, plain
 
-        err().print(Panel(text, title="Generated caption", expand=False))
+        err().print(Panel(plain(text), title="Generated caption", expand=False))
         return True if yes else typer.confirm("Publish with this caption?", default=True)
 
     result = asyncio.run(
@@ -254,9 +254,8 @@ def resume(
 
 
 def _table(records: list[PostRecord], title: str) -> None:
-    from rich.table import Table
-
     from carrier_cli.output import out
+    from carrier_cli.output import table as Table
 
     table = Table(title=title)
     for column in ("id", "kind", "status", "files", "media / error", "updated"):

@@ -124,9 +124,8 @@ def _short(text: str, width: int = 90) -> str:
 
 
 def _table(rows: list[tuple[Memory, float | None]], rooms: dict[Any, str]) -> None:
-    from rich.table import Table
-
     from carrier_cli.output import out
+    from carrier_cli.output import table as Table
 
     scored = any(score is not None for _, score in rows)
     table = Table(show_lines=False)
@@ -308,7 +307,7 @@ def stats(character: CharacterOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(info)
         return
-    from rich.table import Table
+    from carrier_cli.output import table as Table
 
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -411,7 +410,7 @@ def _progress_bar(label: str) -> Any:
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a file name, shown as it is
         TimeRemainingColumn(),
         console=err(),
         transient=True,

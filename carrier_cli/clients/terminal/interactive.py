@@ -73,9 +73,9 @@ class InteractiveChat:
                     self.turn(unescape_message(text))
                 elif self.command(*command):
                     break
-        room = _escape(self.session.room_key)
-        self.console.print(
-            f"[dim]Room {room} kept in memory; reopen it with `carrier chat --room {room}`.[/dim]"
+        room = self.session.room_key
+        self._say(
+            f"Room {room} kept in memory; reopen it with `carrier chat --room {room}`.", "dim"
         )
         return 0
 
@@ -127,13 +127,13 @@ class InteractiveChat:
         except KeyboardInterrupt:  # platforms without loop signal handlers; slash commands
             self.console.print("[yellow](cancelled)[/yellow]")
         except CarrierError as exc:
-            self.console.print(f"[red]error:[/red] {_escape(scrub(str(exc)))}")
+            self._error(scrub(str(exc)))
         except Exception as exc:
             log.debug("turn failed", exc_info=True)
             if STATE.debug:
                 self.console.print_exception()
-            self.console.print(
-                f"[red]error:[/red] unexpected {type(exc).__name__}: {_escape(scrub(str(exc)))}. "
+            self._error(
+                f"unexpected {type(exc).__name__}: {scrub(str(exc))}. "
                 "This is a bug in Carrier; run with --debug for the traceback and report it."
             )
 
@@ -158,15 +158,17 @@ class InteractiveChat:
 
     async def _reply(self, text: str) -> None:
         from rich.markdown import Markdown
+        from rich.text import Text
 
         message = self.session.message(text)
         name = self.session.character_name
-        thinking = f"[dim]{_escape(name)} is thinking…[/dim]"
+        # Text, not markup: the spinner parses a str with markup *and* emoji codes.
+        thinking = Text(f"{name} is thinking…", style="dim")
         status = self.console.status(thinking, spinner="dots")
         status.start()
 
         def show_retry(line: str) -> None:
-            status.update(f"{thinking} [yellow]{_escape(line)}[/yellow]")
+            status.update(Text.assemble(thinking, " ", (line, "yellow")))
 
         with retry_notices(show_retry):
             result, streamed, live = await self._receive(message, status)
@@ -177,7 +179,7 @@ class InteractiveChat:
             self._speaker()
             self.console.print(Markdown(final))
         else:
-            self.console.print(f"[dim]({_escape(name)} chose not to reply)[/dim]")
+            self._say(f"({name} chose not to reply)", "dim")
         for extra in getattr(result, "extra_messages", None) or []:
             self.console.print(Markdown(extra))
         self.console.print()
@@ -229,42 +231,49 @@ class InteractiveChat:
             live.update(Markdown(text))
         return live
 
+    # Names, replies, room keys and error messages come from files, the operator, the model
+    # or a server: they are printed as `Text`, which Rich never reads as markup or emoji
+    # codes, so the chat is safe on any console it is given, not only on Carrier's own.
+    def _say(self, text: str, style: str = "") -> None:
+        from rich.text import Text
+
+        self.console.print(Text(text, style=style))
+
+    def _error(self, message: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text.assemble(("error:", "red"), " ", message))
+
     def _speaker(self) -> None:
-        self.console.print(f"[bold cyan]{_escape(self.session.character_name)}[/bold cyan]")
+        self._say(self.session.character_name, "bold cyan")
 
     def _banner(self) -> None:
+        from rich.text import Text
+
         session = self.session
         state = "resumed" if session.resumed else "new"
         self.console.print(
-            f"[bold cyan]{_escape(session.character_name)}[/bold cyan] "
-            f"[dim]· model {_escape(session.model_label)} · room "
-            f"{_escape(session.room_key)} ({state})[/dim]"
+            Text.assemble(
+                (session.character_name, "bold cyan"),
+                " ",
+                (f"· model {session.model_label} · room {session.room_key} ({state})", "dim"),
+            )
         )
         self.console.print("[dim]Type /help for commands; Ctrl-D or /exit to leave.[/dim]")
         self.console.print()
         history = self.runner.run(session.history())
         if history:
-            from rich.text import Text
-
             self.console.print("[dim]Earlier in this room:[/dim]")
             for speaker, text in history:
                 flat = " ".join(text.split())
                 line = flat if len(flat) <= 200 else flat[:199] + "…"
-                self.console.print(Text(f"  {speaker}: {line}", style="dim"))
+                self._say(f"  {speaker}: {line}", "dim")
             self.console.print()
 
     def _show_command(self, output: CommandOutput) -> None:
-        from rich.text import Text
-
         if output.text:
-            self.console.print(Text(output.text, style="red" if output.is_error else "dim"))
+            self._say(output.text, "red" if output.is_error else "dim")
         self.console.print()
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def _load_readline() -> Any:

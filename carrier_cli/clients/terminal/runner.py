@@ -44,12 +44,12 @@ def run_chat(
             room, resumed, stored = runner.run(choose_room(runtime, options))
             session = ChatSession(runtime=runtime, room_key=room, resumed=resumed, room=stored)
             if interactive:
-                from rich.console import Console
-
                 from carrier_cli.clients.terminal.interactive import InteractiveChat
+                from carrier_cli.output import console as make_console
                 from carrier_cli.output import out
 
-                console = out() if stdout is sys.stdout else Console(file=stdout, highlight=False)
+                # Carrier's console settings either way: replies never turn `:x:` into emoji.
+                console = out() if stdout is sys.stdout else make_console(stdout)
                 return InteractiveChat(runner, session, options, console).run()
             from carrier_cli.clients.terminal.piped import run_piped
 
