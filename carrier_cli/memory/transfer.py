@@ -29,6 +29,7 @@ import numpy as np
 from sqlalchemy import select
 
 from carrier_cli.errors import InputError
+from carrier_cli.memory.failures import StorageFailure
 from carrier_cli.memory.overlap import Overlapped
 from carrier_cli.memory.schema import AgentRow, EntityRow, ParticipantRow, RoomRow
 from carrier_cli.memory.store import MemoryStore, _insert, _table
@@ -378,9 +379,32 @@ async def import_jsonl(
     memories = sum(1 for item in parsed if item.memory is not None)
     # PostgreSQL: a large import keeps HNSW maintenance out of its inserts (the store
     # decides how from the count; a no-op on SQLite).
-    async with store.bulk_load(rows=memories):
-        await _apply(store, parsed, report, progress)
+    try:
+        async with store.bulk_load(rows=memories):
+            await _apply(store, parsed, report, progress)
+    except StorageFailure as failure:
+        raise _interrupted(failure, source, report, memories) from failure
     return report
+
+
+def _interrupted(
+    failure: StorageFailure, source: str, report: ImportReport, total: int
+) -> StorageFailure:
+    """The storage failure, saying how far the import got: every batch is committed on its
+    own and import skips stored ids, so rerunning the same import completes it."""
+    stored = f"{report.memories_added} of {total} memories from {source} were stored"
+    if failure.kind == "server_gone":
+        message = (
+            f"The PostgreSQL server closed the connection during the import; {stored}. "
+            f"{failure.message}"
+        )
+    else:
+        message = f"{failure.message} The import stopped; {stored}."
+    hint = f"{failure.hint} " if failure.hint else ""
+    hint += "Rerun the same import to continue: memories already stored are skipped."
+    interrupted = StorageFailure(failure.kind, message, hint=hint)
+    interrupted.exit_code = failure.exit_code
+    return interrupted
 
 
 async def _apply(
