@@ -205,3 +205,26 @@ def test_postgres_killed_mid_import_says_how_far_and_a_rerun_completes(
     report = json.loads(rerun.stdout)
     assert report["memories_added"] + report["memories_existing"] == total
     assert asyncio.run(_count_and_kill(url, kill=False)) == total
+
+
+@pytest.mark.postgres
+async def test_a_failing_cleanup_does_not_hide_the_cause(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ends every session while a bulk load is under way: the advisory unlock on
+    the (now dead) lock connection fails too, and must not replace the load's own error."""
+    from carrier_cli.memory import store as store_module
+    from carrier_cli.memory.store import MemoryStore
+
+    class LoadFailed(Exception):
+        pass
+
+    monkeypatch.setattr(store_module, "BULK_MIN_ROWS", 1)
+    store = await MemoryStore.open(postgres_url)
+    try:
+        with pytest.raises(LoadFailed):
+            async with store.bulk_load(rows=10):
+                await _count_and_kill(postgres_url, kill=True)
+                raise LoadFailed("the load's own error")
+    finally:
+        await store.close()
