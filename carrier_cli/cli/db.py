@@ -1,4 +1,4 @@
-"""`carrier db init|upgrade|status|reset`: the memory database's schema."""
+"""`carrier db init|upgrade|status|check|reset`: the memory database's schema and health."""
 
 from __future__ import annotations
 
@@ -106,6 +106,29 @@ def status(database_url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     out().print(table)
     if info.get("hint"):
         out().print(info["hint"], markup=False)
+
+
+@app.command("check")
+def check(database_url: UrlOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the database is sound, without changing it: SQLite's PRAGMA integrity_check,
+    or PostgreSQL's index validity and a read of every memory; and the schema revision.
+    Exit 0 when every check passes, 1 when one fails."""
+    import asyncio
+
+    from carrier_cli.memory.admin import check_database
+    from carrier_cli.output import out, print_json
+
+    result = asyncio.run(check_database(_settings(database_url).database_url))
+    if as_json:
+        print_json(result)
+    else:
+        for item in result["checks"]:
+            mark = "ok    " if item["ok"] else "FAILED"
+            out().print(f"{mark} {item['name']}: {item['detail']}", markup=False)
+        verdict = "is sound" if result["ok"] else "has problems (see FAILED above)"
+        out().print(f"The {result['backend']} database {result['url']} {verdict}.", markup=False)
+    if not result["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command("reset")

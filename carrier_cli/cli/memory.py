@@ -367,21 +367,34 @@ def import_(
     ],
     as_json: JsonOpt = False,
 ) -> None:
-    """Import an export. Idempotent: memories already present (same id) are skipped."""
+    """Import an export. Idempotent: memories already present (same id) are skipped.
+
+    The whole file is checked before anything is written (a bad line is refused with its
+    line number, exit 2, database untouched). A memory whose id is already used by a
+    different memory (in the file or stored) is not imported: the stored one is kept,
+    the conflicts are listed on stderr (and in --json), and the exit status stays 0,
+    since the database is consistent and rerunning would change nothing.
+    """
     import sys
 
     from carrier_cli.errors import InputError
     from carrier_cli.memory.transfer import import_jsonl
-    from carrier_cli.output import out, print_json
+    from carrier_cli.output import err, out, print_json
+    from carrier_cli.textfile import decode_text, read_text
 
-    async def body(store: MemoryStore, agent: Agent) -> Any:
-        if str(file) == "-":
-            return await import_jsonl(store, sys.stdin, source="<stdin>")
+    hint = "Import files are JSON Lines as written by `carrier memory export`."
+    if str(file) == "-":
+        source = "<stdin>"
+        text = decode_text(sys.stdin.buffer.read(), source, what="import input", hint=hint)
+    else:
         if not file.is_file():
             raise InputError(f"{file}: no such file.", hint="Give the path of an export.")
-        with file.open(encoding="utf-8") as handle:
-            lines = handle.readlines()  # a list: lets a large import load in bulk
-        return await import_jsonl(store, lines, source=str(file))
+        source = str(file)
+        text = read_text(file, what="memory export", hint=hint)
+    lines = text.splitlines()  # read (and decoded) whole before the database is opened
+
+    async def body(store: MemoryStore, agent: Agent) -> Any:
+        return await import_jsonl(store, lines, source=source)
 
     report = _run(None, body)
     if as_json:
@@ -391,6 +404,17 @@ def import_(
             f"Imported {report.memories_added} memories ({report.memories_existing} already "
             f"present, {report.reembedded} re-embedded, {report.other_records} "
             "agents/rooms/entities/participants).",
+            markup=False,
+        )
+    if report.conflicts:
+        shown = "; ".join(report.conflict_examples)
+        more = report.conflicts - len(report.conflict_examples)
+        err().print(
+            f"{report.conflicts} memories in {source} were not imported: their id is "
+            f"already used by a memory with different content, which was kept ({shown}"
+            + (f"; and {more} more" if more > 0 else "")
+            + "). To take the file's version, `carrier memory delete` the stored one and "
+            "import again.",
             markup=False,
         )
 

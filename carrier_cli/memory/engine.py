@@ -18,7 +18,7 @@ import collections
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, event
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
@@ -36,9 +36,44 @@ IMMEDIATE = "carrier_immediate"
 AUTOCOMMIT_READ = "carrier_autocommit_read"
 
 
+def _explain_errors(engine: Engine, url: str) -> None:
+    """Every driver error of this engine passes through `storage_failure`: a damaged or
+    read-only file, a full disk, a server that went away become one clear StorageFailure
+    (SQLAlchemy still invalidates a dead connection first); any other error is left as
+    SQLAlchemy raised it."""
+    from carrier_cli.memory.failures import server_gone, storage_failure
+
+    postgres = backend_of(url) == "postgresql"
+
+    def on_error(context: ExceptionContext) -> BaseException | None:
+        failure = storage_failure(context.original_exception, url)
+        if failure is None and postgres and _asyncpg_closed(context):
+            # asyncpg reports a connection lost in the middle of a pipelined executemany
+            # as "InternalClientError: cannot switch to state ...; another operation is in
+            # progress": the symptom, on a connection that is closed. Name the cause, and
+            # have SQLAlchemy discard the connection rather than pool it again.
+            context.is_disconnect = True
+            failure = server_gone(url, context.original_exception, "connection lost")
+        return failure
+
+    event.listen(engine, "handle_error", on_error)
+
+
+def _asyncpg_closed(context: ExceptionContext) -> bool:
+    """Whether the asyncpg connection the error happened on has been closed."""
+    try:
+        fairy = context.connection.connection if context.connection is not None else None
+        raw = getattr(fairy, "dbapi_connection", None)
+        closed = getattr(getattr(raw, "_connection", None), "is_closed", None)
+        return bool(closed()) if callable(closed) else False
+    except Exception:  # an invalidated connection has no driver connection left: unknown
+        return False
+
+
 def make_engine(url: str) -> AsyncEngine:
     if backend_of(url) == "postgresql":
         pg = create_async_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
+        _explain_errors(pg.sync_engine, url)
 
         @event.listens_for(pg.sync_engine, "connect")
         def _on_pg_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -49,6 +84,7 @@ def make_engine(url: str) -> AsyncEngine:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 60}, module=_dbapi())
+    _explain_errors(engine.sync_engine, url)
 
     event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
@@ -64,6 +100,7 @@ def make_sqlite_writer(url: str) -> Engine | None:
     if path is None:
         return None
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
+    _explain_errors(engine, url)
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
@@ -127,6 +164,7 @@ def make_sqlite_reader(url: str) -> Engine | None:
     engine = create_engine(
         f"sqlite:///{path}", connect_args={"timeout": 60}, pool_size=2, max_overflow=-1
     )
+    _explain_errors(engine, url)
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine

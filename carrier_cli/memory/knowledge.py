@@ -138,7 +138,7 @@ def read_document(path: Path) -> str:
 
             reader = PdfReader(str(path))
             return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
-        return path.read_text(encoding="utf-8", errors="replace")
+        return _read_text_document(path)
     except InputError:
         raise
     except OSError as exc:
@@ -148,6 +148,28 @@ def read_document(path: Path) -> str:
             f"{path}: not a readable {kind.upper()} file ({type(exc).__name__}: {exc}).",
             hint="Check that the file is not damaged or encrypted.",
         ) from exc
+
+
+def _read_text_document(path: Path) -> str:
+    """A .md/.txt file's text, or an InputError naming the file when it is not UTF-8 text.
+    Undecodable bytes used to become U+FFFD: a PNG renamed .txt was stored as fragments
+    of replacement characters, useless to search and embedded for nothing. A NUL byte is
+    refused too: valid UTF-8 as it may be, no text document contains one."""
+    from carrier_cli.textfile import read_text
+
+    hint = (
+        "Knowledge files must be UTF-8 text (.md, .markdown, .txt) or PDF; convert the "
+        "file, or leave it out."
+    )
+    text = read_text(path, what="document", hint=hint)
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise InputError(
+            f"{path}: the document contains a NUL byte (character {nul}); it looks like a "
+            "binary file, not text.",
+            hint=hint,
+        )
+    return text
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:

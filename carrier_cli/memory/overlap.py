@@ -28,8 +28,12 @@ class Overlapped:
         self._running: deque[asyncio.Task[Any]] = deque()
 
     async def submit(self, job: Coroutine[Any, Any, Any]) -> None:
-        while len(self._running) >= self.depth:
-            await self._running.popleft()
+        try:
+            while len(self._running) >= self.depth:
+                await self._running.popleft()
+        except BaseException:
+            job.close()  # never started: no "coroutine was never awaited" warning
+            raise
         self._running.append(asyncio.create_task(job))
 
     async def drain(self) -> None:

@@ -12,9 +12,11 @@ comparing incompatible vectors (ElizaOS's "384 vs 1536" failure).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import heapq
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -90,6 +92,7 @@ VECTOR_LOCK = 7261056  # advisory lock key around changes to the vector column's
 BulkPlan = Literal["rowwise", "segment", "rebuild"]
 
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -638,13 +641,22 @@ class MemoryStore:
         if rows is not None and rows < BULK_MIN_ROWS:
             yield
             return
-        async with self.engine.connect() as lock:
+        # When the load fails, its cleanup (index rebuild, advisory unlock, closing the
+        # lock connection) is best effort: on a server that went away each step fails too,
+        # and its error would replace the real cause. A dead session's advisory lock ends
+        # with it, and an index left missing is rebuilt by the next write.
+        failed = False
+        async with _closing_quietly(self.engine.connect()) as lock:
             await lock.execution_options(isolation_level="AUTOCOMMIT")
             await lock.execute(text(f"SELECT pg_advisory_lock({BULK_LOCK})"))
             try:
                 plan = await self._bulk_plan(lock, rows)
                 if plan == "rowwise":
-                    yield
+                    try:
+                        yield
+                    except BaseException:
+                        failed = True
+                        raise
                     return
                 # The indexes are dropped by the load's first insert (_start_bulk): a load
                 # that adds nothing (an import run twice) rebuilds nothing.
@@ -652,13 +664,21 @@ class MemoryStore:
                 self._segment = BULK_SEGMENT if plan == "segment" else None
                 try:
                     yield
+                except BaseException:
+                    failed = True
+                    raise
                 finally:
                     started = self._bulk_started
                     self._bulk, self._bulk_started, self._segment = None, False, None
                     if started:
-                        await self._finish_bulk(plan)
+                        async with _unless(failed):
+                            await self._finish_bulk(plan)
+            except BaseException:
+                failed = True
+                raise
             finally:
-                await lock.execute(text(f"SELECT pg_advisory_unlock({BULK_LOCK})"))
+                async with _unless(failed):
+                    await lock.execute(text(f"SELECT pg_advisory_unlock({BULK_LOCK})"))
 
     async def _start_bulk(self) -> None:
         self._bulk_started = True
@@ -1340,18 +1360,56 @@ class MemoryStore:
 # ---------------------------------------------------------------------- helpers
 
 
+@asynccontextmanager
+async def _unless(failed: bool) -> AsyncIterator[None]:
+    """A cleanup step: its errors propagate normally, but are only logged when the work
+    it cleans up after has failed already (that failure is the one to report)."""
+    try:
+        yield
+    except Exception as exc:
+        if not failed:
+            raise
+        log.debug("cleanup after a failure failed too: %s: %s", type(exc).__name__, exc)
+
+
+@asynccontextmanager
+async def _closing_quietly(connecting: Any) -> AsyncIterator[AsyncConnection]:
+    """`async with engine.connect()` whose close cannot replace an error in flight."""
+    conn = await connecting.start()
+    try:
+        yield conn
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await conn.close()
+        raise
+    await conn.close()
+
+
 async def _connect_check(engine: AsyncEngine, url: str, schema_state: Any) -> Any:
+    from carrier_cli.memory.failures import storage_failure
+
     try:
         return await schema_state(engine)
     except (InputError, RuntimeFailure):
         raise
     except Exception as exc:
+        failure = storage_failure(exc, url)  # a damaged, read-only or full SQLite file...
+        if failure is not None:
+            raise failure from exc
         name = type(exc).__name__
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+        if backend_of(url) == "sqlite":  # host and port advice means nothing for a file
+            hint = (
+                "Check the path in DATABASE_URL (or database_url in config.yaml) and that "
+                "the file is Carrier's database; `carrier db check` inspects it."
+            )
+        else:
+            hint = (
+                "Check DATABASE_URL (host, port, user, password, database name) and that "
+                "the server is running; unset it to use the built-in SQLite database."
+            )
         raise RuntimeFailure(
-            f"Cannot open the database {mask_url(url)}: {name}: {message}.",
-            hint="Check DATABASE_URL (host, port, user, password, database name) and that "
-            "the server is running; unset it to use the built-in SQLite database.",
+            f"Cannot open the database {mask_url(url)}: {name}: {message}.", hint=hint
         ) from exc
 
 
