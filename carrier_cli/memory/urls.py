@@ -24,7 +24,7 @@ from carrier_cli.paths import carrier_paths
 
 DATABASE_URL_HINT = (
     "A database URL is sqlite:///relative/path.db or sqlite:////absolute/path.db "
-    "(sqlite+aiosqlite:// too), an absolute file path (/data/carrier.db, ~/carrier.db), or "
+    "(sqlite+aiosqlite:// too), a file path (/data/carrier.db, ~/carrier.db, ./carrier.db), or "
     "postgresql://user:password@host:5432/dbname (postgres:// and postgresql+asyncpg:// "
     "too; percent-encode @ : / in the password, e.g. %40 for @). Leave it unset for the "
     "built-in SQLite database in the data directory."
@@ -34,6 +34,15 @@ DATABASE_URL_HINT = (
 # password runs to the first `@` (as SQLAlchemy parses it); a second unencoded `@` is
 # refused by `check_database_url`, so this never leaves part of a password visible.
 _USERINFO = re.compile(r"(://[^:/@]*):([^@]*)@")
+
+# Secrets passed as query parameters: libpq and SQLAlchemy's asyncpg dialect take
+# `?password=` (and `sslpassword=`) as well as user:password@, and HTTP base URLs
+# sometimes carry `?key=` / `?token=`. The value runs to the next `&` or `#`.
+_QUERY_SECRET = re.compile(
+    r"([?&](?:password|passwd|pwd|sslpassword|secret|token|access_token|api_key|apikey|key)=)"
+    r"([^&#]*)",
+    re.I,
+)
 
 
 def default_sqlite_path() -> Path:
@@ -126,18 +135,20 @@ def url_password(url: str) -> str | None:
 
 
 def url_password_forms(url: str) -> set[str]:
-    """The password as written and percent-decoded: drivers and errors may print either."""
-    password = url_password(url)
-    return {password, unquote(password)} if password else set()
+    """Every secret in the URL (the user:password@ password and secret query parameters),
+    as written and percent-decoded: drivers and errors may print either."""
+    secrets = [url_password(url), *(m.group(2) for m in _QUERY_SECRET.finditer(url))]
+    return {form for secret in secrets if secret for form in (secret, unquote(secret))}
 
 
 def mask_url(url: str) -> str:
-    """Hide the password: postgresql://carrier:***@db/carrier."""
-    return _USERINFO.sub(
+    """Hide the secrets: postgresql://carrier:***@db/carrier, ...?password=***."""
+    masked = _USERINFO.sub(
         lambda m: f"{m.group(1)}:***@" if m.group(2) else f"{m.group(1)}@",
         url,
         count=1,
     )
+    return _QUERY_SECRET.sub(lambda m: f"{m.group(1)}***" if m.group(2) else m.group(0), masked)
 
 
 def sqlite_file(url: str) -> Path | None:

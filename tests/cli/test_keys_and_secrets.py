@@ -103,6 +103,20 @@ def test_planted_secret_never_printed_even_with_debug(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("debug", [[], ["--debug", "-vv"]])
+def test_database_password_as_query_parameter_is_masked(debug: list[str]) -> None:
+    # asyncpg (through SQLAlchemy) takes ?password= as well as user:password@.
+    env = {"DATABASE_URL": "postgresql://u@127.0.0.1:1/db?sslmode=disable&password=PLANTED"}
+    shown = run_carrier([*debug, "config", "show", "--json"], env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "PLANTED" not in shown.stdout + shown.stderr
+    value = json.loads(shown.stdout)["database_url"]["value"]
+    assert value == "postgresql://u@127.0.0.1:1/db?sslmode=disable&password=***"
+    failed = run_carrier([*debug, "db", "status"], env=env)
+    assert failed.returncode == 1, failed.stderr
+    assert "PLANTED" not in failed.stdout + failed.stderr
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug", "-vv"]])
 def test_database_password_not_printed_when_connecting_fails(debug: list[str]) -> None:
     # Port 1 on 127.0.0.1: nothing listens, the connection is refused at once.
     env = {"DATABASE_URL": "postgresql://u:PLANTED@127.0.0.1:1/db"}
