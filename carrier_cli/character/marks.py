@@ -106,7 +106,9 @@ def read_document(path: Path) -> Document:
             )
         text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError as exc:
-        return _failed(path, 1, 1, f"file is not UTF-8 text ({exc.reason} at byte {exc.start})")
+        from carrier_cli.textfile import not_utf8
+
+        return _failed(path, 1, 1, f"file is {not_utf8(exc)}")
     except OSError as exc:
         return _failed(path, 1, 1, f"cannot read the file ({exc.strerror or exc})")
     return parse_text(text, path)
