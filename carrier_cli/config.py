@@ -52,24 +52,21 @@ def check_url(value: str, kind: str) -> None:
 
     The URL is not echoed: it may carry a user:password@ part.
     """
-    if kind == "database":
-        from carrier_cli.memory.urls import check_database_url
+    from carrier_cli.memory.urls import UNPARSABLE_URL, check_database_url, check_url_characters
 
+    if kind == "database":
         check_database_url(value)
         return
     from urllib.parse import urlsplit
 
     schemes = _URL_SCHEMES[kind]
     url = value.strip()
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise ValueError("contains spaces or control characters")
+    check_url_characters(url)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ValueError(
-            "is not a valid URL (its host, port or [IPv6] brackets cannot be parsed)"
-        ) from None
+        raise ValueError(UNPARSABLE_URL) from None
     if parts.scheme.lower() not in schemes or not parts.netloc:
         raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
     if not parts.hostname:

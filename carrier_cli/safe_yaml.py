@@ -106,17 +106,20 @@ def compose(loader: Any, path: Path | str, limits: Limits = DEFAULT_LIMITS) -> A
     except yaml.MarkedYAMLError as exc:
         # libyaml stops at 1,000 open brackets with a scanner error; that is this limit too.
         if "nesting depth" in str(exc.problem or "") and exc.problem_mark is not None:
-            raise YamlLimitError(
-                path,
-                exc.problem_mark.line + 1,
-                exc.problem_mark.column + 1,
-                f"values are nested more than {limits.max_depth} levels deep",
-                hint=_DEPTH_HINT,
-            ) from None
+            mark = exc.problem_mark
+            raise too_deep(path, limits, mark.line + 1, mark.column + 1) from None
         raise
 
 
-_DEPTH_HINT = "No Carrier file needs that much nesting; flatten the structure."
+def too_deep(path: Path | str, limits: Limits, line: int = 1, column: int = 1) -> YamlLimitError:
+    """The refusal of a document nested deeper than `limits.max_depth`, wherever found."""
+    return YamlLimitError(
+        path,
+        line,
+        column,
+        f"values are nested more than {limits.max_depth} levels deep",
+        hint="No Carrier file needs that much nesting; flatten the structure.",
+    )
 
 
 def _compose_stream(loader: Any, path: Path | str, limits: Limits) -> Any:
@@ -156,6 +159,10 @@ def _compose_document(loader: Any, path: Path | str, limits: Limits) -> Any:
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         return YamlLimitError(path, line, column, reason, hint=hint)
 
+    def refuse_depth(mark: Any) -> YamlLimitError:
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        return too_deep(path, limits, line, column)
+
     def attach(node: Any, size: int, height: int, mark: Any) -> None:
         """Hang a finished node (or an alias's target) on its parent and count it."""
         nonlocal root
@@ -184,11 +191,7 @@ def _compose_document(loader: Any, path: Path | str, limits: Limits) -> Any:
                 "fewer *alias references.",
             )
         if len(stack) + height > limits.max_depth:
-            raise refuse(
-                mark,
-                f"values are nested more than {limits.max_depth} levels deep",
-                _DEPTH_HINT,
-            )
+            raise refuse_depth(mark)
 
     while True:
         if loader.check_event(yaml.AliasEvent):
@@ -242,11 +245,7 @@ def _compose_document(loader: Any, path: Path | str, limits: Limits) -> Any:
                 anchors[event.anchor] = collection
                 open_anchors.add(event.anchor)
             if len(stack) + 1 > limits.max_depth:
-                raise refuse(
-                    event.start_mark,
-                    f"values are nested more than {limits.max_depth} levels deep",
-                    _DEPTH_HINT,
-                )
+                raise refuse_depth(event.start_mark)
             stack.append(_Open(collection, event.anchor))
         elif loader.check_event(yaml.SequenceEndEvent, yaml.MappingEndEvent):
             event = loader.get_event()
@@ -294,13 +293,7 @@ def check_depth(data: Any, path: Path | str, limits: Limits = DEFAULT_LIMITS) ->
     while todo:
         value, depth = todo.pop()
         if depth > limits.max_depth:
-            raise YamlLimitError(
-                path,
-                1,
-                1,
-                f"values are nested more than {limits.max_depth} levels deep",
-                hint=_DEPTH_HINT,
-            )
+            raise too_deep(path, limits)
         if isinstance(value, dict):
             todo.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list):

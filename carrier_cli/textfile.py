@@ -1,10 +1,11 @@
 """Reading operator files as text: one place that turns "not text" into a clear InputError.
 
-Every file Carrier reads as text (config.yaml, .env, character files, memory exports,
-documents to ingest) goes through `read_text`, so a binary file, a file in another encoding
-or an unreadable path is always reported the same way: which file, what is wrong, what to
-do. Without this, a stray PNG passed to `memory import` surfaced as "Unexpected error:
-UnicodeDecodeError" and told the operator it was a bug in Carrier.
+Every file Carrier reads as text (config.yaml, .env, memory exports, documents to ingest)
+goes through `read_text` (character files report the same `not_utf8` reason, as a problem
+with a position), so a binary file, a file in another encoding or an unreadable path is
+always reported the same way: which file, what is wrong, what to do. Without this, a stray
+PNG passed to `memory import` surfaced as "Unexpected error: UnicodeDecodeError" and told
+the operator it was a bug in Carrier.
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ from pathlib import Path
 from carrier_cli.errors import InputError
 
 
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """Why bytes are not text, with the byte offset: "not UTF-8 text (<reason> at byte N)"
+    (also the wording of a character file's problem, `character.marks.read_document`)."""
+    return f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+
+
 def describe_decode_error(path: Path | str, exc: UnicodeDecodeError, what: str) -> str:
     """The one-sentence reason a file is not UTF-8 text, with the byte offset."""
     return (
-        f"{path}: the {what} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-        "it looks like a binary file or another encoding."
+        f"{path}: the {what} is {not_utf8(exc)}; it looks like a binary file or another encoding."
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carrier_cli.safe_yaml import Limits
+from carrier_cli.safe_yaml import Limits, YamlLimitError
 
 KeyPath = tuple[str | int, ...]
 
@@ -106,7 +106,9 @@ def read_document(path: Path) -> Document:
             )
         text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError as exc:
-        return _failed(path, 1, 1, f"file is not UTF-8 text ({exc.reason} at byte {exc.start})")
+        from carrier_cli.textfile import not_utf8
+
+        return _failed(path, 1, 1, f"file is {not_utf8(exc)}")
     except OSError as exc:
         return _failed(path, 1, 1, f"cannot read the file ({exc.strerror or exc})")
     return parse_text(text, path)
@@ -126,7 +128,7 @@ def parse_text(text: str, path: Path) -> Document:
     try:
         safe_yaml.check_size(text, path, LIMITS)
     except safe_yaml.YamlLimitError as exc:
-        return _failed(path, exc.line, exc.column, exc.reason, code="limit")
+        return _over_limit(path, exc)
     loader = safe_yaml.make_loader(yaml_text)
     try:
         node = safe_yaml.compose(loader, path, LIMITS)
@@ -138,7 +140,7 @@ def parse_text(text: str, path: Path) -> Document:
         doc.data = _build(node, (), doc, loader)
         return doc
     except safe_yaml.YamlLimitError as exc:
-        return _failed(path, exc.line, exc.column, exc.reason, code="limit")
+        return _over_limit(path, exc)
     except yaml.MarkedYAMLError as exc:
         if looks_json:
             return _parse_json(text, path)
@@ -170,22 +172,20 @@ def _parse_json(text: str, path: Path) -> Document:
     except json.JSONDecodeError as jexc:
         return _failed(path, jexc.lineno, jexc.colno, f"invalid JSON: {jexc.msg}")
     except RecursionError:
-        return _failed(
-            path,
-            1,
-            1,
-            f"values are nested more than {LIMITS.max_depth} levels deep",
-            code="limit",
-        )
+        return _over_limit(path, safe_yaml.too_deep(path, LIMITS))
     try:
         safe_yaml.check_depth(data, path, LIMITS)
     except safe_yaml.YamlLimitError as exc:
-        return _failed(path, exc.line, exc.column, exc.reason, code="limit")
+        return _over_limit(path, exc)
     return Document(path, data)
 
 
 def _failed(path: Path, line: int, col: int, message: str, code: str = "syntax") -> Document:
     return Document(path, None, problems=[Problem(Mark(path, line, col), "", message, code=code)])
+
+
+def _over_limit(path: Path, exc: YamlLimitError) -> Document:
+    return _failed(path, exc.line, exc.column, exc.reason, code="limit")
 
 
 def _mark(doc: Document, node: Any) -> Mark:

@@ -652,11 +652,7 @@ class MemoryStore:
             try:
                 plan = await self._bulk_plan(lock, rows)
                 if plan == "rowwise":
-                    try:
-                        yield
-                    except BaseException:
-                        failed = True
-                        raise
+                    yield  # a failure is marked by the `except` below, before the unlock
                     return
                 # The indexes are dropped by the load's first insert (_start_bulk): a load
                 # that adds nothing (an import run twice) rebuilds nothing.

@@ -332,7 +332,7 @@ def _parse(
     content a conflict (reported; the first line wins, as the stored memory would)."""
     parsed: list[_Parsed] = []
     dimensions = _Dimensions(store)
-    seen: dict[uuid.UUID, tuple[str, dict[str, Any]]] = {}
+    seen: dict[uuid.UUID, tuple[int, dict[str, Any]]] = {}  # id -> first line, content
     for number, record in read_jsonl(lines, source):
         report.lines += 1
         where = f"{source}:{number}"
@@ -343,11 +343,11 @@ def _parse(
             first = seen.get(memory.id)
             if first is not None:
                 if first[1] != memory.content:
-                    report.conflict(where, memory.id, f"line {first[0].rpartition(':')[2]}")
+                    report.conflict(where, memory.id, f"line {first[0]}")
                 else:
                     report.memories_existing += 1
                 continue
-            seen[memory.id] = (where, memory.content)
+            seen[memory.id] = (number, memory.content)
             parsed.append(_Parsed(where, memory=memory, vector=vector))
         elif kind == "header":
             version = record.get("version", 1)

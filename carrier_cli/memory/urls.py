@@ -53,6 +53,17 @@ def _looks_like_path(value: str) -> bool:
     return value.startswith(("/", "~", "./", "../"))
 
 
+# Why a URL is refused, shared with the other URL settings (config.check_url). Never the
+# URL itself, nor a parser's message: either may quote the password.
+UNPARSABLE_URL = "is not a valid URL (its host, port or [IPv6] brackets cannot be parsed)"
+
+
+def check_url_characters(url: str) -> None:
+    """Raise ValueError when the (stripped) URL holds a space or a control character."""
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise ValueError("contains spaces or control characters")
+
+
 def check_database_url(url: str) -> None:
     """Raise ValueError saying why `url` is not a database URL Carrier can use.
 
@@ -61,8 +72,7 @@ def check_database_url(url: str) -> None:
     url = url.strip()
     if not url:
         raise ValueError("is empty")
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise ValueError("contains spaces or control characters")
+    check_url_characters(url)
     scheme, sep, rest = url.partition("://")
     if not sep:
         if _looks_like_path(url):
@@ -89,9 +99,7 @@ def check_database_url(url: str) -> None:
         parsed = make_url(f"postgresql+asyncpg://{rest}")
         port = parsed.port
     except ValueError:
-        raise ValueError(
-            "is not a valid URL (its host, port or [IPv6] brackets cannot be parsed)"
-        ) from None
+        raise ValueError(UNPARSABLE_URL) from None
     if parsed.host and "@" in parsed.host:
         raise ValueError("has an unencoded `@` in the user or password (write it as %40)")
     if port is not None and not 0 < port < 65536:

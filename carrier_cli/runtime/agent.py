@@ -24,8 +24,8 @@ import logging
 import random
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import monotonic, perf_counter
@@ -629,15 +629,9 @@ class AgentRuntime:
                 attempt=attempt,
             )
             tlog.calls.append(record)
-            began = perf_counter()
-            try:
+            with _timed(record):
                 raw = await self.model.complete(messages, params)
-            except BaseException as exc:
-                record.error = _describe_error(exc)
-                raise
-            finally:
-                record.seconds = perf_counter() - began
-                seconds += record.seconds
+            seconds += record.seconds
             record.output = raw
             answer = parse_should_respond(raw)
             word = answer.word
@@ -810,26 +804,22 @@ class AgentRuntime:
                 attempt=attempt,
             )
             tlog.calls.append(record)
-            began = perf_counter()
             extractor = StreamingTextExtractor()
             try:
-                if stream:
-                    parts: list[str] = []
-                    chunks = self.model.stream(messages, params)
-                    async with _closing(chunks):
-                        async for chunk in chunks:
-                            parts.append(chunk)
-                            delta = extractor.feed(chunk)
-                            if delta:
-                                yield delta
-                    raw = "".join(parts)
-                else:
-                    raw = await self.model.complete(messages, params)
-            except BaseException as exc:
-                record.error = _describe_error(exc)
-                raise
+                with _timed(record):
+                    if stream:
+                        parts: list[str] = []
+                        chunks = self.model.stream(messages, params)
+                        async with _closing(chunks):
+                            async for chunk in chunks:
+                                parts.append(chunk)
+                                delta = extractor.feed(chunk)
+                                if delta:
+                                    yield delta
+                        raw = "".join(parts)
+                    else:
+                        raw = await self.model.complete(messages, params)
             finally:
-                record.seconds = perf_counter() - began
                 out.model_seconds += record.seconds
             record.output = raw
             parsed = parse_reply(raw)
@@ -989,6 +979,20 @@ async def _closing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+@contextmanager
+def _timed(record: PromptRecord) -> Iterator[None]:
+    """One model call, timed into its prompt-log record, with its error (scrubbed) there
+    too when it fails or is cancelled."""
+    began = perf_counter()
+    try:
+        yield
+    except BaseException as exc:
+        record.error = _describe_error(exc)
+        raise
+    finally:
+        record.seconds = perf_counter() - began
 
 
 def _describe_error(exc: BaseException) -> str:
