@@ -35,10 +35,8 @@ from carrier_cli.errors import RuntimeFailure
 from carrier_cli.llm.base import ChatMessage, ChatModel, GenerationParams
 from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room, stable_id
 from carrier_cli.runtime import formatting
-from carrier_cli.runtime.builtin_actions import builtin_actions
 from carrier_cli.runtime.character_state import CharacterState
 from carrier_cli.runtime.context import TurnContext
-from carrier_cli.runtime.evaluators import FactEvaluator
 from carrier_cli.runtime.parsing import (
     ParseAttempts,
     ParsedReply,
@@ -54,6 +52,7 @@ from carrier_cli.runtime.plugins import (
     Provider,
     discover_plugins,
     normalize_action_name,
+    with_builtins,
 )
 from carrier_cli.runtime.rooms import RoomGates
 from carrier_cli.runtime.should_respond import name_pattern, rule_decision
@@ -137,10 +136,10 @@ class AgentRuntime:
         self.templates = resolve_templates(character.templates)
         self.character_state = CharacterState(character, rng=self.rng)
         self._names = name_pattern(character)
-        self.actions: list[Action] = [*builtin_actions()]
+        self.actions: list[Action] = []
         self.providers: list[Provider] = []
-        self.evaluators: list[Evaluator] = [FactEvaluator()]
-        for plugin in self.plugins:
+        self.evaluators: list[Evaluator] = []
+        for plugin in with_builtins(self.plugins):  # Carrier's own plugin first
             self.actions.extend(plugin.actions)
             self.providers.extend(plugin.providers)
             self.evaluators.extend(plugin.evaluators)
