@@ -74,6 +74,9 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 
 @dataclass
 class Plugin:
+    """A named bundle of actions, providers and evaluators: what an entry point, a
+    character's `plugins:` entry or `AgentRuntime.create(plugins=...)` provides."""
+
     name: str
     description: str = ""
     actions: list[Action] = field(default_factory=list)
