@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from carrier_cli.errors import RuntimeFailure
 from carrier_cli.llm.base import ChatModel
 from carrier_cli.memory.types import Memory, MemoryKind
 from carrier_cli.runtime import prompts
@@ -40,7 +39,6 @@ from carrier_cli.runtime.builtin_actions import builtin_actions
 from carrier_cli.runtime.character_state import CharacterState
 from carrier_cli.runtime.context import TurnContext
 from carrier_cli.runtime.evaluators import FactEvaluator
-from carrier_cli.runtime.parsing import ParseAttempts, parse_reply, raw_fallback
 from carrier_cli.runtime.plugins import (
     Action,
     Evaluator,
@@ -259,28 +257,7 @@ class AgentRuntime:
     ) -> str:
         """A post (e.g. an Instagram caption) in the character's post style."""
         messages = prompts.post(self, topic, extra_instructions)
-        params = self.model_config.params()
-        raw = ""
-        attempts = ParseAttempts("post")
-        for attempt in attempts:
-            started = perf_counter()
-            raw = await self.model.complete(messages, params)
-            log.debug(
-                "post attempt %d (%.0f ms):\n%s", attempt, (perf_counter() - started) * 1000, raw
-            )
-            parsed = parse_reply(raw)
-            if parsed.ok and parsed.text:  # plain text without tags included
-                return parsed.text.strip().strip('"').strip()
-            attempts.failed()  # broken markup, empty, or a silent choice: no post
-        text = raw_fallback(raw)
-        if not text:
-            tries = "attempt" if attempts.failures == 1 else "attempts"
-            raise RuntimeFailure(
-                f"The model ({self.model_config.provider} {self.model_config.large}) returned "
-                f"no usable post text after {attempts.failures} {tries}.",
-                hint="Try again, or use a stronger model (--model).",
-            )
-        return text
+        return await generate.post(self, messages)
 
     # -------------------------------------------------------------------------- turn --
     async def _turn_events(

@@ -1,4 +1,5 @@
-"""Generate: the model call of a reply (or a CONTINUE follow-up), parsed tolerantly.
+"""Generate: the model call of a reply (or a CONTINUE follow-up, or a post), parsed
+tolerantly.
 
 A reply without tags is the text; only broken markup is asked again, once
 (`parsing.ParseAttempts`), and after that the raw text is used. While streaming, text the
@@ -7,12 +8,14 @@ user has already seen is kept rather than contradicted by a second attempt.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
+from carrier_cli.errors import RuntimeFailure
 from carrier_cli.llm.base import ChatMessage, ChatModel, GenerationParams
 from carrier_cli.runtime.parsing import (
     ParseAttempts,
@@ -23,6 +26,8 @@ from carrier_cli.runtime.parsing import (
 )
 from carrier_cli.runtime.turn.state import TurnDeps, TurnState
 from carrier_cli.runtime.types import PromptRecord, TurnLog
+
+log = logging.getLogger("carrier.runtime")
 
 
 @dataclass
@@ -109,6 +114,31 @@ async def generate(
     if stream and text:
         yield text
     out.parsed = ParsedReply(text=text or None, actions=["REPLY"] if text else [], ok=False)
+
+
+async def post(deps: TurnDeps, messages: list[ChatMessage]) -> str:
+    """A post's text (`AgentRuntime.generate_post`): asked again for broken markup, an
+    empty answer or a silent choice, then the raw text; no text at all is an error."""
+    params = deps.model_config.params()
+    raw = ""
+    attempts = ParseAttempts("post")
+    for attempt in attempts:
+        started = perf_counter()
+        raw = await deps.model.complete(messages, params)
+        log.debug("post attempt %d (%.0f ms):\n%s", attempt, (perf_counter() - started) * 1000, raw)
+        parsed = parse_reply(raw)
+        if parsed.ok and parsed.text:  # plain text without tags included
+            return parsed.text.strip().strip('"').strip()
+        attempts.failed()  # broken markup, empty, or a silent choice: no post
+    text = raw_fallback(raw)
+    if not text:
+        tries = "attempt" if attempts.failures == 1 else "attempts"
+        raise RuntimeFailure(
+            f"The model ({deps.model_config.provider} {deps.model_config.large}) returned "
+            f"no usable post text after {attempts.failures} {tries}.",
+            hint="Try again, or use a stronger model (--model).",
+        )
+    return text
 
 
 @asynccontextmanager
