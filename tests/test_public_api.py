@@ -38,6 +38,7 @@ PUBLIC: dict[str, list[str]] = {
         "TurnContext",
         "TurnEvent",
         "TurnResult",
+        "TurnServices",
         "__version__",
         "load_character",
         "load_settings",
@@ -54,6 +55,7 @@ PUBLIC: dict[str, list[str]] = {
         "TurnContext",
         "TurnEvent",
         "TurnResult",
+        "TurnServices",
     ],
     "carrier_cli.memory": [
         "EmbeddingModelMismatch",
