@@ -31,8 +31,9 @@ from sqlalchemy import select
 from carrier_cli.errors import InputError
 from carrier_cli.memory.failures import StorageFailure
 from carrier_cli.memory.overlap import Overlapped
+from carrier_cli.memory.rows import table as _table
 from carrier_cli.memory.schema import AgentRow, EntityRow, ParticipantRow, RoomRow
-from carrier_cli.memory.store import MemoryStore, _insert, _table
+from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Memory, MemoryKind
 
 FORMAT_VERSION = 1
@@ -512,22 +513,17 @@ def _other_values(
 async def _write_other(
     store: MemoryStore, kind: str, table: Any, values: dict[str, Any], keys: list[str]
 ) -> None:
+    backend = store._backend
     if kind == "room":
         agent_id = values["agent_id"]
-        async with store._write() as conn:
-            await conn.execute(
-                _insert(store.backend, _table(AgentRow))
-                .values(
-                    id=agent_id,
-                    name=f"agent-{str(agent_id)[:8]}",
-                    created_at=values["created_at"],
-                    metadata={},
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
-    async with store._write() as conn:
-        await conn.execute(
-            _insert(store.backend, table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=keys)
+        await backend.insert_ignore(
+            _table(AgentRow),
+            {
+                "id": agent_id,
+                "name": f"agent-{str(agent_id)[:8]}",
+                "created_at": values["created_at"],
+                "metadata": {},
+            },
+            ["id"],
         )
+    await backend.insert_ignore(table, values, keys)
