@@ -215,9 +215,27 @@ class SqlBase:
             rows = (await conn.execute(query)).all()
         return [to_room(r) for r in rows]
 
-    async def add_relationship(self, values: dict[str, Any]) -> None:
+    async def add_relationship(
+        self,
+        rel_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        entity_a: uuid.UUID,
+        entity_b: uuid.UUID,
+        kind: str,
+        metadata: dict[str, Any] | None,
+    ) -> None:
+        """Insert the relationship, or strengthen it (+1) and replace its metadata."""
         rels = table(RelationshipRow)
-        stmt = self.insert(rels).values(**values)
+        stmt = self.insert(rels).values(
+            id=rel_id,
+            agent_id=agent_id,
+            entity_a=entity_a,
+            entity_b=entity_b,
+            kind=kind,
+            strength=1.0,
+            created_at=utcnow(),
+            metadata=dict(metadata or {}),
+        )
         async with self.write() as conn:
             await conn.execute(
                 stmt.on_conflict_do_update(

@@ -189,18 +189,8 @@ class MemoryStore:
         kind: str,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        await self._backend.add_relationship(
-            {
-                "id": stable_id("relationship", agent_id, entity_a, entity_b, kind),
-                "agent_id": agent_id,
-                "entity_a": entity_a,
-                "entity_b": entity_b,
-                "kind": kind,
-                "strength": 1.0,
-                "created_at": utcnow(),
-                "metadata": dict(metadata or {}),
-            }
-        )
+        rel_id = stable_id("relationship", agent_id, entity_a, entity_b, kind)
+        await self._backend.add_relationship(rel_id, agent_id, entity_a, entity_b, kind, metadata)
 
     async def relationships(
         self, agent_id: uuid.UUID, entity_id: uuid.UUID
