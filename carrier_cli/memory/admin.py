@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from carrier_cli.errors import CarrierError, InputError
 from carrier_cli.memory.backends import backend_class, connect_check, make_engine, open_backend
 from carrier_cli.memory.migrate import drop_everything, schema_state, upgrade
-from carrier_cli.memory.urls import mask_url, normalise_url, sqlite_file
+from carrier_cli.memory.urls import mask_url, normalise_url
 
 if TYPE_CHECKING:
     from carrier_cli.config import Settings
@@ -99,8 +99,7 @@ async def database_status(url: str | None, embedder: Embedder | None = None) -> 
     if embedder is not None:
         info["embedder"] = embedder.model_id
         info["embedder_dimension"] = embedder.dimension
-    path = sqlite_file(full)
-    if path is not None and not path.exists():
+    if backend_class(full).missing(full):
         info.update(status="not initialised", revision=None, current=False, tables={})
         info["hint"] = "Run `carrier db init` (or any memory command) to create it."
         return info

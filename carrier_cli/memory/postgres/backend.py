@@ -66,6 +66,11 @@ class PostgresBackend(SqlBackend):
         return storage_failure(exc, url)
 
     @staticmethod
+    def missing(url: str) -> bool:
+        """A server's database is never "missing" before connecting to it."""
+        return False
+
+    @staticmethod
     async def check_database(url: str) -> list[dict[str, Any]]:
         from carrier_cli.memory.postgres.check import check_postgres
 

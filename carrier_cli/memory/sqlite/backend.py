@@ -70,6 +70,14 @@ class SqliteBackend(SqlBackend):
         return storage_failure(exc, url)
 
     @staticmethod
+    def missing(url: str) -> bool:
+        """Whether the database file does not exist yet (`db status` does not create it)."""
+        from carrier_cli.memory.urls import sqlite_file
+
+        path = sqlite_file(url)
+        return path is not None and not path.exists()
+
+    @staticmethod
     async def check_database(url: str) -> list[dict[str, Any]]:
         from carrier_cli.memory.checks import check
         from carrier_cli.memory.sqlite.check import check_sqlite_file
