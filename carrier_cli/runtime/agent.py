@@ -116,7 +116,6 @@ class AgentRuntime:
                 self._action_index[normalize_action_name(alias)] = action
         # What the stages keep between turns.
         self._gates = RoomGates()
-        self._intake_cache = intake.IntakeCache()
         self._muted: set[uuid.UUID] = set()  # rooms told to STOP
         self._facts = compose.FactCache()
         self._replays = Replays()
@@ -269,11 +268,7 @@ class AgentRuntime:
             await gate.intake.acquire()
             try:
                 arrived = await intake.intake(
-                    self.store,
-                    self.agent_id,
-                    message,
-                    self._intake_cache,
-                    self.room_message_counts,
+                    self.store, self.agent_id, message, self.room_message_counts
                 )
                 gate.arrivals += 1
                 arrival = gate.arrivals
