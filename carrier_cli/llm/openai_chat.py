@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from carrier_cli.llm import openai_common
+from carrier_cli.llm import openai_common, sdk_errors
 from carrier_cli.llm.base import ChatMessage, GenerationParams
 from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient
 from carrier_cli.llm.tokens import fit_messages_to_window
@@ -132,12 +132,7 @@ class OpenAIChatModel:
     def _translate_midstream(self, exc: BaseException, model: str) -> BaseException:
         transient = self._classify(exc)
         if transient is not None:
-            from carrier_cli.llm.errors import ProviderUnavailable
-
-            return ProviderUnavailable(
-                f"{self._describe()} broke off the reply mid-stream ({transient.reason}).",
-                hint="Send the message again.",
-            )
+            return sdk_errors.broke_off(self._describe(), transient)
         return self._translate(exc, model)
 
     async def list_models(self) -> list[str]:
