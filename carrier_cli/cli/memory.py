@@ -118,14 +118,10 @@ def _record(memory: Memory, score: float | None = None) -> dict[str, Any]:
     return record
 
 
-def _short(text: str, width: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _table(rows: list[tuple[Memory, float | None]], rooms: dict[Any, str]) -> None:
     from carrier_cli.output import out
     from carrier_cli.output import table as Table
+    from carrier_cli.text import one_line
 
     scored = any(score is not None for _, score in rows)
     table = Table(show_lines=False)
@@ -144,7 +140,7 @@ def _table(rows: list[tuple[Memory, float | None]], rooms: dict[Any, str]) -> No
             str(memory.kind) + flag,
             room,
             _age(memory.created_at),
-            _short(memory.text) or "(empty)",
+            one_line(memory.text, 90) or "(empty)",
             str(memory.id)[:8],
         ]
         table.add_row(*cells)
