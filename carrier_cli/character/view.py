@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from carrier_cli.character.model import Character
+from carrier_cli.output import key_value_table
 from carrier_cli.text import one_line
 
 # A line of the panel: bullets, topics, style notes and example turns are cut to this.
@@ -32,12 +32,10 @@ def _heading(label: str, count: int | None = None) -> Text:
 
 
 def render_character(character: Character) -> RenderableType:
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
+    facts = key_value_table(grid=True)
 
     def fact(label: str, value: str) -> None:
-        facts.add_row(label, Text(value))
+        facts.add_row(label, value)  # a literal Text, whatever the file wrote
 
     model = character.model
     fact("id", str(character.id))

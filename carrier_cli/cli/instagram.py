@@ -285,7 +285,7 @@ def status(
     import asyncio
 
     from carrier_cli.clients.instagram import service
-    from carrier_cli.output import print_json
+    from carrier_cli.output import key_value_lines, print_json
 
     records = asyncio.run(service.status(_settings(), post_id))
     if as_json:
@@ -314,9 +314,8 @@ def status(
     ]
     for item in r.items:
         rows.append(("file", f"{item['source']} -> {item.get('url') or '(not uploaded)'}"))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        typer.echo(f"{key.ljust(width)}  {value}")
+    for line in key_value_lines(rows):
+        typer.echo(line)
 
 
 @app.command("history")

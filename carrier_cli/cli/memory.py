@@ -303,23 +303,21 @@ def stats(character: CharacterOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(info)
         return
-    from carrier_cli.output import table as Table
+    from carrier_cli.output import key_value_table
 
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("character", f"{info['character']} ({info['agent_id']})")
-    table.add_row("database", info["database"])
-    table.add_row("memories", str(info["total"]))
-    for kind, count in sorted(info["by_kind"].items()):
-        table.add_row(f"  {kind}", str(count))
-    table.add_row("rooms", str(info["rooms"]))
-    table.add_row("without vectors", str(info["without_vectors"]))
-    table.add_row("near-duplicates", str(info["not_unique"]))
-    table.add_row("embedding model", str(info["embedding_model"] or "none stored yet"))
-    table.add_row("dimension", str(info["embedding_dimension"] or "-"))
-    table.add_row("configured embedder", info["embedder"])
-    out().print(table)
+    rows = [
+        ("character", f"{info['character']} ({info['agent_id']})"),
+        ("database", info["database"]),
+        ("memories", str(info["total"])),
+        *((f"  {kind}", str(count)) for kind, count in sorted(info["by_kind"].items())),
+        ("rooms", str(info["rooms"])),
+        ("without vectors", str(info["without_vectors"])),
+        ("near-duplicates", str(info["not_unique"])),
+        ("embedding model", str(info["embedding_model"] or "none stored yet")),
+        ("dimension", str(info["embedding_dimension"] or "-")),
+        ("configured embedder", info["embedder"]),
+    ]
+    out().print(key_value_table(rows))
 
 
 @app.command("export")

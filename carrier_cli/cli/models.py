@@ -46,7 +46,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """The resolved provider, large/small models, base URL and context window (no secrets)."""
-    from carrier_cli.output import out, print_json
+    from carrier_cli.output import key_value_lines, out, print_json
 
     config = _resolve(provider, model, character)
     row = {
@@ -63,9 +63,8 @@ def show(
     if as_json:
         print_json(row)
         return
-    width = max(len(k) for k in row)
-    for key, value in row.items():
-        out().print(f"{key.ljust(width)}  {value}", markup=False)
+    for line in key_value_lines(row.items()):
+        out().print(line, markup=False)
 
 
 @app.command("list")
