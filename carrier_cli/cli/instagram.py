@@ -149,37 +149,19 @@ def post(
     import asyncio
 
     from carrier_cli.clients.instagram import service
-    from carrier_cli.clients.instagram.pipeline import PostRequest
-    from carrier_cli.errors import InputError
+    from carrier_cli.output import warn
 
-    if fit not in (None, "pad", "crop"):
-        raise InputError(f"--fit `{fit}`: use pad or crop.")
-    if generate_caption and caption:
-        raise InputError("--caption and --generate-caption exclude each other; pick one.")
-    if story:
-        if generate_caption:
-            raise InputError(
-                "--generate-caption does not apply to --story: stories have no caption."
-            )
-        if caption:
-            from carrier_cli.output import warn
-
-            warn("Stories have no caption on Instagram; --caption is ignored for --story.")
-        caption = ""
-    if caption is None and not generate_caption:
-        raise InputError(
-            "No caption: pass --caption TEXT, or --generate-caption to let the "
-            'character write it (--caption "" posts without one).'
-        )
-    request = PostRequest(
-        files=files,
-        caption=caption or "",
+    request = service.post_request(
+        files,
+        caption=caption,
+        generate_caption=generate_caption,
         alt_text=alt_text,
         story=story,
-        fit=fit,  # type: ignore[arg-type]  # checked above
+        fit=fit,
         force=force,
         cleanup=cleanup,
         character=character,
+        warn=warn,
     )
 
     def confirm(text: str) -> bool:

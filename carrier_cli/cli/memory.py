@@ -75,25 +75,9 @@ def _kinds(kinds: list[str] | None) -> list[Any] | None:
 
 
 async def _room_id(store: MemoryStore, agent: Agent, room: str | None) -> uuid.UUID | None:
-    import uuid
+    from carrier_cli.memory.rooms_lookup import resolve_room
 
-    from carrier_cli.errors import InputError
-
-    if room is None:
-        return None
-    try:
-        return uuid.UUID(room)
-    except ValueError:
-        pass
-    matches = [r for r in await store.list_rooms(agent.id) if room in (r.external_id, r.name)]
-    if len(matches) == 1:
-        return matches[0].id
-    if not matches:
-        raise InputError(
-            f"--room {room!r}: no room of {agent.name} has that id, external id or name.",
-            hint="`carrier memory stats` and `carrier memory list --json` show room ids.",
-        )
-    raise InputError(f"--room {room!r} matches {len(matches)} rooms; pass the room id.")
+    return await resolve_room(store, agent.id, agent.name, room)
 
 
 def _age(moment: datetime | None) -> str:
@@ -148,7 +132,9 @@ def _table(rows: list[tuple[Memory, float | None]], rooms: dict[Any, str]) -> No
 
 
 async def _room_names(store: MemoryStore, agent: Agent) -> dict[Any, str]:
-    return {r.id: r.name or r.external_id for r in await store.list_rooms(agent.id)}
+    from carrier_cli.memory.rooms_lookup import room_names
+
+    return await room_names(store, agent.id)
 
 
 @app.command("search")
