@@ -162,33 +162,20 @@ def _load_layers(path: Path, chain: list[Path], report: ValidationReport) -> lis
     if is_eliza(doc.data):
         layer.conversion = convert(doc.data)
         layer.data = layer.conversion.data
-        for old, why in layer.conversion.dropped:
+
+        def not_carried(old: KeyPath, dropped: str, message: str, code: str) -> None:
             where = format_path(old)
-            report.dropped.append(f"{where}: {why}")
-            report.add(
-                Problem(
-                    doc.mark_for(old),
-                    where,
-                    f"ElizaOS field not carried over: {why}",
-                    "warning",
-                    "eliza-dropped",
-                )
-            )
+            report.dropped.append(f"{where}: {dropped}")
+            report.add(Problem(doc.mark_for(old), where, message, "warning", code))
+
+        for old, why in layer.conversion.dropped:
+            not_carried(old, why, f"ElizaOS field not carried over: {why}", "eliza-dropped")
         for old, value in layer.conversion.secrets:
             from carrier_cli.state import register_secret
 
             register_secret(value)
-            where = format_path(old)
-            report.dropped.append(f"{where}: secret, not copied")
-            report.add(
-                Problem(
-                    doc.mark_for(old),
-                    where,
-                    "secret not copied. " + checks.secret_hint(old),
-                    "warning",
-                    "secret",
-                )
-            )
+            message = "secret not copied. " + checks.secret_hint(old)
+            not_carried(old, "secret, not copied", message, "secret")
 
     layers: list[_Layer] = []
     if "extends" in layer.data:

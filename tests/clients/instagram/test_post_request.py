@@ -52,23 +52,14 @@ def test_a_story_drops_its_caption_with_a_warning() -> None:
 
 
 def test_the_options_become_the_request() -> None:
-    request = post_request(
-        FILES,
-        caption="hi",
-        alt_text="a cat",
-        fit="pad",
-        force=True,
-        cleanup=True,
-        character="Ada",
-    )
-    assert request == PostRequest(
-        files=FILES,
-        caption="hi",
-        alt_text="a cat",
-        fit="pad",
-        force=True,
-        cleanup=True,
-        character="Ada",
-    )
+    options = {
+        "alt_text": "a cat",
+        "fit": "pad",
+        "force": True,
+        "cleanup": True,
+        "character": "Ada",
+    }
+    request = post_request(FILES, caption="hi", **options)  # type: ignore[arg-type]
+    assert request == PostRequest(files=FILES, caption="hi", **options)  # type: ignore[arg-type]
     assert post_request(FILES, caption=None, generate_caption=True).caption == ""
     assert post_request(FILES, caption="").caption == ""
