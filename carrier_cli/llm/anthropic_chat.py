@@ -40,11 +40,8 @@ def _detail(exc: anthropic.APIStatusError) -> str:
     return message if isinstance(message, str) and message else exc.message
 
 
-_SDK = sdk_errors.SdkExceptions(
-    timeout=anthropic.APITimeoutError,
-    connection=anthropic.APIConnectionError,
-    status=anthropic.APIStatusError,
-    invalid_answer=anthropic.APIResponseValidationError,
+_SDK = sdk_errors.SdkExceptions.of(
+    anthropic,
     base=anthropic.AnthropicError,
     in_stream=_stream_error_type,
     detail=_detail,

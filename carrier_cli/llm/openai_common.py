@@ -58,14 +58,8 @@ def _detail(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
-_SDK = sdk_errors.SdkExceptions(
-    timeout=openai.APITimeoutError,
-    connection=openai.APIConnectionError,
-    status=openai.APIStatusError,
-    invalid_answer=openai.APIResponseValidationError,
-    base=openai.OpenAIError,
-    in_stream=_stream_error_type,
-    detail=_detail,
+_SDK = sdk_errors.SdkExceptions.of(
+    openai, base=openai.OpenAIError, in_stream=_stream_error_type, detail=_detail
 )
 
 
