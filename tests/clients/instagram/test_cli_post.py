@@ -396,12 +396,10 @@ def test_post_with_the_journal_on_postgresql(
     assert len(instagram_env.graph.published) == 1
 
 
-def test_resume_after_crash_rebuilds_a_lost_prepared_copy(
-    instagram_env: InstagramEnv, tmp_path: Path, carrier_home: Path
-) -> None:
+def crash_after_prepared_and_lose_the_copy(tmp_path: Path, carrier_home: Path) -> None:
+    """`post p.png` dies right after journaling 'prepared'; then the prepared copy goes."""
     import shutil
 
-    make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
     crashed = carrier(
         "instagram",
         "post",
@@ -413,6 +411,13 @@ def test_resume_after_crash_rebuilds_a_lost_prepared_copy(
     )
     assert crashed.returncode == 137
     shutil.rmtree(carrier_home / "cache" / "instagram")
+
+
+def test_resume_after_crash_rebuilds_a_lost_prepared_copy(
+    instagram_env: InstagramEnv, tmp_path: Path, carrier_home: Path
+) -> None:
+    make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
+    crash_after_prepared_and_lose_the_copy(tmp_path, carrier_home)
     status = run_cli("instagram", "status", cwd=tmp_path)
     assert "prepared" in status.stdout
     resumed = run_cli("instagram", "resume", "1", cwd=tmp_path)
@@ -424,20 +429,8 @@ def test_resume_after_crash_rebuilds_a_lost_prepared_copy(
 def test_resume_refuses_a_changed_original(
     instagram_env: InstagramEnv, tmp_path: Path, carrier_home: Path
 ) -> None:
-    import shutil
-
     photo = make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
-    crashed = carrier(
-        "instagram",
-        "post",
-        "p.png",
-        "--caption",
-        "r",
-        cwd=tmp_path,
-        extra_env={"CARRIER_TEST_CRASH_AFTER": "prepared"},
-    )
-    assert crashed.returncode == 137
-    shutil.rmtree(carrier_home / "cache" / "instagram")
+    crash_after_prepared_and_lose_the_copy(tmp_path, carrier_home)
     make_image(photo, (800, 800), fmt="PNG", color=(1, 1, 1))
     resumed = run_cli("instagram", "resume", "1", cwd=tmp_path)
     assert resumed.returncode == 2 and "changed since post 1 was prepared" in unwrapped(resumed)
