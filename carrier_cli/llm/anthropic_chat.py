@@ -145,12 +145,7 @@ class AnthropicChatModel:
         request = self._request(messages, params)
         retrier = Retrier(self.retry, self._classify, self._describe())
         try:
-            while True:
-                try:
-                    response = await self._client.messages.create(**request)
-                    break
-                except Exception as exc:
-                    await retrier.wait_or_raise(exc)
+            response = await retrier.call(lambda: self._client.messages.create(**request))
         except Exception as exc:
             raise self._translate(exc, params.model) from None
         content = getattr(response, "content", None)
@@ -187,12 +182,12 @@ class AnthropicChatModel:
     async def list_models(self) -> list[str]:
         """Model names the account may use (GET /v1/models), sorted."""
         retrier = Retrier(self.retry, self._classify, self._describe())
+
+        async def fetch() -> list[str]:
+            return sorted([m.id async for m in self._client.models.list(limit=1000)])
+
         try:
-            while True:
-                try:
-                    return sorted([m.id async for m in self._client.models.list(limit=1000)])
-                except Exception as exc:
-                    await retrier.wait_or_raise(exc)
+            return await retrier.call(fetch)
         except Exception as exc:
             raise self._translate(exc, "(listing models)") from None
 

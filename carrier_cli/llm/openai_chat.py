@@ -84,12 +84,7 @@ class OpenAIChatModel:
         request = self._request(messages, params)
         retrier = self._retrier()
         try:
-            while True:
-                try:
-                    response = await self._client.chat.completions.create(**request)
-                    break
-                except Exception as exc:
-                    await retrier.wait_or_raise(exc)
+            response = await retrier.call(lambda: self._client.chat.completions.create(**request))
         except Exception as exc:
             raise self._translate(exc, params.model) from None
         if not getattr(response, "choices", None):
@@ -143,11 +138,7 @@ class OpenAIChatModel:
             return sorted([model.id async for model in self._client.models.list()])
 
         try:
-            while True:
-                try:
-                    return await fetch()
-                except Exception as exc:
-                    await retrier.wait_or_raise(exc)
+            return await retrier.call(fetch)
         except Exception as exc:
             raise self._translate(exc, "(listing models)") from None
 
