@@ -431,6 +431,18 @@ def list_characters() -> list[CharacterEntry]:
     return entries
 
 
+def character_files(paths: list[Path]) -> list[Path]:
+    """Files as given; a directory stands for every character file in it (by suffix,
+    sorted), as `carrier character validate DIR` takes it."""
+    files: list[Path] = []
+    for item in paths:
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.suffix.lower() in SUFFIXES)
+        else:
+            files.append(item)
+    return files
+
+
 def _is_path_like(value: str) -> bool:
     return (
         "/" in value
