@@ -10,6 +10,7 @@ import typer
 if TYPE_CHECKING:
     from carrier_cli.clients.instagram.journal import PostRecord
     from carrier_cli.clients.instagram.pipeline import PostOutcome, Reporter
+    from carrier_cli.clients.instagram.service import DryRun
 
 app = typer.Typer(
     help="Publish photos, carousels, Reels and stories to Instagram (Graph API + FTP).",
@@ -188,26 +189,13 @@ def post(
         _print_outcome(result, as_json)
 
 
-def _print_dry_run(result: Any, as_json: bool) -> None:
+def _print_dry_run(result: DryRun, as_json: bool) -> None:
     from carrier_cli.output import print_json
 
-    rows = [
-        {
-            "source": str(m.source),
-            "upload": str(m.path),
-            "kind": m.kind,
-            "width": m.width,
-            "height": m.height,
-            "bytes": m.size,
-            "duration": m.duration,
-            "remote_name": m.remote_name,
-            "notes": m.notes,
-        }
-        for m in result.media
-    ]
     if as_json:
-        print_json({"kind": result.kind, "caption": result.caption, "media": rows, "dry_run": True})
+        print_json(result.to_dict())
         return
+    rows = result.media_rows()
     typer.echo(f"Dry run: {result.kind} post, {len(rows)} file(s); nothing was uploaded.")
     for row in rows:
         size = f"{row['width']}x{row['height']}, {row['bytes']:,} bytes"

@@ -46,6 +46,31 @@ class DryRun:
     media: list[PreparedMedia]
     caption: str
 
+    def media_rows(self) -> list[dict[str, Any]]:
+        """Each prepared file as `--dry-run --json` shows it."""
+        return [
+            {
+                "source": str(m.source),
+                "upload": str(m.path),
+                "kind": m.kind,
+                "width": m.width,
+                "height": m.height,
+                "bytes": m.size,
+                "duration": m.duration,
+                "remote_name": m.remote_name,
+                "notes": m.notes,
+            }
+            for m in self.media
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "caption": self.caption,
+            "media": self.media_rows(),
+            "dry_run": True,
+        }
+
 
 async def generate_caption(
     settings: Settings,
