@@ -11,6 +11,7 @@ from carrier_cli.clients.instagram.ftp_upload import FtpConfig, FtpUploader
 from carrier_cli.clients.instagram.http_check import check_public_url
 from carrier_cli.config import load_settings
 from carrier_cli.errors import ConfigError, RuntimeFailure
+from tests.clients.instagram.helpers import ftp_config
 from tests.support.instagram_servers import (
     FTP_PASSWORD,
     FTP_USER,
@@ -20,17 +21,8 @@ from tests.support.instagram_servers import (
 
 
 def config(server: FtpServerHandle, **kw: object) -> FtpConfig:
-    values: dict[str, object] = {
-        "host": server.host,
-        "port": server.port,
-        "username": FTP_USER,
-        "password": FTP_PASSWORD,
-        "tls": None,
-        "directory": "/",
-        "timeout": 10.0,
-    }
-    values.update(kw)
-    return FtpConfig(**values)  # type: ignore[arg-type]
+    login = {"username": FTP_USER, "password": FTP_PASSWORD}
+    return ftp_config({"host": server.host, "port": server.port, **login}, **kw)
 
 
 @pytest.fixture
