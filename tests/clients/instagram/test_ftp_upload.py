@@ -161,3 +161,12 @@ async def test_head_check_redirect_is_refused(media_http_server: HttpServerHandl
         await check_public_url(
             media_http_server.url + "folder", expected_size=1, kind="image", retries=0
         )
+
+
+def test_the_password_is_not_in_the_config_repr() -> None:
+    """A FtpConfig lands in log lines and --debug tracebacks (locals, f-strings)."""
+    config = FtpConfig(
+        host="ftp.example", port=21, username="bot", password="hunter2-ftp-secret", tls=None
+    )
+    assert "hunter2-ftp-secret" not in repr(config)
+    assert "bot" in repr(config)
