@@ -117,3 +117,28 @@ def notify(observers: Sequence[CallObserver], record: CallRecord) -> None:
             import logging
 
             logging.getLogger(__name__).exception("usage observer %r failed", observer)
+
+
+@dataclass
+class UsageTotals:
+    """Sums over records: a chat session's `/usage`, one turn's footer, a `carrier usage` row."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0  # over the calls with a known price
+    unpriced_calls: int = 0  # calls whose model has no price: their cost is unknown, not 0
+    estimated_calls: int = 0  # calls whose tokens were counted locally
+
+    def add(self, record: CallRecord) -> None:
+        self.calls += 1
+        self.input_tokens += record.usage.input_tokens or 0
+        self.output_tokens += record.usage.output_tokens or 0
+        self.cached_tokens += record.usage.cached_tokens or 0
+        if record.cost_usd is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost_usd += record.cost_usd
+        if record.usage.estimated:
+            self.estimated_calls += 1
