@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from carrier_cli import metrics as metrics_mod
 from carrier_cli.llm.base import ChatModel
 from carrier_cli.memory.types import Memory, MemoryKind
 from carrier_cli.runtime import prompts
@@ -124,6 +125,13 @@ class AgentRuntime:
         self.turn_logs: deque[TurnLog] = deque(maxlen=self.turn_log_history)
         self.last_turn_log: TurnLog | None = None
         self._closed = False
+        # Prometheus metrics (carrier_cli.metrics) when enabled before this runtime was
+        # built; None otherwise, and then a turn costs one attribute check for them.
+        self.metrics = metrics_mod.active()
+        if self.metrics is not None:
+            from carrier_cli.metrics.runtime import attach
+
+            attach(self.metrics, self)
 
     # ------------------------------------------------------------------ construction --
     @classmethod
@@ -196,7 +204,7 @@ class AgentRuntime:
     async def handle_message(self, message: IncomingMessage) -> TurnResult:
         """Run one turn and return its result (replies are not streamed)."""
         result: TurnResult | None = None
-        turn = self._turn_events(message, stream=False)
+        turn = self._events(message, stream=False)
         try:
             async for event in turn:
                 if event.kind == "done":
@@ -210,7 +218,7 @@ class AgentRuntime:
         """Like handle_message, yielding `delta` events with reply text as it is generated,
         then one `done` event. Close it (`aclosing`) if you stop early: the room is held
         until the generator finishes."""
-        return self._turn_events(message, stream=True)
+        return self._events(message, stream=True)
 
     def set_model(self, model_name: str) -> None:
         """Switch the large model (`/model NAME` in chat); same provider and key."""
@@ -245,6 +253,10 @@ class AgentRuntime:
             return
         self._closed = True
         await self.wait_idle()
+        if self.metrics is not None:
+            from carrier_cli.metrics.runtime import detach
+
+            detach(self.metrics, self)
         if self._owns_model:
             await self.model.aclose()
         if self._owns_store:
@@ -258,6 +270,15 @@ class AgentRuntime:
         return await generate.post(self, messages)
 
     # -------------------------------------------------------------------------- turn --
+    def _events(self, message: IncomingMessage, *, stream: bool) -> AsyncGenerator[TurnEvent, None]:
+        """One turn's events; counted and timed by the metrics when they are on."""
+        events = self._turn_events(message, stream=stream)
+        if self.metrics is None:
+            return events
+        from carrier_cli.metrics.runtime import observe_turn
+
+        return observe_turn(self.metrics, events, self.character.name, message.source)
+
     async def _turn_events(
         self, message: IncomingMessage, *, stream: bool
     ) -> AsyncGenerator[TurnEvent, None]:

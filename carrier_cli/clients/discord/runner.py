@@ -16,6 +16,7 @@ from typing import Any
 from carrier_cli.clients.discord.endpoints import configure_endpoints
 from carrier_cli.config import Settings
 from carrier_cli.errors import ConfigError, RuntimeFailure
+from carrier_cli.metrics import active as active_metrics
 from carrier_cli.state import register_secret
 
 log = logging.getLogger("carrier_cli.discord")
@@ -166,7 +167,13 @@ async def run_discord_client(
     voice_logger = logging.getLogger("discord.client")
     if not any(isinstance(f, _NoVoiceWarnings) for f in voice_logger.filters):
         voice_logger.addFilter(_NoVoiceWarnings())
-    bot = CarrierDiscordBot(runtime, settings, on_status=on_status)
+    metrics = active_metrics()
+    if metrics is None:
+        bot = CarrierDiscordBot(runtime, settings, on_status=on_status)
+    else:  # the same bot, counting reconnects, send retries and queued turns
+        from carrier_cli.metrics.discord import MeteredDiscordBot
+
+        bot = MeteredDiscordBot(runtime, settings, on_status=on_status, metrics=metrics)
     connection = asyncio.create_task(bot.start(token), name=f"discord:{character.name}")
     stopping = asyncio.create_task(stop_event.wait())
     try:
