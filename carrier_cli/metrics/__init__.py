@@ -29,8 +29,9 @@ __all__ = [
     "serve_metrics",
 ]
 
-# prometheus_client's CONTENT_TYPE_LATEST for the text format, repeated here so a web app
-# can set the header without importing prometheus_client (collectors.CONTENT_TYPE is it).
+# The Content-Type of `exposition()`: the classic text format every Prometheus version
+# reads (our names need none of the 1.0.0 format's escaping), and what prometheus_client's
+# own server answers a plain scrape with. Here so a web app needs no prometheus_client.
 CONTENT_TYPE_HEADER = "text/plain; version=0.0.4; charset=utf-8"
 
 _active: CarrierMetrics | None = None

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from carrier_cli.usage.records import CallRecord
@@ -30,8 +30,6 @@ TURN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120
 MODEL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 # The database's part of a vector search: sub-millisecond (SQLite, small) to a slow scan.
 SEARCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-CONTENT_TYPE = str(CONTENT_TYPE_LATEST)  # the scrape's Content-Type header
 
 # A gauge read when scraped: name -> (help, label names, {owner key: callback}). Each
 # callback returns {label values: value} for the thing it watches (a bot, a runtime).
