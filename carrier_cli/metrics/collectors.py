@@ -31,8 +31,7 @@ MODEL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
 # The database's part of a vector search: sub-millisecond (SQLite, small) to a slow scan.
 SEARCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-# A gauge read when scraped: name -> (help, label names, {owner key: callback}). Each
-# callback returns {label values: value} for the thing it watches (a bot, a runtime).
+# Reads one watched thing (a bot, a runtime) when scraped: {label values: value}.
 GaugeCallback = Callable[[], dict[tuple[str, ...], float]]
 
 
@@ -42,6 +41,7 @@ class _CallbackGauges(Collector):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # scrapes run on the HTTP server's thread
+        # name -> (help, label names, {owner: callback}); an owner is what `watch` was given.
         self._gauges: dict[str, tuple[str, tuple[str, ...], dict[object, GaugeCallback]]] = {}
 
     def declare(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
