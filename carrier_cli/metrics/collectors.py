@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -83,6 +84,7 @@ class CarrierMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}  # see _series
         r = self.registry
         self.turns = Counter(
             "carrier_turns",
@@ -165,37 +167,45 @@ class CarrierMetrics:
         r.register(self.gauges)
 
     # -- recording ----------------------------------------------------------------------------
+    def _series(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: prometheus_client validates and locks on
+        every `labels()` call (~3 us); the label sets are few, so the children are kept."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_call(self, record: CallRecord) -> None:
         """The CallObserver a model carries (`model.observers`): one record per attempt."""
         context = record.context
         character = context.character or ""
         purpose = context.purpose
-        self.model_calls.labels(
-            character, record.provider, record.model, purpose, record.outcome
-        ).inc()
+        model = record.model
+        series = self._series
+        series(self.model_calls, character, record.provider, model, purpose, record.outcome).inc()
         usage = record.usage
-        for kind, tokens in (
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cached", usage.cached_tokens),
-        ):
-            if tokens:
-                self.model_tokens.labels(character, record.model, purpose, kind).inc(tokens)
+        if usage.input_tokens:
+            series(self.model_tokens, character, model, purpose, "input").inc(usage.input_tokens)
+        if usage.output_tokens:
+            series(self.model_tokens, character, model, purpose, "output").inc(usage.output_tokens)
+        if usage.cached_tokens:
+            series(self.model_tokens, character, model, purpose, "cached").inc(usage.cached_tokens)
         if record.cost_usd is not None:
-            self.model_cost.labels(character, record.model, purpose).inc(record.cost_usd)
-        self.model_seconds.labels(record.provider, record.model, purpose).observe(
+            series(self.model_cost, character, model, purpose).inc(record.cost_usd)
+        series(self.model_seconds, record.provider, model, purpose).observe(
             record.total_ms / 1000.0
         )
 
     def turn_finished(self, character: str, client: str, decision: str, seconds: float) -> None:
-        self.turns.labels(character, client, decision).inc()
-        self.turn_seconds.labels(character, client).observe(seconds)
+        self._series(self.turns, character, client, decision).inc()
+        self._series(self.turn_seconds, character, client).observe(seconds)
 
     def search_finished(self, backend: str, seconds: float) -> None:
-        self.search_seconds.labels(backend).observe(seconds)
+        self._series(self.search_seconds, backend).observe(seconds)
 
     def instagram_post_finished(self, outcome: str) -> None:
-        self.instagram_posts.labels(outcome).inc()
+        self._series(self.instagram_posts, outcome).inc()
 
     def watch(self, gauge: str, owner: object, callback: GaugeCallback) -> None:
         """Read `callback` at every scrape into `gauge`, until `unwatch(owner)`."""
