@@ -511,7 +511,7 @@ class AgentRuntime:
         )
         model_seconds = 0.0
         mark = perf_counter()
-        decision = rule_decision(message, self.character, self._names)
+        decision = rule_decision(message, self._names)
         if decision in ("DIRECT", "MENTIONED"):
             self._muted.discard(intake.room.id)
         elif decision is None and intake.room.id in self._muted:
