@@ -55,7 +55,7 @@ from carrier_cli.runtime.plugins import (
     discover_plugins,
     normalize_action_name,
 )
-from carrier_cli.runtime.rooms import RoomGates
+from carrier_cli.runtime.rooms import RoomGates, TurnHooks
 from carrier_cli.runtime.should_respond import name_pattern, rule_decision
 from carrier_cli.runtime.templates import render, resolve_templates
 from carrier_cli.runtime.types import (
@@ -230,14 +230,20 @@ class AgentRuntime:
         return int(report.documents_added + report.documents_replaced)
 
     # ----------------------------------------------------------------------- public --
-    async def handle_message(self, message: IncomingMessage) -> TurnResult:
-        """Run one turn and return its result (replies are not streamed)."""
+    async def handle_message(
+        self, message: IncomingMessage, *, hooks: TurnHooks | None = None
+    ) -> TurnResult:
+        """Run one turn and return its result (replies are not streamed). `hooks` (see
+        runtime/rooms.py): a client's bound on turns at once, a start callback, and delivery
+        of the result while the message's room is still held."""
         result: TurnResult | None = None
-        turn = self._turn_events(message, stream=False)
+        turn = self._turn_events(message, stream=False, hooks=hooks)
         try:
             async for event in turn:
                 if event.kind == "done":
                     result = event.result
+                    if hooks is not None and result is not None:
+                        await hooks.finish(result)  # the turn is paused inside its room
         finally:
             await turn.aclose()
         assert result is not None
@@ -444,54 +450,45 @@ class AgentRuntime:
 
     # -------------------------------------------------------------------------- turn --
     async def _turn_events(
-        self, message: IncomingMessage, *, stream: bool
+        self, message: IncomingMessage, *, stream: bool, hooks: TurnHooks | None = None
     ) -> AsyncGenerator[TurnEvent, None]:
         started = perf_counter()
         timings: dict[str, float] = {}
-        async with self._gates.enter((message.source, message.room_key)) as gate:
-            await gate.intake.acquire()
+        room = (message.source, message.room_key)
+        async with self._gates.turn(room, lambda: self._intake(message), hooks) as turn:
+            intake = turn.stored
+            timings["intake"] = perf_counter() - started
+            if intake.seen_before:
+                replay = await self._replayed(message, intake.memory)
+                if replay is not None:
+                    timings["total"] = perf_counter() - started
+                    replay.timings = timings
+                    yield TurnEvent("done", result=replay)
+                    return
+            tlog = TurnLog(
+                message_id=intake.memory.id,
+                room_id=intake.room.id,
+                started_at=datetime.now(UTC),
+                timings=dict(timings),
+            )
+            finished = False
             try:
-                intake = await self._intake(message)
-                gate.arrivals += 1
-                arrival = gate.arrivals
-                await gate.turn.acquire()
+                respond = self._respond(message, intake, tlog, stream, started)
+                async with _closing(respond):
+                    async for event in respond:
+                        finished = event.kind == "done"
+                        yield event
+            except (asyncio.CancelledError, GeneratorExit):
+                # A consumer that closes the stream right after `done` interrupted nothing.
+                tlog.interrupted = not finished
+                raise
             finally:
-                gate.intake.release()
-            try:
-                timings["intake"] = perf_counter() - started
-                if intake.seen_before:
-                    replay = await self._replayed(message, intake.memory)
-                    if replay is not None:
-                        timings["total"] = perf_counter() - started
-                        replay.timings = timings
-                        yield TurnEvent("done", result=replay)
-                        return
-                tlog = TurnLog(
-                    message_id=intake.memory.id,
-                    room_id=intake.room.id,
-                    started_at=datetime.now(UTC),
-                    timings=dict(timings),
-                )
-                finished = False
-                try:
-                    respond = self._respond(message, intake, tlog, stream, started)
-                    async with _closing(respond):
-                        async for event in respond:
-                            finished = event.kind == "done"
-                            yield event
-                except (asyncio.CancelledError, GeneratorExit):
-                    # A consumer that closes the stream right after `done` interrupted nothing.
-                    tlog.interrupted = not finished
-                    raise
-                finally:
-                    tlog.newer_messages = gate.arrivals - arrival
-                    tlog.timings.update(timings)
-                    self.last_turn_log = tlog
-                    self.turn_logs.append(tlog)
-                    if turn_log.isEnabledFor(logging.DEBUG):
-                        turn_log.debug("%s", tlog.render())
-            finally:
-                gate.turn.release()
+                tlog.newer_messages = turn.newer_messages
+                tlog.timings.update(timings)
+                self.last_turn_log = tlog
+                self.turn_logs.append(tlog)
+                if turn_log.isEnabledFor(logging.DEBUG):
+                    turn_log.debug("%s", tlog.render())
 
     async def _respond(
         self,
