@@ -14,12 +14,14 @@ silent bot in busy rooms); the new message is already stored, so the next turn s
 it and the reply in the recent messages. `TurnLog.newer_messages` counts such arrivals.
 Different rooms never wait for each other.
 
-What a client adds (`TurnHooks`, one per message): a bound on turns at once, taken only
-when the room's turn has come (a message queued behind its room's running turn holds no
-slot, so a busy room cannot starve the others); a callback when the turn starts (a typing
-indicator, the turn's clock: time spent queued is not the turn's); and the delivery of the
-result while the room is still held, so replies in one room go out in the order of the
-messages, not in the order their generation happened to finish.
+What a client adds (`TurnHooks`, one per message): a bound on work at once (storing a
+message, with its embedding, and running a turn each hold a slot, as the Discord bot's
+bound on model calls always covered both), which a message waiting behind its room's
+running turn gives back, so a busy room cannot sit on the slots while other rooms wait; a
+callback when the turn starts (a typing indicator, the turn's clock: time spent queued is
+not the turn's); and the delivery of the result while the room is still held, so replies
+in one room go out in the order of the messages, not in the order their generation
+happened to finish.
 """
 
 from __future__ import annotations
@@ -48,11 +50,12 @@ class RoomGate:
 class TurnHooks:
     """A client's part in one turn (make a new one per message; it holds the slot state).
 
-    `limit`: the client's bound on turns at once (e.g. model calls per Discord bot), taken
-    once the room's earlier turns are done and released as soon as the result is ready,
-    before delivery. `on_start`: called when the turn starts (room order and slot obtained).
-    `deliver`: awaited with the result while the room is still held; what it raises is
-    raised by `handle_message`.
+    `limit`: the client's bound on work at once (e.g. model calls per Discord bot): held
+    while the message is stored and while its turn runs, not while it waits for the room's
+    earlier turns, and given back as soon as the result is ready, before delivery.
+    `on_start`: called when the turn starts (room order and slot obtained). `deliver`:
+    awaited with the result while the room is still held; what it raises is raised by
+    `handle_message`.
     """
 
     limit: asyncio.Semaphore | None = None
@@ -60,18 +63,22 @@ class TurnHooks:
     deliver: Callable[[TurnResult], Awaitable[None]] | None = None
     _holding: bool = field(default=False, init=False, repr=False)
 
-    async def begin(self) -> None:
-        if self.limit is not None:
+    async def acquire(self) -> None:
+        """Take a slot unless this message already holds one."""
+        if self.limit is not None and not self._holding:
             await self.limit.acquire()
             self._holding = True
-        if self.on_start is not None:
-            self.on_start()
 
     def release(self) -> None:
         """Give the slot back (idempotent): the result is ready, or the turn ended."""
         if self._holding and self.limit is not None:
             self._holding = False
             self.limit.release()
+
+    async def begin(self) -> None:
+        await self.acquire()
+        if self.on_start is not None:
+            self.on_start()
 
     async def finish(self, result: TurnResult) -> None:
         self.release()
@@ -125,19 +132,28 @@ class RoomGates:
         and the client's slot; the body is this message's turn. No await comes before the
         intake lock is asked for, so messages handed in order are stored in that order."""
         async with self.enter(key) as gate:
-            await gate.intake.acquire()
             try:
-                stored = await intake()
-                gate.arrivals += 1
-                arrival = gate.arrivals
-                await gate.turn.acquire()
-            finally:
-                gate.intake.release()
-            try:
-                if hooks is not None:
-                    await hooks.begin()
-                yield RoomTurn(stored, gate, arrival)
+                await gate.intake.acquire()
+                try:
+                    if hooks is not None:
+                        await hooks.acquire()  # storing embeds: it counts against the bound
+                    stored = await intake()
+                    gate.arrivals += 1
+                    arrival = gate.arrivals
+                    # Only this message can be waiting for the turn lock (it holds intake), so
+                    # a free lock is taken at once and the slot is kept for the turn; behind a
+                    # running turn the slot goes back while it waits.
+                    if gate.turn.locked() and hooks is not None:
+                        hooks.release()
+                    await gate.turn.acquire()
+                finally:
+                    gate.intake.release()
+                try:
+                    if hooks is not None:
+                        await hooks.begin()
+                    yield RoomTurn(stored, gate, arrival)
+                finally:
+                    gate.turn.release()
             finally:
                 if hooks is not None:
                     hooks.release()
-                gate.turn.release()

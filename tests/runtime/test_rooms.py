@@ -117,3 +117,30 @@ async def test_a_failing_delivery_is_raised_and_frees_the_room(sqlite_store, mak
     assert runtime.last_turn_log is not None and not runtime.last_turn_log.interrupted
     result = await asyncio.wait_for(runtime.handle_message(dm("two", "f2")), 10)
     assert result.text == "ok"
+
+
+async def test_storing_counts_against_the_bound_too() -> None:
+    """Storing embeds the message (a model call with a remote embedder): it holds a slot,
+    as the Discord bot's bound always covered it; a turn that can start at once keeps it."""
+    gates = RoomGates()
+    limit = asyncio.Semaphore(1)
+    release = asyncio.Event()
+    stored: list[str] = []
+
+    async def turn(key: str, name: str, wait: asyncio.Event | None = None) -> None:
+        async def intake() -> None:
+            stored.append(name)
+
+        async with gates.turn(key, intake, TurnHooks(limit=limit)):
+            assert limit._value == 0, "the slot taken for storing is kept for the turn"
+            if wait is not None:
+                await wait.wait()
+
+    a = asyncio.create_task(turn("a", "a", release))
+    await asyncio.sleep(0.01)
+    b = asyncio.create_task(turn("b", "b"))
+    await asyncio.sleep(0.05)
+    assert stored == ["a"], "no slot free: room b's message waits to be stored"
+    release.set()
+    await asyncio.wait_for(asyncio.gather(a, b), 2)
+    assert stored == ["a", "b"] and limit._value == 1
