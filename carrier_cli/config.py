@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carrier_cli.errors import ConfigError
 from carrier_cli.paths import CarrierPaths, carrier_paths
+from carrier_cli.redact import mask_secret
+from carrier_cli.secrets import KEY_NAMES
 
 EmbeddingProvider = Literal["local", "openai", "ollama"]
 
@@ -267,15 +269,6 @@ URL_KIND_OF.update(
 )
 URL_FIELDS: frozenset[str] = frozenset(URL_KIND_OF)
 
-# Short names used by `carrier keys` and the setting each one fills.
-KEY_NAMES: dict[str, str] = {
-    "openai": "openai_api_key",
-    "anthropic": "anthropic_api_key",
-    "discord": "discord_api_token",
-    "instagram": "instagram_access_token",
-    "ftp": "ftp_password",
-}
-
 
 def env_names(field_name: str) -> list[str]:
     """Environment variables for a setting, in the order they are consulted."""
@@ -284,13 +277,6 @@ def env_names(field_name: str) -> list[str]:
     names = [f"CARRIER_{field_name.upper()}"]
     names.extend(str(n) for n in extra.get("env", []))  # type: ignore[union-attr]
     return names
-
-
-def mask_secret(value: str) -> str:
-    """`sk-…abcd`: enough to tell keys apart, never enough to use one."""
-    if len(value) < 12:
-        return "…" if len(value) < 6 else f"…{value[-2:]}"
-    return f"{value[:3]}…{value[-4:]}"
 
 
 @dataclass

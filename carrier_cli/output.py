@@ -80,7 +80,7 @@ def print_json(data: Any) -> None:
 
 def notice(message: str) -> None:
     """A one-line diagnostic on stderr (never mixed into results on stdout)."""
-    from carrier_cli.state import scrub
+    from carrier_cli.redact import scrub
 
     err().print(plain(scrub(message), style="dim"))
 
@@ -88,6 +88,6 @@ def notice(message: str) -> None:
 def warn(message: str) -> None:
     from rich.text import Text
 
-    from carrier_cli.state import scrub
+    from carrier_cli.redact import scrub
 
     err().print(Text.assemble(("warning:", "yellow"), " ", scrub(message)))

@@ -18,6 +18,15 @@ from carrier_cli.paths import CarrierPaths, carrier_paths
 SERVICE = "carrier"
 _INDEX_KEY = "__carrier_key_names__"
 
+# Short names used by `carrier keys` and the setting each one fills.
+KEY_NAMES: dict[str, str] = {
+    "openai": "openai_api_key",
+    "anthropic": "anthropic_api_key",
+    "discord": "discord_api_token",
+    "instagram": "instagram_access_token",
+    "ftp": "ftp_password",
+}
+
 
 @dataclass(frozen=True)
 class StoredSecret:
@@ -169,8 +178,6 @@ def _warn_if_exposed(path: Path) -> None:
 
 def validate_key_name(name: str) -> str:
     """Known names map to settings; `discord:<character>` style names hold per-character keys."""
-    from carrier_cli.config import KEY_NAMES
-
     base = name.split(":", 1)[0]
     if (
         base not in KEY_NAMES

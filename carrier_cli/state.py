@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# The scrubber lives in carrier_cli.redact, a leaf module, so output.py can use it without
+# importing the settings; its names stay importable from here for existing callers.
+from carrier_cli.redact import ScrubFilter, register_secret, scrub
+
+__all__ = [
+    "STATE",
+    "AppState",
+    "ScrubFilter",
+    "register_secret",
+    "register_settings_secrets",
+    "scrub",
+    "setup_logging",
+]
 
 if TYPE_CHECKING:
     from carrier_cli.config import LoadedSettings, Settings
@@ -55,40 +68,6 @@ def register_settings_secrets(settings: Settings) -> None:
 
 
 STATE = AppState()
-_SECRETS: set[str] = set()
-
-
-def register_secret(value: str) -> None:
-    """Remember a secret so that `scrub` removes it from anything we print or log."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
-
-def scrub(text: str) -> str:
-    """Replace every known secret (and bearer-looking tokens) in text with a mask."""
-    from carrier_cli.config import mask_secret
-
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, mask_secret(secret))
-    return _BEARER.sub(r"\1[redacted]", text)
-
-
-_BEARER = re.compile(r"((?:Bearer|Bot|access_token=)\s?)[A-Za-z0-9._\-]{16,}")
-
-
-class ScrubFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub(message)
-        if cleaned != message or record.args:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and record.exc_info[1] is not None:
-            import traceback
-
-            record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)))
-            record.exc_info = None
-        return True
 
 
 def setup_logging(debug: bool, verbose: int) -> None:

@@ -1,6 +1,8 @@
 """The agent runtime: one character, its memory, its models and plugins, turn after turn.
 
-A turn (see docs/plugins.md for the full walk-through):
+`AgentRuntime` is the public class and the orchestrator; each stage of a turn is its own
+module under `runtime/turn/` and every prompt is built in `runtime/prompts.py`. A turn
+(see docs/plugins.md for the full walk-through), as `_respond` runs it:
 1. intake: ensure entity/room/participant (cached), store the message with its embedding
    under a deterministic id when the platform gives a message id;
 2. decide: rules (bots, direct, mentions, client rules), else the small model;
@@ -8,7 +10,7 @@ A turn (see docs/plugins.md for the full walk-through):
    and the offered actions, read concurrently; character parts come pre-rendered;
 4. generate with the large model, parse tolerantly (a reply without tags is the text); only
    broken markup is asked again, once (parsing.ParseAttempts), then the raw text;
-5. store the reply, run the chosen actions, then evaluators in the background.
+5. act: store the reply, run the chosen actions; 6. evaluate: evaluators in the background.
 
 Cancellation policy: the incoming message is stored before anything can be cancelled; a
 turn cancelled before its reply is stored leaves no reply memory (never half a reply); once
@@ -23,30 +25,20 @@ import inspect
 import logging
 import random
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from time import monotonic, perf_counter
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from carrier_cli.errors import RuntimeFailure
-from carrier_cli.llm.base import ChatMessage, ChatModel, GenerationParams
-from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room, stable_id
-from carrier_cli.runtime import formatting
+from carrier_cli.llm.base import ChatModel
+from carrier_cli.memory.types import Memory, MemoryKind
+from carrier_cli.runtime import prompts
 from carrier_cli.runtime.builtin_actions import builtin_actions
 from carrier_cli.runtime.character_state import CharacterState
 from carrier_cli.runtime.context import TurnContext
 from carrier_cli.runtime.evaluators import FactEvaluator
-from carrier_cli.runtime.parsing import (
-    ParseAttempts,
-    ParsedReply,
-    StreamingTextExtractor,
-    parse_reply,
-    parse_should_respond,
-    raw_fallback,
-)
 from carrier_cli.runtime.plugins import (
     Action,
     Evaluator,
@@ -56,16 +48,12 @@ from carrier_cli.runtime.plugins import (
     normalize_action_name,
 )
 from carrier_cli.runtime.rooms import RoomGates, TurnHooks
-from carrier_cli.runtime.should_respond import name_pattern, rule_decision
-from carrier_cli.runtime.templates import render, resolve_templates
-from carrier_cli.runtime.types import (
-    Decision,
-    IncomingMessage,
-    PromptRecord,
-    TurnEvent,
-    TurnLog,
-    TurnResult,
-)
+from carrier_cli.runtime.should_respond import name_pattern
+from carrier_cli.runtime.templates import resolve_templates
+from carrier_cli.runtime.turn import act, compose, decide, evaluate, generate, intake
+from carrier_cli.runtime.turn.replay import Replays
+from carrier_cli.runtime.turn.state import Intake, TurnState
+from carrier_cli.runtime.types import IncomingMessage, PromptRecord, TurnEvent, TurnLog, TurnResult
 
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
@@ -75,26 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("carrier.runtime")
 turn_log = logging.getLogger("carrier.runtime.turn")
-
-# Whole documents are left out: their fragments carry the same text in prompt-sized pieces.
-KNOWLEDGE_KINDS = [MemoryKind.FRAGMENT, MemoryKind.LORE, MemoryKind.FACT]
-KNOWLEDGE_ITEM_CHARS = 1200  # a single retrieved memory never floods the prompt
-
-
-@dataclass
-class _Generation:
-    """Outcome of the reply generation, filled by `_generate` (an async generator)."""
-
-    parsed: ParsedReply = field(default_factory=lambda: ParsedReply(text=None, ok=False))
-    model_seconds: float = 0.0
-
-
-@dataclass
-class _Intake:
-    room: Room
-    entity: Entity
-    memory: Memory
-    seen_before: bool
 
 
 class AgentRuntime:
@@ -113,7 +81,6 @@ class AgentRuntime:
     def __init__(
         self,
         character: Character,
-        settings: Settings,
         *,
         store: MemoryStore,
         model: ChatModel,
@@ -125,7 +92,6 @@ class AgentRuntime:
         rng: random.Random | None = None,
     ) -> None:
         self.character = character
-        self.settings = settings
         self.store = store
         self.model = model
         self.model_config = model_config
@@ -137,6 +103,7 @@ class AgentRuntime:
         self.templates = resolve_templates(character.templates)
         self.character_state = CharacterState(character, rng=self.rng)
         self._names = name_pattern(character)
+        # The built-in actions and evaluator, then the plugins'.
         self.actions: list[Action] = [*builtin_actions()]
         self.providers: list[Provider] = []
         self.evaluators: list[Evaluator] = [FactEvaluator()]
@@ -148,17 +115,16 @@ class AgentRuntime:
         for action in reversed(self.actions):  # earlier (built-in) names win on clashes
             for alias in (action.name, *action.similes):
                 self._action_index[normalize_action_name(alias)] = action
+        # What the stages keep between turns.
         self._gates = RoomGates()
-        self._rooms: dict[tuple[str, str], Room] = {}
-        self._entities: dict[tuple[str, str], tuple[str, Entity]] = {}
-        self._participants: set[tuple[uuid.UUID, uuid.UUID]] = set()
-        self._muted: set[uuid.UUID] = set()
-        self._decisions: OrderedDict[uuid.UUID, TurnResult] = OrderedDict()
+        self._intake_cache = intake.IntakeCache()
+        self._muted: set[uuid.UUID] = set()  # rooms told to STOP
+        self._facts = compose.FactCache()
+        self._replays = Replays()
+        self._evaluations = evaluate.Evaluations()
         self.room_message_counts: dict[uuid.UUID, int] = {}
-        self._background: set[asyncio.Task[None]] = set()
         self.turn_logs: deque[TurnLog] = deque(maxlen=self.turn_log_history)
         self.last_turn_log: TurnLog | None = None
-        self._fact_cache: dict[uuid.UUID, tuple[float, list[Memory]]] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ construction --
@@ -177,7 +143,7 @@ class AgentRuntime:
     ) -> AgentRuntime:
         """Open what is not given (store from settings, models via create_models), load
         plugins (entry points + the character's `plugins:`), ensure the agent row and ingest
-        the character's knowledge (idempotent)."""
+        the character's knowledge (idempotent). `settings` is read here only."""
         owns_model = model is None
         if model is None:
             from carrier_cli.llm.factory import create_models
@@ -198,7 +164,6 @@ class AgentRuntime:
             agent_id = await store.ensure_agent(character.name, character.id)
             runtime = cls(
                 character,
-                settings,
                 store=store,
                 model=model,
                 model_config=model_config,
@@ -234,7 +199,7 @@ class AgentRuntime:
         self, message: IncomingMessage, *, hooks: TurnHooks | None = None
     ) -> TurnResult:
         """Run one turn and return its result (replies are not streamed). `hooks` (see
-        runtime/rooms.py): a client's bound on turns at once, a start callback, and delivery
+        runtime/rooms.py): a client's bound on work at once, a start callback, and delivery
         of the result while the message's room is still held."""
         result: TurnResult | None = None
         turn = self._turn_events(message, stream=False, hooks=hooks)
@@ -265,31 +230,9 @@ class AgentRuntime:
 
             self.model_config = replace(self.model_config, large=model_name)
 
-    async def _sender_facts(self, entity_id: uuid.UUID) -> list[Memory]:
-        """Latest facts about a person, cached: facts change only when an evaluator stores
-        one (which calls `forget_facts`), so most turns skip this query. The TTL bounds how
-        long facts written by another process (e.g. `carrier memory`) stay unseen."""
-        now = monotonic()
-        cached = self._fact_cache.get(entity_id)
-        if cached is not None and now - cached[0] < self.fact_cache_ttl:
-            return cached[1]
-        facts = await self.store.list(
-            agent_id=self.agent_id,
-            kinds=[MemoryKind.FACT],
-            entity_id=entity_id,
-            limit=self.sender_fact_limit,
-        )
-        if len(self._fact_cache) > 10_000:
-            self._fact_cache.clear()
-        self._fact_cache[entity_id] = (now, facts)
-        return facts
-
     def forget_facts(self, entity_id: uuid.UUID | None = None) -> None:
         """Drop cached facts (of one person, or all) after storing or deleting facts."""
-        if entity_id is None:
-            self._fact_cache.clear()
-        else:
-            self._fact_cache.pop(entity_id, None)
+        self._facts.forget(entity_id)
 
     async def facts_about(self, entity_id: uuid.UUID) -> list[Memory]:
         """Facts the agent has stored about a person, oldest first."""
@@ -303,8 +246,7 @@ class AgentRuntime:
 
     async def wait_idle(self) -> None:
         """Wait for background evaluators (tests, shutdown)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self._evaluations.wait_idle()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -320,161 +262,53 @@ class AgentRuntime:
         self, *, topic: str | None = None, extra_instructions: str | None = None
     ) -> str:
         """A post (e.g. an Instagram caption) in the character's post style."""
-        values: dict[str, object] = dict(self.character_state.values(for_post=True))
-        values["postTopic"] = (
-            topic or values.get("topic") or f"whatever is on {self.character.name}'s mind"
-        )
-        values["extraInstructions"] = extra_instructions or ""
-        prompt = render(self.templates["post_creation"], values)
-        messages = [ChatMessage("system", self.character_state.system), ChatMessage("user", prompt)]
-        params = self.model_config.params()
-        raw = ""
-        attempts = ParseAttempts("post")
-        for attempt in attempts:
-            started = perf_counter()
-            raw = await self.model.complete(messages, params)
-            log.debug(
-                "post attempt %d (%.0f ms):\n%s", attempt, (perf_counter() - started) * 1000, raw
-            )
-            parsed = parse_reply(raw)
-            if parsed.ok and parsed.text:  # plain text without tags included
-                return parsed.text.strip().strip('"').strip()
-            attempts.failed()  # broken markup, empty, or a silent choice: no post
-        text = raw_fallback(raw)
-        if not text:
-            tries = "attempt" if attempts.failures == 1 else "attempts"
-            raise RuntimeFailure(
-                f"The model ({self.model_config.provider} {self.model_config.large}) returned "
-                f"no usable post text after {attempts.failures} {tries}.",
-                hint="Try again, or use a stronger model (--model).",
-            )
-        return text
-
-    # ------------------------------------------------------------------------ intake --
-    async def _room(self, message: IncomingMessage) -> Room:
-        key = (message.source, message.room_key)
-        room = self._rooms.get(key)
-        if room is None:
-            room = await self.store.ensure_room(
-                self.agent_id, message.source, message.room_key, message.room_name
-            )
-            if len(self._rooms) > 10_000:
-                self._rooms.clear()
-            self._rooms[key] = room
-        return room
-
-    async def _entity(self, message: IncomingMessage) -> Entity:
-        key = (message.source, message.sender_key)
-        cached = self._entities.get(key)
-        if cached is None or cached[0] != message.sender_name:
-            entity = await self.store.ensure_entity(
-                message.source, message.sender_key, message.sender_name
-            )
-            if len(self._entities) > 10_000:
-                self._entities.clear()
-            self._entities[key] = (message.sender_name, entity)
-            return entity
-        return cached[1]
-
-    async def _intake(self, message: IncomingMessage) -> _Intake:
-        room, entity = await asyncio.gather(self._room(message), self._entity(message))
-        if (room.id, entity.id) not in self._participants:
-            await self.store.ensure_participant(room.id, entity.id)
-            self._participants.add((room.id, entity.id))
-        if message.message_key:
-            memory_id = stable_id(message.source, "message", message.message_key, self.agent_id)
-        else:
-            memory_id = uuid.uuid4()
-        content: dict[str, Any] = {
-            "text": message.text,
-            "source": message.source,
-            "name": message.sender_name,
-        }
-        if message.attachments:
-            content["attachments"] = message.attachments
-        metadata: dict[str, Any] = {"room_key": message.room_key, "sender_key": message.sender_key}
-        if message.message_key:
-            metadata["message_key"] = message.message_key
-        memory = Memory(
-            agent_id=self.agent_id,
-            content=content,
-            kind=MemoryKind.MESSAGE,
-            room_id=room.id,
-            entity_id=entity.id,
-            id=memory_id,
-            metadata=metadata,
-        )
-        stored = await self.store.add(memory, embed=bool(message.text.strip()), dedupe=True)
-        # add() is idempotent on the id and hands back the row already stored for a replayed
-        # id (a different object), saving a separate existence query on the hot path.
-        seen = stored is not memory and message.message_key is not None
-        if not seen:
-            self.room_message_counts[room.id] = self.room_message_counts.get(room.id, 0) + 1
-        return _Intake(room, entity, stored, seen_before=seen)
-
-    def _reply_id(self, message: IncomingMessage, kind: str = "reply", *extra: object) -> uuid.UUID:
-        if message.message_key:
-            return stable_id(message.source, kind, message.message_key, self.agent_id, *extra)
-        return uuid.uuid4()
-
-    async def _replayed(self, message: IncomingMessage, memory: Memory) -> TurnResult | None:
-        """The earlier result of a message seen before, if it was completed."""
-        known = self._decisions.get(memory.id)
-        if known is not None:
-            return _replay_copy(known)
-        reply = await self.store.get(self._reply_id(message))
-        if reply is None:
-            return None  # seen but never answered (interrupted): run the turn again
-        content = reply.content
-        actions = list(content.get("actions") or [])
-        extra: list[str] = []
-        for index in range(len(actions)):  # outputs of the actions, stored by position
-            output = await self.store.get(self._reply_id(message, "action", index))
-            if output is not None:
-                extra.append(output.text)
-        return TurnResult(
-            decision=reply.metadata.get("decision", "RESPOND"),
-            message_id=memory.id,
-            text=reply.text,
-            reply_id=reply.id,
-            actions=actions,
-            thought=content.get("thought"),
-            extra_messages=extra,
-            replayed=True,
-        )
-
-    def _remember(self, result: TurnResult) -> None:
-        self._decisions[result.message_id] = result
-        while len(self._decisions) > 2048:
-            self._decisions.popitem(last=False)
+        messages = prompts.post(self, topic, extra_instructions)
+        return await generate.post(self, messages)
 
     # -------------------------------------------------------------------------- turn --
     async def _turn_events(
         self, message: IncomingMessage, *, stream: bool, hooks: TurnHooks | None = None
     ) -> AsyncGenerator[TurnEvent, None]:
+        """Room ordering (runtime/rooms.py), intake, replays and the turn log around
+        `_respond`."""
         started = perf_counter()
         timings: dict[str, float] = {}
+
+        async def store_message() -> Intake:
+            return await intake.intake(
+                self.store, self.agent_id, message, self._intake_cache, self.room_message_counts
+            )
+
         room = (message.source, message.room_key)
-        async with self._gates.turn(room, lambda: self._intake(message), hooks) as turn:
-            intake = turn.stored
+        async with self._gates.turn(room, store_message, hooks) as place:
+            arrived = place.stored
             timings["intake"] = perf_counter() - started
-            if intake.seen_before:
-                replay = await self._replayed(message, intake.memory)
+            if arrived.seen_before:
+                replay = await self._replays.lookup(
+                    self.store, self.agent_id, message, arrived.memory
+                )
                 if replay is not None:
                     timings["total"] = perf_counter() - started
                     replay.timings = timings
                     yield TurnEvent("done", result=replay)
                     return
             tlog = TurnLog(
-                message_id=intake.memory.id,
-                room_id=intake.room.id,
+                message_id=arrived.memory.id,
+                room_id=arrived.room.id,
                 started_at=datetime.now(UTC),
                 timings=dict(timings),
             )
+            ctx = TurnContext(
+                runtime=self,
+                message=message,
+                memory=arrived.memory,
+                room=arrived.room,
+                entity=arrived.entity,
+            )
             finished = False
             try:
-                respond = self._respond(message, intake, tlog, stream, started)
-                async with _closing(respond):
+                respond = self._respond(TurnState(ctx, tlog, stream=stream, started=started))
+                async with generate.closing(respond):
                     async for event in respond:
                         finished = event.kind == "done"
                         yield event
@@ -483,355 +317,54 @@ class AgentRuntime:
                 tlog.interrupted = not finished
                 raise
             finally:
-                tlog.newer_messages = turn.newer_messages
+                tlog.newer_messages = place.newer_messages
                 tlog.timings.update(timings)
                 self.last_turn_log = tlog
                 self.turn_logs.append(tlog)
                 if turn_log.isEnabledFor(logging.DEBUG):
                     turn_log.debug("%s", tlog.render())
 
-    async def _respond(
-        self,
-        message: IncomingMessage,
-        intake: _Intake,
-        tlog: TurnLog,
-        stream: bool,
-        started: float,
-    ) -> AsyncIterator[TurnEvent]:
-        timings = tlog.timings
-        ctx = TurnContext(
-            runtime=self,
-            message=message,
-            memory=intake.memory,
-            room=intake.room,
-            entity=intake.entity,
-        )
-        model_seconds = 0.0
-        mark = perf_counter()
-        decision = rule_decision(message, self._names)
-        if decision in ("DIRECT", "MENTIONED"):
-            self._muted.discard(intake.room.id)
-        elif decision is None and intake.room.id in self._muted:
-            decision = "IGNORE"
-        recent: list[Memory] | None = None
-        if decision is None:
-            recent = self._turn_view(
-                await self.store.recent(intake.room.id, n=self.recent_count), intake.memory
-            )
-            decision, seconds = await self._ask_should_respond(ctx, recent, tlog)
-            model_seconds += seconds
-            if decision == "STOP":
-                self._muted.add(intake.room.id)
-        ctx.decision = decision
-        tlog.decision = decision
-        timings["decide"] = perf_counter() - mark
-        if decision in ("IGNORE", "STOP"):
-            result = TurnResult(decision=decision, message_id=intake.memory.id)
-            self._finish(ctx, result, tlog, started, model_seconds)
-            yield TurnEvent("done", result=result)
+    async def _respond(self, turn: TurnState) -> AsyncIterator[TurnEvent]:
+        """The turn after intake, stage by stage (`runtime/turn/`)."""
+        with _stage(turn, "decide"):
+            await decide.decide(self, turn, self._names, self._muted)
+        if turn.decision in ("IGNORE", "STOP"):
+            result = TurnResult(decision=turn.decision, message_id=turn.ctx.memory.id)
+            yield self._finish(turn, result)
             return
-
-        mark = perf_counter()
-        offered, conversation = await self._compose(ctx, recent)
-        prompt = self._fit_prompt(ctx, conversation)
-        timings["compose"] = perf_counter() - mark
-        messages = [ChatMessage("system", self.character_state.system), ChatMessage("user", prompt)]
-
-        mark = perf_counter()
-        gen = _Generation()
-        generation = self._generate(
-            messages, self.model_config.params(), tlog, stream, gen, purpose="reply"
-        )
-        async with _closing(generation):
-            async for delta in generation:
-                yield TurnEvent("delta", text=delta)
-        model_seconds += gen.model_seconds
-        timings["generate"] = perf_counter() - mark
-        parsed = gen.parsed
-        ctx.thought = parsed.thought
-        ctx.actions = parsed.actions
-
+        with _stage(turn, "compose"):
+            await compose.compose(self, turn, self._facts)
+        with _stage(turn, "generate"):
+            deltas = generate.reply(self, turn)
+            async with generate.closing(deltas):
+                async for delta in deltas:
+                    yield TurnEvent("delta", text=delta)
         result = TurnResult(
-            decision=decision,
-            message_id=intake.memory.id,
-            actions=list(parsed.actions),
-            thought=parsed.thought,
+            decision=turn.decision,
+            message_id=turn.ctx.memory.id,
+            actions=list(turn.parsed.actions),
+            thought=turn.parsed.thought,
         )
-        if parsed.text:
-            mark = perf_counter()
-            reply = Memory(
-                agent_id=self.agent_id,
-                content={
-                    "text": parsed.text,
-                    "source": message.source,
-                    "name": self.character.name,
-                    "actions": list(parsed.actions),
-                    "thought": parsed.thought,
-                    "in_reply_to": str(intake.memory.id),
-                },
-                kind=MemoryKind.MESSAGE,
-                room_id=intake.room.id,
-                entity_id=self.agent_id,
-                id=self._reply_id(message),
-                metadata={"decision": decision},
-            )
-            # Shielded: once started, the reply is stored even if the turn is cancelled now.
-            ctx.reply = await asyncio.shield(self.store.add(reply, embed=True, dedupe=False))
-            result.text = parsed.text
-            result.reply_id = ctx.reply.id
-            timings["store_reply"] = perf_counter() - mark
-            mark = perf_counter()
-            await self._run_actions(ctx, offered)
-            result.extra_messages = list(ctx.outputs)
-            timings["actions"] = perf_counter() - mark
-        self._finish(ctx, result, tlog, started, model_seconds)
-        yield TurnEvent("done", result=result)
+        if turn.parsed.text:
+            with _stage(turn, "store_reply"):
+                await act.store_reply(self, turn, result)
+            with _stage(turn, "actions"):
+                await act.run_actions(self, turn, result)
+        yield self._finish(turn, result)
 
-    def _finish(
-        self,
-        ctx: TurnContext,
-        result: TurnResult,
-        tlog: TurnLog,
-        started: float,
-        model_seconds: float,
-    ) -> None:
-        total = perf_counter() - started
-        tlog.timings["model"] = model_seconds
-        tlog.timings["total"] = total
-        tlog.timings["overhead"] = total - model_seconds
-        result.timings = dict(tlog.timings)
-        self._remember(result)
-        self._schedule_evaluators(ctx)
-
-    # -------------------------------------------------------------------- decide --
-    async def _ask_should_respond(
-        self, ctx: TurnContext, recent: list[Memory], tlog: TurnLog
-    ) -> tuple[Decision, float]:
-        values = dict(self.character_state.values())
-        values["recentMessages"] = formatting.format_conversation(recent, max_chars=6000)
-        values["senderName"] = ctx.message.sender_name
-        prompt = render(self.templates["should_respond"], values)
-        messages = [ChatMessage("system", self.character_state.system), ChatMessage("user", prompt)]
-        params = self.model_config.params(small=True, temperature=0.2, max_tokens=64)
-        seconds = 0.0
-        word: str | None = None
-        raw = ""
-        attempts = ParseAttempts("should_respond")
-        for attempt in attempts:
-            record = PromptRecord(
-                "should_respond",
-                params.model,
-                prompt,
-                system=messages[0].content,
-                attempt=attempt,
-            )
-            tlog.calls.append(record)
-            with _timed(record):
-                raw = await self.model.complete(messages, params)
-            seconds += record.seconds
-            record.output = raw
-            answer = parse_should_respond(raw)
-            word = answer.word
-            if not answer.ok:  # tags without a decision (cut off) or nothing: ask once more
-                tlog.parse_failures += 1
-                attempts.failed()
-        if word is None:
-            log.debug("should-respond answer %r has no RESPOND/IGNORE/STOP; ignoring", raw[:200])
-            word = "IGNORE"
-        decision: Decision = (
-            "RESPOND" if word == "RESPOND" else "STOP" if word == "STOP" else "IGNORE"
-        )
-        return decision, seconds
-
-    # ------------------------------------------------------------------- compose --
-    def _fit_prompt(self, ctx: TurnContext, conversation: list[Memory]) -> str:
-        """Render the reply prompt, dropping the oldest conversation lines while the token
-        estimate (which errs high, and counts CJK text right) exceeds the context window."""
-        from carrier_cli.llm.tokens import estimate_tokens
-
-        cfg = self.model_config
-        limit = int(cfg.context_window) - int(cfg.max_tokens) - 64
-        fixed = estimate_tokens(self.character_state.system)
-        prompt = render(self.templates["message_handler"], ctx.state)
-        while fixed + estimate_tokens(prompt) > limit and len(conversation) > 1:
-            conversation = conversation[max(1, len(conversation) // 4) :]
-            ctx.state["recentMessages"] = formatting.format_conversation(conversation)
-            prompt = render(self.templates["message_handler"], ctx.state)
-        return prompt
-
-    async def _compose(
-        self, ctx: TurnContext, recent: list[Memory] | None
-    ) -> tuple[list[Action], list[Memory]]:
-        """Fill ctx.state; returns the actions offered this turn (their validate passed)."""
-        message = ctx.message
-        recent_task = (
-            self.store.recent(ctx.room.id, n=self.recent_count) if recent is None else _done(recent)
-        )
-        knowledge_task = (
-            self.store.search(
-                ctx.memory.embedding or message.text,
-                agent_id=self.agent_id,
-                k=self.knowledge_k,
-                threshold=self.knowledge_threshold,
-                kinds=KNOWLEDGE_KINDS,
-            )
-            if message.text.strip()
-            else _done([])
-        )
-        facts_task = self._sender_facts(ctx.entity.id)
-        provider_tasks = [self._run_provider(p, ctx) for p in self.providers]
-        validations = [self._validate(a, ctx) for a in self.actions]
-        results = await asyncio.gather(
-            recent_task,
-            knowledge_task,
-            facts_task,
-            asyncio.gather(*provider_tasks),
-            asyncio.gather(*validations),
-        )
-        recent_memories, hits, facts, provided, valid = results
-        recent_memories = self._turn_view(recent_memories, ctx.memory)
-        offered = [a for a, ok in zip(self.actions, valid, strict=True) if ok]
-
-        state = ctx.state
-        state.update(self.character_state.values())
-        sender_fact_ids = {f.id for f in facts}
-        state["senderName"] = message.sender_name
-        state["senderFacts"] = formatting.format_list(
-            f"Facts about {message.sender_name}", [f.text for f in facts]
-        )
-        state["knowledge"] = formatting.format_list(
-            "Relevant knowledge and memories",
-            [
-                _clip(h.memory.text, KNOWLEDGE_ITEM_CHARS)
-                for h in hits
-                if h.memory.id not in sender_fact_ids
-            ],
-        )
-        state["currentTime"] = f"# Current time\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-        state["roomName"] = ctx.room.name or ctx.message.room_key
-        state["source"] = message.source
-        state["messageText"] = message.text
-        state["actions"] = formatting.format_actions(offered)
-        state["actionNames"] = ", ".join(a.name for a in offered)
-        plugin_examples = [a for a in offered if a.examples]
-        state["actionExamples"] = formatting.format_action_examples(
-            plugin_examples, self.character.name, self.rng
-        )
-        sections = []
-        for output in provided:
-            if isinstance(output, str) and output.strip():
-                sections.append(output.strip())
-            elif isinstance(output, dict):
-                state.update({str(k): str(v) for k, v in output.items()})
-        state["providers"] = "\n\n".join(sections)
-        used = sum(len(v) for v in state.values()) + len(self.templates["message_handler"])
-        state["recentMessages"] = formatting.format_conversation(
-            recent_memories, max_chars=self._conversation_budget(used)
-        )
-        return offered, recent_memories
-
-    def _turn_view(self, recent: list[Memory], own: Memory) -> list[Memory]:
-        """Messages from others that arrived after this turn's message belong to later
-        turns (which answer them); leaving them out here avoids answering them twice."""
-        cutoff = own.created_at
-        if cutoff is None:
-            return recent
-        return [
-            m
-            for m in recent
-            if m.entity_id == self.agent_id or m.created_at is None or m.created_at <= cutoff
-        ]
-
-    def _conversation_budget(self, used_chars: int) -> int:
-        """Characters left for the conversation: ~3 characters per token, minus the reply."""
-        cfg = self.model_config
-        window = int(getattr(cfg, "context_window", 8192) or 8192)
-        budget_tokens = window - int(getattr(cfg, "max_tokens", 1024) or 1024) - 256
-        return max(1000, budget_tokens * 3 - used_chars)
-
-    async def _run_provider(self, provider: Provider, ctx: TurnContext) -> object:
-        try:
-            async with asyncio.timeout(self.plugin_timeout):
-                return await provider.get(ctx)
-        except TimeoutError:
-            log.warning(
-                "provider %s took over %.0f s; left out of this turn",
-                provider.name,
-                self.plugin_timeout,
-            )
-        except Exception as exc:
-            log.warning("provider %s failed and is left out of this turn: %s", provider.name, exc)
-        return None
-
-    async def _validate(self, action: Action, ctx: TurnContext) -> bool:
-        try:
-            async with asyncio.timeout(self.plugin_timeout):
-                return bool(await action.validate(ctx))
-        except TimeoutError:
-            log.warning(
-                "action %s validate() took over %.0f s; not offered",
-                action.name,
-                self.plugin_timeout,
-            )
-        except Exception as exc:
-            log.warning("action %s validate() failed; not offered: %s", action.name, exc)
-        return False
-
-    # ------------------------------------------------------------------ generate --
-    async def _generate(
-        self,
-        messages: list[ChatMessage],
-        params: GenerationParams,
-        tlog: TurnLog,
-        stream: bool,
-        out: _Generation,
-        *,
-        purpose: str,
-    ) -> AsyncIterator[str]:
-        """The model call, asked once more only for broken markup (`ParseAttempts`); yields
-        streamed text; the result lands in `out`."""
-        raw = ""
-        attempts = ParseAttempts(purpose)
-        for attempt in attempts:
-            record = PromptRecord(
-                purpose,
-                params.model,
-                messages[-1].content,
-                system=messages[0].content,
-                attempt=attempt,
-            )
-            tlog.calls.append(record)
-            extractor = StreamingTextExtractor()
-            try:
-                with _timed(record):
-                    if stream:
-                        parts: list[str] = []
-                        chunks = self.model.stream(messages, params)
-                        async with _closing(chunks):
-                            async for chunk in chunks:
-                                parts.append(chunk)
-                                delta = extractor.feed(chunk)
-                                if delta:
-                                    yield delta
-                        raw = "".join(parts)
-                    else:
-                        raw = await self.model.complete(messages, params)
-            finally:
-                out.model_seconds += record.seconds
-            record.output = raw
-            parsed = parse_reply(raw)
-            if parsed.ok:
-                if stream and parsed.text and not extractor.emitted_any:
-                    yield parsed.text  # no <text> tag streamed (plain text, JSON): whole now
-                out.parsed = parsed
-                return
-            tlog.parse_failures += 1
-            # Text already shown while streaming: keep it rather than contradict it.
-            attempts.failed(retry=not (stream and extractor.emitted_any))
-        text = raw_fallback(raw)
-        if stream and text:
-            yield text
-        out.parsed = ParsedReply(text=text or None, actions=["REPLY"] if text else [], ok=False)
+    def _finish(self, turn: TurnState, result: TurnResult) -> TurnEvent:
+        """Close the turn's timings into its result, remember it for replays and start
+        the evaluators; returns the `done` event."""
+        timings = turn.timings
+        total = perf_counter() - turn.started
+        timings["model"] = turn.model_seconds
+        timings["total"] = total
+        timings["overhead"] = total - turn.model_seconds
+        result.timings = dict(timings)
+        self._replays.remember(result)
+        if not self._closed:
+            self._evaluations.schedule(self, turn.ctx)
+        return TurnEvent("done", result=result)
 
     async def continue_turn(self, ctx: TurnContext) -> str | None:
         """One follow-up message after the reply (the CONTINUE action); at most one per turn."""
@@ -839,20 +372,11 @@ class AgentRuntime:
             return None
         ctx.continued = True
         now = datetime.now(UTC)
-        values = dict(ctx.state)
-        values["recentMessages"] = (
-            ctx.state.get("recentMessages", "") + "\n" + formatting.format_message(ctx.reply, now)
-        )
-        prompt = render(self.templates["message_handler"], values)
-        prompt += (
-            f"\n{self.character.name} chose CONTINUE: write only the follow-up message that "
-            f"comes right after their last one, without repeating it."
-        )
-        messages = [ChatMessage("system", self.character_state.system), ChatMessage("user", prompt)]
+        messages = prompts.continuation(self, ctx, ctx.reply, now)
         tlog = self.last_turn_log or TurnLog(ctx.memory.id, ctx.room.id, now)
-        gen = _Generation()
-        async for _ in self._generate(
-            messages, self.model_config.params(), tlog, False, gen, purpose="continue"
+        gen = generate.Generation()
+        async for _ in generate.generate(
+            self.model, messages, self.model_config.params(), tlog, False, gen, purpose="continue"
         ):
             pass
         text = gen.parsed.text
@@ -860,76 +384,14 @@ class AgentRuntime:
             return None
         return text
 
-    # ------------------------------------------------------------------- actions --
     def find_action(self, name: str) -> Action | None:
         return self._action_index.get(normalize_action_name(name))
-
-    async def _run_actions(self, ctx: TurnContext, offered: list[Action]) -> None:
-        offered_ids = {id(a) for a in offered}
-        done: set[int] = set()
-        for index, name in enumerate(ctx.actions):
-            action = self.find_action(name)
-            if action is None:
-                log.debug("model chose unknown action %r; skipped", name)
-                continue
-            if id(action) not in offered_ids or id(action) in done:
-                continue
-            done.add(id(action))
-            try:
-                output = await action.handler(ctx)
-            except Exception as exc:
-                log.warning("action %s failed: %s", action.name, exc, exc_info=log.isEnabledFor(10))
-                continue
-            if output:
-                await self._store_output(ctx, action, output, index)
-
-    async def _store_output(self, ctx: TurnContext, action: Action, text: str, index: int) -> None:
-        message = ctx.message
-        memory_id = self._reply_id(message, "action", index)
-        memory = Memory(
-            agent_id=self.agent_id,
-            content={
-                "text": text,
-                "source": message.source,
-                "name": self.character.name,
-                "actions": [action.name],
-                "in_reply_to": str(ctx.memory.id),
-            },
-            kind=MemoryKind.MESSAGE,
-            room_id=ctx.room.id,
-            entity_id=self.agent_id,
-            id=memory_id,
-        )
-        await asyncio.shield(self.store.add(memory, embed=True, dedupe=False))
-        ctx.outputs.append(text)
-
-    # ---------------------------------------------------------------- evaluators --
-    def _schedule_evaluators(self, ctx: TurnContext) -> None:
-        if not self.evaluators or self._closed:
-            return
-        task = asyncio.get_running_loop().create_task(self._run_evaluators(ctx))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _run_evaluators(self, ctx: TurnContext) -> None:
-        for evaluator in self.evaluators:
-            try:
-                async with asyncio.timeout(self.evaluator_timeout):
-                    if await evaluator.validate(ctx):
-                        await evaluator.handler(ctx)
-            except Exception as exc:  # TimeoutError included
-                log.warning(
-                    "evaluator %s failed: %s",
-                    evaluator.name,
-                    exc,
-                    exc_info=log.isEnabledFor(logging.DEBUG),
-                )
 
     async def complete_small(
         self, prompt: str, *, purpose: str, tlog: TurnLog | None = None, max_tokens: int = 512
     ) -> str:
         """A small-model call with the character's system prompt (used by evaluators)."""
-        messages = [ChatMessage("system", self.character_state.system), ChatMessage("user", prompt)]
+        messages = prompts.small(self, prompt)
         params = self.model_config.params(small=True, temperature=0.2, max_tokens=max_tokens)
         began = perf_counter()
         raw = await self.model.complete(messages, params)
@@ -960,51 +422,13 @@ def default_model_config(
     )
 
 
-def _replay_copy(result: TurnResult) -> TurnResult:
-    from dataclasses import replace
-
-    return replace(result, replayed=True, timings={})
-
-
-@asynccontextmanager
-async def _closing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
-    """Close a nested async generator when the outer one stops early (a consumer that
-    breaks out of a stream, Ctrl-C): the model's HTTP stream is released at once."""
-    try:
-        yield iterator
-    finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
 @contextmanager
-def _timed(record: PromptRecord) -> Iterator[None]:
-    """One model call, timed into its prompt-log record, with its error (scrubbed) there
-    too when it fails or is cancelled."""
-    began = perf_counter()
-    try:
-        yield
-    except BaseException as exc:
-        record.error = _describe_error(exc)
-        raise
-    finally:
-        record.seconds = perf_counter() - began
-
-
-def _describe_error(exc: BaseException) -> str:
-    """For the prompt log, which `/debug` prints: never a secret."""
-    from carrier_cli.state import scrub
-
-    return scrub(f"{type(exc).__name__}: {exc}")
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-async def _done(value: Any) -> Any:
-    return value
+def _stage(turn: TurnState, name: str) -> Iterator[None]:
+    """Time a stage into the turn's timings; a stage that fails or is cancelled records
+    nothing (the turn log shows how far the turn got)."""
+    mark = perf_counter()
+    yield
+    turn.timings[name] = perf_counter() - mark
 
 
 async def _maybe_await(value: Any) -> None:

@@ -1,0 +1,160 @@
+"""Compose: read what the reply prompt is made of, concurrently, and build it.
+
+Recent messages, relevant knowledge, facts about the sender, the plugin providers and the
+actions' validate() run at once; a slow or failing provider or validate is left out of
+the turn (after `plugin_timeout`) rather than failing it. The prompt itself is built by
+`prompts.reply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from carrier_cli.memory.types import Memory, MemoryKind
+from carrier_cli.runtime import prompts
+from carrier_cli.runtime.turn.state import TurnDeps, TurnState
+
+if TYPE_CHECKING:
+    from carrier_cli.runtime.context import TurnContext
+    from carrier_cli.runtime.plugins import Action, Provider
+
+log = logging.getLogger("carrier.runtime")
+
+# Whole documents are left out: their fragments carry the same text in prompt-sized pieces.
+KNOWLEDGE_KINDS = [MemoryKind.FRAGMENT, MemoryKind.LORE, MemoryKind.FACT]
+FACT_CACHE_LIMIT = 10_000  # people; past it the cache starts over
+
+
+async def compose(deps: TurnDeps, turn: TurnState, facts: FactCache) -> None:
+    """Fill `ctx.state`, `turn.offered` (the actions whose validate passed) and
+    `turn.messages` (the reply prompt)."""
+    ctx = turn.ctx
+    message = ctx.message
+    recent_task = (
+        deps.store.recent(ctx.room.id, n=deps.recent_count)
+        if turn.recent is None
+        else _done(turn.recent)
+    )
+    knowledge_task = (
+        deps.store.search(
+            ctx.memory.embedding or message.text,
+            agent_id=deps.agent_id,
+            k=deps.knowledge_k,
+            threshold=deps.knowledge_threshold,
+            kinds=KNOWLEDGE_KINDS,
+        )
+        if message.text.strip()
+        else _done([])
+    )
+    facts_task = facts.get(deps, ctx.entity.id)
+    provider_tasks = [_run_provider(deps, p, ctx) for p in deps.providers]
+    validations = [_validate(deps, a, ctx) for a in deps.actions]
+    results = await asyncio.gather(
+        recent_task,
+        knowledge_task,
+        facts_task,
+        asyncio.gather(*provider_tasks),
+        asyncio.gather(*validations),
+    )
+    recent_memories, hits, sender_facts, provided, valid = results
+    recent_memories = turn_view(recent_memories, ctx.memory, deps.agent_id)
+    turn.offered = [a for a, ok in zip(deps.actions, valid, strict=True) if ok]
+    turn.messages = prompts.reply(
+        deps,
+        ctx,
+        offered=turn.offered,
+        recent=recent_memories,
+        hits=hits,
+        facts=sender_facts,
+        provided=provided,
+    )
+
+
+async def read_recent(deps: TurnDeps, ctx: TurnContext) -> list[Memory]:
+    """The room's recent messages as this turn sees them (`turn_view`)."""
+    recent = await deps.store.recent(ctx.room.id, n=deps.recent_count)
+    return turn_view(recent, ctx.memory, deps.agent_id)
+
+
+def turn_view(recent: list[Memory], own: Memory, agent_id: uuid.UUID) -> list[Memory]:
+    """Messages from others that arrived after this turn's message belong to later
+    turns (which answer them); leaving them out here avoids answering them twice."""
+    cutoff = own.created_at
+    if cutoff is None:
+        return recent
+    return [
+        m
+        for m in recent
+        if m.entity_id == agent_id or m.created_at is None or m.created_at <= cutoff
+    ]
+
+
+class FactCache:
+    """Latest facts about each person. Facts change only when an evaluator stores one
+    (which calls `forget`), so most turns skip the query; the TTL bounds how long facts
+    written by another process (e.g. `carrier memory`) stay unseen."""
+
+    def __init__(self) -> None:
+        self._entries: dict[uuid.UUID, tuple[float, list[Memory]]] = {}
+
+    async def get(self, deps: TurnDeps, entity_id: uuid.UUID) -> list[Memory]:
+        now = monotonic()
+        cached = self._entries.get(entity_id)
+        if cached is not None and now - cached[0] < deps.fact_cache_ttl:
+            return cached[1]
+        facts = await deps.store.list(
+            agent_id=deps.agent_id,
+            kinds=[MemoryKind.FACT],
+            entity_id=entity_id,
+            limit=deps.sender_fact_limit,
+        )
+        if len(self._entries) > FACT_CACHE_LIMIT:
+            self._entries.clear()
+        self._entries[entity_id] = (now, facts)
+        return facts
+
+    def forget(self, entity_id: uuid.UUID | None = None) -> None:
+        if entity_id is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(entity_id, None)
+
+
+async def _run_provider(deps: TurnDeps, provider: Provider, ctx: TurnContext) -> object:
+    timeout = deps.plugin_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await provider.get(ctx)
+    except TimeoutError:
+        log.warning(
+            "provider %s took over %.0f s; left out of this turn",
+            provider.name,
+            timeout,
+        )
+    except Exception as exc:
+        log.warning("provider %s failed and is left out of this turn: %s", provider.name, exc)
+    return None
+
+
+async def _validate(deps: TurnDeps, action: Action, ctx: TurnContext) -> bool:
+    timeout = deps.plugin_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return bool(await action.validate(ctx))
+    except TimeoutError:
+        log.warning(
+            "action %s validate() took over %.0f s; not offered",
+            action.name,
+            timeout,
+        )
+    except Exception as exc:
+        log.warning("action %s validate() failed; not offered: %s", action.name, exc)
+    return False
+
+
+async def _done(value: Any) -> Any:
+    return value

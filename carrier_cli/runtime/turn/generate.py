@@ -1,0 +1,174 @@
+"""Generate: the model call of a reply (or a CONTINUE follow-up, or a post), parsed
+tolerantly.
+
+A reply without tags is the text; only broken markup is asked again, once
+(`parsing.ParseAttempts`), and after that the raw text is used. While streaming, text the
+user has already seen is kept rather than contradicted by a second attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+
+from carrier_cli.errors import RuntimeFailure
+from carrier_cli.llm.base import ChatMessage, ChatModel, GenerationParams
+from carrier_cli.runtime.parsing import (
+    ParseAttempts,
+    ParsedReply,
+    StreamingTextExtractor,
+    parse_reply,
+    raw_fallback,
+)
+from carrier_cli.runtime.turn.state import TurnDeps, TurnState
+from carrier_cli.runtime.types import PromptRecord, TurnLog
+
+log = logging.getLogger("carrier.runtime")
+
+
+@dataclass
+class Generation:
+    """Outcome of a generation, filled by `generate` (an async generator)."""
+
+    parsed: ParsedReply = field(default_factory=lambda: ParsedReply(text=None, ok=False))
+    model_seconds: float = 0.0
+
+
+async def reply(deps: TurnDeps, turn: TurnState) -> AsyncIterator[str]:
+    """The stage: generate the reply to `turn.messages`, yielding streamed text; the parsed
+    reply lands in `turn.parsed` (and its thought and actions on the turn context)."""
+    gen = Generation()
+    generation = generate(
+        deps.model,
+        turn.messages,
+        deps.model_config.params(),
+        turn.tlog,
+        turn.stream,
+        gen,
+        purpose="reply",
+    )
+    async with closing(generation):
+        async for delta in generation:
+            yield delta
+    turn.model_seconds += gen.model_seconds
+    turn.parsed = gen.parsed
+    turn.ctx.thought = gen.parsed.thought
+    turn.ctx.actions = gen.parsed.actions
+
+
+async def generate(
+    model: ChatModel,
+    messages: list[ChatMessage],
+    params: GenerationParams,
+    tlog: TurnLog,
+    stream: bool,
+    out: Generation,
+    *,
+    purpose: str,
+) -> AsyncIterator[str]:
+    """The model call, asked once more only for broken markup (`ParseAttempts`); yields
+    streamed text; the result lands in `out`."""
+    raw = ""
+    attempts = ParseAttempts(purpose)
+    for attempt in attempts:
+        record = PromptRecord(
+            purpose,
+            params.model,
+            messages[-1].content,
+            system=messages[0].content,
+            attempt=attempt,
+        )
+        tlog.calls.append(record)
+        extractor = StreamingTextExtractor()
+        try:
+            with timed(record):
+                if stream:
+                    parts: list[str] = []
+                    chunks = model.stream(messages, params)
+                    async with closing(chunks):
+                        async for chunk in chunks:
+                            parts.append(chunk)
+                            delta = extractor.feed(chunk)
+                            if delta:
+                                yield delta
+                    raw = "".join(parts)
+                else:
+                    raw = await model.complete(messages, params)
+        finally:
+            out.model_seconds += record.seconds
+        record.output = raw
+        parsed = parse_reply(raw)
+        if parsed.ok:
+            if stream and parsed.text and not extractor.emitted_any:
+                yield parsed.text  # no <text> tag streamed (plain text, JSON): whole now
+            out.parsed = parsed
+            return
+        tlog.parse_failures += 1
+        # Text already shown while streaming: keep it rather than contradict it.
+        attempts.failed(retry=not (stream and extractor.emitted_any))
+    text = raw_fallback(raw)
+    if stream and text:
+        yield text
+    out.parsed = ParsedReply(text=text or None, actions=["REPLY"] if text else [], ok=False)
+
+
+async def post(deps: TurnDeps, messages: list[ChatMessage]) -> str:
+    """A post's text (`AgentRuntime.generate_post`): asked again for broken markup, an
+    empty answer or a silent choice, then the raw text; no text at all is an error."""
+    params = deps.model_config.params()
+    raw = ""
+    attempts = ParseAttempts("post")
+    for attempt in attempts:
+        started = perf_counter()
+        raw = await deps.model.complete(messages, params)
+        log.debug("post attempt %d (%.0f ms):\n%s", attempt, (perf_counter() - started) * 1000, raw)
+        parsed = parse_reply(raw)
+        if parsed.ok and parsed.text:  # plain text without tags included
+            return parsed.text.strip().strip('"').strip()
+        attempts.failed()  # broken markup, empty, or a silent choice: no post
+    text = raw_fallback(raw)
+    if not text:
+        tries = "attempt" if attempts.failures == 1 else "attempts"
+        raise RuntimeFailure(
+            f"The model ({deps.model_config.provider} {deps.model_config.large}) returned "
+            f"no usable post text after {attempts.failures} {tries}.",
+            hint="Try again, or use a stronger model (--model).",
+        )
+    return text
+
+
+@asynccontextmanager
+async def closing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
+    """Close a nested async generator when the outer one stops early (a consumer that
+    breaks out of a stream, Ctrl-C): the model's HTTP stream is released at once."""
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+@contextmanager
+def timed(record: PromptRecord) -> Iterator[None]:
+    """One model call, timed into its prompt-log record, with its error (scrubbed) there
+    too when it fails or is cancelled."""
+    began = perf_counter()
+    try:
+        yield
+    except BaseException as exc:
+        record.error = describe_error(exc)
+        raise
+    finally:
+        record.seconds = perf_counter() - began
+
+
+def describe_error(exc: BaseException) -> str:
+    """For the prompt log, which `/debug` prints: never a secret."""
+    from carrier_cli.state import scrub
+
+    return scrub(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,23 @@
+"""Memory ids of a turn. A platform message id gives deterministic ids (the message, the
+reply, each action's output), which is what lets a replayed message find its reply."""
+
+from __future__ import annotations
+
+import uuid
+
+from carrier_cli.memory.types import stable_id
+from carrier_cli.runtime.types import IncomingMessage
+
+
+def message_id(message: IncomingMessage, agent_id: uuid.UUID) -> uuid.UUID:
+    if message.message_key:
+        return stable_id(message.source, "message", message.message_key, agent_id)
+    return uuid.uuid4()
+
+
+def reply_id(
+    message: IncomingMessage, agent_id: uuid.UUID, kind: str = "reply", *extra: object
+) -> uuid.UUID:
+    if message.message_key:
+        return stable_id(message.source, kind, message.message_key, agent_id, *extra)
+    return uuid.uuid4()
