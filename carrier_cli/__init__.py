@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "TurnResult": "carrier_cli.runtime.types",
     "TurnEvent": "carrier_cli.runtime.types",
     "TurnContext": "carrier_cli.runtime.context",
+    "TurnServices": "carrier_cli.runtime.context",
     # plugins
     "Plugin": "carrier_cli.runtime.plugins",
     "Action": "carrier_cli.runtime.plugins",
@@ -83,6 +84,7 @@ __all__ = [
     "TurnEvent",
     "TurnHooks",
     "TurnResult",
+    "TurnServices",
     "__version__",
     "load_character",
     "load_settings",
@@ -101,7 +103,7 @@ if TYPE_CHECKING:
     from carrier_cli.memory.store import MemoryStore
     from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room, SearchHit
     from carrier_cli.runtime.agent import AgentRuntime
-    from carrier_cli.runtime.context import TurnContext
+    from carrier_cli.runtime.context import TurnContext, TurnServices
     from carrier_cli.runtime.plugins import Action, ActionExample, Evaluator, Plugin, Provider
     from carrier_cli.runtime.rooms import TurnHooks
     from carrier_cli.runtime.types import Addressing, IncomingMessage, TurnEvent, TurnResult

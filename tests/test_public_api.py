@@ -40,6 +40,7 @@ PUBLIC: dict[str, list[str]] = {
         "TurnEvent",
         "TurnHooks",
         "TurnResult",
+        "TurnServices",
         "__version__",
         "load_character",
         "load_settings",
@@ -58,6 +59,7 @@ PUBLIC: dict[str, list[str]] = {
         "TurnEvent",
         "TurnHooks",
         "TurnResult",
+        "TurnServices",
     ],
     "carrier_cli.memory": [
         "EmbeddingModelMismatch",

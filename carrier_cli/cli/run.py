@@ -1,32 +1,41 @@
 """`carrier run`: the long-running process serving characters on Discord (and Instagram).
 
 Logic lives in carrier_cli.clients.supervisor and the client packages; this module parses
-flags, and keeps its imports to typer so `carrier --help` stays fast.
+flags, and keeps its imports to typer so `carrier --help` stays fast. The clients `--client`
+accepts are the `carrier.clients` entry points (carrier_cli.clients.registry); they are
+looked up only when `run` runs or its help is shown, never for `carrier --help`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperOption
 
-# Client name -> "module:coroutine function" with the signature
-# `async def client(runtime, settings, stop_event) -> None`. Imported only when used.
-CLIENTS: dict[str, str] = {
-    "discord": "carrier_cli.clients.discord:run_discord_client",
-    "instagram": "carrier_cli.clients.instagram.autopost:run_instagram_client",
-}
+_CLIENT_HELP = "Client to run; repeat for several ({names}). Default: discord."
+
+
+class _RunCommand(TyperCommand):
+    """Fills the installed client names into the `--client` help when help is shown, so
+    building the CLI never scans the installed distributions."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from carrier_cli.clients.registry import available_clients
+
+        names = ", ".join(available_clients())
+        for param in self.params:
+            if isinstance(param, TyperOption) and param.name == "client":
+                param.help = _CLIENT_HELP.format(names=names)
+        super().format_help(ctx, formatter)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run")
+    @app.command("run", cls=_RunCommand)
     def run(
         client: Annotated[
             list[str] | None,
-            typer.Option(
-                "--client",
-                help=f"Client to run; repeat for several ({', '.join(CLIENTS)}). Default: discord.",
-            ),
+            typer.Option("--client", help=_CLIENT_HELP.format(names="see carrier run --help")),
         ] = None,
         character: Annotated[
             list[str] | None,
@@ -49,6 +58,7 @@ def register(app: typer.Typer) -> None:
         import logging
         import os
 
+        from carrier_cli.clients.registry import available_clients
         from carrier_cli.clients.supervisor import run_clients
         from carrier_cli.state import STATE
 
@@ -57,4 +67,5 @@ def register(app: typer.Typer) -> None:
             # A server process logs what it does; `log_level` (default INFO) says how much.
             level = logging.getLevelName(settings.log_level.upper())
             logging.getLogger("carrier_cli").setLevel(level if isinstance(level, int) else 20)
-        asyncio.run(run_clients(client or ["discord"], character or [None], settings, CLIENTS))
+        clients = available_clients()
+        asyncio.run(run_clients(client or ["discord"], character or [None], settings, clients))

@@ -46,15 +46,30 @@ def _load(name: str, registry: Mapping[str, str]) -> tuple[ClientFunction, Prefl
             f"Unknown client {name!r} given to --client.",
             hint=f"Available clients: {', '.join(sorted(registry))}.",
         )
-    module_name, _, attr = registry[name].partition(":")
+    target = registry[name]
+    module_name, _, attr = target.partition(":")
+    # A third-party client (a `carrier.clients` entry point) is not fixed by reinstalling Carrier.
+    own = module_name.startswith("carrier_cli.")
+    reinstall = "Reinstall Carrier" if own else f"Reinstall the package that provides it ({target})"
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(
             f"The {name} client is not available in this installation ({exc}).",
-            hint="Reinstall Carrier, or run without that --client.",
+            hint=f"{reinstall}, or run without that --client.",
         ) from None
-    func: ClientFunction = getattr(module, attr)
+    except Exception as exc:  # a broken client package: one paragraph, not a traceback
+        raise InputError(
+            f"The {name} client failed to import ({type(exc).__name__}: {exc}).",
+            hint=f"{reinstall}, or run without that --client.",
+        ) from None
+    func: ClientFunction | None = getattr(module, attr, None) if attr else None
+    if not callable(func):
+        raise InputError(
+            f"The {name} client ({target}) does not name a client function in {module_name}.",
+            hint="A client entry point is 'module:function', the function being "
+            "`async def client(runtime, settings, stop_event)`.",
+        )
     preflight: Preflight | None = getattr(module, "preflight", None)
     return func, preflight
 

@@ -290,8 +290,9 @@ async def ingest_paths(
     report = IngestReport()
     texts = [read_document(file) for file in files]  # every file readable before storing any
     # PostgreSQL: a large ingest keeps HNSW maintenance out of its inserts (the store
-    # decides how from this estimate of the fragments to come).
-    estimate = sum(count_tokens(t) for t in texts) // 400 if store.backend == "postgresql" else 0
+    # decides how from this estimate of the fragments to come; counting costs, so only
+    # for a backend whose bulk loads use it).
+    estimate = sum(count_tokens(t) for t in texts) // 400 if store.sizes_bulk_loads else 0
     done = 0
 
     async def store_one(file: Path, prepared: tuple[Memory, list[Memory]] | None) -> None:

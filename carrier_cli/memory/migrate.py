@@ -120,15 +120,17 @@ def _downgrade_all(connection: Connection) -> None:
 
 async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
     """Create or upgrade the schema. On PostgreSQL this also creates the vector extension."""
-    from carrier_cli.memory.engine import IMMEDIATE
+    from carrier_cli.memory.engine import IMMEDIATE, MIGRATION_LOCK
 
     try:
         async with engine.connect() as conn:
-            # Serialise concurrent first runs: two processes auto-initialising one database.
+            # Serialise concurrent first runs: two processes auto-initialising one database
+            # (SQLite: BEGIN IMMEDIATE; an engine may name a lock statement of its own).
             await conn.execution_options(**{IMMEDIATE: True})
+            lock = engine.sync_engine.get_execution_options().get(MIGRATION_LOCK)
             async with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(7261055)"))
+                if lock:
+                    await conn.execute(text(lock))
                 await conn.run_sync(_upgrade, revision)
     except Exception as exc:
         raise _explain_migration_error(exc) from exc

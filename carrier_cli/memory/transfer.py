@@ -18,9 +18,8 @@ conflicts and names the first few lines, so nothing is dropped without a word.
 from __future__ import annotations
 
 import json
-import math
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -31,9 +30,17 @@ from sqlalchemy import select
 from carrier_cli.errors import InputError
 from carrier_cli.memory.failures import StorageFailure
 from carrier_cli.memory.overlap import Overlapped
+from carrier_cli.memory.records import (
+    Dimensions,
+    memory_from,
+    other_values,
+    read_jsonl,
+    vector_from,
+)
+from carrier_cli.memory.rows import table as _table
 from carrier_cli.memory.schema import AgentRow, EntityRow, ParticipantRow, RoomRow
-from carrier_cli.memory.store import MemoryStore, _insert, _table
-from carrier_cli.memory.types import Memory, MemoryKind
+from carrier_cli.memory.store import MemoryStore
+from carrier_cli.memory.types import Memory
 
 FORMAT_VERSION = 1
 BATCH = 500
@@ -185,135 +192,6 @@ async def export_jsonl(
     return count
 
 
-def read_jsonl(lines: Iterable[str], source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"{source}:{number}: not valid JSON ({exc.msg}).",
-                hint="Import files are JSON Lines as written by `carrier memory export`.",
-            ) from None
-        if not isinstance(record, dict) or "type" not in record:
-            raise InputError(f"{source}:{number}: expected a JSON object with a `type` field.")
-        yield number, record
-
-
-def _uuid(value: Any, where: str, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise InputError(f"{where}: `{name}` is not a UUID: {value!r}.") from None
-
-
-def _uuid_or_none(value: Any, where: str, name: str) -> uuid.UUID | None:
-    return None if value in (None, "") else _uuid(value, where, name)
-
-
-def _time(value: Any, where: str, name: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        raise InputError(f"{where}: `{name}` is not an ISO timestamp: {value!r}.") from None
-
-
-def _memory_from(record: dict[str, Any], where: str) -> Memory:
-    """The memory of a record, without its vector (see `_vector`)."""
-    try:
-        kind = MemoryKind(record.get("kind", "message"))
-    except ValueError:
-        raise InputError(
-            f"{where}: unknown memory kind {record.get('kind')!r}.",
-            hint=f"Kinds are {', '.join(k.value for k in MemoryKind)}.",
-        ) from None
-    content = record.get("content")
-    if not isinstance(content, dict):
-        raise InputError(f"{where}: `content` must be an object with at least `text`.")
-    model = record.get("embedding_model")
-    return Memory(
-        id=_uuid(record.get("id"), where, "id"),
-        agent_id=_uuid(record.get("agent_id"), where, "agent_id"),
-        room_id=_uuid_or_none(record.get("room_id"), where, "room_id"),
-        entity_id=_uuid_or_none(record.get("entity_id"), where, "entity_id"),
-        kind=kind,
-        content=content,
-        created_at=_time(record.get("created_at"), where, "created_at"),
-        unique=bool(record.get("unique", True)),
-        metadata=dict(record.get("metadata") or {}),
-        embedding_model=str(model) if model is not None else None,
-    )
-
-
-_VECTOR_HINT = (
-    "The file is damaged or was not written by `carrier memory export`; export it again, "
-    "or delete the `embedding` field of that line to have the text embedded on import."
-)
-
-
-class _Dimensions:
-    """The dimension each embedding model's vectors must have: the store's embedder fixes
-    its own; any other model's first vector in the file fixes that model's (a later vector
-    of another length means a damaged file; such vectors are re-embedded anyway, but
-    silently accepting them would hide the damage)."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.model = store.embedder.model_id
-        dimension = getattr(store.embedder, "dimension", None)
-        self.known: dict[str | None, tuple[int, str]] = {}
-        if isinstance(dimension, int) and dimension > 0:
-            self.known[self.model] = (dimension, f"the configured embedder `{self.model}`")
-
-    def check(self, model: str | None, size: int, where: str) -> None:
-        expected = self.known.setdefault(model, (size, f"{where}'s vector of the same model"))
-        if expected[0] != size:
-            raise InputError(
-                f"{where}: the `embedding` has {size} dimensions, but {expected[1]} has "
-                f"{expected[0]} (model `{model or 'unnamed'}`).",
-                hint=_VECTOR_HINT,
-            )
-
-
-def _vector(record: dict[str, Any], where: str, dimensions: _Dimensions) -> np.ndarray | None:
-    """The record's vector as float32, checked: a flat list of finite numbers, not all
-    zero, of its model's dimension. A NaN or infinite component would make every
-    similarity with it NaN (search misbehaves), a wrong dimension fails at the database."""
-    raw = record.get("embedding")
-    if raw is None:
-        return None
-    if not isinstance(raw, list) or not raw:
-        raise InputError(
-            f"{where}: `embedding` must be a non-empty list of numbers.", hint=_VECTOR_HINT
-        )
-    try:
-        array = np.asarray(raw)
-    except ValueError:  # ragged nesting
-        array = np.asarray([None])
-    if array.ndim != 1 or array.dtype.kind not in "fi":
-        raise InputError(f"{where}: `embedding` must be a flat list of numbers.", hint=_VECTOR_HINT)
-    with np.errstate(over="ignore"):
-        single = array.astype(np.float32)
-    finite = np.isfinite(single)
-    if not finite.all():
-        position = int(np.flatnonzero(~finite)[0])
-        value = float(array[position])
-        shown = str(value) if not math.isfinite(value) else f"{value:g} (beyond float32)"
-        raise InputError(
-            f"{where}: `embedding` component {position} is {shown}; vectors must be finite.",
-            hint=_VECTOR_HINT,
-        )
-    if not single.any():
-        raise InputError(
-            f"{where}: `embedding` is all zeros; it has no direction to search by.",
-            hint=_VECTOR_HINT,
-        )
-    dimensions.check(record.get("embedding_model"), len(single), where)
-    return single
-
-
 @dataclass
 class _Parsed:
     """One validated line, ready to write: a memory (and its vector) or another record."""
@@ -331,15 +209,15 @@ def _parse(
     the file is dropped here: with the same content it is a plain repeat, with different
     content a conflict (reported; the first line wins, as the stored memory would)."""
     parsed: list[_Parsed] = []
-    dimensions = _Dimensions(store)
+    dimensions = Dimensions(store.embedder.model_id, getattr(store.embedder, "dimension", None))
     seen: dict[uuid.UUID, tuple[int, dict[str, Any]]] = {}  # id -> first line, content
     for number, record in read_jsonl(lines, source):
         report.lines += 1
         where = f"{source}:{number}"
         kind = record["type"]
         if kind == "memory":
-            memory = _memory_from(record, where)
-            vector = _vector(record, where, dimensions)
+            memory = memory_from(record, where)
+            vector = vector_from(record, where, dimensions)
             first = seen.get(memory.id)
             if first is not None:
                 if first[1] != memory.content:
@@ -358,7 +236,7 @@ def _parse(
                     hint="Upgrade Carrier to import this file.",
                 )
         elif kind in ("agent", "entity", "room", "participant"):
-            parsed.append(_Parsed(where, other=_other_values(kind, record, where)))
+            parsed.append(_Parsed(where, other=other_values(kind, record, where)))
         else:
             raise InputError(f"{where}: unknown record type {kind!r}.")
     return parsed
@@ -459,75 +337,20 @@ async def _apply(
         await flush()
 
 
-def _other_values(
-    kind: str, record: dict[str, Any], where: str
-) -> tuple[str, Any, dict[str, Any], list[str]]:
-    """An agent, entity, room or participant record as (kind, table, row values, key
-    columns), checked while the file is validated."""
-    now = datetime.now().astimezone()
-    if kind == "agent":
-        table = _table(AgentRow)
-        values: dict[str, Any] = {
-            "id": _uuid(record.get("id"), where, "id"),
-            "name": str(record.get("name", "")),
-            "created_at": _time(record.get("created_at"), where, "created_at") or now,
-            "metadata": record.get("metadata") or {},
-        }
-        keys = ["id"]
-    elif kind == "entity":
-        table = _table(EntityRow)
-        values = {
-            "id": _uuid(record.get("id"), where, "id"),
-            "platform": str(record.get("platform")),
-            "external_id": str(record.get("external_id")),
-            "names": record.get("names") or [],
-            "created_at": _time(record.get("created_at"), where, "created_at") or now,
-            "metadata": record.get("metadata") or {},
-        }
-        keys = ["id"]
-    elif kind == "room":
-        table = _table(RoomRow)
-        values = {
-            "id": _uuid(record.get("id"), where, "id"),
-            "agent_id": _uuid(record.get("agent_id"), where, "agent_id"),
-            "source": str(record.get("source")),
-            "external_id": str(record.get("external_id")),
-            "name": record.get("name"),
-            "created_at": _time(record.get("created_at"), where, "created_at") or now,
-            "last_active_at": _time(record.get("last_active_at"), where, "last_active_at") or now,
-            "metadata": record.get("metadata") or {},
-        }
-        keys = ["id"]
-    else:
-        table = _table(ParticipantRow)
-        values = {
-            "room_id": _uuid(record.get("room_id"), where, "room_id"),
-            "entity_id": _uuid(record.get("entity_id"), where, "entity_id"),
-            "joined_at": _time(record.get("joined_at"), where, "joined_at") or now,
-        }
-        keys = ["room_id", "entity_id"]
-    return kind, table, values, keys
-
-
 async def _write_other(
     store: MemoryStore, kind: str, table: Any, values: dict[str, Any], keys: list[str]
 ) -> None:
+    backend = store._backend
     if kind == "room":
         agent_id = values["agent_id"]
-        async with store._write() as conn:
-            await conn.execute(
-                _insert(store.backend, _table(AgentRow))
-                .values(
-                    id=agent_id,
-                    name=f"agent-{str(agent_id)[:8]}",
-                    created_at=values["created_at"],
-                    metadata={},
-                )
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
-    async with store._write() as conn:
-        await conn.execute(
-            _insert(store.backend, table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=keys)
+        await backend.insert_ignore(
+            _table(AgentRow),
+            {
+                "id": agent_id,
+                "name": f"agent-{str(agent_id)[:8]}",
+                "created_at": values["created_at"],
+                "metadata": {},
+            },
+            ["id"],
         )
+    await backend.insert_ignore(table, values, keys)

@@ -72,3 +72,29 @@ class Room:
     external_id: str
     name: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """An incoming message as MemoryStore.record_message stores it: where it came from
+    (`source`, the platform's room and sender keys and names) and the memory to store."""
+
+    source: str
+    room_key: str
+    room_name: str | None
+    sender_key: str
+    sender_name: str
+    memory_id: uuid.UUID
+    content: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What record_message stored: the room, the sender, the message memory, and whether
+    that memory was there already (a replayed message id)."""
+
+    room: Room
+    entity: Entity
+    memory: Memory
+    seen_before: bool

@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "TurnResult": "carrier_cli.runtime.types",
     "TurnEvent": "carrier_cli.runtime.types",
     "TurnContext": "carrier_cli.runtime.context",
+    "TurnServices": "carrier_cli.runtime.context",
     "Plugin": "carrier_cli.runtime.plugins",
     "Action": "carrier_cli.runtime.plugins",
     "ActionExample": "carrier_cli.runtime.plugins",
@@ -38,13 +39,14 @@ __all__ = [
     "TurnEvent",
     "TurnHooks",
     "TurnResult",
+    "TurnServices",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 if TYPE_CHECKING:
     from carrier_cli.runtime.agent import AgentRuntime
-    from carrier_cli.runtime.context import TurnContext
+    from carrier_cli.runtime.context import TurnContext, TurnServices
     from carrier_cli.runtime.plugins import Action, ActionExample, Evaluator, Plugin, Provider
     from carrier_cli.runtime.rooms import TurnHooks
     from carrier_cli.runtime.types import Addressing, IncomingMessage, TurnEvent, TurnResult

@@ -35,10 +35,8 @@ from typing import TYPE_CHECKING, Any
 from carrier_cli.llm.base import ChatModel
 from carrier_cli.memory.types import Memory, MemoryKind
 from carrier_cli.runtime import prompts
-from carrier_cli.runtime.builtin_actions import builtin_actions
 from carrier_cli.runtime.character_state import CharacterState
 from carrier_cli.runtime.context import TurnContext
-from carrier_cli.runtime.evaluators import FactEvaluator
 from carrier_cli.runtime.plugins import (
     Action,
     Evaluator,
@@ -46,6 +44,7 @@ from carrier_cli.runtime.plugins import (
     Provider,
     discover_plugins,
     normalize_action_name,
+    with_builtins,
 )
 from carrier_cli.runtime.rooms import RoomGates, TurnHooks
 from carrier_cli.runtime.should_respond import name_pattern
@@ -103,11 +102,11 @@ class AgentRuntime:
         self.templates = resolve_templates(character.templates)
         self.character_state = CharacterState(character, rng=self.rng)
         self._names = name_pattern(character)
-        # The built-in actions and evaluator, then the plugins'.
-        self.actions: list[Action] = [*builtin_actions()]
+        # Carrier's own plugin (built-in actions and evaluator) first, then the others.
+        self.actions: list[Action] = []
         self.providers: list[Provider] = []
-        self.evaluators: list[Evaluator] = [FactEvaluator()]
-        for plugin in self.plugins:
+        self.evaluators: list[Evaluator] = []
+        for plugin in with_builtins(self.plugins):
             self.actions.extend(plugin.actions)
             self.providers.extend(plugin.providers)
             self.evaluators.extend(plugin.evaluators)

@@ -1,76 +1,82 @@
-"""Plugin protocols (Action, Provider, Evaluator), the Plugin bundle and plugin discovery.
+"""The Plugin bundle and plugin discovery (the protocols live in `runtime.context`).
 
-Plugins come from two places: the `carrier.plugins` entry-point group (installed packages;
-loaded for every character unless the plugin sets `autoload=False`) and the `plugins:` list
-of a character (module paths, `module:attribute`, or entry-point names). Listing a plugin in
-the character is how an opt-in plugin such as the bundled example is switched on.
+Plugins come from three places, loaded in this order:
+1. Carrier's own (`BUILTIN_PLUGINS`: the REPLY/IGNORE/NONE/CONTINUE actions and the fact
+   evaluator), through the same entry-point loading as installed packages, always first so
+   their action names win on clashes (as simonw/llm registers its default plugins through
+   the hook third parties use). They are not registered in pyproject's `carrier.plugins`
+   group: they would then be found twice, and `carrier plugins list` would show them as
+   installed third-party entry points.
+2. The `carrier.plugins` entry-point group (installed packages; loaded for every character
+   unless the plugin sets `autoload=False`).
+3. The `plugins:` list of a character (module paths, `module:attribute`, or entry-point
+   names). Listing a plugin in the character is how an opt-in plugin such as the bundled
+   example is switched on.
+
+`with_builtins(plugins)` is the one place that puts Carrier's own plugins in front of the
+others; the runtime and `carrier plugins list --character` both go through it.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from carrier_cli.errors import InputError
+from carrier_cli.runtime.context import (
+    Action,
+    ActionExample,
+    Evaluator,
+    Provider,
+    ProviderResult,
+    TurnContext,
+    TurnServices,
+)
 
 if TYPE_CHECKING:
-    from carrier_cli.runtime.context import TurnContext
+    from importlib.metadata import EntryPoint
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "Action",
+    "ActionExample",
+    "Evaluator",
+    "Plugin",
+    "PluginInfo",
+    "Provider",
+    "ProviderResult",
+    "TurnContext",
+    "TurnServices",
+    "builtin_entry_points",
+    "builtin_plugins",
+    "describe_for_character",
+    "describe_installed",
+    "discover_plugins",
+    "entry_points",
+    "load_plugin",
+    "normalize_action_name",
+    "with_builtins",
+]
 
 log = logging.getLogger("carrier.runtime.plugins")
 
 ENTRY_POINT_GROUP = "carrier.plugins"
 
-# One line of an example conversation: {"name": "{{user1}}", "text": "...", "actions": [...]}
-ActionExample = Mapping[str, Any]
-ProviderResult = str | Mapping[str, str] | None
-
-
-@runtime_checkable
-class Action(Protocol):
-    """Something the agent can do after deciding on a reply (ElizaOS `Action`).
-
-    The model picks actions by name; `similes` are accepted alternatives. `validate` decides
-    whether the action is offered this turn, `handler` runs it after the reply is stored and
-    may return text, which the runtime stores and returns as an extra message.
-    """
-
-    name: str
-    similes: Sequence[str]
-    description: str
-    examples: Sequence[Sequence[ActionExample]]
-
-    async def validate(self, ctx: TurnContext) -> bool: ...
-
-    async def handler(self, ctx: TurnContext) -> str | None: ...
-
-
-@runtime_checkable
-class Provider(Protocol):
-    """Contributes context to the prompt. A str goes under `{{providers}}` as a section
-    headed by the provider name; a mapping adds named template values."""
-
-    name: str
-
-    async def get(self, ctx: TurnContext) -> ProviderResult: ...
-
-
-@runtime_checkable
-class Evaluator(Protocol):
-    """Runs after a turn (in the background) when `validate` says so, e.g. fact extraction."""
-
-    name: str
-    description: str
-
-    async def validate(self, ctx: TurnContext) -> bool: ...
-
-    async def handler(self, ctx: TurnContext) -> None: ...
+# Carrier's own plugins as (entry-point name, "module:attribute"), loaded first, in order.
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("builtin", "carrier_cli.runtime.builtin_plugin:builtin_plugin"),
+)
 
 
 @dataclass
 class Plugin:
+    """A named bundle of actions, providers and evaluators: what an entry point, a
+    character's `plugins:` entry or `AgentRuntime.create(plugins=...)` provides."""
+
     name: str
     description: str = ""
     actions: list[Action] = field(default_factory=list)
@@ -150,13 +156,37 @@ def load_plugin(ref: str, *, where: str = "the character's `plugins:` list") -> 
     )
 
 
+def builtin_entry_points() -> dict[str, EntryPoint]:
+    """Carrier's own plugins as entry points of the `carrier.plugins` group, so they are
+    loaded exactly as an installed package's are (and nothing special-cases them later)."""
+    from importlib.metadata import EntryPoint
+
+    return {
+        name: EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
+        for name, value in BUILTIN_PLUGINS
+    }
+
+
+def builtin_plugins() -> list[Plugin]:
+    """Carrier's own plugins, fresh instances each call (a runtime may tune its evaluators).
+    Unlike a third-party entry point, one that fails to load is a bug and raises."""
+    return [_coerce(ep.load(), name) for name, ep in builtin_entry_points().items()]
+
+
+def with_builtins(plugins: Sequence[Plugin]) -> list[Plugin]:
+    """What a runtime runs, in order: Carrier's own plugins first, then `plugins`. Order
+    matters: earlier action names win on clashes, and evaluators run in this order."""
+    return [*builtin_plugins(), *plugins]
+
+
 def discover_plugins(
     character_refs: Sequence[str] = (),
     extra: Sequence[Plugin] = (),
     *,
     loader: Callable[[], dict[str, Any]] = entry_points,
 ) -> list[Plugin]:
-    """Autoloaded entry-point plugins, then the character's, then `extra`; one per name."""
+    """Autoloaded entry-point plugins, then the character's, then `extra`; one per name.
+    Carrier's own plugins are not among them: `with_builtins` puts those first."""
     found: dict[str, Plugin] = {}
     for name, ep in loader().items():
         try:
@@ -221,20 +251,17 @@ def describe_installed() -> list[PluginInfo]:
 
 def describe_for_character(character_refs: Sequence[str]) -> list[PluginInfo]:
     """What a runtime for a character with these `plugins:` loads, built-ins first."""
-    from carrier_cli.runtime.builtin_actions import builtin_actions
-    from carrier_cli.runtime.evaluators import FactEvaluator
-
-    builtin = Plugin(
-        name="builtin",
-        description="Always loaded.",
-        actions=builtin_actions(),
-        evaluators=[FactEvaluator()],
-    )
-    infos = [_info(builtin, "built-in")]
+    builtin = len(BUILTIN_PLUGINS)
     from_character = {
         load_plugin(str(ref)).name for ref in character_refs if not str(ref).startswith("@")
     }
-    for plugin in discover_plugins(character_refs):
-        origin = "character plugins:" if plugin.name in from_character else "entry point (autoload)"
+    infos: list[PluginInfo] = []
+    for index, plugin in enumerate(with_builtins(discover_plugins(character_refs))):
+        if index < builtin:
+            origin = "built-in"
+        elif plugin.name in from_character:
+            origin = "character plugins:"
+        else:
+            origin = "entry point (autoload)"
         infos.append(_info(plugin, origin))
     return infos

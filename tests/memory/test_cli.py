@@ -15,7 +15,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from carrier_cli.memory.engine import make_engine
+from carrier_cli.memory.backends import make_engine
 from carrier_cli.memory.migrate import alembic_config, head_revisions
 from carrier_cli.memory.urls import normalise_url
 from tests.helpers import run_carrier

@@ -153,9 +153,9 @@ async def test_large_ingest_into_postgres_loads_in_bulk(
 ) -> None:
     from sqlalchemy import text
 
-    from carrier_cli.memory import store as store_module
+    from carrier_cli.memory.postgres import bulk as bulk_module
 
-    monkeypatch.setattr(store_module, "BULK_MIN_ROWS", 1)
+    monkeypatch.setattr(bulk_module, "BULK_MIN_ROWS", 1)
     store = await MemoryStore.open(postgres_url)
     bulk_loads: list[int | None] = []
     original = store.bulk_load

@@ -11,8 +11,8 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
-from carrier_cli.memory import store as store_module
 from carrier_cli.memory.migrate import alembic_config, schema_state, upgrade
+from carrier_cli.memory.postgres import bulk as bulk_module
 from carrier_cli.memory.schema import BULK_VECTOR_INDEX, MAIN_VECTOR_INDEX
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Memory, MemoryKind
@@ -25,7 +25,7 @@ DIM = 256  # the default (local) embedder's dimension
 @pytest.fixture(autouse=True)
 def small_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Test-sized loads count as bulk loads (the real threshold is 1,000 rows)."""
-    monkeypatch.setattr(store_module, "BULK_MIN_ROWS", 10)
+    monkeypatch.setattr(bulk_module, "BULK_MIN_ROWS", 10)
 
 
 def _vectors(n: int, seed: int) -> np.ndarray:
@@ -185,18 +185,17 @@ async def test_decisions_by_cost() -> None:
         def one(self) -> tuple[int, int]:
             return self.row
 
-    plan = MemoryStore._bulk_plan
-    store = object.__new__(MemoryStore)
-    assert await plan(store, Counts(0, 0), 10_000) == "rebuild"  # type: ignore[arg-type]
-    assert await plan(store, Counts(100_000, 0), 10_000) == "segment"  # type: ignore[arg-type]
-    assert await plan(store, Counts(100_000, 20_000), 10_000) == "segment"  # type: ignore[arg-type]
-    assert await plan(store, Counts(5_000, 0), 5_000) == "segment"  # type: ignore[arg-type]
+    plan = bulk_module.bulk_plan
+    assert await plan(Counts(0, 0), 10_000) == "rebuild"  # type: ignore[arg-type]
+    assert await plan(Counts(100_000, 0), 10_000) == "segment"  # type: ignore[arg-type]
+    assert await plan(Counts(100_000, 20_000), 10_000) == "segment"  # type: ignore[arg-type]
+    assert await plan(Counts(5_000, 0), 5_000) == "segment"  # type: ignore[arg-type]
     # A big segment and a small load: rebuilding 40k rows costs more than 2k row by row.
-    assert await plan(store, Counts(100_000, 38_000), 2_000) == "rowwise"  # type: ignore[arg-type]
+    assert await plan(Counts(100_000, 38_000), 2_000) == "rowwise"  # type: ignore[arg-type]
     # The segment would outgrow the main index: merge, unless row by row is cheaper.
-    assert await plan(store, Counts(100_000, 90_000), 40_000) == "rebuild"  # type: ignore[arg-type]
-    assert await plan(store, Counts(100_000, 95_000), 10_000) == "rowwise"  # type: ignore[arg-type]
-    assert await plan(store, Counts(100_000, 0), None) == "rebuild"  # type: ignore[arg-type]
+    assert await plan(Counts(100_000, 90_000), 40_000) == "rebuild"  # type: ignore[arg-type]
+    assert await plan(Counts(100_000, 95_000), 10_000) == "rowwise"  # type: ignore[arg-type]
+    assert await plan(Counts(100_000, 0), None) == "rebuild"  # type: ignore[arg-type]
 
 
 async def test_an_index_a_killed_load_left_missing_is_rebuilt_by_the_next_writer(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from carrier_cli.memory.failures import storage_failure
+from carrier_cli.memory.backends import storage_failure
 from tests.helpers import run_carrier
 
 
@@ -213,13 +213,13 @@ async def test_a_failing_cleanup_does_not_hide_the_cause(
 ) -> None:
     """The server ends every session while a bulk load is under way: the advisory unlock on
     the (now dead) lock connection fails too, and must not replace the load's own error."""
-    from carrier_cli.memory import store as store_module
+    from carrier_cli.memory.postgres import bulk as bulk_module
     from carrier_cli.memory.store import MemoryStore
 
     class LoadFailed(Exception):
         pass
 
-    monkeypatch.setattr(store_module, "BULK_MIN_ROWS", 1)
+    monkeypatch.setattr(bulk_module, "BULK_MIN_ROWS", 1)
     store = await MemoryStore.open(postgres_url)
     try:
         with pytest.raises(LoadFailed):

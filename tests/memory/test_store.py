@@ -219,7 +219,7 @@ async def test_entities_rooms_participants_relationships_cache(
     # The store's clock is held still, then moved past the TTL: the read right after the
     # write must see the value however slow the machine is, and no real waiting is needed.
     clock = [datetime.now(UTC)]
-    monkeypatch.setattr("carrier_cli.memory.store.utcnow", lambda: clock[0])
+    monkeypatch.setattr("carrier_cli.memory.sqlbase.utcnow", lambda: clock[0])
     await store.cache_set("k", "replaced", ttl=0.05)
     assert await store.cache_get("k") == "replaced"
     clock[0] += timedelta(seconds=0.1)
@@ -302,7 +302,7 @@ async def test_opening_an_older_or_newer_schema_says_what_to_do(db_url: str) -> 
     await store.close()
     with pytest.raises(InputError, match="carrier db upgrade"):
         await MemoryStore.open(db_url)
-    from carrier_cli.memory.engine import make_engine
+    from carrier_cli.memory.backends import make_engine
     from carrier_cli.memory.urls import normalise_url
 
     engine = make_engine(normalise_url(db_url))

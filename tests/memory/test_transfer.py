@@ -141,14 +141,14 @@ async def test_large_import_into_postgres_builds_the_index_once(
 ) -> None:
     from sqlalchemy import text
 
-    from carrier_cli.memory import store as store_module
+    from carrier_cli.memory.postgres import bulk as bulk_module
 
     source = await MemoryStore.open(f"sqlite:///{tmp_path / 'a.db'}")
     await _fill(source)
     buffer = io.StringIO()
     await export_jsonl(source, buffer)
     await source.close()
-    monkeypatch.setattr(store_module, "BULK_MIN_ROWS", 3)
+    monkeypatch.setattr(bulk_module, "BULK_MIN_ROWS", 3)
     target = await MemoryStore.open(postgres_url)
     bulk_loads: list[int | None] = []
     original = target.bulk_load

@@ -168,7 +168,7 @@ class Journal:
     async def open(cls, settings: Settings) -> Journal:
         """Open the memory database; an empty one is initialised, an older schema is not
         migrated implicitly (the same rule as the memory store: `carrier db upgrade`)."""
-        from carrier_cli.memory.engine import make_engine
+        from carrier_cli.memory.backends import make_engine
         from carrier_cli.memory.migrate import schema_state, upgrade
         from carrier_cli.memory.urls import mask_url, normalise_url
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +20,8 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from carrier_cli.memory.engine import InlineConnection
+from carrier_cli.memory.rows import IndexFilters
+from carrier_cli.memory.sqlite.engine import InlineConnection
 
 _KINDS = ("message", "fact", "document", "fragment", "lore")
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
@@ -31,17 +31,6 @@ INDEX_STATE_SQL = (
     "SELECT (SELECT value FROM store_state WHERE key = 'memories_rev'), "
     "(SELECT max(rowid) FROM memories)"
 )
-
-
-@dataclass
-class IndexFilters:
-    agent_id: uuid.UUID | None = None
-    room_id: uuid.UUID | None = None
-    entity_id: uuid.UUID | None = None
-    kinds: Sequence[str] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    unique_only: bool = False
 
 
 def _epoch_us(moment: datetime) -> int:

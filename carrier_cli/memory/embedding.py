@@ -1,0 +1,183 @@
+"""The vectors' side of MemoryStore, the same on every backend: embedding texts (each
+distinct text once, cached), and which model the database's vectors come from.
+
+Vectors are stored unit-length, with the id of the model that made them. A database holds
+vectors of one model at a time: adding or searching with another model is refused with a
+message that names both and points at `carrier memory reembed`, instead of silently
+comparing incompatible vectors (ElizaOS's "384 vs 1536" failure).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from carrier_cli.errors import InputError, RuntimeFailure
+from carrier_cli.memory.rows import content_hash, unit
+
+if TYPE_CHECKING:
+    from carrier_cli.llm.base import Embedder
+    from carrier_cli.memory.backend import MemoryBackend
+
+EMBED_BATCH = 512
+VECTOR_CACHE_SIZE = 20_000  # (model, content hash) -> unit vector, least recently used out
+
+
+class EmbeddingModelMismatch(InputError):
+    """The database's vectors come from another model than the configured embedder."""
+
+
+class Vectors:
+    """The embedder, its cache of vectors by text, and the stored model (cached until a
+    delete or reembed may have changed it)."""
+
+    def __init__(self, backend: MemoryBackend, embedder: Embedder) -> None:
+        self.backend = backend
+        self.embedder = embedder
+        self.db_model: tuple[str, int] | None = None
+        self.claimed: tuple[str, int] | None = None  # model chosen by this process's first write
+        self.cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    # ------------------------------------------------------------------ the stored model
+    async def stored_model(self, *, refresh: bool = False) -> tuple[str, int] | None:
+        """(model id, dimension) of the vectors in the database, None when there are none."""
+        if self.db_model is not None and not refresh:
+            return self.db_model
+        self.db_model = await self.backend.stored_model()
+        return self.db_model
+
+    async def model_or_claimed(self) -> tuple[str, int] | None:
+        """The stored model, or the one this process's first write is storing."""
+        return await self.stored_model() or self.claimed
+
+    def forget_model(self) -> None:
+        """Vectors were deleted or cleared: the stored model is to be read again."""
+        self.db_model = None
+        self.claimed = None
+
+    def mismatch(self, stored: tuple[str, int], model: str, dim: int) -> EmbeddingModelMismatch:
+        return EmbeddingModelMismatch(
+            f"The memory database holds vectors from embedding model `{stored[0]}` "
+            f"({stored[1]} dimensions), but the configured embedder is `{model}` "
+            f"({dim} dimensions); they cannot be compared.",
+            hint="Run `carrier memory reembed` to re-embed every memory with the new model, "
+            "or switch embedding_provider/embedding_model back.",
+        )
+
+    async def check_model(self, model: str, dim: int, *, writing: bool) -> bool:
+        """True when vectors of `model` can be compared with the stored ones. Raises on a
+        mismatch; on an empty database, writing lets the backend prepare its vector
+        column for the dimension (PostgreSQL: vector(N))."""
+        stored = await self.model_or_claimed()
+        if stored is None:
+            if writing:
+                await self.backend.prepare_vectors(dim, force=True)
+                self.claimed = (model, dim)
+            return writing
+        if stored != (model, dim):
+            raise self.mismatch(stored, model, dim)
+        if writing:
+            await self.backend.prepare_vectors(dim, force=False)
+        return True
+
+    # ------------------------------------------------------------------ embedding
+    async def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Unit vectors for texts, None for empty ones. Each distinct text is embedded once:
+        first an in-process cache, then vectors already stored for the same text (by content
+        hash), and only then the embedder, in batches."""
+        model = self.embedder.model_id
+        results: list[np.ndarray | None] = [None] * len(texts)
+        wanted: dict[str, list[int]] = {}
+        for i, value in enumerate(texts):
+            if not value or not value.strip():
+                continue
+            key = (model, content_hash(value))
+            cached = self.cache.get(key)
+            if cached is not None:
+                self.cache.move_to_end(key)
+                results[i] = cached
+            else:
+                wanted.setdefault(value, []).append(i)
+        if not wanted:
+            return results
+        found = await self.backend.stored_vectors(model, [content_hash(t) for t in wanted])
+        todo = [t for t in wanted if content_hash(t) not in found]
+        fresh: dict[str, np.ndarray | None] = {}
+        for start in range(0, len(todo), EMBED_BATCH):
+            batch = todo[start : start + EMBED_BATCH]
+            array = await self._embed_batch(batch)
+            for value, row in zip(batch, array, strict=True):
+                fresh[value] = unit(row)
+        for value, positions in wanted.items():
+            vector = found.get(content_hash(value))
+            if vector is None:
+                vector = fresh.get(value)
+            if vector is not None:
+                self._remember((model, content_hash(value)), vector)
+            for i in positions:
+                results[i] = vector
+        return results
+
+    async def _embed_batch(self, batch: Sequence[str]) -> np.ndarray:
+        embed_array: Callable[..., Any] | None = getattr(self.embedder, "embed_array", None)
+        try:
+            if embed_array is not None:
+                array = np.asarray(await embed_array(batch), dtype=np.float32)
+            else:
+                array = np.asarray(await self.embedder.embed(batch), dtype=np.float32)
+        except (InputError, RuntimeFailure):
+            raise
+        except Exception as exc:
+            raise RuntimeFailure(
+                f"Embedding with `{self.embedder.model_id}` failed: {type(exc).__name__}: {exc}",
+                hint="Check embedding_provider, embedding_base_url and the API key, or use "
+                "embedding_provider=local.",
+            ) from exc
+        if array.ndim != 2 or array.shape[0] != len(batch):
+            raise RuntimeFailure(
+                f"Embedder `{self.embedder.model_id}` returned an array of shape "
+                f"{array.shape} for {len(batch)} texts."
+            )
+        return array
+
+    def _remember(self, key: tuple[str, str], vector: np.ndarray) -> None:
+        self.cache[key] = vector
+        if len(self.cache) > VECTOR_CACHE_SIZE:
+            self.cache.popitem(last=False)
+
+    # ------------------------------------------------------------------ re-embedding
+    async def reembed_rows(
+        self,
+        model: str,
+        batch_size: int,
+        total: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> int:
+        """Embed every memory's text again, in id order, `batch_size` at a time (the
+        vectors were cleared first: MemoryStore.reembed)."""
+        done = 0
+        last_id: uuid.UUID | None = None
+        while True:
+            rows = await self.backend.id_page(last_id, batch_size)
+            if not rows:
+                break
+            last_id = rows[-1][0]
+            vectors = await self.embed_texts([str((r[1] or {}).get("text", "")) for r in rows])
+            first = next((v for v in vectors if v is not None), None)
+            if first is not None:
+                await self.check_model(model, len(first), writing=True)
+            changes = [
+                {"mid": memory_id, "vec": vector}
+                for (memory_id, _), vector in zip(rows, vectors, strict=True)
+                if vector is not None
+            ]
+            if changes:
+                await self.backend.update_vectors(changes, model)
+            done += len(rows)
+            if progress is not None:
+                progress(done, total)
+        return done

@@ -1,0 +1,171 @@
+"""Memories, rooms and entities as table rows: the SQLAlchemy mapping both backends share.
+
+Everything here is dialect-neutral (the same statements run on SQLite and PostgreSQL);
+what differs between the databases lives in `memory.sqlite` and `memory.postgres`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import Table
+
+from carrier_cli.memory.schema import EntityRow, MemoryRow, RoomRow
+from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room
+
+CHUNK = 500  # ids per IN (...) clause
+QUICK_ROWS = 64  # reads of up to this many rows may run inline (MemoryBackend.quick_read)
+
+
+def table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
+M = table(MemoryRow)
+ROOMS = table(RoomRow)
+ENTITIES = table(EntityRow)
+
+
+@dataclass
+class IndexFilters:
+    """What a search, list or count is restricted to (None: no restriction)."""
+
+    agent_id: uuid.UUID | None = None
+    room_id: uuid.UUID | None = None
+    entity_id: uuid.UUID | None = None
+    kinds: Sequence[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    unique_only: bool = False
+
+
+def content_hash(text_value: str) -> str:
+    return hashlib.sha256(text_value.encode("utf-8")).hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def unit(vector: Any) -> np.ndarray | None:
+    """The vector scaled to length 1, None for a zero, NaN or infinite one."""
+    array = np.asarray(vector, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(array))
+    if not np.isfinite(norm) or norm == 0.0:
+        return None
+    return array / norm
+
+
+def columns(with_vector: bool) -> list[Any]:
+    cols = [
+        M.c.id,
+        M.c.agent_id,
+        M.c.room_id,
+        M.c.entity_id,
+        M.c.kind,
+        M.c.content,
+        M.c.created_at,
+        M.c.embedding_model,
+        M.c.unique,
+        M.c.metadata,
+    ]
+    if with_vector:
+        cols.append(M.c.embedding)
+    return cols
+
+
+def in_(column: Any, values: Sequence[Any]) -> Any:
+    """`column IN (...)`, or `column = ?` for one value: the hot path mostly asks for one
+    id, hash or kind, and a plain comparison skips SQLAlchemy's IN expansion per call."""
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
+def filtered(stmt: Any, filters: IndexFilters) -> Any:
+    if filters.agent_id is not None:
+        stmt = stmt.where(M.c.agent_id == filters.agent_id)
+    if filters.room_id is not None:
+        stmt = stmt.where(M.c.room_id == filters.room_id)
+    if filters.entity_id is not None:
+        stmt = stmt.where(M.c.entity_id == filters.entity_id)
+    if filters.kinds:
+        stmt = stmt.where(in_(M.c.kind, list(filters.kinds)))
+    if filters.since is not None:
+        stmt = stmt.where(M.c.created_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(M.c.created_at <= filters.until)
+    if filters.unique_only:
+        stmt = stmt.where(M.c.unique.is_(True))
+    return stmt
+
+
+def room_times(memories: Sequence[Memory]) -> dict[uuid.UUID, datetime]:
+    """The newest memory time per room (for rooms.last_active_at)."""
+    times: dict[uuid.UUID, datetime] = {}
+    for m in memories:
+        if m.room_id is not None and m.created_at is not None:
+            times[m.room_id] = max(times.get(m.room_id, m.created_at), m.created_at)
+    return times
+
+
+def memory_row(memory: Memory, vector: np.ndarray | None) -> dict[str, Any]:
+    """The `memories` row of a memory; `vector_segment` is the backend's to set."""
+    return {
+        "id": memory.id,
+        "agent_id": memory.agent_id,
+        "room_id": memory.room_id,
+        "entity_id": memory.entity_id,
+        "kind": str(MemoryKind(memory.kind)),
+        "content": memory.content,
+        "content_hash": content_hash(memory.text),
+        "created_at": memory.created_at,
+        "embedding": vector,
+        "embedding_model": memory.embedding_model if vector is not None else None,
+        "unique": memory.unique,
+        "metadata": memory.metadata or {},
+        "vector_segment": None,
+    }
+
+
+def to_memory(row: Any) -> Memory:
+    mapping = row._mapping
+    vector = mapping.get("embedding")
+    return Memory(
+        id=row.id,
+        agent_id=row.agent_id,
+        room_id=row.room_id,
+        entity_id=row.entity_id,
+        kind=MemoryKind(row.kind),
+        content=dict(row.content or {}),
+        created_at=row.created_at,
+        unique=bool(row.unique),
+        metadata=dict(row.metadata or {}),
+        embedding=np.asarray(vector).tolist() if vector is not None else None,
+        embedding_model=row.embedding_model,
+    )
+
+
+def to_room(row: Any) -> Room:
+    return Room(
+        id=row.id,
+        agent_id=row.agent_id,
+        source=row.source,
+        external_id=row.external_id,
+        name=row.name,
+        metadata=dict(row.metadata or {}),
+    )
+
+
+def to_entity(row: Any) -> Entity:
+    return Entity(
+        id=row.id,
+        names=list(row.names or []),
+        platform=row.platform,
+        external_id=row.external_id,
+        metadata=dict(row.metadata or {}),
+    )

@@ -1,0 +1,195 @@
+"""The SQLite backend: a writer thread, inline reads, and the in-process vector index.
+
+SQLite has one writer at a time. Writers of this process queue in one thread
+(`SqliteWriter`) rather than in SQLite's busy handler, which sleeps in steps of up to
+100 ms while holding a pooled connection (100 rooms at once spent seconds per BEGIN
+IMMEDIATE that way); other processes are still kept apart by BEGIN IMMEDIATE +
+busy_timeout. Small reads on the hot path run inline on the event loop thread, and
+vector search is an exact scan of a numpy matrix (`SqliteVectorIndex`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE
+from carrier_cli.memory.failures import StorageFailure
+from carrier_cli.memory.rows import IndexFilters
+from carrier_cli.memory.sql import SqlBackend
+from carrier_cli.memory.sqlite.engine import (
+    InlineConnection,
+    SqliteWriter,
+    make_engine,
+    make_sqlite_reader,
+)
+from carrier_cli.memory.sqlite.vector_index import INDEX_STATE_SQL, SqliteVectorIndex
+from carrier_cli.memory.types import Memory, SearchHit
+
+T = TypeVar("T")
+
+
+class SqliteBackend(SqlBackend):
+    name: ClassVar[str] = "sqlite"
+    reports_inserted: ClassVar[bool] = True
+    dims_sql: ClassVar[str] = "length(embedding)/4"
+    id_text: ClassVar[str] = "id"  # ids are stored as 32 hex digits
+    read_options: ClassVar[dict[str, Any]] = {AUTOCOMMIT_READ: True}
+    # host and port advice means nothing for a file
+    connect_hint: ClassVar[str] = (
+        "Check the path in DATABASE_URL (or database_url in config.yaml) and that "
+        "the file is Carrier's database; `carrier db check` inspects it."
+    )
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        super().__init__(engine, url)
+        self.index = SqliteVectorIndex()
+        self._write_lock = asyncio.Lock()
+        self._writer: SqliteWriter | None = None
+        self._writer_checked = False
+        self._reader: Engine | None = None
+        self._reader_checked = False
+
+    # ------------------------------------------------------------------ the backend's own
+    @staticmethod
+    def make_engine(url: str) -> AsyncEngine:
+        return make_engine(url)
+
+    @staticmethod
+    def storage_failure(exc: BaseException, url: str) -> StorageFailure | None:
+        from carrier_cli.memory.sqlite.failures import storage_failure
+
+        return storage_failure(exc, url)
+
+    @staticmethod
+    def missing(url: str) -> bool:
+        """Whether the database file does not exist yet (`db status` does not create it)."""
+        from carrier_cli.memory.urls import sqlite_file
+
+        path = sqlite_file(url)
+        return path is not None and not path.exists()
+
+    @staticmethod
+    async def check_database(url: str) -> list[dict[str, Any]]:
+        from carrier_cli.memory.checks import check
+        from carrier_cli.memory.sqlite.check import check_sqlite_file
+        from carrier_cli.memory.urls import sqlite_file
+
+        path: Path | None = sqlite_file(url)
+        if path is None:
+            return [check("database", True, "in-memory SQLite database: nothing stored to check")]
+        return await check_sqlite_file(path)
+
+    def insert(self, target: Any) -> Any:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(target)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.dispose()
+        await self.engine.dispose()
+
+    # ------------------------------------------------------------------ connections
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._write_lock, self.engine.connect() as conn:
+            await conn.execution_options(**{IMMEDIATE: True})
+            async with conn.begin():
+                yield conn
+
+    async def run_write(self, work: Callable[[Connection], T]) -> T:
+        """For an SQLite file the transaction runs whole in the writer thread (one hop,
+        queued behind this process's other writes); in memory via run_sync."""
+        if not self._writer_checked:
+            self._writer_checked = True
+            self._writer = SqliteWriter.create(self.url)
+        if self._writer is not None:
+            return await self._writer.run(work)
+        return await super().run_write(work)
+
+    @asynccontextmanager
+    async def quick_read(self) -> AsyncIterator[AsyncConnection | InlineConnection]:
+        """Small indexed reads (a few rows by key, a room's recent messages) run
+        synchronously on the event loop thread, as the thread hop of an async read costs
+        more than the read (an SQLite file in WAL mode: a reader never waits)."""
+        if not self._reader_checked:
+            self._reader_checked = True
+            self._reader = make_sqlite_reader(self.url)
+        if self._reader is None:
+            async with self.read() as conn:
+                yield conn
+            return
+        with self._reader.connect() as sync:
+            sync.execution_options(**{AUTOCOMMIT_READ: True})
+            with sync.begin():
+                yield InlineConnection(sync)
+
+    def _index_read(self) -> Any:
+        """Reads around a vector search: inline once the index is loaded (what is left to
+        read is the rows added since, and the hits), async for the first, full load."""
+        if self.index.rev is not None:
+            return self.quick_read()
+        return self.read()
+
+    # ------------------------------------------------------------------ vectors
+    async def insert_memories(
+        self, memories: Sequence[Memory], rows: list[dict[str, Any]]
+    ) -> set[uuid.UUID] | None:
+        index = self.index
+
+        def write(conn: Connection) -> tuple[int, int, int, list[str]]:
+            # Note where the table ends before inserting. The rows past that point are
+            # exactly this transaction's (it holds the write lock): they tell which ids
+            # were new, and the vector index can take them without reading them back.
+            before = conn.execute(text(INDEX_STATE_SQL)).one()
+            self._insert_rows(conn, rows)
+            added = list(
+                conn.execute(
+                    text("SELECT rowid, id FROM memories WHERE rowid > :after ORDER BY rowid"),
+                    {"after": int(before[1] or 0)},
+                ).all()
+            )
+            new_ids = {str(r[1]) for r in added}
+            self._touch_rooms(conn, [m for m in memories if m.id.hex in new_ids])
+            rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
+            end_rowid = int(added[-1][0]) if added else start_rowid
+            return rev, start_rowid, end_rowid, [str(r[1]) for r in added]
+
+        written = await self.run_write(write)
+        index.append_written(*written, {row["id"].hex: row for row in rows})
+        return {uuid.UUID(hex=i) for i in written[3]}
+
+    async def search(
+        self, vector: np.ndarray, model: str, *, k: int, threshold: float, filters: IndexFilters
+    ) -> list[SearchHit]:
+        async with self._index_read() as conn:  # one connection for the whole search
+            await self.index.refresh(conn, model)
+            scored = self.index.search(vector, k, threshold, filters)
+            found = await self.get_many([i for i, _ in scored], conn=conn) if scored else {}
+        if len(found) < len(scored):
+            self.index.invalidate()  # deleted by another process since the cache was filled
+        return [SearchHit(memory=found[i], score=s) for i, s in scored if i in found]
+
+    async def has_near(
+        self, vector: np.ndarray, model: str, filters: IndexFilters, *, threshold: float
+    ) -> bool:
+        async with self._index_read() as conn:
+            await self.index.refresh(conn, model)
+            hits = self.index.search(vector, 1, threshold, filters)
+        return bool(hits)
+
+    def vectors_changed(self) -> None:
+        self.index.invalidate()

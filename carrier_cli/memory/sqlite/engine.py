@@ -1,0 +1,275 @@
+"""SQLite engines, set up the way concurrent Carrier processes need them.
+
+WAL so readers never block the writer, a long busy_timeout, and write transactions that
+start with BEGIN IMMEDIATE: a deferred transaction that later tries to write can fail at
+once with "database is locked" when another process committed in between, busy_timeout
+or not.
+
+Statements go to aiosqlite's worker thread in one hop each (`_OneHopCursor`):
+SQLAlchemy's stock adapter makes four (create the cursor, execute, fetch, close) plus one
+each for COMMIT and ROLLBACK even when no transaction is open, and at ~0.06 ms per hop
+those were most of a chat turn's store time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, event
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
+
+from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE, ErrorHook, explain_errors
+from carrier_cli.memory.urls import sqlite_file
+
+T = TypeVar("T")
+
+
+def _explain(url: str) -> ErrorHook:
+    from carrier_cli.memory.sqlite.failures import storage_failure
+
+    def on_error(context: ExceptionContext) -> BaseException | None:
+        return storage_failure(context.original_exception, url)
+
+    return on_error
+
+
+def make_engine(url: str) -> AsyncEngine:
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 60}, module=_dbapi())
+    explain_errors(engine.sync_engine, _explain(url))
+
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def make_sqlite_writer(url: str) -> Engine | None:
+    """A synchronous engine on the same SQLite file, for write transactions run whole in
+    one worker thread (SqliteBackend.run_write): one thread hop per transaction instead
+    of one per statement, and in-process writers queue in that thread instead of
+    busy-waiting on each other. None for in-memory SQLite."""
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
+    explain_errors(engine, _explain(url))
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+class SqliteWriter:
+    """A synchronous engine on an SQLite file and the one thread that runs its write
+    transactions, each whole (BEGIN IMMEDIATE ... COMMIT) in one hop from the event loop.
+    This process's writers queue in the thread instead of busy-waiting on each other in
+    SQLite's busy handler (which sleeps in steps of up to 100 ms while holding a pooled
+    connection); other processes are still kept apart by BEGIN IMMEDIATE + busy_timeout."""
+
+    def __init__(self, engine: Engine) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.engine = engine
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carrier-sqlite")
+
+    @classmethod
+    def create(cls, url: str) -> SqliteWriter | None:
+        engine = make_sqlite_writer(url)
+        return cls(engine) if engine is not None else None
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            conn.execution_options(**{IMMEDIATE: True})
+            with conn.begin():
+                return work(conn)
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._transaction, work)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.executor, self.engine.dispose)
+        finally:
+            self.executor.shutdown(wait=False)
+
+
+class InlineConnection:
+    """A synchronous SQLite connection behind AsyncConnection's `execute`, for small
+    indexed reads run right on the event loop thread (SqliteBackend.quick_read): in WAL
+    mode a reader never waits for a writer, and a lookup of a few rows takes ~0.1 ms,
+    less than the hop to aiosqlite's thread and back."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.sync = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self.sync.execute(statement, parameters)
+
+
+def make_sqlite_reader(url: str) -> Engine | None:
+    """Synchronous engine for InlineConnection reads; None unless `url` is an SQLite file.
+    The pool never blocks (an inline reader may be held across an await)."""
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    engine = create_engine(
+        f"sqlite:///{path}", connect_args={"timeout": 60}, pool_size=2, max_overflow=-1
+    )
+    explain_errors(engine, _explain(url))
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "busy_timeout=60000",
+        "synchronous=NORMAL",
+        "foreign_keys=ON",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    options = conn.get_execution_options()
+    if options.get(IMMEDIATE):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif not options.get(AUTOCOMMIT_READ):
+        conn.exec_driver_sql("BEGIN")
+    # AUTOCOMMIT_READ: each SELECT reads the latest committed state (WAL), with no
+    # BEGIN/ROLLBACK round trips: searches are mostly thread hops to aiosqlite.
+
+
+# ---------------------------------------------------------------------- SQLite: one hop
+
+
+class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """Runs execute + fetchall + close as one function in aiosqlite's thread. Results are
+    buffered, as the stock (non server-side) adapter cursor buffers them too."""
+
+    __slots__ = ("_description", "_lastrowid", "_rowcount")
+
+    def __init__(self, adapt_connection: Any) -> None:  # no cursor round trip here
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = collections.deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: Any = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> Any:
+        return self._lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return 1
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        pass
+
+    def _run(self, operation: Any, parameters: Any, many: bool) -> Any:
+        aio = self._connection
+
+        def work() -> tuple[Any, Any, int, Any]:
+            cursor = aio._conn.cursor()
+            try:
+                if many:
+                    cursor.executemany(operation, parameters)
+                elif parameters is None:
+                    cursor.execute(operation)
+                else:
+                    cursor.execute(operation, parameters)
+                rows = cursor.fetchall() if cursor.description else None
+                return cursor.description, rows, cursor.rowcount, cursor.lastrowid
+            finally:
+                cursor.close()
+
+        try:
+            description, rows, rowcount, lastrowid = await_(aio._execute(work))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+        self._description = description
+        self._rowcount = rowcount
+        self._lastrowid = lastrowid
+        self._rows = collections.deque(rows) if rows else collections.deque()
+        return None
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        return self._run(operation, parameters, False)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        return self._run(operation, seq_of_parameters, True)
+
+    async def _async_soft_close(self) -> None:
+        pass  # the sqlite3 cursor is closed already, its rows buffered
+
+    def close(self) -> None:
+        self._rows.clear()
+
+
+class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = _OneHopCursor
+
+    def _idle(self) -> bool:
+        """No transaction open: COMMIT and ROLLBACK would do nothing but cost a hop.
+        (`in_transaction` is a flag read, safe from this thread; the connection is not
+        in use by anything else while SQLAlchemy ends a transaction on it.)"""
+        raw = self._connection._connection
+        return raw is not None and not raw.in_transaction
+
+    def commit(self) -> None:
+        if not self._idle():
+            super().commit()
+
+    def rollback(self) -> None:
+        if not self._idle():
+            super().rollback()
+
+
+class _OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        stock = super().connect(*arg, **kw)
+        return _OneHopConnection(self, stock._connection)
+
+
+_DBAPI: _OneHopDBAPI | None = None
+
+
+def _dbapi() -> _OneHopDBAPI:
+    global _DBAPI
+    if _DBAPI is None:
+        import sqlite3
+
+        import aiosqlite
+
+        _DBAPI = _OneHopDBAPI(aiosqlite, sqlite3)
+    return _DBAPI
