@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from functools import cache
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -59,6 +60,29 @@ def table(*headers: str, **options: Any) -> Table:
     a `str` cell as markup when the table is printed. A cell meant to be styled is passed
     as a `rich.text.Text` with a style."""
     return _plain_table_class()(*headers, **options)
+
+
+def key_value_table(rows: Iterable[tuple[str, str | Text]] = (), *, grid: bool = False) -> Table:
+    """Name/value pairs as a two-column table: names bold, no header, no borders, values
+    literal (see `table()`); more rows with `add_row(name, value)`. `db status` and
+    `memory stats` print one as it is; `grid` spaces it as `rich.table.Table.grid` does
+    (no padding at the edges, two spaces between the columns), for a table inside a
+    panel such as `character show`'s."""
+    kv = _plain_table_class().grid(padding=(0, 2)) if grid else table(show_header=False, box=None)
+    kv.add_column(style="bold")
+    kv.add_column()
+    for name, value in rows:
+        kv.add_row(name, value)
+    return kv
+
+
+def key_value_lines(rows: Iterable[tuple[str, object]]) -> list[str]:
+    """Name/value pairs as plain lines, the values aligned two spaces after the longest
+    name: for output a script may read as well as a person (`models show`, `instagram
+    status`, `config path`), where a rich table would add padding and wrap."""
+    pairs = list(rows)
+    width = max((len(name) for name, _ in pairs), default=0)
+    return [f"{name.ljust(width)}  {value}" for name, value in pairs]
 
 
 @cache

@@ -4,11 +4,16 @@ Import cost matters (the CLI imports this inside commands only), and everything 
 usable as a library: `resolve_character(None)` gives the configured default character.
 """
 
-from carrier_cli.character.dump import dump_character_yaml, scaffold_character_yaml
+from carrier_cli.character.dump import (
+    default_character_path,
+    dump_character_yaml,
+    scaffold_character_yaml,
+)
 from carrier_cli.character.loader import (
     BUILTIN_DIR,
     CharacterEntry,
     ValidationReport,
+    character_files,
     find_character,
     import_eliza,
     list_characters,
@@ -41,6 +46,8 @@ __all__ = [
     "Problem",
     "Style",
     "ValidationReport",
+    "character_files",
+    "default_character_path",
     "dump_character_yaml",
     "find_character",
     "import_eliza",

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from carrier_cli.character.marks import KeyPath, format_path
 from carrier_cli.character.model import Character
+from carrier_cli.text import clip
 
 # Keys accepted in a file but not fields of the model (handled by the loader).
 _LOADER_KEYS: dict[KeyPath, set[str]] = {(): {"extends"}}
@@ -227,7 +228,7 @@ def describe(value: Any) -> str:
     if isinstance(value, str):
         if looks_like_secret(None, value):
             return "a secret-looking value"
-        shown = value if len(value) <= 40 else value[:37] + "..."
+        shown = clip(value, 40, ellipsis="...")
         return f"the text {shown!r}"
     if isinstance(value, list):
         return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"

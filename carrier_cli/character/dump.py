@@ -3,6 +3,8 @@ text as `|` blocks, defaults left out, and fields in the documented order."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -147,6 +149,13 @@ settings: {{}}
 # fields set here override it.
 # extends: carrier
 """
+
+
+def default_character_path(name: str) -> Path:
+    """Where `carrier character new NAME` writes by default: ./characters/<slug>.yaml, the
+    slug being the name in lower case with every other run of characters made one '-'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "character"
+    return Path("characters") / f"{slug}.yaml"
 
 
 def scaffold_character_yaml(name: str, path_hint: str = "FILE") -> str:

@@ -162,33 +162,20 @@ def _load_layers(path: Path, chain: list[Path], report: ValidationReport) -> lis
     if is_eliza(doc.data):
         layer.conversion = convert(doc.data)
         layer.data = layer.conversion.data
-        for old, why in layer.conversion.dropped:
+
+        def not_carried(old: KeyPath, dropped: str, message: str, code: str) -> None:
             where = format_path(old)
-            report.dropped.append(f"{where}: {why}")
-            report.add(
-                Problem(
-                    doc.mark_for(old),
-                    where,
-                    f"ElizaOS field not carried over: {why}",
-                    "warning",
-                    "eliza-dropped",
-                )
-            )
+            report.dropped.append(f"{where}: {dropped}")
+            report.add(Problem(doc.mark_for(old), where, message, "warning", code))
+
+        for old, why in layer.conversion.dropped:
+            not_carried(old, why, f"ElizaOS field not carried over: {why}", "eliza-dropped")
         for old, value in layer.conversion.secrets:
-            from carrier_cli.state import register_secret
+            from carrier_cli.redact import register_secret
 
             register_secret(value)
-            where = format_path(old)
-            report.dropped.append(f"{where}: secret, not copied")
-            report.add(
-                Problem(
-                    doc.mark_for(old),
-                    where,
-                    "secret not copied. " + checks.secret_hint(old),
-                    "warning",
-                    "secret",
-                )
-            )
+            message = "secret not copied. " + checks.secret_hint(old)
+            not_carried(old, "secret, not copied", message, "secret")
 
     layers: list[_Layer] = []
     if "extends" in layer.data:
@@ -305,7 +292,7 @@ def _validate_layers(layers: list[_Layer], path: Path, report: ValidationReport)
         mark, where = locator.locate(key_path)
         report.add(Problem(mark, where, message, "warning", "unknown-template"))
     for key_path, value in checks.find_secrets(merged):
-        from carrier_cli.state import register_secret
+        from carrier_cli.redact import register_secret
 
         register_secret(value)
         mark, where = locator.locate(key_path)
@@ -442,6 +429,18 @@ def list_characters() -> list[CharacterEntry]:
             entries.append(CharacterEntry(name, file, source, shadowed=key in seen))
             seen.add(key)
     return entries
+
+
+def character_files(paths: list[Path]) -> list[Path]:
+    """Files as given; a directory stands for every character file in it (by suffix,
+    sorted), as `carrier character validate DIR` takes it."""
+    files: list[Path] = []
+    for item in paths:
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.suffix.lower() in SUFFIXES)
+        else:
+            files.append(item)
+    return files
 
 
 def _is_path_like(value: str) -> bool:

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from carrier_cli.character.model import Character
+from carrier_cli.output import key_value_table
+from carrier_cli.text import one_line
 
-
-def _clip(text: str, width: int = 110) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+# A line of the panel: bullets, topics, style notes and example turns are cut to this.
+_WIDTH = 110
 
 
 def _bullets(items: list[str], limit: int = 4) -> Text:
-    shown = [Text(f"• {_clip(i)}") for i in items[:limit]]
+    shown = [Text(f"• {one_line(i, _WIDTH)}") for i in items[:limit]]
     if len(items) > limit:
         shown.append(Text(f"… and {len(items) - limit} more", style="dim"))
     return Text("\n").join(shown) if shown else Text("none", style="dim")
@@ -33,12 +32,10 @@ def _heading(label: str, count: int | None = None) -> Text:
 
 
 def render_character(character: Character) -> RenderableType:
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
+    facts = key_value_table(grid=True)
 
     def fact(label: str, value: str) -> None:
-        facts.add_row(label, Text(value))
+        facts.add_row(label, value)  # a literal Text, whatever the file wrote
 
     model = character.model
     fact("id", str(character.id))
@@ -56,7 +53,7 @@ def render_character(character: Character) -> RenderableType:
     if character.adjectives:
         fact("adjectives", ", ".join(character.adjectives))
     if character.topics:
-        fact("topics", _clip(", ".join(character.topics)))
+        fact("topics", one_line(", ".join(character.topics), _WIDTH))
     examples = sum(len(c) for c in character.message_examples)
     fact(
         "examples",
@@ -89,7 +86,7 @@ def render_character(character: Character) -> RenderableType:
     blank = Text("")
     parts: list[RenderableType] = [facts]
     if character.system:
-        parts += [blank, _heading("system"), Text(_clip(character.system, 300))]
+        parts += [blank, _heading("system"), Text(one_line(character.system, 300))]
     parts += [blank, _heading("bio", len(character.bio)), _bullets(character.bio)]
     if character.lore:
         parts += [blank, _heading("lore", len(character.lore)), _bullets(character.lore, 3)]
@@ -98,10 +95,12 @@ def render_character(character: Character) -> RenderableType:
         parts += [blank, _heading("style")]
         for label, items in (("all", style.all), ("chat", style.chat), ("post", style.post)):
             if items:
-                parts.append(Text.assemble((label, "italic"), ": ", _clip("; ".join(items))))
+                parts.append(
+                    Text.assemble((label, "italic"), ": ", one_line("; ".join(items), _WIDTH))
+                )
     if character.message_examples:
         parts += [blank, _heading("first example")]
         for turn in character.message_examples[0][:4]:
-            parts.append(Text.assemble((turn.name, "cyan"), ": ", _clip(turn.text)))
+            parts.append(Text.assemble((turn.name, "cyan"), ": ", one_line(turn.text, _WIDTH)))
     title = Text(character.name, style="bold")
     return Panel(Group(*parts), title=title, expand=False)

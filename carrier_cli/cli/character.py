@@ -21,18 +21,10 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
     """Report every problem in each file with file:line:column; exit 2 on any error."""
-    from carrier_cli.character import validate_character_file
+    from carrier_cli.character import character_files, validate_character_file
     from carrier_cli.output import out, print_json
 
-    expanded: list[Path] = []
-    for item in files:  # a directory means every character file in it
-        if item.is_dir():
-            expanded += sorted(
-                p for p in item.iterdir() if p.suffix.lower() in (".yaml", ".yml", ".json")
-            )
-        else:
-            expanded.append(item)
-    reports = [validate_character_file(f, strict=strict) for f in expanded]
+    reports = [validate_character_file(f, strict=strict) for f in character_files(files)]
     errors = sum(len(r.errors) for r in reports)
     warnings = sum(len(r.warnings) for r in reports)
     if as_json:
@@ -199,9 +191,7 @@ def new(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented, valid character file to start from."""
-    import re
-
-    from carrier_cli.character import scaffold_character_yaml
+    from carrier_cli.character import default_character_path, scaffold_character_yaml
     from carrier_cli.errors import InputError
     from carrier_cli.output import notice
 
@@ -209,8 +199,7 @@ def new(
         raise InputError(
             "NAME must be a non-empty single line.", hint="e.g. carrier character new Ada"
         )
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "character"
-    path = output or Path("characters") / f"{slug}.yaml"
+    path = output or default_character_path(name)
     if path.exists() and not force:
         raise InputError(
             f"{path} already exists.",

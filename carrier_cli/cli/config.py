@@ -60,8 +60,11 @@ def path(
 
         print_json(data)
         return
-    for key, value in data.items():
-        typer.echo(f"{key:17} {value if value is not None else '(none: defaults and environment)'}")
+    from carrier_cli.output import key_value_lines
+
+    shown = {k: "(none: defaults and environment)" if v is None else v for k, v in data.items()}
+    for line in key_value_lines(shown.items()):
+        typer.echo(line)
 
 
 @app.command("init")

@@ -81,11 +81,8 @@ def status(database_url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(info)
         return
-    from carrier_cli.output import table as Table
+    from carrier_cli.output import key_value_table
 
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
     revision = info.get("revision") or "none"
     current = "current" if info.get("current") else info.get("status", "")
     rows = [
@@ -99,11 +96,9 @@ def status(database_url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     for name, index in (info.get("vector_indexes") or {}).items():
         state = "HNSW" if index["indexed"] else "no index yet: searched exactly"
         rows.append((f"vectors: {name} index", f"{index['vectors']} ({state})"))
-    for name, value in rows:
-        table.add_row(name, value)
     for name, count in (info.get("tables") or {}).items():
-        table.add_row(f"rows: {name}", str(count))
-    out().print(table)
+        rows.append((f"rows: {name}", str(count)))
+    out().print(key_value_table(rows))
     if info.get("hint"):
         out().print(info["hint"], markup=False)
 

@@ -10,6 +10,7 @@ import typer
 if TYPE_CHECKING:
     from carrier_cli.clients.instagram.journal import PostRecord
     from carrier_cli.clients.instagram.pipeline import PostOutcome, Reporter
+    from carrier_cli.clients.instagram.service import DryRun
 
 app = typer.Typer(
     help="Publish photos, carousels, Reels and stories to Instagram (Graph API + FTP).",
@@ -149,37 +150,19 @@ def post(
     import asyncio
 
     from carrier_cli.clients.instagram import service
-    from carrier_cli.clients.instagram.pipeline import PostRequest
-    from carrier_cli.errors import InputError
+    from carrier_cli.output import warn
 
-    if fit not in (None, "pad", "crop"):
-        raise InputError(f"--fit `{fit}`: use pad or crop.")
-    if generate_caption and caption:
-        raise InputError("--caption and --generate-caption exclude each other; pick one.")
-    if story:
-        if generate_caption:
-            raise InputError(
-                "--generate-caption does not apply to --story: stories have no caption."
-            )
-        if caption:
-            from carrier_cli.output import warn
-
-            warn("Stories have no caption on Instagram; --caption is ignored for --story.")
-        caption = ""
-    if caption is None and not generate_caption:
-        raise InputError(
-            "No caption: pass --caption TEXT, or --generate-caption to let the "
-            'character write it (--caption "" posts without one).'
-        )
-    request = PostRequest(
-        files=files,
-        caption=caption or "",
+    request = service.post_request(
+        files,
+        caption=caption,
+        generate_caption=generate_caption,
         alt_text=alt_text,
         story=story,
-        fit=fit,  # type: ignore[arg-type]  # checked above
+        fit=fit,
         force=force,
         cleanup=cleanup,
         character=character,
+        warn=warn,
     )
 
     def confirm(text: str) -> bool:
@@ -206,26 +189,13 @@ def post(
         _print_outcome(result, as_json)
 
 
-def _print_dry_run(result: Any, as_json: bool) -> None:
+def _print_dry_run(result: DryRun, as_json: bool) -> None:
     from carrier_cli.output import print_json
 
-    rows = [
-        {
-            "source": str(m.source),
-            "upload": str(m.path),
-            "kind": m.kind,
-            "width": m.width,
-            "height": m.height,
-            "bytes": m.size,
-            "duration": m.duration,
-            "remote_name": m.remote_name,
-            "notes": m.notes,
-        }
-        for m in result.media
-    ]
     if as_json:
-        print_json({"kind": result.kind, "caption": result.caption, "media": rows, "dry_run": True})
+        print_json(result.to_dict())
         return
+    rows = result.media_rows()
     typer.echo(f"Dry run: {result.kind} post, {len(rows)} file(s); nothing was uploaded.")
     for row in rows:
         size = f"{row['width']}x{row['height']}, {row['bytes']:,} bytes"
@@ -285,7 +255,7 @@ def status(
     import asyncio
 
     from carrier_cli.clients.instagram import service
-    from carrier_cli.output import print_json
+    from carrier_cli.output import key_value_lines, print_json
 
     records = asyncio.run(service.status(_settings(), post_id))
     if as_json:
@@ -314,9 +284,8 @@ def status(
     ]
     for item in r.items:
         rows.append(("file", f"{item['source']} -> {item.get('url') or '(not uploaded)'}"))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        typer.echo(f"{key.ljust(width)}  {value}")
+    for line in key_value_lines(rows):
+        typer.echo(line)
 
 
 @app.command("history")

@@ -75,25 +75,9 @@ def _kinds(kinds: list[str] | None) -> list[Any] | None:
 
 
 async def _room_id(store: MemoryStore, agent: Agent, room: str | None) -> uuid.UUID | None:
-    import uuid
+    from carrier_cli.memory.rooms_lookup import resolve_room
 
-    from carrier_cli.errors import InputError
-
-    if room is None:
-        return None
-    try:
-        return uuid.UUID(room)
-    except ValueError:
-        pass
-    matches = [r for r in await store.list_rooms(agent.id) if room in (r.external_id, r.name)]
-    if len(matches) == 1:
-        return matches[0].id
-    if not matches:
-        raise InputError(
-            f"--room {room!r}: no room of {agent.name} has that id, external id or name.",
-            hint="`carrier memory stats` and `carrier memory list --json` show room ids.",
-        )
-    raise InputError(f"--room {room!r} matches {len(matches)} rooms; pass the room id.")
+    return await resolve_room(store, agent.id, agent.name, room)
 
 
 def _age(moment: datetime | None) -> str:
@@ -118,14 +102,10 @@ def _record(memory: Memory, score: float | None = None) -> dict[str, Any]:
     return record
 
 
-def _short(text: str, width: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _table(rows: list[tuple[Memory, float | None]], rooms: dict[Any, str]) -> None:
     from carrier_cli.output import out
     from carrier_cli.output import table as Table
+    from carrier_cli.text import one_line
 
     scored = any(score is not None for _, score in rows)
     table = Table(show_lines=False)
@@ -144,7 +124,7 @@ def _table(rows: list[tuple[Memory, float | None]], rooms: dict[Any, str]) -> No
             str(memory.kind) + flag,
             room,
             _age(memory.created_at),
-            _short(memory.text) or "(empty)",
+            one_line(memory.text, 90) or "(empty)",
             str(memory.id)[:8],
         ]
         table.add_row(*cells)
@@ -152,7 +132,9 @@ def _table(rows: list[tuple[Memory, float | None]], rooms: dict[Any, str]) -> No
 
 
 async def _room_names(store: MemoryStore, agent: Agent) -> dict[Any, str]:
-    return {r.id: r.name or r.external_id for r in await store.list_rooms(agent.id)}
+    from carrier_cli.memory.rooms_lookup import room_names
+
+    return await room_names(store, agent.id)
 
 
 @app.command("search")
@@ -307,23 +289,21 @@ def stats(character: CharacterOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(info)
         return
-    from carrier_cli.output import table as Table
+    from carrier_cli.output import key_value_table
 
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("character", f"{info['character']} ({info['agent_id']})")
-    table.add_row("database", info["database"])
-    table.add_row("memories", str(info["total"]))
-    for kind, count in sorted(info["by_kind"].items()):
-        table.add_row(f"  {kind}", str(count))
-    table.add_row("rooms", str(info["rooms"]))
-    table.add_row("without vectors", str(info["without_vectors"]))
-    table.add_row("near-duplicates", str(info["not_unique"]))
-    table.add_row("embedding model", str(info["embedding_model"] or "none stored yet"))
-    table.add_row("dimension", str(info["embedding_dimension"] or "-"))
-    table.add_row("configured embedder", info["embedder"])
-    out().print(table)
+    rows = [
+        ("character", f"{info['character']} ({info['agent_id']})"),
+        ("database", info["database"]),
+        ("memories", str(info["total"])),
+        *((f"  {kind}", str(count)) for kind, count in sorted(info["by_kind"].items())),
+        ("rooms", str(info["rooms"])),
+        ("without vectors", str(info["without_vectors"])),
+        ("near-duplicates", str(info["not_unique"])),
+        ("embedding model", str(info["embedding_model"] or "none stored yet")),
+        ("dimension", str(info["embedding_dimension"] or "-")),
+        ("configured embedder", info["embedder"]),
+    ]
+    out().print(key_value_table(rows))
 
 
 @app.command("export")

@@ -46,7 +46,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """The resolved provider, large/small models, base URL and context window (no secrets)."""
-    from carrier_cli.output import out, print_json
+    from carrier_cli.output import key_value_lines, out, print_json
 
     config = _resolve(provider, model, character)
     row = {
@@ -63,9 +63,8 @@ def show(
     if as_json:
         print_json(row)
         return
-    width = max(len(k) for k in row)
-    for key, value in row.items():
-        out().print(f"{key.ljust(width)}  {value}", markup=False)
+    for line in key_value_lines(row.items()):
+        out().print(line, markup=False)
 
 
 @app.command("list")
@@ -77,22 +76,10 @@ def list_models(
     """Ask the provider which models it offers (GET /v1/models)."""
     import asyncio
 
-    from carrier_cli.llm.factory import create_chat_model
+    from carrier_cli.llm.probe import offered_models
     from carrier_cli.output import print_json
 
-    config = _resolve(provider, None, character)
-
-    async def fetch() -> list[str]:
-        chat = create_chat_model(config)
-        try:
-            lister = getattr(chat, "list_models", None)
-            if lister is None:
-                return []
-            return list(await lister())
-        finally:
-            await chat.aclose()
-
-    names = asyncio.run(fetch())
+    names = asyncio.run(offered_models(_resolve(provider, None, character)))
     if as_json:
         print_json(names)
         return
@@ -109,38 +96,12 @@ def check(
 ) -> None:
     """Send a tiny prompt to the large and small models: proves the key, URL and names work."""
     import asyncio
-    import time
 
-    from carrier_cli.llm.base import ChatMessage
-    from carrier_cli.llm.factory import create_chat_model
+    from carrier_cli.llm.probe import probe_models
     from carrier_cli.output import print_json
 
     config = _resolve(provider, model, character)
-    names = [config.large] if config.small == config.large else [config.large, config.small]
-
-    async def probe() -> list[dict[str, object]]:
-        chat = create_chat_model(config)
-        rows: list[dict[str, object]] = []
-        try:
-            for name in names:
-                start = time.perf_counter()
-                reply = await chat.complete(
-                    [ChatMessage("user", "Reply with the single word OK.")],
-                    config.params(model=name, max_tokens=5, temperature=0.0),
-                )
-                rows.append(
-                    {
-                        "model": name,
-                        "ok": True,
-                        "seconds": round(time.perf_counter() - start, 3),
-                        "reply": reply.strip()[:40],
-                    }
-                )
-        finally:
-            await chat.aclose()
-        return rows
-
-    rows = asyncio.run(probe())
+    rows = asyncio.run(probe_models(config))
     if as_json:
         print_json({"provider": config.provider, "models": rows})
         return

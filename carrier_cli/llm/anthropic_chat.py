@@ -12,25 +12,41 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anthropic
-import httpx2
 
-from carrier_cli.errors import CarrierError, RuntimeFailure
+from carrier_cli.errors import CarrierError
+from carrier_cli.llm import sdk_errors
 from carrier_cli.llm.base import ChatMessage, GenerationParams
-from carrier_cli.llm.errors import (
-    BadRequest,
-    KeyRejected,
-    PermissionDenied,
-    ProviderResponseError,
-    ProviderUnavailable,
-    UnknownModel,
-)
-from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient, parse_retry_after
+from carrier_cli.llm.errors import KeyRejected, PermissionDenied, UnknownModel
+from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient
 from carrier_cli.llm.tokens import fit_messages_to_window
 
 log = logging.getLogger(__name__)
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 # Anthropic requires a non-empty first user turn; used when the prompt has only a system part.
 _EMPTY_TURN = "(continue)"
+# Error events a 200 stream may carry (`event: error`) that are worth another try.
+_TRANSIENT_STREAM_ERRORS = frozenset({"overloaded_error", "rate_limit_error", "api_error"})
+
+
+def _stream_error_type(exc: BaseException) -> str | None:
+    """An `event: error` inside a 200 stream arrives as a status error with only its type."""
+    if isinstance(exc, anthropic.APIStatusError) and exc.type in _TRANSIENT_STREAM_ERRORS:
+        return str(exc.type)
+    return None
+
+
+def _detail(exc: anthropic.APIStatusError) -> str:
+    message = getattr(exc, "api_message", None)
+    return message if isinstance(message, str) and message else exc.message
+
+
+_SDK = sdk_errors.SdkExceptions.of(
+    anthropic,
+    base=anthropic.AnthropicError,
+    in_stream=_stream_error_type,
+    detail=_detail,
+    status_labels={429: "rate limited (429)", 529: "overloaded (529)"},
+)
 
 
 def to_anthropic_messages(
@@ -91,27 +107,7 @@ class AnthropicChatModel:
         return f"Anthropic at {self._url}"
 
     def _classify(self, exc: BaseException) -> Transient | None:
-        if isinstance(exc, anthropic.APITimeoutError):
-            return Transient(f"no answer within {self.timeout:g} s (timeout)")
-        if isinstance(exc, anthropic.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = f": {type(cause).__name__}" if cause is not None else ""
-            return Transient(f"connection to {self._url} failed{detail}")
-        if isinstance(exc, httpx2.TimeoutException):
-            return Transient(f"no answer within {self.timeout:g} s (timeout)")
-        if isinstance(exc, httpx2.TransportError):  # raised raw while reading a stream
-            return Transient(f"connection to {self._url} failed: {type(exc).__name__}")
-        if isinstance(exc, anthropic.APIStatusError):
-            status = exc.status_code
-            if status == 429 or status >= 500 or status == 408:
-                label = {429: "rate limited (429)", 529: "overloaded (529)"}.get(
-                    status, f"server error ({status})"
-                )
-                return Transient(label, parse_retry_after(dict(exc.response.headers)))
-            if exc.type in ("overloaded_error", "rate_limit_error", "api_error"):
-                # `event: error` inside a 200 stream carries only the error type.
-                return Transient(f"{exc.type} during the stream")
-        return None
+        return sdk_errors.classify(exc, _SDK, timeout=self.timeout, url=self._url)
 
     def _translate(self, exc: BaseException, model: str) -> BaseException:
         if isinstance(exc, CarrierError):
@@ -122,19 +118,10 @@ class AnthropicChatModel:
             return PermissionDenied("anthropic", model, _detail(exc))
         if isinstance(exc, anthropic.NotFoundError):
             return UnknownModel("anthropic", model, self._url)
-        if isinstance(exc, anthropic.APIStatusError) and exc.status_code in (400, 413, 422):
-            return BadRequest("anthropic", model, _detail(exc))
-        if isinstance(exc, anthropic.APIStatusError):
-            return RuntimeFailure(
-                f"Anthropic at {self._url} answered {exc.status_code}: {_detail(exc)}"
-            )
-        if isinstance(exc, anthropic.APIResponseValidationError | ValueError):
-            return ProviderResponseError(
-                "anthropic", self._url, f"{type(exc).__name__}: {exc}"[:300]
-            )
-        if isinstance(exc, anthropic.AnthropicError):
-            return RuntimeFailure(f"Anthropic at {self._url} failed: {exc}")
-        return exc
+        rest = sdk_errors.translate_rest(
+            exc, _SDK, provider="anthropic", model=model, url=self._url
+        )
+        return exc if rest is None else rest
 
     def _request(self, messages: Sequence[ChatMessage], params: GenerationParams) -> dict[str, Any]:
         if self.trim_to_context:
@@ -158,12 +145,7 @@ class AnthropicChatModel:
         request = self._request(messages, params)
         retrier = Retrier(self.retry, self._classify, self._describe())
         try:
-            while True:
-                try:
-                    response = await self._client.messages.create(**request)
-                    break
-                except Exception as exc:
-                    await retrier.wait_or_raise(exc)
+            response = await retrier.call(lambda: self._client.messages.create(**request))
         except Exception as exc:
             raise self._translate(exc, params.model) from None
         content = getattr(response, "content", None)
@@ -190,11 +172,7 @@ class AnthropicChatModel:
                 if yielded:
                     transient = self._classify(exc)
                     if transient is not None:
-                        raise ProviderUnavailable(
-                            f"{self._describe()} broke off the reply mid-stream "
-                            f"({transient.reason}).",
-                            hint="Send the message again.",
-                        ) from None
+                        raise sdk_errors.broke_off(self._describe(), transient) from None
                     raise self._translate(exc, params.model) from None
                 try:
                     await retrier.wait_or_raise(exc)
@@ -204,12 +182,12 @@ class AnthropicChatModel:
     async def list_models(self) -> list[str]:
         """Model names the account may use (GET /v1/models), sorted."""
         retrier = Retrier(self.retry, self._classify, self._describe())
+
+        async def fetch() -> list[str]:
+            return sorted([m.id async for m in self._client.models.list(limit=1000)])
+
         try:
-            while True:
-                try:
-                    return sorted([m.id async for m in self._client.models.list(limit=1000)])
-                except Exception as exc:
-                    await retrier.wait_or_raise(exc)
+            return await retrier.call(fetch)
         except Exception as exc:
             raise self._translate(exc, "(listing models)") from None
 
@@ -218,8 +196,3 @@ class AnthropicChatModel:
 
     def __repr__(self) -> str:
         return f"AnthropicChatModel(base_url={self.base_url!r})"
-
-
-def _detail(exc: anthropic.APIStatusError) -> str:
-    message = getattr(exc, "api_message", None)
-    return message if isinstance(message, str) and message else exc.message

@@ -264,26 +264,20 @@ def create_chat_model(config: ModelConfig) -> ChatModel:
 
     if key:
         register_secret(key)
+    # What every chat model is built with; the provider adds its own.
+    common: dict[str, Any] = {
+        "base_url": config.base_url,
+        "timeout": config.timeout,
+        "retry": config.retry_policy(),
+        "context_window": config.window_override,
+    }
     if config.provider == "anthropic":
         from carrier_cli.llm.anthropic_chat import AnthropicChatModel
 
-        return AnthropicChatModel(
-            api_key=key or "",
-            base_url=config.base_url,
-            timeout=config.timeout,
-            retry=config.retry_policy(),
-            context_window=config.window_override,
-        )
+        return AnthropicChatModel(api_key=key or "", **common)
     from carrier_cli.llm.openai_chat import OpenAIChatModel
 
-    return OpenAIChatModel(
-        api_key=key or "not-needed",
-        base_url=config.base_url,
-        timeout=config.timeout,
-        retry=config.retry_policy(),
-        name=config.provider,
-        context_window=config.window_override,
-    )
+    return OpenAIChatModel(api_key=key or "not-needed", name=config.provider, **common)
 
 
 def create_models(

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from carrier_cli.llm import openai_common
+from carrier_cli.llm import openai_common, sdk_errors
 from carrier_cli.llm.base import ChatMessage, GenerationParams
 from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient
 from carrier_cli.llm.tokens import fit_messages_to_window
@@ -84,12 +84,7 @@ class OpenAIChatModel:
         request = self._request(messages, params)
         retrier = self._retrier()
         try:
-            while True:
-                try:
-                    response = await self._client.chat.completions.create(**request)
-                    break
-                except Exception as exc:
-                    await retrier.wait_or_raise(exc)
+            response = await retrier.call(lambda: self._client.chat.completions.create(**request))
         except Exception as exc:
             raise self._translate(exc, params.model) from None
         if not getattr(response, "choices", None):
@@ -132,12 +127,7 @@ class OpenAIChatModel:
     def _translate_midstream(self, exc: BaseException, model: str) -> BaseException:
         transient = self._classify(exc)
         if transient is not None:
-            from carrier_cli.llm.errors import ProviderUnavailable
-
-            return ProviderUnavailable(
-                f"{self._describe()} broke off the reply mid-stream ({transient.reason}).",
-                hint="Send the message again.",
-            )
+            return sdk_errors.broke_off(self._describe(), transient)
         return self._translate(exc, model)
 
     async def list_models(self) -> list[str]:
@@ -148,11 +138,7 @@ class OpenAIChatModel:
             return sorted([model.id async for model in self._client.models.list()])
 
         try:
-            while True:
-                try:
-                    return await fetch()
-                except Exception as exc:
-                    await retrier.wait_or_raise(exc)
+            return await retrier.call(fetch)
         except Exception as exc:
             raise self._translate(exc, "(listing models)") from None
 

@@ -1,21 +1,15 @@
-"""What the OpenAI chat model and embedder share: the client, retry classification, and
-turning SDK exceptions into Carrier errors the operator can act on."""
+"""What the OpenAI chat model and embedder share: the client, retry classification (the
+rule itself is `sdk_errors.classify`, shared with Anthropic), and turning SDK exceptions
+into Carrier errors the operator can act on."""
 
 from __future__ import annotations
 
-import httpx2
 import openai
 
 from carrier_cli.errors import CarrierError, RuntimeFailure
-from carrier_cli.llm.errors import (
-    BadRequest,
-    KeyRejected,
-    PermissionDenied,
-    ProviderResponseError,
-    UnknownModel,
-    provider_label,
-)
-from carrier_cli.llm.retry import Transient, parse_retry_after
+from carrier_cli.llm import sdk_errors
+from carrier_cli.llm.errors import KeyRejected, PermissionDenied, UnknownModel, provider_label
+from carrier_cli.llm.retry import Transient
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -36,35 +30,23 @@ def describe(provider: str, base_url: str | None) -> str:
 
 def classify(exc: BaseException, timeout: float, base_url: str | None) -> Transient | None:
     """429, 5xx, timeouts and connection failures are worth another try; nothing else is."""
-    if isinstance(exc, openai.APITimeoutError):
-        return Transient(f"no answer within {timeout:g} s (timeout)")
     url = (base_url or DEFAULT_OPENAI_BASE_URL).rstrip("/")
-    if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        detail = f": {type(cause).__name__}" if cause is not None else ""
-        return Transient(f"connection to {url} failed{detail}")
-    if isinstance(exc, httpx2.TimeoutException):
-        return Transient(f"no answer within {timeout:g} s (timeout)")
-    if isinstance(exc, httpx2.TransportError):  # raised raw while reading a stream
-        return Transient(f"connection to {url} failed: {type(exc).__name__}")
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 429 or status >= 500 or status == 408:
-            retry_after = parse_retry_after(dict(exc.response.headers))
-            label = "rate limited (429)" if status == 429 else f"server error ({status})"
-            return Transient(label, retry_after)
-        return None
-    if isinstance(exc, openai.APIError) and (
-        exc.type in _TRANSIENT_ERROR_TYPES or exc.code == "rate_limit_exceeded"
-    ):
-        # An error sent inside a 200 event stream: no status code, only its type.
-        return Transient(f"{exc.type or exc.code} during the stream")
-    return None
+    return sdk_errors.classify(exc, _SDK, timeout=timeout, url=url)
 
 
+# Error types an error event inside a 200 stream may carry that are worth another try.
 _TRANSIENT_ERROR_TYPES = frozenset(
     {"server_error", "api_error", "overloaded_error", "rate_limit_error", "requests", "tokens"}
 )
+
+
+def _stream_error_type(exc: BaseException) -> str | None:
+    """An error sent inside a 200 event stream: no status code, only its type (or code)."""
+    if isinstance(exc, openai.APIStatusError) or not isinstance(exc, openai.APIError):
+        return None
+    if exc.type in _TRANSIENT_ERROR_TYPES or exc.code == "rate_limit_exceeded":
+        return exc.type or exc.code
+    return None
 
 
 def _detail(exc: openai.APIStatusError) -> str:
@@ -74,6 +56,11 @@ def _detail(exc: openai.APIStatusError) -> str:
         if isinstance(message, str) and message:
             return message
     return exc.message
+
+
+_SDK = sdk_errors.SdkExceptions.of(
+    openai, base=openai.OpenAIError, in_stream=_stream_error_type, detail=_detail
+)
 
 
 def translate(
@@ -94,19 +81,13 @@ def translate(
             f"{provider_label(provider)}: {url} has no OpenAI-style endpoint here (404).",
             hint="Check the base URL; OpenAI-compatible servers usually serve under /v1.",
         )
-    if isinstance(exc, openai.APIStatusError) and exc.status_code in (400, 413, 422):
-        if exc.code == "model_not_found":
-            return UnknownModel(provider, model, url)
-        return BadRequest(provider, model, _detail(exc))
-    if isinstance(exc, openai.APIStatusError):
-        return RuntimeFailure(
-            f"{provider_label(provider)} at {url} answered {exc.status_code}: {_detail(exc)}"
-        )
-    if isinstance(exc, openai.APIResponseValidationError | ValueError):
-        return ProviderResponseError(provider, url, f"{type(exc).__name__}: {exc}"[:300])
-    if isinstance(exc, openai.OpenAIError):
-        return RuntimeFailure(f"{provider_label(provider)} at {url} failed: {exc}")
-    return None
+    if (
+        isinstance(exc, openai.APIStatusError)
+        and exc.status_code in (400, 413, 422)
+        and exc.code == "model_not_found"
+    ):
+        return UnknownModel(provider, model, url)
+    return sdk_errors.translate_rest(exc, _SDK, provider=provider, model=model, url=url)
 
 
 def unavailable_hint(provider: str) -> str | None:

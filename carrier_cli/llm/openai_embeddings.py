@@ -92,12 +92,9 @@ class OpenAIEmbedder:
             hint=openai_common.unavailable_hint(self.provider),
         )
         try:
-            while True:
-                try:
-                    response = await self._client.embeddings.create(**kwargs)  # type: ignore[arg-type]
-                    break
-                except Exception as exc:
-                    await retrier.wait_or_raise(exc)
+            response = await retrier.call(
+                lambda: self._client.embeddings.create(**kwargs)  # type: ignore[arg-type]
+            )
         except Exception as exc:
             raise (
                 openai_common.translate(exc, self.provider, self.model, self.base_url) or exc

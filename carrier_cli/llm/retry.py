@@ -83,6 +83,10 @@ class Retrier:
     """Tracks one logical call across attempts. Use:
 
         retrier = Retrier(policy, classify, "OpenAI at https://...")
+        return await retrier.call(attempt)
+
+    which is, spelled out (as streaming does):
+
         while True:
             try:
                 return await attempt()
@@ -145,6 +149,15 @@ class Retrier:
         self.waits.append(delay)
         await self.sleep(delay)
 
+    async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()` until it succeeds; `wait_or_raise` decides, failure by failure,
+        whether to wait and try again or to re-raise (not retryable, or retries spent)."""
+        while True:
+            try:
+                return await attempt()
+            except Exception as exc:
+                await self.wait_or_raise(exc)
+
     def _give_up(self, transient: Transient, attempts: int, elapsed: float) -> ProviderUnavailable:
         plural = "attempt" if attempts == 1 else "attempts"
         return ProviderUnavailable(
@@ -161,9 +174,4 @@ async def call_with_retries(
     describe: str,
 ) -> T:
     """Run `attempt` until it succeeds, a non-transient error escapes, or retries run out."""
-    retrier = Retrier(policy, classify, describe)
-    while True:
-        try:
-            return await attempt()
-        except Exception as exc:
-            await retrier.wait_or_raise(exc)
+    return await Retrier(policy, classify, describe).call(attempt)

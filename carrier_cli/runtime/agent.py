@@ -116,7 +116,6 @@ class AgentRuntime:
                 self._action_index[normalize_action_name(alias)] = action
         # What the stages keep between turns.
         self._gates = RoomGates()
-        self._intake_cache = intake.IntakeCache()
         self._muted: set[uuid.UUID] = set()  # rooms told to STOP
         self._facts = compose.FactCache()
         self._replays = Replays()
@@ -274,9 +273,7 @@ class AgentRuntime:
         timings: dict[str, float] = {}
 
         async def store_message() -> Intake:
-            return await intake.intake(
-                self.store, self.agent_id, message, self._intake_cache, self.room_message_counts
-            )
+            return await intake.intake(self.store, self.agent_id, message, self.room_message_counts)
 
         room = (message.source, message.room_key)
         async with self._gates.turn(room, store_message, hooks) as place:

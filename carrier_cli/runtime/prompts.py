@@ -18,6 +18,7 @@ from carrier_cli.llm.base import ChatMessage
 from carrier_cli.memory.types import Memory, SearchHit
 from carrier_cli.runtime import formatting
 from carrier_cli.runtime.templates import render
+from carrier_cli.text import clip
 
 if TYPE_CHECKING:
     from carrier_cli.runtime.character_state import CharacterState
@@ -65,7 +66,7 @@ def reply(
     state["knowledge"] = formatting.format_list(
         "Relevant knowledge and memories",
         [
-            _clip(h.memory.text, KNOWLEDGE_ITEM_CHARS)
+            clip(h.memory.text, KNOWLEDGE_ITEM_CHARS, rstrip=True)
             for h in hits
             if h.memory.id not in sender_fact_ids
         ],
@@ -148,7 +149,3 @@ def post(deps: TurnDeps, topic: str | None, extra_instructions: str | None) -> l
 def small(deps: TurnDeps, prompt: str) -> list[ChatMessage]:
     """A prompt rendered elsewhere (an evaluator's) for the small model."""
     return chat(deps.character_state, prompt)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

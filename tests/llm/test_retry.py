@@ -34,6 +34,12 @@ def classify_all(exc: BaseException) -> Transient | None:
     return None
 
 
+def faked(policy: RetryPolicy, describe: str = "Svc") -> tuple[Retrier, FakeTime]:
+    """A Retrier over `classify_all` that sleeps on a fake clock."""
+    fake = FakeTime()
+    return Retrier(policy, classify_all, describe, sleep=fake.sleep, clock=fake.clock), fake
+
+
 def test_parse_retry_after_forms() -> None:
     assert parse_retry_after({"Retry-After": "2"}) == 2.0
     assert parse_retry_after({"retry-after": "1.5"}) == 1.5
@@ -55,23 +61,13 @@ def test_full_jitter_stays_under_the_exponential_ceiling() -> None:
 
 
 async def test_retry_after_is_used_instead_of_backoff() -> None:
-    fake = FakeTime()
-    retrier = Retrier(
-        RetryPolicy(max_retries=3), classify_all, "Svc", sleep=fake.sleep, clock=fake.clock
-    )
+    retrier, fake = faked(RetryPolicy(max_retries=3))
     await retrier.wait_or_raise(Boom(2.5))
     assert fake.sleeps == [2.5]
 
 
 async def test_gives_up_after_max_retries() -> None:
-    fake = FakeTime()
-    retrier = Retrier(
-        RetryPolicy(max_retries=2, base_delay=0.1),
-        classify_all,
-        "Svc at X",
-        sleep=fake.sleep,
-        clock=fake.clock,
-    )
+    retrier, fake = faked(RetryPolicy(max_retries=2, base_delay=0.1), "Svc at X")
     await retrier.wait_or_raise(Boom())
     await retrier.wait_or_raise(Boom())
     with pytest.raises(ProviderUnavailable, match=r"Svc at X is unavailable: boom .*3 attempts"):
@@ -80,14 +76,7 @@ async def test_gives_up_after_max_retries() -> None:
 
 
 async def test_gives_up_when_the_next_wait_would_pass_the_budget() -> None:
-    fake = FakeTime()
-    retrier = Retrier(
-        RetryPolicy(max_retries=10, total_budget=5.0),
-        classify_all,
-        "Svc",
-        sleep=fake.sleep,
-        clock=fake.clock,
-    )
+    retrier, fake = faked(RetryPolicy(max_retries=10, total_budget=5.0))
     await retrier.wait_or_raise(Boom(2.0))
     await retrier.wait_or_raise(Boom(2.0))
     with pytest.raises(ProviderUnavailable):

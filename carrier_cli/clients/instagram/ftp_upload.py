@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,7 +69,7 @@ class FtpConfig:
     host: str
     port: int
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a --debug traceback
     tls: bool | None  # None: explicit FTPS when the server offers it
     directory: str = "/"
     timeout: float = 30.0

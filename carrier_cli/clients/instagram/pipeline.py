@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from carrier_cli.config import Settings
 
 log = logging.getLogger(__name__)
+# One pipeline step: (record, lease owner, Graph client) -> the record after the step.
+Step = Callable[[PostRecord, str, GraphClient], Awaitable[PostRecord]]
 
 
 @dataclass
@@ -261,6 +264,18 @@ class Publisher:
                 log.warning("could not renew the lease of post %d: %s", post_id, exc)
 
     # -- the steps ---------------------------------------------------------------------
+    def _steps(self) -> dict[str, Step]:
+        """The step a post last completed (its journal's `last_step`) -> the method that
+        performs the next one, in pipeline order. Each method records its own step in the
+        journal before it returns, which is what makes a rerun resume where it stopped."""
+        return {
+            "prepared": self._upload,
+            "uploaded": self._create_containers,
+            "container_created": self._wait_container,
+            "container_finished": self._publish,
+            "publishing": self._finish_publishing,
+        }
+
     async def _run(self, record: PostRecord, owner: str) -> PostRecord:
         recreated = 0
         async with GraphClient(self.settings) as graph:
@@ -269,18 +284,10 @@ class Publisher:
                     raise StopRequested(f"stopped before step after '{record.last_step}'")
                 step = record.last_step
                 try:
-                    if step == "prepared":
-                        record = await self._upload(record, owner, graph)
-                    elif step == "uploaded":
-                        record = await self._create_containers(record, owner, graph)
-                    elif step == "container_created":
-                        record = await self._wait_container(record, owner, graph)
-                    elif step == "container_finished":
-                        record = await self._publish(record, owner, graph)
-                    elif step == "publishing":
-                        record = await self._finish_publishing(record, owner, graph)
-                    else:
+                    next_step = self._steps().get(step)
+                    if next_step is None:
                         raise RuntimeFailure(f"Post {record.id} has an unknown step '{step}'.")
+                    record = await next_step(record, owner, graph)
                 except GraphError as exc:
                     if exc.action != "recreate" or recreated >= 2:
                         raise

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from carrier_cli.clients.terminal.session import ChatSession
+from carrier_cli.text import one_line
 
 HELP = """\
 Commands:
@@ -100,7 +101,7 @@ async def _memory(session: ChatSession, argument: str) -> CommandOutput:
     for hit in hits:
         memory = hit.memory
         kind = getattr(memory.kind, "value", memory.kind)
-        lines.append(f"  {hit.score:.2f}  [{kind}] {_one_line(memory.text)}")
+        lines.append(f"  {hit.score:.2f}  [{kind}] {one_line(memory.text, 160)}")
     return CommandOutput("\n".join(lines))
 
 
@@ -113,7 +114,7 @@ async def _facts(session: ChatSession, argument: str) -> CommandOutput:
     if not facts:
         return CommandOutput(f"{session.character_name} has not stored any facts yet.")
     lines = [f"Facts {session.character_name} knows:"]
-    lines.extend(f"  - {_one_line(fact.text)}" for fact in facts)
+    lines.extend(f"  - {one_line(fact.text, 160)}" for fact in facts)
     return CommandOutput("\n".join(lines))
 
 
@@ -123,9 +124,9 @@ async def _character(session: ChatSession, argument: str) -> CommandOutput:
     lines = [f"{session.character_name}  (model {session.model_label}, room {session.room_key})"]
     bio = getattr(character, "bio", None)
     if isinstance(bio, str) and bio:
-        lines.append(_one_line(bio, 300))
+        lines.append(one_line(bio, 300))
     elif isinstance(bio, list | tuple):
-        lines.extend(f"  - {_one_line(str(item), 200)}" for item in list(bio)[:5])
+        lines.extend(f"  - {one_line(str(item), 200)}" for item in list(bio)[:5])
     source = getattr(character, "source_path", None) or getattr(character, "path", None)
     if source:
         lines.append(f"Loaded from {source}")
@@ -184,8 +185,3 @@ def format_turn_log(log: Any) -> str:
 
 def _seconds(value: Any) -> str:
     return f"{value:.3f}s" if isinstance(value, int | float) else str(value)
-
-
-def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

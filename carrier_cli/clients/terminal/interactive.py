@@ -25,6 +25,7 @@ from carrier_cli.clients.terminal.input_reader import (
 from carrier_cli.clients.terminal.retry_notice import retry_notices
 from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
 from carrier_cli.errors import CarrierError
+from carrier_cli.text import one_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -265,9 +266,7 @@ class InteractiveChat:
         if history:
             self.console.print("[dim]Earlier in this room:[/dim]")
             for speaker, text in history:
-                flat = " ".join(text.split())
-                line = flat if len(flat) <= 200 else flat[:199] + "…"
-                self._say(f"  {speaker}: {line}", "dim")
+                self._say(f"  {speaker}: {one_line(text, 200)}", "dim")
             self.console.print()
 
     def _show_command(self, output: CommandOutput) -> None:

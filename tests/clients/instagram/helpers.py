@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from carrier_cli.clients.instagram.ftp_upload import FtpConfig
+
 
 def make_image(
     path: Path,
@@ -75,3 +77,11 @@ def make_mp4(
 def jpeg_info(data: bytes) -> tuple[str | None, tuple[int, int], bool]:
     image = Image.open(io.BytesIO(data))
     return image.format, image.size, bool(image.info.get("progressive"))
+
+
+def ftp_config(server: dict[str, object], **kw: object) -> FtpConfig:
+    """An FtpConfig for a test server (`server`: its host, port, username, password...):
+    no TLS preference, the root directory and a 10 s timeout unless `server` or `kw`
+    (a test's own changes) say otherwise."""
+    values = {"tls": None, "directory": "/", "timeout": 10.0, **server, **kw}
+    return FtpConfig(**values)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,19 @@ from tests.clients.instagram.helpers import make_image, make_mp4
 from tests.support.instagram_servers import FtpServerHandle, InstagramEnv
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
+
+
+def post(
+    tmp_path: Path, *files_and_options: str, caption: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`carrier instagram post FILES... --caption CAPTION [OPTIONS]`, in this process."""
+    args = ["instagram", "post", *files_and_options, "--caption", caption]
+    return run_cli(*args, cwd=tmp_path, extra_env=env)
+
+
+def unwrapped(result: subprocess.CompletedProcess[str]) -> str:
+    """stderr with the error printer's line wrapping undone (it indents by two spaces)."""
+    return result.stderr.replace("\n  ", " ")
 
 
 def journal(tmp_path: Path) -> list[dict[str, object]]:
@@ -52,9 +66,7 @@ def test_png_is_converted_published_once_and_rerun_says_so(
     rows = journal(tmp_path)
     assert [(r["status"], r["media_id"]) for r in rows] == [("published", media["id"])]
 
-    forced = run_cli(
-        "instagram", "post", "photo.png", "--caption", "hello", "--force", cwd=tmp_path
-    )
+    forced = post(tmp_path, "photo.png", "--force", caption="hello")
     assert forced.returncode == 0, forced.stderr
     assert len(graph.published) == 2 and "Published post 2" in forced.stdout
 
@@ -63,16 +75,7 @@ def test_carousel(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     files = [
         make_image(tmp_path / f"{i}.jpg", (1080, 1080), color=(i * 40, 0, 0)) for i in range(3)
     ]
-    result = run_cli(
-        "instagram",
-        "post",
-        *[f.name for f in files],
-        "--caption",
-        "three",
-        "--alt-text",
-        "red squares",
-        cwd=tmp_path,
-    )
+    result = post(tmp_path, *[f.name for f in files], "--alt-text", "red squares", caption="three")
     assert result.returncode == 0, result.stderr
     graph = instagram_env.graph
     assert len(graph.published) == 1 and graph.published[0]["media_type"] == "CAROUSEL"
@@ -88,7 +91,7 @@ def test_carousel(instagram_env: InstagramEnv, tmp_path: Path) -> None:
 
 def test_reel(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     make_mp4(tmp_path / "clip.mp4", seconds=8)
-    result = run_cli("instagram", "post", "clip.mp4", "--caption", "reel", cwd=tmp_path)
+    result = post(tmp_path, "clip.mp4", caption="reel")
     assert result.returncode == 0, result.stderr
     graph = instagram_env.graph
     container = graph.containers[graph.published[0]["container"]]
@@ -135,7 +138,7 @@ def test_refusals_exit_2_before_any_network_call(
         args = [*args, "--caption", "hi"]
     result = run_cli("instagram", "post", *args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert expected in result.stderr.replace("\n  ", " ")
+    assert expected in unwrapped(result)
     assert "Traceback" not in result.stderr
     assert instagram_env.graph.requests == []
     assert instagram_env.published_files() == []
@@ -143,18 +146,7 @@ def test_refusals_exit_2_before_any_network_call(
 
 def test_dry_run_prepares_without_network(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     make_image(tmp_path / "wide.png", (3000, 1000), fmt="PNG")
-    result = run_cli(
-        "instagram",
-        "post",
-        "wide.png",
-        "--caption",
-        "x",
-        "--fit",
-        "crop",
-        "--dry-run",
-        "--json",
-        cwd=tmp_path,
-    )
+    result = post(tmp_path, "wide.png", "--fit", "crop", "--dry-run", "--json", caption="x")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     item = data["media"][0]
@@ -167,7 +159,7 @@ def test_upload_interrupted_then_resumed(instagram_env: InstagramEnv, tmp_path: 
     photo = noisy_jpeg(tmp_path / "big.jpg")
     assert photo.stat().st_size > 600_000
     instagram_env.ftp.drop_next_upload_after(300_000)
-    result = run_cli("instagram", "post", "big.jpg", "--caption", "big", cwd=tmp_path)
+    result = post(tmp_path, "big.jpg", caption="big")
     assert result.returncode == 0, result.stderr
     assert instagram_env.ftp.control["drops"] == 1
     assert "resumed at byte" in result.stderr
@@ -178,17 +170,9 @@ def test_upload_interrupted_then_resumed(instagram_env: InstagramEnv, tmp_path: 
 
 def test_unreachable_http_server_is_explained(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     make_image(tmp_path / "p.jpg", (800, 800))
-    result = run_cli(
-        "instagram",
-        "post",
-        "p.jpg",
-        "--caption",
-        "x",
-        cwd=tmp_path,
-        extra_env={"HTTP_SERVER": "http://127.0.0.1:9/media/"},
-    )
+    result = post(tmp_path, "p.jpg", caption="x", env={"HTTP_SERVER": "http://127.0.0.1:9/media/"})
     assert result.returncode == 1
-    err = result.stderr.replace("\n  ", " ")
+    err = unwrapped(result)
     assert "not publicly reachable at http://127.0.0.1:9/media/carrier-" in err
     assert "HTTP_SERVER" in err
     assert not instagram_env.graph.containers
@@ -201,7 +185,7 @@ def test_transient_graph_error_is_retried(instagram_env: InstagramEnv, tmp_path:
     graph.fail_next("media", -2, 2207003, message="Media download timed out", transient=True)
     graph.fail_next("media_publish", -1, None, http_status=500, message="Unexpected error")
     make_image(tmp_path / "p.jpg", (800, 800))
-    result = run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path)
+    result = post(tmp_path, "p.jpg", caption="x")
     assert result.returncode == 0, result.stderr
     assert len(graph.published) == 1 and len(graph.containers) == 1
     assert sum(1 for _, p in graph.requests if p.endswith("/media")) == 2
@@ -214,21 +198,15 @@ def test_lost_publish_answer_ends_published_exactly_once(
     graph = instagram_env.graph
     graph.lose_next_answer("media_publish")
     make_image(tmp_path / "p.jpg", (800, 800))
-    result = run_cli(
-        "instagram",
-        "post",
-        "p.jpg",
-        "--caption",
-        "lost answer",
-        cwd=tmp_path,
-        extra_env={"CARRIER_INSTAGRAM_POLL_TIMEOUT": "1"},
+    result = post(
+        tmp_path, "p.jpg", caption="lost answer", env={"CARRIER_INSTAGRAM_POLL_TIMEOUT": "1"}
     )
     assert result.returncode == 0, result.stderr
     [media] = graph.published
     assert media["id"] in result.stdout
     rows = journal(tmp_path)
     assert [(r["status"], r["media_id"]) for r in rows] == [("published", media["id"])]
-    again = run_cli("instagram", "post", "p.jpg", "--caption", "lost answer", cwd=tmp_path)
+    again = post(tmp_path, "p.jpg", caption="lost answer")
     assert again.returncode == 0 and "Already published" in again.stdout
     assert len(graph.published) == 1
 
@@ -245,9 +223,9 @@ def test_media_refused_by_instagram_exits_2_with_the_rule(
         user_msg="The aspect ratio is not supported.",
     )
     make_image(tmp_path / "p.jpg", (800, 800))
-    result = run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path)
+    result = post(tmp_path, "p.jpg", caption="x")
     assert result.returncode == 2, result.stderr
-    text = result.stderr.replace("\n  ", " ")
+    text = unwrapped(result)
     assert "between 4:5 (0.8) and 1.91:1" in text and "2207009" in text
     assert "Traceback" not in result.stderr
     assert graph.published == []
@@ -260,10 +238,10 @@ def test_quota_exhausted_refuses_with_free_time(
     make_image(tmp_path / "a.jpg", (800, 800))
     make_image(tmp_path / "b.jpg", (800, 800), color=(1, 2, 3))
     graph.quota_total = 1
-    assert run_cli("instagram", "post", "a.jpg", "--caption", "a", cwd=tmp_path).returncode == 0
-    result = run_cli("instagram", "post", "b.jpg", "--caption", "b", cwd=tmp_path)
+    assert post(tmp_path, "a.jpg", caption="a").returncode == 0
+    result = post(tmp_path, "b.jpg", caption="b")
     assert result.returncode == 1
-    err = result.stderr.replace("\n  ", " ")
+    err = unwrapped(result)
     assert "publishing limit reached: 1 of 1" in err
     assert "next slot frees at 20" in err and "UTC" in err
     assert len(graph.published) == 1 and len(instagram_env.published_files()) == 1
@@ -280,17 +258,11 @@ def test_quota_exhausted_refuses_with_free_time(
 
 def test_expired_token_is_explained(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     make_image(tmp_path / "p.jpg", (800, 800))
-    result = run_cli(
-        "instagram",
-        "post",
-        "p.jpg",
-        "--caption",
-        "x",
-        cwd=tmp_path,
-        extra_env={"INSTAGRAM_ACCESS_TOKEN": "EAAexpiredtoken9876543210"},
+    result = post(
+        tmp_path, "p.jpg", caption="x", env={"INSTAGRAM_ACCESS_TOKEN": "EAAexpiredtoken9876543210"}
     )
     assert result.returncode == 1
-    err = result.stderr.replace("\n  ", " ")
+    err = unwrapped(result)
     assert "code 190" in err and "carrier keys set instagram" in err
     assert "EAAexpiredtoken9876543210" not in err
 
@@ -302,12 +274,12 @@ def test_failed_container_reported_then_recreated(
     graph = instagram_env.graph
     graph.script_statuses(["IN_PROGRESS", final])
     make_image(tmp_path / "p.jpg", (800, 800))
-    first = run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path)
+    first = post(tmp_path, "p.jpg", caption="x")
     assert first.returncode == 1
     assert final.lower()[:5] in first.stderr.lower() or "failed processing" in first.stderr
     status = run_cli("instagram", "status", "1", cwd=tmp_path)
     assert "failed" in status.stdout
-    second = run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path)
+    second = post(tmp_path, "p.jpg", caption="x")
     assert second.returncode == 0, second.stderr
     assert len(graph.published) == 1 and len(graph.containers) == 2
 
@@ -338,7 +310,7 @@ def test_crash_after_each_step_then_rerun_publishes_exactly_once(
         extra_env={"CARRIER_TEST_CRASH_AFTER": step},
     )
     assert crashed.returncode == 137, crashed.stderr
-    rerun = run_cli("instagram", "post", "p.png", "--caption", "crash", cwd=tmp_path)
+    rerun = post(tmp_path, "p.png", caption="crash")
     assert rerun.returncode == 0, rerun.stderr
     graph = instagram_env.graph
     assert len(graph.published) == 1
@@ -349,7 +321,7 @@ def test_crash_after_each_step_then_rerun_publishes_exactly_once(
         assert "Already published" in rerun.stdout
     else:
         assert "Published post 1" in rerun.stdout
-    third = run_cli("instagram", "post", "p.png", "--caption", "crash", cwd=tmp_path)
+    third = post(tmp_path, "p.png", caption="crash")
     assert "Already published" in third.stdout and len(graph.published) == 1
 
 
@@ -370,7 +342,7 @@ def test_two_concurrent_posters_publish_once(instagram_env: InstagramEnv, tmp_pa
 
 def test_cleanup_deletes_remote_file(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     make_image(tmp_path / "p.jpg", (800, 800))
-    result = run_cli("instagram", "post", "p.jpg", "--caption", "x", "--cleanup", cwd=tmp_path)
+    result = post(tmp_path, "p.jpg", "--cleanup", caption="x")
     assert result.returncode == 0, result.stderr
     assert len(instagram_env.graph.published) == 1
     assert instagram_env.published_files() == []
@@ -385,7 +357,7 @@ def test_whoami_limit_status_history(instagram_env: InstagramEnv, tmp_path: Path
     empty = run_cli("instagram", "history", cwd=tmp_path)
     assert "No Instagram posts" in empty.stdout
     make_image(tmp_path / "p.jpg", (800, 800))
-    assert run_cli("instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path).returncode == 0
+    assert post(tmp_path, "p.jpg", caption="x").returncode == 0
     status = run_cli("instagram", "status", "1", cwd=tmp_path)
     assert "published" in status.stdout and "p.jpg" in status.stdout
     missing = run_cli("instagram", "status", "42", cwd=tmp_path)
@@ -396,9 +368,7 @@ def test_missing_settings_refused_before_journal(
     instagram_env: InstagramEnv, tmp_path: Path
 ) -> None:
     make_image(tmp_path / "p.jpg", (800, 800))
-    result = run_cli(
-        "instagram", "post", "p.jpg", "--caption", "x", cwd=tmp_path, extra_env={"FTP_SERVER": ""}
-    )
+    result = post(tmp_path, "p.jpg", caption="x", env={"FTP_SERVER": ""})
     assert result.returncode == 2 and "FTP_SERVER is not set" in result.stderr
     assert journal(tmp_path) == []
 
@@ -419,19 +389,17 @@ def test_post_with_the_journal_on_postgresql(
         extra_env={**env, "CARRIER_TEST_CRASH_AFTER": "publishing"},
     )
     assert crashed.returncode == 137, crashed.stderr
-    first = run_cli("instagram", "post", "p.png", "--caption", "pg", cwd=tmp_path, extra_env=env)
+    first = post(tmp_path, "p.png", caption="pg", env=env)
     assert first.returncode == 0, first.stderr
-    again = run_cli("instagram", "post", "p.png", "--caption", "pg", cwd=tmp_path, extra_env=env)
+    again = post(tmp_path, "p.png", caption="pg", env=env)
     assert "Already published as post 1" in again.stdout
     assert len(instagram_env.graph.published) == 1
 
 
-def test_resume_after_crash_rebuilds_a_lost_prepared_copy(
-    instagram_env: InstagramEnv, tmp_path: Path, carrier_home: Path
-) -> None:
+def crash_after_prepared_and_lose_the_copy(tmp_path: Path, carrier_home: Path) -> None:
+    """`post p.png` dies right after journaling 'prepared'; then the prepared copy goes."""
     import shutil
 
-    make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
     crashed = carrier(
         "instagram",
         "post",
@@ -443,6 +411,13 @@ def test_resume_after_crash_rebuilds_a_lost_prepared_copy(
     )
     assert crashed.returncode == 137
     shutil.rmtree(carrier_home / "cache" / "instagram")
+
+
+def test_resume_after_crash_rebuilds_a_lost_prepared_copy(
+    instagram_env: InstagramEnv, tmp_path: Path, carrier_home: Path
+) -> None:
+    make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
+    crash_after_prepared_and_lose_the_copy(tmp_path, carrier_home)
     status = run_cli("instagram", "status", cwd=tmp_path)
     assert "prepared" in status.stdout
     resumed = run_cli("instagram", "resume", "1", cwd=tmp_path)
@@ -454,26 +429,11 @@ def test_resume_after_crash_rebuilds_a_lost_prepared_copy(
 def test_resume_refuses_a_changed_original(
     instagram_env: InstagramEnv, tmp_path: Path, carrier_home: Path
 ) -> None:
-    import shutil
-
     photo = make_image(tmp_path / "p.png", (800, 800), fmt="PNG")
-    crashed = carrier(
-        "instagram",
-        "post",
-        "p.png",
-        "--caption",
-        "r",
-        cwd=tmp_path,
-        extra_env={"CARRIER_TEST_CRASH_AFTER": "prepared"},
-    )
-    assert crashed.returncode == 137
-    shutil.rmtree(carrier_home / "cache" / "instagram")
+    crash_after_prepared_and_lose_the_copy(tmp_path, carrier_home)
     make_image(photo, (800, 800), fmt="PNG", color=(1, 1, 1))
     resumed = run_cli("instagram", "resume", "1", cwd=tmp_path)
-    assert (
-        resumed.returncode == 2
-        and "changed since post 1 was prepared" in resumed.stderr.replace("\n  ", " ")
-    )
+    assert resumed.returncode == 2 and "changed since post 1 was prepared" in unwrapped(resumed)
     assert not instagram_env.graph.published
 
 
@@ -484,7 +444,7 @@ def test_carousel_item_error_then_rerun(instagram_env: InstagramEnv, tmp_path: P
     args = ["instagram", "post", *[f.name for f in files], "--caption", "two"]
     first = run_cli(*args, cwd=tmp_path)
     assert first.returncode == 1
-    assert "Carousel item 2 (1.jpg) was not accepted: ERROR" in first.stderr.replace("\n  ", " ")
+    assert "Carousel item 2 (1.jpg) was not accepted: ERROR" in unwrapped(first)
     second = run_cli(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert len(graph.published) == 1 and len(graph.containers) == 5  # 2 failed + 2 + parent
@@ -495,19 +455,9 @@ def test_plain_ftp_server_is_used_when_it_offers_no_tls(
 ) -> None:
     make_image(tmp_path / "p.jpg", (800, 800))
     env = {"FTP_SERVER": f"{ftp_server.host}:{ftp_server.port}"}  # same root, no AUTH TLS
-    result = run_cli(
-        "instagram", "post", "p.jpg", "--caption", "plain", cwd=tmp_path, extra_env=env
-    )
+    result = post(tmp_path, "p.jpg", caption="plain", env=env)
     assert result.returncode == 0, result.stderr
-    required = run_cli(
-        "instagram",
-        "post",
-        "p.jpg",
-        "--caption",
-        "tls",
-        cwd=tmp_path,
-        extra_env={**env, "FTP_TLS": "true"},
-    )
+    required = post(tmp_path, "p.jpg", caption="tls", env={**env, "FTP_TLS": "true"})
     assert required.returncode == 2 and "refused AUTH TLS" in required.stderr
     assert len(instagram_env.graph.published) == 1
 
@@ -515,7 +465,7 @@ def test_plain_ftp_server_is_used_when_it_offers_no_tls(
 def test_carousel_with_a_video(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     make_image(tmp_path / "a.jpg", (1080, 1080))
     make_mp4(tmp_path / "b.mp4", seconds=5)
-    result = run_cli("instagram", "post", "a.jpg", "b.mp4", "--caption", "mixed", cwd=tmp_path)
+    result = post(tmp_path, "a.jpg", "b.mp4", caption="mixed")
     assert result.returncode == 0, result.stderr
     graph = instagram_env.graph
     children = graph.containers[graph.published[0]["container"]].params["children"].split(",")

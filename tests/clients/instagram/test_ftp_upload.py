@@ -11,6 +11,7 @@ from carrier_cli.clients.instagram.ftp_upload import FtpConfig, FtpUploader
 from carrier_cli.clients.instagram.http_check import check_public_url
 from carrier_cli.config import load_settings
 from carrier_cli.errors import ConfigError, RuntimeFailure
+from tests.clients.instagram.helpers import ftp_config
 from tests.support.instagram_servers import (
     FTP_PASSWORD,
     FTP_USER,
@@ -20,17 +21,8 @@ from tests.support.instagram_servers import (
 
 
 def config(server: FtpServerHandle, **kw: object) -> FtpConfig:
-    values: dict[str, object] = {
-        "host": server.host,
-        "port": server.port,
-        "username": FTP_USER,
-        "password": FTP_PASSWORD,
-        "tls": None,
-        "directory": "/",
-        "timeout": 10.0,
-    }
-    values.update(kw)
-    return FtpConfig(**values)  # type: ignore[arg-type]
+    login = {"username": FTP_USER, "password": FTP_PASSWORD}
+    return ftp_config({"host": server.host, "port": server.port, **login}, **kw)
 
 
 @pytest.fixture
@@ -169,3 +161,12 @@ async def test_head_check_redirect_is_refused(media_http_server: HttpServerHandl
         await check_public_url(
             media_http_server.url + "folder", expected_size=1, kind="image", retries=0
         )
+
+
+def test_the_password_is_not_in_the_config_repr() -> None:
+    """A FtpConfig lands in log lines and --debug tracebacks (locals, f-strings)."""
+    config = FtpConfig(
+        host="ftp.example", port=21, username="bot", password="hunter2-ftp-secret", tls=None
+    )
+    assert "hunter2-ftp-secret" not in repr(config)
+    assert "bot" in repr(config)

@@ -21,6 +21,7 @@ import pytest
 
 from carrier_cli.clients.instagram.ftp_upload import FtpConfig, FtpUploader, SessionReusingFTP_TLS
 from carrier_cli.errors import RuntimeFailure
+from tests.clients.instagram.helpers import ftp_config
 from tests.support.instagram_servers import (
     FakeGraph,
     HttpServerHandle,
@@ -33,17 +34,8 @@ pytestmark = [pytest.mark.service, pytest.mark.slow]
 
 
 def config(server: RealFtpd, **kw: object) -> FtpConfig:
-    values: dict[str, object] = {
-        "host": server.host,
-        "port": server.port,
-        "username": server.username,
-        "password": server.password,
-        "tls": server.tls,
-        "directory": server.directory,
-        "timeout": 10.0,
-    }
-    values.update(kw)
-    return FtpConfig(**values)  # type: ignore[arg-type]
+    names = ("host", "port", "username", "password", "tls", "directory")
+    return ftp_config({name: getattr(server, name) for name in names}, **kw)
 
 
 @pytest.fixture
