@@ -31,6 +31,7 @@ from carrier_cli.clients.discord.split import split_message
 from carrier_cli.config import Settings
 from carrier_cli.runtime.rooms import TurnHooks
 from carrier_cli.runtime.types import IncomingMessage, TurnResult
+from carrier_cli.text import one_line
 
 log = logging.getLogger("carrier_cli.discord")
 
@@ -126,11 +127,6 @@ async def _stop(task: asyncio.Task[None] | None) -> None:
         task.cancel()
         with contextlib.suppress(BaseException):
             await task
-
-
-def _preview(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 class CarrierDiscordBot(discord.Client):
@@ -301,7 +297,7 @@ class CarrierDiscordBot(discord.Client):
             self.runtime.character.name,
             where,
             "" if inbound.is_dm else f" {inbound.author_name}",
-            _preview(inbound.clean_content),
+            one_line(inbound.clean_content, 60),
             outcome,
             time.monotonic() - started,
         )
