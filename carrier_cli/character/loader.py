@@ -171,7 +171,7 @@ def _load_layers(path: Path, chain: list[Path], report: ValidationReport) -> lis
         for old, why in layer.conversion.dropped:
             not_carried(old, why, f"ElizaOS field not carried over: {why}", "eliza-dropped")
         for old, value in layer.conversion.secrets:
-            from carrier_cli.state import register_secret
+            from carrier_cli.redact import register_secret
 
             register_secret(value)
             message = "secret not copied. " + checks.secret_hint(old)
@@ -292,7 +292,7 @@ def _validate_layers(layers: list[_Layer], path: Path, report: ValidationReport)
         mark, where = locator.locate(key_path)
         report.add(Problem(mark, where, message, "warning", "unknown-template"))
     for key_path, value in checks.find_secrets(merged):
-        from carrier_cli.state import register_secret
+        from carrier_cli.redact import register_secret
 
         register_secret(value)
         mark, where = locator.locate(key_path)

@@ -95,8 +95,8 @@ class CarrierMetrics:
         )
         self.turn_seconds = Histogram(
             "carrier_turn_duration_seconds",
-            "Time from a message reaching the runtime to its turn's end (waiting for the "
-            "room's previous turn included).",
+            "Time from a message reaching the runtime to its turn's end: waiting for the "
+            "room's earlier turns and the client's delivery of the reply included.",
             ["character", "client"],
             buckets=TURN_BUCKETS,
             registry=r,
