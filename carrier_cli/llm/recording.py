@@ -52,9 +52,7 @@ def error_code(exc: BaseException) -> str:
     return name
 
 
-def estimated_usage(
-    messages: Sequence[ChatMessage], output: str | None, model: str
-) -> TokenUsage:
+def estimated_usage(messages: Sequence[ChatMessage], output: str | None, model: str) -> TokenUsage:
     """Tokens counted locally (llm/tokens.py) for a provider that reported none."""
     from carrier_cli.llm.tokens import count_message_tokens, count_tokens
 
@@ -103,14 +101,14 @@ class Attempts:
     """The attempts of one logical call; see the module docstring."""
 
     __slots__ = (
-        "observers",
-        "provider",
-        "model",
-        "messages",
-        "context",
-        "number",
         "_began",
         "_first_ms",
+        "context",
+        "messages",
+        "model",
+        "number",
+        "observers",
+        "provider",
     )
 
     def __init__(
