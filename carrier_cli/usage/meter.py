@@ -60,6 +60,7 @@ class UsageMeter:
         self._totals = UsageTotals()
         self._by_model: dict[tuple[str, str], UsageTotals] = {}
         self._turns: OrderedDict[uuid.UUID, UsageTotals] = OrderedDict()
+        self._turn_unpriced: dict[uuid.UUID, list[str]] = {}  # only turns with such calls
         self._pending: deque[CallRecord] = deque()
         self.dropped = 0  # records lost to a full queue
         self.lost = 0  # records the sink refused after every retry
@@ -104,8 +105,13 @@ class UsageMeter:
             if turn is None:
                 turn = self._turns[turn_id] = UsageTotals()
                 while len(self._turns) > self.turns_kept:
-                    self._turns.popitem(last=False)
+                    old, _ = self._turns.popitem(last=False)
+                    self._turn_unpriced.pop(old, None)
             turn.add(record)
+            if record.cost_usd is None:
+                names = self._turn_unpriced.setdefault(turn_id, [])
+                if record.model not in names:
+                    names.append(record.model)
         if self._write_calls is None:
             return
         if len(self._pending) >= self.queue_limit:
@@ -141,7 +147,10 @@ class UsageMeter:
         """(provider, model) -> totals, in first-use order."""
         return {key: replace(value) for key, value in self._by_model.items()}
 
-    def unpriced_models(self) -> list[str]:
+    def unpriced_models(self, turn_id: uuid.UUID | None = None) -> list[str]:
+        """Models called without a known price: in the session, or in one turn."""
+        if turn_id is not None:
+            return list(self._turn_unpriced.get(turn_id, ()))
         return [model for (_, model), t in self._by_model.items() if t.unpriced_calls]
 
     @property
