@@ -51,9 +51,10 @@ def test_dated_ids_match_their_base_by_the_explicit_rule_only() -> None:
     assert base_model("claude-3-5-haiku-20241022") == "claude-3-5-haiku"
     assert base_model("claude-3-5-haiku-latest") == "claude-3-5-haiku"
     assert table.lookup("openai", "gpt-4o-2024-08-06") == PRICES["openai:gpt-4o"]
-    assert table.lookup("anthropic", "claude-3-5-haiku-20241022") == PRICES[
-        "anthropic:claude-3-5-haiku"
-    ]
+    assert (
+        table.lookup("anthropic", "claude-3-5-haiku-20241022")
+        == PRICES["anthropic:claude-3-5-haiku"]
+    )
     # No prefix guessing: a variant that is not a date suffix is unknown.
     assert table.lookup("openai", "gpt-4o-audio-preview") is None
 
@@ -85,7 +86,9 @@ def test_overrides_by_provider_model_then_model() -> None:
 def test_model_prices_setting_from_yaml_and_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
     config = tmp_path / "config.yaml"
     config.write_text(
-        "model_prices:\n  vllm:my-model: {input: 0.5, output: 1.5, cached: 0.1}\nlog_prompts: true\n"
+        "model_prices:\n"
+        "  vllm:my-model: {input: 0.5, output: 1.5, cached: 0.1}\n"
+        "log_prompts: true\n"
     )
     settings = load_settings(config_file=config, environ={}, use_stored_keys=False).settings
     assert settings.model_prices == {"vllm:my-model": ModelPrice(0.5, 1.5, 0.1)}
