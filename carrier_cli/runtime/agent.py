@@ -56,7 +56,7 @@ from carrier_cli.runtime.turn.replay import Replays
 from carrier_cli.runtime.turn.state import TurnState
 from carrier_cli.runtime.types import IncomingMessage, PromptRecord, TurnEvent, TurnLog, TurnResult
 from carrier_cli.usage.meter import UsageMeter
-from carrier_cli.usage.records import calling
+from carrier_cli.usage.records import calling, using
 
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
@@ -368,8 +368,8 @@ class AgentRuntime:
             thought=turn.parsed.thought,
         )
         if turn.parsed.text:
-            with _stage(turn, "store_reply"):
-                await act.store_reply(self, turn, result)
+            with _stage(turn, "store_reply"), using(call_context(self, turn.ctx, "embedding")):
+                await act.store_reply(self, turn, result)  # a remote embedder records it
             with _stage(turn, "actions"):
                 await act.run_actions(self, turn, result)
         yield self._finish(turn, result)

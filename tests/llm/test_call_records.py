@@ -270,3 +270,26 @@ async def test_no_observers_no_records_and_a_failing_observer_fails_nothing(
         assert await model.complete(MESSAGES, GenerationParams(model="gpt-4o")) == "fine"
     finally:
         await model.aclose()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_stream_closed_by_the_caller_is_recorded_as_cancelled(
+    model_server: FakeModelServer, provider: str
+) -> None:
+    records: list[CallRecord] = []
+    model_server.push(Reply(text="one two three four five six", chunk_delay=0.01))
+    model = (
+        openai_model(model_server, records)
+        if provider == "openai"
+        else anthropic_model(model_server, records)
+    )
+    try:
+        stream = model.stream(MESSAGES, GenerationParams(model="gpt-4o"))
+        async for _ in stream:
+            break  # the user pressed Ctrl-C: the tokens so far may still be billed
+        await stream.aclose()  # type: ignore[attr-defined]
+    finally:
+        await model.aclose()
+    [record] = records
+    assert (record.outcome, record.error_code) == ("failed", "cancelled")
+    assert record.first_token_ms is not None

@@ -83,3 +83,31 @@ async def test_turn_context_does_not_leak_to_the_stream_consumer(sqlite_store, m
         purposes.add(current_context().purpose)
         await asyncio.sleep(0)
     assert purposes == {"small"}  # the anonymous default: nothing set between chunks
+
+
+async def test_remote_embeddings_are_recorded_for_the_character(
+    tmp_path, make_runtime, model_server
+):
+    from carrier_cli.llm.openai_embeddings import OpenAIEmbedder
+    from carrier_cli.memory.store import MemoryStore
+
+    embedder = OpenAIEmbedder(api_key="sk-test-embed", base_url=model_server.openai_base_url)
+    store = await MemoryStore.open(f"sqlite:///{tmp_path / 'remote.db'}", embedder=embedder)
+    try:
+        runtime = await make_runtime(store, [reply_xml("Hi.")])
+        before = runtime.usage.totals().calls  # the character's knowledge was embedded
+        await runtime.handle_message(dm("hello there"))
+        embedded = [r for r in model_server.requests("/v1/embeddings") if r.usage]
+        assert embedded
+        totals = runtime.usage.by_model()
+        embedding = totals[("openai", "text-embedding-3-small")]
+        assert embedding.calls == len(embedded)
+        assert embedding.input_tokens == sum(r.usage["prompt_tokens"] for r in embedded)  # type: ignore[index]
+        assert runtime.usage.totals().calls > before
+        [turn] = runtime.usage._turns.values()
+        assert turn.calls == 2  # the reply and its embedding (the message's came before)
+        await runtime.aclose()
+        assert runtime.usage.observe not in embedder.observers
+    finally:
+        await store.close()
+        await embedder.aclose()
