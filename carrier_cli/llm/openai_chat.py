@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
+def _refuses_stream_options(exc: BaseException) -> bool:
+    """A 400/422 naming `stream_options`: the server does not know the parameter."""
+    status = getattr(exc, "status_code", None)
+    return status in (400, 422) and "stream_options" in str(exc)
+
+
 class OpenAIChatModel:
     """ChatModel over /v1/chat/completions. `name` is the provider name given to it."""
 
@@ -38,6 +44,9 @@ class OpenAIChatModel:
     ) -> None:
         self.name = name
         self.observers: list[CallObserver] = observers if observers is not None else []
+        # Cleared when the server refuses `stream_options` (older Azure API versions and
+        # some compatible servers answer 400): its streams are then estimated.
+        self.stream_usage = True
         self.context_window = context_window
         self.trim_to_context = trim_to_context
         self.base_url = base_url
@@ -121,7 +130,8 @@ class OpenAIChatModel:
         request = self._request(messages, params)
         # The usage arrives in a last chunk with no choices (OpenAI, vLLM, Ollama, ...);
         # a server that ignores the option sends none and the tokens are estimated.
-        request["stream_options"] = {"include_usage": True}
+        if self.stream_usage:
+            request["stream_options"] = {"include_usage": True}
         attempts = self._attempts(messages, params)
         retrier = self._retrier(attempts)
         yielded = False
@@ -153,6 +163,12 @@ class OpenAIChatModel:
                 if yielded:
                     attempts.failed(exc, retried=False)
                     raise self._translate_midstream(exc, params.model) from None
+                if "stream_options" in request and _refuses_stream_options(exc):
+                    log.info("%s refuses stream_options; streaming without", self._describe())
+                    self.stream_usage = False
+                    del request["stream_options"]
+                    attempts.failed(exc, retried=True)
+                    continue
                 try:
                     await retrier.wait_or_raise(exc)
                 except Exception as final:

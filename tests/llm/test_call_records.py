@@ -293,3 +293,30 @@ async def test_a_stream_closed_by_the_caller_is_recorded_as_cancelled(
     [record] = records
     assert (record.outcome, record.error_code) == ("failed", "cancelled")
     assert record.first_token_ms is not None
+
+
+async def test_a_server_refusing_stream_options_is_asked_again_without(
+    model_server: FakeModelServer,
+) -> None:
+    records: list[CallRecord] = []
+    model_server.push(
+        Reply(status=400, error_message="Unrecognized request argument supplied: stream_options"),
+        Reply(text="streamed anyway"),
+        Reply(text="and again"),
+    )
+    model = openai_model(model_server, records)
+    params = GenerationParams(model="gpt-4o")
+    try:
+        assert await _stream(model, params) == "streamed anyway"
+        assert await _stream(model, params) == "and again"
+    finally:
+        await model.aclose()
+    bodies = [r.body for r in model_server.requests("/v1/chat/completions")]
+    assert "stream_options" in bodies[0]
+    assert "stream_options" not in bodies[1] and "stream_options" not in bodies[2]
+    assert [(r.outcome, r.error_code) for r in records] == [
+        ("retried", "400"),
+        ("ok", None),
+        ("ok", None),
+    ]
+    assert records[1].usage.estimated
