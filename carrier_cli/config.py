@@ -21,6 +21,7 @@ from carrier_cli.errors import ConfigError
 from carrier_cli.paths import CarrierPaths, carrier_paths
 from carrier_cli.redact import mask_secret
 from carrier_cli.secrets import KEY_NAMES
+from carrier_cli.usage.prices import ModelPrice
 
 EmbeddingProvider = Literal["local", "openai", "ollama"]
 
@@ -148,6 +149,18 @@ class Settings(BaseSettings):
     request_timeout: float = Field(60.0, description="Seconds before a model request times out.")
     max_retries: int = Field(3, description="Retries on 429, 5xx and timeouts.")
 
+    # Usage records (issue 12): prices, and whether prompts are kept
+    model_prices: dict[str, ModelPrice] = Field(
+        {},
+        description='USD per million tokens by "provider:model" or "model", e.g. '
+        '{"gpt-4o": {"input": 2.5, "output": 10, "cached": 1.25}}; overrides the shipped '
+        "table (carrier_cli/usage/prices.py). Unpriced models show no cost.",
+    )
+    log_prompts: bool = Field(
+        False, description="Store each call's prompt and output with its record (secrets never)."
+    )
+    log_retention_days: int = Field(30, description="Days model call records are kept.")
+
     # Discord
     discord_api_token: SecretStr | None = Field(
         None, description="Discord bot token.", json_schema_extra=_env("DISCORD_API_TOKEN")
@@ -235,6 +248,19 @@ class Settings(BaseSettings):
 
     # Long-running processes
     shutdown_grace: float = Field(10.0, description="Seconds to finish in-flight work on stop.")
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _prices_from_json(cls, value: Any) -> Any:
+        """The environment gives a string: read it as JSON."""
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"is not JSON ({exc.msg})") from None
+        return value
 
     @field_validator("*", mode="after")
     @classmethod

@@ -29,6 +29,7 @@ _SECTIONS = [
             "max_retries",
         ],
     ),
+    ("Usage records", ["model_prices", "log_prompts", "log_retention_days"]),
     (
         "Discord",
         [

@@ -21,6 +21,7 @@ message returns that reply instead of generating a second one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random
@@ -50,9 +51,12 @@ from carrier_cli.runtime.rooms import RoomGates, TurnHooks
 from carrier_cli.runtime.should_respond import name_pattern
 from carrier_cli.runtime.templates import resolve_templates
 from carrier_cli.runtime.turn import act, compose, decide, evaluate, generate, intake
+from carrier_cli.runtime.turn.calls import call_context
 from carrier_cli.runtime.turn.replay import Replays
 from carrier_cli.runtime.turn.state import Intake, TurnState
 from carrier_cli.runtime.types import IncomingMessage, PromptRecord, TurnEvent, TurnLog, TurnResult
+from carrier_cli.usage.meter import UsageMeter
+from carrier_cli.usage.records import calling, using
 
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
@@ -89,6 +93,7 @@ class AgentRuntime:
         owns_store: bool = False,
         owns_model: bool = False,
         rng: random.Random | None = None,
+        usage: UsageMeter | None = None,
     ) -> None:
         self.character = character
         self.store = store
@@ -124,6 +129,9 @@ class AgentRuntime:
         self.turn_logs: deque[TurnLog] = deque(maxlen=self.turn_log_history)
         self.last_turn_log: TurnLog | None = None
         self._closed = False
+        # Every model call's record: priced, summed (`/usage`) and stored by the meter.
+        self.usage = usage or UsageMeter(store, character=character.name, agent_id=agent_id)
+        self._observed = _observe(self.usage, model, getattr(store, "embedder", None))
 
     # ------------------------------------------------------------------ construction --
     @classmethod
@@ -169,6 +177,13 @@ class AgentRuntime:
                 plugins=loaded,
                 owns_store=owns_store,
                 owns_model=owns_model,
+                usage=UsageMeter(
+                    store,
+                    prices=settings.model_prices,
+                    log_prompts=settings.log_prompts,
+                    character=character.name,
+                    agent_id=agent_id,
+                ),
             )
             await runtime.ingest_knowledge()
         except BaseException:
@@ -251,6 +266,10 @@ class AgentRuntime:
             return
         self._closed = True
         await self.wait_idle()
+        for observers in self._observed:
+            with contextlib.suppress(ValueError):
+                observers.remove(self.usage.observe)
+        await self.usage.aclose()
         if self._owns_model:
             await self.model.aclose()
         if self._owns_store:
@@ -273,7 +292,16 @@ class AgentRuntime:
         timings: dict[str, float] = {}
 
         async def store_message() -> Intake:
-            return await intake.intake(self.store, self.agent_id, message, self.room_message_counts)
+            # The message's embedding (a remote embedder records it).
+            with calling(
+                purpose="embedding",
+                character=self.character.name,
+                agent_id=self.agent_id,
+                client=message.source,
+            ):
+                return await intake.intake(
+                    self.store, self.agent_id, message, self.room_message_counts
+                )
 
         room = (message.source, message.room_key)
         async with self._gates.turn(room, store_message, hooks) as place:
@@ -342,8 +370,8 @@ class AgentRuntime:
             thought=turn.parsed.thought,
         )
         if turn.parsed.text:
-            with _stage(turn, "store_reply"):
-                await act.store_reply(self, turn, result)
+            with _stage(turn, "store_reply"), using(call_context(self, turn.ctx, "embedding")):
+                await act.store_reply(self, turn, result)  # a remote embedder records it
             with _stage(turn, "actions"):
                 await act.run_actions(self, turn, result)
         yield self._finish(turn, result)
@@ -371,8 +399,16 @@ class AgentRuntime:
         messages = prompts.continuation(self, ctx, ctx.reply, now)
         tlog = self.last_turn_log or TurnLog(ctx.memory.id, ctx.room.id, now)
         gen = generate.Generation()
+        call = call_context(self, ctx, "continue")
         async for _ in generate.generate(
-            self.model, messages, self.model_config.params(), tlog, False, gen, purpose="continue"
+            self.model,
+            messages,
+            self.model_config.params(),
+            tlog,
+            False,
+            gen,
+            purpose="continue",
+            call=call,
         ):
             pass
         text = gen.parsed.text
@@ -390,7 +426,9 @@ class AgentRuntime:
         messages = prompts.small(self, prompt)
         params = self.model_config.params(small=True, temperature=0.2, max_tokens=max_tokens)
         began = perf_counter()
-        raw = await self.model.complete(messages, params)
+        # Room, client and turn come from the enclosing context (the evaluators set it).
+        with calling(purpose=purpose, character=self.character.name, agent_id=self.agent_id):
+            raw = await self.model.complete(messages, params)
         if tlog is not None:
             tlog.calls.append(
                 PromptRecord(
@@ -425,6 +463,18 @@ def _stage(turn: TurnState, name: str) -> Iterator[None]:
     mark = perf_counter()
     yield
     turn.timings[name] = perf_counter() - mark
+
+
+def _observe(meter: UsageMeter, *models: object) -> list[list[Any]]:
+    """Add the meter to each model's (and remote embedder's) observers; returns the lists
+    it was added to, so `aclose` takes it out again (a model may outlive the runtime)."""
+    added: list[list[Any]] = []
+    for model in models:
+        observers = getattr(model, "observers", None)
+        if isinstance(observers, list):
+            observers.append(meter.observe)
+            added.append(observers)
+    return added
 
 
 async def _maybe_await(value: Any) -> None:

@@ -85,12 +85,15 @@ async def generate_caption(
         from carrier_cli.runtime.agent import AgentRuntime
 
         runtime = await AgentRuntime.create(character, settings)
+    from carrier_cli.usage.records import calling
+
     try:
-        text = await runtime.generate_post(
-            extra_instructions=CAPTION_INSTRUCTIONS.format(
-                kind=kind, files=", ".join(p.name for p in files)
+        with calling(client="instagram"):  # the caption's usage record names its client
+            text = await runtime.generate_post(
+                extra_instructions=CAPTION_INSTRUCTIONS.format(
+                    kind=kind, files=", ".join(p.name for p in files)
+                )
             )
-        )
     finally:
         if own:
             await runtime.aclose()

@@ -11,7 +11,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from carrier_cli.runtime.turn.calls import call_context
 from carrier_cli.runtime.turn.state import TurnDeps
+from carrier_cli.usage.records import using
 
 if TYPE_CHECKING:
     from carrier_cli.runtime.context import TurnContext
@@ -38,6 +40,12 @@ class Evaluations:
 
 
 async def run_evaluators(deps: TurnDeps, ctx: TurnContext) -> None:
+    # Their model calls count towards the turn (complete_small names the purpose).
+    with using(call_context(deps, ctx, "facts")):
+        await _run_each(deps, ctx)
+
+
+async def _run_each(deps: TurnDeps, ctx: TurnContext) -> None:
     for evaluator in deps.evaluators:
         try:
             async with asyncio.timeout(deps.evaluator_timeout):
