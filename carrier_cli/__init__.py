@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from carrier_cli._lazy import lazy_exports
-
 from carrier_cli.runtime import _EXPORTS as _RUNTIME_EXPORTS
 
 __version__ = "0.1.0"
