@@ -27,7 +27,7 @@ import random
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -53,12 +53,14 @@ from carrier_cli.runtime.turn import act, compose, decide, evaluate, generate, i
 from carrier_cli.runtime.turn.replay import Replays
 from carrier_cli.runtime.turn.state import TurnState
 from carrier_cli.runtime.types import IncomingMessage, PromptRecord, TurnEvent, TurnLog, TurnResult
+from carrier_cli.usage.budget import BudgetGate, BudgetRefused
 
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
     from carrier_cli.config import Settings
     from carrier_cli.llm.factory import ModelConfig
     from carrier_cli.memory.store import MemoryStore
+    from carrier_cli.usage.budget_meter import BudgetMeter
 
 log = logging.getLogger("carrier.runtime")
 turn_log = logging.getLogger("carrier.runtime.turn")
@@ -89,6 +91,7 @@ class AgentRuntime:
         owns_store: bool = False,
         owns_model: bool = False,
         rng: random.Random | None = None,
+        budget: BudgetGate | None = None,
     ) -> None:
         self.character = character
         self.store = store
@@ -124,6 +127,9 @@ class AgentRuntime:
         self.turn_logs: deque[TurnLog] = deque(maxlen=self.turn_log_history)
         self.last_turn_log: TurnLog | None = None
         self._closed = False
+        # Budgets (usage.budget): asked before every model call; its meter counts them.
+        self.budget = budget or BudgetGate(None)  # none: every check allows, without I/O
+        self._budget_meter = attach_meter(self.budget, model, character.name)
 
     # ------------------------------------------------------------------ construction --
     @classmethod
@@ -169,6 +175,9 @@ class AgentRuntime:
                 plugins=loaded,
                 owns_store=owns_store,
                 owns_model=owns_model,
+                budget=BudgetGate.for_character(
+                    store, character.name, character.budget, settings.budget
+                ),
             )
             await runtime.ingest_knowledge()
         except BaseException:
@@ -245,6 +254,10 @@ class AgentRuntime:
             return
         self._closed = True
         await self.wait_idle()
+        if self._budget_meter is not None:  # off the model (it may outlive us), then flushed
+            with suppress(ValueError):
+                getattr(self.model, "observers", []).remove(self._budget_meter)
+            await self._budget_meter.aclose()
         if self._owns_model:
             await self.model.aclose()
         if self._owns_store:
@@ -371,8 +384,12 @@ class AgentRuntime:
         messages = prompts.continuation(self, ctx, ctx.reply, now)
         tlog = self.last_turn_log or TurnLog(ctx.memory.id, ctx.room.id, now)
         gen = generate.Generation()
+        verdict = await self.budget.check("continue")
+        if verdict.refused:
+            return None
+        params = self.model_config.params(small=verdict.small)
         async for _ in generate.generate(
-            self.model, messages, self.model_config.params(), tlog, False, gen, purpose="continue"
+            self.model, messages, params, tlog, False, gen, purpose="continue"
         ):
             pass
         text = gen.parsed.text
@@ -389,6 +406,9 @@ class AgentRuntime:
         """A small-model call with the character's system prompt (used by evaluators)."""
         messages = prompts.small(self, prompt)
         params = self.model_config.params(small=True, temperature=0.2, max_tokens=max_tokens)
+        verdict = await self.budget.check(purpose)
+        if verdict.refused:  # evaluators skip on it (turn.evaluate); plugins see why
+            raise BudgetRefused(verdict)
         began = perf_counter()
         raw = await self.model.complete(messages, params)
         if tlog is not None:
@@ -399,6 +419,18 @@ class AgentRuntime:
             )
         log.debug("%s (%s): %s", purpose, params.model, raw[:500])
         return raw
+
+
+def attach_meter(gate: BudgetGate, model: ChatModel, character: str) -> BudgetMeter | None:
+    """With a budget, a meter on the model's observers counts every call it makes."""
+    observers = getattr(model, "observers", None)
+    if not gate.active or gate.store is None or observers is None:
+        return None
+    from carrier_cli.usage.budget_meter import BudgetMeter
+
+    meter = BudgetMeter(gate.store, gate, character)
+    observers.append(meter)
+    return meter
 
 
 def default_model_config(

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from carrier_cli.errors import RuntimeFailure
 from carrier_cli.usage.caps import (
     GLOBAL_SCOPE,
     Budget,
@@ -76,6 +77,19 @@ class Verdict:
 
 
 ALLOW = Verdict()
+
+
+class BudgetRefused(RuntimeFailure):
+    """A call the budget refused (action: refuse). Replies never raise it (their answer
+    is the budget's message); a post or a small-model call does, and evaluators skip."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(
+            f"Model call refused: the budget is reached ({verdict.reason}).",
+            hint="It resets at the start of the next UTC day or month; raise the cap in "
+            "the character's or the config's `budget:` to go on now.",
+        )
+        self.verdict = verdict
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from carrier_cli.runtime.turn.state import TurnDeps
+from carrier_cli.usage.budget import BudgetRefused
 
 if TYPE_CHECKING:
     from carrier_cli.runtime.context import TurnContext
@@ -43,6 +44,8 @@ async def run_evaluators(deps: TurnDeps, ctx: TurnContext) -> None:
             async with asyncio.timeout(deps.evaluator_timeout):
                 if await evaluator.validate(ctx):
                     await evaluator.handler(ctx)
+        except BudgetRefused as exc:  # the budget is reached: skipped, not failed
+            log.debug("evaluator %s skipped: %s", evaluator.name, exc.message)
         except Exception as exc:  # TimeoutError included
             log.warning(
                 "evaluator %s failed: %s",
