@@ -49,8 +49,8 @@ class Budget(BaseModel):
     def _some_cap(self) -> Budget:
         if all(getattr(self, name) is None for name in CAP_FIELDS):
             raise ValueError(
-                "a budget needs at least one cap: daily_tokens, daily_cost_usd, "
-                "monthly_tokens or monthly_cost_usd"
+                "expected at least one cap (daily_tokens, daily_cost_usd, monthly_tokens "
+                "or monthly_cost_usd)"
             )
         return self
 
