@@ -127,7 +127,8 @@ class AgentRuntime:
         self.turn_logs: deque[TurnLog] = deque(maxlen=self.turn_log_history)
         self.last_turn_log: TurnLog | None = None
         self._closed = False
-        # Budgets (usage.budget): asked before every model call; its meter counts them.
+        # Budgets (usage.budget): asked before every model call; its meter counts them
+        # (in any order among the model's observers: a cost priced later still counts).
         self.budget = budget or BudgetGate(None)  # none: every check allows, without I/O
         self._budget_meter = attach_meter(self.budget, model, character.name)
 

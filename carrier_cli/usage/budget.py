@@ -260,7 +260,7 @@ class BudgetGate:
         for inc in increments:
             key = (inc.scope, inc.period)
             left = self._pending.get(key, Spent()) + Spent(-inc.tokens, -inc.cost_usd, -inc.calls)
-            if left.calls <= 0 and left.tokens <= 0:
+            if left.calls <= 0 and left.tokens <= 0 and left.cost_usd <= 1e-12:
                 self._pending.pop(key, None)
             else:
                 self._pending[key] = left

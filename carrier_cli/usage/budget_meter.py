@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from carrier_cli.usage.caps import GLOBAL_SCOPE, UsageIncrement, character_scope, period_keys
@@ -55,7 +56,19 @@ class BudgetMeter:
         owner = record.context.character
         if owner is not None and owner != self.character:
             return  # a model shared with another character's runtime: its meter counts it
-        increments = increments_for(record, self.character)
+        self._add(increments_for(record, self.character))
+        if record.cost_usd is None:
+            # Not priced yet: the usage meter, when it observes after us, prices the record
+            # in place. Look again once every observer has had it.
+            asyncio.get_running_loop().call_soon(self._priced_later, record)
+
+    def _priced_later(self, record: CallRecord) -> None:
+        if record.cost_usd:
+            self._add(
+                [replace(inc, tokens=0, calls=0) for inc in increments_for(record, self.character)]
+            )
+
+    def _add(self, increments: list[UsageIncrement]) -> None:
         self.gate.pending(increments)
         self._queue.extend(increments)
         if self._closed:

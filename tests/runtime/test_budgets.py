@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from carrier_cli.llm.scripted import ScriptedChatModel
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.runtime.agent import AgentRuntime
 from carrier_cli.usage.budget import BudgetEvent, BudgetRefused
+from carrier_cli.usage.budget_meter import BudgetMeter
 from carrier_cli.usage.caps import Budget, UsageIncrement, period_keys
 from carrier_cli.usage.records import (
     CallObserver,
@@ -153,20 +154,35 @@ async def test_warn_makes_the_calls_and_logs_once(
         await runtime.aclose()
 
 
-class ReportingModel(ScriptedChatModel):
-    """A scripted model that emits a CallRecord per call, the way the providers do
+class ReportingModel:
+    """A model that emits one CallRecord per call, the way the providers do
     (usage/records.py: `observers`, `notify`), reporting `tokens` each time."""
 
+    name = "reporting"
+
     def __init__(self, replies: list[str], tokens: int) -> None:
-        super().__init__(replies)
+        self.replies = list(replies)
         self.observers: list[CallObserver] = []
         self.tokens = tokens
+        self.calls: list[GenerationParams] = []
 
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
-        text = await super().complete(messages, params)
+        self.calls.append(params)
         usage = TokenUsage(self.tokens // 2, self.tokens - self.tokens // 2)
-        notify(self.observers, CallRecord("scripted", params.model, current_context(), usage=usage))
-        return text
+        notify(self.observers, CallRecord(self.name, params.model, current_context(), usage=usage))
+        return self.replies.pop(0)
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        yield await self.complete(messages, params)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def budget_meters(model: ReportingModel) -> list[CallObserver]:
+    return [o for o in model.observers if isinstance(o, BudgetMeter)]
 
 
 async def test_what_a_turn_spent_is_counted_and_the_next_turn_refused(
@@ -176,14 +192,14 @@ async def test_what_a_turn_spent_is_counted_and_the_next_turn_refused(
     model = ReportingModel([reply_xml("First and last.")], tokens=40)
     runtime = await runtime_for(sqlite_store, character, model)
     try:
-        assert runtime.budget.active and len(model.observers) == 1
+        assert runtime.budget.active and len(budget_meters(model)) == 1
         assert (await runtime.handle_message(dm("one", "m1"))).text == "First and last."
         # counted at once in this process, before the meter's flush
         assert (await runtime.handle_message(dm("two", "m2"))).text == REFUSAL
         assert len(model.calls) == 1
     finally:
         await runtime.aclose()
-    assert model.observers == []  # the meter leaves the model it does not own
+    assert budget_meters(model) == []  # the meter leaves the model it does not own
     day, month = period_keys(datetime.now(UTC))
     for scope in ("character:Eliza", "global"):
         assert await sqlite_store.usage_spent(scope, day) == (40, 0.0, 1)
@@ -196,7 +212,7 @@ async def test_without_a_budget_nothing_is_metered(
     model = ReportingModel([reply_xml("Hi.")], tokens=40)
     runtime = await runtime_for(sqlite_store, character, model)
     try:
-        assert not runtime.budget.active and model.observers == []
+        assert not runtime.budget.active and budget_meters(model) == []
         assert (await runtime.handle_message(dm("one", "m1"))).text == "Hi."
     finally:
         await runtime.aclose()

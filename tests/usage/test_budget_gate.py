@@ -231,3 +231,22 @@ async def test_meter_flushes_in_the_background(store: MemoryStore) -> None:
             break
     assert await store.usage_spent("global", f"day:{today:%Y-%m-%d}") == (20, 0.0, 5)
     await meter.aclose()
+
+
+async def test_a_record_priced_by_a_later_observer_still_counts_its_cost(
+    store: MemoryStore,
+) -> None:
+    """The usage meter prices records in place (record.cost_usd); whichever order the
+    observers are in, the budget meter counts the cost."""
+    clock = Clock(NOON)
+    gate = BudgetGate.for_character(
+        store, "Ada", Budget(daily_cost_usd=0.5), None, clock=clock, monotonic=clock.monotonic
+    )
+    meter = BudgetMeter(store, gate, "Ada")
+    rec = record(10, 10, None)
+    meter(rec)
+    rec.cost_usd = 0.5  # what the usage meter does when it observes after us
+    await asyncio.sleep(0)
+    assert (await gate.check("reply")).refused
+    await meter.aclose()
+    assert await store.usage_spent("global", "day:2026-12-03") == (20, 0.5, 1)
