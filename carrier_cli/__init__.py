@@ -17,6 +17,8 @@ _EXPORTS: dict[str, str] = {
     # the runtime
     "AgentRuntime": "carrier_cli.runtime.agent",
     "IncomingMessage": "carrier_cli.runtime.types",
+    "Addressing": "carrier_cli.runtime.types",
+    "TurnHooks": "carrier_cli.runtime.rooms",
     "TurnResult": "carrier_cli.runtime.types",
     "TurnEvent": "carrier_cli.runtime.types",
     "TurnContext": "carrier_cli.runtime.context",
@@ -56,6 +58,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "Action",
     "ActionExample",
+    "Addressing",
     "AgentRuntime",
     "CarrierError",
     "Character",
@@ -79,6 +82,7 @@ __all__ = [
     "Settings",
     "TurnContext",
     "TurnEvent",
+    "TurnHooks",
     "TurnResult",
     "TurnServices",
     "__version__",
@@ -101,4 +105,5 @@ if TYPE_CHECKING:
     from carrier_cli.runtime.agent import AgentRuntime
     from carrier_cli.runtime.context import TurnContext, TurnServices
     from carrier_cli.runtime.plugins import Action, ActionExample, Evaluator, Plugin, Provider
-    from carrier_cli.runtime.types import IncomingMessage, TurnEvent, TurnResult
+    from carrier_cli.runtime.rooms import TurnHooks
+    from carrier_cli.runtime.types import Addressing, IncomingMessage, TurnEvent, TurnResult

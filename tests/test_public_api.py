@@ -14,6 +14,7 @@ PUBLIC: dict[str, list[str]] = {
     "carrier_cli": [
         "Action",
         "ActionExample",
+        "Addressing",
         "AgentRuntime",
         "CarrierError",
         "Character",
@@ -37,6 +38,7 @@ PUBLIC: dict[str, list[str]] = {
         "Settings",
         "TurnContext",
         "TurnEvent",
+        "TurnHooks",
         "TurnResult",
         "TurnServices",
         "__version__",
@@ -47,6 +49,7 @@ PUBLIC: dict[str, list[str]] = {
     "carrier_cli.runtime": [
         "Action",
         "ActionExample",
+        "Addressing",
         "AgentRuntime",
         "Evaluator",
         "IncomingMessage",
@@ -54,6 +57,7 @@ PUBLIC: dict[str, list[str]] = {
         "Provider",
         "TurnContext",
         "TurnEvent",
+        "TurnHooks",
         "TurnResult",
         "TurnServices",
     ],

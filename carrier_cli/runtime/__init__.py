@@ -13,6 +13,8 @@ from carrier_cli._lazy import lazy_exports
 _EXPORTS: dict[str, str] = {
     "AgentRuntime": "carrier_cli.runtime.agent",
     "IncomingMessage": "carrier_cli.runtime.types",
+    "Addressing": "carrier_cli.runtime.types",
+    "TurnHooks": "carrier_cli.runtime.rooms",
     "TurnResult": "carrier_cli.runtime.types",
     "TurnEvent": "carrier_cli.runtime.types",
     "TurnContext": "carrier_cli.runtime.context",
@@ -27,6 +29,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "Action",
     "ActionExample",
+    "Addressing",
     "AgentRuntime",
     "Evaluator",
     "IncomingMessage",
@@ -34,6 +37,7 @@ __all__ = [
     "Provider",
     "TurnContext",
     "TurnEvent",
+    "TurnHooks",
     "TurnResult",
     "TurnServices",
 ]
@@ -44,4 +48,5 @@ if TYPE_CHECKING:
     from carrier_cli.runtime.agent import AgentRuntime
     from carrier_cli.runtime.context import TurnContext, TurnServices
     from carrier_cli.runtime.plugins import Action, ActionExample, Evaluator, Plugin, Provider
-    from carrier_cli.runtime.types import IncomingMessage, TurnEvent, TurnResult
+    from carrier_cli.runtime.rooms import TurnHooks
+    from carrier_cli.runtime.types import Addressing, IncomingMessage, TurnEvent, TurnResult

@@ -46,12 +46,12 @@ from carrier_cli.runtime.plugins import (
     normalize_action_name,
     with_builtins,
 )
-from carrier_cli.runtime.rooms import RoomGates
+from carrier_cli.runtime.rooms import RoomGates, TurnHooks
 from carrier_cli.runtime.should_respond import name_pattern
 from carrier_cli.runtime.templates import resolve_templates
 from carrier_cli.runtime.turn import act, compose, decide, evaluate, generate, intake
 from carrier_cli.runtime.turn.replay import Replays
-from carrier_cli.runtime.turn.state import TurnState
+from carrier_cli.runtime.turn.state import Intake, TurnState
 from carrier_cli.runtime.types import IncomingMessage, PromptRecord, TurnEvent, TurnLog, TurnResult
 from carrier_cli.usage.budget import BudgetGate, BudgetRefused
 
@@ -203,14 +203,20 @@ class AgentRuntime:
         return int(report.documents_added + report.documents_replaced)
 
     # ----------------------------------------------------------------------- public --
-    async def handle_message(self, message: IncomingMessage) -> TurnResult:
-        """Run one turn and return its result (replies are not streamed)."""
+    async def handle_message(
+        self, message: IncomingMessage, *, hooks: TurnHooks | None = None
+    ) -> TurnResult:
+        """Run one turn and return its result (replies are not streamed). `hooks` (see
+        runtime/rooms.py): a client's bound on work at once, a start callback, and delivery
+        of the result while the message's room is still held."""
         result: TurnResult | None = None
-        turn = self._turn_events(message, stream=False)
+        turn = self._turn_events(message, stream=False, hooks=hooks)
         try:
             async for event in turn:
                 if event.kind == "done":
                     result = event.result
+                    if hooks is not None and result is not None:
+                        await hooks.finish(result)  # the turn is paused inside its room
         finally:
             await turn.aclose()
         assert result is not None
@@ -273,66 +279,60 @@ class AgentRuntime:
 
     # -------------------------------------------------------------------------- turn --
     async def _turn_events(
-        self, message: IncomingMessage, *, stream: bool
+        self, message: IncomingMessage, *, stream: bool, hooks: TurnHooks | None = None
     ) -> AsyncGenerator[TurnEvent, None]:
-        """Room ordering, intake, replays and the turn log around `_respond`."""
+        """Room ordering (runtime/rooms.py), intake, replays and the turn log around
+        `_respond`."""
         started = perf_counter()
         timings: dict[str, float] = {}
-        async with self._gates.enter((message.source, message.room_key)) as gate:
-            await gate.intake.acquire()
+
+        async def store_message() -> Intake:
+            return await intake.intake(self.store, self.agent_id, message, self.room_message_counts)
+
+        room = (message.source, message.room_key)
+        async with self._gates.turn(room, store_message, hooks) as place:
+            arrived = place.stored
+            timings["intake"] = perf_counter() - started
+            if arrived.seen_before:
+                replay = await self._replays.lookup(
+                    self.store, self.agent_id, message, arrived.memory
+                )
+                if replay is not None:
+                    timings["total"] = perf_counter() - started
+                    replay.timings = timings
+                    yield TurnEvent("done", result=replay)
+                    return
+            tlog = TurnLog(
+                message_id=arrived.memory.id,
+                room_id=arrived.room.id,
+                started_at=datetime.now(UTC),
+                timings=dict(timings),
+            )
+            ctx = TurnContext(
+                runtime=self,
+                message=message,
+                memory=arrived.memory,
+                room=arrived.room,
+                entity=arrived.entity,
+            )
+            finished = False
             try:
-                arrived = await intake.intake(
-                    self.store, self.agent_id, message, self.room_message_counts
-                )
-                gate.arrivals += 1
-                arrival = gate.arrivals
-                await gate.turn.acquire()
+                respond = self._respond(TurnState(ctx, tlog, stream=stream, started=started))
+                async with generate.closing(respond):
+                    async for event in respond:
+                        finished = event.kind == "done"
+                        yield event
+            except (asyncio.CancelledError, GeneratorExit):
+                # A consumer that closes the stream right after `done` interrupted nothing.
+                tlog.interrupted = not finished
+                raise
             finally:
-                gate.intake.release()
-            try:
-                timings["intake"] = perf_counter() - started
-                if arrived.seen_before:
-                    replay = await self._replays.lookup(
-                        self.store, self.agent_id, message, arrived.memory
-                    )
-                    if replay is not None:
-                        timings["total"] = perf_counter() - started
-                        replay.timings = timings
-                        yield TurnEvent("done", result=replay)
-                        return
-                tlog = TurnLog(
-                    message_id=arrived.memory.id,
-                    room_id=arrived.room.id,
-                    started_at=datetime.now(UTC),
-                    timings=dict(timings),
-                )
-                ctx = TurnContext(
-                    runtime=self,
-                    message=message,
-                    memory=arrived.memory,
-                    room=arrived.room,
-                    entity=arrived.entity,
-                )
-                finished = False
-                try:
-                    respond = self._respond(TurnState(ctx, tlog, stream=stream, started=started))
-                    async with generate.closing(respond):
-                        async for event in respond:
-                            finished = event.kind == "done"
-                            yield event
-                except (asyncio.CancelledError, GeneratorExit):
-                    # A consumer that closes the stream right after `done` interrupted nothing.
-                    tlog.interrupted = not finished
-                    raise
-                finally:
-                    tlog.newer_messages = gate.arrivals - arrival
-                    tlog.timings.update(timings)
-                    self.last_turn_log = tlog
-                    self.turn_logs.append(tlog)
-                    if turn_log.isEnabledFor(logging.DEBUG):
-                        turn_log.debug("%s", tlog.render())
-            finally:
-                gate.turn.release()
+                tlog.newer_messages = place.newer_messages
+                tlog.timings.update(timings)
+                self.last_turn_log = tlog
+                self.turn_logs.append(tlog)
+                if turn_log.isEnabledFor(logging.DEBUG):
+                    turn_log.debug("%s", tlog.render())
 
     async def _respond(self, turn: TurnState) -> AsyncIterator[TurnEvent]:
         """The turn after intake, stage by stage (`runtime/turn/`)."""

@@ -1,23 +1,41 @@
-"""Per-room ordering: turns in one room run one at a time, in arrival order.
+"""Per-room ordering: turns in one room run one at a time, in arrival order, for every client.
+
+This is the only place that orders turns; clients do not queue per room themselves (the
+Discord bot hands every message straight to `AgentRuntime.handle_message`).
 
 Each room has two FIFO locks. `intake` orders the storing of incoming messages; a message
 takes the `turn` lock while still holding `intake`, so turns start in the order messages
 were stored. Because the intake lock is released as soon as the turn lock is held, the
-*next* message of a room is stored while the current reply is still being generated:
+*next* message of a room is stored while the current reply is still being generated.
 
 Policy for a message that arrives while a reply is being generated: the running turn
 finishes and its reply is sent (ElizaOS v1 discards it, which leaves people talking to a
 silent bot in busy rooms); the new message is already stored, so the next turn sees both
 it and the reply in the recent messages. `TurnLog.newer_messages` counts such arrivals.
 Different rooms never wait for each other.
+
+What a client adds (`TurnHooks`, one per message): a bound on work at once (storing a
+message, with its embedding, and running a turn each hold a slot, as the Discord bot's
+bound on model calls always covered both), which a message waiting behind its room's
+running turn gives back, so a busy room cannot sit on the slots while other rooms wait; a
+callback when the turn starts (a typing indicator, the turn's clock: time spent queued is
+not the turn's); and the delivery of the result while the room is still held, so replies
+in one room go out in the order of the messages, not in the order their generation
+happened to finish.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from carrier_cli.runtime.types import TurnResult
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,6 +44,59 @@ class RoomGate:
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
     arrivals: int = 0  # messages stored in this room since the gate was created
+
+
+@dataclass
+class TurnHooks:
+    """A client's part in one turn (make a new one per message; it holds the slot state).
+
+    `limit`: the client's bound on work at once (e.g. model calls per Discord bot): held
+    while the message is stored and while its turn runs, not while it waits for the room's
+    earlier turns, and given back as soon as the result is ready, before delivery.
+    `on_start`: called when the turn starts (room order and slot obtained). `deliver`:
+    awaited with the result while the room is still held; what it raises is raised by
+    `handle_message`.
+    """
+
+    limit: asyncio.Semaphore | None = None
+    on_start: Callable[[], None] | None = None
+    deliver: Callable[[TurnResult], Awaitable[None]] | None = None
+    _holding: bool = field(default=False, init=False, repr=False)
+
+    async def acquire(self) -> None:
+        """Take a slot unless this message already holds one."""
+        if self.limit is not None and not self._holding:
+            await self.limit.acquire()
+            self._holding = True
+
+    def release(self) -> None:
+        """Give the slot back (idempotent): the result is ready, or the turn ended."""
+        if self._holding and self.limit is not None:
+            self._holding = False
+            self.limit.release()
+
+    async def begin(self) -> None:
+        await self.acquire()
+        if self.on_start is not None:
+            self.on_start()
+
+    async def finish(self, result: TurnResult) -> None:
+        self.release()
+        if self.deliver is not None:
+            await self.deliver(result)
+
+
+@dataclass
+class RoomTurn(Generic[T]):
+    """A message's turn in its room: what intake stored, and how many arrived since."""
+
+    stored: T
+    gate: RoomGate
+    arrival: int
+
+    @property
+    def newer_messages(self) -> int:
+        return self.gate.arrivals - self.arrival
 
 
 class RoomGates:
@@ -49,3 +120,40 @@ class RoomGates:
             gate.users -= 1
             if gate.users == 0 and self._gates.get(key) is gate:
                 del self._gates[key]
+
+    @asynccontextmanager
+    async def turn(
+        self,
+        key: object,
+        intake: Callable[[], Awaitable[T]],
+        hooks: TurnHooks | None = None,
+    ) -> AsyncIterator[RoomTurn[T]]:
+        """Store the message (`intake`) in arrival order, wait for the room's earlier turns
+        and the client's slot; the body is this message's turn. No await comes before the
+        intake lock is asked for, so messages handed in order are stored in that order."""
+        async with self.enter(key) as gate:
+            try:
+                await gate.intake.acquire()
+                try:
+                    if hooks is not None:
+                        await hooks.acquire()  # storing embeds: it counts against the bound
+                    stored = await intake()
+                    gate.arrivals += 1
+                    arrival = gate.arrivals
+                    # Only this message can be waiting for the turn lock (it holds intake), so
+                    # a free lock is taken at once and the slot is kept for the turn; behind a
+                    # running turn the slot goes back while it waits.
+                    if gate.turn.locked() and hooks is not None:
+                        hooks.release()
+                    await gate.turn.acquire()
+                finally:
+                    gate.intake.release()
+                try:
+                    if hooks is not None:
+                        await hooks.begin()
+                    yield RoomTurn(stored, gate, arrival)
+                finally:
+                    gate.turn.release()
+            finally:
+                if hooks is not None:
+                    hooks.release()

@@ -2,6 +2,15 @@
 
 Clients (terminal, Discord, HTTP) translate platform events into `IncomingMessage` and
 render `TurnResult`; nothing platform-specific crosses this line.
+
+Who decides what about answering: the client knows its platform, so it says *how* the agent
+was addressed (`IncomingMessage.addressed`) and what its own rules ask for (`ignore`,
+`respond_only_when_addressed`, filled from e.g. `clients.discord`). The runtime knows the
+conversation, so it turns that verdict into a `Decision` (runtime/should_respond.py) and asks
+the small model only when nothing was said to the agent and the client's rules allow
+chatter. A client that does not compute addressing (a library caller building messages by
+hand) leaves `addressed` unset: the runtime then reads `is_direct` / `mentions_agent` and
+looks for the character's name in the text itself.
 """
 
 from __future__ import annotations
@@ -9,9 +18,25 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 Decision = Literal["DIRECT", "MENTIONED", "RESPOND", "IGNORE", "STOP"]
+
+
+class Addressing(StrEnum):
+    """How a message reached the agent, as the client saw it (platform-neutral).
+
+    DIRECT is answered as a one-to-one conversation; MENTION, REPLY and NAME are answered
+    as addressed to the agent; NONE leaves the decision to the client's policy and, failing
+    that, the small model.
+    """
+
+    DIRECT = "direct"  # a one-to-one conversation: a DM, the terminal, an API call
+    MENTION = "mention"  # the platform's own mention of the agent (@agent)
+    REPLY = "reply"  # a reply to one of the agent's messages
+    NAME = "name"  # the character's name or username as a word in the text
+    NONE = "none"  # the client looked, and none of the above holds
 
 
 @dataclass
@@ -25,9 +50,17 @@ class IncomingMessage:
     room_name: str | None = None
     is_direct: bool = False  # DM, terminal or API call: should-respond is skipped
     mentions_agent: bool = False  # mentioned, replied to, or named (decided by the client)
-    sender_is_bot: bool = False
+    sender_is_bot: bool = False  # a fact for plugins and logs; the client's rules act on it
     attachments: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The client's verdict (see the module docstring). `addressed` None: the client did not
+    # look, the runtime reads `is_direct`/`mentions_agent` and matches the name in `text`;
+    # set, it wins over both (clients that set it keep the two booleans consistent with it).
+    addressed: Addressing | None = None
+    # The client's rules: answer only when addressed (never ask the small model) ...
+    respond_only_when_addressed: bool = False
+    # ... and: remember this message, never answer it (e.g. a bot the client ignores).
+    ignore: bool = False
 
 
 @dataclass

@@ -3,15 +3,20 @@
 Kept free of discord.py objects (the bot copies what it needs into `InboundMessage`) so the
 rules (own messages, bots, DMs, allowed channels, mentions-only) are plain functions with
 plain tests, and the mapping from Discord ids to rooms, entities and message ids is explicit.
+
+This is the one place that reads `clients.discord` and knows what a Discord mention, reply
+or DM is: the runtime gets the verdict in platform-neutral fields (`addressed`, `ignore`,
+`respond_only_when_addressed`) and decides what to do with it.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from carrier_cli.runtime.types import IncomingMessage
+from carrier_cli.runtime.should_respond import names_pattern
+from carrier_cli.runtime.types import Addressing, IncomingMessage
 
 
 class DiscordClientOptions(Protocol):
@@ -52,7 +57,13 @@ class InboundMessage:
 class Verdict:
     handle: bool
     reason: str  # why (for the debug log): "dm", "mentioned", "own message", ...
-    addressed: bool = False  # mentioned, replied to or named
+    how: Addressing = Addressing.NONE  # how the bot was addressed (NONE when dropped)
+    only_when_addressed: bool = False  # clients.discord.respond_only_to_mentions
+
+    @property
+    def addressed(self) -> bool:
+        """Mentioned, replied to, named, or in a DM."""
+        return self.how is not Addressing.NONE
 
 
 def mentions_bot(content: str, mention_ids: list[str], bot_id: str) -> bool:
@@ -60,16 +71,17 @@ def mentions_bot(content: str, mention_ids: list[str], bot_id: str) -> bool:
     return bot_id in mention_ids or f"<@{bot_id}>" in content or f"<@!{bot_id}>" in content
 
 
-def names_character(content: str, names: list[str]) -> bool:
-    """The character's name (or username) as a whole word, any case: 'hey Eliza,'."""
-    for name in names:
-        if name and re.search(rf"(?<![\w@]){re.escape(name)}(?!\w)", content, re.IGNORECASE):
-            return True
-    return False
-
-
 def decide(
-    msg: InboundMessage, *, bot_id: str, options: DiscordClientOptions, names: list[str]
+    msg: InboundMessage, *, bot_id: str, options: DiscordClientOptions, names: Sequence[str]
+) -> Verdict:
+    """Whether the bot handles the message, and how it was addressed; the verdict also
+    carries the mentions-only rule so the runtime applies it without reading Discord options."""
+    verdict = _rules(msg, bot_id=bot_id, options=options, names=names)
+    return replace(verdict, only_when_addressed=options.respond_only_to_mentions)
+
+
+def _rules(
+    msg: InboundMessage, *, bot_id: str, options: DiscordClientOptions, names: Sequence[str]
 ) -> Verdict:
     if msg.author_id == bot_id:
         return Verdict(False, "own message")
@@ -78,16 +90,16 @@ def decide(
     if msg.is_dm:
         if options.ignore_dms:
             return Verdict(False, "direct message (clients.discord.ignore_dms)")
-        return Verdict(True, "dm", addressed=True)
+        return Verdict(True, "dm", Addressing.DIRECT)
     allowed = options.allowed_channel_ids
     if allowed and msg.channel_id not in allowed and msg.parent_channel_id not in allowed:
         return Verdict(False, "channel not in clients.discord.allowed_channel_ids")
     if mentions_bot(msg.content, msg.mention_ids, bot_id):
-        return Verdict(True, "mentioned", addressed=True)
+        return Verdict(True, "mentioned", Addressing.MENTION)
     if msg.replied_to_author_id == bot_id:
-        return Verdict(True, "reply to the bot", addressed=True)
-    if names_character(msg.clean_content, names):
-        return Verdict(True, "named", addressed=True)
+        return Verdict(True, "reply to the bot", Addressing.REPLY)
+    if names_pattern(names).search(msg.clean_content):
+        return Verdict(True, "named", Addressing.NAME)
     if options.respond_only_to_mentions:
         return Verdict(False, "not mentioned (clients.discord.respond_only_to_mentions)")
     return Verdict(True, "should-respond")
@@ -111,6 +123,9 @@ def to_incoming(msg: InboundMessage, verdict: Verdict) -> IncomingMessage:
         is_direct=msg.is_dm,
         mentions_agent=verdict.addressed,
         sender_is_bot=msg.author_is_bot,
+        addressed=verdict.how,
+        respond_only_when_addressed=verdict.only_when_addressed,
+        ignore=not verdict.handle,  # dropped by the rules: remembered, if passed on, not answered
         attachments=list(msg.attachments),
         metadata={
             "discord": {

@@ -5,6 +5,11 @@ the typing indicator always stops (it runs in a task cancelled in `finally`), tu
 channel run in order while channels run concurrently under a bound on model calls, a failing
 or slow turn is answered with an apology instead of silence, and shutdown drains in-flight
 turns within a grace period.
+
+The order itself is the runtime's (runtime/rooms.py, the same for every client): the bot
+hands each message to `handle_message` at once with `TurnHooks` carrying its bound on model
+calls, the start of the typing indicator and the turn's clock, and the sending of the reply,
+which the runtime runs while it still holds the channel.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import discord
 from carrier_cli.clients.discord.addressing import InboundMessage, Verdict, decide, to_incoming
 from carrier_cli.clients.discord.split import split_message
 from carrier_cli.config import Settings
+from carrier_cli.runtime.rooms import TurnHooks
 from carrier_cli.runtime.types import IncomingMessage, TurnResult
+from carrier_cli.text import one_line
 
 log = logging.getLogger("carrier_cli.discord")
 
@@ -42,7 +49,9 @@ class TurnRuntime(Protocol):
     @property
     def character(self) -> Any: ...
 
-    async def handle_message(self, message: IncomingMessage) -> TurnResult: ...
+    async def handle_message(
+        self, message: IncomingMessage, *, hooks: TurnHooks | None = None
+    ) -> TurnResult: ...
 
 
 _CONVERSATION_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
@@ -112,9 +121,12 @@ def reply_nonce(message_id: str | int, index: int, kind: str = "r") -> str:
     return str(int.from_bytes(digest[:8], "big") >> 1)  # 63 bits: at most 19 digits
 
 
-def _preview(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    """Stop the typing indicator (idempotent): it must never outlive its turn."""
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
 
 
 class CarrierDiscordBot(discord.Client):
@@ -133,7 +145,6 @@ class CarrierDiscordBot(discord.Client):
         self.accepting = True
         self.turns_handled = 0
         self._model_slots = asyncio.Semaphore(max(1, settings.discord_max_concurrent_turns))
-        self._tails: dict[str, asyncio.Task[None]] = {}  # last queued turn per channel
         self._in_flight: set[asyncio.Task[None]] = set()
         self._own_ids: deque[str] = deque(maxlen=2000)  # our recent messages (reply detection)
         self._content_warning_given = False
@@ -211,38 +222,13 @@ class CarrierDiscordBot(discord.Client):
         *,
         catch_up: bool = False,
     ) -> asyncio.Task[None]:
-        """Chain the turn after the channel's previous one: in order per channel, channels
-        concurrently, with no idle worker per channel."""
-        room = inbound.channel_id
-        previous = self._tails.get(room)
-        task = asyncio.create_task(
-            self._run_after(previous, message, inbound, verdict, catch_up=catch_up)
-        )
-        self._tails[room] = task
+        """One task per message, started at once: the runtime keeps each channel's order
+        (runtime/rooms.py), runs channels concurrently under the bound on model calls, and
+        stores a channel's next message while its current reply is generated."""
+        task = asyncio.create_task(self._turn(message, inbound, verdict, catch_up=catch_up))
         self._in_flight.add(task)
-
-        def done(t: asyncio.Task[None]) -> None:
-            self._in_flight.discard(t)
-            if self._tails.get(room) is t:
-                del self._tails[room]
-
-        task.add_done_callback(done)
+        task.add_done_callback(self._in_flight.discard)
         return task
-
-    async def _run_after(
-        self,
-        previous: asyncio.Task[None] | None,
-        message: discord.Message,
-        inbound: InboundMessage,
-        verdict: Verdict,
-        *,
-        catch_up: bool = False,
-    ) -> None:
-        if previous is not None:
-            # asyncio.wait neither raises the previous turn's error nor swallows our own
-            # cancellation (shutdown), unlike awaiting the task under a blanket suppress.
-            await asyncio.wait({previous})
-        await self._turn(message, inbound, verdict, catch_up=catch_up)
 
     async def _turn(
         self,
@@ -256,23 +242,29 @@ class CarrierDiscordBot(discord.Client):
         incoming = to_incoming(inbound, verdict)
         where = incoming.room_name
         outcome = "no reply"
+        typing: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
         try:
-            result = await self._generate(message, incoming, verdict)
-            if catch_up and result is not None and result.replayed and result.text:
-                # Stored before the crash but maybe never posted: post it. If it was posted,
-                # the chunks' nonces make Discord return those messages instead of copies.
-                sent = await self._send_reply(message, result.text)
-                outcome = (
-                    f"caught up: stored reply sent in {sent} message{'s' if sent != 1 else ''}"
-                )
-            elif result is not None and getattr(result, "replayed", False):
-                # Discord re-delivered a message we already answered (e.g. after a RESUME).
-                outcome = "already handled (replayed event)"
-            elif result is not None and result.text:
-                sent = await self._send_reply(message, result.text)
-                outcome = f"replied in {sent} message{'s' if sent != 1 else ''}"
-            elif result is not None:
-                outcome = f"no reply ({result.decision})"
+            # The clock starts when the channel's turn does (on_start), not while queued.
+            async with asyncio.timeout(None) as deadline:
+
+                def on_start() -> None:
+                    nonlocal typing
+                    deadline.reschedule(loop.time() + self.settings.discord_turn_timeout)
+                    if verdict.addressed:  # likely to answer: show it (should-respond may say no)
+                        typing = asyncio.create_task(self._keep_typing(message.channel))
+
+                async def deliver(result: TurnResult) -> None:
+                    nonlocal outcome
+                    deadline.reschedule(None)  # sending is not the model's time
+                    await _stop(typing)
+                    outcome = await self._deliver(message, result, catch_up=catch_up)
+
+                hooks = TurnHooks(limit=self._model_slots, on_start=on_start, deliver=deliver)
+                try:
+                    await self.runtime.handle_message(incoming, hooks=hooks)
+                finally:
+                    await _stop(typing)
         except asyncio.CancelledError:
             log.warning(
                 "Discord: turn for message %s in %s cancelled (shutdown)", inbound.message_id, where
@@ -305,26 +297,27 @@ class CarrierDiscordBot(discord.Client):
             self.runtime.character.name,
             where,
             "" if inbound.is_dm else f" {inbound.author_name}",
-            _preview(inbound.clean_content),
+            one_line(inbound.clean_content, 60),
             outcome,
             time.monotonic() - started,
         )
 
-    async def _generate(
-        self, message: discord.Message, incoming: IncomingMessage, verdict: Verdict
-    ) -> TurnResult | None:
-        async with self._model_slots:
-            typing = None
-            if verdict.addressed:  # likely to answer: show it (should-respond may still say no)
-                typing = asyncio.create_task(self._keep_typing(message.channel))
-            try:
-                async with asyncio.timeout(self.settings.discord_turn_timeout):
-                    return await self.runtime.handle_message(incoming)
-            finally:
-                if typing is not None:
-                    typing.cancel()
-                    with contextlib.suppress(BaseException):
-                        await typing
+    async def _deliver(
+        self, message: discord.Message, result: TurnResult, *, catch_up: bool
+    ) -> str:
+        """Send the turn's result (the runtime still holds the channel); returns the outcome."""
+        if catch_up and result.replayed and result.text:
+            # Stored before the crash but maybe never posted: post it. If it was posted,
+            # the chunks' nonces make Discord return those messages instead of copies.
+            sent = await self._send_reply(message, result.text)
+            return f"caught up: stored reply sent in {sent} message{'s' if sent != 1 else ''}"
+        if getattr(result, "replayed", False):
+            # Discord re-delivered a message we already answered (e.g. after a RESUME).
+            return "already handled (replayed event)"
+        if result.text:
+            sent = await self._send_reply(message, result.text)
+            return f"replied in {sent} message{'s' if sent != 1 else ''}"
+        return f"no reply ({result.decision})"
 
     async def _keep_typing(self, channel: Any) -> None:
         """Discord shows 'typing' for 10 s per request; repeat until cancelled."""

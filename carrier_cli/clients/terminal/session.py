@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.errors import InputError
-from carrier_cli.runtime.types import IncomingMessage
+from carrier_cli.runtime.types import Addressing, IncomingMessage
 
 if TYPE_CHECKING:
     from carrier_cli.memory.types import Room
@@ -88,7 +88,8 @@ class ChatSession:
             sender_key=self.user,
             sender_name=self.user,
             room_name=self.room_key,
-            is_direct=True,
+            is_direct=True,  # the terminal is always one to one
+            addressed=Addressing.DIRECT,
         )
 
     def reset(self) -> str:

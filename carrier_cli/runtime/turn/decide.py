@@ -34,7 +34,7 @@ async def decide(
     that said STOP and is updated here."""
     ctx = turn.ctx
     room_id = ctx.room.id
-    decision = rule_decision(ctx.message, deps.character, names)
+    decision = rule_decision(ctx.message, names)
     if decision in ("DIRECT", "MENTIONED"):
         muted.discard(room_id)
     elif decision is None and room_id in muted:

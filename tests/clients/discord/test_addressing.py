@@ -9,9 +9,9 @@ from carrier_cli.clients.discord.addressing import (
     InboundMessage,
     decide,
     mentions_bot,
-    names_character,
     to_incoming,
 )
+from carrier_cli.runtime.should_respond import names_pattern
 
 BOT = "111"
 NAMES = ["Eliza", "eliza_bot"]
@@ -59,7 +59,7 @@ def test_mention_forms(content: str, expected: bool) -> None:
     ],
 )
 def test_named_as_a_whole_word(content: str, expected: bool) -> None:
-    assert names_character(content, NAMES) is expected
+    assert bool(names_pattern(NAMES).search(content)) is expected
 
 
 def test_own_messages_are_never_handled_even_in_dms() -> None:

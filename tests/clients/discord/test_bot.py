@@ -20,6 +20,7 @@ from carrier_cli.character import Character
 from carrier_cli.clients.discord.bot import MESSAGE_CONTENT_HELP, CarrierDiscordBot
 from carrier_cli.clients.discord.runner import run_discord_client
 from carrier_cli.config import Settings
+from carrier_cli.runtime.rooms import RoomGates, TurnHooks
 from carrier_cli.runtime.types import IncomingMessage, TurnResult
 from tests.support.fake_discord import FakeDiscordServer
 
@@ -39,23 +40,35 @@ class StandInRuntime:
     cancelled: int = 0
     replayed_keys: set[str] = field(default_factory=set)
 
-    async def handle_message(self, message: IncomingMessage) -> TurnResult:
-        self.seen.append(message)
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        try:
-            text = await self.behaviour(message)
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        finally:
-            self.running -= 1
-        return TurnResult(
-            decision="RESPOND",
-            message_id=uuid.uuid4(),
-            text=text,
-            replayed=message.message_key in self.replayed_keys,
-        )
+    gates: RoomGates = field(default_factory=RoomGates)
+
+    async def handle_message(
+        self, message: IncomingMessage, *, hooks: TurnHooks | None = None
+    ) -> TurnResult:
+        # The runtime's own per-room order (as AgentRuntime uses it): "storing" is noting
+        # the message as seen; the reply is delivered while the room is still held.
+        async def intake() -> None:
+            self.seen.append(message)
+
+        async with self.gates.turn((message.source, message.room_key), intake, hooks):
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            try:
+                text = await self.behaviour(message)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+            finally:
+                self.running -= 1
+            result = TurnResult(
+                decision="RESPOND",
+                message_id=uuid.uuid4(),
+                text=text,
+                replayed=message.message_key in self.replayed_keys,
+            )
+            if hooks is not None:
+                await hooks.finish(result)
+            return result
 
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,146 @@
+"""The runtime's per-room order with a client's hooks: the one ordering every client gets."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from carrier_cli.runtime.rooms import RoomGates, TurnHooks
+from carrier_cli.runtime.types import TurnResult
+from tests.runtime.conftest import dm, reply_xml
+
+
+async def _stored() -> None:
+    return None
+
+
+async def test_a_queued_message_holds_no_slot_so_other_rooms_go_on() -> None:
+    gates = RoomGates()
+    limit = asyncio.Semaphore(2)
+    release_a1 = asyncio.Event()
+    done: list[str] = []
+
+    async def turn(key: str, name: str, wait: asyncio.Event | None = None) -> None:
+        async with gates.turn(key, _stored, TurnHooks(limit=limit)):
+            if wait is not None:
+                await wait.wait()
+            done.append(name)
+
+    a1 = asyncio.create_task(turn("a", "a1", release_a1))
+    a2 = asyncio.create_task(turn("a", "a2"))  # behind a1 in its room: must not take a slot
+    await asyncio.sleep(0.01)
+    b1 = asyncio.create_task(turn("b", "b1"))
+    await asyncio.wait_for(b1, 2)  # the second slot was free for room b
+    assert done == ["b1"]
+    release_a1.set()
+    await asyncio.wait_for(asyncio.gather(a1, a2), 2)
+    assert done == ["b1", "a1", "a2"]
+    assert len(gates) == 0, "gates are dropped when unused"
+    assert limit._value == 2, "every slot was given back"
+
+
+async def test_on_start_runs_when_the_rooms_turn_comes_not_while_queued() -> None:
+    gates = RoomGates()
+    events: list[str] = []
+    release = asyncio.Event()
+
+    async def turn(name: str, wait: asyncio.Event | None = None) -> None:
+        hooks = TurnHooks(on_start=lambda: events.append(f"start {name}"))
+        async with gates.turn("room", _stored, hooks):
+            if wait is not None:
+                await wait.wait()
+            events.append(f"end {name}")
+
+    first = asyncio.create_task(turn("1", release))
+    second = asyncio.create_task(turn("2"))
+    await asyncio.sleep(0.02)
+    assert events == ["start 1"]
+    release.set()
+    await asyncio.gather(first, second)
+    assert events == ["start 1", "end 1", "start 2", "end 2"]
+
+
+async def test_slot_is_released_before_delivery() -> None:
+    limit = asyncio.Semaphore(1)
+    seen: list[int] = []
+
+    async def deliver(result: TurnResult) -> None:
+        seen.append(limit._value)
+
+    hooks = TurnHooks(limit=limit, deliver=deliver)
+    async with RoomGates().turn("room", _stored, hooks):
+        assert limit._value == 0
+        await hooks.finish(TurnResult(decision="DIRECT", message_id=uuid.uuid4()))
+    assert seen == [1] and limit._value == 1
+
+
+async def test_replies_are_delivered_in_message_order_within_a_room(
+    sqlite_store, make_runtime
+) -> None:
+    """The first reply's delivery is slow; the second turn waits for it, so what the client
+    sends for one message goes out before anything for the room's next message."""
+    runtime = await make_runtime(sqlite_store, lambda m: reply_xml("ok"))
+    delivered: list[str] = []
+    first_delivering = asyncio.Event()
+    finish_first = asyncio.Event()
+
+    async def deliver(result: TurnResult) -> None:
+        if not delivered and not first_delivering.is_set():
+            first_delivering.set()
+            await finish_first.wait()
+        delivered.append(str(result.message_id))
+
+    first = asyncio.create_task(
+        runtime.handle_message(dm("one", "m1"), hooks=TurnHooks(deliver=deliver))
+    )
+    await asyncio.wait_for(first_delivering.wait(), 10)
+    second = asyncio.create_task(
+        runtime.handle_message(dm("two", "m2"), hooks=TurnHooks(deliver=deliver))
+    )
+    await asyncio.sleep(0.1)
+    assert len(runtime.model.calls) == 1, "the room's next turn waits for the delivery"
+    finish_first.set()
+    r1, r2 = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert delivered == [str(r1.message_id), str(r2.message_id)]
+
+
+async def test_a_failing_delivery_is_raised_and_frees_the_room(sqlite_store, make_runtime) -> None:
+    runtime = await make_runtime(sqlite_store, lambda m: reply_xml("ok"))
+
+    async def deliver(result: TurnResult) -> None:
+        raise ConnectionError("platform down")
+
+    with pytest.raises(ConnectionError):
+        await runtime.handle_message(dm("one", "f1"), hooks=TurnHooks(deliver=deliver))
+    assert runtime.last_turn_log is not None and not runtime.last_turn_log.interrupted
+    result = await asyncio.wait_for(runtime.handle_message(dm("two", "f2")), 10)
+    assert result.text == "ok"
+
+
+async def test_storing_counts_against_the_bound_too() -> None:
+    """Storing embeds the message (a model call with a remote embedder): it holds a slot,
+    as the Discord bot's bound always covered it; a turn that can start at once keeps it."""
+    gates = RoomGates()
+    limit = asyncio.Semaphore(1)
+    release = asyncio.Event()
+    stored: list[str] = []
+
+    async def turn(key: str, name: str, wait: asyncio.Event | None = None) -> None:
+        async def intake() -> None:
+            stored.append(name)
+
+        async with gates.turn(key, intake, TurnHooks(limit=limit)):
+            assert limit._value == 0, "the slot taken for storing is kept for the turn"
+            if wait is not None:
+                await wait.wait()
+
+    a = asyncio.create_task(turn("a", "a", release))
+    await asyncio.sleep(0.01)
+    b = asyncio.create_task(turn("b", "b"))
+    await asyncio.sleep(0.05)
+    assert stored == ["a"], "no slot free: room b's message waits to be stored"
+    release.set()
+    await asyncio.wait_for(asyncio.gather(a, b), 2)
+    assert stored == ["a", "b"] and limit._value == 1
