@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carrier_cli.errors import ConfigError
@@ -319,6 +319,8 @@ class LoadedSettings:
                 shown = mask_secret(raw.get_secret_value())
             elif raw is None:
                 shown = ""
+            elif isinstance(raw, BaseModel):  # a mapping setting (budget): as its JSON
+                shown = raw.model_dump_json(exclude_none=True)
             elif name in URL_FIELDS:
                 from carrier_cli.memory.urls import mask_url
 

@@ -100,3 +100,13 @@ def test_bad_global_budget_names_the_setting(tmp_path: Path, value: str, words: 
     with pytest.raises(ConfigError) as info:
         load_settings(environ={"CARRIER_BUDGET": value}, cwd=tmp_path, use_stored_keys=False)
     assert words in info.value.message
+
+
+def test_config_show_gives_the_global_budget_as_json(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "config.yaml").write_text("budget:\n  daily_tokens: 5\n")
+    loaded = load_settings(environ={}, cwd=tmp_path, use_stored_keys=False)
+    [(_, shown, source)] = [row for row in loaded.display_rows() if row[0] == "budget"]
+    assert json.loads(shown) == {"daily_tokens": 5, "action": "refuse", "message": DEFAULT_MESSAGE}
+    assert source.startswith("config ")
