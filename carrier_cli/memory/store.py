@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from carrier_cli.config import Settings
     from carrier_cli.llm.base import Embedder
     from carrier_cli.memory.backend import MemoryBackend
+    from carrier_cli.usage.caps import Spent, UsageIncrement
 
 DEDUPE_THRESHOLD = 0.95
 
@@ -495,6 +496,28 @@ class MemoryStore:
             "embedding_dimension": stored[1] if stored else None,
             "embedder": self.embedder.model_id,
         }
+
+    # ------------------------------------------------------------------ usage counters
+    async def add_usage(self, increments: Sequence[UsageIncrement]) -> None:
+        """Add tokens, cost and calls to (scope, period) counters, atomically across
+        processes (memory.counters); what budgets count against."""
+        from carrier_cli.memory import counters
+
+        await counters.add_usage(self._backend, increments)
+
+    async def usage_spent(self, scope: str, period: str) -> tuple[int, float, int]:
+        """(tokens, cost_usd, calls) counted for a scope in a period; zeros if none."""
+        spent = (await self.usage_spent_many([(scope, period)]))[(scope, period)]
+        return spent.tokens, spent.cost_usd, spent.calls
+
+    async def usage_spent_many(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Spent]:
+        """Several counters in one query (the budget gate reads a day and a month for
+        the character and the global scope at once)."""
+        from carrier_cli.memory import counters
+
+        return await counters.usage_spent(self._backend, keys)
 
     # ------------------------------------------------------------------ re-embedding
     async def reembed(

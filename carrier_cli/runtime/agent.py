@@ -55,6 +55,7 @@ from carrier_cli.runtime.turn.calls import call_context
 from carrier_cli.runtime.turn.replay import Replays
 from carrier_cli.runtime.turn.state import Intake, TurnState
 from carrier_cli.runtime.types import IncomingMessage, PromptRecord, TurnEvent, TurnLog, TurnResult
+from carrier_cli.usage.budget import BudgetGate, BudgetRefused
 from carrier_cli.usage.meter import UsageMeter
 from carrier_cli.usage.records import calling, using
 
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from carrier_cli.config import Settings
     from carrier_cli.llm.factory import ModelConfig
     from carrier_cli.memory.store import MemoryStore
+    from carrier_cli.usage.budget_meter import BudgetMeter
 
 log = logging.getLogger("carrier.runtime")
 turn_log = logging.getLogger("carrier.runtime.turn")
@@ -94,6 +96,7 @@ class AgentRuntime:
         owns_model: bool = False,
         rng: random.Random | None = None,
         usage: UsageMeter | None = None,
+        budget: BudgetGate | None = None,
     ) -> None:
         self.character = character
         self.store = store
@@ -132,6 +135,10 @@ class AgentRuntime:
         # Every model call's record: priced, summed (`/usage`) and stored by the meter.
         self.usage = usage or UsageMeter(store, character=character.name, agent_id=agent_id)
         self._observed = _observe(self.usage, model, getattr(store, "embedder", None))
+        # Budgets (usage.budget): asked before every model call; its meter counts them
+        # (in any order among the model's observers: a cost priced later still counts).
+        self.budget = budget or BudgetGate(None)  # none: every check allows, without I/O
+        self._budget_meter = attach_meter(self.budget, model, character.name)
 
     # ------------------------------------------------------------------ construction --
     @classmethod
@@ -183,6 +190,9 @@ class AgentRuntime:
                     log_prompts=settings.log_prompts,
                     character=character.name,
                     agent_id=agent_id,
+                ),
+                budget=BudgetGate.for_character(
+                    store, character.name, character.budget, settings.budget
                 ),
             )
             await runtime.ingest_knowledge()
@@ -270,6 +280,10 @@ class AgentRuntime:
             with contextlib.suppress(ValueError):
                 observers.remove(self.usage.observe)
         await self.usage.aclose()
+        if self._budget_meter is not None:  # off the model (it may outlive us), then flushed
+            with contextlib.suppress(ValueError):
+                getattr(self.model, "observers", []).remove(self._budget_meter)
+            await self._budget_meter.aclose()
         if self._owns_model:
             await self.model.aclose()
         if self._owns_store:
@@ -399,11 +413,14 @@ class AgentRuntime:
         messages = prompts.continuation(self, ctx, ctx.reply, now)
         tlog = self.last_turn_log or TurnLog(ctx.memory.id, ctx.room.id, now)
         gen = generate.Generation()
+        verdict = await self.budget.check("continue")
+        if verdict.refused:
+            return None
         call = call_context(self, ctx, "continue")
         async for _ in generate.generate(
             self.model,
             messages,
-            self.model_config.params(),
+            self.model_config.params(small=verdict.small),
             tlog,
             False,
             gen,
@@ -425,6 +442,9 @@ class AgentRuntime:
         """A small-model call with the character's system prompt (used by evaluators)."""
         messages = prompts.small(self, prompt)
         params = self.model_config.params(small=True, temperature=0.2, max_tokens=max_tokens)
+        verdict = await self.budget.check(purpose)
+        if verdict.refused:  # evaluators skip on it (turn.evaluate); plugins see why
+            raise BudgetRefused(verdict)
         began = perf_counter()
         # Room, client and turn come from the enclosing context (the evaluators set it).
         with calling(purpose=purpose, character=self.character.name, agent_id=self.agent_id):
@@ -437,6 +457,18 @@ class AgentRuntime:
             )
         log.debug("%s (%s): %s", purpose, params.model, raw[:500])
         return raw
+
+
+def attach_meter(gate: BudgetGate, model: ChatModel, character: str) -> BudgetMeter | None:
+    """With a budget, a meter on the model's observers counts every call it makes."""
+    observers = getattr(model, "observers", None)
+    if not gate.active or gate.store is None or observers is None:
+        return None
+    from carrier_cli.usage.budget_meter import BudgetMeter
+
+    meter = BudgetMeter(gate.store, gate, character)
+    observers.append(meter)
+    return meter
 
 
 def default_model_config(

@@ -55,7 +55,10 @@ async def ask_should_respond(
     deps: TurnDeps, ctx: TurnContext, recent: list[Memory], tlog: TurnLog
 ) -> tuple[Decision, float]:
     """The small model's RESPOND/IGNORE/STOP, asked once more when its answer has none;
-    returns the decision and the seconds the model took."""
+    returns the decision and the seconds the model took. A budget that refuses: IGNORE,
+    without asking (the room is not told about the budget unless it addresses us)."""
+    if (await deps.budget.check("should_respond")).refused:
+        return "IGNORE", 0.0
     messages = prompts.should_respond(deps, ctx, recent)
     params = deps.model_config.params(small=True, temperature=0.2, max_tokens=64)
     seconds = 0.0

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from carrier_cli.runtime.turn.calls import call_context
 from carrier_cli.runtime.turn.state import TurnDeps
+from carrier_cli.usage.budget import BudgetRefused
 from carrier_cli.usage.records import using
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ async def _run_each(deps: TurnDeps, ctx: TurnContext) -> None:
             async with asyncio.timeout(deps.evaluator_timeout):
                 if await evaluator.validate(ctx):
                     await evaluator.handler(ctx)
+        except BudgetRefused as exc:  # the budget is reached: skipped, not failed
+            log.debug("evaluator %s skipped: %s", evaluator.name, exc.message)
         except Exception as exc:  # TimeoutError included
             log.warning(
                 "evaluator %s failed: %s",

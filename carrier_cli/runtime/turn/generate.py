@@ -27,6 +27,7 @@ from carrier_cli.runtime.parsing import (
 from carrier_cli.runtime.turn.calls import call_context, stepped
 from carrier_cli.runtime.turn.state import TurnDeps, TurnState
 from carrier_cli.runtime.types import PromptRecord, TurnLog
+from carrier_cli.usage.budget import BudgetRefused
 from carrier_cli.usage.records import CallContext, calling, current_context, using
 
 log = logging.getLogger("carrier.runtime")
@@ -42,12 +43,19 @@ class Generation:
 
 async def reply(deps: TurnDeps, turn: TurnState) -> AsyncIterator[str]:
     """The stage: generate the reply to `turn.messages`, yielding streamed text; the parsed
-    reply lands in `turn.parsed` (and its thought and actions on the turn context)."""
+    reply lands in `turn.parsed` (and its thought and actions on the turn context).
+    A budget that refuses: no model call, the reply is the budget's message."""
+    verdict = await deps.budget.check("reply")
+    if verdict.refused:
+        turn.parsed = ParsedReply(text=verdict.message)
+        if turn.stream and verdict.message:
+            yield verdict.message
+        return
     gen = Generation()
     generation = generate(
         deps.model,
         turn.messages,
-        deps.model_config.params(),
+        deps.model_config.params(small=verdict.small),
         turn.tlog,
         turn.stream,
         gen,
@@ -126,8 +134,12 @@ async def generate(
 
 async def post(deps: TurnDeps, messages: list[ChatMessage]) -> str:
     """A post's text (`AgentRuntime.generate_post`): asked again for broken markup, an
-    empty answer or a silent choice, then the raw text; no text at all is an error."""
-    params = deps.model_config.params()
+    empty answer or a silent choice, then the raw text; no text at all is an error (and
+    so is a budget that refuses: BudgetRefused)."""
+    verdict = await deps.budget.check("post")
+    if verdict.refused:
+        raise BudgetRefused(verdict)
+    params = deps.model_config.params(small=verdict.small)
     raw = ""
     attempts = ParseAttempts("post")
     for attempt in attempts:
