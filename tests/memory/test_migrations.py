@@ -22,6 +22,7 @@ MINE = {
     "relationships",
     "cache",
     "store_state",
+    "model_calls",
 }
 
 
