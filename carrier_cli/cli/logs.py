@@ -208,7 +208,8 @@ def show(
     from carrier_cli.memory.call_reports import call_json, find_call
     from carrier_cli.output import key_value_table, out, plain, print_json
 
-    record = asyncio.run(find_call(_settings(), call_id))
+    found = asyncio.run(find_call(_settings(), call_id))
+    record = found.record
     if as_json:
         print_json(call_json(record, full=True))
         return
@@ -220,7 +221,7 @@ def show(
         ("time", local_time(record.created_at, year=True)),
         ("character", context.character or "-"),
         ("client", context.client or "-"),
-        ("room", str(context.room_id) if context.room_id else "-"),
+        ("room", _room(context.room_id, found.room)),
         ("turn", str(context.turn_id) if context.turn_id else "-"),
         ("purpose", context.purpose),
         ("model", f"{record.provider}:{record.model}"),
@@ -246,6 +247,12 @@ def show(
     for title, body in (("prompt", record.prompt), ("output", record.output)):
         text = body if body is not None else "(not stored)"
         out().print(Panel(plain(text), title=title, title_align="left"))
+
+
+def _room(room_id: object, name: str | None) -> str:
+    if room_id is None:
+        return "-"
+    return f"{name} ({room_id})" if name else str(room_id)
 
 
 def _count(value: int | None, estimated: bool) -> str:

@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(report.to_json())
         elif not report.rows:
-            notice(f"No model calls recorded since {since}.")
+            notice(f"No model calls recorded (--since {since}).")
         else:
             print_report(report)
 

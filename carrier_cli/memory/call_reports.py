@@ -200,11 +200,24 @@ async def recent_calls(
         await store.close()
 
 
-async def find_call(settings: Settings, id_or_prefix: str) -> CallRecord:
+@dataclass
+class FoundCall:
+    """`carrier logs show`: the call, and its room as the operator names it (the room's
+    name or external id; None without a room, or one no longer stored)."""
+
+    record: CallRecord
+    room: str | None = None
+
+
+async def find_call(settings: Settings, id_or_prefix: str) -> FoundCall:
     """`carrier logs show ID`: the call, or an InputError when no call has that id."""
     store = await _open(settings)
     try:
         record = await store.get_call(id_or_prefix)
+        room = None
+        if record is not None and record.context.room_id is not None:
+            found = await store.get_room(record.context.room_id)
+            room = (found.name or found.external_id) if found is not None else None
     finally:
         await store.close()
     if record is None:
@@ -212,7 +225,7 @@ async def find_call(settings: Settings, id_or_prefix: str) -> CallRecord:
             f"No model call has an id starting with {id_or_prefix!r}.",
             hint="`carrier logs` lists the recent calls with their ids.",
         )
-    return record
+    return FoundCall(record, room)
 
 
 async def usage_report(

@@ -213,6 +213,7 @@ def test_show_by_prefix_and_room_filter(carrier_home: Path) -> None:
     missing = run_carrier(["logs", "show", "0123abcd"])
     assert missing.returncode == 2 and "No model call has an id starting with" in missing.stderr
     assert json.loads(_ok(["logs", "show", "abcd1", "--json"], {}))["id"] == str(first.id)
+    assert f"kitchen ({room_id})" in _ok(["logs", "show", "abcd1"], {})  # the room by name
 
     in_room = json.loads(_ok(["logs", "--character", "Tester", "--room", "kitchen", "--json"], {}))
     assert {c["id"] for c in in_room} == {str(first.id), str(second.id)}
