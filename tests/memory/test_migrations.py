@@ -23,6 +23,7 @@ MINE = {
     "relationships",
     "cache",
     "store_state",
+    "model_calls",
     "usage_counters",
 }
 

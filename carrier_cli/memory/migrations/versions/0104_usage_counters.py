@@ -1,7 +1,7 @@
 """Usage counters: tokens, cost and calls per (scope, period), for budgets.
 
 Revision ID: 0104_usage_counters
-Revises: 0102_memory_segments (re-chained after 0103_model_calls when both are merged)
+Revises: 0103_model_calls
 Create Date: 2026-12-03
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from carrier_cli.memory.schema import UTCDateTime
 
 revision: str = "0104_usage_counters"
-down_revision: str | Sequence[str] | None = "0102_memory_segments"
+down_revision: str | Sequence[str] | None = "0103_model_calls"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
