@@ -169,10 +169,10 @@ def post_bench(posts: int, tmp: Path) -> None:
     db_open = {"s": 0.0}
     original_open = Journal.open.__func__  # type: ignore[attr-defined]
 
-    async def timed_open(cls: type[Journal], settings: Any) -> Journal:
+    async def timed_open(cls: type[Journal], database_url: str | None) -> Journal:
         start = time.perf_counter()
         try:
-            return await original_open(cls, settings)  # type: ignore[no-any-return]
+            return await original_open(cls, database_url)  # type: ignore[no-any-return]
         finally:
             db_open["s"] += time.perf_counter() - start
 

@@ -10,25 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from carrier_cli._lazy import lazy_exports
+from carrier_cli.runtime import _EXPORTS as _RUNTIME_EXPORTS
 
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    # the runtime
-    "AgentRuntime": "carrier_cli.runtime.agent",
-    "IncomingMessage": "carrier_cli.runtime.types",
-    "Addressing": "carrier_cli.runtime.types",
-    "TurnHooks": "carrier_cli.runtime.rooms",
-    "TurnResult": "carrier_cli.runtime.types",
-    "TurnEvent": "carrier_cli.runtime.types",
-    "TurnContext": "carrier_cli.runtime.context",
-    "TurnServices": "carrier_cli.runtime.context",
-    # plugins
-    "Plugin": "carrier_cli.runtime.plugins",
-    "Action": "carrier_cli.runtime.plugins",
-    "ActionExample": "carrier_cli.runtime.plugins",
-    "Provider": "carrier_cli.runtime.plugins",
-    "Evaluator": "carrier_cli.runtime.plugins",
+    # the runtime and the plugin protocols: all of carrier_cli.runtime's names
+    **_RUNTIME_EXPORTS,
     # memory
     "MemoryStore": "carrier_cli.memory.store",
     "Memory": "carrier_cli.memory.types",

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carrier_cli.errors import ConfigError
 from carrier_cli.paths import CarrierPaths, carrier_paths
 from carrier_cli.redact import mask_secret
 from carrier_cli.secrets import KEY_NAMES
+from carrier_cli.usage.caps import Budget
+from carrier_cli.usage.prices import ModelPrice
 
 EmbeddingProvider = Literal["local", "openai", "ollama"]
 
@@ -148,6 +150,18 @@ class Settings(BaseSettings):
     request_timeout: float = Field(60.0, description="Seconds before a model request times out.")
     max_retries: int = Field(3, description="Retries on 429, 5xx and timeouts.")
 
+    # Usage records (issue 12): prices, and whether prompts are kept
+    model_prices: dict[str, ModelPrice] = Field(
+        {},
+        description='USD per million tokens by "provider:model" or "model", e.g. '
+        '{"gpt-4o": {"input": 2.5, "output": 10, "cached": 1.25}}; overrides the shipped '
+        "table (carrier_cli/usage/prices.py). Unpriced models show no cost.",
+    )
+    log_prompts: bool = Field(
+        False, description="Store each call's prompt and output with its record (secrets never)."
+    )
+    log_retention_days: int = Field(30, description="Days model call records are kept.")
+
     # Discord
     discord_api_token: SecretStr | None = Field(
         None, description="Discord bot token.", json_schema_extra=_env("DISCORD_API_TOKEN")
@@ -236,6 +250,42 @@ class Settings(BaseSettings):
     # Long-running processes
     shutdown_grace: float = Field(10.0, description="Seconds to finish in-flight work on stop.")
 
+    # Budgets
+    budget: Budget | None = Field(
+        None,
+        description="Spending caps for every character sharing the database (a character's "
+        "own `budget:` applies too): daily_tokens, daily_cost_usd, monthly_tokens, "
+        "monthly_cost_usd, action (refuse, small or warn), message. In the environment: JSON.",
+    )
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _prices_from_json(cls, value: Any) -> Any:
+        """The environment gives a string: read it as JSON."""
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"is not JSON ({exc.msg})") from None
+        return value
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget_json(cls, value: Any) -> Any:
+        """The environment and .env carry text: CARRIER_BUDGET='{"daily_tokens": 100000}'."""
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value) if value.strip() else None
+            except ValueError:
+                raise ValueError(
+                    'expected a mapping, in the environment as JSON: {"daily_tokens": 100000}'
+                ) from None
+        return value
+
     @field_validator("*", mode="after")
     @classmethod
     def _check_url_settings(cls, value: Any, info: ValidationInfo) -> Any:
@@ -295,6 +345,8 @@ class LoadedSettings:
                 shown = mask_secret(raw.get_secret_value())
             elif raw is None:
                 shown = ""
+            elif isinstance(raw, BaseModel):  # a mapping setting (budget): as its JSON
+                shown = raw.model_dump_json(exclude_none=True)
             elif name in URL_FIELDS:
                 from carrier_cli.memory.urls import mask_url
 
@@ -450,7 +502,9 @@ def load_settings(
             where = sources.get(name, "default")
             # A validator's ValueError reads "Value error, <why>": keep only the why.
             msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"`{name}` (from {where}): {msg}")
+            # A nested setting (budget.daily_tokens) is named in full.
+            shown = ".".join(str(part) for part in err["loc"]) or name
+            problems.append(f"`{shown}` (from {where}): {msg}")
             hint = _hint_for(name)
             if hint and hint not in hints:
                 hints.append(hint)

@@ -29,6 +29,7 @@ _SECTIONS = [
             "max_retries",
         ],
     ),
+    ("Usage records", ["model_prices", "log_prompts", "log_retention_days"]),
     (
         "Discord",
         [
@@ -62,7 +63,18 @@ _SECTIONS = [
         ],
     ),
     ("Long-running processes", ["shutdown_grace"]),
+    ("Budgets", ["budget"]),
 ]
+
+# Commented example lines under a setting whose value is a mapping.
+_EXAMPLES: dict[str, list[str]] = {
+    "budget": [
+        "#   daily_tokens: 200000",
+        "#   monthly_cost_usd: 20.0",
+        "#   action: refuse  # or small (switch to the small model), warn (log only)",
+        '#   message: "I have reached my usage limit for now. Please try again later."',
+    ],
+}
 
 
 def sections() -> list[tuple[str, list[str]]]:
@@ -88,6 +100,7 @@ def render_config_yaml() -> str:
                 lines.append(f"# {name}:  # use `carrier keys set` instead")
             elif default is None:
                 lines.append(f"# {name}:")
+                lines.extend(_EXAMPLES.get(name, []))
             else:
                 lines.append(f"# {name}: {json.dumps(default)}")
         lines.append("")

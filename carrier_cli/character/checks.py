@@ -156,7 +156,7 @@ _SECRET_VALUE = re.compile(
     r"|[MNO][A-Za-z0-9_\-]{23,27}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,})$"  # Discord bot
 )
 _SECRET_KEY = re.compile(r"(api_?key|apikey|token|password|passwd|secret|private_?key)s?$", re.I)
-_NOT_SECRET_KEYS = {"token_key", "max_tokens"}
+_NOT_SECRET_KEYS = {"token_key", "max_tokens", "daily_tokens", "monthly_tokens"}
 
 
 def looks_like_secret(key: str | int | None, value: Any) -> bool:

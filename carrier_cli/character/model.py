@@ -20,6 +20,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from carrier_cli.usage.caps import Budget
+
 # --- limits (keep README.md "Character limits" in sync) --------------------------------------
 MAX_NAME = 100  # name, username, the speaker of an example message
 MAX_SHORT = 200  # one adjective, topic, plugin, action, model or key name
@@ -195,6 +197,8 @@ class Character(_Strict):
     model: ModelSettings = Field(default_factory=ModelSettings)
     clients: Clients = Field(default_factory=Clients)
     plugins: list[Short] = Field(default_factory=list, max_length=MAX_PLUGINS)
+    # Spending caps for this character (usage.caps.Budget); None: none but the global one.
+    budget: Budget | None = None
     # Free-form; bounded by the file's size and the YAML limits (carrier_cli.safe_yaml).
     settings: dict[str, Any] = Field(default_factory=dict)
     source_path: Path | None = Field(None, exclude=True)

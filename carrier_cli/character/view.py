@@ -75,6 +75,10 @@ def render_character(character: Character) -> RenderableType:
         f"ignore DMs={discord.ignore_dms} channels={len(discord.allowed_channel_ids) or 'all'}"
         + (f" token key={discord.token_key}" if discord.token_key else ""),
     )
+    if character.budget is not None:
+        budget = character.budget
+        caps = " ".join(f"{name}={value:g}" for name, _, _, value in budget.caps())
+        fact("budget", f"{caps} action={budget.action}")
     instagram = character.clients.instagram
     fact(
         "instagram",

@@ -17,10 +17,12 @@ from carrier_cli.cli import character, config, keys, version
 from carrier_cli.cli import chat as chat_cli
 from carrier_cli.cli import db as db_cli
 from carrier_cli.cli import instagram as instagram_cli
+from carrier_cli.cli import logs as logs_cli
 from carrier_cli.cli import memory as memory_cli
 from carrier_cli.cli import models as models_cli
 from carrier_cli.cli import plugins as plugins_cli
 from carrier_cli.cli import run as run_cli
+from carrier_cli.cli import usage as usage_cli
 from carrier_cli.state import STATE
 
 app = typer.Typer(
@@ -79,6 +81,8 @@ app.add_typer(plugins_cli.app, name="plugins")
 app.add_typer(memory_cli.app, name="memory")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(instagram_cli.app, name="instagram")
+app.add_typer(logs_cli.app, name="logs")
+usage_cli.register(app)
 
 
 def _print_error(message: str, hint: str | None = None) -> None:

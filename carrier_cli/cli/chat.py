@@ -31,6 +31,10 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[
             bool, typer.Option("--json", help="Piped mode: one JSON object per reply.")
         ] = False,
+        verbose: Annotated[
+            bool,
+            typer.Option("--verbose", "-v", help="After each reply, its tokens and cost."),
+        ] = False,
     ) -> None:
         """Chat with a character. Type /help inside for commands.
 
@@ -38,6 +42,7 @@ def register(app: typer.Typer) -> None:
         as plain text, e.g. printf 'hi\\nwhat did I just say?\\n' | carrier chat --room r1
         """
         from carrier_cli.clients.terminal import ChatOptions, run_chat
+        from carrier_cli.state import STATE
 
         options = ChatOptions(
             character=character,
@@ -47,6 +52,7 @@ def register(app: typer.Typer) -> None:
             provider=provider,
             model=model,
             json_lines=json_out,
+            verbose=verbose or STATE.verbose > 0,  # `carrier -v chat` too
         )
         code = run_chat(options)
         if code:

@@ -7,6 +7,7 @@ message must be the user's. `to_anthropic_messages` reshapes our messages accord
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -17,8 +18,10 @@ from carrier_cli.errors import CarrierError
 from carrier_cli.llm import sdk_errors
 from carrier_cli.llm.base import ChatMessage, GenerationParams
 from carrier_cli.llm.errors import KeyRejected, PermissionDenied, UnknownModel
+from carrier_cli.llm.recording import Attempts, anthropic_usage
 from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient
 from carrier_cli.llm.tokens import fit_messages_to_window
+from carrier_cli.usage.records import CallObserver
 
 log = logging.getLogger(__name__)
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -83,7 +86,9 @@ class AnthropicChatModel:
         retry: RetryPolicy | None = None,
         context_window: int | None = None,
         trim_to_context: bool = True,
+        observers: list[CallObserver] | None = None,
     ) -> None:
+        self.observers: list[CallObserver] = observers if observers is not None else []
         self.context_window = context_window
         self.trim_to_context = trim_to_context
         if base_url and base_url.rstrip("/").endswith("/v1"):
@@ -105,6 +110,14 @@ class AnthropicChatModel:
 
     def _describe(self) -> str:
         return f"Anthropic at {self._url}"
+
+    def _retrier(self, attempts: Attempts | None = None) -> Retrier:
+        return Retrier(
+            self.retry,
+            self._classify,
+            self._describe(),
+            on_failure=attempts.failed if attempts is not None and attempts.active else None,
+        )
 
     def _classify(self, exc: BaseException) -> Transient | None:
         return sdk_errors.classify(exc, _SDK, timeout=self.timeout, url=self._url)
@@ -143,33 +156,60 @@ class AnthropicChatModel:
 
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
         request = self._request(messages, params)
-        retrier = Retrier(self.retry, self._classify, self._describe())
+        attempts = Attempts(self.observers, self.name, params.model, messages)
+        retrier = self._retrier(attempts)
+
+        async def attempt() -> Any:
+            attempts.start()
+            return await self._client.messages.create(**request)
+
         try:
-            response = await retrier.call(lambda: self._client.messages.create(**request))
+            response = await retrier.call(attempt)
         except Exception as exc:
             raise self._translate(exc, params.model) from None
         content = getattr(response, "content", None)
         if content is None:
-            raise self._translate(ValueError("no content in the message"), params.model)
-        return "".join(getattr(block, "text", "") for block in content if block.type == "text")
+            error = ValueError("no content in the message")
+            attempts.failed(error, retried=False)
+            raise self._translate(error, params.model)
+        text = "".join(getattr(block, "text", "") for block in content if block.type == "text")
+        attempts.ok(anthropic_usage(getattr(response, "usage", None)), text)
+        return text
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[str]:
         """Text deltas; retried only before the first delta (see OpenAIChatModel.stream)."""
         request = self._request(messages, params)
-        retrier = Retrier(self.retry, self._classify, self._describe())
+        attempts = Attempts(self.observers, self.name, params.model, messages)
+        retrier = self._retrier(attempts)
         yielded = False
         while True:
+            attempts.start()
+            parts: list[str] = []
             try:
                 async with self._client.messages.stream(**request) as stream:
                     async for delta in stream.text_stream:
                         if delta:
+                            if not yielded:
+                                attempts.first_token()
                             yielded = True
+                            if attempts.active:
+                                parts.append(delta)
                             yield delta
+                    # message_start's input tokens and message_delta's output tokens,
+                    # accumulated by the SDK into the final message.
+                    usage = None
+                    if attempts.active:
+                        usage = anthropic_usage((await stream.get_final_message()).usage)
+                attempts.ok(usage, "".join(parts))
                 return
+            except (GeneratorExit, asyncio.CancelledError) as exc:
+                attempts.failed(exc, retried=False)  # stopped by the caller: may be billed
+                raise
             except Exception as exc:
                 if yielded:
+                    attempts.failed(exc, retried=False)
                     transient = self._classify(exc)
                     if transient is not None:
                         raise sdk_errors.broke_off(self._describe(), transient) from None
@@ -181,7 +221,7 @@ class AnthropicChatModel:
 
     async def list_models(self) -> list[str]:
         """Model names the account may use (GET /v1/models), sorted."""
-        retrier = Retrier(self.retry, self._classify, self._describe())
+        retrier = self._retrier()
 
         async def fetch() -> list[str]:
             return sorted([m.id async for m in self._client.models.list(limit=1000)])

@@ -3,19 +3,28 @@ OpenRouter or anything else that speaks /v1/chat/completions."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from carrier_cli.llm import openai_common, sdk_errors
 from carrier_cli.llm.base import ChatMessage, GenerationParams
+from carrier_cli.llm.recording import Attempts, openai_usage
 from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient
 from carrier_cli.llm.tokens import fit_messages_to_window
+from carrier_cli.usage.records import CallObserver
 
 log = logging.getLogger(__name__)
 
 # OpenAI's reasoning models reject `temperature` and the old `max_tokens` parameter.
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def _refuses_stream_options(exc: BaseException) -> bool:
+    """A 400/422 naming `stream_options`: the server does not know the parameter."""
+    status = getattr(exc, "status_code", None)
+    return status in (400, 422) and "stream_options" in str(exc)
 
 
 class OpenAIChatModel:
@@ -31,8 +40,13 @@ class OpenAIChatModel:
         name: str = "openai",
         context_window: int | None = None,
         trim_to_context: bool = True,
+        observers: list[CallObserver] | None = None,
     ) -> None:
         self.name = name
+        self.observers: list[CallObserver] = observers if observers is not None else []
+        # Cleared when the server refuses `stream_options` (older Azure API versions and
+        # some compatible servers answer 400): its streams are then estimated.
+        self.stream_usage = True
         self.context_window = context_window
         self.trim_to_context = trim_to_context
         self.base_url = base_url
@@ -44,13 +58,17 @@ class OpenAIChatModel:
     def _describe(self) -> str:
         return openai_common.describe(self.name, self.base_url)
 
-    def _retrier(self) -> Retrier:
+    def _retrier(self, attempts: Attempts | None = None) -> Retrier:
         return Retrier(
             self.retry,
             self._classify,
             self._describe(),
             hint=openai_common.unavailable_hint(self.name),
+            on_failure=attempts.failed if attempts is not None and attempts.active else None,
         )
+
+    def _attempts(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Attempts:
+        return Attempts(self.observers, self.name, params.model, messages)
 
     def _classify(self, exc: BaseException) -> Transient | None:
         return openai_common.classify(exc, self.timeout, self.base_url)
@@ -82,17 +100,27 @@ class OpenAIChatModel:
     # -- ChatModel -------------------------------------------------------------------------
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
         request = self._request(messages, params)
-        retrier = self._retrier()
+        attempts = self._attempts(messages, params)
+        retrier = self._retrier(attempts)
+
+        async def attempt() -> Any:
+            attempts.start()
+            return await self._client.chat.completions.create(**request)
+
         try:
-            response = await retrier.call(lambda: self._client.chat.completions.create(**request))
+            response = await retrier.call(attempt)
         except Exception as exc:
             raise self._translate(exc, params.model) from None
         if not getattr(response, "choices", None):
-            raise self._translate(ValueError("no choices in the completion"), params.model)
+            error = ValueError("no choices in the completion")
+            attempts.failed(error, retried=False)
+            raise self._translate(error, params.model)
         usage = getattr(response, "usage", None)
         if usage is not None:
             log.debug("%s %s usage: %s", self.name, params.model, usage)
-        return response.choices[0].message.content or ""
+        text = response.choices[0].message.content or ""
+        attempts.ok(openai_usage(usage), text)
+        return text
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -100,29 +128,54 @@ class OpenAIChatModel:
         """Text deltas as they arrive. Retries only before the first delta: after that a
         retry would repeat text the caller has already shown."""
         request = self._request(messages, params)
-        retrier = self._retrier()
+        # The usage arrives in a last chunk with no choices (OpenAI, vLLM, Ollama, ...);
+        # a server that ignores the option sends none and the tokens are estimated.
+        if self.stream_usage:
+            request["stream_options"] = {"include_usage": True}
+        attempts = self._attempts(messages, params)
+        retrier = self._retrier(attempts)
         yielded = False
         while True:
+            attempts.start()
+            parts: list[str] = []
+            usage: Any = None
             try:
                 stream = await self._client.chat.completions.create(**request, stream=True)
                 try:
                     async for chunk in stream:
+                        if getattr(chunk, "usage", None) is not None:
+                            usage = chunk.usage
                         if not chunk.choices:
                             continue
                         delta = chunk.choices[0].delta.content
                         if delta:
+                            if not yielded:
+                                attempts.first_token()
                             yielded = True
+                            if attempts.active:
+                                parts.append(delta)
                             yield delta
                 finally:
                     await stream.close()
+                attempts.ok(openai_usage(usage), "".join(parts))
                 return
             except Exception as exc:
                 if yielded:
+                    attempts.failed(exc, retried=False)
                     raise self._translate_midstream(exc, params.model) from None
+                if "stream_options" in request and _refuses_stream_options(exc):
+                    log.info("%s refuses stream_options; streaming without", self._describe())
+                    self.stream_usage = False
+                    del request["stream_options"]
+                    attempts.failed(exc, retried=True)
+                    continue
                 try:
                     await retrier.wait_or_raise(exc)
                 except Exception as final:
                     raise self._translate(final, params.model) from None
+            except (GeneratorExit, asyncio.CancelledError) as exc:
+                attempts.failed(exc, retried=False)  # stopped by the caller: may be billed
+                raise
 
     def _translate_midstream(self, exc: BaseException, model: str) -> BaseException:
         transient = self._classify(exc)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from carrier_cli.errors import RuntimeFailure
 from carrier_cli.llm import openai_common
 from carrier_cli.llm.errors import MissingApiKey
+from carrier_cli.llm.recording import Attempts, openai_usage
 from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient
+from carrier_cli.usage.records import CallObserver, TokenUsage
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,9 @@ class OpenAIEmbedder:
         provider: str | None = None,
         retry: RetryPolicy | None = None,
         batch_size: int = BATCH_SIZE,
+        observers: list[CallObserver] | None = None,
     ) -> None:
+        self.observers: list[CallObserver] = observers if observers is not None else []
         if provider is None:
             provider = "ollama" if api_key == "ollama" else "openai"
         if not api_key:
@@ -85,20 +90,27 @@ class OpenAIEmbedder:
         kwargs: dict[str, object] = {"model": self.model, "input": batch}
         if self.requested_dimensions:
             kwargs["dimensions"] = self.requested_dimensions
+        attempts = Attempts(self.observers, self.provider, self.model, purpose="embedding")
         retrier = Retrier(
             self.retry,
             self._classify,
             openai_common.describe(self.provider, self.base_url),
             hint=openai_common.unavailable_hint(self.provider),
+            on_failure=attempts.failed if attempts.active else None,
         )
+
+        async def attempt() -> Any:
+            attempts.start()
+            return await self._client.embeddings.create(**kwargs)  # type: ignore[arg-type]
+
         try:
-            response = await retrier.call(
-                lambda: self._client.embeddings.create(**kwargs)  # type: ignore[arg-type]
-            )
+            response = await retrier.call(attempt)
         except Exception as exc:
             raise (
                 openai_common.translate(exc, self.provider, self.model, self.base_url) or exc
             ) from None
+        if attempts.active:
+            attempts.ok(self._usage(response, batch))
         rows = sorted(response.data, key=lambda item: item.index)
         if len(rows) != len(batch):
             raise RuntimeFailure(
@@ -106,6 +118,16 @@ class OpenAIEmbedder:
                 f"{len(rows)} embeddings for {len(batch)} texts."
             )
         return [list(row.embedding) for row in rows]
+
+    def _usage(self, response: Any, batch: list[str]) -> TokenUsage:
+        """Input tokens as reported (embeddings have no output), else counted locally."""
+        reported = openai_usage(getattr(response, "usage", None))
+        if reported is not None and reported.input_tokens is not None:
+            return TokenUsage(input_tokens=reported.input_tokens, output_tokens=0)
+        from carrier_cli.llm.tokens import count_tokens
+
+        counted = sum(count_tokens(text, self.model) for text in batch)
+        return TokenUsage(input_tokens=counted, output_tokens=0, estimated=True)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, in order. Empty texts are sent as a space (the API rejects

@@ -106,8 +106,11 @@ class Retrier:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         hint: str | None = None,
+        on_failure: Callable[[BaseException, bool], None] | None = None,
     ) -> None:
         self.hint = hint
+        # Told of every failed attempt and whether another follows (llm/recording.py).
+        self.on_failure = on_failure
         self.policy = policy
         self.classify = classify
         self.describe = describe
@@ -118,6 +121,21 @@ class Retrier:
         self.waits: list[float] = []
 
     async def wait_or_raise(self, exc: BaseException) -> None:
+        try:
+            delay = self._delay(exc)
+        except BaseException:
+            self._failed(exc, retried=False)
+            raise
+        self._failed(exc, retried=True)
+        await self.sleep(delay)
+
+    def _failed(self, exc: BaseException, *, retried: bool) -> None:
+        if self.on_failure is not None:
+            self.on_failure(exc, retried)
+
+    def _delay(self, exc: BaseException) -> float:
+        """The wait before the next attempt, counted as a retry; raises (the error itself,
+        or why Carrier gives up) when there is to be none."""
         transient = self.classify(exc)
         if transient is None:
             raise exc
@@ -147,7 +165,7 @@ class Retrier:
         )
         self.retries += 1
         self.waits.append(delay)
-        await self.sleep(delay)
+        return delay
 
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """`attempt()` until it succeeds; `wait_or_raise` decides, failure by failure,

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from carrier_cli.llm.base import ChatMessage, GenerationParams
+from carrier_cli.llm.recording import Attempts
+from carrier_cli.usage.records import CallObserver
 
 Script = list[str] | Callable[[list[ChatMessage]], str]
 
@@ -42,7 +44,10 @@ class ScriptedChatModel:
         latency: float = 0.0,
         chunk_size: int = 7,
         record: bool = True,
+        observers: list[CallObserver] | None = None,
     ) -> None:
+        # Records carry estimated tokens (a script reports none), like a real provider's.
+        self.observers: list[CallObserver] = observers if observers is not None else []
         self._replies = replies if callable(replies) else list(replies)
         self.latency = latency
         self.chunk_size = max(1, chunk_size)
@@ -63,20 +68,36 @@ class ScriptedChatModel:
         return self._replies.pop(0)
 
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
-        reply = self._next(messages, params, streamed=False)
+        attempts = Attempts(self.observers, self.name, params.model, messages)
+        attempts.start()
+        try:
+            reply = self._next(messages, params, streamed=False)
+        except Exception as exc:
+            attempts.failed(exc, retried=False)
+            raise
         if self.latency:
             await asyncio.sleep(self.latency)
+        attempts.ok(None, reply)
         return reply
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[str]:
-        reply = self._next(messages, params, streamed=True)
+        attempts = Attempts(self.observers, self.name, params.model, messages)
+        attempts.start()
+        try:
+            reply = self._next(messages, params, streamed=True)
+        except Exception as exc:
+            attempts.failed(exc, retried=False)
+            raise
         if self.latency:
             await asyncio.sleep(self.latency)
         for start in range(0, len(reply), self.chunk_size):
+            if not start:
+                attempts.first_token()
             yield reply[start : start + self.chunk_size]
             await asyncio.sleep(0)
+        attempts.ok(None, reply)
 
     async def aclose(self) -> None:
         self.closed = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -20,9 +21,11 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from carrier_cli.memory.calls import GroupBy
     from carrier_cli.memory.rows import IndexFilters
     from carrier_cli.memory.sql import StoredModel
     from carrier_cli.memory.types import Entity, Memory, Room, SearchHit
+    from carrier_cli.usage.records import CallRecord, UsageTotals
 
 T = TypeVar("T")
 
@@ -91,6 +94,10 @@ class MemoryBackend(Protocol):
         self, agent_id: uuid.UUID, entity_id: uuid.UUID
     ) -> list[dict[str, Any]]: ...
     async def insert_ignore(self, target: Any, values: dict[str, Any], keys: list[str]) -> None: ...
+    def insert(self, target: Any) -> Any:
+        """The dialect's INSERT (with on_conflict_do_nothing / on_conflict_do_update)."""
+        ...
+
     async def cache_get(self, key: str) -> Any | None: ...
     async def cache_set(self, key: str, value: Any, ttl: float | None) -> None: ...
     async def cache_delete(self, key: str) -> None: ...
@@ -142,3 +149,21 @@ class MemoryBackend(Protocol):
     async def ids_starting(self, digits: str) -> list[Any]: ...
     async def id_page(self, after: uuid.UUID | None, limit: int) -> list[Any]: ...
     async def stats(self, agent_id: uuid.UUID | None) -> dict[str, Any]: ...
+
+    # -- model call records (memory.calls.CallLog)
+    async def record_calls(self, records: Sequence[CallRecord]) -> None: ...
+    async def list_calls(
+        self,
+        *,
+        character: str | None = None,
+        room_id: uuid.UUID | None = None,
+        client: str | None = None,
+        purpose: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = 20,
+    ) -> list[CallRecord]: ...
+    async def get_call(self, id_or_prefix: str) -> CallRecord | None: ...
+    async def usage_totals(
+        self, *, by: GroupBy = "character", since: datetime | None = None
+    ) -> list[tuple[str, UsageTotals]]: ...
+    async def prune_calls(self, *, prompts_older_than: datetime) -> int: ...

@@ -37,6 +37,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Text,
     TypeDecorator,
     Uuid,
 )
@@ -253,6 +254,47 @@ class StoreStateRow(Base):
     __tablename__ = "store_state"
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ModelCallRow(Base):
+    """One model call attempt (usage.records.CallRecord): tokens, latency, outcome, cost.
+
+    `cost_usd` NULL means no price was known for the model (never a guess); `prompt` and
+    `output` stay NULL unless `log_prompts` is on, and retention clears them again
+    (MemoryStore.prune_calls) while the token and cost columns stay. The ids carry no
+    foreign keys: a record outlives a deleted room or agent, as the bill does.
+    """
+
+    __tablename__ = "model_calls"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    character: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    room_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    client: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    purpose: Mapped[str] = mapped_column(String(30))
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    outcome: Mapped[str] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_token_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    total_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    turn_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    __table_args__ = (
+        # `carrier logs` lists newest first, filtered by character or purpose; `carrier
+        # usage` sums a time window.
+        Index("ix_model_calls_created_at", "created_at"),
+        Index("ix_model_calls_character_created", "character", "created_at"),
+        Index("ix_model_calls_purpose", "purpose"),
+    )
 
 
 MEMORY_TABLES = (

@@ -1,8 +1,9 @@
 """`SqlBackend`: what the SQLite and PostgreSQL backends do alike with memories, over
-one SQLAlchemy async engine (connections and the other rows: `sqlbase.SqlBase`). Each
-backend (memory.sqlite, memory.postgres) subclasses it with the vector work: search,
-inserts that feed an index, bulk loads. The statements here are dialect-neutral;
-nothing in this module asks which database it is.
+one SQLAlchemy async engine (connections and the other rows: `sqlbase.SqlBase`; the
+model call records: `calls.CallLog`). Each backend (memory.sqlite, memory.postgres)
+subclasses it with the vector work: search, inserts that feed an index, bulk loads.
+The statements here are dialect-neutral; nothing in this module asks which database it
+is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 
+from carrier_cli.memory.calls import CallLog
 from carrier_cli.memory.rows import (
     CHUNK,
     ROOMS,
@@ -28,15 +30,14 @@ from carrier_cli.memory.rows import (
     to_memory,
 )
 from carrier_cli.memory.schema import EmbeddingVector
-from carrier_cli.memory.sqlbase import SqlBase
 from carrier_cli.memory.types import Memory, SearchHit
 
 StoredModel = Callable[[], Awaitable[tuple[str, int] | None]]
 
 
-class SqlBackend(SqlBase):
+class SqlBackend(CallLog):
     """One database behind MemoryStore (see memory.backend.MemoryBackend). Subclasses set
-    `name`, `dims_sql`, `id_text` and `read_options` and implement `insert`,
+    `name`, `dims_sql`, `id_text`, `day_sql` and `read_options` and implement `insert`,
     `insert_memories`, `search` and `has_near`."""
 
     # Whether `insert_memories` reports which ids it inserted (then add_many skips the

@@ -21,6 +21,7 @@ message returns that reply instead of generating a second one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random
@@ -51,15 +52,20 @@ from carrier_cli.runtime.rooms import RoomGates, TurnHooks
 from carrier_cli.runtime.should_respond import name_pattern
 from carrier_cli.runtime.templates import resolve_templates
 from carrier_cli.runtime.turn import act, compose, decide, evaluate, generate, intake
+from carrier_cli.runtime.turn.calls import call_context
 from carrier_cli.runtime.turn.replay import Replays
 from carrier_cli.runtime.turn.state import Intake, TurnState
 from carrier_cli.runtime.types import IncomingMessage, PromptRecord, TurnEvent, TurnLog, TurnResult
+from carrier_cli.usage.budget import BudgetGate, BudgetRefused
+from carrier_cli.usage.meter import UsageMeter
+from carrier_cli.usage.records import calling, using
 
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
     from carrier_cli.config import Settings
     from carrier_cli.llm.factory import ModelConfig
     from carrier_cli.memory.store import MemoryStore
+    from carrier_cli.usage.budget_meter import BudgetMeter
 
 log = logging.getLogger("carrier.runtime")
 turn_log = logging.getLogger("carrier.runtime.turn")
@@ -90,6 +96,8 @@ class AgentRuntime:
         owns_store: bool = False,
         owns_model: bool = False,
         rng: random.Random | None = None,
+        usage: UsageMeter | None = None,
+        budget: BudgetGate | None = None,
     ) -> None:
         self.character = character
         self.store = store
@@ -125,6 +133,13 @@ class AgentRuntime:
         self.turn_logs: deque[TurnLog] = deque(maxlen=self.turn_log_history)
         self.last_turn_log: TurnLog | None = None
         self._closed = False
+        # Every model call's record: priced, summed (`/usage`) and stored by the meter.
+        self.usage = usage or UsageMeter(store, character=character.name, agent_id=agent_id)
+        self._observed = _observe(self.usage, model, getattr(store, "embedder", None))
+        # Budgets (usage.budget): asked before every model call; its meter counts them
+        # (in any order among the model's observers: a cost priced later still counts).
+        self.budget = budget or BudgetGate(None)  # none: every check allows, without I/O
+        self._budget_meter = attach_meter(self.budget, model, character.name)
         # Prometheus metrics (carrier_cli.metrics) when enabled before this runtime was
         # built; None otherwise, and then a turn costs one attribute check for them.
         self.metrics = metrics_mod.active()
@@ -177,6 +192,16 @@ class AgentRuntime:
                 plugins=loaded,
                 owns_store=owns_store,
                 owns_model=owns_model,
+                usage=UsageMeter(
+                    store,
+                    prices=settings.model_prices,
+                    log_prompts=settings.log_prompts,
+                    character=character.name,
+                    agent_id=agent_id,
+                ),
+                budget=BudgetGate.for_character(
+                    store, character.name, character.budget, settings.budget
+                ),
             )
             await runtime.ingest_knowledge()
         except BaseException:
@@ -263,6 +288,14 @@ class AgentRuntime:
             from carrier_cli.metrics.runtime import detach
 
             detach(self.metrics, self)
+        for observers in self._observed:
+            with contextlib.suppress(ValueError):
+                observers.remove(self.usage.observe)
+        await self.usage.aclose()
+        if self._budget_meter is not None:  # off the model (it may outlive us), then flushed
+            with contextlib.suppress(ValueError):
+                getattr(self.model, "observers", []).remove(self._budget_meter)
+            await self._budget_meter.aclose()
         if self._owns_model:
             await self.model.aclose()
         if self._owns_store:
@@ -296,7 +329,16 @@ class AgentRuntime:
         timings: dict[str, float] = {}
 
         async def store_message() -> Intake:
-            return await intake.intake(self.store, self.agent_id, message, self.room_message_counts)
+            # The message's embedding (a remote embedder records it).
+            with calling(
+                purpose="embedding",
+                character=self.character.name,
+                agent_id=self.agent_id,
+                client=message.source,
+            ):
+                return await intake.intake(
+                    self.store, self.agent_id, message, self.room_message_counts
+                )
 
         room = (message.source, message.room_key)
         async with self._gates.turn(room, store_message, hooks) as place:
@@ -365,8 +407,8 @@ class AgentRuntime:
             thought=turn.parsed.thought,
         )
         if turn.parsed.text:
-            with _stage(turn, "store_reply"):
-                await act.store_reply(self, turn, result)
+            with _stage(turn, "store_reply"), using(call_context(self, turn.ctx, "embedding")):
+                await act.store_reply(self, turn, result)  # a remote embedder records it
             with _stage(turn, "actions"):
                 await act.run_actions(self, turn, result)
         yield self._finish(turn, result)
@@ -394,8 +436,19 @@ class AgentRuntime:
         messages = prompts.continuation(self, ctx, ctx.reply, now)
         tlog = self.last_turn_log or TurnLog(ctx.memory.id, ctx.room.id, now)
         gen = generate.Generation()
+        verdict = await self.budget.check("continue")
+        if verdict.refused:
+            return None
+        call = call_context(self, ctx, "continue")
         async for _ in generate.generate(
-            self.model, messages, self.model_config.params(), tlog, False, gen, purpose="continue"
+            self.model,
+            messages,
+            self.model_config.params(small=verdict.small),
+            tlog,
+            False,
+            gen,
+            purpose="continue",
+            call=call,
         ):
             pass
         text = gen.parsed.text
@@ -412,8 +465,13 @@ class AgentRuntime:
         """A small-model call with the character's system prompt (used by evaluators)."""
         messages = prompts.small(self, prompt)
         params = self.model_config.params(small=True, temperature=0.2, max_tokens=max_tokens)
+        verdict = await self.budget.check(purpose)
+        if verdict.refused:  # evaluators skip on it (turn.evaluate); plugins see why
+            raise BudgetRefused(verdict)
         began = perf_counter()
-        raw = await self.model.complete(messages, params)
+        # Room, client and turn come from the enclosing context (the evaluators set it).
+        with calling(purpose=purpose, character=self.character.name, agent_id=self.agent_id):
+            raw = await self.model.complete(messages, params)
         if tlog is not None:
             tlog.calls.append(
                 PromptRecord(
@@ -422,6 +480,18 @@ class AgentRuntime:
             )
         log.debug("%s (%s): %s", purpose, params.model, raw[:500])
         return raw
+
+
+def attach_meter(gate: BudgetGate, model: ChatModel, character: str) -> BudgetMeter | None:
+    """With a budget, a meter on the model's observers counts every call it makes."""
+    observers = getattr(model, "observers", None)
+    if not gate.active or gate.store is None or observers is None:
+        return None
+    from carrier_cli.usage.budget_meter import BudgetMeter
+
+    meter = BudgetMeter(gate.store, gate, character)
+    observers.append(meter)
+    return meter
 
 
 def default_model_config(
@@ -448,6 +518,18 @@ def _stage(turn: TurnState, name: str) -> Iterator[None]:
     mark = perf_counter()
     yield
     turn.timings[name] = perf_counter() - mark
+
+
+def _observe(meter: UsageMeter, *models: object) -> list[list[Any]]:
+    """Add the meter to each model's (and remote embedder's) observers; returns the lists
+    it was added to, so `aclose` takes it out again (a model may outlive the runtime)."""
+    added: list[list[Any]] = []
+    for model in models:
+        observers = getattr(model, "observers", None)
+        if isinstance(observers, list):
+            observers.append(meter.observe)
+            added.append(observers)
+    return added
 
 
 async def _maybe_await(value: Any) -> None:

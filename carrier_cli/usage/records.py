@@ -77,6 +77,17 @@ def calling(**fields: object) -> Iterator[CallContext]:
         _CONTEXT.reset(token)
 
 
+@contextlib.contextmanager
+def using(context: CallContext) -> Iterator[CallContext]:
+    """Set exactly `context` (not merged with the enclosing one): the runtime builds a
+    turn's context once and sets it around each step of a model stream."""
+    token = _CONTEXT.set(context)
+    try:
+        yield context
+    finally:
+        _CONTEXT.reset(token)
+
+
 @dataclass
 class CallRecord:
     """One attempt at one model call, as stored in the `model_calls` table.

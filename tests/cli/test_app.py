@@ -51,7 +51,7 @@ def _imported_modules(args: list[str]) -> set[str]:
             [group, "--help"]
             for group in [
                 *["character", "keys", "config", "memory", "db", "instagram", "chat", "run"],
-                *["models", "plugins", "version"],
+                *["models", "plugins", "version", "logs", "usage"],
             ]
         ],
     ],

@@ -88,6 +88,9 @@ class Reply:
         error (OpenAI `data: {"error": ...}`, Anthropic `event: error`) of `error_type`
         (default server_error / overloaded_error) and end the stream.
     endpoint: "chat" or "embeddings" (which queue the reply goes to).
+    report_usage: False answers without any usage (as some OpenAI-compatible servers do).
+    cached_tokens: input tokens reported as read from the prompt cache (OpenAI
+        `prompt_tokens_details.cached_tokens`, Anthropic `cache_read_input_tokens`).
     """
 
     text: str | None = None
@@ -104,6 +107,8 @@ class Reply:
     disconnect_after: int | None = None
     stream_error_after: int | None = None
     endpoint: str = "chat"
+    report_usage: bool = True
+    cached_tokens: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Reply:
@@ -122,6 +127,8 @@ class RecordedRequest:
     body: Any
     time: float  # time.monotonic() when it arrived (system-wide clock on Linux)
     status: int = 0  # what the server answered
+    # The usage the answer reported, as the provider spells it (None: none was sent).
+    usage: dict[str, Any] | None = None
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -221,6 +228,40 @@ def fake_embedding(text: str, dimension: int) -> list[float]:
 
 def _estimate_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
+
+
+def _openai_usage(
+    record: RecordedRequest, reply: Reply, prompt_tokens: int, text: str
+) -> dict[str, Any] | None:
+    """OpenAI's `usage` object for an answer (noted on the request record), or None."""
+    if not reply.report_usage:
+        return None
+    completion = _estimate_tokens(text)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+    }
+    if reply.cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+    record.usage = usage
+    return usage
+
+
+def _anthropic_usage(
+    record: RecordedRequest, reply: Reply, input_tokens: int, output_tokens: int
+) -> dict[str, Any] | None:
+    """Anthropic's `usage` (its input_tokens exclude the cache reads), or None."""
+    if not reply.report_usage:
+        return None
+    usage: dict[str, Any] = {
+        "input_tokens": input_tokens - reply.cached_tokens,
+        "output_tokens": output_tokens,
+    }
+    if reply.cached_tokens:
+        usage["cache_read_input_tokens"] = reply.cached_tokens
+    record.usage = dict(usage)
+    return usage
 
 
 class FakeModelServer:
@@ -499,12 +540,10 @@ class FakeModelServer:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": _estimate_tokens(text),
-                    "total_tokens": prompt_tokens + _estimate_tokens(text),
-                },
+                "usage": _openai_usage(record, reply, prompt_tokens, text),
             }
+            if payload["usage"] is None:
+                del payload["usage"]
             return await self._finish(record, web.json_response(payload, headers=reply.headers))
 
         response = web.StreamResponse(
@@ -559,20 +598,20 @@ class FakeModelServer:
                 await asyncio.sleep(reply.chunk_delay)
             await response.write(chunk({"content": piece}))
         await response.write(chunk({}, "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
+        reported = _openai_usage(record, reply, prompt_tokens, text)
+        if (body.get("stream_options") or {}).get("include_usage") and reported is not None:
+            # As OpenAI sends it: a last chunk with no choices (the others carry usage null).
             usage = {
                 "id": completion_id,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
                 "choices": [],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": _estimate_tokens(text),
-                    "total_tokens": prompt_tokens + _estimate_tokens(text),
-                },
+                "usage": reported,
             }
             await response.write(f"data: {json.dumps(usage)}\n\n".encode())
+        else:
+            record.usage = None
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -649,6 +688,10 @@ class FakeModelServer:
             "model": body["model"],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+        if reply.report_usage:
+            record.usage = dict(payload["usage"])
+        else:
+            del payload["usage"]
         return await self._finish(record, web.json_response(payload))
 
     async def _openai_models(self, request: web.Request) -> web.StreamResponse:
@@ -766,8 +809,10 @@ class FakeModelServer:
                 "content": [{"type": "text", "text": text}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": {"input_tokens": input_tokens, "output_tokens": _estimate_tokens(text)},
+                "usage": _anthropic_usage(record, reply, input_tokens, _estimate_tokens(text)),
             }
+            if payload["usage"] is None:  # not Anthropic's behaviour: a proxy's
+                del payload["usage"]
             return await self._finish(record, web.json_response(payload, headers=reply.headers))
 
         response = web.StreamResponse(
@@ -796,7 +841,8 @@ class FakeModelServer:
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                    "usage": _anthropic_usage(record, reply, input_tokens, 1)
+                    or {"input_tokens": 0, "output_tokens": 0},
                 },
             },
         )
@@ -851,6 +897,8 @@ class FakeModelServer:
                 "usage": {"output_tokens": _estimate_tokens(text)},
             },
         )
+        if record.usage is not None:
+            record.usage["output_tokens"] = _estimate_tokens(text)
         await event("message_stop", {"type": "message_stop"})
         await response.write_eof()
         return response

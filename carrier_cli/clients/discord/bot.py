@@ -27,8 +27,8 @@ from typing import Any, Protocol
 import discord
 
 from carrier_cli.clients.discord.addressing import InboundMessage, Verdict, decide, to_incoming
+from carrier_cli.clients.discord.options import DiscordOptions
 from carrier_cli.clients.discord.split import split_message
-from carrier_cli.config import Settings
 from carrier_cli.runtime.rooms import TurnHooks
 from carrier_cli.runtime.types import IncomingMessage, TurnResult
 from carrier_cli.text import one_line
@@ -133,18 +133,19 @@ class CarrierDiscordBot(discord.Client):
     def __init__(
         self,
         runtime: TurnRuntime,
-        settings: Settings,
+        config: DiscordOptions,
         *,
         on_status: Callable[[str], None] | None = None,
         guild_ready_timeout: float = 0.5,
     ) -> None:
         super().__init__(intents=bot_intents(), guild_ready_timeout=guild_ready_timeout)
         self.runtime = runtime
-        self.settings = settings
+        # The process-wide Discord options; `options` below is the character's own block.
+        self.config = config
         self.on_status = on_status
         self.accepting = True
         self.turns_handled = 0
-        self._model_slots = asyncio.Semaphore(max(1, settings.discord_max_concurrent_turns))
+        self._model_slots = asyncio.Semaphore(max(1, config.max_concurrent_turns))
         self._in_flight: set[asyncio.Task[None]] = set()
         self._own_ids: deque[str] = deque(maxlen=2000)  # our recent messages (reply detection)
         self._content_warning_given = False
@@ -250,7 +251,7 @@ class CarrierDiscordBot(discord.Client):
 
                 def on_start() -> None:
                     nonlocal typing
-                    deadline.reschedule(loop.time() + self.settings.discord_turn_timeout)
+                    deadline.reschedule(loop.time() + self.config.turn_timeout)
                     if verdict.addressed:  # likely to answer: show it (should-respond may say no)
                         typing = asyncio.create_task(self._keep_typing(message.channel))
 
@@ -275,7 +276,7 @@ class CarrierDiscordBot(discord.Client):
                 "Discord: turn for message %s in %s exceeded %.0fs and was cancelled",
                 inbound.message_id,
                 where,
-                self.settings.discord_turn_timeout,
+                self.config.turn_timeout,
             )
             outcome = "timed out; apologised" if await self._apologise(message) else "timed out"
         except Exception as exc:
@@ -321,7 +322,7 @@ class CarrierDiscordBot(discord.Client):
 
     async def _keep_typing(self, channel: Any) -> None:
         """Discord shows 'typing' for 10 s per request; repeat until cancelled."""
-        interval = max(0.05, self.settings.discord_typing_interval)
+        interval = max(0.05, self.config.typing_interval)
         while True:
             try:
                 await channel.typing()
@@ -346,7 +347,7 @@ class CarrierDiscordBot(discord.Client):
         return len(chunks)
 
     async def _apologise(self, message: discord.Message) -> bool:
-        apology = self.settings.discord_apology.strip()
+        apology = self.config.apology.strip()
         if not apology:
             return False
         try:
@@ -365,7 +366,7 @@ class CarrierDiscordBot(discord.Client):
         catch-up at the next start does not answer it again. Best effort: a failure here
         costs at most one nonce-deduplicated retry after a restart, never the bot."""
         store = getattr(self.runtime, "store", None)
-        minutes = self.settings.discord_catch_up_minutes
+        minutes = self.config.catch_up_minutes
         if store is None or minutes <= 0:
             return
         ttl = max(86400.0, minutes * 120)  # outlives the window it is looked up in
@@ -400,7 +401,7 @@ class CarrierDiscordBot(discord.Client):
         return count
 
     async def _run_catch_up(self) -> int:
-        minutes = self.settings.discord_catch_up_minutes
+        minutes = self.config.catch_up_minutes
         store = getattr(self.runtime, "store", None)
         agent_id = getattr(self.runtime, "agent_id", None)
         if minutes <= 0 or store is None or agent_id is None or self.user is None:

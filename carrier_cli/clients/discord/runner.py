@@ -11,13 +11,18 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carrier_cli.clients.discord.endpoints import configure_endpoints
-from carrier_cli.config import Settings
+from carrier_cli.clients.discord.options import DiscordOptions
 from carrier_cli.errors import ConfigError, RuntimeFailure
 from carrier_cli.metrics import active as active_metrics
 from carrier_cli.state import register_secret
+
+if TYPE_CHECKING:
+    # The edge: the `carrier.clients` interface hands a client the settings; the bot
+    # below gets the `DiscordOptions` built from them here.
+    from carrier_cli.config import Settings
 
 log = logging.getLogger("carrier_cli.discord")
 
@@ -69,7 +74,8 @@ async def preflight(characters: Sequence[Any], settings: Settings) -> None:
         if other is not None:
             raise _shared_token_error(other, character.name, origin)
         owners[token] = character.name
-    configure_endpoints(settings.discord_api_base, settings.discord_gateway_url)
+    options = DiscordOptions.from_settings(settings)
+    configure_endpoints(options.api_base, options.gateway_url)
     await asyncio.gather(*(_check_login(token, name) for token, name in owners.items()))
 
 
@@ -163,17 +169,18 @@ async def run_discord_client(
     if other is not None and other != character.name:
         raise _shared_token_error(other, character.name, origin)
     _TOKENS_IN_USE[token] = character.name
-    configure_endpoints(settings.discord_api_base, settings.discord_gateway_url)
+    options = DiscordOptions.from_settings(settings)
+    configure_endpoints(options.api_base, options.gateway_url)
     voice_logger = logging.getLogger("discord.client")
     if not any(isinstance(f, _NoVoiceWarnings) for f in voice_logger.filters):
         voice_logger.addFilter(_NoVoiceWarnings())
     metrics = active_metrics()
     if metrics is None:
-        bot = CarrierDiscordBot(runtime, settings, on_status=on_status)
+        bot = CarrierDiscordBot(runtime, options, on_status=on_status)
     else:  # the same bot, counting reconnects, send retries and queued turns
         from carrier_cli.metrics.discord import MeteredDiscordBot
 
-        bot = MeteredDiscordBot(runtime, settings, on_status=on_status, metrics=metrics)
+        bot = MeteredDiscordBot(runtime, options, on_status=on_status, metrics=metrics)
     connection = asyncio.create_task(bot.start(token), name=f"discord:{character.name}")
     stopping = asyncio.create_task(stop_event.wait())
     try:
@@ -190,7 +197,7 @@ async def run_discord_client(
                 raise explained from exc
             raise exc
         log.info("Discord: stopping %s", character.name)
-        await bot.drain(settings.shutdown_grace)
+        await bot.drain(options.shutdown_grace)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(connection, timeout=5)
     finally:

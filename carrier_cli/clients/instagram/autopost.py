@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from carrier_cli.clients.instagram.graph import GraphClient, GraphError
 from carrier_cli.clients.instagram.journal import Journal, now
 from carrier_cli.clients.instagram.media import VIDEO_EXTENSIONS
+from carrier_cli.clients.instagram.options import InstagramOptions
 from carrier_cli.clients.instagram.pipeline import (
     PostRequest,
     Reporter,
@@ -30,6 +31,8 @@ from carrier_cli.clients.instagram.pipeline import (
 from carrier_cli.errors import CarrierError, ConfigError, InputError
 
 if TYPE_CHECKING:
+    # Only `run_instagram_client`, the `carrier.clients` entry point, takes the settings;
+    # it builds `InstagramOptions` and everything below it takes those.
     from carrier_cli.config import Settings
 
 log = logging.getLogger(__name__)
@@ -76,7 +79,7 @@ async def _sleep_or_stop(stop_event: asyncio.Event, seconds: float) -> None:
 
 async def post_next(
     runtime: Any,
-    settings: Settings,
+    options: InstagramOptions,
     journal: Journal,
     folder: Path,
     stop_event: asyncio.Event | None = None,
@@ -88,7 +91,7 @@ async def post_next(
     if path is None:
         log.info("Instagram: no media left in %s", folder)
         return "empty"
-    async with GraphClient(settings) as graph:
+    async with GraphClient(options.graph) as graph:
         quota = await graph.publishing_limit()
     if quota.remaining == 0:
         log.warning(
@@ -104,8 +107,8 @@ async def post_next(
         return True
 
     try:
-        outcome = await service.post(
-            settings,
+        outcome = await service.publish(
+            options,
             request,
             generate=True,
             confirm=confirm,
@@ -140,7 +143,7 @@ async def post_next(
 
 async def autopost_loop(
     runtime: Any,
-    settings: Settings,
+    options: InstagramOptions,
     stop_event: asyncio.Event,
     *,
     interval: float | None = None,
@@ -157,9 +160,9 @@ async def autopost_loop(
             hint="Point media_folder at a folder of images to post (relative paths are "
             "relative to the character file).",
         )
-    check_publish_settings(settings)
+    check_publish_settings(options)
     own_journal = journal is None
-    journal = journal or await Journal.open(settings)
+    journal = journal or await Journal.open(options.database_url)
     try:
         last = await journal.last_published(character.name)
         if last is not None and interval is None:
@@ -169,7 +172,7 @@ async def autopost_loop(
                 await _sleep_or_stop(stop_event, wait)
         while not stop_event.is_set():
             try:
-                await post_next(runtime, settings, journal, folder, stop_event)
+                await post_next(runtime, options, journal, folder, stop_event)
             except GraphError as exc:
                 if exc.action == "stop":
                     log.critical(
@@ -201,4 +204,4 @@ async def run_instagram_client(runtime: Any, settings: Settings, stop_event: asy
         log.info("Instagram is disabled for %s (clients.instagram.enabled)", runtime.character.name)
         await stop_event.wait()
         return
-    await autopost_loop(runtime, settings, stop_event)
+    await autopost_loop(runtime, InstagramOptions.from_settings(settings), stop_event)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from carrier_cli.errors import ConfigError, RuntimeFailure
 
 if TYPE_CHECKING:
-    from carrier_cli.config import Settings
+    from carrier_cli.clients.instagram.options import FtpOptions
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,17 @@ class FtpConfig:
     timeout: float = 30.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> FtpConfig:
-        if not settings.ftp_server:
+    def from_options(cls, options: FtpOptions) -> FtpConfig:
+        """Check and parse the FTP settings (`InstagramOptions.ftp`); refused with the
+        setting's name when the server is missing or its port is not a number."""
+        if not options.server:
             raise ConfigError(
                 "FTP_SERVER is not set: Carrier uploads media to an FTP server that a public "
                 "HTTP server serves, because Instagram fetches media from a URL.",
                 hint="Set FTP_SERVER, FTP_USERNAME, FTP_PASSWORD and HTTP_SERVER "
                 "(see `carrier config show` and the README section 'Post to Instagram').",
             )
-        host, port = settings.ftp_server, settings.ftp_port
+        host, port = options.server, options.port
         if host.count(":") == 1:
             name, _, raw_port = host.partition(":")
             if not raw_port.isdigit():
@@ -92,10 +94,10 @@ class FtpConfig:
         return cls(
             host=host,
             port=port,
-            username=settings.ftp_username or "anonymous",
-            password=settings.secret("ftp_password") or "",
-            tls=settings.ftp_tls,
-            directory=settings.ftp_directory or "/",
+            username=options.username or "anonymous",
+            password=options.password or "",
+            tls=options.tls,
+            directory=options.directory or "/",
         )
 
 

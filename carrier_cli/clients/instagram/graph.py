@@ -19,7 +19,7 @@ import aiohttp
 from carrier_cli.errors import ConfigError, RuntimeFailure
 
 if TYPE_CHECKING:
-    from carrier_cli.config import Settings
+    from carrier_cli.clients.instagram.options import GraphOptions
 
 log = logging.getLogger(__name__)
 
@@ -190,19 +190,19 @@ class GraphClient:
 
     def __init__(
         self,
-        settings: Settings,
+        options: GraphOptions,
         *,
         session: aiohttp.ClientSession | None = None,
         timeout: float = 60.0,
     ) -> None:
-        token = settings.secret("instagram_access_token")
+        token = options.access_token
         if not token:
             raise ConfigError(
                 "INSTAGRAM_ACCESS_TOKEN is not set.",
                 hint="Store it with `carrier keys set instagram` or set INSTAGRAM_ACCESS_TOKEN "
                 "(the README section 'Post to Instagram' explains how to get one).",
             )
-        if not settings.instagram_account_id:
+        if not options.account_id:
             raise ConfigError(
                 "INSTAGRAM_ACCOUNT_ID is not set.",
                 hint="Set it to the Instagram professional account id (the numeric IG user id, "
@@ -212,13 +212,13 @@ class GraphClient:
 
         register_secret(token)
         self._token = token
-        self.account_id = settings.instagram_account_id
-        base = settings.graph_api_base or f"https://{settings.graph_api_host}"
-        self.base = f"{base.rstrip('/')}/{settings.graph_api_version.strip('/')}"
-        self.retries = settings.max_retries
-        self.retry_delay = settings.instagram_retry_delay
-        self.poll_interval = settings.instagram_poll_interval
-        self.poll_timeout = settings.instagram_poll_timeout
+        self.account_id = options.account_id
+        base = options.api_base or f"https://{options.api_host}"
+        self.base = f"{base.rstrip('/')}/{options.api_version.strip('/')}"
+        self.retries = options.max_retries
+        self.retry_delay = options.retry_delay
+        self.poll_interval = options.poll_interval
+        self.poll_timeout = options.poll_timeout
         self._session = session
         self._own_session = session is None
         self._timeout = timeout

@@ -33,8 +33,6 @@ from carrier_cli.memory.schema import Base, JSONType, UTCDateTime
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from carrier_cli.config import Settings
-
 STEPS = (
     "prepared",
     "uploaded",
@@ -165,14 +163,15 @@ class Journal:
         self._owns_engine = owns_engine
 
     @classmethod
-    async def open(cls, settings: Settings) -> Journal:
-        """Open the memory database; an empty one is initialised, an older schema is not
-        migrated implicitly (the same rule as the memory store: `carrier db upgrade`)."""
+    async def open(cls, database_url: str | None) -> Journal:
+        """Open the memory database (`InstagramOptions.database_url`; None: the default
+        SQLite file); an empty one is initialised, an older schema is not migrated
+        implicitly (the same rule as the memory store: `carrier db upgrade`)."""
         from carrier_cli.memory.backends import make_engine
         from carrier_cli.memory.migrate import schema_state, upgrade
         from carrier_cli.memory.urls import mask_url, normalise_url
 
-        url = normalise_url(settings.database_url)
+        url = normalise_url(database_url)
         engine = make_engine(url)
         try:
             state = await schema_state(engine)

@@ -35,7 +35,7 @@ from carrier_cli.metrics import active as active_metrics
 from carrier_cli.paths import carrier_paths
 
 if TYPE_CHECKING:
-    from carrier_cli.config import Settings
+    from carrier_cli.clients.instagram.options import InstagramOptions
 
 log = logging.getLogger(__name__)
 # One pipeline step: (record, lease owner, Graph client) -> the record after the step.
@@ -123,26 +123,26 @@ def free_slot_time(published: list[datetime], quota: Quota, at: datetime) -> dat
     return recent[index] + window
 
 
-def check_publish_settings(settings: Settings) -> None:
+def check_publish_settings(options: InstagramOptions) -> None:
     """Refuse early, before anything is journaled, when a needed setting is missing."""
-    GraphClient(settings)  # names INSTAGRAM_ACCESS_TOKEN / INSTAGRAM_ACCOUNT_ID
-    FtpConfig.from_settings(settings)
-    if not settings.http_server:
+    GraphClient(options.graph)  # names INSTAGRAM_ACCESS_TOKEN / INSTAGRAM_ACCOUNT_ID
+    FtpConfig.from_options(options.ftp)
+    if not options.http_server:
         raise ConfigError(
             "HTTP_SERVER is not set: Instagram downloads media from a public URL, so "
             "Carrier needs the address where FTP_DIRECTORY is served.",
             hint="Set HTTP_SERVER, e.g. https://media.example.com/instagram/.",
         )
-    if not settings.http_server.startswith(("http://", "https://")):
+    if not options.http_server.startswith(("http://", "https://")):
         raise ConfigError(
-            f"HTTP_SERVER `{settings.http_server}` must start with https:// (or http://)."
+            f"HTTP_SERVER `{options.http_server}` must start with https:// (or http://)."
         )
 
 
 class Publisher:
     def __init__(
         self,
-        settings: Settings,
+        options: InstagramOptions,
         journal: Journal,
         *,
         reporter: Reporter | None = None,
@@ -150,7 +150,7 @@ class Publisher:
         stop_event: asyncio.Event | None = None,
     ) -> None:
         self.stop_event = stop_event
-        self.settings = settings
+        self.options = options
         self.journal = journal
         self.reporter = reporter or Reporter()
         self.lease_wait = lease_wait
@@ -185,7 +185,7 @@ class Publisher:
         key = idempotency_key(kind, media, request.caption_key or request.caption)
         if request.force:
             key = f"{key}+{await self.journal.count_with_prefix(key)}"
-        options = {
+        post_options = {  # the request's choices, journaled with the post
             "story": request.story,
             "fit": request.fit,
             "cleanup": request.cleanup,
@@ -196,7 +196,7 @@ class Publisher:
             kind=kind,
             caption=request.caption,
             items=[_item(m) for m in media],
-            options=options,
+            options=post_options,
             character=request.character,
         )
         if created:
@@ -289,7 +289,7 @@ class Publisher:
 
     async def _run(self, record: PostRecord, owner: str) -> PostRecord:
         recreated = 0
-        async with GraphClient(self.settings) as graph:
+        async with GraphClient(self.options.graph) as graph:
             while record.last_step != "published":
                 if self.stop_event is not None and self.stop_event.is_set():
                     raise StopRequested(f"stopped before step after '{record.last_step}'")
@@ -333,10 +333,10 @@ class Publisher:
 
     async def _upload(self, record: PostRecord, owner: str, graph: GraphClient) -> PostRecord:
         await self._check_quota(graph, record)
-        check_publish_settings(self.settings)
-        http_server = self.settings.http_server
+        check_publish_settings(self.options)
+        http_server = self.options.http_server
         assert http_server
-        config = FtpConfig.from_settings(self.settings)
+        config = FtpConfig.from_options(self.options.ftp)
         items = record.items
         for index, item in enumerate(items):
             if item.get("url"):
@@ -349,7 +349,7 @@ class Publisher:
                     path,
                     item["remote_name"],
                     progress=progress,
-                    backoff=self.settings.instagram_retry_delay,
+                    backoff=self.options.retry_delay,
                 )
             finally:
                 self.reporter.upload_done()
@@ -359,7 +359,7 @@ class Publisher:
                 url,
                 expected_size=item["size"],
                 kind=kind,
-                backoff=self.settings.instagram_retry_delay,
+                backoff=self.options.retry_delay,
             )
             item.update(url=url, remote_path=result.remote_path)
             items[index] = item
@@ -542,7 +542,7 @@ class Publisher:
     async def _after_publish(self, record: PostRecord, graph: GraphClient) -> None:
         if not record.options.get("cleanup"):
             return
-        config = FtpConfig.from_settings(self.settings)
+        config = FtpConfig.from_options(self.options.ftp)
         for item in record.items:
             try:
                 if await delete_file(config, item["remote_name"]):

@@ -2,7 +2,11 @@
 
 Each function takes Settings and returns data; printing and prompting stay in
 carrier_cli/cli/instagram.py, which passes a `confirm` callback for the one interactive
-moment (approving a generated caption).
+moment (approving a generated caption). These functions are the edge: each builds an
+`InstagramOptions` from the settings once and passes it down (Graph client, FTP upload,
+pipeline, journal); `publish` is `post` for callers that hold options already (the
+autopost loop). Only a caption written without a running character needs the settings
+themselves, to open an `AgentRuntime`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from carrier_cli.clients.instagram import captions
 from carrier_cli.clients.instagram.graph import GraphClient, Quota
 from carrier_cli.clients.instagram.journal import Journal, PostRecord, now
 from carrier_cli.clients.instagram.media import Fit, PostKind, PreparedMedia
+from carrier_cli.clients.instagram.options import InstagramOptions
 from carrier_cli.clients.instagram.pipeline import (
     PostOutcome,
     PostRequest,
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
     from carrier_cli.config import Settings
 
 Confirm = Callable[[str], bool]
+# Opens a runtime for a character that has none running (the caller closes it).
+OpenRuntime = Callable[["Character"], Awaitable[Any]]
 CAPTION_INSTRUCTIONS = (
     "Write the caption of an Instagram {kind} ({files}). At most 2,200 characters, at most "
     "30 hashtags and 20 @mentions. Reply with the caption text only."
@@ -72,6 +79,15 @@ class DryRun:
         }
 
 
+def _runtime_opener(settings: Settings) -> OpenRuntime:
+    async def open_runtime(character: Character) -> Any:
+        from carrier_cli.runtime.agent import AgentRuntime
+
+        return await AgentRuntime.create(character, settings)
+
+    return open_runtime
+
+
 async def generate_caption(
     settings: Settings,
     character: Character,
@@ -80,17 +96,35 @@ async def generate_caption(
     runtime: Any | None = None,
 ) -> str:
     """Ask the character for a caption in its post style, plus its configured hashtags."""
+    return await write_caption(
+        character, kind, files, runtime, open_runtime=_runtime_opener(settings)
+    )
+
+
+async def write_caption(
+    character: Character,
+    kind: str,
+    files: list[Path],
+    runtime: Any | None = None,
+    *,
+    open_runtime: OpenRuntime | None = None,
+) -> str:
+    """`generate_caption` with the character's running `runtime`, or one opened (and
+    closed again) through `open_runtime` when there is none."""
     own = runtime is None
     if runtime is None:
-        from carrier_cli.runtime.agent import AgentRuntime
+        if open_runtime is None:
+            raise TypeError("write_caption needs a runtime or open_runtime")
+        runtime = await open_runtime(character)
+    from carrier_cli.usage.records import calling
 
-        runtime = await AgentRuntime.create(character, settings)
     try:
-        text = await runtime.generate_post(
-            extra_instructions=CAPTION_INSTRUCTIONS.format(
-                kind=kind, files=", ".join(p.name for p in files)
+        with calling(client="instagram"):  # the caption's usage record names its client
+            text = await runtime.generate_post(
+                extra_instructions=CAPTION_INSTRUCTIONS.format(
+                    kind=kind, files=", ".join(p.name for p in files)
+                )
             )
-        )
     finally:
         if own:
             await runtime.aclose()
@@ -159,6 +193,37 @@ async def post(
     stop_event: asyncio.Event | None = None,
 ) -> PostOutcome | DryRun:
     """Validate, (generate a caption,) and publish through the journaled pipeline."""
+    return await publish(
+        InstagramOptions.from_settings(settings),
+        request,
+        dry_run=dry_run,
+        generate=generate,
+        confirm=confirm,
+        reporter=reporter,
+        journal=journal,
+        runtime=runtime,
+        character_loader=character_loader,
+        stop_event=stop_event,
+        open_runtime=_runtime_opener(settings),
+    )
+
+
+async def publish(
+    options: InstagramOptions,
+    request: PostRequest,
+    *,
+    dry_run: bool = False,
+    generate: bool = False,
+    confirm: Confirm | None = None,
+    reporter: Reporter | None = None,
+    journal: Journal | None = None,
+    runtime: Any | None = None,
+    character_loader: Callable[[str | None], Character] | None = None,
+    stop_event: asyncio.Event | None = None,
+    open_runtime: OpenRuntime | None = None,
+) -> PostOutcome | DryRun:
+    """`post` with options: a generated caption needs `runtime` (the character's, running)
+    or `open_runtime`."""
     if request.caption and not generate:
         captions.check_caption(request.caption)
     if request.alt_text and len(request.alt_text) > 1000:
@@ -178,18 +243,18 @@ async def post(
         request.caption_key = f"generated:{character.name}"
     if dry_run:
         return DryRun(kind, media, request.caption)
-    check_publish_settings(settings)
+    check_publish_settings(options)
     own_journal = journal is None
-    journal = journal or await Journal.open(settings)
+    journal = journal or await Journal.open(options.database_url)
     try:
-        publisher = Publisher(settings, journal, reporter=reporter, stop_event=stop_event)
+        publisher = Publisher(options, journal, reporter=reporter, stop_event=stop_event)
         if generate and character is not None:
             existing = await publisher.lookup(request, media, kind)
             if existing is not None:
                 request.caption = existing.caption  # continue with the caption approved before
             else:
-                request.caption = await generate_caption(
-                    settings, character, kind, request.files, runtime
+                request.caption = await write_caption(
+                    character, kind, request.files, runtime, open_runtime=open_runtime
                 )
                 if confirm is not None and not confirm(request.caption):
                     raise InputError(
@@ -208,16 +273,17 @@ async def resume(
     *,
     reporter: Reporter | None = None,
 ) -> PostOutcome:
-    check_publish_settings(settings)
-    journal = await Journal.open(settings)
+    options = InstagramOptions.from_settings(settings)
+    check_publish_settings(options)
+    journal = await Journal.open(options.database_url)
     try:
-        return await Publisher(settings, journal, reporter=reporter).resume(post_id)
+        return await Publisher(options, journal, reporter=reporter).resume(post_id)
     finally:
         await journal.close()
 
 
-async def _with_journal(settings: Settings, work: Callable[[Journal], Awaitable[Any]]) -> Any:
-    journal = await Journal.open(settings)
+async def _with_journal(database_url: str | None, work: Callable[[Journal], Awaitable[Any]]) -> Any:
+    journal = await Journal.open(database_url)
     try:
         return await work(journal)
     finally:
@@ -234,7 +300,9 @@ async def status(settings: Settings, post_id: int | None) -> list[PostRecord]:
         open_posts = [r for r in recent if not r.published]
         return open_posts or recent[:1]
 
-    result: list[PostRecord] = await _with_journal(settings, work)
+    result: list[PostRecord] = await _with_journal(
+        InstagramOptions.from_settings(settings).database_url, work
+    )
     return result
 
 
@@ -242,7 +310,8 @@ async def history(
     settings: Settings, limit: int = 20, status_filter: str | None = None
 ) -> list[PostRecord]:
     result: list[PostRecord] = await _with_journal(
-        settings, lambda j: j.history(limit=limit, status=status_filter)
+        InstagramOptions.from_settings(settings).database_url,
+        lambda j: j.history(limit=limit, status=status_filter),
     )
     return result
 
@@ -263,7 +332,8 @@ class LimitInfo:
 
 
 async def limit(settings: Settings) -> LimitInfo:
-    async with GraphClient(settings) as graph:
+    options = InstagramOptions.from_settings(settings)
+    async with GraphClient(options.graph) as graph:
         quota = await graph.publishing_limit()
     next_free = None
     if quota.remaining == 0:
@@ -272,11 +342,11 @@ async def limit(settings: Settings) -> LimitInfo:
         async def published(journal: Journal) -> list[datetime]:
             return await journal.published_since(at - timedelta(seconds=quota.duration))
 
-        next_free = free_slot_time(await _with_journal(settings, published), quota, at)
+        next_free = free_slot_time(await _with_journal(options.database_url, published), quota, at)
     return LimitInfo(quota, next_free)
 
 
 async def whoami(settings: Settings) -> dict[str, Any]:
-    async with GraphClient(settings) as graph:
+    async with GraphClient(InstagramOptions.from_settings(settings).graph) as graph:
         account = await graph.whoami()
         return {**account, "api": graph.base}

@@ -23,6 +23,7 @@ Commands:
   /character       who you are talking to
   /model [NAME]    show or switch the model for the rest of the session
   /debug           the last turn: rendered prompt, raw model output, timings
+  /usage           this session's model calls, tokens and cost
 
 Multi-line messages: end a line with \\ to continue it, or type \"\"\" on a line of its
 own, then the text, then \"\"\" again. Pasting several lines sends them as one message.
@@ -147,6 +148,28 @@ async def _debug(session: ChatSession, argument: str) -> CommandOutput:
     if not log:
         return CommandOutput("No turn yet in this session: send a message first.")
     return CommandOutput(format_turn_log(log))
+
+
+@_command("usage")
+async def _usage(session: ChatSession, argument: str) -> CommandOutput:
+    from carrier_cli.usage.format import session_report
+
+    meter = getattr(session.runtime, "usage", None)
+    if meter is None:
+        return CommandOutput("This runtime does not record usage.")
+    return CommandOutput(session_report(meter.totals(), meter.by_model(), meter.unpriced_models()))
+
+
+def usage_footer(runtime: Any, result: Any) -> str | None:
+    """The --verbose line after a reply: that turn's tokens and cost (None: nothing known,
+    e.g. a stand-in runtime without a meter)."""
+    meter = getattr(runtime, "usage", None)
+    turn_id = getattr(result, "message_id", None)
+    if meter is None or turn_id is None:
+        return None
+    from carrier_cli.usage.format import turn_footer
+
+    return turn_footer(meter.turn_totals(turn_id), meter.unpriced_models(turn_id))
 
 
 def format_turn_log(log: Any) -> str:

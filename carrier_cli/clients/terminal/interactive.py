@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from carrier_cli.clients.terminal.commands import CommandOutput, run_command
+from carrier_cli.clients.terminal.commands import CommandOutput, run_command, usage_footer
 from carrier_cli.clients.terminal.input_reader import (
     collect_message,
     split_command,
@@ -183,6 +183,10 @@ class InteractiveChat:
             self._say(f"({name} chose not to reply)", "dim")
         for extra in getattr(result, "extra_messages", None) or []:
             self.console.print(Markdown(extra))
+        if self.options.verbose and result is not None:
+            footer = usage_footer(self.session.runtime, result)
+            if footer:
+                self._say(footer, "dim")
         self.console.print()
 
     async def _receive(self, message: Any, status: Status) -> tuple[Any, str, Live | None]:

@@ -12,7 +12,7 @@ import contextlib
 import json
 from typing import Any, TextIO
 
-from carrier_cli.clients.terminal.commands import run_command
+from carrier_cli.clients.terminal.commands import run_command, usage_footer
 from carrier_cli.clients.terminal.input_reader import split_command, unescape_message
 from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
 from carrier_cli.errors import CarrierError, InputError
@@ -53,13 +53,23 @@ async def run_piped(
             failures += output.is_error
             continue
         try:
-            await _answer(session, options, unescape_message(text), stdout)
+            result = await _answer(session, options, unescape_message(text), stdout)
+            if options.verbose:
+                _write_footer(session, result, stderr)
         except InputError:
             raise  # a rejected key or bad setting fails every line: stop with exit 2
         except CarrierError as exc:
             failures += 1
             _report(stderr, exc)
     return 1 if failures else 0
+
+
+def _write_footer(session: ChatSession, result: Any, stderr: TextIO) -> None:
+    """--verbose: the turn's tokens and cost, on stderr (stdout carries only replies)."""
+    footer = usage_footer(session.runtime, result)
+    if footer:
+        stderr.write(f"({footer})\n")
+        stderr.flush()
 
 
 def _report(stderr: TextIO, exc: Exception) -> None:
@@ -69,7 +79,8 @@ def _report(stderr: TextIO, exc: Exception) -> None:
     stderr.flush()
 
 
-async def _answer(session: ChatSession, options: ChatOptions, text: str, stdout: TextIO) -> None:
+async def _answer(session: ChatSession, options: ChatOptions, text: str, stdout: TextIO) -> Any:
+    """Answer one line; returns the turn's result (None if the stream ended without one)."""
     message = session.message(text)
     runtime = session.runtime
     if options.json_lines or not options.stream:
@@ -79,7 +90,7 @@ async def _answer(session: ChatSession, options: ChatOptions, text: str, stdout:
         else:
             stdout.write((result.text or "") + "\n")
             _write_extra(stdout, result)
-        return
+        return result
     streamed = ""
     held = ""  # trailing whitespace is written only once more text follows it
     result = None
@@ -107,6 +118,7 @@ async def _answer(session: ChatSession, options: ChatOptions, text: str, stdout:
         stdout.write(result.text)
     stdout.write("\n")
     _write_extra(stdout, result)
+    return result
 
 
 def _write_extra(stdout: TextIO, result: Any) -> None:

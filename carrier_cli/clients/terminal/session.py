@@ -33,6 +33,7 @@ class ChatOptions:
     provider: str | None = None
     model: str | None = None
     json_lines: bool = False  # --json, piped mode only
+    verbose: bool = False  # --verbose: each turn's tokens and cost after the reply
 
     def validate(self) -> None:
         if self.room is not None and self.resume:

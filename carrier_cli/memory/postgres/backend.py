@@ -44,6 +44,7 @@ class PostgresBackend(SqlBackend):
     sizes_bulk_loads: ClassVar[bool] = True
     dims_sql: ClassVar[str] = "vector_dims(embedding)"
     id_text: ClassVar[str] = "replace(CAST(id AS TEXT), '-', '')"
+    day_sql: ClassVar[str] = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
     read_options: ClassVar[dict[str, Any]] = {"isolation_level": "AUTOCOMMIT"}  # no BEGIN
     connect_hint: ClassVar[str] = CONNECT_HINT
 

@@ -42,6 +42,7 @@ class SqliteBackend(SqlBackend):
     reports_inserted: ClassVar[bool] = True
     dims_sql: ClassVar[str] = "length(embedding)/4"
     id_text: ClassVar[str] = "id"  # ids are stored as 32 hex digits
+    day_sql: ClassVar[str] = "substr(created_at, 1, 10)"  # stored as naive UTC text
     read_options: ClassVar[dict[str, Any]] = {AUTOCOMMIT_READ: True}
     # host and port advice means nothing for a file
     connect_hint: ClassVar[str] = (

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 from carrier_cli.runtime import prompts
 from carrier_cli.runtime.parsing import ParseAttempts, parse_should_respond
 from carrier_cli.runtime.should_respond import rule_decision
+from carrier_cli.runtime.turn.calls import call_context
 from carrier_cli.runtime.turn.compose import read_recent
 from carrier_cli.runtime.turn.generate import timed
 from carrier_cli.runtime.turn.state import TurnDeps, TurnState
 from carrier_cli.runtime.types import Decision, PromptRecord, TurnLog
+from carrier_cli.usage.records import using
 
 if TYPE_CHECKING:
     from carrier_cli.memory.types import Memory
@@ -53,13 +55,17 @@ async def ask_should_respond(
     deps: TurnDeps, ctx: TurnContext, recent: list[Memory], tlog: TurnLog
 ) -> tuple[Decision, float]:
     """The small model's RESPOND/IGNORE/STOP, asked once more when its answer has none;
-    returns the decision and the seconds the model took."""
+    returns the decision and the seconds the model took. A budget that refuses: IGNORE,
+    without asking (the room is not told about the budget unless it addresses us)."""
+    if (await deps.budget.check("should_respond")).refused:
+        return "IGNORE", 0.0
     messages = prompts.should_respond(deps, ctx, recent)
     params = deps.model_config.params(small=True, temperature=0.2, max_tokens=64)
     seconds = 0.0
     word: str | None = None
     raw = ""
     attempts = ParseAttempts("should_respond")
+    call = call_context(deps, ctx, "should_respond")
     for attempt in attempts:
         record = PromptRecord(
             "should_respond",
@@ -69,7 +75,7 @@ async def ask_should_respond(
             attempt=attempt,
         )
         tlog.calls.append(record)
-        with timed(record):
+        with timed(record), using(call):
             raw = await deps.model.complete(messages, params)
         seconds += record.seconds
         record.output = raw

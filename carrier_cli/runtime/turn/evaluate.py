@@ -11,7 +11,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from carrier_cli.runtime.turn.calls import call_context
 from carrier_cli.runtime.turn.state import TurnDeps
+from carrier_cli.usage.budget import BudgetRefused
+from carrier_cli.usage.records import using
 
 if TYPE_CHECKING:
     from carrier_cli.runtime.context import TurnContext
@@ -38,11 +41,19 @@ class Evaluations:
 
 
 async def run_evaluators(deps: TurnDeps, ctx: TurnContext) -> None:
+    # Their model calls count towards the turn (complete_small names the purpose).
+    with using(call_context(deps, ctx, "facts")):
+        await _run_each(deps, ctx)
+
+
+async def _run_each(deps: TurnDeps, ctx: TurnContext) -> None:
     for evaluator in deps.evaluators:
         try:
             async with asyncio.timeout(deps.evaluator_timeout):
                 if await evaluator.validate(ctx):
                     await evaluator.handler(ctx)
+        except BudgetRefused as exc:  # the budget is reached: skipped, not failed
+            log.debug("evaluator %s skipped: %s", evaluator.name, exc.message)
         except Exception as exc:  # TimeoutError included
             log.warning(
                 "evaluator %s failed: %s",

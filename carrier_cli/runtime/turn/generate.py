@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Any
 
@@ -24,8 +24,11 @@ from carrier_cli.runtime.parsing import (
     parse_reply,
     raw_fallback,
 )
+from carrier_cli.runtime.turn.calls import call_context, stepped
 from carrier_cli.runtime.turn.state import TurnDeps, TurnState
 from carrier_cli.runtime.types import PromptRecord, TurnLog
+from carrier_cli.usage.budget import BudgetRefused
+from carrier_cli.usage.records import CallContext, calling, current_context, using
 
 log = logging.getLogger("carrier.runtime")
 
@@ -40,16 +43,24 @@ class Generation:
 
 async def reply(deps: TurnDeps, turn: TurnState) -> AsyncIterator[str]:
     """The stage: generate the reply to `turn.messages`, yielding streamed text; the parsed
-    reply lands in `turn.parsed` (and its thought and actions on the turn context)."""
+    reply lands in `turn.parsed` (and its thought and actions on the turn context).
+    A budget that refuses: no model call, the reply is the budget's message."""
+    verdict = await deps.budget.check("reply")
+    if verdict.refused:
+        turn.parsed = ParsedReply(text=verdict.message)
+        if turn.stream and verdict.message:
+            yield verdict.message
+        return
     gen = Generation()
     generation = generate(
         deps.model,
         turn.messages,
-        deps.model_config.params(),
+        deps.model_config.params(small=verdict.small),
         turn.tlog,
         turn.stream,
         gen,
         purpose="reply",
+        call=call_context(deps, turn.ctx, "reply"),
     )
     async with closing(generation):
         async for delta in generation:
@@ -69,9 +80,13 @@ async def generate(
     out: Generation,
     *,
     purpose: str,
+    call: CallContext | None = None,
 ) -> AsyncIterator[str]:
     """The model call, asked once more only for broken markup (`ParseAttempts`); yields
-    streamed text; the result lands in `out`."""
+    streamed text; the result lands in `out`. `call`: what the usage records say the
+    call was for (default: `purpose` in the enclosing context)."""
+    if call is None:
+        call = replace(current_context(), purpose=purpose)
     raw = ""
     attempts = ParseAttempts(purpose)
     for attempt in attempts:
@@ -88,7 +103,7 @@ async def generate(
             with timed(record):
                 if stream:
                     parts: list[str] = []
-                    chunks = model.stream(messages, params)
+                    chunks = stepped(call, model.stream(messages, params))
                     async with closing(chunks):
                         async for chunk in chunks:
                             parts.append(chunk)
@@ -97,7 +112,8 @@ async def generate(
                                 yield delta
                     raw = "".join(parts)
                 else:
-                    raw = await model.complete(messages, params)
+                    with using(call):
+                        raw = await model.complete(messages, params)
         finally:
             out.model_seconds += record.seconds
         record.output = raw
@@ -118,13 +134,18 @@ async def generate(
 
 async def post(deps: TurnDeps, messages: list[ChatMessage]) -> str:
     """A post's text (`AgentRuntime.generate_post`): asked again for broken markup, an
-    empty answer or a silent choice, then the raw text; no text at all is an error."""
-    params = deps.model_config.params()
+    empty answer or a silent choice, then the raw text; no text at all is an error (and
+    so is a budget that refuses: BudgetRefused)."""
+    verdict = await deps.budget.check("post")
+    if verdict.refused:
+        raise BudgetRefused(verdict)
+    params = deps.model_config.params(small=verdict.small)
     raw = ""
     attempts = ParseAttempts("post")
     for attempt in attempts:
         started = perf_counter()
-        raw = await deps.model.complete(messages, params)
+        with calling(purpose="post", character=deps.character.name, agent_id=deps.agent_id):
+            raw = await deps.model.complete(messages, params)
         log.debug("post attempt %d (%.0f ms):\n%s", attempt, (perf_counter() - started) * 1000, raw)
         parsed = parse_reply(raw)
         if parsed.ok and parsed.text:  # plain text without tags included

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from carrier_cli.runtime.character_state import CharacterState
     from carrier_cli.runtime.context import TurnContext
     from carrier_cli.runtime.plugins import Action, Evaluator, Provider
+    from carrier_cli.usage.budget import BudgetGate
 
 
 class TurnDeps(Protocol):
@@ -63,6 +64,8 @@ class TurnDeps(Protocol):
     def plugin_timeout(self) -> float: ...
     @property
     def evaluator_timeout(self) -> float: ...
+    @property
+    def budget(self) -> BudgetGate: ...
 
     def find_action(self, name: str) -> Action | None: ...
 

@@ -21,6 +21,7 @@ from carrier_cli.clients.instagram.autopost import (
     post_next,
 )
 from carrier_cli.clients.instagram.journal import Journal
+from carrier_cli.clients.instagram.options import InstagramOptions
 from carrier_cli.config import load_settings
 from tests.clients.instagram.cli_helpers import run_cli
 from tests.clients.instagram.helpers import make_image
@@ -94,7 +95,7 @@ async def test_loop_posts_every_file_survives_errors_and_stops(
     graph.fail_next("limit", 100, None, message="Invalid parameter", times=1)  # round fails
     character = load_character(write_character(tmp_path / "marina.yaml", media_dir))
     runtime = StandInRuntime(character, ["First light #harbour"])
-    settings = load_settings().settings
+    options = InstagramOptions.from_settings(load_settings().settings)
     stop = asyncio.Event()
 
     async def stop_when_done() -> None:
@@ -104,11 +105,11 @@ async def test_loop_posts_every_file_survives_errors_and_stops(
             await asyncio.sleep(0.02)
         stop.set()
 
-    journal = await Journal.open(settings)
+    journal = await Journal.open(options.database_url)
     try:
         await asyncio.wait_for(
             asyncio.gather(
-                autopost_loop(runtime, settings, stop, interval=0.01, journal=journal),
+                autopost_loop(runtime, options, stop, interval=0.01, journal=journal),
                 stop_when_done(),
             ),
             timeout=60,
@@ -130,10 +131,10 @@ async def test_quota_full_skips_the_round(
     instagram_env.graph.quota_usage = instagram_env.graph.quota_total
     character = load_character(write_character(tmp_path / "marina.yaml", media_dir))
     runtime = StandInRuntime(character)
-    settings = load_settings().settings
-    journal = await Journal.open(settings)
+    options = InstagramOptions.from_settings(load_settings().settings)
+    journal = await Journal.open(options.database_url)
     try:
-        assert await post_next(runtime, settings, journal, media_dir) == "quota"
+        assert await post_next(runtime, options, journal, media_dir) == "quota"
     finally:
         await journal.close()
     assert runtime.calls == 0 and not instagram_env.graph.containers
@@ -146,11 +147,11 @@ async def test_stop_between_steps_then_continue(
     graph.script_statuses(["IN_PROGRESS"] * 30 + ["FINISHED"])
     character = load_character(write_character(tmp_path / "marina.yaml", media_dir))
     runtime = StandInRuntime(character)
-    settings = load_settings().settings
+    options = InstagramOptions.from_settings(load_settings().settings)
     stop = asyncio.Event()
-    journal = await Journal.open(settings)
+    journal = await Journal.open(options.database_url)
     try:
-        task = asyncio.create_task(post_next(runtime, settings, journal, media_dir, stop))
+        task = asyncio.create_task(post_next(runtime, options, journal, media_dir, stop))
         while not graph.containers:
             await asyncio.sleep(0.01)
         stop.set()
@@ -159,7 +160,7 @@ async def test_stop_between_steps_then_continue(
         assert row.last_step in ("container_created", "container_finished")
         assert row.lease_owner is None and not graph.published
         # The next round continues the same post (same caption, no second generation).
-        result = await post_next(runtime, settings, journal, media_dir, asyncio.Event())
+        result = await post_next(runtime, options, journal, media_dir, asyncio.Event())
     finally:
         await journal.close()
     assert result == "posted" and runtime.calls == 1 and len(graph.published) == 1
@@ -277,10 +278,10 @@ async def test_media_refused_by_instagram_goes_to_failed(
 ) -> None:
     instagram_env.graph.fail_next("media", 36003, 2207009, message="Aspect ratio not supported")
     character = load_character(write_character(tmp_path / "marina.yaml", media_dir))
-    settings = load_settings().settings
-    journal = await Journal.open(settings)
+    options = InstagramOptions.from_settings(load_settings().settings)
+    journal = await Journal.open(options.database_url)
     try:
-        result = await post_next(StandInRuntime(character), settings, journal, media_dir)
+        result = await post_next(StandInRuntime(character), options, journal, media_dir)
     finally:
         await journal.close()
     assert result == "refused"
@@ -293,10 +294,10 @@ async def test_restricted_account_pauses_autoposting(
     graph = instagram_env.graph
     graph.fail_next("media_publish", 25, 2207050, message="The user is restricted")
     character = load_character(write_character(tmp_path / "marina.yaml", media_dir))
-    settings = load_settings().settings
+    options = InstagramOptions.from_settings(load_settings().settings)
     stop = asyncio.Event()
     task = asyncio.create_task(
-        autopost_loop(StandInRuntime(character), settings, stop, interval=0.01)
+        autopost_loop(StandInRuntime(character), options, stop, interval=0.01)
     )
     await asyncio.sleep(3)
     assert not task.done() and not graph.published

@@ -9,6 +9,7 @@ import pytest
 
 from carrier_cli.clients.instagram.ftp_upload import FtpConfig, FtpUploader
 from carrier_cli.clients.instagram.http_check import check_public_url
+from carrier_cli.clients.instagram.options import FtpOptions
 from carrier_cli.config import load_settings
 from carrier_cli.errors import ConfigError, RuntimeFailure
 from tests.clients.instagram.helpers import ftp_config
@@ -109,11 +110,11 @@ def test_unreachable_server_fails_after_retries(tmp_path: Path, payload: Path) -
 def test_config_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FTP_SERVER", "files.example.com:2121")
     monkeypatch.setenv("FTP_TLS", "true")
-    cfg = FtpConfig.from_settings(load_settings().settings)
+    cfg = FtpConfig.from_options(FtpOptions.from_settings(load_settings().settings))
     assert (cfg.host, cfg.port, cfg.tls) == ("files.example.com", 2121, True)
     monkeypatch.delenv("FTP_SERVER")
     with pytest.raises(ConfigError, match="FTP_SERVER is not set"):
-        FtpConfig.from_settings(load_settings().settings)
+        FtpConfig.from_options(FtpOptions.from_settings(load_settings().settings))
 
 
 # --- HTTP HEAD check --------------------------------------------------------------------------

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from carrier_cli.clients.instagram.graph import GraphClient, GraphError, classify
-from carrier_cli.config import Settings, load_settings
+from carrier_cli.clients.instagram.options import GraphOptions
+from carrier_cli.config import load_settings
 from carrier_cli.errors import ConfigError
 from tests.support.instagram_servers import FakeGraph, HttpServerHandle
 
 
-def settings_for(graph: FakeGraph, **overrides: object) -> Settings:
+def options_for(graph: FakeGraph, **overrides: object) -> GraphOptions:
     values: dict[str, object] = {
         "instagram_account_id": graph.account_id,
         "instagram_access_token": graph.token,
@@ -22,12 +23,14 @@ def settings_for(graph: FakeGraph, **overrides: object) -> Settings:
         "instagram_poll_timeout": 2.0,
     }
     values.update(overrides)
-    return load_settings(overrides=values, use_stored_keys=False).settings
+    return GraphOptions.from_settings(
+        load_settings(overrides=values, use_stored_keys=False).settings
+    )
 
 
 async def test_whoami_and_limit(fake_graph: FakeGraph) -> None:
     fake_graph.quota_usage, fake_graph.quota_total = 3, 25
-    async with GraphClient(settings_for(fake_graph)) as graph:
+    async with GraphClient(options_for(fake_graph)) as graph:
         me = await graph.whoami()
         quota = await graph.publishing_limit()
     assert me["username"] == "carrier_test"
@@ -38,13 +41,13 @@ async def test_whoami_and_limit(fake_graph: FakeGraph) -> None:
 
 
 async def test_version_is_configurable(fake_graph: FakeGraph) -> None:
-    async with GraphClient(settings_for(fake_graph, graph_api_version="v23.0")) as graph:
+    async with GraphClient(options_for(fake_graph, graph_api_version="v23.0")) as graph:
         await graph.whoami()
     assert fake_graph.requests[-1][1] == f"/v23.0/{fake_graph.account_id}"
 
 
 async def test_expired_token_explains_renewal(fake_graph: FakeGraph) -> None:
-    async with GraphClient(settings_for(fake_graph, instagram_access_token="EAAbad")) as graph:
+    async with GraphClient(options_for(fake_graph, instagram_access_token="EAAbad")) as graph:
         with pytest.raises(GraphError) as info:
             await graph.whoami()
     assert info.value.action == "token" and info.value.code == 190
@@ -54,9 +57,9 @@ async def test_expired_token_explains_renewal(fake_graph: FakeGraph) -> None:
 
 def test_missing_settings_are_named(fake_graph: FakeGraph) -> None:
     with pytest.raises(ConfigError, match="INSTAGRAM_ACCESS_TOKEN"):
-        GraphClient(settings_for(fake_graph, instagram_access_token=None))
+        GraphClient(options_for(fake_graph, instagram_access_token=None))
     with pytest.raises(ConfigError, match="INSTAGRAM_ACCOUNT_ID"):
-        GraphClient(settings_for(fake_graph, instagram_account_id=None))
+        GraphClient(options_for(fake_graph, instagram_account_id=None))
 
 
 async def test_transient_errors_are_retried(fake_graph: FakeGraph) -> None:
@@ -64,7 +67,7 @@ async def test_transient_errors_are_retried(fake_graph: FakeGraph) -> None:
         "limit", -1, 2207001, message="An unexpected error has occurred", transient=True
     )
     fake_graph.fail_next("limit", 2, None, http_status=500, message="Service temporarily down")
-    async with GraphClient(settings_for(fake_graph)) as graph:
+    async with GraphClient(options_for(fake_graph)) as graph:
         quota = await graph.publishing_limit()
     assert quota.total == 50
     assert len(fake_graph.requests) == 3
@@ -72,7 +75,7 @@ async def test_transient_errors_are_retried(fake_graph: FakeGraph) -> None:
 
 async def test_retries_are_bounded(fake_graph: FakeGraph) -> None:
     fake_graph.fail_next("limit", -2, 2207003, message="timeout", times=10)
-    async with GraphClient(settings_for(fake_graph, max_retries=2)) as graph:
+    async with GraphClient(options_for(fake_graph, max_retries=2)) as graph:
         with pytest.raises(GraphError, match="2207003"):
             await graph.publishing_limit()
     assert len(fake_graph.requests) == 3
@@ -85,7 +88,7 @@ async def test_container_lifecycle(
 
     make_image(media_http_server.root / "p.jpg", (1080, 1080))
     fake_graph.script_statuses(["IN_PROGRESS", "IN_PROGRESS", "FINISHED"])
-    async with GraphClient(settings_for(fake_graph)) as graph:
+    async with GraphClient(options_for(fake_graph)) as graph:
         cid = await graph.create_container(
             {"image_url": media_http_server.url + "p.jpg", "caption": "hi"}, what="t"
         )
@@ -104,7 +107,7 @@ async def test_publish_waits_while_not_ready(
     from tests.clients.instagram.helpers import make_image
 
     make_image(media_http_server.root / "p.jpg", (1080, 1080))
-    async with GraphClient(settings_for(fake_graph)) as graph:
+    async with GraphClient(options_for(fake_graph)) as graph:
         cid = await graph.create_container({"image_url": media_http_server.url + "p.jpg"}, what="t")
         await graph.wait_finished(cid)
         fake_graph.fail_next("media_publish", 9007, 2207027, message="Media ID is not available")
@@ -125,7 +128,7 @@ async def test_publish_whose_answer_was_lost_is_published_once(
 
     make_image(media_http_server.root / "p.jpg", (1080, 1080))
     # A timeout this short made the old code fail instead of waiting ten minutes.
-    async with GraphClient(settings_for(fake_graph, instagram_poll_timeout=0.5)) as graph:
+    async with GraphClient(options_for(fake_graph, instagram_poll_timeout=0.5)) as graph:
         cid = await graph.create_container(
             {"image_url": media_http_server.url + "p.jpg", "caption": "once"}, what="t"
         )
@@ -144,7 +147,7 @@ async def test_fake_refuses_bad_media_with_graph_codes(
     from tests.clients.instagram.helpers import make_image
 
     make_image(media_http_server.root / "a.png", (1080, 1080), fmt="PNG")
-    async with GraphClient(settings_for(fake_graph)) as graph:
+    async with GraphClient(options_for(fake_graph)) as graph:
         with pytest.raises(GraphError) as info:
             await graph.create_container(
                 {"image_url": media_http_server.url + "a.png"}, what="Creating"
@@ -169,11 +172,11 @@ async def test_wait_reports_error_and_timeout(
     url = media_http_server.url + "p.jpg"
     # The ERROR case polls with the usual 2 s budget: under 0.2 s, one slow poll on a loaded
     # machine used the whole budget before the second poll could see ERROR.
-    async with GraphClient(settings_for(fake_graph)) as graph:
+    async with GraphClient(options_for(fake_graph)) as graph:
         first = await graph.create_container({"image_url": url}, what="t")
         assert (await graph.wait_finished(first)).status_code == "ERROR"
     # The second container stays IN_PROGRESS forever: a short budget runs out.
-    async with GraphClient(settings_for(fake_graph, instagram_poll_timeout=0.2)) as graph:
+    async with GraphClient(options_for(fake_graph, instagram_poll_timeout=0.2)) as graph:
         second = await graph.create_container({"image_url": url}, what="t")
         with pytest.raises(RuntimeFailure, match="still processing"):
             await graph.wait_finished(second)
@@ -208,7 +211,7 @@ async def test_throttling_backs_off_longer(fake_graph: FakeGraph) -> None:
 
     fake_graph.fail_next("user", 4, None, message="Application request limit reached")
     start = time.monotonic()
-    async with GraphClient(settings_for(fake_graph, instagram_retry_delay=0.05)) as graph:
+    async with GraphClient(options_for(fake_graph, instagram_retry_delay=0.05)) as graph:
         await graph.whoami()
     assert time.monotonic() - start >= 0.25  # 5 x the normal first delay
     assert len(fake_graph.requests) == 2

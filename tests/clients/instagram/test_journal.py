@@ -13,6 +13,7 @@ import pytest
 
 from carrier_cli.clients.instagram import journal as journal_mod
 from carrier_cli.clients.instagram.journal import Journal, LeaseLost, make_owner
+from carrier_cli.clients.instagram.options import InstagramOptions
 from carrier_cli.config import Settings, load_settings
 
 
@@ -28,7 +29,7 @@ def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def journal(db_settings: Settings) -> AsyncIterator[Journal]:
-    j = await Journal.open(db_settings)
+    j = await Journal.open(db_settings.database_url)
     yield j
     await j.close()
 
@@ -39,7 +40,7 @@ async def make_post(j: Journal, key: str = "k1") -> int:
 
 
 async def test_same_key_same_row_even_when_racing(db_settings: Settings) -> None:
-    journals = [await Journal.open(db_settings) for _ in range(4)]
+    journals = [await Journal.open(db_settings.database_url) for _ in range(4)]
     try:
         results = await asyncio.gather(
             *(
@@ -55,7 +56,7 @@ async def test_same_key_same_row_even_when_racing(db_settings: Settings) -> None
 
 
 async def test_only_one_concurrent_claim_wins(db_settings: Settings) -> None:
-    journals = [await Journal.open(db_settings) for _ in range(4)]
+    journals = [await Journal.open(db_settings.database_url) for _ in range(4)]
     try:
         post_id = await make_post(journals[0])
         owners = [make_owner() for _ in journals]
@@ -144,13 +145,17 @@ async def test_a_live_post_keeps_its_lease_through_long_waits(
     # let the lease lapse. 1.2 s leaves 0.9 s of slack and still keeps the test short.
     lease = 1.2
     monkeypatch.setattr(journal_mod, "LEASE_SECONDS", lease)
-    journal = await Journal.open(db_settings)
-    other = await Journal.open(db_settings)
+    journal = await Journal.open(db_settings.database_url)
+    other = await Journal.open(db_settings.database_url)
     try:
         post_id = await make_post(journal)
         owner = make_owner()
         assert await journal.claim(post_id, owner, ttl=lease)
-        keeper = asyncio.create_task(Publisher(db_settings, journal)._keep_lease(post_id, owner))
+        keeper = asyncio.create_task(
+            Publisher(InstagramOptions.from_settings(db_settings), journal)._keep_lease(
+                post_id, owner
+            )
+        )
         await asyncio.sleep(2.5 * lease)  # well past the first lease
         assert not await other.claim(post_id, make_owner())
         keeper.cancel()

@@ -247,3 +247,23 @@ def test_unknown_model_fails_the_turn_but_not_the_session(
     child.expect("Back on the right model.")
     child.expect("you> ")
     assert _leave(child) == 0
+
+
+def test_verbose_footer_and_usage_command(
+    chat_server: ModelServerProcess, anthropic_env: dict[str, str]
+) -> None:
+    script(chat_server, "Hello there.")
+    child = _chat(anthropic_env, "--provider", "anthropic", "--verbose")
+    child.sendline("hi")
+    child.expect("Hello there.")
+    # The footer after the reply: the turn's tokens (as the server reported) and cost.
+    child.expect(r"1 model call · ([\d,]+) in \(0 cached\), ([\d,]+) out · (\S+)")
+    shown_in = int(child.match.group(1).replace(",", ""))
+    child.expect("you> ")
+    child.sendline("/usage")
+    child.expect("This session: 1 model call")
+    child.expect("you> ")
+    assert _leave(child) == 0
+    (call,) = [r for r in chat_server.requests("/v1/messages") if r.usage]
+    assert call.usage is not None
+    assert shown_in == call.usage["input_tokens"]
