@@ -14,6 +14,7 @@ from carrier_cli.character.loader import load_character
 from carrier_cli.clients.instagram.autopost import post_next
 from carrier_cli.clients.instagram.graph import GraphError
 from carrier_cli.clients.instagram.journal import Journal
+from carrier_cli.clients.instagram.options import InstagramOptions
 from carrier_cli.config import load_settings
 from carrier_cli.metrics.collectors import CarrierMetrics
 from tests.clients.instagram.helpers import make_image
@@ -42,17 +43,17 @@ async def test_stopped_then_published(
     graph = instagram_env.graph
     graph.script_statuses(["IN_PROGRESS"] * 30 + ["FINISHED"])
     runtime = StandInRuntime(load_character(write_character(tmp_path / "marina.yaml", media)))
-    settings = load_settings().settings
+    options = InstagramOptions.from_settings(load_settings().settings)
     stop = asyncio.Event()
-    journal = await Journal.open(settings)
+    journal = await Journal.open(options.database_url)
     try:
-        task = asyncio.create_task(post_next(runtime, settings, journal, media, stop))
+        task = asyncio.create_task(post_next(runtime, options, journal, media, stop))
         while not graph.containers:
             await asyncio.sleep(0.01)
         stop.set()
         assert await asyncio.wait_for(task, 30) == "stopped"
         assert value(families(on.exposition()), POSTS, outcome="stopped") == 1
-        assert await post_next(runtime, settings, journal, media, asyncio.Event()) == "posted"
+        assert await post_next(runtime, options, journal, media, asyncio.Event()) == "posted"
     finally:
         await journal.close()
     parsed = families(on.exposition())
@@ -68,11 +69,11 @@ async def test_failed_post(on: CarrierMetrics, instagram_env: InstagramEnv, tmp_
     # Instagram refuses to create the container: the post fails.
     instagram_env.graph.fail_next("media", 100, None, message="Invalid parameter")
     runtime = StandInRuntime(load_character(write_character(tmp_path / "marina.yaml", media)))
-    settings = load_settings().settings
-    journal = await Journal.open(settings)
+    options = InstagramOptions.from_settings(load_settings().settings)
+    journal = await Journal.open(options.database_url)
     try:
         with pytest.raises(GraphError, match="Invalid parameter"):
-            await post_next(runtime, settings, journal, media, asyncio.Event())
+            await post_next(runtime, options, journal, media, asyncio.Event())
     finally:
         await journal.close()
     assert value(families(on.exposition()), POSTS, outcome="failed") == 1
