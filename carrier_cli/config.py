@@ -160,7 +160,12 @@ class Settings(BaseSettings):
     log_prompts: bool = Field(
         False, description="Store each call's prompt and output with its record (secrets never)."
     )
-    log_retention_days: int = Field(30, description="Days model call records are kept.")
+    log_retention_days: int = Field(
+        30,
+        ge=1,
+        description="Days the prompts and outputs stored with log_prompts are kept; the "
+        "token and cost records stay.",
+    )
 
     # Discord
     discord_api_token: SecretStr | None = Field(

@@ -198,6 +198,7 @@ class AgentRuntime:
                     log_prompts=settings.log_prompts,
                     character=character.name,
                     agent_id=agent_id,
+                    retention_days=settings.log_retention_days,
                 ),
                 budget=BudgetGate.for_character(
                     store, character.name, character.budget, settings.budget

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from carrier_cli.usage.prices import ModelPrice, PriceTable
@@ -50,9 +52,14 @@ class UsageMeter:
         log_prompts: bool = False,
         character: str | None = None,
         agent_id: uuid.UUID | None = None,
+        retention_days: int | None = None,
     ) -> None:
         writer = getattr(sink, "record_calls", None)
         self._write_calls: Any = writer if callable(writer) else None
+        pruner = getattr(sink, "prune_calls", None)
+        self._prune_calls: Any = pruner if callable(pruner) and retention_days else None
+        self.retention_days = retention_days
+        self._pruned_at: float | None = None  # monotonic time of the last retention pass
         self.prices = prices if isinstance(prices, PriceTable) else PriceTable.default(prices)
         self.log_prompts = log_prompts
         self.character = character
@@ -165,7 +172,33 @@ class UsageMeter:
             return
         self._task = loop.create_task(self._run(), name="carrier-usage-writer")
 
+    async def _prune(self) -> None:
+        """Retention (`log_retention_days`): clear the stored prompts and outputs of calls
+        older than that, once when the writer starts and then at most once a day, so a bot
+        that runs for weeks keeps no user message longer than the operator said. Best effort:
+        a failed pass is logged and tried again a day later."""
+        if self._prune_calls is None or self.retention_days is None:
+            return
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < 86_400:
+            return
+        self._pruned_at = now
+        cutoff = datetime.now(UTC) - timedelta(days=self.retention_days)
+        try:
+            cleared = await self._prune_calls(prompts_older_than=cutoff)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("could not apply log_retention_days: %s", reason)
+        else:
+            if cleared:
+                log.info(
+                    "cleared the stored prompts of %d model call(s) older than %d days",
+                    cleared,
+                    self.retention_days,
+                )
+
     async def _run(self) -> None:
+        await self._prune()
         while True:
             if not self._pending:
                 if self._closing:
@@ -178,6 +211,7 @@ class UsageMeter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.flush_interval)
             await self._write_batch()
+            await self._prune()
 
     async def _write_batch(self) -> None:
         batch = [self._pending.popleft() for _ in range(min(self.batch_size, len(self._pending)))]

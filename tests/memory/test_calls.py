@@ -217,3 +217,25 @@ async def test_a_database_at_0102_is_told_to_upgrade_and_then_gets_the_table(
     async with await MemoryStore.open(db_url) as store:
         await store.record_calls([make_call()])
         assert len(await store.list_calls()) == 1
+
+
+async def test_the_meter_applies_log_retention_days_to_the_store(store: MemoryStore) -> None:
+    """A long-running bot forgets old prompts without anyone running a command: the
+    usage writer prunes when it starts writing (and then once a day)."""
+    from carrier_cli.usage.meter import UsageMeter
+
+    now = datetime.now(UTC)
+    old = make_call(prompt="what my user said 40 days ago", output="old reply")
+    old.created_at = now - timedelta(days=40)
+    await store.record_calls([old])
+    meter = UsageMeter(store, log_prompts=True, retention_days=30)
+    fresh = make_call(prompt="today", output="fresh reply")
+    fresh.created_at = now
+    meter.observe(fresh)
+    await meter.aclose()
+    kept_old = await store.get_call(str(old.id))
+    kept_new = await store.get_call(str(fresh.id))
+    assert kept_old is not None and kept_new is not None
+    assert kept_old.prompt is None and kept_old.output is None  # the text is gone
+    assert kept_old.usage.input_tokens == 100  # the token record stays
+    assert kept_new.prompt == "today"
