@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,6 +65,9 @@ class MemoryStore:
         )
         self._vectors = Vectors(backend, embedder)
         self._intake = Intake(backend)
+        # Called with the seconds the backend's part of each search took (the metrics'
+        # histogram, when they are on).
+        self.search_observers: list[Callable[[float], None]] = []
 
     @property
     def embedder(self) -> Embedder:
@@ -435,9 +439,15 @@ class MemoryStore:
         stored = await self.stored_model()
         if stored is None:
             return []
-        return await self._backend.search(
+        began = perf_counter()
+        hits = await self._backend.search(
             vector, stored[0], k=k, threshold=threshold, filters=filters
         )
+        if self.search_observers:
+            seconds = perf_counter() - began
+            for observe in self.search_observers:
+                observe(seconds)
+        return hits
 
     async def get(self, memory_id: uuid.UUID, *, with_vector: bool = True) -> Memory | None:
         found = await self._get_many([memory_id], with_vector=with_vector)
