@@ -166,9 +166,7 @@ def _fingerprint(raw: str) -> bytes:
 class ApiKeys:
     """Keys in one memory database. `clock` is injectable so tests can move time."""
 
-    def __init__(
-        self, store: MemoryStore, *, clock: Callable[[], datetime] | None = None
-    ) -> None:
+    def __init__(self, store: MemoryStore, *, clock: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self.clock = clock or (lambda: datetime.now(UTC))
         self._verified: dict[str, bytes] = {}  # stored hash -> SHA-256 of the key

@@ -95,9 +95,7 @@ def _print_table(keys: list[KeyInfo]) -> None:
     for header in ("scope", "prefix", "created", "last used", "revoked"):
         grid.add_column(header, no_wrap=True)
     for info in keys:
-        revoked = (
-            Text(_when(info.revoked_at), style="red") if info.revoked_at else Text("-")
-        )
+        revoked = Text(_when(info.revoked_at), style="red") if info.revoked_at else Text("-")
         grid.add_row(
             info.name,
             info.scope,
