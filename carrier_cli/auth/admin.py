@@ -1,5 +1,6 @@
 """What `carrier api-keys` does, as library functions the CLI wraps: opening the memory
-database the settings name, running one ApiKeys call, and the JSON shape of a key."""
+database (its URL, from the `database_url` setting), running one ApiKeys call, and the
+JSON shape of a key. Takes the URL, not `Settings`: only the edges see those."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from carrier_cli.auth.keys import ApiKeys, KeyInfo
-    from carrier_cli.config import Settings
 
 T = TypeVar("T")
 
@@ -32,26 +32,26 @@ def key_json(info: KeyInfo) -> dict[str, Any]:
     }
 
 
-async def with_keys(settings: Settings, work: Callable[[ApiKeys], Awaitable[T]]) -> T:
-    """Run `work` over the keys in the settings' memory database, then close it."""
+async def with_keys(database_url: str | None, work: Callable[[ApiKeys], Awaitable[T]]) -> T:
+    """Run `work` over the keys in this memory database (None: the default), then close it."""
     from carrier_cli.auth.keys import ApiKeys
     from carrier_cli.memory.store import MemoryStore
 
     # No embedder is needed for keys: the default local one loads nothing until asked.
-    store = await MemoryStore.open(settings.database_url)
+    store = await MemoryStore.open(database_url)
     try:
         return await work(ApiKeys(store))
     finally:
         await store.close()
 
 
-async def create_key(settings: Settings, name: str, scope: str) -> tuple[str, KeyInfo]:
-    return await with_keys(settings, lambda keys: keys.create(name, scope))
+async def create_key(database_url: str | None, name: str, scope: str) -> tuple[str, KeyInfo]:
+    return await with_keys(database_url, lambda keys: keys.create(name, scope))
 
 
-async def list_keys(settings: Settings) -> list[KeyInfo]:
-    return await with_keys(settings, lambda keys: keys.list())
+async def list_keys(database_url: str | None) -> list[KeyInfo]:
+    return await with_keys(database_url, lambda keys: keys.list())
 
 
-async def revoke_key(settings: Settings, name: str) -> KeyInfo:
-    return await with_keys(settings, lambda keys: keys.revoke(name))
+async def revoke_key(database_url: str | None, name: str) -> KeyInfo:
+    return await with_keys(database_url, lambda keys: keys.revoke(name))

@@ -250,6 +250,7 @@ class ApiKeys:
             return hmac.compare_digest(known, fingerprint)
         if not await asyncio.to_thread(verify_key, raw, stored):
             return False
+        register_secret(raw)  # a live key this process saw: never in its logs
         if len(self._verified) >= _VERIFIED_MAX:
             self._verified.pop(next(iter(self._verified)))
         self._verified[stored] = fingerprint

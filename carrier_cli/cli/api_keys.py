@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from carrier_cli.auth.keys import KeyInfo
-    from carrier_cli.config import Settings
 
 app = typer.Typer(
     help="Keys for Carrier's HTTP API: create (shown once), list, revoke.",
@@ -23,10 +22,10 @@ NameArg = Annotated[
 ]
 
 
-def _settings() -> Settings:
+def _database_url() -> str | None:
     from carrier_cli.state import STATE
 
-    return STATE.settings().settings
+    return STATE.settings().settings.database_url
 
 
 def _when(moment: datetime | None, *, never: str = "-") -> str:
@@ -52,7 +51,7 @@ def create(
 
     check_name(name, label="NAME")
     parse_scope(scope, label="--scope")
-    raw, info = asyncio.run(create_key(_settings(), name, scope))
+    raw, info = asyncio.run(create_key(_database_url(), name, scope))
     # The key alone on stdout (KEY=$(carrier api-keys create ci) keeps just it); the
     # rest on stderr, printed as it is: it holds the key, which scrubbing would mask.
     err().print(f"Created API key '{info.name}' (scope {info.scope}):", markup=False)
@@ -76,7 +75,7 @@ def list_cmd(
     from carrier_cli.auth.admin import key_json, list_keys
     from carrier_cli.output import notice, print_json
 
-    keys = asyncio.run(list_keys(_settings()))
+    keys = asyncio.run(list_keys(_database_url()))
     if as_json:
         print_json([key_json(k) for k in keys])
     elif not keys:
@@ -115,5 +114,5 @@ def revoke(name: NameArg) -> None:
     from carrier_cli.auth.admin import revoke_key
     from carrier_cli.output import notice
 
-    info = asyncio.run(revoke_key(_settings(), name))
+    info = asyncio.run(revoke_key(_database_url(), name))
     notice(f"Revoked API key '{info.name}' ({info.display_prefix}, scope {info.scope}).")
