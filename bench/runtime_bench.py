@@ -7,6 +7,11 @@ figures are the runtime's own cost (intake, store writes, retrieval, prompt, par
 Goals (issue 4): overhead p50 under 10 ms per turn; at least 100 turns/s with 100 rooms.
 
     .venv/bin/python bench/runtime_bench.py [--quick] [--memories N] [--turns N] [--rooms N]
+                                            [--metrics]
+
+`--metrics` turns the Prometheus metrics on (carrier_cli.metrics) before the runtime is
+built, as `carrier run --metrics-port` does, to compare the overhead with them off (issue
+12: a negligible cost per turn).
 
 `--analyze` runs SQLite's ANALYZE after preloading. It used to matter: without statistics
 SQLite answered the store's embedding-cache lookup (embedding_model = ? AND content_hash
@@ -149,6 +154,10 @@ async def run(args: argparse.Namespace) -> None:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         store = await MemoryStore.open(url)
         model = ScriptedChatModel(script, record=False)
+        if args.metrics:
+            from carrier_cli import metrics
+
+            metrics.enable()
         runtime = await AgentRuntime.create(
             character(), Settings(), store=store, model=model, model_name="zero-latency"
         )
@@ -161,7 +170,8 @@ async def run(args: argparse.Namespace) -> None:
             async with store.engine.begin() as conn:
                 await conn.execute(text("ANALYZE"))
         print(
-            f"preloaded {total} memories in {time.perf_counter() - began:.1f} s "
+            f"metrics {'on' if args.metrics else 'off'}; preloaded {total} memories in "
+            f"{time.perf_counter() - began:.1f} s "
             f"({store.backend}, {store.embedder.model_id})"
         )
 
@@ -263,6 +273,9 @@ def main() -> None:
         "--analyze",
         action="store_true",
         help="run SQLite ANALYZE after preloading (query-planner statistics)",
+    )
+    parser.add_argument(
+        "--metrics", action="store_true", help="with the Prometheus metrics on (issue 12)"
     )
     args = parser.parse_args()
     args.memories = args.memories or (2000 if args.quick else 10_000)

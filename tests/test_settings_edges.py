@@ -35,6 +35,8 @@ ALLOWED: dict[str, str] = {
     "carrier_cli.llm.embeddings": "the embedding model edge",
     "carrier_cli.memory.store": "MemoryStore.from_settings, a convenience at the edge",
     "carrier_cli.memory.admin": "opens the store for the memory commands",
+    "carrier_cli.memory.call_reports": "opens the store for `carrier logs` and `carrier usage`",
+    "carrier_cli.cli.logs": "the CLI: hands the loaded settings to memory.call_reports",
     "carrier_cli.runtime.agent": "AgentRuntime.create(character, settings)",
 }
 

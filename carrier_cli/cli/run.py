@@ -49,6 +49,23 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option("--grace", help="Seconds to finish in-flight turns on SIGINT/SIGTERM."),
         ] = None,
+        metrics_port: Annotated[
+            int | None,
+            typer.Option(
+                "--metrics-port",
+                help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (see "
+                "--metrics-host).",
+                metavar="PORT",
+            ),
+        ] = None,
+        metrics_host: Annotated[
+            str,
+            typer.Option(
+                "--metrics-host",
+                help="Address the --metrics-port server listens on (0.0.0.0: every interface, "
+                "e.g. in a container scraped from outside).",
+            ),
+        ] = "127.0.0.1",
     ) -> None:
         """Serve characters on Discord (and other clients) until SIGINT/SIGTERM.
 
@@ -68,4 +85,14 @@ def register(app: typer.Typer) -> None:
             level = logging.getLevelName(settings.log_level.upper())
             logging.getLogger("carrier_cli").setLevel(level if isinstance(level, int) else 20)
         clients = available_clients()
-        asyncio.run(run_clients(client or ["discord"], character or [None], settings, clients))
+        server = None
+        if metrics_port is not None:  # before any runtime is built: they all get counted
+            from carrier_cli.metrics import serve_metrics
+
+            server = serve_metrics(metrics_port, metrics_host)
+            logging.getLogger("carrier_cli.run").info("Metrics at %s", server.url)
+        try:
+            asyncio.run(run_clients(client or ["discord"], character or [None], settings, clients))
+        finally:
+            if server is not None:
+                server.close()

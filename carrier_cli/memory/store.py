@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,14 +38,12 @@ from carrier_cli.memory.types import (
     stable_id,
 )
 from carrier_cli.memory.urls import mask_url, normalise_url
+from carrier_cli.memory.usage_records import UsageRecords
 
 if TYPE_CHECKING:
     from carrier_cli.config import Settings
     from carrier_cli.llm.base import Embedder
     from carrier_cli.memory.backend import MemoryBackend
-    from carrier_cli.memory.calls import GroupBy
-    from carrier_cli.usage.caps import Spent, UsageIncrement
-    from carrier_cli.usage.records import CallRecord, UsageTotals
 
 DEDUPE_THRESHOLD = 0.95
 
@@ -52,7 +51,7 @@ DEDUPE_THRESHOLD = 0.95
 __all__ = ["DEDUPE_THRESHOLD", "EmbeddingModelMismatch", "MemoryStore", "content_hash"]
 
 
-class MemoryStore:
+class MemoryStore(UsageRecords):
     """Open with `await MemoryStore.open(url)` or `from_settings`; close with `close()`."""
 
     def __init__(self, backend: MemoryBackend, embedder: Embedder) -> None:
@@ -64,6 +63,9 @@ class MemoryStore:
         )
         self._vectors = Vectors(backend, embedder)
         self._intake = Intake(backend)
+        # Called with the seconds the backend's part of each search took (the metrics'
+        # histogram, when they are on).
+        self.search_observers: list[Callable[[float], None]] = []
 
     @property
     def embedder(self) -> Embedder:
@@ -209,48 +211,6 @@ class MemoryStore:
 
     async def cache_delete(self, key: str) -> None:
         await self._backend.cache_delete(key)
-
-    # ------------------------------------------------------------------ model call records
-    async def record_calls(self, records: Sequence[CallRecord]) -> None:
-        """Store model call records (one per attempt) in one transaction; idempotent on
-        the record id. The usage meter writes its batches with this."""
-        await self._backend.record_calls(records)
-
-    async def list_calls(
-        self,
-        *,
-        character: str | None = None,
-        room_id: uuid.UUID | None = None,
-        client: str | None = None,
-        purpose: str | None = None,
-        since: datetime | None = None,
-        limit: int | None = 20,
-    ) -> list[CallRecord]:
-        """Recorded calls, newest first (what `carrier logs` lists)."""
-        return await self._backend.list_calls(
-            character=character,
-            room_id=room_id,
-            client=client,
-            purpose=purpose,
-            since=since,
-            limit=limit,
-        )
-
-    async def get_call(self, id_or_prefix: str) -> CallRecord | None:
-        """One call by id or unique id prefix (like git); an ambiguous prefix is an
-        InputError naming it, an unknown one None."""
-        return await self._backend.get_call(id_or_prefix)
-
-    async def usage_totals(
-        self, *, by: GroupBy = "character", since: datetime | None = None
-    ) -> list[tuple[str, UsageTotals]]:
-        """Calls, tokens and cost per character, model, client, purpose or UTC day."""
-        return await self._backend.usage_totals(by=by, since=since)
-
-    async def prune_calls(self, *, prompts_older_than: datetime) -> int:
-        """Retention: clear the stored prompt and output of older calls (their tokens and
-        cost stay). Returns how many calls lost their text."""
-        return await self._backend.prune_calls(prompts_older_than=prompts_older_than)
 
     # ------------------------------------------------------------------ embedding model
     async def stored_model(self, *, refresh: bool = False) -> tuple[str, int] | None:
@@ -435,9 +395,15 @@ class MemoryStore:
         stored = await self.stored_model()
         if stored is None:
             return []
-        return await self._backend.search(
+        began = perf_counter()
+        hits = await self._backend.search(
             vector, stored[0], k=k, threshold=threshold, filters=filters
         )
+        if self.search_observers:
+            seconds = perf_counter() - began
+            for observe in self.search_observers:
+                observe(seconds)
+        return hits
 
     async def get(self, memory_id: uuid.UUID, *, with_vector: bool = True) -> Memory | None:
         found = await self._get_many([memory_id], with_vector=with_vector)
@@ -540,28 +506,6 @@ class MemoryStore:
             "embedding_dimension": stored[1] if stored else None,
             "embedder": self.embedder.model_id,
         }
-
-    # ------------------------------------------------------------------ usage counters
-    async def add_usage(self, increments: Sequence[UsageIncrement]) -> None:
-        """Add tokens, cost and calls to (scope, period) counters, atomically across
-        processes (memory.counters); what budgets count against."""
-        from carrier_cli.memory import counters
-
-        await counters.add_usage(self._backend, increments)
-
-    async def usage_spent(self, scope: str, period: str) -> tuple[int, float, int]:
-        """(tokens, cost_usd, calls) counted for a scope in a period; zeros if none."""
-        spent = (await self.usage_spent_many([(scope, period)]))[(scope, period)]
-        return spent.tokens, spent.cost_usd, spent.calls
-
-    async def usage_spent_many(
-        self, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], Spent]:
-        """Several counters in one query (the budget gate reads a day and a month for
-        the character and the global scope at once)."""
-        from carrier_cli.memory import counters
-
-        return await counters.usage_spent(self._backend, keys)
 
     # ------------------------------------------------------------------ re-embedding
     async def reembed(

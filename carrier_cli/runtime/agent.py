@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from carrier_cli import metrics as metrics_mod
 from carrier_cli.llm.base import ChatModel
 from carrier_cli.memory.types import Memory, MemoryKind
 from carrier_cli.runtime import prompts
@@ -139,6 +140,13 @@ class AgentRuntime:
         # (in any order among the model's observers: a cost priced later still counts).
         self.budget = budget or BudgetGate(None)  # none: every check allows, without I/O
         self._budget_meter = attach_meter(self.budget, model, character.name)
+        # Prometheus metrics (carrier_cli.metrics) when enabled before this runtime was
+        # built; None otherwise, and then a turn costs one attribute check for them.
+        self.metrics = metrics_mod.active()
+        if self.metrics is not None:
+            from carrier_cli.metrics.runtime import attach
+
+            attach(self.metrics, self)
 
     # ------------------------------------------------------------------ construction --
     @classmethod
@@ -226,7 +234,7 @@ class AgentRuntime:
         runtime/rooms.py): a client's bound on work at once, a start callback, and delivery
         of the result while the message's room is still held."""
         result: TurnResult | None = None
-        turn = self._turn_events(message, stream=False, hooks=hooks)
+        turn = self._events(message, stream=False, hooks=hooks)
         try:
             async for event in turn:
                 if event.kind == "done":
@@ -242,7 +250,7 @@ class AgentRuntime:
         """Like handle_message, yielding `delta` events with reply text as it is generated,
         then one `done` event. Close it (`aclosing`) if you stop early: the room is held
         until the generator finishes."""
-        return self._turn_events(message, stream=True)
+        return self._events(message, stream=True)
 
     def set_model(self, model_name: str) -> None:
         """Switch the large model (`/model NAME` in chat); same provider and key."""
@@ -277,6 +285,10 @@ class AgentRuntime:
             return
         self._closed = True
         await self.wait_idle()
+        if self.metrics is not None:
+            from carrier_cli.metrics.runtime import detach
+
+            detach(self.metrics, self)
         for observers in self._observed:
             with contextlib.suppress(ValueError):
                 observers.remove(self.usage.observe)
@@ -298,6 +310,17 @@ class AgentRuntime:
         return await generate.post(self, messages)
 
     # -------------------------------------------------------------------------- turn --
+    def _events(
+        self, message: IncomingMessage, *, stream: bool, hooks: TurnHooks | None = None
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """One turn's events; counted and timed by the metrics when they are on."""
+        events = self._turn_events(message, stream=stream, hooks=hooks)
+        if self.metrics is None:
+            return events
+        from carrier_cli.metrics.runtime import observe_turn
+
+        return observe_turn(self.metrics, events, self.character.name, message.source)
+
     async def _turn_events(
         self, message: IncomingMessage, *, stream: bool, hooks: TurnHooks | None = None
     ) -> AsyncGenerator[TurnEvent, None]:

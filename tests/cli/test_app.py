@@ -21,6 +21,7 @@ HEAVY = [
     "PIL",
     "asyncpg",
     "tiktoken",
+    "prometheus_client",
 ]
 
 

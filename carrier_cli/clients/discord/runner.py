@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from carrier_cli.clients.discord.endpoints import configure_endpoints
 from carrier_cli.clients.discord.options import DiscordOptions
 from carrier_cli.errors import ConfigError, RuntimeFailure
+from carrier_cli.metrics import active as active_metrics
 from carrier_cli.state import register_secret
 
 if TYPE_CHECKING:
@@ -173,7 +174,13 @@ async def run_discord_client(
     voice_logger = logging.getLogger("discord.client")
     if not any(isinstance(f, _NoVoiceWarnings) for f in voice_logger.filters):
         voice_logger.addFilter(_NoVoiceWarnings())
-    bot = CarrierDiscordBot(runtime, options, on_status=on_status)
+    metrics = active_metrics()
+    if metrics is None:
+        bot = CarrierDiscordBot(runtime, options, on_status=on_status)
+    else:  # the same bot, counting reconnects, send retries and queued turns
+        from carrier_cli.metrics.discord import MeteredDiscordBot
+
+        bot = MeteredDiscordBot(runtime, options, on_status=on_status, metrics=metrics)
     connection = asyncio.create_task(bot.start(token), name=f"discord:{character.name}")
     stopping = asyncio.create_task(stop_event.wait())
     try:

@@ -31,6 +31,7 @@ from carrier_cli.clients.instagram.journal import (
     now,
 )
 from carrier_cli.errors import CarrierError, ConfigError, InputError, RuntimeFailure
+from carrier_cli.metrics import active as active_metrics
 from carrier_cli.paths import carrier_paths
 
 if TYPE_CHECKING:
@@ -168,6 +169,16 @@ class Publisher:
         request: PostRequest,
         prepared: tuple[list[media_mod.PreparedMedia], media_mod.PostKind] | None = None,
     ) -> PostOutcome:
+        return await _counted(self._post(request, prepared))
+
+    async def resume(self, post_id: int) -> PostOutcome:
+        return await _counted(self._resume(post_id))
+
+    async def _post(
+        self,
+        request: PostRequest,
+        prepared: tuple[list[media_mod.PreparedMedia], media_mod.PostKind] | None,
+    ) -> PostOutcome:
         if prepared is None:
             prepared = await asyncio.to_thread(prepare, request)
         media, kind = prepared
@@ -197,7 +208,7 @@ class Publisher:
             self.reporter.info(f"Continuing post {record.id} from step '{record.last_step}'.")
         return await self._drive(record)
 
-    async def resume(self, post_id: int) -> PostOutcome:
+    async def _resume(self, post_id: int) -> PostOutcome:
         record = await self.journal.require(post_id)
         if record.published:
             return PostOutcome(record, already_published=True)
@@ -540,3 +551,21 @@ class Publisher:
                 self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")
             except OSError as exc:
                 self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")
+
+
+async def _counted(work: Awaitable[PostOutcome]) -> PostOutcome:
+    """A post (or resume) to its end, counted in carrier_instagram_posts_total by outcome
+    when metrics are on: published, already_published, stopped (shutdown), failed."""
+    metrics = active_metrics()
+    if metrics is None:
+        return await work
+    outcome = "failed"
+    try:
+        result = await work
+        outcome = "already_published" if result.already_published else "published"
+        return result
+    except (StopRequested, asyncio.CancelledError):
+        outcome = "stopped"
+        raise
+    finally:
+        metrics.instagram_post_finished(outcome)

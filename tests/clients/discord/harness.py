@@ -122,7 +122,9 @@ def start_carrier(
     *,
     env: dict[str, str] | None = None,
     token: str | None = None,
+    args: list[str] | None = None,
 ) -> CarrierProcess:
+    """`args`: more `carrier run` flags (e.g. --metrics-port)."""
     full_env = {
         key: value
         for key, value in os.environ.items()
@@ -140,11 +142,11 @@ def start_carrier(
             **(env or {}),
         }
     )
-    args = [sys.executable, "-m", "carrier_cli", "run", "--client", "discord"]
+    command = [sys.executable, "-m", "carrier_cli", "run", "--client", "discord", *(args or [])]
     for character in characters:
-        args += ["--character", str(character)]
+        command += ["--character", str(character)]
     process = subprocess.Popen(
-        args,
+        command,
         cwd=home.parent,
         env=full_env,
         stdout=subprocess.PIPE,
