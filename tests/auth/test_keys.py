@@ -236,3 +236,17 @@ async def test_many_requests_at_once_verify_and_stay_consistent(store: MemorySto
     raw, _ = await keys.create("burst", "chat")
     results = await asyncio.gather(*(keys.authenticate(raw) for _ in range(8)))
     assert all(r is not None and r.name == "burst" for r in results)
+
+
+async def test_a_revoked_key_is_refused_without_hashing(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = ApiKeys(store)
+    raw, _ = await keys.create("old")
+    await keys.revoke("old")
+
+    def no_scrypt(*args: object) -> bool:
+        raise AssertionError("a revoked key was hashed")
+
+    monkeypatch.setattr(keys_module, "verify_key", no_scrypt)
+    assert await ApiKeys(store).authenticate(raw) is None
