@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from carrier_cli.cli import character, config, keys, version
+from carrier_cli.cli import api_keys, character, config, keys, version
 from carrier_cli.cli import chat as chat_cli
 from carrier_cli.cli import db as db_cli
 from carrier_cli.cli import instagram as instagram_cli
@@ -82,6 +82,7 @@ app.add_typer(memory_cli.app, name="memory")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(instagram_cli.app, name="instagram")
 app.add_typer(logs_cli.app, name="logs")
+app.add_typer(api_keys.app, name="api-keys")
 usage_cli.register(app)
 
 
