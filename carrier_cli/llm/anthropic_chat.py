@@ -40,7 +40,9 @@ def _stream_error_type(exc: BaseException) -> str | None:
 
 def _detail(exc: anthropic.APIStatusError) -> str:
     message = getattr(exc, "api_message", None)
-    return message if isinstance(message, str) and message else exc.message
+    return sdk_errors.server_detail(
+        message if isinstance(message, str) and message else exc.message
+    )
 
 
 _SDK = sdk_errors.SdkExceptions.of(

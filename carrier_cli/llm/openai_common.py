@@ -54,8 +54,8 @@ def _detail(exc: openai.APIStatusError) -> str:
     if isinstance(body, dict):
         message = body.get("message")
         if isinstance(message, str) and message:
-            return message
-    return exc.message
+            return sdk_errors.server_detail(message)
+    return sdk_errors.server_detail(exc.message)
 
 
 _SDK = sdk_errors.SdkExceptions.of(

@@ -78,6 +78,20 @@ class SdkExceptions:
         )
 
 
+# What a provider's error text may add to an operator's message. Proxies and OpenAI-
+# compatible servers answer with whole HTML pages, stack traces or the request echoed back
+# (100 KB seen from a misconfigured gateway); the first 500 characters on one line say what
+# went wrong without burying the hint below them.
+SERVER_DETAIL_CHARS = 500
+
+
+def server_detail(text: object) -> str:
+    """A provider's error text as one line of at most SERVER_DETAIL_CHARS characters."""
+    from carrier_cli.text import one_line
+
+    return one_line(str(text), SERVER_DETAIL_CHARS)
+
+
 def classify(
     exc: BaseException, sdk: SdkExceptions, *, timeout: float, url: str
 ) -> Transient | None:
@@ -123,7 +137,7 @@ def translate_rest(
     if isinstance(exc, (sdk.invalid_answer, ValueError)):
         return ProviderResponseError(provider, url, f"{type(exc).__name__}: {exc}"[:300])
     if isinstance(exc, sdk.base):
-        return RuntimeFailure(f"{label} at {url} failed: {exc}")
+        return RuntimeFailure(f"{label} at {url} failed: {server_detail(exc)}")
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from carrier_cli.errors import CarrierError
 from carrier_cli.llm.anthropic_chat import AnthropicChatModel, to_anthropic_messages
 from carrier_cli.llm.base import ChatMessage, GenerationParams
 from carrier_cli.llm.errors import (
@@ -213,3 +214,15 @@ async def test_base_url_with_v1_suffix_still_works(model_server: FakeModelServer
         assert "Echo: hi" in await model.complete([ChatMessage("user", "hi")], PARAMS)
     finally:
         await model.aclose()
+
+
+async def test_a_huge_error_text_is_cut_to_one_short_line(model_server: FakeModelServer) -> None:
+    model_server.push(Reply(status=400, error_message="prompt is too long: " + "z" * 100_000))
+    model = make_model(model_server)
+    try:
+        with pytest.raises(CarrierError) as info:
+            await model.complete([ChatMessage("user", "hi")], PARAMS)
+    finally:
+        await model.aclose()
+    message = str(info.value)
+    assert "prompt is too long" in message and len(message) < 1_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from carrier_cli.errors import CarrierError
 from carrier_cli.llm.base import ChatMessage, GenerationParams
 from carrier_cli.llm.errors import (
     BadRequest,
@@ -395,3 +396,32 @@ async def test_overlong_prompt_is_trimmed_to_the_window(model_server: FakeModelS
     assert sent[-1]["content"] == "newest question"
     assert 2 < len(sent) < len(messages)
     assert sent[1]["content"].startswith(f"old {20 - (len(sent) - 2)} ")  # oldest went first
+
+
+async def test_a_huge_error_text_is_cut_to_one_short_line(model_server: FakeModelServer) -> None:
+    """A gateway that echoes the whole request (or an HTML page) into its error must not
+    bury the operator's message: the server's text is kept to 500 characters, one line."""
+    model_server.push(Reply(status=400, error_message="bad request\n" + "<html>x</html>" * 10_000))
+    model = make_model(model_server)
+    try:
+        with pytest.raises(BadRequest) as info:
+            await model.complete(MESSAGES, PARAMS)
+    finally:
+        await model.aclose()
+    message = str(info.value)
+    assert "bad request <html>x</html>" in message
+    assert len(message) < 1_000 and "\n" not in message.split("…")[0]
+    assert message.count("<html>") < 40
+
+
+async def test_an_unanswered_status_is_named_with_a_short_detail(
+    model_server: FakeModelServer,
+) -> None:
+    model_server.push(Reply(status=409, error_message="conflict " + "y" * 50_000))
+    model = make_model(model_server)
+    try:
+        with pytest.raises(CarrierError) as info:
+            await model.complete(MESSAGES, PARAMS)
+    finally:
+        await model.aclose()
+    assert "409" in str(info.value) and len(str(info.value)) < 1_000
