@@ -36,6 +36,12 @@ DEFAULT_MODELS = {"openai": "text-embedding-3-small", "ollama": "nomic-embed-tex
 INLINE_TEXTS = 4
 INLINE_CHARS = 2000
 
+# The local model reads at most this much of each text. wordllama tokenizes without
+# truncation and mean-pools, so a 2 MB text took 3.6 s and about 850 MB of memory (measured
+# here) for a vector that says little more than its first pages: a chat message is well
+# under this, and documents are chunked before they are embedded (memory/knowledge.py).
+MAX_EMBED_CHARS = 16_000
+
 _model: Any = None
 _model_lock = threading.Lock()
 
@@ -79,7 +85,8 @@ class LocalEmbedder:
 
         if not texts:
             return np.zeros((0, LOCAL_DIMENSION), dtype=np.float32)
-        vectors = load_wordllama().embed(list(texts), norm=False)
+        clipped = [text[:MAX_EMBED_CHARS] for text in texts]
+        vectors = load_wordllama().embed(clipped, norm=False)
         return np.asarray(vectors, dtype=np.float32)
 
     async def embed_array(self, texts: Sequence[str]) -> Any:
