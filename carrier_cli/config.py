@@ -107,7 +107,10 @@ class Settings(BaseSettings):
         None, description="Embedding model; default per provider (text-embedding-3-small, ...)."
     )
     embedding_dimensions: int | None = Field(
-        None, description="Dimensions requested from OpenAI embedding models (optional)."
+        None,
+        ge=1,
+        le=65_536,
+        description="Dimensions requested from OpenAI embedding models (optional).",
     )
     embedding_base_url: str | None = Field(
         None,
@@ -144,11 +147,14 @@ class Settings(BaseSettings):
     )
     context_window: int | None = Field(
         None,
+        ge=256,
         description="Model context window in tokens. Unset: known per model (8192 if "
         "unknown or Ollama); set it for local servers with a larger or smaller window.",
     )
-    request_timeout: float = Field(60.0, description="Seconds before a model request times out.")
-    max_retries: int = Field(3, description="Retries on 429, 5xx and timeouts.")
+    request_timeout: float = Field(
+        60.0, gt=0, le=86_400, description="Seconds before a model request times out."
+    )
+    max_retries: int = Field(3, ge=0, le=20, description="Retries on 429, 5xx and timeouts.")
 
     # Usage records (issue 12): prices, and whether prompts are kept
     model_prices: dict[str, ModelPrice] = Field(
@@ -181,14 +187,18 @@ class Settings(BaseSettings):
         description="Override of Discord's gateway websocket URL.",
         json_schema_extra=_env(url="ws"),
     )
-    discord_max_concurrent_turns: int = Field(4, description="Model calls at once per bot.")
-    discord_turn_timeout: float = Field(120.0, description="Seconds before a turn is cancelled.")
+    discord_max_concurrent_turns: int = Field(
+        4, ge=1, le=1000, description="Model calls at once per bot."
+    )
+    discord_turn_timeout: float = Field(
+        120.0, gt=0, description="Seconds before a turn is cancelled."
+    )
     discord_apology: str = Field(
         "Sorry, something went wrong on my side. Please try again in a moment.",
         description="Reply sent when a turn fails.",
     )
     discord_typing_interval: float = Field(
-        8.0, description="Seconds between typing indicators while a reply is generated."
+        8.0, gt=0, description="Seconds between typing indicators while a reply is generated."
     )
     discord_catch_up_minutes: float = Field(
         10.0,
@@ -220,7 +230,9 @@ class Settings(BaseSettings):
     ftp_server: str | None = Field(
         None, description="FTP host (host or host:port).", json_schema_extra=_env("FTP_SERVER")
     )
-    ftp_port: int = Field(21, description="FTP port.", json_schema_extra=_env("FTP_PORT"))
+    ftp_port: int = Field(
+        21, ge=1, le=65_535, description="FTP port.", json_schema_extra=_env("FTP_PORT")
+    )
     ftp_username: str | None = Field(
         None, description="FTP user.", json_schema_extra=_env("FTP_USERNAME")
     )
@@ -243,17 +255,21 @@ class Settings(BaseSettings):
         json_schema_extra=_env("HTTP_SERVER", url="http"),
     )
     instagram_poll_interval: float = Field(
-        15.0, description="Seconds between Instagram container status checks (grows to 60)."
+        15.0, gt=0, description="Seconds between Instagram container status checks (grows to 60)."
     )
     instagram_poll_timeout: float = Field(
-        600.0, description="Seconds to wait for Instagram to finish processing a container."
+        600.0, gt=0, description="Seconds to wait for Instagram to finish processing a container."
     )
     instagram_retry_delay: float = Field(
-        2.0, description="First back-off delay in seconds for FTP/HTTP/Graph retries (doubles)."
+        2.0,
+        ge=0,
+        description="First back-off delay in seconds for FTP/HTTP/Graph retries (doubles).",
     )
 
     # Long-running processes
-    shutdown_grace: float = Field(10.0, description="Seconds to finish in-flight work on stop.")
+    shutdown_grace: float = Field(
+        10.0, ge=0, description="Seconds to finish in-flight work on stop."
+    )
 
     # Budgets
     budget: Budget | None = Field(

@@ -263,3 +263,28 @@ def test_non_finite_request_timeout_is_exit_2(tmp_path: Path) -> None:
     result = run_carrier(["config", "show"], cwd=tmp_path)
     assert result.returncode == 2 and "request_timeout" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("max_retries", "-1"),
+        ("max_retries", "1000"),
+        ("request_timeout", "0"),
+        ("discord_max_concurrent_turns", "0"),
+        ("discord_turn_timeout", "-5"),
+        ("ftp_port", "70000"),
+        ("instagram_poll_interval", "0"),
+        ("embedding_dimensions", "0"),
+        ("context_window", "10"),
+    ],
+)
+def test_numeric_settings_out_of_range_are_refused_with_their_source(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-1 retries or a 0 s timeout would make every call fail at once or never end; the
+    error names the setting and where the value came from."""
+    monkeypatch.setenv(f"CARRIER_{name.upper()}", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(use_stored_keys=False)
+    assert f"`{name}`" in str(info.value) and f"CARRIER_{name.upper()}" in str(info.value)
