@@ -29,3 +29,20 @@ def value(parsed: dict[str, Any], sample: str, **labels: str) -> float:
 
 def label_sets(parsed: dict[str, Any], sample: str) -> list[dict[str, str]]:
     return [dict(s.labels) for f in parsed.values() for s in f.samples if s.name == sample]
+
+
+# Every series Carrier exposes and its Prometheus type: what a scrape must show.
+SERIES_TYPES = {
+    "carrier_turns": "counter",
+    "carrier_turn_duration_seconds": "histogram",
+    "carrier_model_calls": "counter",
+    "carrier_model_tokens": "counter",
+    "carrier_model_cost_usd": "counter",
+    "carrier_model_call_duration_seconds": "histogram",
+    "carrier_memory_search_duration_seconds": "histogram",
+    "carrier_discord_gateway_reconnects": "counter",
+    "carrier_discord_send_retries": "counter",
+    "carrier_instagram_posts": "counter",
+    "carrier_discord_queued_messages": "gauge",
+    "carrier_usage_queue_depth": "gauge",
+}

@@ -12,22 +12,7 @@ from prometheus_client import REGISTRY
 from carrier_cli import metrics
 from carrier_cli.metrics.collectors import CarrierMetrics
 from carrier_cli.usage.records import CallContext, CallRecord, TokenUsage, notify
-from tests.metrics.scrape import families, label_sets, value
-
-EXPECTED_TYPES = {
-    "carrier_turns": "counter",
-    "carrier_turn_duration_seconds": "histogram",
-    "carrier_model_calls": "counter",
-    "carrier_model_tokens": "counter",
-    "carrier_model_cost_usd": "counter",
-    "carrier_model_call_duration_seconds": "histogram",
-    "carrier_memory_search_duration_seconds": "histogram",
-    "carrier_discord_gateway_reconnects": "counter",
-    "carrier_discord_send_retries": "counter",
-    "carrier_instagram_posts": "counter",
-    "carrier_discord_queued_messages": "gauge",
-    "carrier_usage_queue_depth": "gauge",
-}
+from tests.metrics.scrape import SERIES_TYPES, families, label_sets, value
 
 
 def record(
@@ -67,8 +52,8 @@ def fresh() -> Iterator[CarrierMetrics]:
 
 def test_every_family_is_exposed_with_its_type(fresh: CarrierMetrics) -> None:
     parsed = families(fresh.exposition())
-    assert {name: parsed[name].type for name in EXPECTED_TYPES} == EXPECTED_TYPES
-    assert all(parsed[name].documentation for name in EXPECTED_TYPES)
+    assert {name: parsed[name].type for name in SERIES_TYPES} == SERIES_TYPES
+    assert all(parsed[name].documentation for name in SERIES_TYPES)
 
 
 def test_the_registry_is_carriers_own(fresh: CarrierMetrics) -> None:

@@ -14,7 +14,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.clients.discord.harness import CarrierProcess, start_carrier, write_character
-from tests.metrics.scrape import families, label_sets, value
+from tests.metrics.scrape import SERIES_TYPES, families, label_sets, value
 from tests.support.fake_discord import FakeDiscordServer
 from tests.support.model_server import ModelServerProcess, start_server_process
 
@@ -22,20 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 GUILD = "100000000000000001"
 CHANNELS = [str(200000000000000101 + i) for i in range(4)]
-SERIES = {
-    "carrier_turns": "counter",
-    "carrier_turn_duration_seconds": "histogram",
-    "carrier_model_calls": "counter",
-    "carrier_model_tokens": "counter",
-    "carrier_model_cost_usd": "counter",
-    "carrier_model_call_duration_seconds": "histogram",
-    "carrier_memory_search_duration_seconds": "histogram",
-    "carrier_discord_gateway_reconnects": "counter",
-    "carrier_discord_send_retries": "counter",
-    "carrier_instagram_posts": "counter",
-    "carrier_discord_queued_messages": "gauge",
-    "carrier_usage_queue_depth": "gauge",
-}
 
 
 def free_port() -> int:
@@ -109,7 +95,7 @@ def scrape_until(port: int, ready: Callable[[dict[str, Any]], bool], what: str) 
 
 def test_every_series_is_there_with_its_type(bot: CarrierProcess, port: int) -> None:
     parsed = scrape(port)
-    assert {name: parsed[name].type for name in SERIES} == SERIES
+    assert {name: parsed[name].type for name in SERIES_TYPES} == SERIES_TYPES
     gauge = "carrier_discord_queued_messages"
     assert label_sets(parsed, gauge) == [{"character": "Carrier"}]
     assert value(parsed, gauge, character="Carrier") == 0
