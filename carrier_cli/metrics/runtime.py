@@ -89,14 +89,10 @@ def _search_observer(metrics: CarrierMetrics, store: Any) -> _SearchObserver:
 
 
 def _observer_lists(runtime: Any) -> list[list[Any]]:
-    """The `observers` lists of the runtime's model and its store's embedder (a local
-    embedder has none: it costs nothing and calls no provider)."""
-    found: list[list[Any]] = []
-    for owner in (runtime.model, getattr(runtime.store, "embedder", None)):
-        observers = getattr(owner, "observers", None)
-        if isinstance(observers, list) and not any(observers is f for f in found):
-            found.append(observers)
-    return found
+    """The `observers` lists of the runtime's model and its store's embedder."""
+    from carrier_cli.usage.records import observer_lists
+
+    return list(observer_lists(runtime.model, getattr(runtime.store, "embedder", None)))
 
 
 def _pending(usage: Any) -> int | None:

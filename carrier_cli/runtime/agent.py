@@ -58,7 +58,7 @@ from carrier_cli.runtime.turn.state import Intake, TurnState
 from carrier_cli.runtime.types import IncomingMessage, PromptRecord, TurnEvent, TurnLog, TurnResult
 from carrier_cli.usage.budget import BudgetGate, BudgetRefused
 from carrier_cli.usage.meter import UsageMeter
-from carrier_cli.usage.records import calling, using
+from carrier_cli.usage.records import CallObserver, calling, observer_lists, using
 
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
@@ -521,15 +521,12 @@ def _stage(turn: TurnState, name: str) -> Iterator[None]:
     turn.timings[name] = perf_counter() - mark
 
 
-def _observe(meter: UsageMeter, *models: object) -> list[list[Any]]:
+def _observe(meter: UsageMeter, *models: object) -> list[list[CallObserver]]:
     """Add the meter to each model's (and remote embedder's) observers; returns the lists
     it was added to, so `aclose` takes it out again (a model may outlive the runtime)."""
-    added: list[list[Any]] = []
-    for model in models:
-        observers = getattr(model, "observers", None)
-        if isinstance(observers, list):
-            observers.append(meter.observe)
-            added.append(observers)
+    added = observer_lists(*models)
+    for observers in added:
+        observers.append(meter.observe)
     return added
 
 

@@ -153,3 +153,15 @@ class UsageTotals:
             self.cost_usd += record.cost_usd
         if record.usage.estimated:
             self.estimated_calls += 1
+
+
+def observer_lists(*owners: object) -> list[list[CallObserver]]:
+    """The `observers` lists of the given models and embedders, each once (a local
+    embedder has none: it costs nothing and calls no provider). The usage meter and the
+    metrics both attach themselves through this, and detach from the same lists."""
+    found: list[list[CallObserver]] = []
+    for owner in owners:
+        observers = getattr(owner, "observers", None)
+        if isinstance(observers, list) and not any(observers is f for f in found):
+            found.append(observers)
+    return found
