@@ -271,6 +271,35 @@ class Settings(BaseSettings):
         10.0, ge=0, description="Seconds to finish in-flight work on stop."
     )
 
+    # HTTP API (`carrier serve`)
+    api_host: str = Field(
+        "127.0.0.1",
+        description="Address `carrier serve` listens on (0.0.0.0: every interface; a "
+        "non-loopback address always needs API keys).",
+    )
+    api_port: int = Field(8000, ge=0, le=65_535, description="Port of `carrier serve` (0: any).")
+    api_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (e.g. https://app.example.com); "
+        "empty: none.",
+    )
+    api_max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=1_073_741_824,
+        description="Largest request body the API reads, in bytes (413 past it); Instagram "
+        "uploads have their own api_max_upload_bytes.",
+    )
+    api_max_upload_bytes: int = Field(
+        104_857_600,
+        ge=1024,
+        le=8_589_934_592,
+        description="Largest media upload to POST /v1/instagram/posts, in bytes.",
+    )
+    api_rate_limit: int = Field(
+        120, ge=0, le=1_000_000, description="Requests per minute per API key (0: unlimited)."
+    )
+
     # Budgets
     budget: Budget | None = Field(
         None,
@@ -290,6 +319,14 @@ class Settings(BaseSettings):
                 return json.loads(value) if value.strip() else {}
             except json.JSONDecodeError as exc:
                 raise ValueError(f"is not JSON ({exc.msg})") from None
+        return value
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _origins_from_text(cls, value: Any) -> Any:
+        """CARRIER_API_CORS_ORIGINS="https://a.example, https://b.example" (or JSON)."""
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("budget", mode="before")

@@ -31,6 +31,17 @@ _SECTIONS = [
     ),
     ("Usage records", ["model_prices", "log_prompts", "log_retention_days"]),
     (
+        "HTTP API (carrier serve)",
+        [
+            "api_host",
+            "api_port",
+            "api_cors_origins",
+            "api_max_body_bytes",
+            "api_max_upload_bytes",
+            "api_rate_limit",
+        ],
+    ),
+    (
         "Discord",
         [
             "discord_api_token",
@@ -95,7 +106,7 @@ def render_config_yaml() -> str:
         for name in names:
             info = Settings.model_fields[name]
             lines.append(f"# {info.description} Env: {', '.join(env_names(name))}.")
-            default = info.default
+            default = info.get_default(call_default_factory=True)
             if name in SECRET_FIELDS:
                 lines.append(f"# {name}:  # use `carrier keys set` instead")
             elif default is None:

@@ -22,6 +22,7 @@ from carrier_cli.cli import memory as memory_cli
 from carrier_cli.cli import models as models_cli
 from carrier_cli.cli import plugins as plugins_cli
 from carrier_cli.cli import run as run_cli
+from carrier_cli.cli import serve as serve_cli
 from carrier_cli.cli import usage as usage_cli
 from carrier_cli.state import STATE
 
@@ -73,6 +74,7 @@ def _global_options(
 version.register(app)
 chat_cli.register(app)
 run_cli.register(app)
+serve_cli.register(app)
 app.add_typer(character.app, name="character")
 app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")

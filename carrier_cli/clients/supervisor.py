@@ -24,6 +24,9 @@ log = logging.getLogger("carrier_cli.run")
 
 ClientFunction = Callable[[Any, Settings, asyncio.Event], Coroutine[Any, Any, None]]
 RuntimeFactory = Callable[[Any, Settings], Awaitable[Any]]
+# A service spans every runtime of the process (the HTTP API): `service(runtimes, settings,
+# stop_event)`, supervised like a client.
+ServiceFunction = Callable[[Sequence[Any], Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 # How long past the grace period a client may take to disconnect before it is cancelled.
 _CLOSE_MARGIN = 5.0
@@ -88,8 +91,10 @@ async def run_clients(
     *,
     runtime_factory: RuntimeFactory | None = None,
     stop_event: asyncio.Event | None = None,
+    services: Sequence[tuple[str, ServiceFunction]] = (),
 ) -> None:
-    """Run every client for every character until SIGINT/SIGTERM (or `stop_event`)."""
+    """Run every client for every character, and each named service once over all the
+    runtimes, until SIGINT/SIGTERM (or `stop_event`)."""
     from carrier_cli.character import resolve_character
 
     names = list(dict.fromkeys(client_names))  # --client discord --client discord: once
@@ -142,6 +147,8 @@ async def run_clients(
                     client(runtime, settings, stop), name=f"{name}:{runtime.character.name}"
                 )
                 tasks.append(task)
+        for name, service in services:
+            tasks.append(asyncio.create_task(service(runtimes, settings, stop), name=name))
         await _supervise(tasks, stop, settings.shutdown_grace + _CLOSE_MARGIN)
     finally:
         for sig in installed:

@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 from carrier_cli import metrics as metrics_mod
 from carrier_cli.llm.base import ChatModel
-from carrier_cli.memory.types import Memory, MemoryKind
+from carrier_cli.memory.types import Memory, MemoryKind, Room
 from carrier_cli.runtime import prompts
 from carrier_cli.runtime.character_state import CharacterState
 from carrier_cli.runtime.context import TurnContext
+from carrier_cli.runtime.events import AgentEvent, EventBus, message_data, room_ref
 from carrier_cli.runtime.plugins import (
     Action,
     Evaluator,
@@ -53,9 +54,11 @@ from carrier_cli.runtime.should_respond import name_pattern
 from carrier_cli.runtime.templates import resolve_templates
 from carrier_cli.runtime.turn import act, compose, decide, evaluate, generate, intake
 from carrier_cli.runtime.turn.calls import call_context
+from carrier_cli.runtime.turn.ids import reply_id
 from carrier_cli.runtime.turn.replay import Replays
 from carrier_cli.runtime.turn.state import Intake, TurnState
 from carrier_cli.runtime.types import IncomingMessage, PromptRecord, TurnEvent, TurnLog, TurnResult
+from carrier_cli.text import one_line
 from carrier_cli.usage.budget import BudgetGate, BudgetRefused
 from carrier_cli.usage.meter import UsageMeter
 from carrier_cli.usage.records import CallObserver, calling, observer_lists, using
@@ -133,6 +136,8 @@ class AgentRuntime:
         self.turn_logs: deque[TurnLog] = deque(maxlen=self.turn_log_history)
         self.last_turn_log: TurnLog | None = None
         self._closed = False
+        # What happens in the rooms, for the API's WebSocket, webhooks and library callers.
+        self.events = EventBus()
         # Every model call's record: priced, summed (`/usage`) and stored by the meter.
         self.usage = usage or UsageMeter(store, character=character.name, agent_id=agent_id)
         self._observed = _observe(self.usage, model, getattr(store, "embedder", None))
@@ -345,6 +350,8 @@ class AgentRuntime:
         async with self._gates.turn(room, store_message, hooks) as place:
             arrived = place.stored
             timings["intake"] = perf_counter() - started
+            if not arrived.seen_before and self.events.active:
+                self._publish_message(arrived.memory, arrived.room, from_agent=False)
             if arrived.seen_before:
                 replay = await self._replays.lookup(
                     self.store, self.agent_id, message, arrived.memory
@@ -378,6 +385,21 @@ class AgentRuntime:
                 # A consumer that closes the stream right after `done` interrupted nothing.
                 tlog.interrupted = not finished
                 raise
+            except Exception as exc:
+                if self.events.active:
+                    self._publish(
+                        "agent.error",
+                        {
+                            "room": room_ref(arrived.room),
+                            "message_id": str(arrived.memory.id),
+                            "error": {
+                                "type": type(exc).__name__,
+                                "message": one_line(str(exc), 500),
+                            },
+                        },
+                        room_id=arrived.room.id,
+                    )
+                raise
             finally:
                 tlog.newer_messages = place.newer_messages
                 tlog.timings.update(timings)
@@ -396,11 +418,27 @@ class AgentRuntime:
             return
         with _stage(turn, "compose"):
             await compose.compose(self, turn, self._facts)
-        with _stage(turn, "generate"):
-            deltas = generate.reply(self, turn)
-            async with generate.closing(deltas):
-                async for delta in deltas:
-                    yield TurnEvent("delta", text=delta)
+        room = turn.ctx.room
+        self._typing(room, True)
+        try:
+            with _stage(turn, "generate"):
+                deltas = generate.reply(self, turn)
+                async with generate.closing(deltas):
+                    async for delta in deltas:
+                        if self.events.active:
+                            self._publish(
+                                "reply.token",
+                                {
+                                    "room": room_ref(room),
+                                    "in_reply_to": str(turn.ctx.memory.id),
+                                    "reply_id": str(reply_id(turn.ctx.message, self.agent_id)),
+                                    "text": delta,
+                                },
+                                room_id=room.id,
+                            )
+                        yield TurnEvent("delta", text=delta)
+        finally:
+            self._typing(room, False)
         result = TurnResult(
             decision=turn.decision,
             message_id=turn.ctx.memory.id,
@@ -410,6 +448,8 @@ class AgentRuntime:
         if turn.parsed.text:
             with _stage(turn, "store_reply"), using(call_context(self, turn.ctx, "embedding")):
                 await act.store_reply(self, turn, result)  # a remote embedder records it
+            if turn.ctx.reply is not None and self.events.active:
+                self._publish_message(turn.ctx.reply, room, from_agent=True)
             with _stage(turn, "actions"):
                 await act.run_actions(self, turn, result)
         yield self._finish(turn, result)
@@ -424,6 +464,22 @@ class AgentRuntime:
         timings["overhead"] = total - turn.model_seconds
         result.timings = dict(timings)
         self._replays.remember(result)
+        if result.text is not None and self.events.active:
+            self._publish(
+                "reply.completed",
+                {
+                    "room": room_ref(turn.ctx.room),
+                    "in_reply_to": str(result.message_id),
+                    "reply": {
+                        "id": str(result.reply_id),
+                        "text": result.text,
+                        "actions": result.actions,
+                        "thought": result.thought,
+                        "extra_messages": result.extra_messages,
+                    },
+                },
+                room_id=turn.ctx.room.id,
+            )
         if not self._closed:
             self._evaluations.schedule(self, turn.ctx)
         return TurnEvent("done", result=result)
@@ -456,6 +512,40 @@ class AgentRuntime:
         if not text or text.strip() == ctx.reply.text.strip():
             return None
         return text
+
+    # ------------------------------------------------------------------------ events --
+    def _publish(self, kind: str, data: dict[str, Any], *, room_id: uuid.UUID | None) -> None:
+        self.events.publish(
+            AgentEvent(kind, self.agent_id, self.character.name, data, room_id=room_id)
+        )
+
+    def _publish_message(self, memory: Memory, room: Room, *, from_agent: bool) -> None:
+        """`message.created`, whose id is the memory's (a WebSocket's `since` cursor)."""
+        data = message_data(memory, room, self.character.name, from_agent=from_agent)
+        self.events.publish(
+            AgentEvent(
+                "message.created",
+                self.agent_id,
+                self.character.name,
+                data,
+                room_id=room.id,
+                id=str(memory.id),
+            )
+        )
+
+    def publish_stored(self, memory: Memory, room: Room) -> None:
+        """For the turn's stages: an agent message stored outside the reply (an action's
+        output) is announced like the reply."""
+        if self.events.active:
+            self._publish_message(memory, room, from_agent=True)
+
+    def _typing(self, room: Room, state: bool) -> None:
+        if self.events.active:
+            self._publish(
+                "typing",
+                {"room": room_ref(room), "state": "start" if state else "stop"},
+                room_id=room.id,
+            )
 
     def find_action(self, name: str) -> Action | None:
         return self._action_index.get(normalize_action_name(name))

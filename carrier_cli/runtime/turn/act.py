@@ -94,5 +94,6 @@ async def _store_output(
         entity_id=deps.agent_id,
         id=reply_id(message, deps.agent_id, "action", index),
     )
-    await asyncio.shield(deps.store.add(memory, embed=True, dedupe=False))
+    stored = await asyncio.shield(deps.store.add(memory, embed=True, dedupe=False))
     ctx.outputs.append(text)
+    deps.publish_stored(stored, ctx.room)

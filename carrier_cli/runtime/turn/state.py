@@ -69,6 +69,8 @@ class TurnDeps(Protocol):
 
     def find_action(self, name: str) -> Action | None: ...
 
+    def publish_stored(self, memory: Memory, room: Room) -> None: ...
+
 
 @dataclass
 class Intake:

@@ -1,0 +1,54 @@
+"""The FastAPI application: routes, the error shape, CORS and the request log.
+
+`create_app(state)` is the library entry point (a test or an embedding program can mount
+it under its own server); `server.py` runs it under uvicorn for `carrier serve`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from carrier_cli.clients.api import errors
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from carrier_cli.clients.api.state import ApiState
+
+API_VERSION = "1"
+
+DESCRIPTION = """\
+Talk to Carrier characters from other software. Every endpoint but `/healthz` and
+`/readyz` needs an API key: `Authorization: Bearer KEY` (or `X-API-Key: KEY`); create one
+with `carrier api-keys create NAME --scope chat|read|admin`. Errors always have the shape
+`{"error": {"code", "message", "hint"}}`.
+"""
+
+
+def create_app(state: ApiState) -> FastAPI:
+    from fastapi import FastAPI
+
+    from carrier_cli.clients.api.routes import routers
+
+    app = FastAPI(
+        title="Carrier API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.carrier = state
+    errors.install(app)
+    if state.options.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(state.options.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+        )
+    for router in routers():
+        app.include_router(router)
+    return app

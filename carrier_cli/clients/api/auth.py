@@ -1,0 +1,95 @@
+"""Who is calling: the API key a request carries, and what its scope allows.
+
+A key comes as `Authorization: Bearer KEY` or `X-API-Key: KEY`, never in the URL (a key
+in a query string ends up in proxy logs and browser history, so one there is refused
+with 401 even if it is valid). Scopes: read (GET), chat (read + messages), admin
+(everything). No key or a wrong one: 401 with `WWW-Authenticate`; a key without the scope:
+403. The hash comparison is constant-time (auth/keys.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+
+from carrier_cli.auth.keys import KeyInfo, allows
+from carrier_cli.clients.api.errors import ApiError
+
+if TYPE_CHECKING:
+    from carrier_cli.clients.api.state import ApiState
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="carrier"'}
+_QUERY_NAMES = ("key", "api_key", "apikey", "token", "access_token")
+
+
+def state_of(request: Any) -> ApiState:
+    state: ApiState = request.app.state.carrier
+    return state
+
+
+def presented_key(headers: Any) -> str | None:
+    """The key in `Authorization: Bearer` or `X-API-Key`, or None."""
+    value = headers.get("authorization")
+    if value:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return str(token.strip())
+    value = headers.get("x-api-key")
+    return str(value).strip() if value and value.strip() else None
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        message,
+        hint="Send `Authorization: Bearer KEY` (or `X-API-Key: KEY`); create a key with "
+        "`carrier api-keys create NAME`.",
+        headers=_CHALLENGE,
+    )
+
+
+async def authenticate(state: ApiState, headers: Any, query: Any) -> KeyInfo | None:
+    """The caller's key (None with --no-auth), or ApiError 401."""
+    if any(name in query for name in _QUERY_NAMES):
+        raise unauthorized("API keys are not accepted in the URL.")
+    if state.keys is None:
+        return None
+    raw = presented_key(headers)
+    if raw is None:
+        raise unauthorized("This endpoint needs an API key.")
+    info = await state.keys.authenticate(raw)
+    if info is None:
+        raise unauthorized("The API key is not valid (wrong, or revoked).")
+    return info
+
+
+def check_scope(info: KeyInfo | None, needed: str) -> None:
+    if info is None:  # --no-auth
+        return
+    if not allows(info.scope, needed):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"The key {info.name!r} has scope {info.scope!r}; this needs {needed!r}.",
+            hint=f"Use a key with scope {needed} or admin "
+            f"(`carrier api-keys create NAME --scope {needed}`).",
+        )
+
+
+def require(needed: str) -> Any:
+    """A FastAPI dependency: the request's key, which must allow `needed`. The key is
+    put on `request.state.key` for the access log and the rate limiter."""
+
+    async def dependency(request: Request) -> KeyInfo | None:
+        state = state_of(request)
+        info = await authenticate(state, request.headers, request.query_params)
+        request.state.key = info
+        check_scope(info, needed)
+        limiter = state.extras.get("rate_limiter")
+        if limiter is not None:
+            limiter.check(info.name if info is not None else "-")
+        return info
+
+    return dependency

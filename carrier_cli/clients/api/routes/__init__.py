@@ -1,0 +1,12 @@
+"""One module per resource; each defines `router`. routers() imports them when the app
+is built (never at `carrier --help`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def routers() -> list[Any]:
+    from carrier_cli.clients.api.routes import agents, health
+
+    return [health.router, agents.router]

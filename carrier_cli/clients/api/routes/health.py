@@ -1,0 +1,44 @@
+"""/healthz (the process answers) and /readyz (the database answers and every agent has
+a model configured): the only endpoints without a key, for load balancers and
+orchestrators. Neither says more than ok/not ok and which check failed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from carrier_cli.clients.api.auth import state_of
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    summary="Readiness: database reachable, models configured",
+    responses={503: {"model": Health, "description": "A check failed"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    state = state_of(request)
+    checks: dict[str, str] = {}
+    try:
+        await state.store.table_counts()
+        checks["database"] = "ok"
+    except Exception:
+        checks["database"] = "unreachable"
+    models = [r.model_config.large for r in state.agents]
+    checks["models"] = "ok" if models and all(models) else "not configured"
+    ok = all(v == "ok" for v in checks.values())
+    body = Health(status="ok" if ok else "unavailable", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
