@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from carrier_cli.usage.records import CallRecord, UsageTotals
 
 T = TypeVar("T")
+# Work done inside insert_memories' transaction, given the memories it inserted.
+InsertExtra = Callable[["Connection", "Sequence[Memory]"], None]
 
 
 class MemoryBackend(Protocol):
@@ -119,8 +121,16 @@ class MemoryBackend(Protocol):
 
     # -- memories in
     async def insert_memories(
-        self, memories: Sequence[Memory], rows: list[dict[str, Any]]
-    ) -> set[uuid.UUID] | None: ...
+        self,
+        memories: Sequence[Memory],
+        rows: list[dict[str, Any]],
+        *,
+        extra: InsertExtra | None = None,
+    ) -> set[uuid.UUID] | None:
+        """Insert the rows; `extra(conn, new_memories)` runs in the same transaction,
+        after the insert (the webhooks' outbox rows for the memories it took)."""
+        ...
+
     async def update_vectors(self, changes: list[dict[str, Any]], model: str) -> None: ...
     async def delete(self, ids: Sequence[uuid.UUID]) -> int: ...
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 
+from carrier_cli.memory.backend import InsertExtra
 from carrier_cli.memory.calls import CallLog
 from carrier_cli.memory.rows import (
     CHUNK,
@@ -109,10 +110,15 @@ class SqlBackend(CallLog):
 
     # ------------------------------------------------------------------ memories in
     async def insert_memories(
-        self, memories: Sequence[Memory], rows: list[dict[str, Any]]
+        self,
+        memories: Sequence[Memory],
+        rows: list[dict[str, Any]],
+        *,
+        extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
         """Insert the rows (ids already stored are skipped) and move the rooms'
-        last_active_at; returns the ids inserted when `reports_inserted`."""
+        last_active_at; returns the ids inserted when `reports_inserted`. `extra(conn,
+        new_memories)` runs in the same transaction (the webhooks' outbox)."""
         raise NotImplementedError
 
     def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -88,9 +88,7 @@ class Webhook(BaseModel):
 
     @model_validator(mode="after")
     def _one_secret(self) -> Webhook:
-        given = [
-            f for f in ("secret", "secret_env", "secret_key") if getattr(self, f) is not None
-        ]
+        given = [f for f in ("secret", "secret_env", "secret_key") if getattr(self, f) is not None]
         if len(given) != 1:
             problem = "has no secret" if not given else f"has both {' and '.join(given)}"
             raise ValueError(

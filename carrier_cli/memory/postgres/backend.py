@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import Connection, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carrier_cli.memory.backend import InsertExtra
 from carrier_cli.memory.failures import StorageFailure
 from carrier_cli.memory.postgres import bulk
 from carrier_cli.memory.postgres.bulk import (
@@ -227,7 +228,11 @@ class PostgresBackend(SqlBackend):
 
     # ------------------------------------------------------------------ memories in and out
     async def insert_memories(
-        self, memories: Sequence[Memory], rows: list[dict[str, Any]]
+        self,
+        memories: Sequence[Memory],
+        rows: list[dict[str, Any]],
+        *,
+        extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
         for row in rows:
             row["vector_segment"] = self._segment if row["embedding"] is not None else None
@@ -235,6 +240,10 @@ class PostgresBackend(SqlBackend):
         def write(conn: Connection) -> None:
             self._insert_rows(conn, rows)
             self._touch_rooms(conn, memories)
+            if extra is not None:
+                # add_many asked which ids exist first; a racing insert of the same id
+                # is skipped by the outbox's own unique (webhook, event_id, event_type).
+                extra(conn, memories)
 
         if self._bulk and not self._bulk_started and any(r["embedding"] is not None for r in rows):
             await self._start_bulk()
