@@ -248,8 +248,10 @@ async def serve(
     from carrier_cli.clients.supervisor import run_clients
     from carrier_cli.memory.store import MemoryStore
     from carrier_cli.runtime.agent import AgentRuntime
+    from carrier_cli.webhooks.sender import services as webhook_services
 
     check_options(options)
+    hooks = webhook_services(settings)  # a webhook's missing secret: refused before binding
     sock = bind(options.host, options.port)
     try:
         store = await MemoryStore.from_settings(settings)
@@ -270,7 +272,10 @@ async def serve(
             registry,
             runtime_factory=runtime_factory,
             stop_event=stop_event,
-            services=[("api", api_service(options, store, keys, sock, first_key, out))],
+            services=[
+                ("api", api_service(options, store, keys, sock, first_key, out)),
+                *hooks,
+            ],
         )
     finally:
         sock.close()
