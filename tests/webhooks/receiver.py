@@ -45,6 +45,7 @@ class Receiver:
     secret: str
     script: list[int] = field(default_factory=list)  # statuses answered first, then 200
     delay: float = 0.0  # seconds before answering (timeouts)
+    failing: bool = False  # answer 500 to everything while set
     received: list[Received] = field(default_factory=list)
     url: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
@@ -57,7 +58,7 @@ class Receiver:
         if self.delay:
             await asyncio.sleep(self.delay)
         with self._lock:
-            status = self.script.pop(0) if self.script else 200
+            status = self.script.pop(0) if self.script else 500 if self.failing else 200
             ok = verify(self.secret, dict(request.headers), body)
             self.received.append(Received(dict(request.headers), body, status, ok))
         if 300 <= status < 400:
