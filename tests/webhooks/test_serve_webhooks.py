@@ -210,7 +210,9 @@ def test_a_server_killed_mid_retry_delivers_it_exactly_once_after_restart(
         assert delivered[0].verified
         listed = run_carrier(["webhooks", "deliveries", "--json"], env=env, cwd=tmp_path)
         [row] = json.loads(listed.stdout)
-        assert row["status"] == "delivered" and row["attempts"] == len(rx.requests())
+        # An attempt the killed process made but had no time to record is not counted.
+        assert row["status"] == "delivered"
+        assert len(rx.requests()) - 1 <= row["attempts"] <= len(rx.requests())
     finally:
         serve.terminate()
         discord.stop_thread()
