@@ -324,7 +324,7 @@ class Settings(BaseSettings):
         description="Hours a delivery is retried (timeouts, connection errors, 5xx, 408, "
         "429) before it is marked failed.",
     )
-    webhook_retry_base: float = Field(
+    webhook_retry_delay: float = Field(
         5.0,
         gt=0,
         le=3600,

@@ -80,7 +80,7 @@ _SECTIONS = [
             "webhooks_allow_private",
             "webhook_timeout",
             "webhook_max_age_hours",
-            "webhook_retry_base",
+            "webhook_retry_delay",
             "webhook_concurrency",
         ],
     ),

@@ -22,14 +22,12 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from carrier_cli.memory.calls import GroupBy
-    from carrier_cli.memory.rows import IndexFilters
+    from carrier_cli.memory.rows import IndexFilters, InsertExtra
     from carrier_cli.memory.sql import StoredModel
     from carrier_cli.memory.types import Entity, Memory, Room, SearchHit
     from carrier_cli.usage.records import CallRecord, UsageTotals
 
 T = TypeVar("T")
-# Work done inside insert_memories' transaction, given the memories it inserted.
-InsertExtra = Callable[["Connection", "Sequence[Memory]"], None]
 
 
 class MemoryBackend(Protocol):

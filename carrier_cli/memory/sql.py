@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 import numpy as np
 from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 
-from carrier_cli.memory.backend import InsertExtra
 from carrier_cli.memory.calls import CallLog
 from carrier_cli.memory.rows import (
     CHUNK,
     ROOMS,
     IndexFilters,
+    InsertExtra,
     M,
     columns,
     filtered,

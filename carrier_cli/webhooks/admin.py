@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from carrier_cli.errors import InputError
-from carrier_cli.webhooks.settings import TEST_EVENT, Webhook, resolve_secret
+from carrier_cli.webhooks.settings import TEST_EVENT, Webhook, check_http_url, resolve_secret
 
 if TYPE_CHECKING:
     from carrier_cli.config import Settings
@@ -40,7 +40,6 @@ class TestResult:
 async def send_test(settings: Settings, ref: str, secret: str | None) -> TestResult:
     """POST a signed `webhook.test` event to a configured webhook (by name or URL) or to a
     URL with `secret`; SSRF rules apply as for real deliveries."""
-    from carrier_cli.config import check_url
     from carrier_cli.webhooks import http
     from carrier_cli.webhooks.policy import body
     from carrier_cli.webhooks.signing import sign
@@ -52,7 +51,7 @@ async def send_test(settings: Settings, ref: str, secret: str | None) -> TestRes
         secret = secret or resolve_secret(hook, index)
     else:
         try:
-            check_url(ref, "http")
+            check_http_url(ref)
         except ValueError as exc:
             raise InputError(
                 f"URL: {ref!r} is neither a configured webhook's name nor a URL: it {exc}.",

@@ -179,7 +179,7 @@ class Sender:
             return
         attempts = delivery.attempts + 1
         if outcome.retry:
-            delay = backoff(attempts, self.settings.webhook_retry_base, outcome.retry_after)
+            delay = backoff(attempts, self.settings.webhook_retry_delay, outcome.retry_after)
             now = datetime.now(UTC)
             give_up = delivery.window_start + timedelta(hours=self.settings.webhook_max_age_hours)
             if now + timedelta(seconds=delay) <= give_up:

@@ -34,7 +34,7 @@ def _settings(url: str, **extra: Any) -> Settings:
     environ = {
         "CARRIER_WEBHOOKS": json.dumps([hook]),
         "CARRIER_WEBHOOKS_ALLOW_PRIVATE": "true",
-        "CARRIER_WEBHOOK_RETRY_BASE": "0.05",
+        "CARRIER_WEBHOOK_RETRY_DELAY": "0.05",
         "CARRIER_WEBHOOK_TIMEOUT": "2",
         **{f"CARRIER_{k.upper()}": str(v) for k, v in extra.items()},
     }

@@ -63,7 +63,7 @@ def _start(
     env = {
         "CARRIER_WEBHOOKS": json.dumps(hooks),
         "CARRIER_WEBHOOKS_ALLOW_PRIVATE": "true",
-        "CARRIER_WEBHOOK_RETRY_BASE": "0.3",
+        "CARRIER_WEBHOOK_RETRY_DELAY": "0.3",
         "CARRIER_WEBHOOK_TIMEOUT": "2",
         "WH_SECRET": SECRET,
         **discord.env(),

@@ -18,7 +18,6 @@ import numpy as np
 from sqlalchemy import Connection, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from carrier_cli.memory.backend import InsertExtra
 from carrier_cli.memory.failures import StorageFailure
 from carrier_cli.memory.postgres import bulk
 from carrier_cli.memory.postgres.bulk import (
@@ -34,7 +33,7 @@ from carrier_cli.memory.postgres.bulk import (
 from carrier_cli.memory.postgres.check import CONNECT_HINT
 from carrier_cli.memory.postgres.engine import HNSW_EF_SEARCH, make_engine
 from carrier_cli.memory.postgres.search import search_params, search_statements
-from carrier_cli.memory.rows import IndexFilters, M, to_memory
+from carrier_cli.memory.rows import IndexFilters, InsertExtra, M, to_memory
 from carrier_cli.memory.schema import BULK_SEGMENT, BULK_VECTOR_INDEX, MAIN_VECTOR_INDEX
 from carrier_cli.memory.sql import SqlBackend, StoredModel
 from carrier_cli.memory.types import Memory, SearchHit

@@ -21,10 +21,9 @@ import numpy as np
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from carrier_cli.memory.backend import InsertExtra
 from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE
 from carrier_cli.memory.failures import StorageFailure
-from carrier_cli.memory.rows import IndexFilters
+from carrier_cli.memory.rows import IndexFilters, InsertExtra
 from carrier_cli.memory.sql import SqlBackend
 from carrier_cli.memory.sqlite.engine import (
     InlineConnection,
