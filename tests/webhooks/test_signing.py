@@ -52,3 +52,22 @@ def test_verify_rejects_missing_or_malformed_headers() -> None:
     no_prefix = dict(headers, **{"X-Carrier-Signature": headers["X-Carrier-Signature"][7:]})
     assert not verify(SECRET, no_prefix, BODY)
     assert not verify(SECRET, dict(headers, **{"X-Carrier-Timestamp": "soon"}), BODY)
+
+
+def test_the_snippet_in_docs_webhooks_md_verifies_what_carrier_signs() -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+    section = doc.read_text(encoding="utf-8").split("## Verify the signature", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "docs/webhooks.md lost its verification snippet"
+    namespace: dict[str, object] = {}
+    exec(compile(match.group(1), str(doc), "exec"), namespace)
+    snippet = namespace["verify"]
+    headers = sign(SECRET, BODY, event="message.created", delivery="d1")
+    assert snippet(SECRET, headers, BODY)  # type: ignore[operator]
+    assert not snippet("wrong", headers, BODY)  # type: ignore[operator]
+    assert not snippet(SECRET, headers, BODY + b"x")  # type: ignore[operator]
+    old = sign(SECRET, BODY, event="x", delivery="d", now=time.time() - 600)
+    assert not snippet(SECRET, old, BODY)  # type: ignore[operator]
