@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
+
 from carrier_cli.config import Settings
 from carrier_cli.memory import outbox
 from carrier_cli.webhooks import ssrf
@@ -89,9 +91,18 @@ class Sender:
                 allow_private=self.settings.webhooks_allow_private, concurrency=self.limit
             ) as client:
                 while not stop.is_set():
-                    busy = await self._round(client)
-                    if not busy:
-                        await self._idle(stop)
+                    # Cleared before looking, so a row written meanwhile wakes the wait.
+                    self.policy.wake.clear()
+                    due = await outbox.next_due(self.store)
+                    now = datetime.now(UTC)
+                    if due is not None and due <= now and await self._round(client):
+                        continue
+                    # Nothing due, or due rows another sender holds (its lease): look
+                    # again when the next is due, and at least every POLL seconds.
+                    wait = POLL
+                    if due is not None and due > now:
+                        wait = min(POLL, (due - now).total_seconds())
+                    await self._wait(stop, wait)
         finally:
             if lock is not None:
                 await lock.close()
@@ -106,8 +117,6 @@ class Sender:
             conn = await self.store.engine.connect()
             try:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
-                from sqlalchemy import text
-
                 got = (
                     await conn.execute(text(f"SELECT pg_try_advisory_lock({SENDER_LOCK})"))
                 ).scalar()
@@ -123,18 +132,13 @@ class Sender:
             await sleep_or_stop(stop, 5.0)
         return None
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        """Until rows were written here, another process's may be due, or stop."""
-        due = await outbox.next_due(self.store)
-        wait = POLL
-        if due is not None:
-            wait = min(POLL, max(0.05, (due - datetime.now(UTC)).total_seconds()))
-        self.policy.wake.clear()
+    async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
+        """Until rows are written by this process, `seconds` pass, or stop."""
         waiters = {
             asyncio.create_task(stop.wait()),
             asyncio.create_task(self.policy.wake.wait()),
         }
-        await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         for task in waiters:
             task.cancel()
 

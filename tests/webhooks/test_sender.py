@@ -164,3 +164,28 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
         assert 2 ** (n - 1) * 0.5 <= delay <= 2 ** (n - 1)
     assert backoff(40, 10.0) <= 3600
     assert backoff(1, 1.0, retry_after=30) == 30
+
+
+async def test_two_senders_on_one_database_deliver_each_row_once(
+    db_url: str, receiver: Receiver
+) -> None:
+    url = db_url
+    settings = _settings(receiver.url)
+    first, second = await MemoryStore.open(url), await MemoryStore.open(url)
+    try:
+        a, b = Running(first, settings), Running(second, settings)
+        try:
+            for n in range(12):
+                await (a if n % 2 else b).event({"n": n})
+            await receiver.async_wait_for(lambda: len(receiver.requests()) >= 12)
+            await asyncio.sleep(0.5)  # a double delivery would arrive by now
+        finally:
+            await a.close()
+            await b.close()
+        deliveries = [r.delivery for r in receiver.requests()]
+        assert len(deliveries) == len(set(deliveries)) == 12
+        rows = await outbox.list_deliveries(first, limit=None)
+        assert {r.status for r in rows} == {"delivered"} and {r.attempts for r in rows} == {1}
+    finally:
+        await first.close()
+        await second.close()
