@@ -79,18 +79,21 @@ def _start(
 def setup(model: ModelServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     everything = Receiver(SECRET).start()
     flaky = Receiver(SECRET).start()
+    errors = Receiver(SECRET).start()
     receivers = {
         "all": (everything, ["message.created", "reply.completed"]),
         "flaky": (flaky, ["reply.completed"]),
+        "errors": (errors, ["agent.error"]),
     }
     serve, discord, env = _start(tmp_path_factory.mktemp("serve-hooks"), model, receivers)
     try:
-        yield Setup(serve, discord, env, {"all": everything, "flaky": flaky})
+        yield Setup(serve, discord, env, {"all": everything, "flaky": flaky, "errors": errors})
     finally:
         serve.terminate()
         discord.stop_thread()
         everything.stop()
         flaky.stop()
+        errors.stop()
 
 
 def _turn(discord: FakeDiscordServer, text: str, author: str) -> tuple[dict[str, Any], Any]:
@@ -147,6 +150,22 @@ def test_a_receiver_failing_twice_gets_it_on_the_third_attempt(setup: Setup) -> 
     assert got[0].json["data"]["reply"]["text"] == "Echo: flaky one"
     row = next(d for d in setup.deliveries() if d["id"] == got[0].delivery)
     assert row["status"] == "delivered" and row["attempts"] == 3 and row["webhook"] == "flaky"
+
+
+def test_a_failed_turn_is_delivered_as_agent_error(setup: Setup, model: ModelServerProcess) -> None:
+    errors = setup.receivers["errors"]
+    model.push(status=500, error_message="the model is down")
+    message = setup.discord.dispatch_message(
+        "this turn fails", dm=True, author_id="400000000000000204"
+    )
+    got = errors.wait_for(lambda: errors.requests("agent.error"), what="agent.error")
+    data = got[0].json["data"]
+    assert got[0].verified and data["agent"] == "Carrier"
+    assert data["message_id"] and data["error"]["type"]
+    assert data["room"]["source"] == "discord"
+    setup.discord.wait_reply(message, timeout=30)  # the apology
+    # Nothing else reached the errors-only receiver.
+    assert {r.event for r in errors.requests()} == {"agent.error"}
 
 
 def test_cli_lists_tests_and_redelivers(setup: Setup) -> None:
