@@ -187,9 +187,8 @@ def validate_key_name(name: str) -> str:
             f"The key name '{name}' needs a name after '{base}:'.",
             hint=f"E.g. `carrier keys set {base}:myapp`, named by secret_key in the config.",
         )
-    if (base not in KEY_NAMES and base not in REFERENCED_KEYS) or not name.replace(":", "").replace(
-        "-", ""
-    ).replace("_", "").isalnum():
+    known = base in KEY_NAMES or base in REFERENCED_KEYS
+    if not known or not name.replace(":", "").replace("-", "").replace("_", "").isalnum():
         raise InputError(
             f"Unknown key name '{name}'.",
             hint=f"Use one of: {', '.join(KEY_NAMES)} (optionally NAME:CHARACTER, "
