@@ -75,9 +75,9 @@ async def post(
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     began = perf_counter()
-    # aiohttp does not ask the resolver about an IP literal: check every host here too.
-    await ssrf.resolve(host, port, allow_private=allow_private)
     try:
+        # aiohttp does not ask the resolver about an IP literal: check every host here too.
+        await ssrf.resolve(host, port, allow_private=allow_private)
         async with client.post(
             url,
             data=body,

@@ -72,3 +72,10 @@ async def test_a_redirect_is_not_followed() -> None:
         assert len(receiver.requests()) == 1  # the Location (port 1) was never tried
     finally:
         receiver.stop()
+
+
+async def test_a_host_that_does_not_resolve_is_a_retryable_failure_not_a_crash() -> None:
+    result = await send_test(_settings(), "https://no-such-host.invalid/h", "s3cret-value-123")  # type: ignore[arg-type]
+    outcome = result.outcome
+    assert not outcome.delivered and outcome.retry and outcome.status is None
+    assert "cannot resolve no-such-host.invalid" in (outcome.error or "")
