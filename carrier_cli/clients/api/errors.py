@@ -174,6 +174,9 @@ def install(app: FastAPI) -> None:
         message = str(exc.detail) if exc.detail else "HTTP error"
         if exc.status_code == 404:
             message = f"No such endpoint: {request.method} {request.url.path}."
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow") or "other methods"
+            message = f"{request.method} is not allowed on {request.url.path}; it takes {allowed}."
         return JSONResponse(
             error_body(code, message, "See /docs for the endpoints."),
             status_code=exc.status_code,

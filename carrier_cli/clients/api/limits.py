@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,9 +39,10 @@ from typing import Any
 
 from fastapi import params
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from carrier_cli.clients.api.errors import ApiError, error_body
+from carrier_cli.clients.api.openapi import api_routes
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -248,7 +250,7 @@ class LimitsMiddleware:
         kind = media_type(content_type)
         if is_json(kind):
             return None
-        accepts_forms = scope["path"].startswith(MULTIPART_PATHS) or _reads_form(route)
+        accepts_forms = scope["path"].startswith(MULTIPART_PATHS) or route.reads_form
         if accepts_forms and kind in _FORMS:
             return None
         shown = f"Content-Type {kind!r}" if kind else "A body without a Content-Type"
@@ -315,20 +317,38 @@ def _headers(scope: Scope) -> dict[str, str]:
     return out
 
 
-def _route_for(scope: Scope) -> Any | None:
+@dataclass(frozen=True)
+class _Route:
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    reads_form: bool
+
+
+def _route_table(app: Any) -> list[_Route]:
+    """The app's routes as (path pattern, methods, whether the body is a form), built
+    once per app: the routes are fixed once it serves."""
+    table: list[_Route] | None = getattr(app.state, "carrier_route_table", None)
+    if table is None:
+        table = []
+        for route in api_routes(app):
+            pattern, _, _ = compile_path(route.path_format)
+            field = route.body_field
+            form = field is not None and isinstance(field.field_info, params.Form)
+            table.append(_Route(pattern, frozenset(route.methods or ()), form))
+        app.state.carrier_route_table = table
+    return table
+
+
+def _route_for(scope: Scope) -> _Route | None:
     """The route that will answer this request (path and method), or None."""
     app = scope.get("app")
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", []):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
+    if app is None or not hasattr(app, "state"):
+        return None
+    path, method = scope["path"], scope["method"]
+    for route in _route_table(app):
+        if method in route.methods and route.pattern.match(path):
             return route
     return None
-
-
-def _reads_form(route: Any) -> bool:
-    field = getattr(route, "body_field", None)
-    return field is not None and isinstance(field.field_info, params.Form)
 
 
 async def _reply(send: Send, status: int, code: str, message: str, hint: str | None) -> None:

@@ -27,6 +27,19 @@ SECURITY_SCHEMES = {
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 
 
+def api_routes(app: Any) -> list[Any]:
+    """Every FastAPI route of the app, flattened: FastAPI 0.16x keeps an included router
+    as one nested entry of `app.routes`, so walking that list misses its routes. Each
+    item has `path_format`, `methods`, `dependant`, `body_field`, `include_in_schema`."""
+    from fastapi.routing import APIRoute
+
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: the routes are flat
+        return [r for r in app.routes if isinstance(r, APIRoute)]
+    return [c for c in iter_route_contexts(app.routes) if isinstance(c.original_route, APIRoute)]
+
+
 def needed_scope(dependant: Any) -> str | None:
     """The scope a route's dependencies require (auth.require marks its function)."""
     call = getattr(dependant, "call", None)
@@ -83,7 +96,6 @@ def _add_schemas(components: dict[str, Any]) -> None:
 def install(app: FastAPI) -> None:
     """Replace app.openapi with one that documents errors and security (built once)."""
     from fastapi.openapi.utils import get_openapi
-    from fastapi.routing import APIRoute
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -98,8 +110,8 @@ def install(app: FastAPI) -> None:
         components = document.setdefault("components", {})
         _add_schemas(components)
         components["securitySchemes"] = SECURITY_SCHEMES
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
+        for route in api_routes(app):
+            if not route.include_in_schema:
                 continue
             scope = needed_scope(route.dependant)
             for method in route.methods or ():
