@@ -198,6 +198,30 @@ def install(app: FastAPI) -> None:
             status_code=500,
         )
 
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        # The storage layer names most failures (CarrierError, above); a connection that
+        # cannot even be opened (server gone, database dropped) can arrive raw.
+        log.warning(
+            "%s %s: the database did not answer (%s)",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return error_response(
+            ApiError(
+                503,
+                "unavailable",
+                "The database did not answer; the request was not carried out.",
+                hint="Try again shortly; the server's operator can check the database "
+                "(GET /readyz says whether it is back).",
+            )
+        )
+
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    app.add_exception_handler(DBAPIError, on_database_down)
+    app.add_exception_handler(PoolTimeout, on_database_down)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(CarrierError, on_carrier_error)
     app.add_exception_handler(RequestValidationError, on_validation)
