@@ -226,3 +226,34 @@ def test_no_secret_reaches_the_log(served: ServeProcess, tmp_path: Path) -> None
     httpx.get(served.url + "/v1/agents", headers=served.headers(served.key[:-2] + "zz"))
     _log_line(served, "/v1/agents/crr_[redacted]")
     assert served.key not in served.stderr
+
+
+def test_every_operation_has_a_tag_a_summary_and_its_errors_documented(
+    served: ServeProcess,
+) -> None:
+    document = httpx.get(served.url + "/openapi.json").json()
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    open_paths = {"/healthz", "/readyz"}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            label = f"{method.upper()} {path}"
+            assert operation.get("tags"), label
+            assert operation.get("summary"), label
+            responses = operation["responses"]
+            if path in open_paths:
+                assert "security" not in operation, label
+                continue
+            assert operation["x-required-scope"] in ("read", "chat", "admin"), label
+            for code in ("401", "403", "429"):
+                schema = responses[code]["content"]["application/json"]["schema"]
+                assert schema == ref, (label, code)
+            if "{" in path:
+                assert responses["404"]["content"]["application/json"]["schema"] == ref, label
+            if "422" in responses:
+                assert responses["422"]["content"]["application/json"]["schema"] == ref, label
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_docs_page_is_served(served: ServeProcess) -> None:
+    page = httpx.get(served.url + "/docs")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
