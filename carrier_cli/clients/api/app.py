@@ -45,22 +45,30 @@ def create_app(state: ApiState) -> FastAPI:
     state.extras.setdefault("rate_limiter", RateLimiter(options.rate_limit))
     state.extras.setdefault("auth_failures", AuthFailures(options.auth_failure_limit))
     errors.install(app)
-    if state.options.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(state.options.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
-        )
-    # add_middleware wraps: the last added is outermost. The access log sees every
-    # answer, the limits' 413/415 included; CORS answers preflights inside the limits.
+    # add_middleware wraps: the last added is outermost. From outside in: the access
+    # log (every answer, preflights included), CORS (so a browser can read even the
+    # limits' own 413/415), the limits.
     app.add_middleware(
         LimitsMiddleware,
         max_body_bytes=options.max_body_bytes,
         max_upload_bytes=options.max_upload_bytes,
     )
+    if options.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(options.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+            # a browser app may read these only when they are exposed
+            expose_headers=[
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
+        )
     app.add_middleware(AccessLogMiddleware)
     for router in routers():
         app.include_router(router)

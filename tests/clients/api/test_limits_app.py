@@ -28,6 +28,7 @@ from carrier_cli.clients.api.auth import require
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 LIMIT = 2048
+ORIGIN = "https://app.example"
 
 
 class EchoBody(BaseModel):
@@ -74,7 +75,7 @@ def _serve(db: Path, ready: queue.Queue[Any], stop: threading.Event) -> None:
             keys = ApiKeys(store)
             admin, _ = await keys.create("admin", "admin")
             reader, _ = await keys.create("reader", "read")
-            options = ApiOptions(max_body_bytes=LIMIT, rate_limit=0)
+            options = ApiOptions(max_body_bytes=LIMIT, rate_limit=0, cors_origins=(ORIGIN,))
             state = ApiState(options=options, store=store, agents=AgentDirectory([]), keys=keys)
             app = create_app(state)
             app.include_router(router)
@@ -294,3 +295,20 @@ def test_the_openapi_documents_the_error_answers_of_a_body_route(app_server: App
     assert {"bearer": []} in operation["security"]
     assert "HTTPValidationError" not in document["components"]["schemas"]
     assert document["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
+
+
+def test_a_browser_can_read_the_limits_own_answers(app_server: AppServer) -> None:
+    response = httpx.post(
+        app_server.url + "/v1/test/echo",
+        content=b"x" * (LIMIT + 1),
+        headers=app_server.headers(**{"Content-Type": "application/json", "Origin": ORIGIN}),
+    )
+    _error(response, 413, "too_large")
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+    ok = httpx.post(
+        app_server.url + "/v1/test/echo",
+        json={"text": "hi"},
+        headers=app_server.headers(Origin=ORIGIN),
+    )
+    assert ok.status_code == 200
+    assert "retry-after" in ok.headers["access-control-expose-headers"].lower()
