@@ -189,3 +189,82 @@ def test_sigterm_drains_the_request_in_flight_and_refuses_new_ones(
         model.configure(latency=0)
         if served.process.poll() is None:
             served.terminate()
+
+
+def _hold_table_lock(
+    url: str, table: str, locked: threading.Event, release: threading.Event
+) -> None:
+    """Hold ACCESS EXCLUSIVE on `table` until `release`: any request reading it waits."""
+    import asyncio
+
+    import asyncpg
+
+    async def hold() -> None:
+        conn = await asyncpg.connect("postgresql://" + url.partition("://")[2])
+        try:
+            transaction = conn.transaction()
+            await transaction.start()
+            await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            while not release.is_set():
+                await asyncio.sleep(0.05)
+            await transaction.commit()
+        finally:
+            await conn.close()
+
+    asyncio.run(hold())
+
+
+@pytest.mark.postgres
+def test_sigterm_drains_a_request_waiting_on_the_database(
+    tmp_path: Path, model: ModelServerProcess, postgres_url: str
+) -> None:
+    """A request in flight (its key lookup waits on a table lock) when SIGTERM arrives
+    still completes with 200; a new connection is refused meanwhile; the process exits 0."""
+    character = write_character(tmp_path / "carrier.yaml")
+    served = start_serve(
+        tmp_path / "home",
+        model.url,
+        characters=[character],
+        env={"DATABASE_URL": postgres_url, "CARRIER_SHUTDOWN_GRACE": "10"},
+    )
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=_hold_table_lock, args=(postgres_url, "api_keys", locked, release), daemon=True
+    )
+    result: dict[str, Any] = {}
+
+    def in_flight() -> None:
+        try:
+            result["response"] = httpx.get(
+                served.url + "/v1/agents", headers=served.headers(), timeout=30
+            )
+        except Exception as exc:
+            result["error"] = exc
+
+    try:
+        holder.start()
+        assert locked.wait(15)
+        request = threading.Thread(target=in_flight)
+        request.start()
+        time.sleep(0.7)
+        assert request.is_alive(), result  # it waits on the lock
+        served.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(0.7)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(served.url + "/healthz", timeout=2)
+        assert served.process.poll() is None  # still draining
+        # past uvicorn's shortest grace (1 s), well within shutdown_grace (10 s)
+        time.sleep(max(0.0, signalled + 2.5 - time.monotonic()))
+        assert request.is_alive() and served.process.poll() is None
+        release.set()
+        request.join(30)
+        assert "error" not in result, result
+        assert result["response"].status_code == 200, result["response"].text
+        assert served.process.wait(30) == 0
+    finally:
+        release.set()
+        holder.join(15)
+        if served.process.poll() is None:
+            served.terminate()
