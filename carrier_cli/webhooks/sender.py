@@ -20,6 +20,7 @@ lease ends). A killed process's claims are due again after the lease.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -34,6 +35,7 @@ from carrier_cli.config import Settings
 from carrier_cli.memory import outbox
 from carrier_cli.webhooks import ssrf
 from carrier_cli.webhooks.http import Outcome, post, session, sleep_or_stop
+from carrier_cli.webhooks.options import WebhookOptions
 from carrier_cli.webhooks.policy import OutboxPolicy
 from carrier_cli.webhooks.settings import Webhook, resolve_secret
 from carrier_cli.webhooks.signing import sign
@@ -52,12 +54,9 @@ class Target:
     secret: str
 
 
-def targets(settings: Settings) -> dict[str, Target]:
+def targets(hooks: Sequence[Webhook]) -> dict[str, Target]:
     """Every configured webhook with its secret (a missing one is a ConfigError now)."""
-    return {
-        hook.key: Target(hook, resolve_secret(hook, index))
-        for index, hook in enumerate(settings.webhooks)
-    }
+    return {hook.key: Target(hook, resolve_secret(hook, index)) for index, hook in enumerate(hooks)}
 
 
 def backoff(attempts: int, base: float, retry_after: float | None = None) -> float:
@@ -73,14 +72,14 @@ class Sender:
     """Delivers one database's outbox."""
 
     def __init__(
-        self, store: Any, to: dict[str, Target], settings: Settings, policy: OutboxPolicy
+        self, store: Any, to: dict[str, Target], options: WebhookOptions, policy: OutboxPolicy
     ) -> None:
         self.store = store
         self.to = to
-        self.settings = settings
+        self.options = options
         self.policy = policy
-        self.lease = timedelta(seconds=settings.webhook_timeout + LEASE_MARGIN)
-        self.limit = settings.webhook_concurrency
+        self.lease = timedelta(seconds=options.timeout + LEASE_MARGIN)
+        self.limit = options.concurrency
 
     async def run(self, stop: asyncio.Event) -> None:
         lock = await self._leader(stop)
@@ -88,7 +87,7 @@ class Sender:
             if stop.is_set():
                 return
             async with session(
-                allow_private=self.settings.webhooks_allow_private, concurrency=self.limit
+                allow_private=self.options.allow_private, concurrency=self.limit
             ) as client:
                 while not stop.is_set():
                     # Cleared before looking, so a row written meanwhile wakes the wait.
@@ -151,7 +150,14 @@ class Sender:
         )
         if not claimed:
             return False
-        await asyncio.gather(*(self._deliver(client, d, token) for d in claimed))
+        try:
+            await asyncio.gather(*(self._deliver(client, d, token) for d in claimed))
+        except asyncio.CancelledError:
+            # Stopped past the grace period: what is still claimed is due again at once
+            # (the receiver may see an attempt twice; delivery is at least once).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(outbox.release(self.store, [d.id for d in claimed], token))
+            raise
         return True
 
     async def _deliver(self, client: Any, delivery: outbox.Delivery, token: str) -> None:
@@ -169,8 +175,8 @@ class Sender:
                 target.hook.url,
                 body,
                 headers,
-                timeout=self.settings.webhook_timeout,
-                allow_private=self.settings.webhooks_allow_private,
+                timeout=self.options.timeout,
+                allow_private=self.options.allow_private,
             )
         except ssrf.RefusedAddress as exc:
             await self._record(delivery, token, None, "failed", exc.message)
@@ -183,9 +189,9 @@ class Sender:
             return
         attempts = delivery.attempts + 1
         if outcome.retry:
-            delay = backoff(attempts, self.settings.webhook_retry_delay, outcome.retry_after)
+            delay = backoff(attempts, self.options.retry_delay, outcome.retry_after)
             now = datetime.now(UTC)
-            give_up = delivery.window_start + timedelta(hours=self.settings.webhook_max_age_hours)
+            give_up = delivery.window_start + timedelta(hours=self.options.max_age_hours)
             if now + timedelta(seconds=delay) <= give_up:
                 await self._record(
                     delivery,
@@ -293,7 +299,8 @@ def _on_budget(policy: OutboxPolicy, store: Any, agent: str) -> Any:
 async def webhook_service(runtimes: Sequence[Any], settings: Settings, stop: asyncio.Event) -> None:
     """The supervisor service (`services=[("webhooks", webhook_service)]`)."""
     if settings.webhooks:
-        await _serve(runtimes, settings, stop, targets(settings))
+        options = WebhookOptions.from_settings(settings)
+        await _serve(runtimes, options, stop, targets(options.hooks))
 
 
 def services(settings: Settings) -> list[tuple[str, Any]]:
@@ -302,25 +309,26 @@ def services(settings: Settings) -> list[tuple[str, Any]]:
     command before any runtime opens."""
     if not settings.webhooks:
         return []
-    to = targets(settings)
+    options = WebhookOptions.from_settings(settings)
+    to = targets(options.hooks)
 
     async def service(runtimes: Sequence[Any], settings: Settings, stop: asyncio.Event) -> None:
-        await _serve(runtimes, settings, stop, to)
+        await _serve(runtimes, options, stop, to)
 
     return [("webhooks", service)]
 
 
 async def _serve(
-    runtimes: Sequence[Any], settings: Settings, stop: asyncio.Event, to: dict[str, Target]
+    runtimes: Sequence[Any], options: WebhookOptions, stop: asyncio.Event, to: dict[str, Target]
 ) -> None:
-    policy = OutboxPolicy(settings.webhooks)
+    policy = OutboxPolicy(options.hooks)
     undo = attach(runtimes, policy)
     log.info("Webhooks: %s", ", ".join(f"{k} ({', '.join(t.hook.events)})" for k, t in to.items()))
     senders: dict[str, Any] = {}
     for runtime in runtimes:  # one sender per database, over the first store opened on it
         senders.setdefault(runtime.store.url, runtime.store)
     try:
-        await asyncio.gather(*(Sender(s, to, settings, policy).run(stop) for s in senders.values()))
+        await asyncio.gather(*(Sender(s, to, options, policy).run(stop) for s in senders.values()))
     finally:
         await policy.drain()
         for step in reversed(undo):

@@ -13,6 +13,7 @@ import pytest
 from carrier_cli.config import Settings, load_settings
 from carrier_cli.memory import outbox
 from carrier_cli.memory.store import MemoryStore
+from carrier_cli.webhooks.options import WebhookOptions
 from carrier_cli.webhooks.policy import OutboxPolicy
 from carrier_cli.webhooks.sender import Sender, backoff, targets
 from tests.webhooks.receiver import Receiver
@@ -45,9 +46,10 @@ class Running:
     def __init__(self, store: MemoryStore, settings: Settings) -> None:
         self.store = store
         self.policy = OutboxPolicy(settings.webhooks)
+        options = WebhookOptions.from_settings(settings)
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(
-            Sender(store, targets(settings), settings, self.policy).run(self.stop)
+            Sender(store, targets(settings.webhooks), options, self.policy).run(self.stop)
         )
 
     async def event(self, data: dict[str, Any]) -> None:
