@@ -121,3 +121,15 @@ def test_config_show_and_webhooks_list_never_print_a_secret(tmp_path: Path) -> N
         "secret": "(set, hidden)",
     }
     assert listed[1]["secret_env"] == "OTHER_SECRET" and listed[1]["name"].startswith("url-")
+
+
+@pytest.mark.parametrize("command", [["run", "--client", "discord"], ["serve", "--port", "0"]])
+def test_run_and_serve_refuse_a_webhook_without_its_secret_before_starting(
+    command: list[str],
+) -> None:
+    env = {"CARRIER_WEBHOOKS": json.dumps([GOOD]), "DISCORD_API_TOKEN": "x" * 40}
+    result = run_carrier(command, env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "`webhooks[0].secret_env` names $HS, which is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "listening" not in result.stdout
