@@ -154,6 +154,11 @@ def test_a_receiver_failing_twice_gets_it_on_the_third_attempt(setup: Setup) -> 
 
 def test_a_failed_turn_is_delivered_as_agent_error(setup: Setup, model: ModelServerProcess) -> None:
     errors = setup.receivers["errors"]
+    # Earlier turns' background calls (evaluators) done, so the 500 falls on this turn.
+    seen = -1
+    while len(model.requests()) != seen:
+        seen = len(model.requests())
+        time.sleep(0.5)
     model.push(status=500, error_message="the model is down")
     message = setup.discord.dispatch_message(
         "this turn fails", dm=True, author_id="400000000000000204"
