@@ -9,8 +9,8 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -255,7 +255,7 @@ async def test_unsubscribe_stops_the_room_events(serve: ServeProcess) -> None:
         ('{"type": "subscribe", "agent": "Carrier"}', "invalid_frame", "room"),
         ('{"type": "subscribe", "agent": "Nobody", "room": "r1"}', "not_found", "agent"),
         (
-            '{"type": "subscribe", "agent": "Carrier", "room": "00000000-0000-4000-8000-000000000000"}',
+            '{"type": "subscribe", "agent": "Carrier", "room": "' + str(uuid.UUID(int=1)) + '"}',
             "not_found",
             "room",
         ),
