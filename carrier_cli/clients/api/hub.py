@@ -20,11 +20,10 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from carrier_cli.runtime.agent import AgentRuntime
-    from carrier_cli.runtime.events import AgentEvent
+    from carrier_cli.runtime.events import AgentEvent, EventBus
 
 log = logging.getLogger("carrier.api.ws")
 
@@ -34,6 +33,15 @@ MAX_CONNECTIONS = 1024  # open WebSocket connections per process
 MAX_TURNS = 2  # `message` frames one connection has in flight at once
 
 RoomKey = tuple[uuid.UUID, uuid.UUID]  # (agent id, room id)
+
+
+class EventSource(Protocol):
+    """What the hub reads of a runtime (an AgentRuntime is one)."""
+
+    @property
+    def agent_id(self) -> uuid.UUID: ...
+    @property
+    def events(self) -> EventBus: ...
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,7 @@ class Hub:
         self.connections.discard(conn)
 
     # -- rooms -------------------------------------------------------------------------------
-    def subscribe(self, conn: Connection, runtime: AgentRuntime, room_id: uuid.UUID) -> bool:
+    def subscribe(self, conn: Connection, runtime: EventSource, room_id: uuid.UUID) -> bool:
         """Follow a room; False when the connection already follows MAX_SUBSCRIPTIONS."""
         room = (runtime.agent_id, room_id)
         if room in conn.rooms:
@@ -170,7 +178,7 @@ class Hub:
 
     # -- a connection's own turns ------------------------------------------------------------
     def watch_turn(
-        self, conn: Connection, runtime: AgentRuntime, memory_id: str, client_id: str | None
+        self, conn: Connection, runtime: EventSource, memory_id: str, client_id: str | None
     ) -> None:
         """Send the events of the turn answering `memory_id` to `conn`, subscribed or not."""
         self._retain(runtime)
@@ -186,7 +194,7 @@ class Hub:
         self._release(watched[0])
 
     # -- the bus -----------------------------------------------------------------------------
-    def _retain(self, runtime: AgentRuntime) -> None:
+    def _retain(self, runtime: EventSource) -> None:
         held = self._buses.get(runtime.agent_id)
         if held is None:
             self._buses[runtime.agent_id] = (runtime.events.subscribe(self._on_event), 1)

@@ -147,9 +147,7 @@ def parse(text: str) -> ClientFrame:
     except RecursionError:
         raise FrameError("invalid_json", "The frame nests too deeply.") from None
     if not isinstance(data, dict):
-        raise FrameError(
-            "invalid_frame", "A frame is a JSON object with a `type`.", field="type"
-        )
+        raise FrameError("invalid_frame", "A frame is a JSON object with a `type`.", field="type")
     client_id = data.get("client_id") if isinstance(data.get("client_id"), str) else None
     kind = data.get("type")
     model = _TYPES.get(kind) if isinstance(kind, str) else None

@@ -399,9 +399,14 @@ class Session:
                     frames, ids = [error_frame(failure.code, failure.message)], set()
                 conn.replayed.setdefault(item.room, set()).update(ids)
                 sent = self._sent.get(item.room, ())
+                count = 0
                 for frame in frames:
-                    if frame.get("replay") and frame.get("id") in sent:
-                        continue  # sent live before a re-subscribe asked for the replay
+                    if frame.get("replay"):
+                        if frame.get("id") in sent:
+                            continue  # this connection saw it live (its own turn, say)
+                        count += 1
+                    elif frame.get("type") == "replayed":
+                        frame["count"] = count
                     await self._send(frame)
             elif isinstance(item, Delivery):
                 if conn.is_duplicate(item):

@@ -347,6 +347,20 @@ async def test_reconnect_with_since_replays_missed_messages_exactly_once(
         await other.close()
 
 
+async def test_replay_skips_what_this_connection_already_saw(serve: ServeProcess) -> None:
+    ws = await authed(serve.url, serve.key)
+    try:
+        await send(ws, message("seen", "first", "s1"))
+        seen = await until(ws, completed_for("s1"))
+        await send(ws, message("seen", "second", "s2"))  # its events reach ws unsubscribed
+        await until(ws, completed_for("s2"))
+        await subscribe(ws, AGENT, "seen", since=seen[0]["id"])
+        frames = await until(ws, is_type("replayed"))
+        assert frames == [frames[-1]] and frames[-1]["count"] == 0
+    finally:
+        await ws.close()
+
+
 async def test_since_from_another_room_is_refused(serve: ServeProcess) -> None:
     ws = await authed(serve.url, serve.key)
     try:
@@ -399,3 +413,30 @@ async def test_slow_consumer_is_closed_4008_and_the_server_stays_healthy(
     finally:
         await fast.close()
         await slow.close()
+
+
+async def test_replay_is_bounded_and_says_what_was_missed(serve: ServeProcess) -> None:
+    room = "long-gone"
+    ws = await authed(serve.url, serve.key)
+    try:
+        await subscribe(ws, AGENT, room)
+        await send(ws, message(room, "the start", "start"))
+        start = await until(ws, completed_for("start"))
+        since = start[0]["id"]  # the first message: 201 messages and more come after it
+        await ws.close()
+        ws = await authed(serve.url, serve.key)
+        for n in range(101):
+            await send(ws, message(room, f"filler {n}", f"n{n}"))
+            await until(ws, completed_for(f"n{n}"))
+        await ws.close()
+        ws = await authed(serve.url, serve.key)
+        await subscribe(ws, AGENT, room, since=since)
+        frames = await until(ws, is_type("replayed"))
+        done = frames[-1]
+        assert done["truncated"] is True and done["count"] == 200
+        assert "200" in done["message"] and "/messages" in done["message"]
+        texts = [frame_text(f) for f in frames[:-1]]
+        assert len(texts) == 200 and texts[-1] == "Echo: filler 100"
+        assert texts[0] == "filler 1"  # the newest 200 of the 203 after `since`
+    finally:
+        await ws.close()
