@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -32,6 +35,8 @@ from tests.support.model_server import ModelServerProcess, Reply, start_server_p
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 AGENT = "Carrier"
+# No fact evaluator calls: the model server's scripted replies go to the turns they are for.
+NO_FACTS = "settings:\n  fact_interval: 1000000\n"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +54,7 @@ def serve(
     model: ModelServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServeProcess]:
     root = tmp_path_factory.mktemp("ws")
-    character = write_character(root / "carrier.yaml", AGENT)
+    character = write_character(root / "carrier.yaml", AGENT, NO_FACTS)
     process = start_serve(root / "home", model.url, characters=[character])
     try:
         assert process.key
@@ -440,3 +445,35 @@ async def test_replay_is_bounded_and_says_what_was_missed(serve: ServeProcess) -
         assert texts[0] == "filler 1"  # the newest 200 of the 203 after `since`
     finally:
         await ws.close()
+
+
+async def test_sigterm_closes_open_websockets_and_finishes_the_turn(
+    model: ModelServerProcess, tmp_path: Path
+) -> None:
+    character = write_character(tmp_path / "carrier.yaml", AGENT, NO_FACTS)
+    own = start_serve(tmp_path / "home", model.url, characters=[character])
+    try:
+        idle = await authed(own.url, own.key)
+        busy = await authed(own.url, own.key)
+        await subscribe(idle, AGENT, "bye")
+        model.push(Reply(text=None, delay=1.0))  # the turn is in flight at SIGTERM
+        await send(busy, message("bye", "slow one", "slow"))
+        await until(idle, is_type("typing"))
+        began = time.monotonic()
+        own.process.send_signal(signal.SIGTERM)
+        code, _ = await closed_code(idle, timeout=15)
+        assert code in (1001, 1012)
+        assert await asyncio.to_thread(own.process.wait, 20) == 0
+        assert time.monotonic() - began < 10
+    finally:
+        own.kill()
+    # The turn in flight was finished, not cut: its reply is stored.
+    db = sqlite3.connect(tmp_path / "home" / "data" / "carrier.db")
+    try:
+        texts = [
+            json.loads(r[0])["text"]
+            for r in db.execute("SELECT content FROM memories WHERE kind = 'message'")
+        ]
+    finally:
+        db.close()
+    assert "slow one" in texts and "Echo: slow one" in texts
