@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from carrier_cli.auth.keys import KeyInfo, allows
 from carrier_cli.clients.api.auth import _QUERY_NAMES
-from carrier_cli.clients.api.errors import from_carrier_error
+from carrier_cli.clients.api.errors import ApiError, from_carrier_error
 from carrier_cli.clients.api.hub import (
     MAX_SUBSCRIPTIONS,
     MAX_TURNS,
@@ -266,6 +266,10 @@ class Session:
         return runtime
 
     async def _subscribe(self, conn: Connection, frame: SubscribeFrame) -> None:
+        if not self._allows("read"):
+            raise FrameError(
+                "forbidden", "This key may not read.", hint="Use a key with scope read."
+            )
         runtime = self._runtime(frame.agent, None)
         store = self.state.store
         room = await resolve_room(store, runtime, frame.room, create=False)
@@ -305,6 +309,7 @@ class Session:
                 client_id=client_id,
                 hint="Wait for a reply.completed (or error) before sending more.",
             )
+        self._rate_limit(client_id)
         runtime = self._runtime(frame.agent, client_id)
         try:
             room = await resolve_room(self.state.store, runtime, frame.room, create=True)
@@ -340,6 +345,20 @@ class Session:
         )
         self.turns.add(task)
         task.add_done_callback(self.turns.discard)
+
+    def _rate_limit(self, client_id: str | None) -> None:
+        """A `message` counts against the key's rate limit like a REST request does."""
+        limiter = self.state.extras.get("rate_limiter")
+        if limiter is None:
+            return
+        try:
+            limiter.check(self.key.name if self.key is not None else "-")
+        except ApiError as exc:
+            error = FrameError(exc.code, exc.message, client_id=client_id, hint=exc.hint)
+            retry = exc.headers.get("Retry-After")
+            if retry is not None:
+                error.hint = f"{exc.hint or 'Slow down.'} Retry after {retry} s."
+            raise error from None
 
     async def _turn(
         self,
