@@ -36,7 +36,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.auth.keys import KeyInfo, allows
-from carrier_cli.clients.api.auth import _QUERY_NAMES
+from carrier_cli.clients.api.auth import _QUERY_NAMES, authenticate
 from carrier_cli.clients.api.errors import ApiError, from_carrier_error
 from carrier_cli.clients.api.hub import (
     MAX_SUBSCRIPTIONS,
@@ -177,8 +177,7 @@ class Session:
 
     # -- authentication ----------------------------------------------------------------------
     async def _authenticate(self, offered_key: str | None) -> bool:
-        keys = self.state.keys
-        if keys is None:  # --no-auth (loopback only)
+        if self.state.keys is None:  # --no-auth (loopback only)
             return True
         raw = offered_key
         if raw is None:
@@ -205,14 +204,13 @@ class Session:
                 await self._refuse(CLOSE_UNAUTHORIZED, "unauthorized", problem, _AUTH_HINT)
                 return False
             raw = frame.key
-        info = await keys.authenticate(raw)
-        if info is None:
-            await self._refuse(
-                CLOSE_UNAUTHORIZED,
-                "unauthorized",
-                "The API key is not valid (wrong, or revoked).",
-                _AUTH_HINT,
-            )
+        try:
+            # The REST check itself (with whatever gates it has against wrong-key floods).
+            info = await authenticate(self.state, {"authorization": f"Bearer {raw}"}, {})
+        except ApiError as exc:
+            # 4000 + the HTTP status: 4401 for a wrong or revoked key, 4429 if refused.
+            code = CLOSE_UNAUTHORIZED if exc.status == 401 else 4000 + exc.status
+            await self._refuse(code, exc.code, exc.message, _AUTH_HINT)
             return False
         self.key = info
         return True

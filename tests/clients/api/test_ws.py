@@ -63,11 +63,10 @@ def serve(
         process.terminate()
 
 
-@pytest.fixture(scope="module")
-def read_key(serve: ServeProcess, model: ModelServerProcess) -> str:
-    """A read-scope key made with the real CLI against the server's database."""
+def api_keys(serve: ServeProcess, model: ModelServerProcess, *args: str) -> str:
+    """`carrier api-keys ...` (the real CLI) against the server's database; its stdout."""
     done = subprocess.run(
-        [sys.executable, "-m", "carrier_cli", "api-keys", "create", "reader", "--scope", "read"],
+        [sys.executable, "-m", "carrier_cli", "api-keys", *args],
         cwd=serve.home.parent,
         env=serve_env(serve.home, model.url),
         capture_output=True,
@@ -75,7 +74,12 @@ def read_key(serve: ServeProcess, model: ModelServerProcess) -> str:
         timeout=60,
         check=True,
     )
-    return done.stdout.strip().splitlines()[-1]
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def read_key(serve: ServeProcess, model: ModelServerProcess) -> str:
+    return api_keys(serve, model, "create", "reader", "--scope", "read").splitlines()[-1]
 
 
 def message(room: str, text: str, client_id: str, **extra: object) -> dict[str, object]:
@@ -149,6 +153,16 @@ async def test_wrong_key_is_closed_4401_by_subprotocol_and_by_frame(serve: Serve
 
     ws = await open_ws(serve.url, None)  # anything but auth first
     await send(ws, {"type": "subscribe", "agent": AGENT, "room": "r1"})
+    code, frames = await closed_code(ws)
+    assert code == 4401 and [f["code"] for f in frames] == ["unauthorized"]
+
+
+async def test_a_revoked_key_is_refused(serve: ServeProcess, model: ModelServerProcess) -> None:
+    key = api_keys(serve, model, "create", "short-lived", "--scope", "chat").splitlines()[-1]
+    ws = await authed(serve.url, key)
+    await ws.close()
+    api_keys(serve, model, "revoke", "short-lived")
+    ws = await open_ws(serve.url, key)
     code, frames = await closed_code(ws)
     assert code == 4401 and [f["code"] for f in frames] == ["unauthorized"]
 
