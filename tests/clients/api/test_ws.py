@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -491,3 +492,29 @@ async def test_sigterm_closes_open_websockets_and_finishes_the_turn(
     finally:
         db.close()
     assert "slow one" in texts and "Echo: slow one" in texts
+
+
+def docs_snippet() -> str:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "websocket.md").read_text()
+    return text.split("```js\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_browser_snippet_in_the_docs_works(serve: ServeProcess, tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    assert serve.key
+    script = docs_snippet()
+    assert 'const API = "ws://127.0.0.1:8000/v1/ws";' in script
+    script = script.replace("ws://127.0.0.1:8000", serve.url.replace("http://", "ws://"))
+    script = script.replace("crr_your_chat_key", serve.key)
+    (tmp_path / "snippet.mjs").write_text(script)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [node, "--experimental-websocket", str(tmp_path / "snippet.mjs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "reply: Echo: hi" in done.stdout, done.stdout + done.stderr
+    assert "closed:" in done.stdout and "error:" not in done.stdout + done.stderr
