@@ -518,3 +518,42 @@ async def test_the_browser_snippet_in_the_docs_works(serve: ServeProcess, tmp_pa
     )
     assert "reply: Echo: hi" in done.stdout, done.stdout + done.stderr
     assert "closed:" in done.stdout and "error:" not in done.stdout + done.stderr
+
+
+@pytest.mark.postgres
+async def test_round_trip_and_replay_on_postgresql(
+    model: ModelServerProcess, postgres_url: str, tmp_path: Path
+) -> None:
+    character = write_character(tmp_path / "carrier.yaml", AGENT, NO_FACTS)
+    own = start_serve(
+        tmp_path / "home",
+        model.url,
+        characters=[character],
+        env={"CARRIER_DATABASE_URL": postgres_url},
+    )
+    try:
+        a = await authed(own.url, own.key)
+        b = await authed(own.url, own.key)
+        await subscribe(a, AGENT, "pg")
+        await subscribe(b, AGENT, "pg")
+        await send(a, message("pg", "on postgres", "p1"))
+        seen = await until(b, is_type("reply.completed"))
+        assert seen[-1]["data"]["reply"]["text"] == "Echo: on postgres"
+        await until(a, completed_for("p1"))
+        since = seen[0]["id"]
+        await b.close()
+        await send(a, message("pg", "while b was away", "p2"))
+        await until(a, completed_for("p2"))
+        b = await authed(own.url, own.key)
+        await subscribe(b, AGENT, "pg", since=since)
+        frames = await until(b, is_type("replayed"))
+        assert [frame_text(f) for f in frames[:-1]] == [
+            "Echo: on postgres",
+            "while b was away",
+            "Echo: while b was away",
+        ]
+        await a.close()
+        await b.close()
+    finally:
+        own.terminate()
+    assert not (tmp_path / "home" / "data" / "carrier.db").exists()  # it was PostgreSQL
