@@ -144,8 +144,11 @@ def parse(text: str) -> ClientFrame:
             f"The frame is not JSON ({exc.msg} at character {exc.pos}).",
             hint='Send one JSON object per frame, e.g. {"type": "ping"}.',
         ) from None
-    except RecursionError:
-        raise FrameError("invalid_json", "The frame nests too deeply.") from None
+    except (ValueError, RecursionError):  # a 5,000-digit number, nesting too deep
+        raise FrameError(
+            "invalid_json",
+            "The frame is JSON this server does not read (a number too long, or nesting too deep).",
+        ) from None
     if not isinstance(data, dict):
         raise FrameError("invalid_frame", "A frame is a JSON object with a `type`.", field="type")
     client_id = data.get("client_id") if isinstance(data.get("client_id"), str) else None

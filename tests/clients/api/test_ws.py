@@ -269,6 +269,8 @@ async def test_unsubscribe_stops_the_room_events(serve: ServeProcess) -> None:
     ("frame", "code", "field"),
     [
         ("{not json", "invalid_json", None),
+        ('{"type": "ping", "id": ' + "9" * 5000 + "}", "invalid_json", None),
+        ("[" * 100_000 + "]" * 100_000, "invalid_json", None),
         ("[1, 2]", "invalid_frame", "type"),
         ('{"agent": "Carrier"}', "invalid_frame", "type"),
         ('{"type": "shout"}', "invalid_frame", "type"),
@@ -400,15 +402,17 @@ async def test_since_from_another_room_is_refused(serve: ServeProcess) -> None:
 async def test_slow_consumer_is_closed_4008_and_the_server_stays_healthy(
     serve: ServeProcess, model: ModelServerProcess
 ) -> None:
-    rooms = [f"flood-{n}" for n in range(8)]  # one room per turn keeps the prompts small
+    # One room per turn keeps the prompts small; at most 30 turns (30 MB of frames).
+    rooms = [f"flood-{n}" for n in range(30)]
     # No compression: the frames below would deflate to almost nothing.
     slow = await authed(serve.url, serve.key, recv_buffer=4096, max_queue=1, compression=None)
     fast = await authed(serve.url, serve.key)
     try:
         for room in rooms:
             await subscribe(slow, AGENT, room)
-        # Each reply streams 300 deltas of 1,000 characters (about 1 MB of frames per turn,
-        # more than the kernel's socket buffers hold); the slow client reads nothing now.
+        # Each reply streams 300 deltas of 1,000 characters: about 1 MB of frames per turn
+        # for the slow client, which reads nothing now. Flood until the server says it let
+        # the slow consumer go (however much the kernel's socket buffers hold here).
         body = "y" * 996
         chunks = ["<response><thought>t</thought><actions>REPLY</actions><text>"]
         chunks += [f"{i:03d} {body}" for i in range(300)] + ["</text></response>"]
@@ -418,6 +422,9 @@ async def test_slow_consumer_is_closed_4008_and_the_server_stays_healthy(
             await send(fast, message(room, f"flood {turn}", f"f{turn}"))
             frames = await until(fast, completed_for(f"f{turn}"), timeout=60)
             produced += len(frames)
+            if "slow consumer" in serve.stderr:
+                break
+        assert "slow consumer" in serve.stderr, f"{produced} frames did not overflow"
         # The server is fine: it answers HTTP, old and new connections.
         async with httpx.AsyncClient() as client:
             assert (await client.get(serve.url + "/healthz")).status_code == 200
