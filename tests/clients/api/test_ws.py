@@ -564,3 +564,25 @@ async def test_round_trip_and_replay_on_postgresql(
     finally:
         own.terminate()
     assert not (tmp_path / "home" / "data" / "carrier.db").exists()  # it was PostgreSQL
+
+
+async def test_a_rest_message_reaches_the_rooms_websocket(serve: ServeProcess) -> None:
+    ws = await authed(serve.url, serve.key)
+    try:
+        await subscribe(ws, AGENT, "rest-room")
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(
+                f"{serve.url}/v1/agents/{AGENT}/messages",
+                headers=serve.headers(),
+                json={"room": "rest-room", "text": "via rest"},
+            )
+        if answer.status_code == 404 and "No such endpoint" in answer.text:
+            pytest.skip("POST /v1/agents/{agent}/messages is not on this branch yet")
+        assert answer.status_code == 200, answer.text
+        frames = await until(ws, is_type("reply.completed"))
+        created = [f for f in frames if f["type"] == "message.created"]
+        assert [frame_text(f) for f in created] == ["via rest", "Echo: via rest"]
+        assert created[0]["id"] == answer.json()["message_id"]
+        assert frames[-1]["data"]["reply"]["text"] == answer.json()["reply"]["text"]
+    finally:
+        await ws.close()
