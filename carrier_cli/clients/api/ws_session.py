@@ -36,7 +36,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.auth.keys import KeyInfo, allows
-from carrier_cli.clients.api.auth import _QUERY_NAMES, authenticate
+from carrier_cli.clients.api.auth import _QUERY_NAMES, authenticate, client_address
 from carrier_cli.clients.api.errors import ApiError, from_carrier_error
 from carrier_cli.clients.api.hub import (
     MAX_SUBSCRIPTIONS,
@@ -206,7 +206,12 @@ class Session:
             raw = frame.key
         try:
             # The REST check itself (with whatever gates it has against wrong-key floods).
-            info = await authenticate(self.state, {"authorization": f"Bearer {raw}"}, {})
+            info = await authenticate(
+                self.state,
+                {"authorization": f"Bearer {raw}"},
+                {},
+                client_address(self.ws.scope),
+            )
         except ApiError as exc:
             # 4000 + the HTTP status: 4401 for a wrong or revoked key, 4429 if refused.
             code = CLOSE_UNAUTHORIZED if exc.status == 401 else 4000 + exc.status

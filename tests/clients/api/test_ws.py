@@ -56,7 +56,10 @@ def serve(
 ) -> Iterator[ServeProcess]:
     root = tmp_path_factory.mktemp("ws")
     character = write_character(root / "carrier.yaml", AGENT, NO_FACTS)
-    process = start_serve(root / "home", model.url, characters=[character])
+    # No rate limit here: the tests send hundreds of messages with one key (the limit on
+    # WebSocket messages has its own test and server).
+    env = {"CARRIER_API_RATE_LIMIT": "0"}
+    process = start_serve(root / "home", model.url, characters=[character], env=env)
     try:
         assert process.key
         yield process
@@ -586,3 +589,25 @@ async def test_a_rest_message_reaches_the_rooms_websocket(serve: ServeProcess) -
         assert frames[-1]["data"]["reply"]["text"] == answer.json()["reply"]["text"]
     finally:
         await ws.close()
+
+
+async def test_messages_count_against_the_keys_rate_limit(
+    model: ModelServerProcess, tmp_path: Path
+) -> None:
+    character = write_character(tmp_path / "carrier.yaml", AGENT, NO_FACTS)
+    env = {"CARRIER_API_RATE_LIMIT": "2"}
+    own = start_serve(tmp_path / "home", model.url, characters=[character], env=env)
+    try:
+        ws = await authed(own.url, own.key)
+        for n in range(2):
+            await send(ws, message("limited", f"m{n}", f"ok{n}"))
+            await until(ws, completed_for(f"ok{n}"))
+        await send(ws, message("limited", "one too many", "over"))
+        error = await recv(ws)
+        assert error["type"] == "error" and error["code"] == "rate_limited"
+        assert error["client_id"] == "over" and "Retry after" in error["hint"]
+        await send(ws, {"type": "ping"})
+        assert (await recv(ws))["type"] == "pong"  # subscribing and pings are not limited
+        await ws.close()
+    finally:
+        own.terminate()
