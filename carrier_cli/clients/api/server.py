@@ -189,6 +189,7 @@ def api_service(
 
         from carrier_cli.clients.api.app import create_app
         from carrier_cli.clients.api.options import ApiOptions
+        from carrier_cli.clients.api.ws_frames import MAX_FRAME_CHARS
         from carrier_cli.clients.api.state import AgentDirectory, ApiState
 
         options_ = ApiOptions.from_settings(settings)
@@ -209,6 +210,10 @@ def api_service(
             timeout_graceful_shutdown=max(1, int(options_.shutdown_grace)),
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
+            # A frame's text is refused past ws_frames.MAX_FRAME_CHARS (256 K characters);
+            # this stops the bytes of a larger one from being buffered at all (uvicorn's
+            # default is 16 MiB per frame, per connection). 4 bytes per character at most.
+            ws_max_size=4 * MAX_FRAME_CHARS,
             server_header=False,
         )
         server = _server(config)
