@@ -189,8 +189,8 @@ def api_service(
 
         from carrier_cli.clients.api.app import create_app
         from carrier_cli.clients.api.options import ApiOptions
-        from carrier_cli.clients.api.ws_frames import MAX_FRAME_CHARS
         from carrier_cli.clients.api.state import AgentDirectory, ApiState
+        from carrier_cli.clients.api.ws_frames import MAX_FRAME_CHARS
 
         options_ = ApiOptions.from_settings(settings)
         state = ApiState(
