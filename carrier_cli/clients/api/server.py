@@ -189,8 +189,8 @@ def api_service(
 
         from carrier_cli.clients.api.app import create_app
         from carrier_cli.clients.api.options import ApiOptions
-        from carrier_cli.clients.api.ws_frames import MAX_FRAME_CHARS
         from carrier_cli.clients.api.state import AgentDirectory, ApiState
+        from carrier_cli.clients.api.ws_frames import MAX_FRAME_CHARS
 
         options_ = ApiOptions.from_settings(settings)
         state = ApiState(
@@ -265,9 +265,11 @@ async def serve(
     from carrier_cli.clients.supervisor import run_clients
     from carrier_cli.memory.store import MemoryStore
     from carrier_cli.runtime.agent import AgentRuntime
+    from carrier_cli.webhooks.sender import services as webhook_services
 
     check_options(options)
     check_clients(options.clients, registry)
+    hooks = webhook_services(settings)  # a webhook's missing secret: refused before binding
     sock = bind(options.host, options.port)
     try:
         store = await MemoryStore.from_settings(settings)
@@ -287,7 +289,7 @@ async def serve(
             registry,
             runtime_factory=runtime_factory,
             stop_event=stop_event,
-            services=[("api", api_service(options, store, keys, sock, out))],
+            services=[("api", api_service(options, store, keys, sock, out)), *hooks],
         )
     finally:
         sock.close()
