@@ -72,6 +72,9 @@ class Room:
     external_id: str
     name: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # When the room's newest memory was stored, as read from the database (None for a
+    # Room built by hand); the API's room list shows it.
+    last_active_at: datetime | None = None
 
 
 @dataclass(frozen=True)
