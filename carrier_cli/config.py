@@ -299,6 +299,12 @@ class Settings(BaseSettings):
     api_rate_limit: int = Field(
         120, ge=0, le=1_000_000, description="Requests per minute per API key (0: unlimited)."
     )
+    api_sse_ping_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Seconds between keep-alive comments on a quiet Server-Sent Events stream.",
+    )
 
     # Budgets
     budget: Budget | None = Field(
