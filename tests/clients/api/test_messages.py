@@ -151,9 +151,7 @@ def test_idempotency_keys_of_two_api_keys_do_not_collide(served: Served) -> None
     room, key = unique("two-keys"), unique("key")
     body = {"room": room, "text": "same words", "sender": {"id": "u4", "name": "Di"}}
     first = post(served, body, **{"Idempotency-Key": key})
-    other = post(
-        served, body, **{"Idempotency-Key": key, **served.headers("chat")}
-    )  # the chat key
+    other = post(served, body, **{"Idempotency-Key": key, **served.headers("chat")})  # the chat key
     assert first.status_code == other.status_code == 200, other.text
     assert other.json()["replayed"] is False
     assert other.json()["message_id"] != first.json()["message_id"]

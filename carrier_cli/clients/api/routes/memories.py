@@ -112,7 +112,7 @@ class MemoryIn(BaseModel):
 
 class Added(BaseModel):
     memory: MemoryOut
-    fragments: int = Field(default=0, description="Documents: how many fragments it was split into.")
+    fragments: int = Field(default=0, description="Documents: the fragments it was split into.")
     created: bool = Field(description="False when this exact text was already stored.")
 
 
