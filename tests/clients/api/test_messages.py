@@ -223,7 +223,11 @@ def test_stream_error_is_an_error_event_and_no_half_reply_is_stored(served: Serv
 def test_client_leaving_mid_stream_leaves_memory_consistent(served: Served) -> None:
     room = unique("leave")
     words = [f"w{i} " for i in range(30)]
-    served.model.push(Reply(text="".join(words), chunks=words, chunk_delay=0.2))
+    # The runtime's reply format, so the deltas stream as they come (bare text is held
+    # back until the runtime knows no tags follow).
+    chunks = ["<response><thought>Slowly.</thought><actions>REPLY</actions><text>"]
+    chunks += [*words, "</text></response>"]
+    served.model.push(Reply(text="".join(chunks), chunks=chunks, chunk_delay=0.2))
 
     async def read_one_token_and_leave() -> None:
         async with (
@@ -395,3 +399,11 @@ def test_attachments_are_stored_with_the_message(served: Served) -> None:
     r = post(served, {"room": room, "text": "look", "attachments": [attachment]})
     assert r.status_code == 200, r.text
     assert room_messages(served, room)[0]["attachments"] == [attachment]
+
+
+def test_a_control_character_in_room_is_explained(served: Served) -> None:
+    r = post(served, {"room": "a\tb", "text": "hi"})
+    assert r.status_code == 422
+    assert "control characters" in r.json()["error"]["message"]
+    r = post(served, {"room": "r1", "text": " \n "})
+    assert r.status_code == 422 and "blank" in r.json()["error"]["message"]

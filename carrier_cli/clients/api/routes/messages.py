@@ -49,9 +49,16 @@ MAX_TEXT = 32_000
 MAX_ROOM = 200
 MAX_ATTACHMENTS = 10
 SOURCE = "api"
+# What the schema says of the text fields (the validators below are the last word: they
+# also refuse blank values and the rest of what str.isprintable refuses).
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]+$"
+NOT_BLANK = r"\S"
 
 
-def _printable(value: str, field: str) -> str:
+def _printable(value: Any, field: str) -> Any:
+    """Run before the schema's pattern, so the error says what is wrong in words."""
+    if not isinstance(value, str):
+        return value  # the type check that follows names it
     if not value.strip():
         raise ValueError(f"{field} must not be blank")
     if not value.isprintable():
@@ -67,6 +74,7 @@ class Sender(BaseModel):
     id: str = Field(
         min_length=1,
         max_length=200,
+        pattern=PRINTABLE,
         description="Your application's id of the person (1-200 printable characters). "
         "The same id is the same person for the agent's memory of facts.",
         examples=["u1"],
@@ -74,13 +82,14 @@ class Sender(BaseModel):
     name: str = Field(
         min_length=1,
         max_length=100,
+        pattern=PRINTABLE,
         description="How the agent should call them (1-100 printable characters).",
         examples=["Ada"],
     )
 
-    @field_validator("id", "name")
+    @field_validator("id", "name", mode="before")
     @classmethod
-    def _check(cls, value: str) -> str:
+    def _check(cls, value: Any) -> Any:
         return _printable(value, "it")
 
 
@@ -97,11 +106,11 @@ class Attachment(BaseModel):
         examples=["https://example.com/cat.jpg"],
     )
     kind: Literal["image", "video", "audio", "file", "link"] = "file"
-    name: str | None = Field(None, max_length=200, examples=["cat.jpg"])
+    name: str | None = Field(None, max_length=200, pattern=PRINTABLE, examples=["cat.jpg"])
 
-    @field_validator("name")
+    @field_validator("name", mode="before")
     @classmethod
-    def _check(cls, value: str | None) -> str | None:
+    def _check(cls, value: Any) -> Any:
         return None if value is None else _printable(value, "it")
 
 
@@ -119,6 +128,7 @@ class MessageIn(BaseModel):
     room: str = Field(
         min_length=1,
         max_length=MAX_ROOM,
+        pattern=PRINTABLE,
         description="Your name for the conversation (1-200 printable characters). Messages "
         "to the same room share the agent's recent context and are answered in order.",
         examples=["r1"],
@@ -126,6 +136,7 @@ class MessageIn(BaseModel):
     text: str = Field(
         min_length=1,
         max_length=MAX_TEXT,
+        pattern=NOT_BLANK,
         description=f"The message (1-{MAX_TEXT:,} characters; not blank).",
         examples=["Hello!"],
     )
@@ -139,15 +150,15 @@ class MessageIn(BaseModel):
         "as sending `Accept: text/event-stream`.",
     )
 
-    @field_validator("room")
+    @field_validator("room", mode="before")
     @classmethod
-    def _room(cls, value: str) -> str:
+    def _room(cls, value: Any) -> Any:
         return _printable(value, "room")
 
-    @field_validator("text")
+    @field_validator("text", mode="before")
     @classmethod
-    def _text(cls, value: str) -> str:
-        if not value.strip():
+    def _text(cls, value: Any) -> Any:
+        if isinstance(value, str) and value and not value.strip():
             raise ValueError("text must not be blank")
         return value
 
@@ -304,6 +315,22 @@ STREAM_DOC = (
 )
 
 
+# One Server-Sent Event (OpenAPI 3.1: `schema` of an event stream describes each event).
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "id": {"type": "string", "description": "1, 2, 3... within the response."},
+        "event": {"type": "string", "enum": ["token", "reply", "done", "error"]},
+        "data": {
+            "type": "string",
+            "description": 'JSON: token {"text"}, reply (the JSON answer), done {}, error '
+            '{"error": {"code", "message", "hint"}}.',
+        },
+    },
+}
+
+
 @router.post(
     "/agents/{agent}/messages",
     response_model=MessageOut,
@@ -317,7 +344,7 @@ STREAM_DOC = (
         200: {
             "content": {
                 "text/event-stream": {
-                    "schema": {"type": "string"},
+                    "schema": SSE_EVENT_SCHEMA,
                     "example": 'id: 1\nevent: token\ndata: {"text":"Hel"}\n\n'
                     'id: 2\nevent: token\ndata: {"text":"lo!"}\n\n'
                     'id: 3\nevent: reply\ndata: {"message_id":"...","reply":{...}}\n\n'
