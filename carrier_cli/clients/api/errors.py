@@ -127,6 +127,12 @@ def install(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         from fastapi.responses import JSONResponse
 
+        from carrier_cli.clients.api.outages import database_outage
+
+        outage = database_outage(exc)
+        if outage is not None:  # the database is down: 503, and one line in the log
+            log.warning("%s %s: database unreachable: %s", request.method, request.url.path, exc)
+            return error_response(outage)
         log.error(
             "%s %s failed: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
         )

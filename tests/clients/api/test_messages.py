@@ -13,11 +13,13 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from carrier_cli.clients.api.outages import database_outage
 from carrier_cli.clients.api.routes.messages import turn_failure
 from carrier_cli.llm.errors import ProviderUnavailable
 from carrier_cli.memory.failures import StorageFailure
 from tests.clients.api.chat_support import (
     CHARACTER_EXTRA,
+    SERVE_ENV,
     Served,
     any_served,
     model,
@@ -302,6 +304,10 @@ def test_failure_mapping_database_503_model_502() -> None:
     assert (database.status, database.code) == (503, "unavailable")
     model_down = turn_failure(ProviderUnavailable("OpenAI: connection refused."))
     assert (model_down.status, model_down.code) == (502, "upstream_failed")
+    # A driver error the memory layer does not name: the server refusing connections.
+    refused = database_outage(ConnectionRefusedError(111, "Connect call failed"))
+    assert refused is not None and refused.status == 503
+    assert database_outage(ValueError("a bug")) is None
 
 
 # -- room order --------------------------------------------------------------------------------
@@ -407,3 +413,33 @@ def test_a_control_character_in_room_is_explained(served: Served) -> None:
     assert "control characters" in r.json()["error"]["message"]
     r = post(served, {"room": "r1", "text": " \n "})
     assert r.status_code == 422 and "blank" in r.json()["error"]["message"]
+
+
+@pytest.mark.postgres
+def test_database_outage_is_503_without_a_stack(
+    model: Any, tmp_path: Path, postgres_admin_url: str
+) -> None:
+    import uuid as uuid_mod
+
+    from tests.support.postgres import _run, with_database
+
+    name = f"carrier_outage_{uuid_mod.uuid4().hex[:12]}"
+    _run(postgres_admin_url, f'CREATE DATABASE "{name}"')
+    env = {**SERVE_ENV, "CARRIER_DATABASE_URL": with_database(postgres_admin_url, name)}
+    character = write_character(tmp_path / "carrier.yaml", extra=CHARACTER_EXTRA)
+    process = start_serve(tmp_path / "home", model.url, characters=[character], env=env)
+    try:
+        url = f"{process.url}{AGENT}/messages"
+        ok = httpx.post(url, json={"room": "r1", "text": "hi"}, headers=process.headers())
+        assert ok.status_code == 200, ok.text
+        # The database goes away under the running server (its connections are killed).
+        _run(postgres_admin_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+        for body in ({"room": "r1", "text": "still there?"}, {"room": "r2", "text": "new"}):
+            r = httpx.post(url, json=body, headers=process.headers(), timeout=60)
+            assert r.status_code == 503, r.text + process.stderr[-4000:]
+            assert r.json()["error"]["code"] == "unavailable"
+            assert "Traceback" not in r.text
+        rooms = httpx.get(f"{process.url}{AGENT}/rooms", headers=process.headers(), timeout=60)
+        assert rooms.status_code == 503, rooms.text
+    finally:
+        process.terminate()

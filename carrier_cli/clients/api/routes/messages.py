@@ -30,6 +30,7 @@ from carrier_cli.auth.keys import KeyInfo
 from carrier_cli.clients.api import sse
 from carrier_cli.clients.api.auth import require, state_of
 from carrier_cli.clients.api.errors import ApiError, error_body, from_carrier_error
+from carrier_cli.clients.api.outages import database_outage
 from carrier_cli.clients.api.routes.message_models import (
     SSE_EVENT_SCHEMA,
     MessageIn,
@@ -256,6 +257,13 @@ async def stream(
     except CarrierError as exc:
         failed = turn_failure(exc)
         yield sse.frame("error", error_body(failed.code, failed.message, failed.hint), next_id())
-    except Exception as exc:  # a bug: logged with its stack, never sent
-        log.error("streamed turn failed: %s", type(exc).__name__, exc_info=exc)
-        yield sse.frame("error", error_body(*INTERNAL), next_id())
+    except Exception as exc:  # the database down, or a bug (logged with its stack)
+        outage = database_outage(exc)
+        if outage is not None:
+            log.warning("streamed turn: database unreachable: %s", exc)
+            yield sse.frame(
+                "error", error_body(outage.code, outage.message, outage.hint), next_id()
+            )
+        else:
+            log.error("streamed turn failed: %s", type(exc).__name__, exc_info=exc)
+            yield sse.frame("error", error_body(*INTERNAL), next_id())
