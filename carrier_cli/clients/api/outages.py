@@ -1,11 +1,14 @@
-"""A database that cannot be reached while serving is an outage (503), not a bug (500).
+"""A database that cannot be reached while serving is an outage (503), not a bug (500),
+in a Server-Sent Events stream too.
 
 The memory layer names the failures it knows (`memory.failures.StorageFailure`, which
 answers 503 by itself), but a server that stopped or a database that was dropped under a
-running process reaches a request as the driver's own error: connection refused, "database
-does not exist", too many connections. Those are recognised here, from the exception and
-what it wraps, so a client is told to retry later; errors that mean a bug in a query
-(IntegrityError, ProgrammingError...) still answer 500 and are logged with their stack.
+running process reaches a request as the driver's own error. A JSON answer gets 503 from
+the app's handlers (errors.install: any SQLAlchemy DBAPIError or pool timeout); a stream
+has already sent its 200, so the streaming route asks this module and sends the same
+error object as an `error` event. Besides what those handlers take, the driver's own
+errors are recognised from what the exception wraps: connection refused, "database does
+not exist", too many connections.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ _STATES = ("3D000", "53300", "28P01", "28000")
 
 def database_outage(exc: BaseException) -> ApiError | None:
     """503 `unavailable` when `exc` is the database being unreachable, else None."""
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
     for error in chain(exc):
         state = str(getattr(error, "sqlstate", None) or getattr(error, "pgcode", None) or "")
         reachable_lost = (
-            isinstance(error, ConnectionError)
+            isinstance(error, DBAPIError | PoolTimeout | ConnectionError)
             or getattr(error, "connection_invalidated", False)
             or state.startswith(_STATE_PREFIXES)
             or state in _STATES

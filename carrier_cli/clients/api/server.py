@@ -101,6 +101,16 @@ def check_options(options: ServeOptions) -> None:
         )
 
 
+def check_clients(names: Sequence[str], registry: Mapping[str, str]) -> None:
+    """An unknown --client is refused before the port, the database or a key is touched."""
+    unknown = [name for name in names if name not in registry]
+    if unknown:
+        raise InputError(
+            f"Unknown client {unknown[0]!r} given to --client.",
+            hint=f"Available clients: {', '.join(sorted(registry))}.",
+        )
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, or an error naming the address and what to do."""
     try:
@@ -168,16 +178,18 @@ def api_service(
     store: Any,
     keys: Any,
     sock: socket.socket,
-    first_key: FirstKey | None,
     out: Printer,
 ) -> Any:
-    """The supervisor service running the API over the process's runtimes."""
+    """The supervisor service running the API over the process's runtimes. The first
+    admin key is made here, once every runtime opened: a start that fails earlier (a bad
+    --character, a client's preflight) must not store a key nobody was shown."""
 
     async def service(runtimes: Sequence[Any], settings: Settings, stop: asyncio.Event) -> None:
         import uvicorn
 
         from carrier_cli.clients.api.app import create_app
         from carrier_cli.clients.api.options import ApiOptions
+        from carrier_cli.clients.api.ws_frames import MAX_FRAME_CHARS
         from carrier_cli.clients.api.state import AgentDirectory, ApiState
 
         options_ = ApiOptions.from_settings(settings)
@@ -189,6 +201,7 @@ def api_service(
             clients=list(options.clients),
         )
         app = create_app(state)
+        first_key = await ensure_first_key(keys) if keys is not None else None
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -197,6 +210,10 @@ def api_service(
             timeout_graceful_shutdown=max(1, int(options_.shutdown_grace)),
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
+            # A frame's text is refused past ws_frames.MAX_FRAME_CHARS (256 K characters);
+            # this stops the bytes of a larger one from being buffered at all (uvicorn's
+            # default is 16 MiB per frame, per connection). 4 bytes per character at most.
+            ws_max_size=4 * MAX_FRAME_CHARS,
             server_header=False,
         )
         server = _server(config)
@@ -250,6 +267,7 @@ async def serve(
     from carrier_cli.runtime.agent import AgentRuntime
 
     check_options(options)
+    check_clients(options.clients, registry)
     sock = bind(options.host, options.port)
     try:
         store = await MemoryStore.from_settings(settings)
@@ -258,7 +276,6 @@ async def serve(
         raise
     try:
         keys = None if options.no_auth else ApiKeys(store)
-        first_key = await ensure_first_key(keys) if keys is not None else None
 
         async def runtime_factory(character: Any, settings: Settings) -> Any:
             return await AgentRuntime.create(character, settings, store=store)
@@ -270,7 +287,7 @@ async def serve(
             registry,
             runtime_factory=runtime_factory,
             stop_event=stop_event,
-            services=[("api", api_service(options, store, keys, sock, first_key, out))],
+            services=[("api", api_service(options, store, keys, sock, out))],
         )
     finally:
         sock.close()

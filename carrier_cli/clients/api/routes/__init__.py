@@ -7,6 +7,13 @@ from typing import Any
 
 
 def routers() -> list[Any]:
-    from carrier_cli.clients.api.routes import agents, health, memories, messages, rooms
+    from carrier_cli.clients.api.routes import agents, health, memories, messages, rooms, ws
 
-    return [health.router, agents.router, messages.router, rooms.router, memories.router]
+    return [
+        health.router,
+        agents.router,
+        messages.router,
+        rooms.router,
+        memories.router,
+        ws.router,
+    ]
