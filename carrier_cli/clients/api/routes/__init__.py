@@ -7,6 +7,13 @@ from typing import Any
 
 
 def routers() -> list[Any]:
-    from carrier_cli.clients.api.routes import agents, health, ws
+    from carrier_cli.clients.api.routes import agents, health, memories, messages, rooms, ws
 
-    return [health.router, agents.router, ws.router]
+    return [
+        health.router,
+        agents.router,
+        messages.router,
+        rooms.router,
+        memories.router,
+        ws.router,
+    ]
