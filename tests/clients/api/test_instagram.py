@@ -463,9 +463,19 @@ def test_events_and_the_bound(
     from carrier_cli.config import Settings
 
     monkeypatch.setenv("CARRIER_HOME", str(tmp_path / "home"))
-    for key, value in servers.env.items():
-        monkeypatch.setenv(key, value)
-    loaded = InstagramOptions.from_settings(Settings())
+    monkeypatch.setenv("SSL_CERT_FILE", servers.env["SSL_CERT_FILE"])
+    loaded = InstagramOptions.from_settings(
+        Settings(
+            instagram_account_id=servers.graph.account_id,
+            graph_api_base=servers.graph.url,
+            ftp_server=servers.env["FTP_SERVER"],
+            ftp_username=FTP_USER,
+            http_server=servers.http.url,
+            instagram_poll_interval=0.02,
+            instagram_retry_delay=0.02,
+            max_retries=0,
+        )
+    )
     # The secrets come from the keyring or the environment through the CLI's loader; here
     # they are given as the server would have them.
     options = dataclasses.replace(
