@@ -1,0 +1,459 @@
+"""What the HTTP and WebSocket API of `carrier serve` costs over the runtime it serves.
+
+A server subprocess (this script with `--serve`) builds one runtime with a zero-latency
+ScriptedChatModel (the same character and script as runtime_bench.py; SQLite in a temp
+dir, local wordllama embeddings), measures that runtime directly first (sequential turns
+in one room, then 50 rooms at once), and then serves it through the real `carrier serve`
+code path (`api_service`: create_app, the middlewares and uvicorn, exactly as the command
+runs them) with the request log at WARNING and no rate limit. This process is the client:
+httpx2 with keep-alive and the `websockets` library, over loopback.
+
+(a) overhead: the same sequential turns through `POST /v1/agents/Eliza/messages`, p50/p99
+    and the ratio to the direct turn; plus `GET /v1/agents` (auth, routing, JSON; no turn);
+(b) requests/s with 50 concurrent clients, each in its own room (and GET /v1/agents);
+(c) 500 idle WebSocket connections (RSS growth of the server per connection, psutil), then
+    50 more that each send `message` frames: time to the first `reply.token`, between
+    tokens, and to `reply.completed`, with the 500 idle ones still open.
+
+Goals (issue 13): API overhead p50 under 2 ms over the runtime; 500 idle WebSockets under
+100 MB of extra RSS.
+
+    .venv/bin/python bench/api_bench.py [--quick] [--turns N] [--clients 50] [--idle 500]
+
+The client and the server share the machine: the figures include the client's own CPU
+time on a loaded box; the load and the busiest other processes are printed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # runtime_bench, beside this file
+
+AGENT = "Eliza"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def summary(values: list[float]) -> str:
+    return f"p50 {pct(values, 0.5):7.2f} ms   p99 {pct(values, 0.99):7.2f} ms"
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """The server subprocess: a direct baseline, then the API over the same runtime."""
+    import random
+
+    from runtime_bench import _msg, character, script
+
+    from carrier_cli.auth.keys import ApiKeys
+    from carrier_cli.clients.api.server import ServeOptions, api_service, bind
+    from carrier_cli.config import Settings
+    from carrier_cli.llm.scripted import ScriptedChatModel
+    from carrier_cli.memory.store import MemoryStore
+    from carrier_cli.runtime.agent import AgentRuntime
+
+    settings = Settings(api_rate_limit=0, shutdown_grace=2.0)
+    store = await MemoryStore.open(args.database_url)
+    model = ScriptedChatModel(script, record=False)
+    runtime = await AgentRuntime.create(
+        character(), settings, store=store, model=model, model_name="zero-latency"
+    )
+    rng = random.Random(7)
+    for i in range(10):  # warm caches (room, entity, vector index, wordllama)
+        await runtime.handle_message(_msg(rng, "warm", i))
+    direct: list[float] = []
+    for i in range(args.turns):
+        began = time.perf_counter()
+        await runtime.handle_message(_msg(rng, "direct", i))
+        direct.append((time.perf_counter() - began) * 1000)
+    await runtime.wait_idle()
+
+    async def room(r: int) -> None:
+        for i in range(args.per_client):
+            await runtime.handle_message(_msg(rng, f"direct-{r}", i))
+
+    began = time.perf_counter()
+    await asyncio.gather(*(room(r) for r in range(args.clients)))
+    direct_rps = args.clients * args.per_client / (time.perf_counter() - began)
+    await runtime.wait_idle()
+
+    keys = ApiKeys(store)
+    raw, _ = await keys.create("bench", "admin")
+    sock = bind("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def out(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    service = api_service(ServeOptions(port=0), store, keys, sock, None, out)
+    running = asyncio.create_task(service([runtime], settings, stop))
+    await _wait_listening(url, running)
+    print(
+        json.dumps(
+            {"url": url, "key": raw, "pid": os.getpid(), "direct": direct, "rps": direct_rps}
+        ),
+        flush=True,
+    )
+    try:
+        await running
+    finally:
+        sock.close()
+        await runtime.aclose()
+        await store.close()
+
+
+async def _wait_listening(url: str, running: asyncio.Task[None]) -> None:
+    import httpx2 as httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+        for _ in range(500):
+            if running.done():
+                running.result()
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.02)
+    raise RuntimeError("the bench server did not answer /healthz")
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+def machine_report() -> None:
+    import psutil
+
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    procs = list(psutil.process_iter(["pid", "name", "cmdline"]))
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.cpu_percent(None)
+    time.sleep(1.0)
+    busy = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            share = p.cpu_percent(None)
+            if share >= 5 and p.pid != os.getpid():
+                cmd = " ".join(p.info.get("cmdline") or [p.info.get("name") or "?"])[:90]
+                busy.append((share, p.pid, cmd))
+    if busy:
+        print("also running (>= 5% CPU over 1 s):")
+        for share, pid, cmd in sorted(busy, reverse=True)[:8]:
+            print(f"  {share:5.0f}%  pid {pid}  {cmd}")
+    else:
+        print("also running: nothing above 5% CPU over 1 s")
+
+
+def start_server(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen[str], Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--serve",
+        "--database-url",
+        f"sqlite:///{tmp / 'api-bench.db'}",
+        "--turns",
+        str(args.turns),
+        "--clients",
+        str(args.clients),
+        "--per-client",
+        str(args.per_client),
+    ]
+    env = {**os.environ, "CARRIER_HOME": str(tmp / "home")}
+    log = tmp / "server.log"  # a file, not a pipe: nothing reads it while the bench runs
+    with log.open("w") as errors:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env
+        )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.strip():
+        process.wait(30)
+        raise RuntimeError("the bench server failed:\n" + log.read_text()[-4000:])
+    return process, json.loads(line)
+
+
+async def http_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    import httpx2 as httpx
+
+    headers = {"Authorization": f"Bearer {info['key']}"}
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    results: dict[str, Any] = {}
+    async with httpx.AsyncClient(
+        base_url=info["url"], headers=headers, limits=limits, timeout=60
+    ) as client:
+        path = f"/v1/agents/{AGENT}/messages"
+
+        async def send(room: str, i: int) -> httpx.Response:
+            return await client.post(
+                path,
+                json={
+                    "room": room,
+                    "text": f"Tell me about the harbor and the tide, please ({i}).",
+                    "sender": {"id": f"user-{room}", "name": f"User {room}"},
+                },
+            )
+
+        probe = await send("warm", 0)
+        results["messages"] = probe.status_code == 200
+        if not results["messages"]:
+            print(
+                f"\nPOST {path} answered {probe.status_code}: this build has no messages "
+                "endpoint yet, so (a) and (b) measure GET /v1/agents only."
+            )
+        else:
+            for i in range(1, 10):
+                (await send("warm", i)).raise_for_status()
+            api: list[float] = []
+            server_total: list[float] = []
+            for i in range(args.turns):
+                began = time.perf_counter()
+                response = await send("api", i)
+                api.append((time.perf_counter() - began) * 1000)
+                response.raise_for_status()
+                timings = response.json().get("timings") or {}
+                if "total" in timings:
+                    server_total.append(float(timings["total"]) * 1000)
+            results["api"], results["server_total"] = api, server_total
+
+            async def client_loop(r: int) -> None:
+                for i in range(args.per_client):
+                    (await send(f"api-{r}", i)).raise_for_status()
+
+            began = time.perf_counter()
+            await asyncio.gather(*(client_loop(r) for r in range(args.clients)))
+            results["rps"] = args.clients * args.per_client / (time.perf_counter() - began)
+
+        for _ in range(20):
+            (await client.get("/v1/agents")).raise_for_status()
+        agents: list[float] = []
+        for _ in range(args.turns * 3):
+            began = time.perf_counter()
+            (await client.get("/v1/agents")).raise_for_status()
+            agents.append((time.perf_counter() - began) * 1000)
+        results["agents"] = agents
+        count = args.clients * args.per_client * 4
+
+        async def get_loop() -> None:
+            for _ in range(count // args.clients):
+                (await client.get("/v1/agents")).raise_for_status()
+
+        began = time.perf_counter()
+        await asyncio.gather(*(get_loop() for _ in range(args.clients)))
+        results["agents_rps"] = count / (time.perf_counter() - began)
+    return results
+
+
+async def ws_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any] | None:
+    import psutil
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus, WebSocketException
+
+    uri = info["url"].replace("http://", "ws://") + "/v1/ws"
+    protocols: Any = ["carrier.v1", info["key"]]
+    server = psutil.Process(info["pid"])
+
+    async def open_one() -> Any:
+        ws = await connect(uri, subprotocols=protocols, open_timeout=30, max_queue=64)
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if frame.get("type") != "authenticated":
+            raise RuntimeError(f"unexpected first frame {frame}")
+        return ws
+
+    try:
+        warm = await open_one()  # the hub and the protocol code are loaded before measuring
+    except (InvalidStatus, WebSocketException, OSError) as exc:
+        print(f"\n/v1/ws refused the connection ({exc}): this build has no WebSocket API yet.")
+        return None
+    await warm.close()
+    await asyncio.sleep(0.5)
+    rss_before = server.memory_info().rss
+    idle: list[Any] = []
+    for start in range(0, args.idle, 50):
+        idle += await asyncio.gather(*(open_one() for _ in range(min(50, args.idle - start))))
+    await asyncio.sleep(1.0)
+    rss_idle = server.memory_info().rss
+    results: dict[str, Any] = {
+        "idle": len(idle),
+        "rss_before": rss_before,
+        "rss_idle": rss_idle,
+    }
+    streaming = await asyncio.gather(*(open_one() for _ in range(args.clients)))
+    first: list[float] = []
+    gaps: list[float] = []
+    complete: list[float] = []
+    tokens = 0
+
+    async def talk(n: int, ws: Any) -> None:
+        nonlocal tokens
+        for i in range(args.ws_rounds):
+            client_id = f"c{n}-{i}"
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "message",
+                        "agent": AGENT,
+                        "room": f"ws-{n}",
+                        "text": f"What is the weather at sea today? ({i})",
+                        "sender": {"id": f"ws-user-{n}", "name": f"Sailor {n}"},
+                        "client_id": client_id,
+                    }
+                )
+            )
+            sent = last = time.perf_counter()
+            seen_first = False
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                kind = frame.get("type")
+                if kind == "error":
+                    raise RuntimeError(f"error frame: {frame}")
+                if frame.get("client_id") != client_id:
+                    continue
+                at = time.perf_counter()
+                if kind == "reply.token":
+                    tokens += 1
+                    if not seen_first:
+                        first.append((at - sent) * 1000)
+                        seen_first = True
+                    else:
+                        gaps.append((at - last) * 1000)
+                    last = at
+                elif kind == "reply.completed":
+                    complete.append((at - sent) * 1000)
+                    break
+
+    began = time.perf_counter()
+    await asyncio.gather(*(talk(n, ws) for n, ws in enumerate(streaming)))
+    elapsed = time.perf_counter() - began
+    results.update(
+        rss_streaming=server.memory_info().rss,
+        first=first,
+        gaps=gaps,
+        complete=complete,
+        tokens=tokens,
+        turns_per_s=args.clients * args.ws_rounds / elapsed,
+        still_open=sum(1 for ws in idle if ws.state.name == "OPEN"),
+    )
+    await asyncio.gather(*(ws.close() for ws in [*idle, *streaming]), return_exceptions=True)
+    return results
+
+
+def report(info: dict[str, Any], http: dict[str, Any], ws: dict[str, Any] | None) -> None:
+    direct = info["direct"]
+    print(f"\n(a) overhead per request ({len(direct)} sequential turns, one room, keep-alive):")
+    print(f"  runtime.handle_message  {summary(direct)}")
+    if http.get("messages"):
+        api = http["api"]
+        over = pct(api, 0.5) - pct(direct, 0.5)
+        over99 = pct(api, 0.99) - pct(direct, 0.99)
+        print(f"  POST .../messages       {summary(api)}")
+        print(
+            f"  -> the API adds {over:.2f} ms at p50 ({over99:.2f} ms at p99); "
+            f"ratio {pct(api, 0.5) / pct(direct, 0.5):.2f}x   (goal: < 2 ms at p50)"
+        )
+        if http["server_total"]:
+            print(f"  (the turn as the server timed it: {summary(http['server_total'])})")
+    agents = http["agents"]
+    print(f"  GET /v1/agents          {summary(agents)}   (auth + routing + JSON, no turn)")
+
+    print(f"\n(b) requests/s with {info_clients(info)} concurrent clients, one room each:")
+    if http.get("messages"):
+        print(
+            f"  direct turns {info['rps']:7.0f}/s   POST .../messages {http['rps']:7.0f}/s   "
+            f"ratio {http['rps'] / info['rps']:.2f}"
+        )
+    print(f"  GET /v1/agents {http['agents_rps']:7.0f}/s")
+
+    if ws is None:
+        return
+    mib = 1024 * 1024
+    grown = ws["rss_idle"] - ws["rss_before"]
+    print(f"\n(c) WebSocket: {ws['idle']} idle connections")
+    print(
+        f"  server RSS {ws['rss_before'] / mib:.1f} MiB -> {ws['rss_idle'] / mib:.1f} MiB: "
+        f"+{grown / mib:.1f} MiB, {grown / ws['idle'] / 1024:.1f} KiB per connection   "
+        "(goal: < 100 MB for 500)"
+    )
+    if ws["first"]:
+        print(
+            f"  + {info_clients(info)} streaming connections, "
+            f"{ws['turns_per_s']:.0f} turns/s, {ws['tokens']} reply.token frames "
+            f"(RSS {ws['rss_streaming'] / mib:.1f} MiB; {ws['still_open']} idle still open):"
+        )
+        print(f"  send -> first reply.token   {summary(ws['first'])}")
+        print(f"  between reply.token frames  {summary(ws['gaps'])}")
+        print(f"  send -> reply.completed     {summary(ws['complete'])}")
+    else:
+        print("  the streaming connections saw no reply.token frames")
+
+
+def info_clients(info: dict[str, Any]) -> int:
+    return int(info.get("clients", 50))
+
+
+async def client_main(args: argparse.Namespace, info: dict[str, Any]) -> None:
+    http = await http_phase(info, args)
+    ws = await ws_phase(info, args)
+    report(info, http, ws)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer turns and requests")
+    parser.add_argument("--turns", type=int, default=None, help="sequential turns, each side")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
+    parser.add_argument("--per-client", type=int, default=None, help="requests per client")
+    parser.add_argument("--idle", type=int, default=500, help="idle WebSocket connections")
+    parser.add_argument("--ws-rounds", type=int, default=None, help="messages per WS client")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.turns = args.turns or (60 if args.quick else 300)
+    args.per_client = args.per_client or (2 if args.quick else 6)
+    args.ws_rounds = args.ws_rounds or (2 if args.quick else 4)
+    if args.serve:
+        asyncio.run(serve(args))
+        return
+    machine_report()
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        process, info = start_server(args, Path(tmp))
+        info["clients"] = args.clients
+        print(f"server ready in {time.perf_counter() - began:.1f} s (pid {process.pid})")
+        try:
+            asyncio.run(client_main(args, info))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+    print(f"\n(mean direct turn {statistics.fmean(info['direct']):.2f} ms)")
+
+
+if __name__ == "__main__":
+    main()
