@@ -251,6 +251,8 @@ def test_too_large_is_413_and_leaves_nothing(api: Api, tmp_path: Path) -> None:
         headers={"Content-Type": content_type},
     )
     assert_error(chunked, 413, "too_large")
+    huge = {"path": "/srv/x.jpg", "caption": "x" * 70_000}
+    assert_error(api.client.post("/v1/instagram/posts", json=huge), 413, "too_large")
     assert (set(api.uploads.iterdir()) if api.uploads.exists() else set()) == before
 
 
@@ -334,6 +336,25 @@ def test_bad_fields_are_422_naming_them(api: Api, tmp_path: Path) -> None:
         400,
         "bad_request",
     )
+
+
+def test_malformed_multipart_is_400_and_leaves_nothing(api: Api, tmp_path: Path) -> None:
+    photo = make_image(tmp_path / "p.jpg", (1080, 1080)).read_bytes()
+    body, content_type = _multipart(("p.jpg", photo), caption="x")
+    cases = [
+        (body, "multipart/form-data"),  # no boundary
+        (body[: len(body) // 2], content_type),  # cut inside the file part
+        (b"--nonsense\r\n\r\n", content_type),
+        (body.replace(b"form-data; ", b"attachment; ", 1), content_type),
+    ]
+    before = set(api.uploads.iterdir()) if api.uploads.exists() else set()
+    for content, header in cases:
+        response = api.client.post(
+            "/v1/instagram/posts", content=content, headers={"Content-Type": header}
+        )
+        assert response.status_code in (400, 422), (header, response.text)
+        assert response.json()["error"]["code"] in ("bad_request", "invalid_request")
+    assert set(api.uploads.iterdir()) == before
 
 
 def test_a_reel_is_checked_as_a_video_whatever_its_name(api: Api, tmp_path: Path) -> None:

@@ -224,10 +224,22 @@ async def create_post(request: Request, _: Any = Depends(require("admin"))) -> J
     return JSONResponse(body_model.model_dump(), status_code=202, headers={"Location": url})
 
 
+MAX_JSON_BYTES = 65_536  # a JSON post names files; the uploads' bound is not for it
+
+
 async def _json_body(request: Request) -> Any:
     import json
 
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise ApiError(
+                413,
+                "too_large",
+                f"A JSON post is at most {MAX_JSON_BYTES:,} bytes.",
+                hint="Name the files with `path` or `paths`; upload media with multipart.",
+            )
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
