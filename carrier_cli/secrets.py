@@ -189,3 +189,43 @@ def validate_key_name(name: str) -> str:
             "e.g. discord:eliza for a per-character bot token).",
         )
     return name
+
+
+MAX_KEY_VALUE_CHARS = 4096  # the longest real credential seen is ~2,000 (Graph API tokens)
+# Names whose values are passwords a person chose: spaces inside are legitimate there.
+_SPACES_ALLOWED = frozenset({"ftp"})
+
+
+def validate_key_value(name: str, value: str) -> str:
+    """The value to store (stripped), or an InputError saying what is wrong with it.
+
+    What this catches is what a paste gets wrong: two keys pasted together (a newline or
+    space inside), a terminal escape or NUL picked up with the text, or a whole file piped
+    in by mistake. None of these can be a working key, and stored they fail later, far from
+    the paste, as an authentication error that does not say why."""
+    value = value.strip()
+    label = f"The value for key '{name}'"
+    if not value:
+        raise InputError(f"No value given for key '{name}'.", hint="Type or pipe the key.")
+    if len(value) > MAX_KEY_VALUE_CHARS:
+        raise InputError(
+            f"{label} is {len(value):,} characters long; keys and tokens are at most "
+            f"{MAX_KEY_VALUE_CHARS:,}.",
+            hint='Pipe only the key itself (e.g. `printf %s "$KEY" | carrier keys set '
+            f"{name}`), not a file that holds it among other text.",
+        )
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        kind = "a line break" if bad in "\r\n" else f"a control character (U+{ord(bad):04X})"
+        raise InputError(
+            f"{label} contains {kind}.",
+            hint="Paste one key on one line; if two keys were pasted together, store them "
+            "one at a time.",
+        )
+    if name.split(":", 1)[0] not in _SPACES_ALLOWED and any(c.isspace() for c in value):
+        raise InputError(
+            f"{label} contains a space; API keys and tokens never do.",
+            hint="Check the paste: only the key, without a label like 'Bearer' or a "
+            "second key after it.",
+        )
+    return value

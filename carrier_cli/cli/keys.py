@@ -20,18 +20,15 @@ NameArg = Annotated[
 @app.command("set")
 def set_key(name: NameArg) -> None:
     """Store a key: typed at a hidden prompt, or read from stdin when piped."""
-    from carrier_cli.errors import InputError
     from carrier_cli.output import notice
-    from carrier_cli.secrets import SecretStore, validate_key_name
+    from carrier_cli.secrets import SecretStore, validate_key_name, validate_key_value
 
     validate_key_name(name)
     if sys.stdin.isatty():
         value = typer.prompt(f"Value for '{name}'", hide_input=True)
     else:
         value = sys.stdin.read()
-    value = value.strip()
-    if not value:
-        raise InputError(f"No value given for key '{name}'.", hint="Type or pipe the key.")
+    value = validate_key_value(name, value)
     store = SecretStore()
     store.set(name, value)
     if store.uses_file:

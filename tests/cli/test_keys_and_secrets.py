@@ -60,6 +60,31 @@ def test_empty_key_refused() -> None:
     assert result.returncode == 2 and "No value" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("openai", "sk-one-0123456789\nsk-two-0123456789", "a line break"),
+        ("openai", "sk-\x1b[201~pasted-0123456789", "control character (U+001B)"),
+        ("discord", "Bearer abc.def.ghi", "contains a space"),
+        ("anthropic", "sk-ant-" + "x" * 5000, "5,007 characters"),
+    ],
+)
+def test_mangled_key_values_are_refused(
+    carrier_home: Path, name: str, value: str, says: str
+) -> None:
+    result = run_carrier(["keys", "set", name], input=value + "\n")
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert value[:12] not in result.stderr  # the (partial) secret is not echoed back
+    assert run_carrier(["keys", "get", name]).returncode == 2  # nothing was stored
+
+
+def test_ftp_password_may_hold_spaces(carrier_home: Path) -> None:
+    assert run_carrier(["keys", "set", "ftp"], input="correct horse battery\n").returncode == 0
+    shown = run_carrier(["keys", "get", "ftp", "--reveal"])
+    assert shown.stdout.strip() == "correct horse battery"
+
+
 def _planted_settings() -> tuple[dict[str, str], dict[str, str]]:
     """Env giving every secret-bearing setting a planted value: every secret field, and a
     password in every URL-valued setting. Returns (env, setting -> planted secret)."""
