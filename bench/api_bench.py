@@ -33,7 +33,6 @@ import inspect
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,12 @@ def summary(values: list[float]) -> str:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    """The server subprocess: a direct baseline, then the API over the same runtime."""
+    """The server subprocess: the API over one runtime, plus a control channel on stdin
+    that runs turns on the same runtime directly, so the client can interleave direct and
+    API blocks and both see the same machine load.
+
+    stdin commands, one JSON line answered on stdout each: `direct ROOM N` (N sequential
+    turns: their ms), `concurrent CLIENTS PER` (CLIENTS rooms at once: turns/s)."""
     import random
 
     from runtime_bench import _msg, character, script
@@ -82,21 +86,20 @@ async def serve(args: argparse.Namespace) -> None:
     rng = random.Random(7)
     for i in range(10):  # warm caches (room, entity, vector index, wordllama)
         await runtime.handle_message(_msg(rng, "warm", i))
-    direct: list[float] = []
-    for i in range(args.turns):
+    counter = iter(range(10**9))
+
+    async def direct(room: str, count: int) -> list[float]:
+        times = []
+        for _ in range(count):
+            began = time.perf_counter()
+            await runtime.handle_message(_msg(rng, room, next(counter)))
+            times.append((time.perf_counter() - began) * 1000)
+        return times
+
+    async def concurrent(clients: int, per: int) -> float:
         began = time.perf_counter()
-        await runtime.handle_message(_msg(rng, "direct", i))
-        direct.append((time.perf_counter() - began) * 1000)
-    await runtime.wait_idle()
-
-    async def room(r: int) -> None:
-        for i in range(args.per_client):
-            await runtime.handle_message(_msg(rng, f"direct-{r}", i))
-
-    began = time.perf_counter()
-    await asyncio.gather(*(room(r) for r in range(args.clients)))
-    direct_rps = args.clients * args.per_client / (time.perf_counter() - began)
-    await runtime.wait_idle()
+        await asyncio.gather(*(direct(f"direct-{r}", per) for r in range(clients)))
+        return clients * per / (time.perf_counter() - began)
 
     keys = ApiKeys(store)
     raw, _ = await keys.create("bench", "admin")
@@ -116,15 +119,28 @@ async def serve(args: argparse.Namespace) -> None:
     service = api_service(ServeOptions(port=0), store, keys, sock, out=out, **extra)
     running = asyncio.create_task(service([runtime], settings, stop))
     await _wait_listening(url, running)
-    print(
-        json.dumps(
-            {"url": url, "key": raw, "pid": os.getpid(), "direct": direct, "rps": direct_rps}
-        ),
-        flush=True,
-    )
+    print(json.dumps({"url": url, "key": raw, "pid": os.getpid()}), flush=True)
+
+    async def control() -> None:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                return
+            command, *rest = line.split()
+            if command == "direct":
+                answer: Any = await direct(rest[0], int(rest[1]))
+            elif command == "concurrent":
+                answer = await concurrent(int(rest[0]), int(rest[1]))
+            else:
+                answer = None
+            await runtime.wait_idle()
+            print(json.dumps(answer), flush=True)
+
+    controller = asyncio.create_task(control())
     try:
         await running
     finally:
+        controller.cancel()
         sock.close()
         await runtime.aclose()
         await store.close()
@@ -156,7 +172,8 @@ def machine_report() -> None:
     for p in procs:
         with contextlib.suppress(psutil.Error):
             p.cpu_percent(None)
-    time.sleep(1.0)
+    busy_share = psutil.cpu_percent(interval=1.0)  # every CPU, short-lived processes too
+    print(f"CPU busy over the last second: {busy_share:.0f}% of the machine")
     busy = []
     for p in procs:
         with contextlib.suppress(psutil.Error):
@@ -172,46 +189,68 @@ def machine_report() -> None:
         print("also running: nothing above 5% CPU over 1 s")
 
 
-def start_server(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen[str], Any]:
-    command = [
-        sys.executable,
-        __file__,
-        "--serve",
-        "--database-url",
-        f"sqlite:///{tmp / 'api-bench.db'}",
-        "--turns",
-        str(args.turns),
-        "--clients",
-        str(args.clients),
-        "--per-client",
-        str(args.per_client),
-    ]
+class Server:
+    """The server subprocess and its control channel (stdin commands, stdout answers)."""
+
+    def __init__(self, process: subprocess.Popen[str], info: dict[str, Any]) -> None:
+        self.process = process
+        self.url: str = info["url"]
+        self.key: str = info["key"]
+        self.pid: int = info["pid"]
+
+    def ask(self, command: str) -> Any:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def start_server(tmp: Path) -> Server:
+    command = [sys.executable, __file__, "--serve", "--database-url"]
+    command.append(f"sqlite:///{tmp / 'api-bench.db'}")
     env = {**os.environ, "CARRIER_HOME": str(tmp / "home")}
     log = tmp / "server.log"  # a file, not a pipe: nothing reads it while the bench runs
     with log.open("w") as errors:
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=env,
         )
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line.strip():
         process.wait(30)
         raise RuntimeError("the bench server failed:\n" + log.read_text()[-4000:])
-    return process, json.loads(line)
+    return Server(process, json.loads(line))
 
 
-async def http_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+async def http_phase(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    """(a) and (b): blocks of 10 direct turns and 10 API turns, alternating, so drift in
+    the machine's load falls on both sides alike."""
     import httpx2 as httpx
 
-    headers = {"Authorization": f"Bearer {info['key']}"}
+    headers = {"Authorization": f"Bearer {server.key}"}
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"direct": [], "api": [], "server_total": [], "added": []}
     async with httpx.AsyncClient(
-        base_url=info["url"], headers=headers, limits=limits, timeout=60
+        base_url=server.url, headers=headers, limits=limits, timeout=60
     ) as client:
         path = f"/v1/agents/{AGENT}/messages"
+        counter = iter(range(10**9))
 
-        async def send(room: str, i: int) -> httpx.Response:
+        async def send(room: str) -> httpx.Response:
+            i = next(counter)
             return await client.post(
                 path,
                 json={
@@ -221,7 +260,7 @@ async def http_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str
                 },
             )
 
-        probe = await send("warm", 0)
+        probe = await send("warm")
         results["messages"] = probe.status_code == 200
         if not results["messages"]:
             print(
@@ -229,24 +268,26 @@ async def http_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str
                 "endpoint yet, so (a) and (b) measure GET /v1/agents only."
             )
         else:
-            for i in range(1, 10):
-                (await send("warm", i)).raise_for_status()
-            api: list[float] = []
-            server_total: list[float] = []
-            for i in range(args.turns):
-                began = time.perf_counter()
-                response = await send("api", i)
-                api.append((time.perf_counter() - began) * 1000)
-                response.raise_for_status()
-                timings = response.json().get("timings") or {}
-                if "total" in timings:  # milliseconds
-                    server_total.append(float(timings["total"]))
-            results["api"], results["server_total"] = api, server_total
+            for _ in range(9):
+                (await send("warm")).raise_for_status()
+            for _ in range(max(1, args.turns // 10)):
+                results["direct"] += server.ask("direct direct 10")
+                for _ in range(10):
+                    began = time.perf_counter()
+                    response = await send("api")
+                    elapsed = (time.perf_counter() - began) * 1000
+                    response.raise_for_status()
+                    results["api"].append(elapsed)
+                    total = (response.json().get("timings") or {}).get("total")
+                    if total is not None:  # milliseconds, as the server timed the turn
+                        results["server_total"].append(float(total))
+                        results["added"].append(elapsed - float(total))
 
             async def client_loop(r: int) -> None:
-                for i in range(args.per_client):
-                    (await send(f"api-{r}", i)).raise_for_status()
+                for _ in range(args.per_client):
+                    (await send(f"api-{r}")).raise_for_status()
 
+            results["direct_rps"] = server.ask(f"concurrent {args.clients} {args.per_client}")
             began = time.perf_counter()
             await asyncio.gather(*(client_loop(r) for r in range(args.clients)))
             results["rps"] = args.clients * args.per_client / (time.perf_counter() - began)
@@ -272,14 +313,14 @@ async def http_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str
     return results
 
 
-async def ws_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any] | None:
+async def ws_phase(server: Server, args: argparse.Namespace) -> dict[str, Any] | None:
     import psutil
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus, WebSocketException
 
-    uri = info["url"].replace("http://", "ws://") + "/v1/ws"
-    protocols: Any = ["carrier.v1", info["key"]]
-    server = psutil.Process(info["pid"])
+    uri = server.url.replace("http://", "ws://") + "/v1/ws"
+    protocols: Any = ["carrier.v1", server.key]
+    process = psutil.Process(server.pid)
 
     async def open_one() -> Any:
         ws = await connect(uri, subprotocols=protocols, open_timeout=30, max_queue=64)
@@ -295,12 +336,12 @@ async def ws_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str, 
         return None
     await warm.close()
     await asyncio.sleep(0.5)
-    rss_before = server.memory_info().rss
+    rss_before = process.memory_info().rss
     idle: list[Any] = []
     for start in range(0, args.idle, 50):
         idle += await asyncio.gather(*(open_one() for _ in range(min(50, args.idle - start))))
     await asyncio.sleep(1.0)
-    rss_idle = server.memory_info().rss
+    rss_idle = process.memory_info().rss
     results: dict[str, Any] = {
         "idle": len(idle),
         "rss_before": rss_before,
@@ -354,7 +395,7 @@ async def ws_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str, 
     await asyncio.gather(*(talk(n, ws) for n, ws in enumerate(streaming)))
     elapsed = time.perf_counter() - began
     results.update(
-        rss_streaming=server.memory_info().rss,
+        rss_streaming=process.memory_info().rss,
         first=first,
         gaps=gaps,
         complete=complete,
@@ -366,29 +407,32 @@ async def ws_phase(info: dict[str, Any], args: argparse.Namespace) -> dict[str, 
     return results
 
 
-def report(info: dict[str, Any], http: dict[str, Any], ws: dict[str, Any] | None) -> None:
-    direct = info["direct"]
-    print(f"\n(a) overhead per request ({len(direct)} sequential turns, one room, keep-alive):")
-    print(f"  runtime.handle_message  {summary(direct)}")
+def report(args: argparse.Namespace, http: dict[str, Any], ws: dict[str, Any] | None) -> None:
+    print("\n(a) overhead per request (sequential turns in one room, keep-alive; blocks of 10")
+    print("    direct and 10 API turns alternating):")
     if http.get("messages"):
-        api = http["api"]
+        direct, api = http["direct"], http["api"]
+        print(f"  runtime.handle_message  {summary(direct)}   ({len(direct)} turns)")
+        print(f"  POST .../messages       {summary(api)}   ({len(api)} requests)")
         over = pct(api, 0.5) - pct(direct, 0.5)
-        over99 = pct(api, 0.99) - pct(direct, 0.99)
-        print(f"  POST .../messages       {summary(api)}")
         print(
-            f"  -> the API adds {over:.2f} ms at p50 ({over99:.2f} ms at p99); "
+            f"  -> the API adds {over:.2f} ms at p50 "
+            f"({pct(api, 0.99) - pct(direct, 0.99):.2f} ms at p99); "
             f"ratio {pct(api, 0.5) / pct(direct, 0.5):.2f}x   (goal: < 2 ms at p50)"
         )
-        if http["server_total"]:
-            print(f"  (the turn as the server timed it: {summary(http['server_total'])})")
+        if http["added"]:
+            print(
+                f"  per request, client time minus the turn as the server timed it: "
+                f"{summary(http['added'])}"
+            )
     print(f"  GET /healthz            {summary(http['/healthz'])}   (HTTP + client, no key)")
     print(f"  GET /v1/agents          {summary(http['/v1/agents'])}   (+ the key check, no turn)")
 
-    print(f"\n(b) requests/s with {info_clients(info)} concurrent clients, one room each:")
+    print(f"\n(b) requests/s with {args.clients} concurrent clients, one room each:")
     if http.get("messages"):
         print(
-            f"  direct turns {info['rps']:7.0f}/s   POST .../messages {http['rps']:7.0f}/s   "
-            f"ratio {http['rps'] / info['rps']:.2f}"
+            f"  direct turns {http['direct_rps']:7.0f}/s   POST .../messages {http['rps']:7.0f}/s"
+            f"   ratio {http['rps'] / http['direct_rps']:.2f}"
         )
     print(f"  GET /v1/agents {http['agents_rps']:7.0f}/s")
 
@@ -404,7 +448,7 @@ def report(info: dict[str, Any], http: dict[str, Any], ws: dict[str, Any] | None
     )
     if ws["first"]:
         print(
-            f"  + {info_clients(info)} streaming connections, "
+            f"  + {args.clients} streaming connections, "
             f"{ws['turns_per_s']:.0f} turns/s, {ws['tokens']} reply.token frames "
             f"(RSS {ws['rss_streaming'] / mib:.1f} MiB; {ws['still_open']} idle still open):"
         )
@@ -415,14 +459,10 @@ def report(info: dict[str, Any], http: dict[str, Any], ws: dict[str, Any] | None
         print("  the streaming connections saw no reply.token frames")
 
 
-def info_clients(info: dict[str, Any]) -> int:
-    return int(info.get("clients", 50))
-
-
-async def client_main(args: argparse.Namespace, info: dict[str, Any]) -> None:
-    http = await http_phase(info, args)
-    ws = await ws_phase(info, args)
-    report(info, http, ws)
+async def client_main(args: argparse.Namespace, server: Server) -> None:
+    http = await http_phase(server, args)
+    ws = await ws_phase(server, args)
+    report(args, http, ws)
 
 
 def main() -> None:
@@ -445,19 +485,14 @@ def main() -> None:
     machine_report()
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
-        process, info = start_server(args, Path(tmp))
-        info["clients"] = args.clients
-        print(f"server ready in {time.perf_counter() - began:.1f} s (pid {process.pid})")
+        server = start_server(Path(tmp))
+        print(f"server ready in {time.perf_counter() - began:.1f} s (pid {server.pid})")
         try:
-            asyncio.run(client_main(args, info))
+            asyncio.run(client_main(args, server))
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-    print(f"\n(mean direct turn {statistics.fmean(info['direct']):.2f} ms)")
+            server.stop()
+    load = os.getloadavg()
+    print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
 if __name__ == "__main__":

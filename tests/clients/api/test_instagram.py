@@ -468,6 +468,34 @@ def test_a_restart_resumes_a_post_stopped_mid_way(servers: Servers, tmp_path: Pa
         second.terminate()
 
 
+def test_a_restart_resumes_a_post_after_a_crash(servers: Servers, tmp_path: Path) -> None:
+    """The server dies (as with kill -9) right after the upload was journaled; the next
+    start takes over the dead process's lease and publishes the post once."""
+    home = tmp_path / "home"
+    first = _serve(servers, home, CARRIER_TEST_CRASH_AFTER="uploaded")
+    with httpx.Client(base_url=first.url, headers=first.headers(), timeout=30) as client:
+        photo = make_image(tmp_path / "crash.jpg", (1080, 1080), color=(9, 90, 9)).read_bytes()
+        response = upload(client, ("crash.jpg", photo), caption="published after a crash")
+        assert response.status_code == 202, response.text
+        status_url = response.json()["status_url"]
+    assert first.process.wait(timeout=30) == 137  # crash_point's os._exit
+    first.kill()
+    assert not any(m["caption"] == "published after a crash" for m in servers.graph.published)
+
+    second = _serve(servers, home)
+    try:
+        with httpx.Client(base_url=second.url, headers=first.headers(), timeout=30) as client:
+            done = wait_done(client, status_url)
+        assert done["status"] == "published", done
+        published = [
+            m for m in servers.graph.published if m["caption"] == "published after a crash"
+        ]
+        assert len(published) == 1 and done["media_id"] == published[0]["id"]
+        assert not list((home / "data" / "api-uploads" / "instagram").iterdir())
+    finally:
+        second.terminate()
+
+
 # --- in process: the poster's events and its bound -------------------------------------------
 
 
