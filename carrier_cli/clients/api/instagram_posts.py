@@ -43,7 +43,7 @@ from carrier_cli.clients.instagram.pipeline import (
     prepare,
     prepared_dir,
 )
-from carrier_cli.errors import CarrierError, ConfigError
+from carrier_cli.errors import ConfigError
 from carrier_cli.redact import scrub
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ class InstagramPoster:
                 except StopRequested:
                     log.info("Instagram post %d stopped; it resumes on the next start.", post_id)
                     return
-                except (CarrierError, Exception) as exc:
+                except Exception as exc:  # CarrierError or not: journaled by the pipeline
                     log.warning("Instagram post %d failed: %s", post_id, scrub(str(exc)))
                     record = await self.journal.get(post_id)
                     await self._emit("instagram.failed", event_data(record, post_id, exc))

@@ -408,6 +408,8 @@ def test_limit(api: Api) -> None:
 def test_unknown_post_is_404(api: Api) -> None:
     assert_error(api.client.get("/v1/instagram/posts/999999"), 404, "not_found")
     assert_error(api.client.get("/v1/instagram/posts/abc"), 422, "invalid_request")
+    huge = api.client.get("/v1/instagram/posts/7633168137843458957115392")  # found by fuzzing
+    assert_error(huge, 422, "invalid_request")
 
 
 # --- other servers ---------------------------------------------------------------------------

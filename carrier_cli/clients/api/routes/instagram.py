@@ -17,9 +17,10 @@ from __future__ import annotations
 import stat
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,6 +37,7 @@ from carrier_cli.redact import scrub
 router = APIRouter(prefix="/v1/instagram", tags=["instagram"])
 
 Kind = Literal["image", "reel", "story", "carousel"]
+MAX_POST_ID = 2**63 - 1  # a larger id is no row, and overflows the database's integer
 
 
 class PostOptions(BaseModel):
@@ -77,6 +79,19 @@ class PathPost(PostOptions):
 
 
 class PostAccepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "post_id": 7,
+                    "status_url": "/v1/instagram/posts/7",
+                    "status": "queued",
+                    "already_published": False,
+                }
+            ]
+        }
+    )
+
     post_id: int = Field(description="The journal id (`carrier instagram status ID` too).")
     status_url: str = Field(description="GET it to follow the post.")
     status: str
@@ -173,7 +188,9 @@ _BODY_DOC: dict[str, Any] = {
     openapi_extra=_BODY_DOC,
     responses={
         202: {"description": "Journaled; publishing in the background. Poll status_url."},
+        400: {"description": "The body is not valid JSON or multipart/form-data"},
         413: {"description": "The upload is larger than api_max_upload_bytes"},
+        415: {"description": "The body is neither multipart/form-data nor JSON"},
         422: {"description": "A field is invalid or the media cannot be posted"},
         503: {"description": "Instagram is not configured, or every slot is taken"},
     },
@@ -384,7 +401,11 @@ def _status(poster: InstagramPoster, record: PostRecord) -> str:
     summary="Where a post is: step, media id, permalink, error",
     responses={404: {"description": "No such post"}},
 )
-async def get_post(post_id: int, request: Request, _: Any = Depends(require("read"))) -> PostStatus:
+async def get_post(
+    post_id: Annotated[int, PathParam(ge=1, le=MAX_POST_ID, description="The journal id.")],
+    request: Request,
+    _: Any = Depends(require("read")),
+) -> PostStatus:
     poster = poster_of(request)
     record = await poster.journal.get(post_id)
     if record is None:
