@@ -222,6 +222,22 @@ def test_json_path_post_keeps_the_servers_file(api: Api, tmp_path: Path) -> None
     assert photo.is_file(), "a file named by path is the admin's, never deleted"
 
 
+def test_the_character_writes_the_caption(api: Api, tmp_path: Path) -> None:
+    api.servers.model.push("Salt on the wind, tea on the deck.")
+    photo = make_image(tmp_path / "deck.jpg", (1080, 1080), color=(30, 60, 90)).read_bytes()
+    response = upload(api.client, ("deck.jpg", photo), generate_caption="true")
+    assert response.status_code == 202, response.text
+    done = wait_done(api.client, response.json()["status_url"])
+    assert done["status"] == "published", done
+    assert done["caption"] == "Salt on the wind, tea on the deck."
+    assert done["character"] == "Carrier"
+    media = next(m for m in api.graph.published if m["id"] == done["media_id"])
+    assert media["caption"] == done["caption"]
+    # The same photo again continues the same post: no second caption, no second post.
+    again = upload(api.client, ("deck.jpg", photo), generate_caption="true")
+    assert again.json()["post_id"] == done["post_id"] and again.json()["already_published"]
+
+
 def test_graph_failure_ends_failed_with_the_error(api: Api, tmp_path: Path) -> None:
     api.graph.fail_next("media", 100, None, message="Invalid parameter (fake refusal)")
     photo = make_image(tmp_path / "refused.jpg", (1080, 1080), color=(1, 2, 3))
