@@ -9,7 +9,10 @@ runs them) with the request log at WARNING and no rate limit. This process is th
 httpx2 with keep-alive and the `websockets` library, over loopback.
 
 (a) overhead: the same sequential turns through `POST /v1/agents/Eliza/messages`, p50/p99
-    and the ratio to the direct turn; plus `GET /v1/agents` (auth, routing, JSON; no turn);
+    and the ratio to the direct turn, in alternating blocks with the direct ones; sent with
+    httpx2 and with hand-written HTTP/1.1 on a raw socket (httpx2's own cost, 0.5-5 ms a
+    request on a busy machine, is the client's, not the server's); plus `GET /healthz`
+    and `GET /v1/agents` (the key check, routing, JSON; no turn);
 (b) requests/s with 50 concurrent clients, each in its own room (and GET /v1/agents);
 (c) 500 idle WebSocket connections (RSS growth of the server per connection, psutil), then
     50 more that each send `message` frames: time to the first `reply.token`, between
@@ -249,16 +252,15 @@ async def http_phase(server: Server, args: argparse.Namespace) -> dict[str, Any]
         path = f"/v1/agents/{AGENT}/messages"
         counter = iter(range(10**9))
 
+        def body(room: str) -> dict[str, Any]:
+            return {
+                "room": room,
+                "text": f"Tell me about the harbor and the tide, please ({next(counter)}).",
+                "sender": {"id": f"user-{room}", "name": f"User {room}"},
+            }
+
         async def send(room: str) -> httpx.Response:
-            i = next(counter)
-            return await client.post(
-                path,
-                json={
-                    "room": room,
-                    "text": f"Tell me about the harbor and the tide, please ({i}).",
-                    "sender": {"id": f"user-{room}", "name": f"User {room}"},
-                },
-            )
+            return await client.post(path, json=body(room))
 
         probe = await send("warm")
         results["messages"] = probe.status_code == 200
@@ -270,8 +272,15 @@ async def http_phase(server: Server, args: argparse.Namespace) -> dict[str, Any]
         else:
             for _ in range(9):
                 (await send("warm")).raise_for_status()
+            results["raw"] = []
+            raw = await RawHttp(server.url, headers).__aenter__()
             for _ in range(max(1, args.turns // 10)):
                 results["direct"] += server.ask("direct direct 10")
+                for _ in range(10):
+                    began = time.perf_counter()
+                    status, _ = await raw.request("POST", path, body("raw"))
+                    results["raw"].append((time.perf_counter() - began) * 1000)
+                    assert status == 200, status
                 for _ in range(10):
                     began = time.perf_counter()
                     response = await send("api")
@@ -282,6 +291,8 @@ async def http_phase(server: Server, args: argparse.Namespace) -> dict[str, Any]
                     if total is not None:  # milliseconds, as the server timed the turn
                         results["server_total"].append(float(total))
                         results["added"].append(elapsed - float(total))
+
+            await raw.__aexit__()
 
             async def client_loop(r: int) -> None:
                 for _ in range(args.per_client):
@@ -301,6 +312,7 @@ async def http_phase(server: Server, args: argparse.Namespace) -> dict[str, Any]
                 (await client.get(path)).raise_for_status()
                 times.append((time.perf_counter() - began) * 1000)
             results[path] = times
+        results["raw /healthz"] = await raw_gets(server.url, "/healthz", args.turns * 3)
         count = args.clients * args.per_client * 4
 
         async def get_loop() -> None:
@@ -311,6 +323,55 @@ async def http_phase(server: Server, args: argparse.Namespace) -> dict[str, Any]
         await asyncio.gather(*(get_loop() for _ in range(args.clients)))
         results["agents_rps"] = count / (time.perf_counter() - began)
     return results
+
+
+class RawHttp:
+    """Hand-written HTTP/1.1 over one keep-alive socket: the server's own cost plus
+    loopback, without an HTTP client library's (httpx2 adds about 0.5-1 ms a request)."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.host, port = url.removeprefix("http://").split(":")
+        self.port = int(port)
+        self.headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> RawHttp:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        data = b"" if body is None else json.dumps(body).encode()
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.headers}"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + data)
+        answer = await self.reader.readuntil(b"\r\n\r\n")
+        lines = answer.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in lines
+            if line.lower().startswith(b"content-length:")
+        )
+        return status, await self.reader.readexactly(length)
+
+
+async def raw_gets(url: str, path: str, count: int) -> list[float]:
+    times: list[float] = []
+    async with RawHttp(url, {}) as raw:
+        for i in range(count + 20):
+            began = time.perf_counter()
+            status, _ = await raw.request("GET", path)
+            assert status == 200, status
+            if i >= 20:  # the first ones warm up
+                times.append((time.perf_counter() - began) * 1000)
+    return times
 
 
 async def ws_phase(server: Server, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -413,19 +474,22 @@ def report(args: argparse.Namespace, http: dict[str, Any], ws: dict[str, Any] | 
     if http.get("messages"):
         direct, api = http["direct"], http["api"]
         print(f"  runtime.handle_message  {summary(direct)}   ({len(direct)} turns)")
-        print(f"  POST .../messages       {summary(api)}   ({len(api)} requests)")
-        over = pct(api, 0.5) - pct(direct, 0.5)
-        print(
-            f"  -> the API adds {over:.2f} ms at p50 "
-            f"({pct(api, 0.99) - pct(direct, 0.99):.2f} ms at p99); "
-            f"ratio {pct(api, 0.5) / pct(direct, 0.5):.2f}x   (goal: < 2 ms at p50)"
-        )
+        print(f"  POST .../messages       {summary(api)}   ({len(api)} requests, httpx2)")
+        print(f"  POST .../messages, raw  {summary(http['raw'])}   (no client library)")
+        for label, series in (("with httpx2", api), ("raw HTTP", http["raw"])):
+            over = pct(series, 0.5) - pct(direct, 0.5)
+            print(
+                f"  -> {label}: the API adds {over:.2f} ms at p50 "
+                f"({pct(series, 0.99) - pct(direct, 0.99):.2f} ms at p99); "
+                f"ratio {pct(series, 0.5) / pct(direct, 0.5):.2f}x   (goal: < 2 ms at p50)"
+            )
         if http["added"]:
             print(
                 f"  per request, client time minus the turn as the server timed it: "
                 f"{summary(http['added'])}"
             )
     print(f"  GET /healthz            {summary(http['/healthz'])}   (HTTP + client, no key)")
+    print(f"  GET /healthz, raw HTTP  {summary(http['raw /healthz'])}   (no client library)")
     print(f"  GET /v1/agents          {summary(http['/v1/agents'])}   (+ the key check, no turn)")
 
     print(f"\n(b) requests/s with {args.clients} concurrent clients, one room each:")
