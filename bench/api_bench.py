@@ -313,6 +313,9 @@ async def http_phase(server: Server, args: argparse.Namespace) -> dict[str, Any]
                 times.append((time.perf_counter() - began) * 1000)
             results[path] = times
         results["raw /healthz"] = await raw_gets(server.url, "/healthz", args.turns * 3)
+        results["raw /v1/agents"] = await raw_gets(
+            server.url, "/v1/agents", args.turns * 3, headers
+        )
         count = args.clients * args.per_client * 4
 
         async def get_loop() -> None:
@@ -362,9 +365,11 @@ class RawHttp:
         return status, await self.reader.readexactly(length)
 
 
-async def raw_gets(url: str, path: str, count: int) -> list[float]:
+async def raw_gets(
+    url: str, path: str, count: int, headers: dict[str, str] | None = None
+) -> list[float]:
     times: list[float] = []
-    async with RawHttp(url, {}) as raw:
+    async with RawHttp(url, headers or {}) as raw:
         for i in range(count + 20):
             began = time.perf_counter()
             status, _ = await raw.request("GET", path)
@@ -491,6 +496,7 @@ def report(args: argparse.Namespace, http: dict[str, Any], ws: dict[str, Any] | 
     print(f"  GET /healthz            {summary(http['/healthz'])}   (HTTP + client, no key)")
     print(f"  GET /healthz, raw HTTP  {summary(http['raw /healthz'])}   (no client library)")
     print(f"  GET /v1/agents          {summary(http['/v1/agents'])}   (+ the key check, no turn)")
+    print(f"  GET /v1/agents, raw     {summary(http['raw /v1/agents'])}   (no client library)")
 
     print(f"\n(b) requests/s with {args.clients} concurrent clients, one room each:")
     if http.get("messages"):
