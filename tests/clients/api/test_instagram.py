@@ -322,6 +322,7 @@ def test_bad_fields_are_422_naming_them(api: Api, tmp_path: Path) -> None:
         ({"path": "relative/photo.jpg", "caption": "x"}, "path"),
         ({"path": str(tmp_path), "caption": "x"}, "path"),
         ({"path": str(tmp_path / "missing.jpg"), "caption": "x"}, "path"),
+        ({"path": "/srv/photo\u0000.jpg", "caption": "x"}, "path"),
         ({"caption": "x"}, "path"),
         ({"paths": [str(tmp_path / "p.jpg"), "/dev/null"], "caption": "x"}, "paths.1"),
     ]:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from carrier_cli.clients.api.auth import require, state_of
 from carrier_cli.clients.api.errors import ApiError, from_carrier_error, not_found
 from carrier_cli.clients.api.instagram_posts import InstagramPoster, not_configured
-from carrier_cli.clients.api.uploads import Form, not_media, read_form, sniff_suffix
+from carrier_cli.clients.api.uploads import not_media, read_form, sniff_suffix
 from carrier_cli.clients.instagram.graph import GraphError
 from carrier_cli.clients.instagram.journal import PostRecord
 from carrier_cli.clients.instagram.pipeline import PostRequest
@@ -201,7 +201,6 @@ async def create_post(request: Request, _: Any = Depends(require("admin"))) -> J
     poster.check_configured()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     with poster.reservation():
-        form: Form | None = None
         if content_type == "multipart/form-data":
             form = await read_form(
                 request, poster.directory, max_bytes=state.options.max_upload_bytes
@@ -295,7 +294,7 @@ def _server_files(post: PathPost) -> tuple[list[Path], str]:
         try:
             resolved = candidate.resolve(strict=True)
             mode = resolved.stat().st_mode
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte in it
             raise invalid(where, f"{name!r}: no such file on the server.") from None
         if not stat.S_ISREG(mode):
             raise invalid(where, f"{name!r} is not a regular file.")
