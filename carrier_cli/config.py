@@ -299,6 +299,13 @@ class Settings(BaseSettings):
     api_rate_limit: int = Field(
         120, ge=0, le=1_000_000, description="Requests per minute per API key (0: unlimited)."
     )
+    api_auth_failure_limit: int = Field(
+        30,
+        ge=0,
+        le=1_000_000,
+        description="Wrong API keys per minute from one client address before its key "
+        "checks are refused with 429 (each costs a slow hash; 0: unlimited).",
+    )
 
     # Budgets
     budget: Budget | None = Field(

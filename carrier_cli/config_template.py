@@ -39,6 +39,7 @@ _SECTIONS = [
             "api_max_body_bytes",
             "api_max_upload_bytes",
             "api_rate_limit",
+            "api_auth_failure_limit",
         ],
     ),
     (

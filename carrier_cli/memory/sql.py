@@ -73,6 +73,10 @@ class SqlBackend(CallLog):
             ).all()
         return {str(r[0]): int(r[1]) for r in rows}
 
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
     async def table_counts(self, tables: Sequence[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
         async with self.read() as conn:

@@ -486,6 +486,10 @@ class MemoryStore(UsageRecords):
             self._vectors.forget_model()
         return deleted
 
+    async def ping(self) -> None:
+        """One cheap round trip to the database (readiness probes); raises if it fails."""
+        await self._backend.ping()
+
     async def table_counts(self) -> dict[str, int]:
         from carrier_cli.memory.schema import MEMORY_TABLES
 

@@ -101,6 +101,16 @@ def check_options(options: ServeOptions) -> None:
         )
 
 
+def check_clients(names: Sequence[str], registry: Mapping[str, str]) -> None:
+    """An unknown --client is refused before the port, the database or a key is touched."""
+    unknown = [name for name in names if name not in registry]
+    if unknown:
+        raise InputError(
+            f"Unknown client {unknown[0]!r} given to --client.",
+            hint=f"Available clients: {', '.join(sorted(registry))}.",
+        )
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, or an error naming the address and what to do."""
     try:
@@ -168,10 +178,11 @@ def api_service(
     store: Any,
     keys: Any,
     sock: socket.socket,
-    first_key: FirstKey | None,
     out: Printer,
 ) -> Any:
-    """The supervisor service running the API over the process's runtimes."""
+    """The supervisor service running the API over the process's runtimes. The first
+    admin key is made here, once every runtime opened: a start that fails earlier (a bad
+    --character, a client's preflight) must not store a key nobody was shown."""
 
     async def service(runtimes: Sequence[Any], settings: Settings, stop: asyncio.Event) -> None:
         import uvicorn
@@ -193,6 +204,7 @@ def api_service(
         poster = await open_poster(settings, store)
         state.extras["instagram"] = poster  # listeners: poster.listeners (webhooks)
         app = create_app(state)
+        first_key = await ensure_first_key(keys) if keys is not None else None
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -255,6 +267,7 @@ async def serve(
     from carrier_cli.runtime.agent import AgentRuntime
 
     check_options(options)
+    check_clients(options.clients, registry)
     sock = bind(options.host, options.port)
     try:
         store = await MemoryStore.from_settings(settings)
@@ -263,7 +276,6 @@ async def serve(
         raise
     try:
         keys = None if options.no_auth else ApiKeys(store)
-        first_key = await ensure_first_key(keys) if keys is not None else None
 
         async def runtime_factory(character: Any, settings: Settings) -> Any:
             return await AgentRuntime.create(character, settings, store=store)
@@ -275,7 +287,7 @@ async def serve(
             registry,
             runtime_factory=runtime_factory,
             stop_event=stop_event,
-            services=[("api", api_service(options, store, keys, sock, first_key, out))],
+            services=[("api", api_service(options, store, keys, sock, out))],
         )
     finally:
         sock.close()

@@ -60,6 +60,22 @@ class SqliteBackend(SqlBackend):
         self._reader_checked = False
 
     # ------------------------------------------------------------------ the backend's own
+    async def ping(self) -> None:
+        """`SELECT 1` never touches the file, and an open connection keeps reading a file
+        that was deleted or made unreadable: check the file itself too."""
+        import os
+
+        from carrier_cli.memory.urls import sqlite_file
+
+        path = sqlite_file(self.url)
+        if path is not None and not os.access(path, os.R_OK | os.W_OK):
+            raise StorageFailure(
+                "cannot_open",
+                f"The SQLite database {path} is gone or not readable and writable.",
+                hint=self.connect_hint,
+            )
+        await super().ping()
+
     @staticmethod
     def make_engine(url: str) -> AsyncEngine:
         return make_engine(url)
