@@ -350,8 +350,8 @@ def test_bad_fields_are_422_naming_them(api: Api, tmp_path: Path) -> None:
         api.client.post(
             "/v1/instagram/posts", content=b"{nope", headers={"Content-Type": "application/json"}
         ),
-        400,
-        "bad_request",
+        422,
+        "invalid_request",
     )
 
 

@@ -188,7 +188,7 @@ _BODY_DOC: dict[str, Any] = {
     openapi_extra=_BODY_DOC,
     responses={
         202: {"description": "Journaled; publishing in the background. Poll status_url."},
-        400: {"description": "The body is not valid JSON or multipart/form-data"},
+        400: {"description": "The multipart/form-data body is malformed"},
         413: {"description": "The upload is larger than api_max_upload_bytes"},
         415: {"description": "The body is neither multipart/form-data nor JSON"},
         422: {"description": "A field is invalid or the media cannot be posted"},
@@ -198,8 +198,11 @@ _BODY_DOC: dict[str, Any] = {
 async def create_post(request: Request, _: Any = Depends(require("admin"))) -> JSONResponse:
     state = state_of(request)
     poster = poster_of(request)
-    poster.check_configured()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    path_post: PathPost | None = None
+    if content_type == "application/json":  # small: its mistakes are named first
+        path_post = _validate(PathPost, await _json_body(request))
+    poster.check_configured()  # before an upload is read
     with poster.reservation():
         if content_type == "multipart/form-data":
             form = await read_form(
@@ -216,9 +219,7 @@ async def create_post(request: Request, _: Any = Depends(require("admin"))) -> J
                 raise
             if not created:
                 form.discard()  # the journal already has this post, with its own files
-        elif content_type == "application/json":
-            body = await _json_body(request)
-            path_post = _validate(PathPost, body)
+        elif path_post is not None:
             files, field = _server_files(path_post)
             options = PostOptions(**path_post.model_dump(exclude={"path", "paths"}))
             record, created = await _submit(request, poster, options, files, field)
@@ -259,12 +260,11 @@ async def _json_body(request: Request) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(
-            400,
-            "bad_request",
-            f"The body is not valid JSON ({exc}).",
-            hint='Send {"path": "/server/file.jpg", "caption": "..."}.',
-        ) from None
+        from fastapi.exceptions import RequestValidationError
+
+        # FastAPI's own answer to bad JSON on a body route: 422 naming `body`.
+        error = {"loc": ("body",), "msg": f"JSON decode error: {exc}", "type": "json_invalid"}
+        raise RequestValidationError([error]) from None
 
 
 def _validate(model: type[PostOptions], data: Any) -> Any:
