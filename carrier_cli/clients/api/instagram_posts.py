@@ -237,7 +237,12 @@ class InstagramPoster:
             return []
         self._sweep_parts()
         started = []
-        for record in await self.journal.history(limit=1000):
+        try:
+            records = await self.journal.history(limit=1000)
+        except Exception as exc:  # the API still serves; the posts wait for the next start
+            log.warning("Could not read the Instagram journal to resume posts: %s", exc)
+            return []
+        for record in records:
             if record.options.get("origin") != ORIGIN or record.published:
                 continue
             if record.status == "failed" and record.error != "interrupted":
