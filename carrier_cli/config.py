@@ -23,6 +23,7 @@ from carrier_cli.redact import mask_secret
 from carrier_cli.secrets import KEY_NAMES
 from carrier_cli.usage.caps import Budget
 from carrier_cli.usage.prices import ModelPrice
+from carrier_cli.webhooks.settings import Webhook
 
 EmbeddingProvider = Literal["local", "openai", "ollama"]
 
@@ -307,6 +308,40 @@ class Settings(BaseSettings):
         "checks are refused with 429 (each costs a slow hash; 0: unlimited).",
     )
 
+    # Webhooks (issue 13): signed POSTs of events, through a durable outbox
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        description="Webhook receivers: each {url, events, name?, and its secret as "
+        "secret_env: VAR or secret_key: webhook:NAME (`carrier keys set`), or secret}. "
+        "Events: message.created, reply.completed, instagram.published, instagram.failed, "
+        "agent.error, budget.reached. In the environment: JSON.",
+    )
+    webhooks_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs on loopback, private and link-local addresses "
+        "(refused by default: SSRF).",
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a webhook receiver has to answer."
+    )
+    webhook_max_age_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 30,
+        description="Hours a delivery is retried (timeouts, connection errors, 5xx, 408, "
+        "429) before it is marked failed.",
+    )
+    webhook_retry_delay: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Seconds before a failed delivery's first retry; doubles each attempt "
+        "(with jitter), up to an hour.",
+    )
+    webhook_concurrency: int = Field(
+        4, ge=1, le=100, description="Webhook deliveries sent at once per process."
+    )
+
     # Budgets
     budget: Budget | None = Field(
         None,
@@ -326,6 +361,36 @@ class Settings(BaseSettings):
                 return json.loads(value) if value.strip() else {}
             except json.JSONDecodeError as exc:
                 raise ValueError(f"is not JSON ({exc.msg})") from None
+        return value
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _webhooks_json(cls, value: Any) -> Any:
+        """CARRIER_WEBHOOKS='[{"url": "https://...", "events": [...], "secret_env": "X"}]'."""
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value) if value.strip() else []
+            except ValueError:
+                raise ValueError(
+                    'expected a list, in the environment as JSON: [{"url": "https://...", '
+                    '"events": ["message.created"], "secret_env": "HOOK_SECRET"}]'
+                ) from None
+        return value
+
+    @field_validator("webhooks", mode="after")
+    @classmethod
+    def _webhook_names_unique(cls, value: list[Webhook]) -> list[Webhook]:
+        """Deliveries are keyed by the webhook's name: two with one name would share them."""
+        seen: dict[str, int] = {}
+        for index, hook in enumerate(value):
+            if hook.key in seen:
+                raise ValueError(
+                    f"webhooks[{seen[hook.key]}] and webhooks[{index}] have the same name "
+                    f"{hook.key!r} (or the same URL without names); give each a distinct name"
+                )
+            seen[hook.key] = index
         return value
 
     @field_validator("api_cors_origins", mode="before")
@@ -412,6 +477,10 @@ class LoadedSettings:
                 shown = ""
             elif isinstance(raw, BaseModel):  # a mapping setting (budget): as its JSON
                 shown = raw.model_dump_json(exclude_none=True)
+            elif name == "webhooks":  # secrets masked, URL passwords too
+                import json
+
+                shown = json.dumps([hook.display() for hook in raw]) if raw else ""
             elif name in URL_FIELDS:
                 from carrier_cli.memory.urls import mask_url
 
@@ -567,8 +636,11 @@ def load_settings(
             where = sources.get(name, "default")
             # A validator's ValueError reads "Value error, <why>": keep only the why.
             msg = str(err["msg"]).removeprefix("Value error, ")
-            # A nested setting (budget.daily_tokens) is named in full.
-            shown = ".".join(str(part) for part in err["loc"]) or name
+            # A nested setting (budget.daily_tokens, webhooks[0].url) is named in full.
+            shown = "".join(
+                f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]
+            ).lstrip(".")
+            shown = shown or name
             problems.append(f"`{shown}` (from {where}): {msg}")
             hint = _hint_for(name)
             if hint and hint not in hints:

@@ -74,6 +74,17 @@ _SECTIONS = [
             "instagram_retry_delay",
         ],
     ),
+    (
+        "Webhooks",
+        [
+            "webhooks",
+            "webhooks_allow_private",
+            "webhook_timeout",
+            "webhook_max_age_hours",
+            "webhook_retry_delay",
+            "webhook_concurrency",
+        ],
+    ),
     ("Long-running processes", ["shutdown_grace"]),
     ("Budgets", ["budget"]),
 ]
@@ -85,6 +96,12 @@ _EXAMPLES: dict[str, list[str]] = {
         "#   monthly_cost_usd: 20.0",
         "#   action: refuse  # or small (switch to the small model), warn (log only)",
         '#   message: "I have reached my usage limit for now. Please try again later."',
+    ],
+    "webhooks": [
+        "#   - name: myapp",
+        "#     url: https://hooks.example.com/carrier",
+        "#     events: [message.created, reply.completed, agent.error]",
+        "#     secret_env: MYAPP_WEBHOOK_SECRET  # or secret_key: webhook:myapp",
     ],
 }
 
@@ -110,7 +127,7 @@ def render_config_yaml() -> str:
             default = info.get_default(call_default_factory=True)
             if name in SECRET_FIELDS:
                 lines.append(f"# {name}:  # use `carrier keys set` instead")
-            elif default is None:
+            elif default is None or name in _EXAMPLES:  # uncommented whole, valid YAML
                 lines.append(f"# {name}:")
                 lines.extend(_EXAMPLES.get(name, []))
             else:

@@ -22,6 +22,7 @@ from carrier_cli.memory.rows import (
     CHUNK,
     ROOMS,
     IndexFilters,
+    InsertExtra,
     M,
     columns,
     filtered,
@@ -113,10 +114,15 @@ class SqlBackend(CallLog):
 
     # ------------------------------------------------------------------ memories in
     async def insert_memories(
-        self, memories: Sequence[Memory], rows: list[dict[str, Any]]
+        self,
+        memories: Sequence[Memory],
+        rows: list[dict[str, Any]],
+        *,
+        extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
         """Insert the rows (ids already stored are skipped) and move the rooms'
-        last_active_at; returns the ids inserted when `reports_inserted`."""
+        last_active_at; returns the ids inserted when `reports_inserted`. `extra(conn,
+        new_memories)` runs in the same transaction (the webhooks' outbox)."""
         raise NotImplementedError
 
     def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:

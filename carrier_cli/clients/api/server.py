@@ -190,6 +190,7 @@ def api_service(
         from carrier_cli.clients.api.app import create_app
         from carrier_cli.clients.api.options import ApiOptions
         from carrier_cli.clients.api.state import AgentDirectory, ApiState
+        from carrier_cli.clients.api.ws_frames import MAX_FRAME_CHARS
 
         options_ = ApiOptions.from_settings(settings)
         state = ApiState(
@@ -213,6 +214,10 @@ def api_service(
             timeout_graceful_shutdown=max(1, int(options_.shutdown_grace)),
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
+            # A frame's text is refused past ws_frames.MAX_FRAME_CHARS (256 K characters);
+            # this stops the bytes of a larger one from being buffered at all (uvicorn's
+            # default is 16 MiB per frame, per connection). 4 bytes per character at most.
+            ws_max_size=4 * MAX_FRAME_CHARS,
             server_header=False,
         )
         server = _server(config)
@@ -265,9 +270,11 @@ async def serve(
     from carrier_cli.clients.supervisor import run_clients
     from carrier_cli.memory.store import MemoryStore
     from carrier_cli.runtime.agent import AgentRuntime
+    from carrier_cli.webhooks.sender import services as webhook_services
 
     check_options(options)
     check_clients(options.clients, registry)
+    hooks = webhook_services(settings)  # a webhook's missing secret: refused before binding
     sock = bind(options.host, options.port)
     try:
         store = await MemoryStore.from_settings(settings)
@@ -287,7 +294,7 @@ async def serve(
             registry,
             runtime_factory=runtime_factory,
             stop_event=stop_event,
-            services=[("api", api_service(options, store, keys, sock, out))],
+            services=[("api", api_service(options, store, keys, sock, out)), *hooks],
         )
     finally:
         sock.close()

@@ -7,6 +7,6 @@ from typing import Any
 
 
 def routers() -> list[Any]:
-    from carrier_cli.clients.api.routes import agents, health, instagram
+    from carrier_cli.clients.api.routes import agents, health, instagram, ws
 
-    return [health.router, agents.router, instagram.router]
+    return [health.router, agents.router, instagram.router, ws.router]
