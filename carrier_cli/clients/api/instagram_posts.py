@@ -17,7 +17,7 @@ for GET to show; `carrier instagram resume ID` retries it.
 Files uploaded with the request live in `<data dir>/api-uploads/instagram` until their post
 is published, then are deleted with their converted copies (a failed post keeps them, so a
 resume can continue). Each finished post calls the listeners with
-(`instagram.published` | `instagram.failed`, data): the webhook outbox subscribes there.
+(`instagram.published` | `instagram.failed`, data); the first is the webhook outbox's.
 """
 
 from __future__ import annotations
@@ -299,16 +299,32 @@ def event_data(
             media_id=record.media_id,
             permalink=record.permalink,
             error=scrub(record.error) if record.error else None,
+            attempts=record.attempts,
         )
     if error is not None and not data.get("error"):
         data["error"] = scrub(str(error))
     return data
 
 
+def webhook_listener(store: Any) -> Listener:
+    """instagram.* events into the webhook outbox (nothing when no webhook is configured:
+    the webhook service sets the store's outbox policy). The event id is the post and its
+    attempt: a repeat enqueues nothing, a later attempt's failure is a new event."""
+
+    async def enqueue(kind: str, data: dict[str, Any]) -> None:
+        from carrier_cli.webhooks.policy import publish
+
+        event_id = f"instagram-post:{data['post_id']}:{data.get('attempts', 0)}"
+        await publish(store, kind, data, event_id=event_id)
+
+    return enqueue
+
+
 async def open_poster(
     settings: Any, store: Any, *, listeners: list[Listener] | None = None
 ) -> InstagramPoster:
-    """The server's poster over the store's database (one connection pool for both)."""
+    """The server's poster over the store's database (one connection pool for both),
+    publishing its events to the webhooks, and to `listeners`."""
     from carrier_cli.clients.instagram.options import InstagramOptions
 
     journal = Journal(store.engine, owns_engine=False)
@@ -316,5 +332,5 @@ async def open_poster(
         InstagramOptions.from_settings(settings),
         journal,
         grace=float(settings.shutdown_grace),
-        listeners=list(listeners or []),
+        listeners=[webhook_listener(store), *(listeners or [])],
     )

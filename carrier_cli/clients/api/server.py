@@ -203,7 +203,7 @@ def api_service(
         from carrier_cli.clients.api.instagram_posts import open_poster
 
         poster = await open_poster(settings, store)
-        state.extras["instagram"] = poster  # listeners: poster.listeners (webhooks)
+        state.extras["instagram"] = poster  # its events go to the webhooks (poster.listeners)
         app = create_app(state)
         first_key = await ensure_first_key(keys) if keys is not None else None
         config = uvicorn.Config(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import subprocess
 import sys
 import time
@@ -34,10 +35,12 @@ from tests.support.instagram_servers import (
     start_ftp,
 )
 from tests.support.model_server import ModelServerProcess, start_server_process
+from tests.webhooks.receiver import Receiver
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
 MAX_UPLOAD = 300_000  # CARRIER_API_MAX_UPLOAD_BYTES of the module's server
+WEBHOOK_SECRET = "instagram-webhook-secret-0123"
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Api:
     servers: Servers
     serve: ServeProcess
     client: httpx.Client
+    hooks: Receiver  # the module server's webhook for instagram.published / .failed
 
     @property
     def graph(self) -> FakeGraph:
@@ -112,12 +116,42 @@ def _serve(servers: Servers, home: Path, **extra: str) -> ServeProcess:
 
 @pytest.fixture(scope="module")
 def api(servers: Servers) -> Iterator[Api]:
-    serve = _serve(servers, servers.tmp / "home", CARRIER_API_MAX_UPLOAD_BYTES=str(MAX_UPLOAD))
+    hooks = Receiver(WEBHOOK_SECRET).start()
+    webhook = {
+        "name": "posts",
+        "url": hooks.url,
+        "events": ["instagram.published", "instagram.failed"],
+        "secret_env": "WH_SECRET",
+    }
+    serve = _serve(
+        servers,
+        servers.tmp / "home",
+        CARRIER_API_MAX_UPLOAD_BYTES=str(MAX_UPLOAD),
+        CARRIER_WEBHOOKS=json.dumps([webhook]),
+        CARRIER_WEBHOOKS_ALLOW_PRIVATE="true",
+        WH_SECRET=WEBHOOK_SECRET,
+    )
     try:
         with httpx.Client(base_url=serve.url, headers=serve.headers(), timeout=30) as client:
-            yield Api(servers, serve, client)
+            yield Api(servers, serve, client, hooks)
     finally:
         serve.terminate()
+        hooks.stop()
+
+
+def webhook_for(api: Api, event: str, post_id: int) -> dict[str, Any]:
+    """The signed delivery of `event` for the post (waits for it)."""
+
+    def found() -> Any:
+        for received in api.hooks.requests(event):
+            if received.json["data"]["post_id"] == post_id:
+                return received
+        return None
+
+    received = api.hooks.wait_for(found, what=f"{event} of post {post_id}")
+    assert received.verified, "the delivery's signature does not verify"
+    body: dict[str, Any] = received.json
+    return body
 
 
 @pytest.fixture(autouse=True)
@@ -188,6 +222,10 @@ def test_multipart_upload_is_published_and_its_files_removed(api: Api, tmp_path:
     # Instagram fetched a JPEG (the PNG was converted); the server kept nothing.
     assert any(url.endswith(".jpg") and status == 200 for url, status, _ in api.graph.downloads)
     assert not list(api.uploads.iterdir())
+    event = webhook_for(api, "instagram.published", accepted["post_id"])
+    assert event["type"] == "instagram.published"
+    assert event["data"]["permalink"] == done["permalink"]
+    assert event["data"]["media_id"] == done["media_id"] and event["data"]["kind"] == "image"
 
     again = upload(api.client, ("again.png", data), caption="Low tide at noon.")
     assert again.status_code == 202, again.text
@@ -247,6 +285,9 @@ def test_graph_failure_ends_failed_with_the_error(api: Api, tmp_path: Path) -> N
     assert done["status"] == "failed" and done["step"] == "uploaded", done
     assert "fake refusal" in done["error"] and done["media_id"] is None
     assert ACCESS_TOKEN not in str(done)
+    event = webhook_for(api, "instagram.failed", done["post_id"])
+    assert "fake refusal" in event["data"]["error"] and event["data"]["step"] == "uploaded"
+    assert ACCESS_TOKEN not in json.dumps(event)
     assert list(api.uploads.iterdir()), "a failed post keeps its upload for a resume"
 
 
