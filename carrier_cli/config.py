@@ -307,6 +307,12 @@ class Settings(BaseSettings):
         description="Wrong API keys per minute from one client address before its key "
         "checks are refused with 429 (each costs a slow hash; 0: unlimited).",
     )
+    api_sse_ping_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Seconds between keep-alive comments on a quiet Server-Sent Events stream.",
+    )
 
     # Webhooks (issue 13): signed POSTs of events, through a durable outbox
     webhooks: list[Webhook] = Field(

@@ -40,6 +40,7 @@ _SECTIONS = [
             "api_max_upload_bytes",
             "api_rate_limit",
             "api_auth_failure_limit",
+            "api_sse_ping_seconds",
         ],
     ),
     (

@@ -165,6 +165,7 @@ def to_room(row: Any) -> Room:
         external_id=row.external_id,
         name=row.name,
         metadata=dict(row.metadata or {}),
+        last_active_at=getattr(row, "last_active_at", None),
     )
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, text, update
 
 from carrier_cli.memory.calls import CallLog
 from carrier_cli.memory.rows import (
@@ -223,8 +223,14 @@ class SqlBackend(CallLog):
         offset: int,
         with_vectors: bool,
         oldest_first: bool,
+        after: tuple[datetime, uuid.UUID] | None = None,
     ) -> list[Memory]:
         stmt = filtered(select(*columns(with_vectors)), filters)
+        if after is not None:  # keyset: what follows (created_at, id) in this order
+            moment, last = after
+            beyond = (M.c.created_at > moment) if oldest_first else (M.c.created_at < moment)
+            tie = (M.c.id > last) if oldest_first else (M.c.id < last)
+            stmt = stmt.where(or_(beyond, and_(M.c.created_at == moment, tie)))
         order = (
             (M.c.created_at.asc(), M.c.id.asc())
             if oldest_first

@@ -461,8 +461,11 @@ class MemoryStore(UsageRecords):
         offset: int = 0,
         with_vectors: bool = False,
         oldest_first: bool = False,
+        after: Memory | None = None,
     ) -> list[Memory]:
-        """Newest first by default."""
+        """Newest first by default. `after`: the page that follows this memory in that
+        order (keyset pagination: a page stays right while new memories arrive, which an
+        offset does not)."""
         filters = IndexFilters(
             agent_id=agent_id, room_id=room_id, entity_id=entity_id, kinds=_kinds(kinds)
         )
@@ -472,6 +475,7 @@ class MemoryStore(UsageRecords):
             offset=offset,
             with_vectors=with_vectors,
             oldest_first=oldest_first,
+            after=(after.created_at, after.id) if after and after.created_at else None,
         )
 
     async def count(

@@ -64,8 +64,8 @@ def error_codes(route: Any) -> set[int]:
     has_body = route.body_field is not None
     if has_body or dependant.query_params or dependant.path_params or dependant.header_params:
         codes.add(422)
-    if has_body:
-        codes |= {413, 415}
+    if has_body:  # 400: a body that is not even text (FastAPI cannot decode it)
+        codes |= {400, 413, 415}
     return codes
 
 
