@@ -200,6 +200,10 @@ def api_service(
             keys=keys,
             clients=list(options.clients),
         )
+        from carrier_cli.clients.api.instagram_posts import open_poster
+
+        poster = await open_poster(settings, store)
+        state.extras["instagram"] = poster  # its events go to the webhooks (poster.listeners)
         app = create_app(state)
         first_key = await ensure_first_key(keys) if keys is not None else None
         config = uvicorn.Config(
@@ -229,11 +233,12 @@ def api_service(
             for line in banner.lines():
                 out(line)
             log.info("Carrier API listening on %s", banner.url)
+            await poster.resume_interrupted()
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             server.should_exit = True
-            await serving
+            await asyncio.gather(serving, poster.stop())
         if not stop.is_set():  # uvicorn stopped on its own: stop the process too
             stop.set()
 

@@ -7,7 +7,15 @@ from typing import Any
 
 
 def routers() -> list[Any]:
-    from carrier_cli.clients.api.routes import agents, health, memories, messages, rooms, ws
+    from carrier_cli.clients.api.routes import (
+        agents,
+        health,
+        instagram,
+        memories,
+        messages,
+        rooms,
+        ws,
+    )
 
     return [
         health.router,
@@ -15,5 +23,6 @@ def routers() -> list[Any]:
         messages.router,
         rooms.router,
         memories.router,
+        instagram.router,
         ws.router,
     ]
