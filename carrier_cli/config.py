@@ -49,6 +49,7 @@ _URL_SCHEMES: dict[str, tuple[str, ...]] = {
     "http": ("http", "https"),
     # discord.py accepts an http(s) gateway URL too (it upgrades the connection).
     "ws": ("ws", "wss", "http", "https"),
+    "redis": ("redis", "rediss"),
 }
 
 
@@ -270,6 +271,14 @@ class Settings(BaseSettings):
     # Long-running processes
     shutdown_grace: float = Field(
         10.0, ge=0, description="Seconds to finish in-flight work on stop."
+    )
+
+    # Several processes (docs/scaling.md)
+    redis_url: str | None = Field(
+        None,
+        description="Redis for several Carrier processes on one PostgreSQL: events between "
+        "processes, the turn queue, shared caches. Unset: one process, nothing shared.",
+        json_schema_extra=_env("REDIS_URL", url="redis"),
     )
 
     # HTTP API (`carrier serve`)
@@ -572,7 +581,9 @@ def _hint_for(name: str) -> str | None:
 
         return DATABASE_URL_HINT
     if kind is not None:
-        example = "wss://host/path" if kind == "ws" else "https://host:port/path"
+        example = {"ws": "wss://host/path", "redis": "redis://:password@host:6379/0"}.get(
+            kind, "https://host:port/path"
+        )
         return f"`{name}` takes a URL such as {example}."
     return None
 

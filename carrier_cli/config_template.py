@@ -9,6 +9,7 @@ from carrier_cli.config import SECRET_FIELDS, Settings, env_names
 _SECTIONS = [
     ("General", ["character", "log_level"]),
     ("Database", ["database_url"]),
+    ("Several processes", ["redis_url"]),
     (
         "Embeddings",
         ["embedding_provider", "embedding_model", "embedding_dimensions", "embedding_base_url"],
