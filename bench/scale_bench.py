@@ -182,12 +182,23 @@ class Cluster:
                 worker.wait(10)
 
 
+# A 200-turn burst on a busy 2-core machine keeps the last turns queued for longer than the
+# default 30 s pickup timeout (they would be answered 503 no_worker): the bench measures
+# throughput, so the queue may hold them.
+PICKUP_TIMEOUT = "600"
+WORKER_CONCURRENCY = ""  # --worker-concurrency; empty: the setting's default
+
+
 def process_env(database_url: str, redis_url: str | None) -> dict[str, str]:
     env = {
         "DATABASE_URL": database_url,
         "CARRIER_API_RATE_LIMIT": "0",
         "CARRIER_LOG_LEVEL": "WARNING",
+        "CARRIER_TURN_QUEUE_PICKUP_TIMEOUT": PICKUP_TIMEOUT,
+        "CARRIER_TURN_QUEUE_TURN_TIMEOUT": PICKUP_TIMEOUT,
     }
+    if WORKER_CONCURRENCY:
+        env["CARRIER_WORKER_CONCURRENCY"] = WORKER_CONCURRENCY
     if redis_url:
         env["REDIS_URL"] = redis_url
     return env
@@ -243,7 +254,7 @@ class LoadResult:
     turns: int
     seconds: float
     latencies: list[float]
-    errors: int
+    errors: dict[str, int]  # "status code" -> count
     cpu: dict[str, float]  # CPU seconds per process over the run
 
     @property
@@ -269,10 +280,9 @@ async def drive(cluster: Cluster, rooms: int, per_room: int, label: str) -> Load
             cluster.agent = listed["agents"][0]["name"]
         path = f"/v1/agents/{cluster.agent}/messages"
         tag = uuid.uuid4().hex[:6]
-        errors = 0
+        errors: dict[str, int] = {}
 
         async def post(client: httpx.AsyncClient, room: str, i: int) -> float:
-            nonlocal errors
             body = {
                 "room": room,
                 "text": f"Tell me about the harbor and the tide, please ({i}).",
@@ -281,14 +291,17 @@ async def drive(cluster: Cluster, rooms: int, per_room: int, label: str) -> Load
             began = time.perf_counter()
             response = await client.post(path, json=body)
             if response.status_code != 200:
-                errors += 1
+                kind = str(response.status_code)
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    kind += " " + response.json()["error"]["code"]
+                errors[kind] = errors.get(kind, 0) + 1
             return (time.perf_counter() - began) * 1000
 
         # warm-up: every server (and through it every worker) answers a few turns first
         await asyncio.gather(
             *(post(c, f"warm-{tag}-{n}-{k}", k) for n, c in enumerate(clients) for k in range(6))
         )
-        errors = 0
+        errors.clear()
         procs = {name: psutil.Process(pid) for name, pid in cluster.pids.items()}
         before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
         latencies: list[float] = []
@@ -315,7 +328,7 @@ def show_load(result: LoadResult) -> None:
     print(
         f"  {result.label:<18} {result.rate:6.1f} turns/s   {summary(result.latencies)}"
         f"   ({result.turns} turns in {result.seconds:.1f} s"
-        f"{f', {result.errors} errors' if result.errors else ''})"
+        f"{f', errors {result.errors}' if result.errors else ''})"
     )
     print(f"  {'':<18} CPU ms per turn: {per_turn}")
 
@@ -405,16 +418,24 @@ async def run_all(args: argparse.Namespace, tmp: Path, infra: Infra) -> None:
     pieces = Pieces.probe()
     print(
         f"pieces: worker role {'yes' if pieces.worker_role else 'no (h/queue)'}, "
-        f"serve --role {'yes' if pieces.serve_role else 'no'}"
+        f"serve --role {'yes' if pieces.serve_role else 'no'}; worker concurrency "
+        f"{WORKER_CONCURRENCY or 'default'}, pickup timeout {PICKUP_TIMEOUT} s"
     )
-    model, postgres = infra.model, infra.postgres
-    redis_url, why_no_redis = infra.redis_url, infra.why_no_redis
-    results: dict[str, LoadResult] = {}
-    events: dict[str, Any] | str | None = None
+    if "a" in args.parts:
+        results = await part_a(args, tmp, infra, pieces)
+        show_ratios(results)
+    if "b" in args.parts:
+        await part_b(args, tmp, infra)
+
+
+async def part_a(
+    args: argparse.Namespace, tmp: Path, infra: Infra, pieces: Pieces
+) -> dict[str, LoadResult]:
     print(
         f"\n(a) {args.rooms} rooms x {args.turns} turns each, model latency "
         f"{args.latency * 1000:.0f} ms, PostgreSQL, a fresh database per topology:"
     )
+    results: dict[str, LoadResult] = {}
     topologies: list[tuple[str, dict[str, Any], str]] = [
         ("1 process", {"servers": 1}, ""),
         ("2 processes", {"servers": 2}, ""),
@@ -425,50 +446,25 @@ async def run_all(args: argparse.Namespace, tmp: Path, infra: Infra) -> None:
         why = ""
         if not pieces.worker_role:
             why = "needs the worker role `carrier run --role worker` (branch h/queue)"
-        elif not redis_url:
-            why = f"needs Redis: {why_no_redis}"
+        elif not infra.redis_url:
+            why = f"needs Redis: {infra.why_no_redis}"
         topologies.append((label, {"servers": 1, "workers": n, "serve_args": api_args}, why))
     for label, shape, why in topologies:
         if why:
             print(f"  {label:<18} skipped: {why}")
             continue
-        redis = redis_url if shape.get("workers") else None
-        cluster = start_cluster(tmp, model, await postgres.fresh(), redis, **shape)
+        redis = infra.redis_url if shape.get("workers") else None
+        database = await infra.postgres.fresh()
+        cluster = start_cluster(tmp, infra.model, database, redis, **shape)
         try:
             results[label] = await drive(cluster, args.rooms, args.turns, label)
         finally:
             cluster.stop()
         show_load(results[label])
+    return results
 
-    print(
-        f"\n(b) cross-process events: {args.events} messages posted to server A, "
-        "message.created on a WebSocket of server B (and of A):"
-    )
-    if not redis_url:
-        events = f"needs Redis: {why_no_redis}"
-    else:
-        cluster = start_cluster(tmp, model, await postgres.fresh(), redis_url, servers=2)
-        try:
-            await drive(cluster, 2, 1, "agent")  # finds the agent's name, warms both
-            found = await event_latency(cluster, args.events, min(20, args.rooms))
-            events = (
-                found
-                if found is not None
-                else (
-                    "needs cross-process events (branch h/xevents): server B saw no event "
-                    "of server A within 5 s"
-                )
-            )
-        finally:
-            cluster.stop()
-    if isinstance(events, str):
-        print(f"  skipped: {events}")
-    elif events:
-        print(f"  on B (another process)  {summary(events['B'])}   ({len(events['B'])} frames)")
-        print(f"  on A (the same process) {summary(events['A'])}   ({len(events['A'])} frames)")
-        print(f"  B minus A, per event    {summary(events['hop'])}   (the added hop)")
-        print(f"  frames on B: {events['frames']['B']}   (goal: p99 on B under 20 ms)")
 
+def show_ratios(results: dict[str, LoadResult]) -> None:
     print("\nratios (turns/s; goal: 2 workers >= 1.7x one):")
 
     def ratio(top: str, bottom: str) -> None:
@@ -485,6 +481,35 @@ async def run_all(args: argparse.Namespace, tmp: Path, infra: Infra) -> None:
     ratio("1 API + 2 workers", "1 process")
 
 
+async def part_b(args: argparse.Namespace, tmp: Path, infra: Infra) -> None:
+    print(
+        f"\n(b) cross-process events: {args.events} messages posted to server A, "
+        "message.created on a WebSocket of server B (and of A):"
+    )
+    events: dict[str, Any] | str
+    if not infra.redis_url:
+        events = f"needs Redis: {infra.why_no_redis}"
+    else:
+        database = await infra.postgres.fresh()
+        cluster = start_cluster(tmp, infra.model, database, infra.redis_url, servers=2)
+        try:
+            await drive(cluster, 2, 1, "agent")  # finds the agent's name, warms both
+            found = await event_latency(cluster, args.events, min(20, args.rooms))
+        finally:
+            cluster.stop()
+        events = found or (
+            "needs cross-process events (branch h/xevents): server B saw no event of "
+            "server A within 5 s"
+        )
+    if isinstance(events, str):
+        print(f"  skipped: {events}")
+        return
+    print(f"  on B (another process)  {summary(events['B'])}   ({len(events['B'])} frames)")
+    print(f"  on A (the same process) {summary(events['A'])}   ({len(events['A'])} frames)")
+    print(f"  B minus A, per event    {summary(events['hop'])}   (the added hop)")
+    print(f"  frames on B: {events['frames']['B']}   (goal: p99 on B under 20 ms)")
+
+
 @contextlib.contextmanager
 def temporary() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="carrier-scale-") as tmp:
@@ -498,11 +523,17 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=None, help="turns per room")
     parser.add_argument("--latency", type=float, default=0.05, help="model latency, seconds")
     parser.add_argument("--events", type=int, default=None, help="messages for part (b)")
+    parser.add_argument("--parts", default="ab", help="which parts to run: a, b or ab")
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=None, help="turns per worker at once"
+    )
     parser.add_argument("--database-url", default=os.environ.get("CARRIER_BENCH_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("CARRIER_BENCH_REDIS_URL"))
     args = parser.parse_args()
     args.turns = args.turns or (1 if args.quick else 3)
     args.events = args.events or (40 if args.quick else 200)
+    global WORKER_CONCURRENCY
+    WORKER_CONCURRENCY = str(args.worker_concurrency or "")
     machine_report()
     began = time.perf_counter()
     with temporary() as tmp:
