@@ -23,6 +23,7 @@ from carrier_cli.redact import mask_secret
 from carrier_cli.secrets import KEY_NAMES
 from carrier_cli.usage.caps import Budget
 from carrier_cli.usage.prices import ModelPrice
+from carrier_cli.webhooks.settings import Webhook
 
 EmbeddingProvider = Literal["local", "openai", "ollama"]
 
@@ -48,6 +49,7 @@ _URL_SCHEMES: dict[str, tuple[str, ...]] = {
     "http": ("http", "https"),
     # discord.py accepts an http(s) gateway URL too (it upgrades the connection).
     "ws": ("ws", "wss", "http", "https"),
+    "redis": ("redis", "rediss"),
 }
 
 
@@ -271,6 +273,14 @@ class Settings(BaseSettings):
         10.0, ge=0, description="Seconds to finish in-flight work on stop."
     )
 
+    # Several processes (docs/scaling.md)
+    redis_url: str | None = Field(
+        None,
+        description="Redis for several Carrier processes on one PostgreSQL: events between "
+        "processes, the turn queue, shared caches. Unset: one process, nothing shared.",
+        json_schema_extra=_env("REDIS_URL", url="redis"),
+    )
+
     # HTTP API (`carrier serve`)
     api_host: str = Field(
         "127.0.0.1",
@@ -299,6 +309,53 @@ class Settings(BaseSettings):
     api_rate_limit: int = Field(
         120, ge=0, le=1_000_000, description="Requests per minute per API key (0: unlimited)."
     )
+    api_auth_failure_limit: int = Field(
+        30,
+        ge=0,
+        le=1_000_000,
+        description="Wrong API keys per minute from one client address before its key "
+        "checks are refused with 429 (each costs a slow hash; 0: unlimited).",
+    )
+    api_sse_ping_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Seconds between keep-alive comments on a quiet Server-Sent Events stream.",
+    )
+
+    # Webhooks (issue 13): signed POSTs of events, through a durable outbox
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        description="Webhook receivers: each {url, events, name?, and its secret as "
+        "secret_env: VAR or secret_key: webhook:NAME (`carrier keys set`), or secret}. "
+        "Events: message.created, reply.completed, instagram.published, instagram.failed, "
+        "agent.error, budget.reached. In the environment: JSON.",
+    )
+    webhooks_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs on loopback, private and link-local addresses "
+        "(refused by default: SSRF).",
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a webhook receiver has to answer."
+    )
+    webhook_max_age_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 30,
+        description="Hours a delivery is retried (timeouts, connection errors, 5xx, 408, "
+        "429) before it is marked failed.",
+    )
+    webhook_retry_delay: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Seconds before a failed delivery's first retry; doubles each attempt "
+        "(with jitter), up to an hour.",
+    )
+    webhook_concurrency: int = Field(
+        4, ge=1, le=100, description="Webhook deliveries sent at once per process."
+    )
 
     # Budgets
     budget: Budget | None = Field(
@@ -319,6 +376,36 @@ class Settings(BaseSettings):
                 return json.loads(value) if value.strip() else {}
             except json.JSONDecodeError as exc:
                 raise ValueError(f"is not JSON ({exc.msg})") from None
+        return value
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _webhooks_json(cls, value: Any) -> Any:
+        """CARRIER_WEBHOOKS='[{"url": "https://...", "events": [...], "secret_env": "X"}]'."""
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value) if value.strip() else []
+            except ValueError:
+                raise ValueError(
+                    'expected a list, in the environment as JSON: [{"url": "https://...", '
+                    '"events": ["message.created"], "secret_env": "HOOK_SECRET"}]'
+                ) from None
+        return value
+
+    @field_validator("webhooks", mode="after")
+    @classmethod
+    def _webhook_names_unique(cls, value: list[Webhook]) -> list[Webhook]:
+        """Deliveries are keyed by the webhook's name: two with one name would share them."""
+        seen: dict[str, int] = {}
+        for index, hook in enumerate(value):
+            if hook.key in seen:
+                raise ValueError(
+                    f"webhooks[{seen[hook.key]}] and webhooks[{index}] have the same name "
+                    f"{hook.key!r} (or the same URL without names); give each a distinct name"
+                )
+            seen[hook.key] = index
         return value
 
     @field_validator("api_cors_origins", mode="before")
@@ -405,6 +492,10 @@ class LoadedSettings:
                 shown = ""
             elif isinstance(raw, BaseModel):  # a mapping setting (budget): as its JSON
                 shown = raw.model_dump_json(exclude_none=True)
+            elif name == "webhooks":  # secrets masked, URL passwords too
+                import json
+
+                shown = json.dumps([hook.display() for hook in raw]) if raw else ""
             elif name in URL_FIELDS:
                 from carrier_cli.memory.urls import mask_url
 
@@ -490,7 +581,9 @@ def _hint_for(name: str) -> str | None:
 
         return DATABASE_URL_HINT
     if kind is not None:
-        example = "wss://host/path" if kind == "ws" else "https://host:port/path"
+        example = {"ws": "wss://host/path", "redis": "redis://:password@host:6379/0"}.get(
+            kind, "https://host:port/path"
+        )
         return f"`{name}` takes a URL such as {example}."
     return None
 
@@ -560,8 +653,11 @@ def load_settings(
             where = sources.get(name, "default")
             # A validator's ValueError reads "Value error, <why>": keep only the why.
             msg = str(err["msg"]).removeprefix("Value error, ")
-            # A nested setting (budget.daily_tokens) is named in full.
-            shown = ".".join(str(part) for part in err["loc"]) or name
+            # A nested setting (budget.daily_tokens, webhooks[0].url) is named in full.
+            shown = "".join(
+                f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]
+            ).lstrip(".")
+            shown = shown or name
             problems.append(f"`{shown}` (from {where}): {msg}")
             hint = _hint_for(name)
             if hint and hint not in hints:

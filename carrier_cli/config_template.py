@@ -9,6 +9,7 @@ from carrier_cli.config import SECRET_FIELDS, Settings, env_names
 _SECTIONS = [
     ("General", ["character", "log_level"]),
     ("Database", ["database_url"]),
+    ("Several processes", ["redis_url"]),
     (
         "Embeddings",
         ["embedding_provider", "embedding_model", "embedding_dimensions", "embedding_base_url"],
@@ -39,6 +40,8 @@ _SECTIONS = [
             "api_max_body_bytes",
             "api_max_upload_bytes",
             "api_rate_limit",
+            "api_auth_failure_limit",
+            "api_sse_ping_seconds",
         ],
     ),
     (
@@ -73,6 +76,17 @@ _SECTIONS = [
             "instagram_retry_delay",
         ],
     ),
+    (
+        "Webhooks",
+        [
+            "webhooks",
+            "webhooks_allow_private",
+            "webhook_timeout",
+            "webhook_max_age_hours",
+            "webhook_retry_delay",
+            "webhook_concurrency",
+        ],
+    ),
     ("Long-running processes", ["shutdown_grace"]),
     ("Budgets", ["budget"]),
 ]
@@ -84,6 +98,12 @@ _EXAMPLES: dict[str, list[str]] = {
         "#   monthly_cost_usd: 20.0",
         "#   action: refuse  # or small (switch to the small model), warn (log only)",
         '#   message: "I have reached my usage limit for now. Please try again later."',
+    ],
+    "webhooks": [
+        "#   - name: myapp",
+        "#     url: https://hooks.example.com/carrier",
+        "#     events: [message.created, reply.completed, agent.error]",
+        "#     secret_env: MYAPP_WEBHOOK_SECRET  # or secret_key: webhook:myapp",
     ],
 }
 
@@ -109,7 +129,7 @@ def render_config_yaml() -> str:
             default = info.get_default(call_default_factory=True)
             if name in SECRET_FIELDS:
                 lines.append(f"# {name}:  # use `carrier keys set` instead")
-            elif default is None:
+            elif default is None or name in _EXAMPLES:  # uncommented whole, valid YAML
                 lines.append(f"# {name}:")
                 lines.extend(_EXAMPLES.get(name, []))
             else:

@@ -26,6 +26,9 @@ KEY_NAMES: dict[str, str] = {
     "instagram": "instagram_access_token",
     "ftp": "ftp_password",
 }
+# Names whose keys fill no setting: read where a setting names them (webhook:NAME, by a
+# `webhooks:` entry's secret_key).
+REFERENCED_KEYS: tuple[str, ...] = ("webhook",)
 
 
 @dataclass(frozen=True)
@@ -178,15 +181,19 @@ def _warn_if_exposed(path: Path) -> None:
 
 def validate_key_name(name: str) -> str:
     """Known names map to settings; `discord:<character>` style names hold per-character keys."""
-    base = name.split(":", 1)[0]
-    if (
-        base not in KEY_NAMES
-        or not name.replace(":", "").replace("-", "").replace("_", "").isalnum()
-    ):
+    base, _, rest = name.partition(":")
+    if base in REFERENCED_KEYS and not rest:
+        raise InputError(
+            f"The key name '{name}' needs a name after '{base}:'.",
+            hint=f"E.g. `carrier keys set {base}:myapp`, named by secret_key in the config.",
+        )
+    known = base in KEY_NAMES or base in REFERENCED_KEYS
+    if not known or not name.replace(":", "").replace("-", "").replace("_", "").isalnum():
         raise InputError(
             f"Unknown key name '{name}'.",
             hint=f"Use one of: {', '.join(KEY_NAMES)} (optionally NAME:CHARACTER, "
-            "e.g. discord:eliza for a per-character bot token).",
+            "e.g. discord:eliza for a per-character bot token), or webhook:NAME for a "
+            "webhook's signing secret.",
         )
     return name
 

@@ -40,6 +40,10 @@ ALLOWED: dict[str, str] = {
     "carrier_cli.memory.call_reports": "opens the store for `carrier logs` and `carrier usage`",
     "carrier_cli.cli.logs": "the CLI: hands the loaded settings to memory.call_reports",
     "carrier_cli.runtime.agent": "AgentRuntime.create(character, settings)",
+    "carrier_cli.webhooks.options": "builds WebhookOptions",
+    "carrier_cli.webhooks.sender": "services(settings), webhook_service: the supervisor service",
+    "carrier_cli.webhooks.admin": "what `carrier webhooks ...` calls: the edge",
+    "carrier_cli.cli.webhooks": "the CLI: hands the loaded settings to webhooks.admin",
 }
 
 

@@ -243,6 +243,12 @@ class ApiKeys:
             return _info(row)
         return None
 
+    def remembered(self, raw: str) -> bool:
+        """Whether `raw` verified in this process before, so checking it again costs no
+        scrypt (the API gates the checks that do; see clients/api/limits.py)."""
+        fingerprint = _fingerprint(raw)
+        return any(hmac.compare_digest(known, fingerprint) for known in self._verified.values())
+
     async def _matches(self, raw: str, fingerprint: bytes, stored: str) -> bool:
         known = self._verified.get(stored)
         if known is not None:

@@ -24,6 +24,7 @@ from carrier_cli.cli import plugins as plugins_cli
 from carrier_cli.cli import run as run_cli
 from carrier_cli.cli import serve as serve_cli
 from carrier_cli.cli import usage as usage_cli
+from carrier_cli.cli import webhooks as webhooks_cli
 from carrier_cli.state import STATE
 
 app = typer.Typer(
@@ -85,6 +86,7 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(instagram_cli.app, name="instagram")
 app.add_typer(logs_cli.app, name="logs")
 app.add_typer(api_keys.app, name="api-keys")
+app.add_typer(webhooks_cli.app, name="webhooks")
 usage_cli.register(app)
 
 

@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
         from carrier_cli.clients.registry import available_clients
         from carrier_cli.clients.supervisor import run_clients
         from carrier_cli.state import STATE
+        from carrier_cli.webhooks.sender import services as webhook_services
 
         settings = STATE.settings(shutdown_grace=grace).settings
         if not STATE.debug and not STATE.verbose and not os.environ.get("CARRIER_LOG_LEVEL"):
@@ -92,7 +93,15 @@ def register(app: typer.Typer) -> None:
             server = serve_metrics(metrics_port, metrics_host)
             logging.getLogger("carrier_cli.run").info("Metrics at %s", server.url)
         try:
-            asyncio.run(run_clients(client or ["discord"], character or [None], settings, clients))
+            asyncio.run(
+                run_clients(
+                    client or ["discord"],
+                    character or [None],
+                    settings,
+                    clients,
+                    services=webhook_services(settings),
+                )
+            )
         finally:
             if server is not None:
                 server.close()

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from carrier_cli.memory.calls import GroupBy
-    from carrier_cli.memory.rows import IndexFilters
+    from carrier_cli.memory.rows import IndexFilters, InsertExtra
     from carrier_cli.memory.sql import StoredModel
     from carrier_cli.memory.types import Entity, Memory, Room, SearchHit
     from carrier_cli.usage.records import CallRecord, UsageTotals
@@ -105,6 +105,7 @@ class MemoryBackend(Protocol):
     # -- schema state
     async def stored_model(self) -> tuple[str, int] | None: ...
     async def stored_models(self) -> dict[str, int]: ...
+    async def ping(self) -> None: ...
     async def table_counts(self, tables: Sequence[str]) -> dict[str, int]: ...
     async def vector_indexes(self) -> dict[str, dict[str, Any]] | None: ...
     async def prepare_vectors(self, dim: int, *, force: bool) -> None: ...
@@ -119,8 +120,16 @@ class MemoryBackend(Protocol):
 
     # -- memories in
     async def insert_memories(
-        self, memories: Sequence[Memory], rows: list[dict[str, Any]]
-    ) -> set[uuid.UUID] | None: ...
+        self,
+        memories: Sequence[Memory],
+        rows: list[dict[str, Any]],
+        *,
+        extra: InsertExtra | None = None,
+    ) -> set[uuid.UUID] | None:
+        """Insert the rows; `extra(conn, new_memories)` runs in the same transaction,
+        after the insert (the webhooks' outbox rows for the memories it took)."""
+        ...
+
     async def update_vectors(self, changes: list[dict[str, Any]], model: str) -> None: ...
     async def delete(self, ids: Sequence[uuid.UUID]) -> int: ...
 
@@ -144,6 +153,7 @@ class MemoryBackend(Protocol):
         offset: int,
         with_vectors: bool,
         oldest_first: bool,
+        after: tuple[datetime, uuid.UUID] | None = None,
     ) -> list[Memory]: ...
     async def count(self, filters: IndexFilters) -> int: ...
     async def ids_starting(self, digits: str) -> list[Any]: ...

@@ -23,6 +23,8 @@ class StorageFailure(RuntimeFailure):
     `not_a_database`, `damaged`, `disk_full`, `read_only`, `cannot_open`, `io_error`,
     `server_gone` (import adds how far it got to the message)."""
 
+    unavailable = True  # the HTTP API answers 503 (try again later), not 502
+
     def __init__(self, kind: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.kind = kind

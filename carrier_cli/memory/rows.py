@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sqlalchemy import Table
 
 from carrier_cli.memory.schema import EntityRow, MemoryRow, RoomRow
 from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+# Work done inside insert_memories' transaction, given the memories it inserted (the
+# webhooks' outbox rows).
+InsertExtra = Callable[["Connection", Sequence[Memory]], None]
 
 CHUNK = 500  # ids per IN (...) clause
 QUICK_ROWS = 64  # reads of up to this many rows may run inline (MemoryBackend.quick_read)
@@ -158,6 +165,7 @@ def to_room(row: Any) -> Room:
         external_id=row.external_id,
         name=row.name,
         metadata=dict(row.metadata or {}),
+        last_active_at=getattr(row, "last_active_at", None),
     )
 
 

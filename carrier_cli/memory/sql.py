@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, text, update
 
 from carrier_cli.memory.calls import CallLog
 from carrier_cli.memory.rows import (
     CHUNK,
     ROOMS,
     IndexFilters,
+    InsertExtra,
     M,
     columns,
     filtered,
@@ -73,6 +74,10 @@ class SqlBackend(CallLog):
             ).all()
         return {str(r[0]): int(r[1]) for r in rows}
 
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
     async def table_counts(self, tables: Sequence[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
         async with self.read() as conn:
@@ -109,10 +114,15 @@ class SqlBackend(CallLog):
 
     # ------------------------------------------------------------------ memories in
     async def insert_memories(
-        self, memories: Sequence[Memory], rows: list[dict[str, Any]]
+        self,
+        memories: Sequence[Memory],
+        rows: list[dict[str, Any]],
+        *,
+        extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
         """Insert the rows (ids already stored are skipped) and move the rooms'
-        last_active_at; returns the ids inserted when `reports_inserted`."""
+        last_active_at; returns the ids inserted when `reports_inserted`. `extra(conn,
+        new_memories)` runs in the same transaction (the webhooks' outbox)."""
         raise NotImplementedError
 
     def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -213,8 +223,14 @@ class SqlBackend(CallLog):
         offset: int,
         with_vectors: bool,
         oldest_first: bool,
+        after: tuple[datetime, uuid.UUID] | None = None,
     ) -> list[Memory]:
         stmt = filtered(select(*columns(with_vectors)), filters)
+        if after is not None:  # keyset: what follows (created_at, id) in this order
+            moment, last = after
+            beyond = (M.c.created_at > moment) if oldest_first else (M.c.created_at < moment)
+            tie = (M.c.id > last) if oldest_first else (M.c.id < last)
+            stmt = stmt.where(or_(beyond, and_(M.c.created_at == moment, tie)))
         order = (
             (M.c.created_at.asc(), M.c.id.asc())
             if oldest_first

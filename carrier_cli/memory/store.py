@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -41,6 +41,8 @@ from carrier_cli.memory.urls import mask_url, normalise_url
 from carrier_cli.memory.usage_records import UsageRecords
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from carrier_cli.config import Settings
     from carrier_cli.llm.base import Embedder
     from carrier_cli.memory.backend import MemoryBackend
@@ -49,6 +51,16 @@ DEDUPE_THRESHOLD = 0.95
 
 # Kept importable from here: callers hash texts the way the store does.
 __all__ = ["DEDUPE_THRESHOLD", "EmbeddingModelMismatch", "MemoryStore", "content_hash"]
+
+
+class OutboxHook(Protocol):
+    """What the store asks of `store.outbox` (webhooks.policy.OutboxPolicy)."""
+
+    def rows_for_messages(
+        self, backend: MemoryBackend, conn: Connection, memories: Sequence[Memory]
+    ) -> None: ...
+
+    def written(self) -> None: ...
 
 
 class MemoryStore(UsageRecords):
@@ -66,6 +78,10 @@ class MemoryStore(UsageRecords):
         # Called with the seconds the backend's part of each search took (the metrics'
         # histogram, when they are on).
         self.search_observers: list[Callable[[float], None]] = []
+        # Webhooks' outbox (webhooks.policy.OutboxPolicy), set by the webhook service when
+        # webhooks are configured: its rows for stored messages are written in the same
+        # transaction as the messages.
+        self.outbox: OutboxHook | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -327,7 +343,17 @@ class MemoryStore(UsageRecords):
         if dedupe:
             await self._mark_duplicates(memories, vectors)
         rows = [memory_row(m, v) for m, v in zip(memories, vectors, strict=True)]
-        return await self._backend.insert_memories(memories, rows)
+        hook = self.outbox
+        if hook is None:
+            return await self._backend.insert_memories(memories, rows)
+        backend = self._backend
+
+        def extra(conn: Connection, new: Sequence[Memory]) -> None:
+            hook.rows_for_messages(backend, conn, new)
+
+        inserted = await backend.insert_memories(memories, rows, extra=extra)
+        hook.written()
+        return inserted
 
     async def _mark_duplicates(
         self, memories: list[Memory], vectors: list[np.ndarray | None]
@@ -435,8 +461,11 @@ class MemoryStore(UsageRecords):
         offset: int = 0,
         with_vectors: bool = False,
         oldest_first: bool = False,
+        after: Memory | None = None,
     ) -> list[Memory]:
-        """Newest first by default."""
+        """Newest first by default. `after`: the page that follows this memory in that
+        order (keyset pagination: a page stays right while new memories arrive, which an
+        offset does not)."""
         filters = IndexFilters(
             agent_id=agent_id, room_id=room_id, entity_id=entity_id, kinds=_kinds(kinds)
         )
@@ -446,6 +475,7 @@ class MemoryStore(UsageRecords):
             offset=offset,
             with_vectors=with_vectors,
             oldest_first=oldest_first,
+            after=(after.created_at, after.id) if after and after.created_at else None,
         )
 
     async def count(
@@ -485,6 +515,10 @@ class MemoryStore(UsageRecords):
         if deleted:
             self._vectors.forget_model()
         return deleted
+
+    async def ping(self) -> None:
+        """One cheap round trip to the database (readiness probes); raises if it fails."""
+        await self._backend.ping()
 
     async def table_counts(self) -> dict[str, int]:
         from carrier_cli.memory.schema import MEMORY_TABLES

@@ -72,6 +72,10 @@ class Room:
     external_id: str
     name: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # When the room's newest memory was stored, as read from the database (None for a
+    # Room built by hand); the API's room list shows it. Not part of equality: the same
+    # room read before and after a message is still the same room.
+    last_active_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

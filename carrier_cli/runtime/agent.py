@@ -376,7 +376,14 @@ class AgentRuntime:
             )
             finished = False
             try:
-                respond = self._respond(TurnState(ctx, tlog, stream=stream, started=started))
+                turn = TurnState(
+                    ctx,
+                    tlog,
+                    stream=stream,
+                    started=started,
+                    reply_id=reply_id(message, self.agent_id),
+                )
+                respond = self._respond(turn)
                 async with generate.closing(respond):
                     async for event in respond:
                         finished = event.kind == "done"
@@ -431,7 +438,7 @@ class AgentRuntime:
                                 {
                                     "room": room_ref(room),
                                     "in_reply_to": str(turn.ctx.memory.id),
-                                    "reply_id": str(reply_id(turn.ctx.message, self.agent_id)),
+                                    "reply_id": str(turn.reply_id),
                                     "text": delta,
                                 },
                                 room_id=room.id,

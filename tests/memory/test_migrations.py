@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from carrier_cli.memory import apikeys, counters  # noqa: F401  (register their tables on Base)
+from carrier_cli.memory import apikeys, counters, outbox  # noqa: F401  (register their tables on Base)
 from carrier_cli.memory.migrate import drop_everything, schema_state, upgrade
 from carrier_cli.memory.schema import Base
 from carrier_cli.memory.store import MemoryStore
@@ -26,6 +26,7 @@ MINE = {
     "model_calls",
     "usage_counters",
     "api_keys",
+    "webhook_deliveries",
 }
 
 

@@ -83,7 +83,7 @@ def _handler_classes(control: dict[str, Any], tls: bool, certfile: Path | None) 
     return type("CarrierTestFTPHandler", (base_ftp,), attrs)
 
 
-def _start_ftp(root: Path, tls: bool, tmp: Path) -> Iterator[FtpServerHandle]:
+def start_ftp(root: Path, tls: bool, tmp: Path) -> Iterator[FtpServerHandle]:
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.ioloop import IOLoop
     from pyftpdlib.servers import FTPServer
@@ -140,12 +140,12 @@ def ftp_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ftp_server(ftp_root: Path, tmp_path: Path) -> Iterator[FtpServerHandle]:
-    yield from _start_ftp(ftp_root, False, tmp_path)
+    yield from start_ftp(ftp_root, False, tmp_path)
 
 
 @pytest.fixture
 def ftps_server(ftp_root: Path, tmp_path: Path) -> Iterator[FtpServerHandle]:
-    yield from _start_ftp(ftp_root, True, tmp_path)
+    yield from start_ftp(ftp_root, True, tmp_path)
 
 
 # --- static HTTP server over the FTP root ---------------------------------------------------
@@ -160,6 +160,12 @@ class HttpServerHandle:
 
 @pytest.fixture
 def media_http_server(ftp_root: Path) -> Iterator[HttpServerHandle]:
+    yield from serve_directory(ftp_root)
+
+
+def serve_directory(ftp_root: Path) -> Iterator[HttpServerHandle]:
+    """A static HTTP server over `ftp_root` (a generator: the fixtures' body, usable
+    under any fixture scope)."""
     handle = HttpServerHandle("", ftp_root)
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -576,6 +582,11 @@ class GraphHandle:
 
 @pytest.fixture
 def fake_graph() -> Iterator[FakeGraph]:
+    yield from run_fake_graph()
+
+
+def run_fake_graph() -> Iterator[FakeGraph]:
+    """A FakeGraph on its own event loop thread (a generator, like `serve_directory`)."""
     graph = FakeGraph()
     ready = threading.Event()
     loop = asyncio.new_event_loop()

@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, the error shape, CORS and the request log.
+"""The FastAPI application: routes, the error shape, CORS, limits and the request log.
 
 `create_app(state)` is the library entry point (a test or an embedding program can mount
 it under its own server); `server.py` runs it under uvicorn for `carrier serve`.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from carrier_cli.clients.api import errors
+from carrier_cli.clients.api import errors, openapi
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -28,6 +28,8 @@ with `carrier api-keys create NAME --scope chat|read|admin`. Errors always have 
 def create_app(state: ApiState) -> FastAPI:
     from fastapi import FastAPI
 
+    from carrier_cli.clients.api.access_log import AccessLogMiddleware
+    from carrier_cli.clients.api.limits import AuthFailures, LimitsMiddleware, RateLimiter
     from carrier_cli.clients.api.routes import routers
 
     app = FastAPI(
@@ -39,16 +41,36 @@ def create_app(state: ApiState) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.carrier = state
+    options = state.options
+    state.extras.setdefault("rate_limiter", RateLimiter(options.rate_limit))
+    state.extras.setdefault("auth_failures", AuthFailures(options.auth_failure_limit))
     errors.install(app)
-    if state.options.cors_origins:
+    # add_middleware wraps: the last added is outermost. From outside in: the access
+    # log (every answer, preflights included), CORS (so a browser can read even the
+    # limits' own 413/415), the limits.
+    app.add_middleware(
+        LimitsMiddleware,
+        max_body_bytes=options.max_body_bytes,
+        max_upload_bytes=options.max_upload_bytes,
+    )
+    if options.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=list(state.options.cors_origins),
+            allow_origins=list(options.cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+            # a browser app may read these only when they are exposed
+            expose_headers=[
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
         )
+    app.add_middleware(AccessLogMiddleware)
     for router in routers():
         app.include_router(router)
+    openapi.install(app)
     return app

@@ -5,6 +5,11 @@ in a query string ends up in proxy logs and browser history, so one there is ref
 with 401 even if it is valid). Scopes: read (GET), chat (read + messages), admin
 (everything). No key or a wrong one: 401 with `WWW-Authenticate`; a key without the scope:
 403. The hash comparison is constant-time (auth/keys.py).
+
+Checking a key this process has not verified before runs scrypt (~50 ms of CPU), so those
+checks go through `limits.AuthFailures`: a client address that keeps sending wrong keys is
+answered 429 without hashing, and only a few are hashed at once. Then the key's rate limit
+(`limits.RateLimiter`, per key name) is taken.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from carrier_cli.auth.keys import KeyInfo, allows
+from carrier_cli.auth.keys import KeyInfo, allows, key_prefix
 from carrier_cli.clients.api.errors import ApiError
+from carrier_cli.clients.api.limits import STATE_DECISION, AuthFailures
+from carrier_cli.clients.api.openapi import SCOPE_ATTRIBUTE
 
 if TYPE_CHECKING:
     from carrier_cli.clients.api.state import ApiState
@@ -50,8 +57,16 @@ def unauthorized(message: str) -> ApiError:
     )
 
 
-async def authenticate(state: ApiState, headers: Any, query: Any) -> KeyInfo | None:
-    """The caller's key (None with --no-auth), or ApiError 401."""
+def client_address(scope: Any) -> str:
+    client = scope.get("client") if hasattr(scope, "get") else None
+    return str(client[0]) if client else "-"
+
+
+async def authenticate(
+    state: ApiState, headers: Any, query: Any, client: str = "-"
+) -> KeyInfo | None:
+    """The caller's key (None with --no-auth), or ApiError 401 (429 for a client
+    address that sent too many wrong keys)."""
     if any(name in query for name in _QUERY_NAMES):
         raise unauthorized("API keys are not accepted in the URL.")
     if state.keys is None:
@@ -59,7 +74,18 @@ async def authenticate(state: ApiState, headers: Any, query: Any) -> KeyInfo | N
     raw = presented_key(headers)
     if raw is None:
         raise unauthorized("This endpoint needs an API key.")
-    info = await state.keys.authenticate(raw)
+    failures = state.extras.get("auth_failures")
+    if key_prefix(raw) is None or not isinstance(failures, AuthFailures):
+        info = await state.keys.authenticate(raw)  # malformed: refused without hashing
+    elif state.keys.remembered(raw):
+        info = await state.keys.authenticate(raw)
+    else:
+        failures.refuse_if_blocked(client)
+        async with failures.hashing:
+            failures.refuse_if_blocked(client)  # others from there may have failed meanwhile
+            info = await state.keys.authenticate(raw)
+        if info is None:
+            failures.failed(client)
     if info is None:
         raise unauthorized("The API key is not valid (wrong, or revoked).")
     return info
@@ -80,16 +106,29 @@ def check_scope(info: KeyInfo | None, needed: str) -> None:
 
 def require(needed: str) -> Any:
     """A FastAPI dependency: the request's key, which must allow `needed`. The key is
-    put on `request.state.key` for the access log and the rate limiter."""
+    put on `request.state.key` for the access log, the rate limiter's decision on
+    `request.state.rate_limit` for the RateLimit headers (limits.LimitsMiddleware); the
+    OpenAPI reads the scope from the function (openapi.py)."""
 
     async def dependency(request: Request) -> KeyInfo | None:
         state = state_of(request)
-        info = await authenticate(state, request.headers, request.query_params)
+        info = await authenticate(
+            state, request.headers, request.query_params, client_address(request.scope)
+        )
         request.state.key = info
-        check_scope(info, needed)
         limiter = state.extras.get("rate_limiter")
         if limiter is not None:
-            limiter.check(info.name if info is not None else "-")
+            try:
+                setattr(request.state, STATE_DECISION, limiter.check(_limit_name(info)))
+            except ApiError:
+                setattr(request.state, STATE_DECISION, None)
+                raise
+        check_scope(info, needed)
         return info
 
+    setattr(dependency, SCOPE_ATTRIBUTE, needed)
     return dependency
+
+
+def _limit_name(info: KeyInfo | None) -> str:
+    return info.name if info is not None else "-"  # --no-auth: one bucket for everyone

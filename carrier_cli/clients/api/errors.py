@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, Field
+
 from carrier_cli.errors import CarrierError, InputError
 from carrier_cli.redact import scrub
 
@@ -19,6 +21,46 @@ if TYPE_CHECKING:
     from fastapi.responses import JSONResponse
 
 log = logging.getLogger("carrier.api")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The request field, dotted (e.g. `sender.id`, `query.limit`).")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="Machine-readable: unauthorized, forbidden, not_found, invalid_request, "
+        "too_large, unsupported_media_type, rate_limited, unavailable, upstream_failed, ...",
+        examples=["not_found"],
+    )
+    message: str = Field(description="One paragraph for a person.")
+    hint: str | None = Field(None, description="What to do about it.")
+    fields: list[FieldError] | None = Field(None, description="422: every field that failed.")
+
+
+class ErrorBody(BaseModel):
+    """Every answer that is not a success has this body (the OpenAPI documents it)."""
+
+    error: ErrorDetail
+
+
+# What each status means here, for the OpenAPI's response descriptions.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Bad request",
+    401: "No API key, or a wrong or revoked one",
+    403: "The key's scope does not allow this",
+    404: "No such resource",
+    405: "Method not allowed on this path",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Request body is not JSON",
+    422: "A request field is invalid (`fields` names each)",
+    429: "Rate limited (see Retry-After)",
+    500: "Server failure (no detail is returned; it is logged)",
+    502: "A model or service behind the API failed",
+    503: "Temporarily unavailable (database or model)",
+}
 
 
 class ApiError(Exception):
@@ -78,6 +120,17 @@ def _field_path(loc: Any) -> str:
     return ".".join(parts) or "body"
 
 
+def _field_error(error: dict[str, Any]) -> dict[str, str]:
+    """One validation error as {field, message}; a body that is not JSON at all names
+    `body` and where the parse stopped (FastAPI puts the character offset in `loc`)."""
+    if error.get("type") == "json_invalid":
+        loc = error.get("loc", ())
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        reason = (error.get("ctx") or {}).get("error") or "invalid"
+        return {"field": "body", "message": f"is not valid JSON{where} ({reason})"}
+    return {"field": _field_path(error.get("loc", ())), "message": str(error.get("msg", ""))}
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the one shape."""
     from fastapi.exceptions import RequestValidationError
@@ -95,10 +148,7 @@ def install(app: FastAPI) -> None:
         from fastapi.responses import JSONResponse
 
         assert isinstance(exc, RequestValidationError)
-        fields = [
-            {"field": _field_path(e.get("loc", ())), "message": str(e.get("msg", ""))}
-            for e in exc.errors()[:20]
-        ]
+        fields = [_field_error(e) for e in exc.errors()[:20]]
         first = fields[0] if fields else {"field": "body", "message": "invalid"}
         message = f"Request field `{first['field']}`: {first['message']}."
         body = error_body(
@@ -113,11 +163,20 @@ def install(app: FastAPI) -> None:
         from fastapi.responses import JSONResponse
 
         assert isinstance(exc, HTTPException)
-        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+        codes = {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+            415: "unsupported_media_type",
+        }
         code = codes.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.detail else "HTTP error"
         if exc.status_code == 404:
             message = f"No such endpoint: {request.method} {request.url.path}."
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow") or "other methods"
+            message = f"{request.method} is not allowed on {request.url.path}; it takes {allowed}."
         return JSONResponse(
             error_body(code, message, "See /docs for the endpoints."),
             status_code=exc.status_code,
@@ -139,6 +198,30 @@ def install(app: FastAPI) -> None:
             status_code=500,
         )
 
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        # The storage layer names most failures (CarrierError, above); a connection that
+        # cannot even be opened (server gone, database dropped) can arrive raw.
+        log.warning(
+            "%s %s: the database did not answer (%s)",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return error_response(
+            ApiError(
+                503,
+                "unavailable",
+                "The database did not answer; the request was not carried out.",
+                hint="Try again shortly; the server's operator can check the database "
+                "(GET /readyz says whether it is back).",
+            )
+        )
+
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    app.add_exception_handler(DBAPIError, on_database_down)
+    app.add_exception_handler(PoolTimeout, on_database_down)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(CarrierError, on_carrier_error)
     app.add_exception_handler(RequestValidationError, on_validation)

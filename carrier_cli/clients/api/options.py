@@ -20,7 +20,9 @@ class ApiOptions:
     max_body_bytes: int = 1_048_576  # 413 past it
     max_upload_bytes: int = 104_857_600  # Instagram media uploads
     rate_limit: int = 120  # requests per minute per key; 0: unlimited
+    auth_failure_limit: int = 30  # wrong keys per minute per client address; 0: unlimited
     shutdown_grace: float = 10.0  # seconds to finish in-flight requests on stop
+    sse_ping_seconds: float = 15.0  # a `: ping` comment on a quiet event stream
     extra: dict[str, object] = field(default_factory=dict)  # for features' own knobs
 
     @classmethod
@@ -30,5 +32,7 @@ class ApiOptions:
             max_body_bytes=settings.api_max_body_bytes,
             max_upload_bytes=settings.api_max_upload_bytes,
             rate_limit=settings.api_rate_limit,
+            auth_failure_limit=settings.api_auth_failure_limit,
             shutdown_grace=settings.shutdown_grace,
+            sse_ping_seconds=settings.api_sse_ping_seconds,
         )

@@ -101,6 +101,16 @@ def check_options(options: ServeOptions) -> None:
         )
 
 
+def check_clients(names: Sequence[str], registry: Mapping[str, str]) -> None:
+    """An unknown --client is refused before the port, the database or a key is touched."""
+    unknown = [name for name in names if name not in registry]
+    if unknown:
+        raise InputError(
+            f"Unknown client {unknown[0]!r} given to --client.",
+            hint=f"Available clients: {', '.join(sorted(registry))}.",
+        )
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, or an error naming the address and what to do."""
     try:
@@ -168,10 +178,11 @@ def api_service(
     store: Any,
     keys: Any,
     sock: socket.socket,
-    first_key: FirstKey | None,
     out: Printer,
 ) -> Any:
-    """The supervisor service running the API over the process's runtimes."""
+    """The supervisor service running the API over the process's runtimes. The first
+    admin key is made here, once every runtime opened: a start that fails earlier (a bad
+    --character, a client's preflight) must not store a key nobody was shown."""
 
     async def service(runtimes: Sequence[Any], settings: Settings, stop: asyncio.Event) -> None:
         import uvicorn
@@ -179,6 +190,7 @@ def api_service(
         from carrier_cli.clients.api.app import create_app
         from carrier_cli.clients.api.options import ApiOptions
         from carrier_cli.clients.api.state import AgentDirectory, ApiState
+        from carrier_cli.clients.api.ws_frames import MAX_FRAME_CHARS
 
         options_ = ApiOptions.from_settings(settings)
         state = ApiState(
@@ -188,7 +200,12 @@ def api_service(
             keys=keys,
             clients=list(options.clients),
         )
+        from carrier_cli.clients.api.instagram_posts import open_poster
+
+        poster = await open_poster(settings, store)
+        state.extras["instagram"] = poster  # its events go to the webhooks (poster.listeners)
         app = create_app(state)
+        first_key = await ensure_first_key(keys) if keys is not None else None
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -197,6 +214,10 @@ def api_service(
             timeout_graceful_shutdown=max(1, int(options_.shutdown_grace)),
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
+            # A frame's text is refused past ws_frames.MAX_FRAME_CHARS (256 K characters);
+            # this stops the bytes of a larger one from being buffered at all (uvicorn's
+            # default is 16 MiB per frame, per connection). 4 bytes per character at most.
+            ws_max_size=4 * MAX_FRAME_CHARS,
             server_header=False,
         )
         server = _server(config)
@@ -212,11 +233,12 @@ def api_service(
             for line in banner.lines():
                 out(line)
             log.info("Carrier API listening on %s", banner.url)
+            await poster.resume_interrupted()
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             server.should_exit = True
-            await serving
+            await asyncio.gather(serving, poster.stop())
         if not stop.is_set():  # uvicorn stopped on its own: stop the process too
             stop.set()
 
@@ -248,8 +270,11 @@ async def serve(
     from carrier_cli.clients.supervisor import run_clients
     from carrier_cli.memory.store import MemoryStore
     from carrier_cli.runtime.agent import AgentRuntime
+    from carrier_cli.webhooks.sender import services as webhook_services
 
     check_options(options)
+    check_clients(options.clients, registry)
+    hooks = webhook_services(settings)  # a webhook's missing secret: refused before binding
     sock = bind(options.host, options.port)
     try:
         store = await MemoryStore.from_settings(settings)
@@ -258,7 +283,6 @@ async def serve(
         raise
     try:
         keys = None if options.no_auth else ApiKeys(store)
-        first_key = await ensure_first_key(keys) if keys is not None else None
 
         async def runtime_factory(character: Any, settings: Settings) -> Any:
             return await AgentRuntime.create(character, settings, store=store)
@@ -270,7 +294,7 @@ async def serve(
             registry,
             runtime_factory=runtime_factory,
             stop_event=stop_event,
-            services=[("api", api_service(options, store, keys, sock, first_key, out))],
+            services=[("api", api_service(options, store, keys, sock, out)), *hooks],
         )
     finally:
         sock.close()

@@ -55,6 +55,9 @@ class PostRequest:
     # What identifies the caption in the idempotency key. A generated caption differs on
     # every run, so it is keyed by "generated:<character>" instead of its text.
     caption_key: str | None = None
+    # Who asked for the post ("api" for `POST /v1/instagram/posts`), journaled with its
+    # options so a restarted server resumes its own posts and no one else's.
+    origin: str | None = None
 
 
 @dataclass
@@ -179,6 +182,21 @@ class Publisher:
         request: PostRequest,
         prepared: tuple[list[media_mod.PreparedMedia], media_mod.PostKind] | None,
     ) -> PostOutcome:
+        record, created = await self.begin(request, prepared)
+        if not created and record.published:
+            return PostOutcome(record, already_published=True)
+        if not created:
+            self.reporter.info(f"Continuing post {record.id} from step '{record.last_step}'.")
+        return await self._drive(record)
+
+    async def begin(
+        self,
+        request: PostRequest,
+        prepared: tuple[list[media_mod.PreparedMedia], media_mod.PostKind] | None = None,
+    ) -> tuple[PostRecord, bool]:
+        """Journal the post without publishing it: its row, found by idempotency key or
+        created (True) at step `prepared`. The API answers with the row's id at once and
+        publishes later with `resume(id)`; `post` is `begin` and then the steps."""
         if prepared is None:
             prepared = await asyncio.to_thread(prepare, request)
         media, kind = prepared
@@ -191,6 +209,8 @@ class Publisher:
             "cleanup": request.cleanup,
             "alt_text": request.alt_text,
         }
+        if request.origin:
+            post_options["origin"] = request.origin
         record, created = await self.journal.find_or_create(
             key,
             kind=kind,
@@ -202,11 +222,7 @@ class Publisher:
         if created:
             self.reporter.info(f"Journal: post {record.id} ({kind}, {len(media)} file(s)).")
             crash_point("prepared")
-        elif record.published:
-            return PostOutcome(record, already_published=True)
-        else:
-            self.reporter.info(f"Continuing post {record.id} from step '{record.last_step}'.")
-        return await self._drive(record)
+        return record, created
 
     async def _resume(self, post_id: int) -> PostOutcome:
         record = await self.journal.require(post_id)

@@ -332,7 +332,12 @@ class LimitInfo:
 
 
 async def limit(settings: Settings) -> LimitInfo:
-    options = InstagramOptions.from_settings(settings)
+    return await limit_for(InstagramOptions.from_settings(settings))
+
+
+async def limit_for(options: InstagramOptions, journal: Journal | None = None) -> LimitInfo:
+    """`limit` with options, reading the journal `journal` (the API server's open one)
+    or one opened for the call."""
     async with GraphClient(options.graph) as graph:
         quota = await graph.publishing_limit()
     next_free = None
@@ -342,7 +347,12 @@ async def limit(settings: Settings) -> LimitInfo:
         async def published(journal: Journal) -> list[datetime]:
             return await journal.published_since(at - timedelta(seconds=quota.duration))
 
-        next_free = free_slot_time(await _with_journal(options.database_url, published), quota, at)
+        times = (
+            await published(journal)
+            if journal is not None
+            else await _with_journal(options.database_url, published)
+        )
+        next_free = free_slot_time(times, quota, at)
     return LimitInfo(quota, next_free)
 
 

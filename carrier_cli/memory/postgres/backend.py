@@ -33,7 +33,7 @@ from carrier_cli.memory.postgres.bulk import (
 from carrier_cli.memory.postgres.check import CONNECT_HINT
 from carrier_cli.memory.postgres.engine import HNSW_EF_SEARCH, make_engine
 from carrier_cli.memory.postgres.search import search_params, search_statements
-from carrier_cli.memory.rows import IndexFilters, M, to_memory
+from carrier_cli.memory.rows import IndexFilters, InsertExtra, M, to_memory
 from carrier_cli.memory.schema import BULK_SEGMENT, BULK_VECTOR_INDEX, MAIN_VECTOR_INDEX
 from carrier_cli.memory.sql import SqlBackend, StoredModel
 from carrier_cli.memory.types import Memory, SearchHit
@@ -227,7 +227,11 @@ class PostgresBackend(SqlBackend):
 
     # ------------------------------------------------------------------ memories in and out
     async def insert_memories(
-        self, memories: Sequence[Memory], rows: list[dict[str, Any]]
+        self,
+        memories: Sequence[Memory],
+        rows: list[dict[str, Any]],
+        *,
+        extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
         for row in rows:
             row["vector_segment"] = self._segment if row["embedding"] is not None else None
@@ -235,6 +239,10 @@ class PostgresBackend(SqlBackend):
         def write(conn: Connection) -> None:
             self._insert_rows(conn, rows)
             self._touch_rooms(conn, memories)
+            if extra is not None:
+                # add_many asked which ids exist first; a racing insert of the same id
+                # is skipped by the outbox's own unique (webhook, event_id, event_type).
+                extra(conn, memories)
 
         if self._bulk and not self._bulk_started and any(r["embedding"] is not None for r in rows):
             await self._start_bulk()

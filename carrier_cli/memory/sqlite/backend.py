@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE
 from carrier_cli.memory.failures import StorageFailure
-from carrier_cli.memory.rows import IndexFilters
+from carrier_cli.memory.rows import IndexFilters, InsertExtra
 from carrier_cli.memory.sql import SqlBackend
 from carrier_cli.memory.sqlite.engine import (
     InlineConnection,
@@ -60,6 +60,22 @@ class SqliteBackend(SqlBackend):
         self._reader_checked = False
 
     # ------------------------------------------------------------------ the backend's own
+    async def ping(self) -> None:
+        """`SELECT 1` never touches the file, and an open connection keeps reading a file
+        that was deleted or made unreadable: check the file itself too."""
+        import os
+
+        from carrier_cli.memory.urls import sqlite_file
+
+        path = sqlite_file(self.url)
+        if path is not None and not os.access(path, os.R_OK | os.W_OK):
+            raise StorageFailure(
+                "cannot_open",
+                f"The SQLite database {path} is gone or not readable and writable.",
+                hint=self.connect_hint,
+            )
+        await super().ping()
+
     @staticmethod
     def make_engine(url: str) -> AsyncEngine:
         return make_engine(url)
@@ -147,7 +163,11 @@ class SqliteBackend(SqlBackend):
 
     # ------------------------------------------------------------------ vectors
     async def insert_memories(
-        self, memories: Sequence[Memory], rows: list[dict[str, Any]]
+        self,
+        memories: Sequence[Memory],
+        rows: list[dict[str, Any]],
+        *,
+        extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
         index = self.index
 
@@ -164,7 +184,10 @@ class SqliteBackend(SqlBackend):
                 ).all()
             )
             new_ids = {str(r[1]) for r in added}
-            self._touch_rooms(conn, [m for m in memories if m.id.hex in new_ids])
+            new = [m for m in memories if m.id.hex in new_ids]
+            self._touch_rooms(conn, new)
+            if extra is not None and new:
+                extra(conn, new)
             rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
             end_rowid = int(added[-1][0]) if added else start_rowid
             return rev, start_rowid, end_rowid, [str(r[1]) for r in added]

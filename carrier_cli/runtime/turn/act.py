@@ -44,7 +44,7 @@ async def store_reply(deps: TurnDeps, turn: TurnState, result: TurnResult) -> No
         kind=MemoryKind.MESSAGE,
         room_id=ctx.room.id,
         entity_id=deps.agent_id,
-        id=reply_id(message, deps.agent_id),
+        id=turn.reply_id or reply_id(message, deps.agent_id),
         metadata={"decision": turn.decision},
     )
     # Shielded: once started, the reply is stored even if the turn is cancelled now.

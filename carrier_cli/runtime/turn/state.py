@@ -97,6 +97,11 @@ class TurnState:
     messages: list[ChatMessage] = field(default_factory=list)  # the reply prompt
     parsed: ParsedReply = field(default_factory=lambda: ParsedReply(text=None, ok=False))
     model_seconds: float = 0.0  # time spent waiting for the model, all calls of the turn
+    # The reply's memory id, fixed once per turn: streamed `reply.token` events and the
+    # stored reply must name the same id, and without a platform message id `ids.reply_id`
+    # is random on every call. None: act.store_reply computes it (callers building a
+    # TurnState by hand).
+    reply_id: uuid.UUID | None = None
 
     @property
     def timings(self) -> dict[str, float]:

@@ -7,6 +7,22 @@ from typing import Any
 
 
 def routers() -> list[Any]:
-    from carrier_cli.clients.api.routes import agents, health
+    from carrier_cli.clients.api.routes import (
+        agents,
+        health,
+        instagram,
+        memories,
+        messages,
+        rooms,
+        ws,
+    )
 
-    return [health.router, agents.router]
+    return [
+        health.router,
+        agents.router,
+        messages.router,
+        rooms.router,
+        memories.router,
+        instagram.router,
+        ws.router,
+    ]
