@@ -159,6 +159,7 @@ class Cluster:
 
     servers: list[ServeProcess] = field(default_factory=list)
     workers: list[subprocess.Popen[str]] = field(default_factory=list)
+    worker_logs: list[Path] = field(default_factory=list)
     key: str = ""
     agent: str = ""
 
@@ -166,6 +167,18 @@ class Cluster:
     def pids(self) -> dict[str, int]:
         found = {f"serve {i + 1}": s.process.pid for i, s in enumerate(self.servers)}
         found.update({f"worker {i + 1}": w.pid for i, w in enumerate(self.workers)})
+        return found
+
+    def health(self) -> list[str]:
+        """What went wrong with a process during the run (a worker that exited, say)."""
+        found = []
+        for n, (worker, log) in enumerate(zip(self.workers, self.worker_logs, strict=True)):
+            if worker.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+                found.append(f"worker {n + 1} exited {worker.returncode}: " + " / ".join(tail))
+        for n, server in enumerate(self.servers):
+            if server.process.poll() is not None:
+                found.append(f"serve {n + 1} exited {server.process.returncode}")
         return found
 
     def stop(self) -> None:
@@ -221,12 +234,14 @@ def start_cluster(
         for n in range(workers):
             home = tmp / f"worker-{tag}-{n}"
             home.mkdir(parents=True)
+            cluster.worker_logs.append(home / "worker.log")
             log = (home / "worker.log").open("w")
             cluster.workers.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "carrier_cli", "run", "--role", "worker"],
                     cwd=home,
-                    env=serve_env(home, model.url, env),
+                    # INFO: the worker logs "Worker ... taking turns" once it reads the queue
+                    env=serve_env(home, model.url, {**env, "CARRIER_LOG_LEVEL": "INFO"}),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     text=True,
@@ -239,10 +254,23 @@ def start_cluster(
             cluster.key = cluster.key or server.key or ""
         if not cluster.key:
             raise RuntimeError("no server printed a first admin key")
+        wait_for_workers(cluster)
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+def wait_for_workers(cluster: Cluster, timeout: float = 180) -> None:
+    """Until every worker reads the queue (on a busy machine a worker's start, imports and
+    the embedding model, takes seconds; one still starting would make 2 workers look like 1)."""
+    deadline = time.monotonic() + timeout
+    for n, log in enumerate(cluster.worker_logs):
+        while "taking turns" not in log.read_text(errors="replace"):
+            if cluster.workers[n].poll() is not None or time.monotonic() > deadline:
+                print(f"  ! worker {n + 1} is not taking turns: {log.read_text()[-500:]}")
+                break
+            time.sleep(0.2)
 
 
 # --- (a) turns/s ------------------------------------------------------------------------------
@@ -458,9 +486,12 @@ async def part_a(
         cluster = start_cluster(tmp, infra.model, database, redis, **shape)
         try:
             results[label] = await drive(cluster, args.rooms, args.turns, label)
+            trouble = cluster.health()
         finally:
             cluster.stop()
         show_load(results[label])
+        for line in trouble:
+            print(f"  {'':<18} ! {line}")
     return results
 
 
