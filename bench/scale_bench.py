@@ -230,6 +230,19 @@ def start_cluster(
     cluster = Cluster()
     env = process_env(database_url, redis_url)
     tag = uuid.uuid4().hex[:6]
+    # The schema first, as compose's `migrate` does: processes starting together on an empty
+    # database would otherwise migrate it under each other.
+    home = tmp / f"init-{tag}"
+    home.mkdir()
+    init = subprocess.run(
+        [sys.executable, "-m", "carrier_cli", "db", "init"],
+        env=serve_env(home, model.url, env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if init.returncode != 0:
+        raise RuntimeError(f"carrier db init failed:\n{init.stdout}{init.stderr}")
     try:
         for n in range(workers):
             home = tmp / f"worker-{tag}-{n}"
@@ -330,7 +343,10 @@ async def drive(cluster: Cluster, rooms: int, per_room: int, label: str) -> Load
             *(post(c, f"warm-{tag}-{n}-{k}", k) for n, c in enumerate(clients) for k in range(6))
         )
         errors.clear()
-        procs = {name: psutil.Process(pid) for name, pid in cluster.pids.items()}
+        procs = {}
+        for name, pid in cluster.pids.items():
+            with contextlib.suppress(psutil.NoSuchProcess):  # health() reports it
+                procs[name] = psutil.Process(pid)
         before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
         latencies: list[float] = []
 
@@ -342,7 +358,10 @@ async def drive(cluster: Cluster, rooms: int, per_room: int, label: str) -> Load
         began = time.perf_counter()
         await asyncio.gather(*(room_loop(r) for r in range(rooms)))
         seconds = time.perf_counter() - began
-        cpu = {name: sum(p.cpu_times()[:2]) - before[name] for name, p in procs.items()}
+        cpu = {}
+        for name, p in procs.items():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                cpu[name] = sum(p.cpu_times()[:2]) - before[name]
         return LoadResult(label, rooms * per_room, seconds, latencies, errors, cpu)
     finally:
         for client in clients:
