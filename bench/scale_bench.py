@@ -243,6 +243,19 @@ def start_cluster(
     )
     if init.returncode != 0:
         raise RuntimeError(f"carrier db init failed:\n{init.stdout}{init.stderr}")
+    # Workaround: `db init` leaves memories.embedding without its dimension; the first
+    # process to embed ALTERs the column, and every other process already running then
+    # dies on asyncpg's InvalidCachedStatementError ("This is a bug in Carrier"). One memory
+    # stored here, before the others start, gives the column its dimension.
+    first = subprocess.run(
+        [sys.executable, "-m", "carrier_cli", "memory", "add", "The scale bench was here."],
+        env=serve_env(home, model.url, env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if first.returncode != 0:
+        raise RuntimeError(f"carrier memory add failed:\n{first.stdout}{first.stderr}")
     try:
         for n in range(workers):
             home = tmp / f"worker-{tag}-{n}"
