@@ -3,7 +3,8 @@ with its scores), list (newest first, keyset cursor), add a fact or a document (
 delete one (admin).
 
 Writes change what the agent knows about people, so they need an admin key, and after
-each one the runtime's cache of facts is dropped (`forget_facts`): the next turn reads the
+each one the runtime's cache of facts is dropped (`forget_facts_everywhere`: in every
+process sharing Redis, before the response): the next turn, on any server, reads the
 store again instead of answering from a cache that still has (or lacks) the fact.
 A document is ingested like the character's knowledge (`memory.knowledge.ingest_text`):
 chunked into fragments that search and the reply prompt use; deleting it deletes them.
@@ -241,7 +242,7 @@ async def add_memory(
             stable_id("knowledge", runtime.agent_id, content_hash(text)), with_vector=False
         )
         assert document is not None  # just stored, or stored before with this exact text
-        runtime.forget_facts()
+        await runtime.forget_facts_everywhere()
         if not report.documents_added:
             response.status_code = 200
         return Added(
@@ -265,7 +266,7 @@ async def add_memory(
         metadata={"source": "api"},
     )
     stored = await store.add(memory)
-    runtime.forget_facts()
+    await runtime.forget_facts_everywhere()
     return Added(memory=memory_view(stored), created=True)
 
 
@@ -297,5 +298,5 @@ async def delete_memory(
         count = int(memory.metadata.get("fragments", 0) or 0)
         ids += [stable_id("fragment", memory.id, index) for index in range(count)]
     deleted = await runtime.store.delete(ids)
-    runtime.forget_facts()
+    await runtime.forget_facts_everywhere()
     return Deleted(deleted=deleted)
