@@ -99,6 +99,14 @@ class Invalidations:
         for cache in self.caches.get(namespace, ()):
             cache.dropped(key, body.get("g"))
 
+    def _reconnected(self) -> None:
+        # redis-py reconnects a subscription by itself (and subscribes again): what was
+        # published in between is lost, so the near caches start over.
+        self.clear_all()
+        log.warning(
+            "cache invalidations: reconnected to %s; local caches cleared", masked(self.url)
+        )
+
     def clear_all(self) -> None:
         for group in self.caches.values():
             for cache in group:
@@ -107,7 +115,7 @@ class Invalidations:
     async def _listen(self) -> None:
         delay = BACKOFF_FIRST
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = _pubsub(self.redis, self._reconnected)
             try:
                 await pubsub.subscribe(CHANNEL)
                 # Anything published while unsubscribed is lost: start from empty caches.
@@ -154,6 +162,19 @@ class Invalidations:
                 await self._task
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+
+
+def _pubsub(redis: Any, reconnected: Callable[[], None]) -> Any:
+    """A PubSub that calls `reconnected()` whenever redis-py reconnects it (its
+    `on_connect` must stay a bound method: connections keep it as a WeakMethod)."""
+    from redis.asyncio.client import PubSub
+
+    class NoticingPubSub(PubSub):
+        async def on_connect(self, connection: Any) -> None:
+            reconnected()
+            await super().on_connect(connection)
+
+    return NoticingPubSub(redis.connection_pool, ignore_subscribe_messages=True)
 
 
 _HUBS: dict[tuple[str, int], Invalidations] = {}
@@ -206,6 +227,9 @@ class RedisCache(Generic[K, V]):
         self.local: LocalCache[str, V] = LocalCache(capacity=capacity, ttl=ttl)
         self.gen = 0
         self._pending: set[asyncio.Task[None]] = set()
+        # Keys `forget` dropped whose Redis copy is still being deleted (None: all of them):
+        # reads skip Redis for them until the deletion is done.
+        self._hidden: dict[str | None, int] = {}
         self._failing = False
         hub.add(self)
 
@@ -247,6 +271,8 @@ class RedisCache(Generic[K, V]):
         value = self.local.peek(str(key))
         if value is not None or self.codec is None:
             return value
+        if self._hidden and (None in self._hidden or str(key) in self._hidden):
+            return None
         try:
             raw = await self.hub.redis.get(self._key(key))
         except Exception as exc:
@@ -310,15 +336,29 @@ class RedisCache(Generic[K, V]):
             self._trouble("an invalidation", exc)
 
     def forget(self, key: K | None = None) -> None:
+        name = None if key is None else str(key)
         if key is None:
             self.local.clear()
-            work = self.invalidate()
         else:
             self.local.drop(str(key))
-            work = self.delete(key)
-        task = asyncio.get_running_loop().create_task(work)
+        self._hidden[name] = self._hidden.get(name, 0) + 1
+        task = asyncio.get_running_loop().create_task(self._broadcast(key))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _broadcast(self, key: K | None) -> None:
+        name = None if key is None else str(key)
+        try:
+            if key is None:
+                await self.invalidate()
+            else:
+                await self.delete(key)
+        finally:
+            left = self._hidden.get(name, 1) - 1
+            if left > 0:
+                self._hidden[name] = left
+            else:
+                self._hidden.pop(name, None)
 
     async def settled(self) -> None:
         """Wait for the broadcasts `forget` started (tests, shutdown)."""

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from carrier_cli.clients.api.auth import require, state_of
 from carrier_cli.clients.api.errors import ApiError
+from carrier_cli.clients.api.routes.message_models import PRINTABLE
+from carrier_cli.clients.api.routes.messages import SOURCE
 from carrier_cli.clients.api.routes.shapes import find_room, parse_memory_id
 from carrier_cli.memory.knowledge import ingest_text
 from carrier_cli.memory.store import content_hash
@@ -101,6 +103,14 @@ class MemoryIn(BaseModel):
         None,
         max_length=200,
         description="Facts and lore: the room it belongs to (an API room key or room id).",
+    )
+    sender: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=PRINTABLE,
+        description="Facts: the person it is about, as the `sender.id` of their messages; "
+        "the agent's replies to them then list it among the facts about them.",
     )
 
     @field_validator("text")
@@ -235,6 +245,13 @@ async def add_memory(
                 "Request field `room`: documents belong to the agent, not to a room.",
                 hint="Leave `room` out for documents, or add the text as a fact.",
             )
+        if body.sender is not None:
+            raise ApiError(
+                422,
+                "invalid_request",
+                "Request field `sender`: documents are not about one person.",
+                hint='Leave `sender` out for documents, or add the text as `"kind": "fact"`.',
+            )
         text = body.text.strip()
         source = f"api:{body.title}" if body.title else f"api:{content_hash(text)[:16]}"
         report = await ingest_text(store, runtime.agent_id, text, source=source, title=body.title)
@@ -263,6 +280,7 @@ async def add_memory(
         content={"text": body.text},
         kind=MemoryKind(body.kind),
         room_id=await _room_id(runtime, body.room),
+        entity_id=None if body.sender is None else stable_id(SOURCE, "entity", body.sender),
         metadata={"source": "api"},
     )
     stored = await store.add(memory)
