@@ -102,7 +102,10 @@ class FactCache:
     another process without Redis) stay unseen."""
 
     def __init__(self, cache: Cache[uuid.UUID, list[Memory]] | None = None) -> None:
-        self.cache: Cache[uuid.UUID, list[Memory]] = cache or LocalCache(capacity=FACT_CACHE_LIMIT)
+        # `is None`, not `or`: an empty cache has len() 0 and is falsy.
+        self.cache: Cache[uuid.UUID, list[Memory]] = (
+            LocalCache(capacity=FACT_CACHE_LIMIT) if cache is None else cache
+        )
 
     async def get(self, deps: TurnDeps, entity_id: uuid.UUID) -> list[Memory]:
         async def load() -> list[Memory]:
