@@ -26,6 +26,7 @@ V = TypeVar("V")
 KC = TypeVar("KC", bound=Hashable, contravariant=True)  # keys are only ever passed in
 
 DEFAULT_CAPACITY = 10_000
+_NEVER = float("inf")
 
 
 class Cache(Protocol[KC, V]):
@@ -92,7 +93,7 @@ class LocalCache(Generic[K, V]):
         item = self._items.get(key)
         if item is None:
             return None
-        if item[0] <= self.clock():
+        if item[0] != _NEVER and item[0] <= self.clock():  # no clock read without a TTL
             del self._items[key]
             return None
         self._items.move_to_end(key)
@@ -100,7 +101,7 @@ class LocalCache(Generic[K, V]):
 
     def put(self, key: K, value: V, ttl: float | None = None) -> None:
         life = self.ttl if ttl is None else ttl
-        expires = float("inf") if life is None else self.clock() + life
+        expires = _NEVER if life is None else self.clock() + life
         self._items[key] = (expires, value)
         self._items.move_to_end(key)
         while len(self._items) > self.capacity:
