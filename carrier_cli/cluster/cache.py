@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar
 
 from carrier_cli.cache import DEFAULT_CAPACITY, LocalCache
 from carrier_cli.cluster.redis_client import connect, masked
+from carrier_cli.errors import RuntimeFailure
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -50,6 +51,7 @@ PREFIX = "carrier:cache:"
 BACKOFF_FIRST = 0.1  # seconds before the first resubscribe
 BACKOFF_MAX = 5.0  # seconds between resubscribes at most
 SUBSCRIBE_TIMEOUT = 5.0  # seconds for the first subscription
+MAX_PENDING = 256  # broadcasts `forget` may have under way per cache; past it: TTL only
 
 Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
 
@@ -68,9 +70,19 @@ class Invalidations:
         self._outage = False
 
     async def start(self) -> None:
+        """Subscribe, or a RuntimeFailure (the connection is closed again)."""
         self._task = asyncio.create_task(self._listen(), name="cache-invalidations")
-        async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
-            await self._ready.wait()
+        try:
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+                await self._ready.wait()
+        except TimeoutError:
+            await self.aclose()
+            raise RuntimeFailure(
+                f"Redis at {masked(self.url)} answered PING but no subscription was made "
+                f"within {SUBSCRIBE_TIMEOUT:.0f} s.",
+                hint="Check that Redis allows SUBSCRIBE for this user (ACL) and is not "
+                "overloaded, or unset REDIS_URL to run a single process.",
+            ) from None
 
     def add(self, cache: RedisCache[Any, Any]) -> None:
         self.caches.setdefault(cache.namespace, []).append(cache)
@@ -341,8 +353,15 @@ class RedisCache(Generic[K, V]):
             self.local.clear()
         else:
             self.local.drop(str(key))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a library caller): the TTL covers the others
+            return
+        if len(self._pending) >= MAX_PENDING:
+            self._trouble("an invalidation (too many under way)", OverflowError())
+            return
         self._hidden[name] = self._hidden.get(name, 0) + 1
-        task = asyncio.get_running_loop().create_task(self._broadcast(key))
+        task = loop.create_task(self._broadcast(key))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

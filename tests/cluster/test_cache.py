@@ -277,3 +277,43 @@ async def test_the_rate_limit_bucket_is_shared(redis_server: RedisServer) -> Non
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_the_rate_limit_falls_back_to_this_process_when_redis_is_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis outage loosens the limit to one budget per server: requests are still
+    decided (and limited), not refused or let through unbounded."""
+    from carrier_cli.cluster.rate_limit import RedisRateLimiter
+
+    server = start_redis(tmp_path)
+    if server.process is None:
+        pytest.skip("an external Redis cannot be stopped")
+    one = await hub(server.url)
+    try:
+        limiter = RedisRateLimiter(2, one)
+        assert (await limiter.acheck("k")).remaining == 1
+        server.stop()
+        with caplog.at_level("WARNING", logger="carrier.cluster.rate_limit"):
+            assert (await limiter.acheck("k")).allowed  # the local bucket: 2 of its own
+            assert (await limiter.acheck("k")).allowed
+            with pytest.raises(ApiError):
+                await limiter.acheck("k")
+        warned = [r for r in caplog.records if "did not answer" in r.getMessage()]
+        assert len(warned) == 1  # once per outage, not per request
+    finally:
+        server.stop()
+        await one.aclose()
+
+
+async def test_forget_without_an_event_loop_still_drops_here(redis_server: RedisServer) -> None:
+    from carrier_cli.cluster.cache import RedisCache
+
+    one = await hub(redis_server.url)
+    try:
+        cache: RedisCache[str, str] = RedisCache(one, "facts:noloop")
+        await cache.set("a", "1")
+        await asyncio.to_thread(cache.forget, "a")  # a thread has no running loop
+        assert cache.local.peek("a") is None
+    finally:
+        await one.aclose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
@@ -154,3 +155,19 @@ def test_the_rate_limit_is_shared_by_both_servers(
 def test_no_secret_reaches_the_logs(servers: tuple[ServeProcess, ServeProcess]) -> None:
     for process in servers:
         assert process.key is not None and process.key not in process.stderr
+
+
+def test_redis_absent_at_start_is_a_clear_error_and_exit_1(
+    tmp_path: Path, model: ModelServerProcess, cluster_env: dict[str, str]
+) -> None:
+    from tests.support.redis_server import free_port
+
+    character = write_character(tmp_path / "carrier.yaml")
+    env = {**cluster_env, "REDIS_URL": f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"}
+    process = start_serve(tmp_path / "home", model.url, characters=[character], env=env, wait=False)
+    assert process.process.wait(60) == 1
+    process._drain()
+    said = process.stdout + process.stderr
+    assert "Could not reach Redis at redis://:***@127.0.0.1" in said, said
+    assert "hunter2-secret" not in said
+    assert "Traceback" not in said
