@@ -32,6 +32,11 @@ _NEVER = float("inf")
 class Cache(Protocol[KC, V]):
     """What every cache offers; keys are hashable and, for Redis, `str()`-able."""
 
+    def peek(self, key: KC) -> V | None:
+        """The value held in this process, without I/O (None: not here; `get` may still
+        find it in a shared tier). The hot path's first try: no coroutine, no closure."""
+        ...
+
     async def get(self, key: KC) -> V | None:
         """The value, or None when absent or older than its TTL."""
         ...

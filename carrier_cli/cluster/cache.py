@@ -279,6 +279,9 @@ class RedisCache(Generic[K, V]):
         self._failing = True
 
     # ------------------------------------------------------------------ Cache
+    def peek(self, key: K) -> V | None:
+        return self.local.peek(str(key))
+
     async def get(self, key: K) -> V | None:
         value = self.local.peek(str(key))
         if value is not None or self.codec is None:

@@ -82,8 +82,10 @@ async def test_get_set_delete(make_cache: CacheFactory) -> None:
     await cache.set("a", "one")
     await cache.set("b", "two")
     assert await cache.get("a") == "one"
+    assert cache.peek("a") == "one"  # held here: the hot path's synchronous hit
     await cache.delete("a")
     assert await cache.get("a") is None
+    assert cache.peek("a") is None
     assert await cache.get("b") == "two"
 
 

@@ -108,6 +108,10 @@ class FactCache:
         )
 
     async def get(self, deps: TurnDeps, entity_id: uuid.UUID) -> list[Memory]:
+        held = self.cache.peek(entity_id)  # most turns: a dict lookup, as before
+        if held is not None:
+            return held
+
         async def load() -> list[Memory]:
             return await deps.store.list(
                 agent_id=deps.agent_id,
