@@ -34,7 +34,9 @@ import contextlib
 import json
 import logging
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from carrier_cli.cache import DEFAULT_CAPACITY, LocalCache
@@ -189,21 +191,33 @@ def _pubsub(redis: Any, reconnected: Callable[[], None]) -> Any:
     return NoticingPubSub(redis.connection_pool, ignore_subscribe_messages=True)
 
 
-_HUBS: dict[tuple[str, int], Invalidations] = {}
-_HUB_LOCK: dict[int, asyncio.Lock] = {}
+@dataclass
+class _LoopHubs:
+    """The hubs of one event loop (a hub's tasks and connections belong to its loop)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    by_url: dict[str, Invalidations] = field(default_factory=dict)
+
+
+# Weak: a loop that is gone takes its entry along (and a new loop never finds its hubs).
+_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopHubs] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def invalidations(url: str) -> Invalidations:
     """The process's `Invalidations` for `url` in this event loop (connected, subscribed),
     or a RuntimeFailure naming the masked URL when Redis cannot be reached."""
-    loop_id = id(asyncio.get_running_loop())
-    lock = _HUB_LOCK.setdefault(loop_id, asyncio.Lock())
-    async with lock:
-        hub = _HUBS.get((url, loop_id))
+    loop = asyncio.get_running_loop()
+    hubs = _LOOPS.get(loop)
+    if hubs is None:
+        hubs = _LOOPS[loop] = _LoopHubs()
+    async with hubs.lock:
+        hub = hubs.by_url.get(url)
         if hub is None:
             hub = Invalidations(await connect(url), url)
             await hub.start()
-            _HUBS[(url, loop_id)] = hub
+            hubs.by_url[url] = hub
         hub.users += 1
         return hub
 
@@ -213,9 +227,9 @@ async def release(hub: Invalidations) -> None:
     hub.users -= 1
     if hub.users > 0:
         return
-    for key, value in list(_HUBS.items()):
-        if value is hub:
-            del _HUBS[key]
+    for hubs in list(_LOOPS.values()):
+        if hubs.by_url.get(hub.url) is hub:
+            del hubs.by_url[hub.url]
     await hub.aclose()
 
 

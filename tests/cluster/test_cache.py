@@ -319,3 +319,27 @@ async def test_forget_without_an_event_loop_still_drops_here(redis_server: Redis
         assert cache.local.peek("a") is None
     finally:
         await one.aclose()
+
+
+async def test_caches_of_one_process_share_one_subscription(redis_server: RedisServer) -> None:
+    """Each character's cache uses the process's one connection and subscription; the
+    last one closed ends it."""
+    from carrier_cli.cluster.cache import open_cache
+
+    first = await open_cache(redis_server.url, "facts:one")
+    second = await open_cache(redis_server.url, "facts:two")
+    try:
+        assert first.hub is second.hub and first.hub.users == 2
+        numsub = await first.hub.redis.pubsub_numsub("carrier:cache:invalidate")
+        before = int(numsub[0][1])
+    finally:
+        await first.aclose()
+    assert second.hub.users == 1 and second.hub._task is not None
+    assert not second.hub._task.done()  # still serving the other cache
+    await second.aclose()
+    assert second.hub._task.done()
+    third = await open_cache(redis_server.url, "facts:three")  # a fresh hub, works again
+    try:
+        assert third.hub is not second.hub and before >= 1
+    finally:
+        await third.aclose()
