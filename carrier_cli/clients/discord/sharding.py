@@ -23,7 +23,7 @@ from carrier_cli.errors import ConfigError, RuntimeFailure
 
 log = logging.getLogger("carrier_cli.discord")
 
-AUTO = "auto"
+AUTO: Literal["auto"] = "auto"
 MAX_SHARDS = 10_000  # far above any bot's count; bounds what a typo can start
 IDENTIFY_WINDOW = 5.0  # seconds: Discord lets max_concurrency shards IDENTIFY per window
 
