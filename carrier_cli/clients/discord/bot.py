@@ -164,6 +164,12 @@ class CarrierDiscordBot(discord.Client):
         """More keyword arguments for discord.py's client (the sharded bot's shard ids)."""
         return {}
 
+    @property
+    def initial_connections(self) -> int:
+        """Gateway connections made at start (one per shard run here): any later one is a
+        reconnect."""
+        return 1
+
     def owns_guild(self, guild_id: int | str | None) -> bool:
         """Whether Discord delivers this guild's events (None: DMs) to this process. Always,
         unless the bot runs only some of its shards (sharded.py)."""

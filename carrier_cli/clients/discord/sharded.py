@@ -34,6 +34,10 @@ class ShardedBot(CarrierDiscordBot):
         self._identified: list[int] = []
         return {"shard_count": plan.count, "shard_ids": plan.shard_ids}
 
+    @property
+    def initial_connections(self) -> int:
+        return len(self._own_shards)
+
     def owns_guild(self, guild_id: int | str | None) -> bool:
         return shard_of(guild_id, self._shard_count) in self._own_shards
 

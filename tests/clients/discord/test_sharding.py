@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import httpx2 as httpx
 import pytest
 
 from carrier_cli.clients.discord.sharding import (
@@ -32,6 +35,7 @@ from carrier_cli.clients.discord.sharding import (
 )
 from carrier_cli.errors import ConfigError
 from tests.clients.discord.harness import ROOT, CarrierProcess, start_carrier, write_character
+from tests.metrics.scrape import families, value
 from tests.support.fake_discord import FakeDiscordServer, guild_on_shard
 from tests.support.model_server import ModelServerProcess, start_server_process
 
@@ -302,6 +306,12 @@ def test_direct_messages_go_to_shard_zero(
     _answered_by_one(discord, first, second, "a private word", dm=True)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 # -- --shards auto -----------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.service
@@ -311,9 +321,9 @@ def test_shards_auto_runs_the_recommended_count(model: ModelServerProcess, tmp_p
     process = None
     try:
         character = write_character(tmp_path / "carrier.yaml")
-        process = start_carrier(
-            server, model.url, tmp_path / "home", [character], args=["--shards", "auto"]
-        )
+        port = free_port()  # metrics on: the metered bot runs sharded too
+        args = ["--shards", "auto", "--metrics-port", str(port)]
+        process = start_carrier(server, model.url, tmp_path / "home", [character], args=args)
         status = process.wait_status()
         assert status.endswith("as character Carrier, all 2 shards"), status
         assert "2 guilds" in status
@@ -323,6 +333,16 @@ def test_shards_auto_runs_the_recommended_count(model: ModelServerProcess, tmp_p
         for channel in (CHANNEL_0, CHANNEL_1):
             message = server.dispatch_message(f"<@{server.bot_id}> hi", channel_id=channel)
             assert server.wait_reply(message, timeout=30).content.endswith(" hi")
+        turns = {"character": "Carrier", "client": "discord", "decision": "mentioned"}
+
+        def counted() -> dict[str, Any] | None:
+            url = f"http://127.0.0.1:{port}/metrics"
+            parsed = families(httpx.get(url, timeout=10).content)
+            return parsed if value(parsed, "carrier_turns_total", **turns) == 2 else None
+
+        parsed = server.wait_for(counted, 15, "both turns counted")
+        # Two shards connecting at start are two connections, not a reconnect.
+        assert value(parsed, "carrier_discord_gateway_reconnects_total", character="Carrier") == 0
         assert process.terminate() == 0
     finally:
         if process is not None and process.process.poll() is None:
