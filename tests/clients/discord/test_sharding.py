@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,16 @@ from carrier_cli.clients.discord.sharding import (
     shard_of,
 )
 from carrier_cli.errors import ConfigError
-from tests.clients.discord.harness import ROOT, CarrierProcess, start_carrier, write_character
+from tests.clients.discord.harness import (
+    ROOT,
+    CarrierProcess,
+    start_carrier,
+    write_character,
+    xml_reply,
+)
 from tests.metrics.scrape import families, value
 from tests.support.fake_discord import FakeDiscordServer, guild_on_shard
-from tests.support.model_server import ModelServerProcess, start_server_process
+from tests.support.model_server import ModelServerProcess, Reply, start_server_process
 
 GUILD_0 = guild_on_shard(0, 2)
 GUILD_1 = guild_on_shard(1, 2)
@@ -200,13 +207,34 @@ def discord() -> Iterator[FakeDiscordServer]:
         server.stop_thread()
 
 
+@dataclass
+class ShardPair:
+    """The two processes of one bot (index = the shard it runs), and how to start one again
+    (same home, same database, same flags)."""
+
+    processes: list[CarrierProcess]
+    start: Callable[[int], CarrierProcess]
+    stopped: list[CarrierProcess] = field(default_factory=list)
+
+    def restart(self, shard: int, *, kill: bool = False) -> CarrierProcess:
+        old = self.processes[shard]
+        if kill:
+            old.process.kill()  # SIGKILL: no drain, no answered marks
+            old.wait_exit(10)
+        else:
+            assert old.terminate() == 0
+        self.stopped.append(old)
+        self.processes[shard] = self.start(shard)
+        return self.processes[shard]
+
+
 @pytest.fixture(scope="module")
 def shard_pair(
     discord: FakeDiscordServer,
     model: ModelServerProcess,
     tmp_path_factory: pytest.TempPathFactory,
     postgres_admin_url: str,
-) -> Iterator[tuple[CarrierProcess, CarrierProcess]]:
+) -> Iterator[ShardPair]:
     """Process 0 runs shard 0 of 2, process 1 shard 1, on one PostgreSQL database (each
     with its own home, as on two machines)."""
     from tests.support.postgres import _run, with_database
@@ -220,19 +248,23 @@ def shard_pair(
         "CARRIER_SHUTDOWN_GRACE": "5",
     }
     started: list[CarrierProcess] = []
+
+    def start(shard: int) -> CarrierProcess:
+        process = start_carrier(
+            discord,
+            model.url,
+            root / f"home{shard}",
+            [character],
+            env=env,
+            args=["--shards", "2", "--shard-ids", str(shard)],
+        )
+        started.append(process)
+        process.wait_status()
+        return process
+
     try:
-        for shard in (0, 1):  # one after the other: the first one migrates the database
-            process = start_carrier(
-                discord,
-                model.url,
-                root / f"home{shard}",
-                [character],
-                env=env,
-                args=["--shards", "2", "--shard-ids", str(shard)],
-            )
-            started.append(process)
-            process.wait_status()
-        yield started[0], started[1]
+        # One after the other: the first one migrates the database.
+        yield ShardPair([start(0), start(1)], start)
     finally:
         for process in started:
             with contextlib.suppress(Exception):
@@ -267,9 +299,9 @@ def _answered_by_one(
 @pytest.mark.service
 @pytest.mark.postgres
 def test_each_process_identifies_its_own_shard(
-    shard_pair: tuple[CarrierProcess, CarrierProcess], discord: FakeDiscordServer
+    shard_pair: ShardPair, discord: FakeDiscordServer
 ) -> None:
-    first, second = shard_pair
+    first, second = shard_pair.processes
     status_0 = first.wait_status()
     status_1 = second.wait_status()
     assert status_0.endswith("as character Carrier, shard 0 of 2"), status_0
@@ -282,9 +314,9 @@ def test_each_process_identifies_its_own_shard(
 @pytest.mark.service
 @pytest.mark.postgres
 def test_guild_messages_are_answered_once_by_the_shard_owner(
-    shard_pair: tuple[CarrierProcess, CarrierProcess], discord: FakeDiscordServer
+    shard_pair: ShardPair, discord: FakeDiscordServer
 ) -> None:
-    first, second = shard_pair
+    first, second = shard_pair.processes
     _answered_by_one(discord, first, second, "hello shard zero", channel_id=CHANNEL_0)
     _answered_by_one(discord, second, first, "hello shard one", channel_id=CHANNEL_1)
     routed = {
@@ -300,9 +332,9 @@ def test_guild_messages_are_answered_once_by_the_shard_owner(
 @pytest.mark.service
 @pytest.mark.postgres
 def test_direct_messages_go_to_shard_zero(
-    shard_pair: tuple[CarrierProcess, CarrierProcess], discord: FakeDiscordServer
+    shard_pair: ShardPair, discord: FakeDiscordServer
 ) -> None:
-    first, second = shard_pair
+    first, second = shard_pair.processes
     _answered_by_one(discord, first, second, "a private word", dm=True)
 
 
@@ -310,6 +342,39 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.service
+@pytest.mark.postgres
+def test_catch_up_after_a_crash_stays_in_the_shard(
+    shard_pair: ShardPair, discord: FakeDiscordServer, model: ModelServerProcess
+) -> None:
+    """A turn of shard 0 cut off by a kill is stored but unanswered: the process of shard 1
+    restarting leaves it alone (its guild is not on shard 1), shard 0's answers it once."""
+    model.push(Reply(text=xml_reply("never sent"), delay=60))
+    text = "cut off on shard zero"
+    message = discord.dispatch_message(f"<@{discord.bot_id}> {text}", channel_id=CHANNEL_0)
+    discord.wait_for(
+        lambda: any(text in r.prompt_text for r in model.requests("/v1/chat/completions")),
+        15,
+        "the turn at the model",
+    )
+    shard_pair.processes[0].process.kill()  # stored, at the model, never answered
+    shard_pair.processes[0].wait_exit(10)
+
+    other = shard_pair.restart(1)
+    discord.wait_for(lambda: other.log_lines("caught up 0 unanswered messages"), 30, "catch-up")
+    assert not [m for m in discord.sent_messages() if m.reply_to == message["id"]]
+
+    model.push(Reply(text=xml_reply("answered after the crash")))
+    shard_pair.stopped.append(shard_pair.processes[0])
+    owner = shard_pair.processes[0] = shard_pair.start(0)
+    discord.wait_for(lambda: owner.log_lines("caught up 1 unanswered message"), 30, "catch-up")
+    time.sleep(0.5)
+    replies = [m.content for m in discord.sent_messages() if m.reply_to == message["id"]]
+    assert replies == ["answered after the crash"], owner.stderr
+    assert "Traceback" not in owner.stderr + other.stderr
 
 
 # -- --shards auto -----------------------------------------------------------------------------
