@@ -184,6 +184,14 @@ def _explain(exc: BaseException, character_name: str) -> RuntimeFailure | None:
             "Bot > Privileged Gateway Intents, enable MESSAGE CONTENT INTENT, save, and run "
             "again.",
         )
+    if isinstance(exc, discord.ConnectionClosed) and exc.code in (4010, 4011):
+        needs = "more shards than it was started with" if exc.code == 4011 else "a valid shard"
+        return RuntimeFailure(
+            f"Discord refused the shard of {who} (close code {exc.code}): the bot needs {needs}.",
+            hint="Start it with --shards auto (Discord's recommended count, all in one "
+            "process), or give every process of the bot a larger --shards N with --shard-ids "
+            "that together cover 0..N-1.",
+        )
     if isinstance(exc, discord.ConnectionClosed):
         return RuntimeFailure(
             f"The Discord gateway closed the connection of {who} (close code {exc.code}: "

@@ -409,7 +409,30 @@ def test_shards_auto_runs_the_recommended_count(model: ModelServerProcess, tmp_p
         # Two shards connecting at start are two connections, not a reconnect.
         assert value(parsed, "carrier_discord_gateway_reconnects_total", character="Carrier") == 0
         assert process.terminate() == 0
+        assert "Traceback" not in process.stderr
+        assert "Message Content intent is not enabled" not in process.stderr
     finally:
         if process is not None and process.process.poll() is None:
             process.process.kill()
+        server.stop_thread()
+
+
+@pytest.mark.slow
+@pytest.mark.service
+def test_too_few_shards_is_a_clear_error(model: ModelServerProcess, tmp_path: Path) -> None:
+    """Discord closes the gateway with 4011 when a bot that needs more shards identifies
+    with fewer: exit 1, saying what to run instead."""
+    server = _two_guild_fake(recommended_shards=2, required_shards=2)
+    try:
+        character = write_character(tmp_path / "carrier.yaml")
+        process = start_carrier(
+            server, model.url, tmp_path / "home", [character], args=["--shards", "1"]
+        )
+        assert process.wait_exit(60) == 1
+        stderr = " ".join(process.stderr.split())
+        assert "Discord refused the shard of the Discord bot of character 'Carrier'" in stderr
+        assert "(close code 4011)" in stderr and "--shards auto" in stderr
+        assert "Traceback" not in stderr
+        assert process.log_lines("Discord recommends 2 shards")  # said before connecting
+    finally:
         server.stop_thread()
