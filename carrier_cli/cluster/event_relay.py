@@ -53,6 +53,7 @@ BACKOFF_START = 0.1
 BACKOFF_MAX = 5.0
 WARN_EVERY = 30.0  # seconds between two "dropped" warnings
 READ_TIMEOUT = 1.0  # seconds one wait for a subscribed message lasts
+CONFIRM_TIMEOUT = 5.0  # seconds Redis has to confirm a (re)subscription
 
 Sink = Callable[[AgentEvent], None]
 
@@ -223,13 +224,29 @@ class EventRelay:
             except Exception as exc:  # a sink's bug must not stop the relay
                 log.warning("Event sink %r failed on %s: %s", sink, event.type, exc)
 
+    async def _confirmed(self, pubsub: Any, channels: int) -> None:
+        """Read until Redis confirmed `channels` subscriptions (TimeoutError past
+        CONFIRM_TIMEOUT); messages arriving meanwhile are delivered."""
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        confirmed = 0
+        while confirmed < channels:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Redis did not confirm the subscription in {CONFIRM_TIMEOUT}s")
+            message = await pubsub.get_message(timeout=READ_TIMEOUT)
+            if message is None:
+                continue
+            if message.get("type") == "subscribe":
+                confirmed += 1
+            elif message.get("type") == "message":
+                self._deliver(message["data"])
+
     async def _receive_loop(self, channels: Sequence[str]) -> None:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
         backoff = BACKOFF_START
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.redis.pubsub()
             kept: Any = None
             try:
                 await pubsub.subscribe(*channels)
@@ -237,6 +254,9 @@ class EventRelay:
                 # an outage is logged (and resubscribed) once, with our own backoff.
                 kept = pubsub.connection.retry
                 pubsub.connection.retry = Retry(NoBackoff(), 0)
+                # SUBSCRIBE is only written, not answered, when it returns (a dead socket
+                # takes it too): Redis is back once it confirmed every channel.
+                await self._confirmed(pubsub, len(channels))
                 self.health.back()
                 backoff = BACKOFF_START
                 while True:
