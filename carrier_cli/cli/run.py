@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
             # A server process logs what it does; `log_level` (default INFO) says how much.
             level = logging.getLevelName(settings.log_level.upper())
             logging.getLogger("carrier_cli").setLevel(level if isinstance(level, int) else 20)
+            logging.getLogger("carrier").setLevel(level if isinstance(level, int) else 20)
         clients = available_clients()
         server = None
         if metrics_port is not None:  # before any runtime is built: they all get counted

@@ -45,6 +45,8 @@ class Cluster:
     b: ServeProcess
     redis: RedisServer
     key: str
+    env: dict[str, str]
+    character: Path
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
@@ -88,7 +90,7 @@ def cluster(
         b = start_serve(root / "home-b", model.url, characters=[character], env=env)
         started.append(b)
         assert b.key is None  # the database already had a key
-        yield Cluster(a, b, redis, a.key)
+        yield Cluster(a, b, redis, a.key, env, character)
     finally:
         for process in started:
             with contextlib.suppress(Exception):
@@ -224,6 +226,54 @@ async def test_cross_process_event_latency(cluster: Cluster) -> None:
         f"{len(latencies)} events: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(latencies):.2f} ms"
     )
     assert p99 < 250, f"p99 {p99:.1f} ms"  # generous: the goal is 20 ms; CI machines vary
+
+
+async def test_a_discord_turn_in_carrier_run_reaches_a_websocket_on_b(
+    cluster: Cluster, model: ModelServerProcess, tmp_path: Path
+) -> None:
+    """`carrier run` (no API of its own) publishes its turns' events; B shows them."""
+    from tests.clients.discord.harness import start_carrier
+    from tests.support.fake_discord import FakeDiscordServer
+
+    channel = "200000000000000001"
+    discord = FakeDiscordServer(guilds={"100000000000000001": [channel]})
+    discord.start_in_thread()
+    runner = None
+    try:
+        runner = start_carrier(
+            discord, model.url, tmp_path / "home-run", [cluster.character], env=cluster.env
+        )
+        runner.wait_status()
+        assert runner.log_lines("Relaying events over Redis")
+        first = discord.dispatch_message("first hello", channel_id=channel, mention_bot=True)
+        discord.wait_reply(first)
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.get(
+                cluster.b.url + f"/v1/agents/{AGENT}/rooms", headers=cluster.headers()
+            )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        rooms = body["rooms"] if isinstance(body, dict) else body
+        room_id = next(room["id"] for room in rooms if room["source"] == "discord")
+        on_b = await authed(cluster.b.url, cluster.key)
+        try:
+            await subscribe(on_b, AGENT, room_id)
+            second = discord.dispatch_message("second hello", channel_id=channel, mention_bot=True)
+            seen = await until(on_b, is_type("reply.completed"))
+            reply = discord.wait_reply(second)
+            created = [f for f in seen if f["type"] == "message.created"]
+            assert len(created) == 2, seen
+            assert "second hello" in created[0]["data"]["message"]["text"]
+            assert created[0]["data"]["message"]["source"] == "discord"
+            assert created[1]["data"]["message"]["text"] == reply.content
+            assert seen[-1]["data"]["reply"]["text"] == reply.content
+            assert all(f["room"] == room_id for f in seen)
+        finally:
+            await on_b.close()
+    finally:
+        if runner is not None:
+            assert runner.terminate() == 0, runner.stderr[-3000:]
+        discord.stop_thread()
 
 
 def wait_for_line(process: ServeProcess, text: str, after: int, timeout: float = 30) -> int:
