@@ -193,21 +193,27 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def test_cross_process_event_latency(cluster: Cluster) -> None:
-    """message stored on A -> its frame on B, over 200 message.created events."""
+    """message stored on A -> its frame on B, over 200 message.created events (and on A
+    itself, the same-process baseline, to show what the relay adds)."""
     turns = 100
     on_b = await authed(cluster.b.url, cluster.key)
-    latencies: list[float] = []
+    on_a = await authed(cluster.a.url, cluster.key)
+    latencies: dict[str, list[float]] = {"b": [], "a": []}
     try:
         await subscribe(on_b, AGENT, "latency")
+        await subscribe(on_a, AGENT, "latency")
 
-        async def read() -> None:
-            while len(latencies) < 2 * turns:
-                frame = await recv(on_b, 30)
+        async def read(ws: Any, into: list[float]) -> None:
+            while len(into) < 2 * turns:
+                frame = await recv(ws, 30)
                 if frame["type"] == "message.created":
                     created = datetime.fromisoformat(frame["created"])
-                    latencies.append((datetime.now(UTC) - created).total_seconds() * 1000)
+                    into.append((datetime.now(UTC) - created).total_seconds() * 1000)
 
-        reader = asyncio.create_task(read())
+        readers = [
+            asyncio.create_task(read(on_b, latencies["b"])),
+            asyncio.create_task(read(on_a, latencies["a"])),
+        ]
         async with httpx.AsyncClient(timeout=60) as client:
             for n in range(turns):
                 r = await client.post(
@@ -216,15 +222,19 @@ async def test_cross_process_event_latency(cluster: Cluster) -> None:
                     headers=cluster.headers(),
                 )
                 assert r.status_code == 200, r.text
-        await asyncio.wait_for(reader, 30)
+        await asyncio.wait_for(asyncio.gather(*readers), 30)
     finally:
         await on_b.close()
-    assert len(latencies) == 2 * turns
-    p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-    print(
-        f"\ncross-process event latency (stored on A -> WebSocket frame on B), "
-        f"{len(latencies)} events: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(latencies):.2f} ms"
-    )
+        await on_a.close()
+    for where, values in latencies.items():
+        assert len(values) == 2 * turns, where
+        label = "on B (other process, via Redis)" if where == "b" else "on A (same process)"
+        print(
+            f"\nevent latency, message stored on A -> WebSocket frame {label}, "
+            f"{len(values)} events: p50 {statistics.median(values):.2f} ms, "
+            f"p99 {percentile(values, 0.99):.2f} ms, max {max(values):.2f} ms"
+        )
+    p99 = percentile(latencies["b"], 0.99)
     assert p99 < 250, f"p99 {p99:.1f} ms"  # generous: the goal is 20 ms; CI machines vary
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -136,9 +139,19 @@ async def test_redis_down_never_blocks_a_turn_and_drops_are_bounded(
     await wait_until(lambda: any(e.id == marker.id for e in pair.got))
 
 
-async def test_open_relay_is_none_without_redis_url() -> None:
-    from carrier_cli.config import Settings
-
-    settings = Settings(redis_url=None)
-    assert await event_relay.open_relay(settings, receive=True) is None
-    assert event_relay.services(None) == []
+def test_without_redis_url_nothing_imports_redis() -> None:
+    """One process without Redis stays as before: no relay, and redis-py never loaded."""
+    code = (
+        "import asyncio, sys\n"
+        "from carrier_cli.config import Settings\n"
+        "from carrier_cli.cluster import event_relay\n"
+        "import carrier_cli.clients.api.server, carrier_cli.clients.api.hub\n"
+        "relay = asyncio.run(event_relay.open_relay(Settings(redis_url=None), receive=True))\n"
+        "assert relay is None and event_relay.services(None) == []\n"
+        "assert 'redis' not in sys.modules, 'redis imported'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CARRIER_REDIS_URL")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
