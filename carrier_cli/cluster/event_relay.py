@@ -54,6 +54,7 @@ BACKOFF_MAX = 5.0
 WARN_EVERY = 30.0  # seconds between two "dropped" warnings
 READ_TIMEOUT = 1.0  # seconds one wait for a subscribed message lasts
 CONFIRM_TIMEOUT = 5.0  # seconds Redis has to confirm a (re)subscription
+PUBLISH_TIMEOUT = 5.0  # seconds one PUBLISH round trip may take
 
 Sink = Callable[[AgentEvent], None]
 
@@ -114,7 +115,7 @@ class Health:
                 "processes are dropped until it is back; retrying every %.1f-%.0fs.",
                 self.url,
                 type(exc).__name__,
-                scrub(str(exc))[:200],
+                scrub(str(exc))[:200] or "no answer in time",
                 BACKOFF_START,
                 BACKOFF_MAX,
             )
@@ -190,12 +191,15 @@ class EventRelay:
                 continue
             try:
                 if len(fresh) == 1:
-                    await self.redis.publish(fresh[0][1], fresh[0][2])
+                    sending = self.redis.publish(fresh[0][1], fresh[0][2])
                 else:
                     pipe = self.redis.pipeline(transaction=False)
                     for _, name, payload in fresh:
                         pipe.publish(name, payload)
-                    await pipe.execute()
+                    sending = pipe.execute()
+                # A Redis that accepts but never answers (paused, a dead NAT path) must not
+                # hold the loop: redis-py drops the connection of a cancelled command.
+                await asyncio.wait_for(sending, PUBLISH_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -155,3 +155,37 @@ def test_without_redis_url_nothing_imports_redis() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_redis_that_stops_answering_does_not_hold_the_publisher(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP: the TCP connection stays up but nothing answers. The publish times out,
+    the outage is logged, turns keep publishing without waiting; after SIGCONT it flows."""
+    import signal
+
+    if pair.redis.process is None:
+        pytest.skip("CARRIER_TEST_REDIS_URL: this test cannot pause that server")
+    monkeypatch.setattr(event_relay, "PUBLISH_TIMEOUT", 1.0)
+    caplog.set_level(logging.WARNING, logger="carrier.cluster.events")
+    pair.redis.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.perf_counter()
+        for n in range(100):
+            pair.bus.publish(event(pair.agent, n))
+        assert time.perf_counter() - started < 0.5
+        await wait_until(lambda: not pair.sender.health.up, 10)
+        assert any("TimeoutError" in r.getMessage() for r in caplog.records)
+    finally:
+        pair.redis.process.send_signal(signal.SIGCONT)
+    pair.got.clear()
+    marker = AgentEvent("typing", pair.agent, "Carrier", {"state": "stop"}, room_id=pair.agent)
+
+    async def until_marker() -> None:
+        while not any(e.id == marker.id for e in pair.got):
+            pair.bus.publish(marker)
+            await asyncio.sleep(0.2)
+
+    await asyncio.wait_for(until_marker(), 20)
+    assert pair.sender.health.up
+    assert any("Redis reconnected" in r.getMessage() for r in caplog.records)
