@@ -104,22 +104,35 @@ def register(app: typer.Typer) -> None:
             # A server process logs what it does; `log_level` (default INFO) says how much.
             level = logging.getLevelName(settings.log_level.upper())
             logging.getLogger("carrier_cli").setLevel(level if isinstance(level, int) else 20)
+            logging.getLogger("carrier").setLevel(level if isinstance(level, int) else 20)
         server = None
         if metrics_port is not None:  # before any runtime is built: they all get counted
             from carrier_cli.metrics import serve_metrics
 
             server = serve_metrics(metrics_port, metrics_host)
             logging.getLogger("carrier_cli.run").info("Metrics at %s", server.url)
-        try:
-            asyncio.run(
-                run_clients(
+        hooks = webhook_services(settings)
+
+        async def main() -> None:
+            from carrier_cli.cluster import event_relay
+
+            # With redis_url: Redis must answer before any runtime opens (exit 1 otherwise);
+            # this process only publishes its events (no WebSocket hub to feed).
+            relay = await event_relay.open_relay(settings, receive=False)
+            try:
+                await run_clients(
                     client or ["discord"],
                     character or [None],
                     settings,
                     clients,
-                    services=webhook_services(settings),
+                    services=[*hooks, *event_relay.services(relay)],
                 )
-            )
+            finally:
+                if relay is not None:  # closed by its service; here too if that never ran
+                    await relay.close()
+
+        try:
+            asyncio.run(main())
         finally:
             if server is not None:
                 server.close()
