@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 from carrier_cli.cluster.advisory import discard, lock_connection, try_lock
 
-log = logging.getLogger("carrier.cluster")
+log = logging.getLogger(__name__)  # carrier_cli.*: shown at INFO by `carrier run` and `serve`
 
 RETRY = 2.0  # seconds between a standby's attempts
 WATCH = 5.0  # seconds between checks that the lease's connection is alive
