@@ -76,7 +76,13 @@ class Lease:
 
 
 async def acquire(
-    engine: Any, key: int, stop: asyncio.Event, *, what: str, retry: float = RETRY
+    engine: Any,
+    key: int,
+    stop: asyncio.Event,
+    *,
+    what: str,
+    retry: float = RETRY,
+    watch: float = WATCH,
 ) -> Lease | None:
     """Wait until this process leads `what` (a lease), or None once `stop` is set."""
     logged = False
@@ -93,7 +99,7 @@ async def acquire(
         if got:
             if logged:
                 log.info("%s: this process took over", what)
-            return Lease(conn, key, what)
+            return Lease(conn, key, what, watch)
         await conn.close()  # back to the pool: it holds nothing
         if not logged:
             log.info("%s runs in another process; standing by (retry every %.0f s)", what, retry)

@@ -122,7 +122,11 @@ def test_two_autoposters_one_posts_and_the_other_takes_over_after_kill_9(
         threading.Thread(target=pump, args=(index,), daemon=True).start()
     try:
         wait_for(lambda: len(graph.published) >= 1, 90, "no first post")
-        wait_for(lambda: any(STANDBY in "".join(log) for log in logs), 30, "no standby" + "".join(logs[0]) + "=====" + "".join(logs[1]))
+        wait_for(
+            lambda: any(STANDBY in "".join(log) for log in logs),
+            30,
+            "no standby" + "".join(logs[0]) + "=====" + "".join(logs[1]),
+        )
         leader = next(i for i in range(2) if STANDBY not in "".join(logs[i]))
         other = 1 - leader
         time.sleep(RETRY + 1.0)  # the standby keeps standing by: one post, one caption
