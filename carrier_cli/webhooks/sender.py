@@ -80,29 +80,37 @@ class Sender:
         self.limit = options.concurrency
 
     async def run(self, stop: asyncio.Event) -> None:
-        lock = await self._leader(stop)
-        try:
-            if stop.is_set():
-                return
-            async with session(
-                allow_private=self.options.allow_private, concurrency=self.limit
-            ) as client:
-                while not stop.is_set():
-                    # Cleared before looking, so a row written meanwhile wakes the wait.
-                    self.policy.wake.clear()
-                    due = await outbox.next_due(self.store)
-                    now = datetime.now(UTC)
-                    if due is not None and due <= now and await self._round(client):
-                        continue
-                    # Nothing due, or due rows another sender holds (its lease): look
-                    # again when the next is due, and at least every POLL seconds.
-                    wait = POLL
-                    if due is not None and due > now:
-                        wait = min(POLL, (due - now).total_seconds())
-                    await self._wait(stop, wait)
-        finally:
-            if lock is not None:
-                await lock.release()
+        """Send until stopped; on PostgreSQL only while leading, and a lost lease (its
+        connection died: another process may lead now) means leading again first."""
+        while not stop.is_set():
+            lock = await self._leader(stop)
+            try:
+                if stop.is_set():
+                    return
+                await self._send(stop, lock)
+            finally:
+                if lock is not None:
+                    await lock.release()
+            if lock is None:
+                return  # SQLite: sent until stopped
+
+    async def _send(self, stop: asyncio.Event, lock: Any) -> None:
+        async with session(
+            allow_private=self.options.allow_private, concurrency=self.limit
+        ) as client:
+            while not stop.is_set() and not (lock is not None and lock.lost):
+                # Cleared before looking, so a row written meanwhile wakes the wait.
+                self.policy.wake.clear()
+                due = await outbox.next_due(self.store)
+                now = datetime.now(UTC)
+                if due is not None and due <= now and await self._round(client):
+                    continue
+                # Nothing due, or due rows another sender holds (its lease): look
+                # again when the next is due, and at least every POLL seconds.
+                wait = POLL
+                if due is not None and due > now:
+                    wait = min(POLL, (due - now).total_seconds())
+                await self._wait(stop, wait)
 
     async def _leader(self, stop: asyncio.Event) -> Any:
         """PostgreSQL: wait until this process holds the sender lock (a cluster.leader
