@@ -32,10 +32,10 @@ messages are stored and answered in one order across all processes, as in one pr
 (a lock held only around each turn would serialise turns but let a later message's turn
 run before an earlier one's). Turns of other rooms, and messages of this room waiting in
 this process, hold no connection: only the gate's holder does. A room kept busy here
-without a pause would keep other processes waiting, so a hold older than `HANDOVER`
-seconds is given up and queued for again when this process next stores a message in the
-room with no turn of it running or waiting (every stored message answered: the order
-holds), letting a waiting process in.
+without a pause would keep other processes waiting for ever, so the next message stored
+after a hold of `HANDOVER` seconds waits for the running turn to end (every message
+stored here answered: the order holds), gives the lock up and queues for it again behind
+any waiting process: another process waits at most about HANDOVER plus one turn.
 """
 
 from __future__ import annotations
@@ -128,11 +128,13 @@ class RoomGates:
 
     async def _hold(self, key: object, gate: RoomGate) -> None:
         """With the intake lock: hold the room against other processes (see the module
-        docstring), giving an old hold up first when nothing of the room is pending."""
+        docstring); a hold older than HANDOVER is queued for again first, once the turn
+        running here ends (every message stored here answered, so the order holds)."""
         if self._lock is None:
             return
-        idle = not gate.turn.locked()  # every message stored here has been answered
-        if gate.held is not None and idle and monotonic() - gate.held_since >= HANDOVER:
+        if gate.held is not None and monotonic() - gate.held_since >= HANDOVER:
+            async with gate.turn:  # no other turn can start meanwhile: we hold intake
+                pass
             await self._unhold(gate)
         if gate.held is None:
             held = self._lock(key)

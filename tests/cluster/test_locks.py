@@ -5,6 +5,7 @@ leadership leases. SQLite's room lock is a no-op."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -223,3 +224,48 @@ async def test_a_lease_whose_connection_dies_is_lost(url: str) -> None:
     finally:
         await engine.dispose()
         await admin.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_room_busy_in_one_process_lets_the_other_in(
+    two: tuple[RoomLocks, RoomLocks],
+) -> None:
+    """RoomGates of two "processes" on real room locks: a room kept busy in A without a
+    pause still lets B's message in within about HANDOVER plus a turn, and no two turns
+    ever overlap."""
+    from carrier_cli.runtime import rooms
+
+    room = uuid.uuid4()
+    a_locks, b_locks = two
+    gates = {
+        "a": rooms.RoomGates(lambda _key: a_locks.hold(room)),
+        "b": rooms.RoomGates(lambda _key: b_locks.hold(room)),
+    }
+    spans: list[tuple[str, float, float]] = []
+    turn_seconds = 0.3
+    loop = asyncio.get_running_loop()
+
+    async def message(side: str, name: str) -> None:
+        async def intake() -> str:
+            return name
+
+        async with gates[side].turn("room", intake):
+            start = loop.time()
+            await asyncio.sleep(turn_seconds)
+            spans.append((name, start, loop.time()))
+
+    began = loop.time()
+    stream: list[asyncio.Task[None]] = []
+    for i in range(int((rooms.HANDOVER * 2) / 0.1)):  # A busy for twice HANDOVER
+        stream.append(asyncio.create_task(message("a", f"a{i}")))
+        if i == 2:
+            stream.append(asyncio.create_task(message("b", "b")))
+        await asyncio.sleep(0.1)
+    await asyncio.wait_for(asyncio.gather(*stream), 120)
+    spans.sort(key=lambda s: s[1])
+    for (_n1, _s1, end), (_n2, start, _e2) in itertools.pairwise(spans):
+        assert start >= end - 0.01, spans  # one turn at a time
+    b_start = next(s for n, s, _e in spans if n == "b")
+    assert b_start - began < rooms.HANDOVER + 3 * turn_seconds + 1.0, spans
+    a_order = [n for n, _s, _e in spans if n != "b"]
+    assert a_order == sorted(a_order, key=lambda n: int(n[1:]))  # A's own order kept
