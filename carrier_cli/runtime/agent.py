@@ -28,14 +28,14 @@ import random
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from carrier_cli import metrics as metrics_mod
 from carrier_cli.llm.base import ChatModel
-from carrier_cli.memory.types import Memory, MemoryKind, Room
+from carrier_cli.memory.types import Memory, MemoryKind, Room, stable_id
 from carrier_cli.runtime import prompts
 from carrier_cli.runtime.character_state import CharacterState
 from carrier_cli.runtime.context import TurnContext
@@ -127,7 +127,7 @@ class AgentRuntime:
             for alias in (action.name, *action.similes):
                 self._action_index[normalize_action_name(alias)] = action
         # What the stages keep between turns.
-        self._gates = RoomGates()
+        self._gates = RoomGates(self._room_lock if getattr(store, "locks_rooms", False) else None)
         self._muted: set[uuid.UUID] = set()  # rooms told to STOP
         self._facts = compose.FactCache()
         self._replays = Replays()
@@ -333,6 +333,12 @@ class AgentRuntime:
         return await generate.post(self, messages)
 
     # -------------------------------------------------------------------------- turn --
+    def _room_lock(self, key: object) -> AbstractAsyncContextManager[None]:
+        """The room held against other processes (RoomGates; PostgreSQL only). The room
+        is named by the id intake gives it, the same in every process."""
+        source, room_key = cast("tuple[str, str]", key)
+        return self.store.room_lock(stable_id(source, "room", room_key, self.agent_id))
+
     def _events(
         self, message: IncomingMessage, *, stream: bool, hooks: TurnHooks | None = None
     ) -> AsyncGenerator[TurnEvent, None]:
