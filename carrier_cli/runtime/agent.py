@@ -209,6 +209,18 @@ class AgentRuntime:
                     store, character.name, character.budget, settings.budget
                 ),
             )
+            redis_url = getattr(settings, "redis_url", None)
+            if redis_url:  # facts learned here are seen by every process at once
+                from carrier_cli.cluster.cache import open_cache
+
+                runtime._facts = compose.FactCache(
+                    await open_cache(
+                        redis_url,
+                        f"facts:{agent_id}",
+                        capacity=compose.FACT_CACHE_LIMIT,
+                        ttl=cls.fact_cache_ttl,
+                    )
+                )
             await runtime.ingest_knowledge()
         except BaseException:
             if owns_store:
@@ -271,6 +283,11 @@ class AgentRuntime:
         """Drop cached facts (of one person, or all) after storing or deleting facts."""
         self._facts.forget(entity_id)
 
+    async def forget_facts_everywhere(self, entity_id: uuid.UUID | None = None) -> None:
+        """`forget_facts`, returning once every process sharing the cache (redis_url) has
+        been told: the API awaits it so the next turn on any server sees a stored fact."""
+        await self._facts.forget_everywhere(entity_id)
+
     async def facts_about(self, entity_id: uuid.UUID) -> list[Memory]:
         """Facts the agent has stored about a person, oldest first."""
         facts = await self.store.list(
@@ -298,6 +315,7 @@ class AgentRuntime:
             with contextlib.suppress(ValueError):
                 observers.remove(self.usage.observe)
         await self.usage.aclose()
+        await self._facts.aclose()
         if self._budget_meter is not None:  # off the model (it may outlive us), then flushed
             with contextlib.suppress(ValueError):
                 getattr(self.model, "observers", []).remove(self._budget_meter)

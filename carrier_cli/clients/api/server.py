@@ -210,6 +210,12 @@ def api_service(
 
             hub = state.extras["hub"] = Hub()
             relay.sinks.append(hub.publish)
+        shared_limit = None
+        if settings.redis_url and options_.rate_limit:  # one budget per key on every server
+            from carrier_cli.cluster.rate_limit import open_rate_limiter
+
+            shared_limit = await open_rate_limiter(settings.redis_url, options_.rate_limit)
+            state.extras["rate_limiter"] = shared_limit
         app = create_app(state)
         first_key = await ensure_first_key(keys) if keys is not None else None
         config = uvicorn.Config(
@@ -245,6 +251,8 @@ def api_service(
             stopping.cancel()
             server.should_exit = True
             await asyncio.gather(serving, poster.stop())
+            if shared_limit is not None:
+                await shared_limit.aclose()
         if not stop.is_set():  # uvicorn stopped on its own: stop the process too
             stop.set()
 
