@@ -10,12 +10,12 @@ comparing incompatible vectors (ElizaOS's "384 vs 1536" failure).
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from carrier_cli.cache import LocalCache
 from carrier_cli.errors import InputError, RuntimeFailure
 from carrier_cli.memory.rows import content_hash, unit
 
@@ -40,7 +40,11 @@ class Vectors:
         self.embedder = embedder
         self.db_model: tuple[str, int] | None = None
         self.claimed: tuple[str, int] | None = None  # model chosen by this process's first write
-        self.cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        # In-process only, even with redis_url: the database's vectors (by content hash,
+        # `stored_vectors`) are already the tier every process shares, vectors never go
+        # stale (the key names the model), and a local embedding costs less than a Redis
+        # round trip, so Redis would add latency and invalidate nothing.
+        self.cache: LocalCache[tuple[str, str], np.ndarray] = LocalCache(capacity=VECTOR_CACHE_SIZE)
 
     # ------------------------------------------------------------------ the stored model
     async def stored_model(self, *, refresh: bool = False) -> tuple[str, int] | None:
@@ -96,9 +100,8 @@ class Vectors:
             if not value or not value.strip():
                 continue
             key = (model, content_hash(value))
-            cached = self.cache.get(key)
+            cached = self.cache.peek(key)
             if cached is not None:
-                self.cache.move_to_end(key)
                 results[i] = cached
             else:
                 wanted.setdefault(value, []).append(i)
@@ -145,9 +148,7 @@ class Vectors:
         return array
 
     def _remember(self, key: tuple[str, str], vector: np.ndarray) -> None:
-        self.cache[key] = vector
-        if len(self.cache) > VECTOR_CACHE_SIZE:
-            self.cache.popitem(last=False)
+        self.cache.put(key, vector)
 
     # ------------------------------------------------------------------ re-embedding
     async def reembed_rows(

@@ -6,6 +6,12 @@ entries are evicted one at a time past INTAKE_CACHE_SIZE entries of each kind, w
 runtime used to keep four dicts and empty each outright past 10,000 entries (so a busy
 bot forgot every room at once and wrote them all again). When anything is missing, the
 room, the entity and the participant row are written in one transaction.
+
+This cache stays in each process with `redis_url` too (not `cluster.cache.RedisCache`):
+rooms and entities have deterministic ids (`stable_id`), are never deleted, and are written
+with idempotent upserts, so another process's copy cannot be wrong in a way that matters;
+at worst a process writes a row that already exists. Sharing it would put a Redis round
+trip on every message to save a write that happens once per room and sender.
 """
 
 from __future__ import annotations

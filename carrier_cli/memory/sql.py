@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -46,6 +46,8 @@ class SqlBackend(CallLog):
     reports_inserted: ClassVar[bool] = False
     # Whether bulk_load plans by the number of rows to come (callers may skip counting).
     sizes_bulk_loads: ClassVar[bool] = False
+    # Whether turns of one room must also be ordered across processes (room_lock).
+    locks_rooms: ClassVar[bool] = False
     dims_sql: ClassVar[str]  # SQL for the dimension of `embedding`
     id_text: ClassVar[str]  # SQL for a memory id as 32 hex digits (id prefix lookups)
 
@@ -99,6 +101,13 @@ class SqlBackend(CallLog):
     async def bulk_load(self, rows: int | None, stored: StoredModel) -> AsyncIterator[None]:
         """A large load under way (see MemoryStore.bulk_load). Nothing special by default."""
         yield
+
+    def room_lock(
+        self, room_id: uuid.UUID, on_wait: Callable[[], None] | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold the room against other processes' turns; nothing by default (a database
+        one process owns, such as SQLite: its room gates are enough)."""
+        return nullcontext()
 
     async def begin_bulk(self) -> None:
         """Say that the bulk load under way has begun writing vectors (reembed's updates,

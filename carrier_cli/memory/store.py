@@ -41,6 +41,8 @@ from carrier_cli.memory.urls import mask_url, normalise_url
 from carrier_cli.memory.usage_records import UsageRecords
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from sqlalchemy import Connection
 
     from carrier_cli.config import Settings
@@ -99,6 +101,19 @@ class MemoryStore(UsageRecords):
     def sizes_bulk_loads(self) -> bool:
         """Whether `bulk_load(rows=...)` uses the count (PostgreSQL plans by it)."""
         return self._backend.sizes_bulk_loads
+
+    @property
+    def locks_rooms(self) -> bool:
+        """Whether other processes may run turns on this database (PostgreSQL), so a turn
+        must also hold its room through `room_lock`."""
+        return self._backend.locks_rooms
+
+    def room_lock(
+        self, room_id: uuid.UUID, on_wait: Callable[[], None] | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold the room against other processes' turns for the body (a no-op on SQLite);
+        `on_wait` is called before waiting (runtime.rooms gives back a client's slot)."""
+        return self._backend.room_lock(room_id, on_wait)
 
     # ------------------------------------------------------------------ opening
     @classmethod

@@ -28,14 +28,14 @@ import random
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from carrier_cli import metrics as metrics_mod
 from carrier_cli.llm.base import ChatModel
-from carrier_cli.memory.types import Memory, MemoryKind, Room
+from carrier_cli.memory.types import Memory, MemoryKind, Room, stable_id
 from carrier_cli.runtime import prompts
 from carrier_cli.runtime.character_state import CharacterState
 from carrier_cli.runtime.context import TurnContext
@@ -127,7 +127,7 @@ class AgentRuntime:
             for alias in (action.name, *action.similes):
                 self._action_index[normalize_action_name(alias)] = action
         # What the stages keep between turns.
-        self._gates = RoomGates()
+        self._gates = RoomGates(self._room_lock if getattr(store, "locks_rooms", False) else None)
         self._muted: set[uuid.UUID] = set()  # rooms told to STOP
         self._facts = compose.FactCache()
         self._replays = Replays()
@@ -209,6 +209,18 @@ class AgentRuntime:
                     store, character.name, character.budget, settings.budget
                 ),
             )
+            redis_url = getattr(settings, "redis_url", None)
+            if redis_url:  # facts learned here are seen by every process at once
+                from carrier_cli.cluster.cache import open_cache
+
+                runtime._facts = compose.FactCache(
+                    await open_cache(
+                        redis_url,
+                        f"facts:{agent_id}",
+                        capacity=compose.FACT_CACHE_LIMIT,
+                        ttl=cls.fact_cache_ttl,
+                    )
+                )
             await runtime.ingest_knowledge()
         except BaseException:
             if owns_store:
@@ -271,6 +283,11 @@ class AgentRuntime:
         """Drop cached facts (of one person, or all) after storing or deleting facts."""
         self._facts.forget(entity_id)
 
+    async def forget_facts_everywhere(self, entity_id: uuid.UUID | None = None) -> None:
+        """`forget_facts`, returning once every process sharing the cache (redis_url) has
+        been told: the API awaits it so the next turn on any server sees a stored fact."""
+        await self._facts.forget_everywhere(entity_id)
+
     async def facts_about(self, entity_id: uuid.UUID) -> list[Memory]:
         """Facts the agent has stored about a person, oldest first."""
         facts = await self.store.list(
@@ -298,6 +315,7 @@ class AgentRuntime:
             with contextlib.suppress(ValueError):
                 observers.remove(self.usage.observe)
         await self.usage.aclose()
+        await self._facts.aclose()
         if self._budget_meter is not None:  # off the model (it may outlive us), then flushed
             with contextlib.suppress(ValueError):
                 getattr(self.model, "observers", []).remove(self._budget_meter)
@@ -315,6 +333,12 @@ class AgentRuntime:
         return await generate.post(self, messages)
 
     # -------------------------------------------------------------------------- turn --
+    def _room_lock(self, key: object) -> AbstractAsyncContextManager[None]:
+        """The room held against other processes (RoomGates; PostgreSQL only). The room
+        is named by the id intake gives it, the same in every process."""
+        source, room_key = cast("tuple[str, str]", key)
+        return self.store.room_lock(stable_id(source, "room", room_key, self.agent_id))
+
     def _events(
         self, message: IncomingMessage, *, stream: bool, hooks: TurnHooks | None = None
     ) -> AsyncGenerator[TurnEvent, None]:

@@ -22,20 +22,38 @@ callback when the turn starts (a typing indicator, the turn's clock: time spent 
 not the turn's); and the delivery of the result while the room is still held, so replies
 in one room go out in the order of the messages, not in the order their generation
 happened to finish.
+
+Across processes (several `carrier serve` / `carrier run` on one PostgreSQL database) a
+`RoomLock` holds the room against the other processes for as long as the room is busy in
+this one: taken by the first message to reach intake in an idle room (before its client's
+slot, so waiting for another process costs no slot), kept while further messages of the
+room are stored and answered here, released when the last turn of the burst ends. So
+messages are stored and answered in one order across all processes, as in one process
+(a lock held only around each turn would serialise turns but let a later message's turn
+run before an earlier one's). Turns of other rooms, and messages of this room waiting in
+this process, hold no connection: only the gate's holder does. A room kept busy here
+without a pause would keep other processes waiting for ever, so the next message stored
+after a hold of `HANDOVER` seconds waits for the running turn to end (every message
+stored here answered: the order holds), gives the lock up and queues for it again behind
+any waiting process: another process waits at most about HANDOVER plus one turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
     from carrier_cli.runtime.types import TurnResult
 
 T = TypeVar("T")
+# room key -> the room held against other processes while entered (AgentRuntime._room_lock)
+RoomLock = Callable[[object], AbstractAsyncContextManager[None]]
+HANDOVER = 2.0  # seconds a busy room is held before other processes get a turn at it
 
 
 @dataclass
@@ -44,6 +62,8 @@ class RoomGate:
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
     arrivals: int = 0  # messages stored in this room since the gate was created
+    held: AbstractAsyncContextManager[None] | None = None  # the cross-process room lock
+    held_since: float = 0.0
 
 
 @dataclass
@@ -102,8 +122,30 @@ class RoomTurn(Generic[T]):
 class RoomGates:
     """Gates by room key; a gate is dropped when no turn uses it (no unbounded growth)."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock: RoomLock | None = None) -> None:
         self._gates: dict[object, RoomGate] = {}
+        self._lock = lock
+
+    async def _hold(self, key: object, gate: RoomGate) -> None:
+        """With the intake lock: hold the room against other processes (see the module
+        docstring); a hold older than HANDOVER is queued for again first, once the turn
+        running here ends (every message stored here answered, so the order holds)."""
+        if self._lock is None:
+            return
+        if gate.held is not None and monotonic() - gate.held_since >= HANDOVER:
+            async with gate.turn:  # no other turn can start meanwhile: we hold intake
+                pass
+            await self._unhold(gate)
+        if gate.held is None:
+            held = self._lock(key)
+            await held.__aenter__()
+            gate.held, gate.held_since = held, monotonic()
+
+    @staticmethod
+    async def _unhold(gate: RoomGate) -> None:
+        held, gate.held = gate.held, None
+        if held is not None:
+            await held.__aexit__(None, None, None)
 
     def __len__(self) -> int:
         return len(self._gates)
@@ -118,8 +160,10 @@ class RoomGates:
             yield gate
         finally:
             gate.users -= 1
-            if gate.users == 0 and self._gates.get(key) is gate:
-                del self._gates[key]
+            if gate.users == 0:
+                if self._gates.get(key) is gate:
+                    del self._gates[key]
+                await self._unhold(gate)
 
     @asynccontextmanager
     async def turn(
@@ -135,6 +179,7 @@ class RoomGates:
             try:
                 await gate.intake.acquire()
                 try:
+                    await self._hold(key, gate)
                     if hooks is not None:
                         await hooks.acquire()  # storing embeds: it counts against the bound
                     stored = await intake()

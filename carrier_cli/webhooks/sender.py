@@ -29,12 +29,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
-
 from carrier_cli.config import Settings
 from carrier_cli.memory import outbox
 from carrier_cli.webhooks import ssrf
-from carrier_cli.webhooks.http import Outcome, post, session, sleep_or_stop
+from carrier_cli.webhooks.http import Outcome, post, session
 from carrier_cli.webhooks.options import WebhookOptions
 from carrier_cli.webhooks.policy import OutboxPolicy
 from carrier_cli.webhooks.settings import Webhook, resolve_secret
@@ -82,54 +80,48 @@ class Sender:
         self.limit = options.concurrency
 
     async def run(self, stop: asyncio.Event) -> None:
-        lock = await self._leader(stop)
-        try:
-            if stop.is_set():
-                return
-            async with session(
-                allow_private=self.options.allow_private, concurrency=self.limit
-            ) as client:
-                while not stop.is_set():
-                    # Cleared before looking, so a row written meanwhile wakes the wait.
-                    self.policy.wake.clear()
-                    due = await outbox.next_due(self.store)
-                    now = datetime.now(UTC)
-                    if due is not None and due <= now and await self._round(client):
-                        continue
-                    # Nothing due, or due rows another sender holds (its lease): look
-                    # again when the next is due, and at least every POLL seconds.
-                    wait = POLL
-                    if due is not None and due > now:
-                        wait = min(POLL, (due - now).total_seconds())
-                    await self._wait(stop, wait)
-        finally:
-            if lock is not None:
-                await lock.close()
+        """Send until stopped; on PostgreSQL only while leading, and a lost lease (its
+        connection died: another process may lead now) means leading again first."""
+        while not stop.is_set():
+            lock = await self._leader(stop)
+            try:
+                if stop.is_set():
+                    return
+                await self._send(stop, lock)
+            finally:
+                if lock is not None:
+                    await lock.release()
+            if lock is None:
+                return  # SQLite: sent until stopped
+
+    async def _send(self, stop: asyncio.Event, lock: Any) -> None:
+        async with session(
+            allow_private=self.options.allow_private, concurrency=self.limit
+        ) as client:
+            while not stop.is_set() and not (lock is not None and lock.lost):
+                # Cleared before looking, so a row written meanwhile wakes the wait.
+                self.policy.wake.clear()
+                due = await outbox.next_due(self.store)
+                now = datetime.now(UTC)
+                if due is not None and due <= now and await self._round(client):
+                    continue
+                # Nothing due, or due rows another sender holds (its lease): look
+                # again when the next is due, and at least every POLL seconds.
+                wait = POLL
+                if due is not None and due > now:
+                    wait = min(POLL, (due - now).total_seconds())
+                await self._wait(stop, wait)
 
     async def _leader(self, stop: asyncio.Event) -> Any:
-        """PostgreSQL: wait until this process holds the sender lock (its connection is
-        returned, and closing it releases the lock). SQLite: None at once."""
+        """PostgreSQL: wait until this process holds the sender lock (a cluster.leader
+        Lease; releasing it ends the lock). SQLite: None at once."""
         if self.store.backend != "postgresql":
             return None
-        logged = False
-        while not stop.is_set():
-            conn = await self.store.engine.connect()
-            try:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                got = (
-                    await conn.execute(text(f"SELECT pg_try_advisory_lock({SENDER_LOCK})"))
-                ).scalar()
-            except BaseException:
-                await conn.close()
-                raise
-            if got:
-                return conn
-            await conn.close()
-            if not logged:
-                log.info("Another process sends this database's webhooks; standing by")
-                logged = True
-            await sleep_or_stop(stop, 5.0)
-        return None
+        from carrier_cli.cluster.leader import acquire
+
+        return await acquire(
+            self.store.engine, SENDER_LOCK, stop, what="The webhook sender", retry=5.0
+        )
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
         """Until rows are written by this process, `seconds` pass, or stop."""

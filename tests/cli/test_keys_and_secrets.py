@@ -99,6 +99,8 @@ def _planted_settings() -> tuple[dict[str, str], dict[str, str]]:
             value = f"postgresql://carrier:{secret}@127.0.0.1:1/db"
         elif name == "discord_gateway_url":
             value = f"ws://bot:{secret}@127.0.0.1:9/gateway"
+        elif name == "redis_url":
+            value = f"redis://:{secret}@127.0.0.1:1/0"
         else:
             value = f"http://user:{secret}@127.0.0.1:9/v1"
         env[env_names(name)[-1]] = value

@@ -119,7 +119,7 @@ def require(needed: str) -> Any:
         limiter = state.extras.get("rate_limiter")
         if limiter is not None:
             try:
-                setattr(request.state, STATE_DECISION, limiter.check(_limit_name(info)))
+                setattr(request.state, STATE_DECISION, await limiter.acheck(_limit_name(info)))
             except ApiError:
                 setattr(request.state, STATE_DECISION, None)
                 raise

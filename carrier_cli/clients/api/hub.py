@@ -214,6 +214,11 @@ class Hub:
     def listening(self, agent_id: uuid.UUID) -> bool:
         return agent_id in self._buses
 
+    def publish(self, event: AgentEvent) -> None:
+        """Route an event that did not come from a local bus: another process's, relayed
+        over Redis (cluster/event_relay.py). Same routing, same bounded queues."""
+        self._on_event(event)
+
     def _on_event(self, event: AgentEvent) -> None:
         """The bus callback: only put_nowait, never a wait."""
         followers = self._rooms.get((event.agent_id, event.room_id), ()) if event.room_id else ()

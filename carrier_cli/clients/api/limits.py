@@ -13,10 +13,11 @@ multipart too. A request for no route passes through untouched, so it still gets
 `RateLimiter` is a token bucket per key name: `rate_limit` requests per minute with a
 burst of the same size, O(1) per request and at most `max_keys` buckets (the least
 recently seen is forgotten first; forgetting only ever gives a key a full bucket back).
-It lives in this process: several `carrier serve` processes will share one through Redis
-(issue 14). `auth.require()` calls `check(name)`; the decision is kept on the request's
-state and this middleware puts its `RateLimit-*` headers on every response, successes
-included.
+It lives in this process; with `redis_url` set, `carrier serve` replaces it with
+`cluster.rate_limit.RedisRateLimiter`, the same bucket kept in Redis, so several servers
+share each key's budget. `auth.require()` awaits `acheck(name)`; the decision is kept on
+the request's state and this middleware puts its `RateLimit-*` headers on every response,
+successes included.
 
 `AuthFailures` bounds what wrong keys cost: a key check that fails may have run scrypt
 (~50 ms of CPU), so each client address gets `per_minute` failures before its key checks
@@ -142,7 +143,14 @@ class RateLimiter:
 
     def check(self, name: str) -> Decision:
         """A request by key `name`: its decision, or ApiError 429 with Retry-After."""
-        decision = self.take(name)
+        return self.verdict(name, self.take(name))
+
+    async def acheck(self, name: str) -> Decision:
+        """`check` as auth.require() calls it: awaited, so the limiter shared through
+        Redis (cluster/rate_limit.py) can stand in for this one."""
+        return self.check(name)
+
+    def verdict(self, name: str, decision: Decision) -> Decision:
         if not decision.allowed:
             raise rate_limited(
                 decision,

@@ -179,6 +179,7 @@ def api_service(
     keys: Any,
     sock: socket.socket,
     out: Printer,
+    relay: Any = None,
 ) -> Any:
     """The supervisor service running the API over the process's runtimes. The first
     admin key is made here, once every runtime opened: a start that fails earlier (a bad
@@ -204,6 +205,17 @@ def api_service(
 
         poster = await open_poster(settings, store)
         state.extras["instagram"] = poster  # its events go to the webhooks (poster.listeners)
+        if relay is not None:  # other processes' events reach this server's WebSockets
+            from carrier_cli.clients.api.hub import Hub
+
+            hub = state.extras["hub"] = Hub()
+            relay.sinks.append(hub.publish)
+        shared_limit = None
+        if settings.redis_url and options_.rate_limit:  # one budget per key on every server
+            from carrier_cli.cluster.rate_limit import open_rate_limiter
+
+            shared_limit = await open_rate_limiter(settings.redis_url, options_.rate_limit)
+            state.extras["rate_limiter"] = shared_limit
         app = create_app(state)
         first_key = await ensure_first_key(keys) if keys is not None else None
         config = uvicorn.Config(
@@ -239,6 +251,8 @@ def api_service(
             stopping.cancel()
             server.should_exit = True
             await asyncio.gather(serving, poster.stop())
+            if shared_limit is not None:
+                await shared_limit.aclose()
         if not stop.is_set():  # uvicorn stopped on its own: stop the process too
             stop.set()
 
@@ -268,6 +282,7 @@ async def serve(
     """Run `carrier serve` until SIGINT/SIGTERM (or `stop_event`)."""
     from carrier_cli.auth.keys import ApiKeys
     from carrier_cli.clients.supervisor import run_clients
+    from carrier_cli.cluster import event_relay
     from carrier_cli.memory.store import MemoryStore
     from carrier_cli.runtime.agent import AgentRuntime
     from carrier_cli.webhooks.sender import services as webhook_services
@@ -275,11 +290,20 @@ async def serve(
     check_options(options)
     check_clients(options.clients, registry)
     hooks = webhook_services(settings)  # a webhook's missing secret: refused before binding
-    sock = bind(options.host, options.port)
+    # With redis_url: Redis must answer now (exit 1 in a paragraph), before any runtime.
+    relay = await event_relay.open_relay(settings, receive=True)
+    try:
+        sock = bind(options.host, options.port)
+    except BaseException:
+        if relay is not None:
+            await relay.close()
+        raise
     try:
         store = await MemoryStore.from_settings(settings)
     except BaseException:
         sock.close()
+        if relay is not None:
+            await relay.close()
         raise
     try:
         keys = None if options.no_auth else ApiKeys(store)
@@ -294,8 +318,14 @@ async def serve(
             registry,
             runtime_factory=runtime_factory,
             stop_event=stop_event,
-            services=[("api", api_service(options, store, keys, sock, out)), *hooks],
+            services=[
+                ("api", api_service(options, store, keys, sock, out, relay)),
+                *hooks,
+                *event_relay.services(relay),
+            ],
         )
     finally:
         sock.close()
         await store.close()
+        if relay is not None:  # closed by its service; again here if that never ran
+            await relay.close()

@@ -5,6 +5,10 @@ publishes it through the same journaled pipeline as `carrier instagram post`, an
 the file to `posted/` (or `failed/` when Instagram's rules refuse it, so it is not retried
 forever). Errors are logged and the loop keeps going; a stop request is honoured between
 pipeline steps, leaving the journal where a later round continues.
+
+On PostgreSQL several processes may run it for one account: only the one holding the
+account's leadership lease (cluster.leader) posts; the others stand by and one takes over
+within a few seconds of the holder's death, posting when the next post is due.
 """
 
 from __future__ import annotations
@@ -149,9 +153,9 @@ async def autopost_loop(
     interval: float | None = None,
     journal: Journal | None = None,
 ) -> None:
-    """Post until stopped. `interval` (seconds) overrides the character's timing (tests)."""
+    """Post until stopped. `interval` (seconds) overrides the character's timing (tests).
+    On PostgreSQL only while this process leads the account (`_lead`)."""
     character = runtime.character
-    config = character.clients.instagram
     folder = character.media_folder_path()
     if folder is None or not folder.is_dir():
         raise ConfigError(
@@ -164,38 +168,86 @@ async def autopost_loop(
     own_journal = journal is None
     journal = journal or await Journal.open(options.database_url)
     try:
-        last = await journal.last_published(character.name)
-        if last is not None and interval is None:
-            wait = (last + timedelta(minutes=config.post_interval_minutes) - now()).total_seconds()
-            if wait > 0:
-                log.info("Instagram: last post %s ago; next in %.0f s", now() - last, wait)
-                await _sleep_or_stop(stop_event, wait)
+        shared = journal.engine.dialect.name == "postgresql"  # other processes may post
         while not stop_event.is_set():
+            lease = await _lead(journal, options, stop_event) if shared else None
+            if shared and lease is None:
+                return  # stopped while standing by
             try:
-                await post_next(runtime, options, journal, folder, stop_event)
-            except GraphError as exc:
-                if exc.action == "stop":
-                    log.critical(
-                        "Instagram: %s Autoposting for %s is paused until Carrier restarts.",
-                        exc,
-                        character.name,
-                    )
-                    await stop_event.wait()
-                    return
-                log.error("Instagram: this round failed: %s", exc)
-            except CarrierError as exc:
-                log.error("Instagram: this round failed: %s", exc)
-            except Exception:
-                log.exception("Instagram: unexpected error in this round")
-            delay = (
-                interval
-                if interval is not None
-                else jittered_interval(config.post_interval_minutes, config.interval_jitter_minutes)
-            )
-            await _sleep_or_stop(stop_event, delay)
+                await _post_while_leading(
+                    runtime, journal, options, folder, stop_event, lease, interval
+                )
+            finally:
+                if lease is not None:
+                    await lease.release()
+            if not shared:
+                return
     finally:
         if own_journal:
             await journal.close()
+
+
+async def _lead(journal: Journal, options: InstagramOptions, stop_event: asyncio.Event) -> Any:
+    """On PostgreSQL, wait until this process is the account's one autoposter (a
+    cluster.leader lease keyed by the account id; None once stopped). Several `carrier
+    run --client instagram` on one database then post in turn, never side by side: the
+    journal makes a post exactly-once anyway, but two posters would each take the next
+    file and post twice as often. A standby takes over within `leader.RETRY` seconds of the
+    holder's death and posts when the next post is due (the last post + the interval).
+    """
+    from carrier_cli.cluster.advisory import advisory_key
+    from carrier_cli.cluster.leader import acquire
+
+    account = options.graph.account_id or ""
+    key = advisory_key("carrier.instagram.autopost", account)
+    return await acquire(
+        journal.engine, key, stop_event, what=f"The Instagram autoposter of account {account}"
+    )
+
+
+async def _post_while_leading(
+    runtime: Any,
+    journal: Journal,
+    options: InstagramOptions,
+    folder: Path,
+    stop_event: asyncio.Event,
+    lease: Any,
+    interval: float | None,
+) -> None:
+    """Rounds until stopped or the lease is lost, the first one when the next post is due."""
+    character = runtime.character
+    config = character.clients.instagram
+    last = await journal.last_published(character.name)
+    if last is not None and interval is None:
+        wait = (last + timedelta(minutes=config.post_interval_minutes) - now()).total_seconds()
+        if wait > 0:
+            log.info("Instagram: last post %s ago; next in %.0f s", now() - last, wait)
+            await _sleep_or_stop(stop_event, wait)
+    while not stop_event.is_set():
+        if lease is not None and lease.lost:
+            return  # lead again (or stand by) before the next round
+        try:
+            await post_next(runtime, options, journal, folder, stop_event)
+        except GraphError as exc:
+            if exc.action == "stop":
+                log.critical(
+                    "Instagram: %s Autoposting for %s is paused until Carrier restarts.",
+                    exc,
+                    character.name,
+                )
+                await stop_event.wait()
+                return
+            log.error("Instagram: this round failed: %s", exc)
+        except CarrierError as exc:
+            log.error("Instagram: this round failed: %s", exc)
+        except Exception:
+            log.exception("Instagram: unexpected error in this round")
+        delay = (
+            interval
+            if interval is not None
+            else jittered_interval(config.post_interval_minutes, config.interval_jitter_minutes)
+        )
+        await _sleep_or_stop(stop_event, delay)
 
 
 async def run_instagram_client(runtime: Any, settings: Settings, stop_event: asyncio.Event) -> None:

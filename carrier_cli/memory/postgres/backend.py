@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +32,7 @@ from carrier_cli.memory.postgres.bulk import (
 )
 from carrier_cli.memory.postgres.check import CONNECT_HINT
 from carrier_cli.memory.postgres.engine import HNSW_EF_SEARCH, make_engine
+from carrier_cli.memory.postgres.room_locks import RoomLocks
 from carrier_cli.memory.postgres.search import search_params, search_statements
 from carrier_cli.memory.rows import IndexFilters, InsertExtra, M, to_memory
 from carrier_cli.memory.schema import BULK_SEGMENT, BULK_VECTOR_INDEX, MAIN_VECTOR_INDEX
@@ -47,6 +48,7 @@ class PostgresBackend(SqlBackend):
     day_sql: ClassVar[str] = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
     read_options: ClassVar[dict[str, Any]] = {"isolation_level": "AUTOCOMMIT"}  # no BEGIN
     connect_hint: ClassVar[str] = CONNECT_HINT
+    locks_rooms: ClassVar[bool] = True  # several processes may share the database
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         super().__init__(engine, url)
@@ -54,6 +56,7 @@ class PostgresBackend(SqlBackend):
         self._bulk: BulkPlan | None = None  # a bulk load under way in this backend
         self._bulk_started = False
         self._segment: int | None = None  # vector_segment of rows inserted now
+        self._room_locks = RoomLocks(url)
 
     # ------------------------------------------------------------------ the backend's own
     @staticmethod
@@ -81,6 +84,16 @@ class PostgresBackend(SqlBackend):
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         return pg_insert(target)
+
+    async def close(self) -> None:
+        await self._room_locks.close()
+        await super().close()
+
+    def room_lock(
+        self, room_id: uuid.UUID, on_wait: Callable[[], None] | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """The room's session advisory lock, for one turn (memory.postgres.room_locks)."""
+        return self._room_locks.hold(room_id, on_wait)
 
     # ------------------------------------------------------------------ the vector column
     async def prepare_vectors(self, dim: int, *, force: bool) -> None:

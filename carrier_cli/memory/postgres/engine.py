@@ -35,11 +35,11 @@ def _explain(url: str) -> ErrorHook:
     return on_error
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> AsyncEngine:
     pg = create_async_engine(
         url,
-        pool_size=5,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         pool_recycle=1800,
         execution_options={MIGRATION_LOCK: MIGRATION_LOCK_SQL},
     )

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from carrier_cli.cache import Cache, LocalCache
 from carrier_cli.memory.types import Memory, MemoryKind
 from carrier_cli.runtime import prompts
 from carrier_cli.runtime.turn.state import TurnDeps, TurnState
@@ -26,7 +26,7 @@ log = logging.getLogger("carrier.runtime")
 
 # Whole documents are left out: their fragments carry the same text in prompt-sized pieces.
 KNOWLEDGE_KINDS = [MemoryKind.FRAGMENT, MemoryKind.LORE, MemoryKind.FACT]
-FACT_CACHE_LIMIT = 10_000  # people; past it the cache starts over
+FACT_CACHE_LIMIT = 10_000  # people; past it the least recently used are forgotten
 
 
 async def compose(deps: TurnDeps, turn: TurnState, facts: FactCache) -> None:
@@ -94,34 +94,47 @@ def turn_view(recent: list[Memory], own: Memory, agent_id: uuid.UUID) -> list[Me
 
 
 class FactCache:
-    """Latest facts about each person. Facts change only when an evaluator stores one
-    (which calls `forget`), so most turns skip the query; the TTL bounds how long facts
-    written by another process (e.g. `carrier memory`) stay unseen."""
+    """Latest facts about each person, behind the `carrier_cli.cache.Cache` interface: an
+    in-process LRU by default, `cluster.cache.RedisCache` with `redis_url` (so a fact
+    stored through one process is seen by the others' next turn). Facts change only when
+    an evaluator or the API stores one (which calls `forget`), so most turns skip the
+    query; the TTL bounds how long facts written around the cache (`carrier memory` in
+    another process without Redis) stay unseen."""
 
-    def __init__(self) -> None:
-        self._entries: dict[uuid.UUID, tuple[float, list[Memory]]] = {}
+    def __init__(self, cache: Cache[uuid.UUID, list[Memory]] | None = None) -> None:
+        # `is None`, not `or`: an empty cache has len() 0 and is falsy.
+        self.cache: Cache[uuid.UUID, list[Memory]] = (
+            LocalCache(capacity=FACT_CACHE_LIMIT) if cache is None else cache
+        )
 
     async def get(self, deps: TurnDeps, entity_id: uuid.UUID) -> list[Memory]:
-        now = monotonic()
-        cached = self._entries.get(entity_id)
-        if cached is not None and now - cached[0] < deps.fact_cache_ttl:
-            return cached[1]
-        facts = await deps.store.list(
-            agent_id=deps.agent_id,
-            kinds=[MemoryKind.FACT],
-            entity_id=entity_id,
-            limit=deps.sender_fact_limit,
-        )
-        if len(self._entries) > FACT_CACHE_LIMIT:
-            self._entries.clear()
-        self._entries[entity_id] = (now, facts)
-        return facts
+        held = self.cache.peek(entity_id)  # most turns: a dict lookup, as before
+        if held is not None:
+            return held
+
+        async def load() -> list[Memory]:
+            return await deps.store.list(
+                agent_id=deps.agent_id,
+                kinds=[MemoryKind.FACT],
+                entity_id=entity_id,
+                limit=deps.sender_fact_limit,
+            )
+
+        return await self.cache.get_or_load(entity_id, load, deps.fact_cache_ttl)
 
     def forget(self, entity_id: uuid.UUID | None = None) -> None:
+        """Drop one person's facts (None: everyone's) here now, elsewhere soon."""
+        self.cache.forget(entity_id)
+
+    async def forget_everywhere(self, entity_id: uuid.UUID | None = None) -> None:
+        """Like `forget`, returning once every process has been told."""
         if entity_id is None:
-            self._entries.clear()
+            await self.cache.invalidate()
         else:
-            self._entries.pop(entity_id, None)
+            await self.cache.delete(entity_id)
+
+    async def aclose(self) -> None:
+        await self.cache.aclose()
 
 
 async def _run_provider(deps: TurnDeps, provider: Provider, ctx: TurnContext) -> object:

@@ -3,7 +3,8 @@ with its scores), list (newest first, keyset cursor), add a fact or a document (
 delete one (admin).
 
 Writes change what the agent knows about people, so they need an admin key, and after
-each one the runtime's cache of facts is dropped (`forget_facts`): the next turn reads the
+each one the runtime's cache of facts is dropped (`forget_facts_everywhere`: in every
+process sharing Redis, before the response): the next turn, on any server, reads the
 store again instead of answering from a cache that still has (or lacks) the fact.
 A document is ingested like the character's knowledge (`memory.knowledge.ingest_text`):
 chunked into fragments that search and the reply prompt use; deleting it deletes them.
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from carrier_cli.clients.api.auth import require, state_of
 from carrier_cli.clients.api.errors import ApiError
+from carrier_cli.clients.api.routes.message_models import PRINTABLE
+from carrier_cli.clients.api.routes.messages import SOURCE
 from carrier_cli.clients.api.routes.shapes import find_room, parse_memory_id
 from carrier_cli.memory.knowledge import ingest_text
 from carrier_cli.memory.store import content_hash
@@ -100,6 +103,14 @@ class MemoryIn(BaseModel):
         None,
         max_length=200,
         description="Facts and lore: the room it belongs to (an API room key or room id).",
+    )
+    sender: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=PRINTABLE,
+        description="Facts: the person it is about, as the `sender.id` of their messages; "
+        "the agent's replies to them then list it among the facts about them.",
     )
 
     @field_validator("text")
@@ -234,6 +245,13 @@ async def add_memory(
                 "Request field `room`: documents belong to the agent, not to a room.",
                 hint="Leave `room` out for documents, or add the text as a fact.",
             )
+        if body.sender is not None:
+            raise ApiError(
+                422,
+                "invalid_request",
+                "Request field `sender`: documents are not about one person.",
+                hint='Leave `sender` out for documents, or add the text as `"kind": "fact"`.',
+            )
         text = body.text.strip()
         source = f"api:{body.title}" if body.title else f"api:{content_hash(text)[:16]}"
         report = await ingest_text(store, runtime.agent_id, text, source=source, title=body.title)
@@ -241,7 +259,7 @@ async def add_memory(
             stable_id("knowledge", runtime.agent_id, content_hash(text)), with_vector=False
         )
         assert document is not None  # just stored, or stored before with this exact text
-        runtime.forget_facts()
+        await runtime.forget_facts_everywhere()
         if not report.documents_added:
             response.status_code = 200
         return Added(
@@ -262,10 +280,11 @@ async def add_memory(
         content={"text": body.text},
         kind=MemoryKind(body.kind),
         room_id=await _room_id(runtime, body.room),
+        entity_id=None if body.sender is None else stable_id(SOURCE, "entity", body.sender),
         metadata={"source": "api"},
     )
     stored = await store.add(memory)
-    runtime.forget_facts()
+    await runtime.forget_facts_everywhere()
     return Added(memory=memory_view(stored), created=True)
 
 
@@ -297,5 +316,5 @@ async def delete_memory(
         count = int(memory.metadata.get("fragments", 0) or 0)
         ids += [stable_id("fragment", memory.id, index) for index in range(count)]
     deleted = await runtime.store.delete(ids)
-    runtime.forget_facts()
+    await runtime.forget_facts_everywhere()
     return Deleted(deleted=deleted)
