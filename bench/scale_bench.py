@@ -294,8 +294,7 @@ def wait_for_workers(cluster: Cluster, timeout: float = 180) -> None:
     for n, log in enumerate(cluster.worker_logs):
         while "taking turns" not in log.read_text(errors="replace"):
             if cluster.workers[n].poll() is not None or time.monotonic() > deadline:
-                print(f"  ! worker {n + 1} is not taking turns: {log.read_text()[-500:]}")
-                break
+                raise RuntimeError(f"worker {n + 1} is not taking turns: {log.read_text()[-600:]}")
             time.sleep(0.2)
 
 
@@ -515,7 +514,11 @@ async def part_a(
             continue
         redis = infra.redis_url if shape.get("workers") else None
         database = await infra.postgres.fresh()
-        cluster = start_cluster(tmp, infra.model, database, redis, **shape)
+        try:
+            cluster = start_cluster(tmp, infra.model, database, redis, **shape)
+        except RuntimeError as exc:  # measured numbers without all processes would mislead
+            print(f"  {label:<18} failed to start: {exc}")
+            continue
         try:
             results[label] = await drive(cluster, args.rooms, args.turns, label)
             trouble = cluster.health()
