@@ -9,7 +9,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import Connection, select
 
+from carrier_cli.memory.rows import M
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Memory, MemoryKind
 from tests.memory.conftest import HashEmbedder
@@ -26,10 +28,16 @@ async def _warmed(url: str, agent: uuid.UUID, room: uuid.UUID) -> MemoryStore:
     pooled connection before store A changes the column."""
     store = await MemoryStore.open(url, embedder=HashEmbedder())
     await store.add(_memory(agent, room, "warm up without a vector"), embed=False)
-    await store.list(agent_id=agent)
-    await store.recent(room, 5)
+    warm = await store.list(agent_id=agent, with_vectors=True)
+    await store.get(warm[0].id)
     await store.search("warm up", agent_id=agent)
+    await store._backend.run_write(_vectors)
     return store
+
+
+def _vectors(conn: Connection) -> list[object]:
+    """A write transaction that reads the column back (as an import's checks do)."""
+    return list(conn.execute(select(M.c.id, M.c.embedding)).all())
 
 
 async def _altered(url: str, agent: uuid.UUID, room: uuid.UUID) -> None:
@@ -45,7 +53,7 @@ async def _setup(url: str) -> tuple[uuid.UUID, uuid.UUID]:
     return agent, room
 
 
-@pytest.mark.parametrize("step", ["add", "list", "recent", "search"])
+@pytest.mark.parametrize("step", ["add", "get", "list", "search", "write"])
 async def test_other_store_survives_the_first_embedding(postgres_url: str, step: str) -> None:
     agent, room = await _setup(postgres_url)
     other = await _warmed(postgres_url, agent, room)
@@ -54,10 +62,15 @@ async def test_other_store_survives_the_first_embedding(postgres_url: str, step:
         if step == "add":
             added = await other.add(_memory(agent, room, "after the change"))
             assert added.embedding is not None
+        elif step == "get":
+            first = (await other.list(agent_id=agent))[0]  # newest: the embedded one
+            got = await other.get(first.id)
+            assert got is not None and got.embedding is not None
         elif step == "list":
-            assert len(await other.list(agent_id=agent)) == 2
-        elif step == "recent":
-            assert len(await other.recent(room, 5)) == 2
+            listed = await other.list(agent_id=agent, with_vectors=True)
+            assert [m.embedding is not None for m in listed] == [True, False]
+        elif step == "write":
+            assert sum(row[1] is not None for row in await other._backend.run_write(_vectors)) == 1
         else:
             hits = await other.search("first vector size", agent_id=agent)
             assert hits and hits[0].memory.content["text"].startswith("the first vector")
