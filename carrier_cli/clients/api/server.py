@@ -36,6 +36,7 @@ class ServeOptions:
     characters: Sequence[str | None] = (None,)
     clients: Sequence[str] = ()
     no_auth: bool = False
+    role: str = "all"  # all: run turns here; api: hand them to workers over Redis
 
 
 @dataclass
@@ -179,6 +180,7 @@ def api_service(
     keys: Any,
     sock: socket.socket,
     out: Printer,
+    turn_queue: Any = None,
 ) -> Any:
     """The supervisor service running the API over the process's runtimes. The first
     admin key is made here, once every runtime opened: a start that fails earlier (a bad
@@ -204,6 +206,9 @@ def api_service(
 
         poster = await open_poster(settings, store)
         state.extras["instagram"] = poster  # its events go to the webhooks (poster.listeners)
+        if turn_queue is not None:  # --role api: turns go to the workers
+            state.extras["turn_queue"] = turn_queue
+            await turn_queue.start()
         app = create_app(state)
         first_key = await ensure_first_key(keys) if keys is not None else None
         config = uvicorn.Config(
@@ -239,6 +244,8 @@ def api_service(
             stopping.cancel()
             server.should_exit = True
             await asyncio.gather(serving, poster.stop())
+            if turn_queue is not None:
+                await turn_queue.close()
         if not stop.is_set():  # uvicorn stopped on its own: stop the process too
             stop.set()
 
@@ -275,11 +282,24 @@ async def serve(
     check_options(options)
     check_clients(options.clients, registry)
     hooks = webhook_services(settings)  # a webhook's missing secret: refused before binding
-    sock = bind(options.host, options.port)
+    redis = await _redis_for(options, settings)
+    turn_queue = None
+    if redis is not None:
+        from carrier_cli.cluster.turn_queue import TurnQueue
+
+        turn_queue = TurnQueue.from_settings(redis, settings)
+    try:
+        sock = bind(options.host, options.port)
+    except BaseException:
+        if redis is not None:
+            await redis.aclose()
+        raise
     try:
         store = await MemoryStore.from_settings(settings)
     except BaseException:
         sock.close()
+        if redis is not None:
+            await redis.aclose()
         raise
     try:
         keys = None if options.no_auth else ApiKeys(store)
@@ -294,8 +314,31 @@ async def serve(
             registry,
             runtime_factory=runtime_factory,
             stop_event=stop_event,
-            services=[("api", api_service(options, store, keys, sock, out)), *hooks],
+            services=[("api", api_service(options, store, keys, sock, out, turn_queue)), *hooks],
         )
     finally:
         sock.close()
         await store.close()
+        if redis is not None:
+            await redis.aclose()
+
+
+async def _redis_for(options: ServeOptions, settings: Settings) -> Any:
+    """Redis for --role api (checked with a PING before anything else opens), else None."""
+    if options.role == "all":
+        return None
+    if options.role != "api":
+        raise InputError(
+            f"--role {options.role!r} is not a role of carrier serve.",
+            hint="Use --role all (run turns here, the default) or --role api (hand them to "
+            "`carrier run --role worker` processes over Redis).",
+        )
+    if not settings.redis_url:
+        raise InputError(
+            "--role api hands turns to workers over Redis, but no Redis is configured.",
+            hint="Set REDIS_URL (or redis_url in config.yaml), the same for the workers, or "
+            "drop --role api to run turns in this process.",
+        )
+    from carrier_cli.cluster.redis_client import connect
+
+    return await connect(settings.redis_url)
