@@ -107,7 +107,8 @@ def register(app: typer.Typer) -> None:
             logging.getLogger("carrier_cli.run").info("Metrics at %s", server.url)
         try:
             if role == "worker":
-                asyncio.run(run_worker(client or [], list(character or [None]), settings, clients))
+                specs: list[str | None] = list(character) if character else [None]
+                asyncio.run(run_worker(client or [], specs, settings, clients))
             else:
                 asyncio.run(
                     run_clients(

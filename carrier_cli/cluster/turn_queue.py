@@ -143,13 +143,14 @@ class TurnQueue:
         self._waiting[request_id] = results
         try:
             turn = QueuedTurn(request_id, str(agent_id), self.inbox, stream, message)
-            await self._enqueue(turn)
-            async for event in self._follow(request_id, results):
+            entry_id = await self._enqueue(turn)
+            async for event in self._follow(request_id, results, turns_key(agent_id), entry_id):
                 yield event
         finally:
             self._waiting.pop(request_id, None)
 
-    async def _enqueue(self, turn: QueuedTurn) -> None:
+    async def _enqueue(self, turn: QueuedTurn) -> Any:
+        """The entry's id in the agent's stream."""
         key = turns_key(turn.agent_id)
         try:
             backlog = await self.redis.xlen(key)
@@ -163,23 +164,28 @@ class TurnQueue:
                 )
             # A hard bound too, for racing API processes (acknowledged turns are deleted,
             # so this never drops a turn unless the backlog doubled past the limit).
-            await self.redis.xadd(key, turn.fields(), maxlen=2 * self.max_len, approximate=True)
+            return await self.redis.xadd(
+                key, turn.fields(), maxlen=2 * self.max_len, approximate=True
+            )
         except ApiError:
             raise
         except Exception as exc:
             log.warning("turn queue: could not enqueue at %s: %s", self.where, exc)
             raise queue_unavailable(self.where, exc) from None
 
-    async def _abandon(self, request_id: str) -> bool:
-        """Withdraw a turn no worker took; False when a worker took it just now."""
+    async def _abandon(self, request_id: str, stream: str, entry_id: Any) -> bool:
+        """Withdraw a turn no worker took (and delete its entry: the stream's length stays
+        the backlog); False when a worker took it just now."""
         try:
             won = await self.redis.set(state_key(request_id), "abandoned", nx=True, ex=STATE_TTL)
+            if won:
+                await self.redis.xdel(stream, entry_id)
         except Exception as exc:
             raise queue_unavailable(self.where, exc) from None
         return bool(won)
 
     async def _follow(
-        self, request_id: str, results: asyncio.Queue[ResultEntry]
+        self, request_id: str, results: asyncio.Queue[ResultEntry], stream: str, entry_id: Any
     ) -> AsyncIterator[TurnEvent]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pickup_timeout
@@ -191,7 +197,7 @@ class TurnQueue:
             except TimeoutError:
                 if started:
                     raise turn_timeout(self.turn_timeout) from None
-                if await self._abandon(request_id):
+                if await self._abandon(request_id, stream, entry_id):
                     raise no_worker(self.pickup_timeout) from None
                 started = True  # a worker won the race: its entries are coming
                 deadline = loop.time() + self.turn_timeout
