@@ -134,15 +134,16 @@ class TurnQueue:
         raise AssertionError("the turn's events ended without a result")  # pragma: no cover
 
     async def events(
-        self, agent_id: uuid.UUID, message: IncomingMessage, *, stream: bool
+        self, agent_id: uuid.UUID, message: IncomingMessage, *, stream: bool, deltas: bool = True
     ) -> AsyncIterator[TurnEvent]:
-        """The turn's `delta` events (when `stream`) and its `done`, like
-        `AgentRuntime.stream_message`, but run by a worker."""
+        """The turn's `delta` events (when `stream` and `deltas`) and its `done`, like
+        `AgentRuntime.stream_message`, but run by a worker. `deltas=False`: the worker
+        streams (its runtime publishes reply.token events) without sending them here."""
         request_id = uuid.uuid4().hex
         results: asyncio.Queue[ResultEntry] = asyncio.Queue()
         self._waiting[request_id] = results
         try:
-            turn = QueuedTurn(request_id, str(agent_id), self.inbox, stream, message)
+            turn = QueuedTurn(request_id, str(agent_id), self.inbox, stream, message, deltas)
             entry_id = await self._enqueue(turn)
             async for event in self._follow(request_id, results, turns_key(agent_id), entry_id):
                 yield event

@@ -91,8 +91,9 @@ class QueuedTurn:
     request_id: str
     agent_id: str
     reply_to: str  # the inbox stream of the API process waiting for the answer
-    stream: bool  # send `delta` entries while the reply is generated
+    stream: bool  # the runtime streams the reply (its bus gets reply.token events)
     message: IncomingMessage
+    deltas: bool = True  # with `stream`: also send the deltas back as `delta` entries
 
     def fields(self) -> dict[str, str]:
         return {
@@ -101,6 +102,7 @@ class QueuedTurn:
             "agent": self.agent_id,
             "reply_to": self.reply_to,
             "stream": "1" if self.stream else "0",
+            "deltas": "1" if self.deltas else "0",
             "message": message_to_json(self.message),
         }
 
@@ -115,6 +117,7 @@ class QueuedTurn:
                 reply_to=text["reply_to"],
                 stream=text.get("stream") == "1",
                 message=message_from_json(text["message"]),
+                deltas=text.get("deltas", "1") == "1",
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"unreadable queued turn ({type(exc).__name__}: {exc})") from None

@@ -304,7 +304,7 @@ class TurnWorker:
 
         async with aclosing(runtime.stream_message(turn.message)) as events:
             async for event in events:
-                if event.kind == "delta" and event.text:
+                if event.kind == "delta" and event.text and turn.deltas:
                     await self._send(turn, "delta", {"text": event.text, "attempt": tag})
                 elif event.kind == "done" and event.result is not None:
                     return result_to_dict(event.result)

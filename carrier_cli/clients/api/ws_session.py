@@ -373,7 +373,13 @@ class Session:
     ) -> None:
         try:
             responded = False
-            events = runtime.stream_message(incoming)
+            queue = self.state.extras.get("turn_queue")
+            # --role api: a worker runs the turn; its events reach the hub over Redis.
+            events = (
+                queue.events(runtime.agent_id, incoming, stream=True, deltas=False)
+                if queue is not None
+                else runtime.stream_message(incoming)
+            )
             try:
                 async for event in events:
                     if event.kind == "done" and event.result is not None:
@@ -395,6 +401,8 @@ class Session:
             conn.offer(
                 error_frame(failure.code, failure.message, hint=failure.hint, client_id=client_id)
             )
+        except ApiError as exc:  # from the turn queue: no_worker, turn_timeout, a worker's
+            conn.offer(error_frame(exc.code, exc.message, hint=exc.hint, client_id=client_id))
         except Exception as exc:
             log.error("ws turn failed: %s", type(exc).__name__, exc_info=exc)
             conn.offer(
