@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from carrier_cli.memory.backends import make_engine
+from carrier_cli.memory.failures import NotADatabase
+from carrier_cli.memory.sqlite.engine import make_sqlite_writer
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Memory
 
@@ -70,3 +78,55 @@ async def test_two_processes_write_concurrently(db_url: str) -> None:
         assert sum(h.memory.unique for h in hits if h.memory.kind == "fact") == 100
     finally:
         await store.close()
+
+
+def _hold_write_lock(path: Path, seconds: float, released: threading.Event) -> threading.Thread:
+    """Another connection holding the write lock on a new rollback-journal file for a while:
+    what a second process sees while the first one switches the file to WAL."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other_process (x)")  # the header is written: not empty
+    holder.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        time.sleep(seconds)
+        released.set()  # before COMMIT: whoever gets the lock next sees it set
+        holder.execute("COMMIT")
+        holder.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+async def test_first_open_waits_while_another_connection_switches_to_wal(tmp_path: Path) -> None:
+    # Once the flake of two `carrier instagram post` on a fresh home: PRAGMA journal_mode=WAL
+    # upgrades a read lock to the write lock and got SQLITE_BUSY at once ("database is
+    # locked"), busy_timeout or not. It now waits until the other connection is done.
+    path = tmp_path / "fresh.db"
+    released = threading.Event()
+    holder = _hold_write_lock(path, 0.3, released)
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.connect() as conn:
+            assert released.is_set()  # it waited for the lock, as busy_timeout does
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+            tables = (await conn.execute(text("SELECT name FROM sqlite_master"))).scalars()
+            assert list(tables) == ["other_process"]
+    finally:
+        await engine.dispose()
+        holder.join()
+    assert mode == "wal"
+
+
+def test_wal_switch_gives_up_on_other_errors(tmp_path: Path) -> None:
+    # Only SQLITE_BUSY is waited for: a file that is not a database fails at once, not
+    # after the 60 s the retry allows.
+    path = tmp_path / "not.db"
+    path.write_bytes(b"this is not an SQLite database, just some text" * 100)
+    engine = make_sqlite_writer(f"sqlite+aiosqlite:///{path}")
+    assert engine is not None
+    started = time.monotonic()
+    with pytest.raises(NotADatabase):
+        engine.connect().close()
+    engine.dispose()
+    assert time.monotonic() - started < 5

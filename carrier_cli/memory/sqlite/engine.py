@@ -134,17 +134,47 @@ def make_sqlite_reader(url: str) -> Engine | None:
     return engine
 
 
+BUSY_TIMEOUT = 60.0  # seconds; the same wait as the busy_timeout pragma below
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
     cursor = dbapi_connection.cursor()
-    for pragma in (
-        "journal_mode=WAL",
-        "busy_timeout=60000",
-        "synchronous=NORMAL",
-        "foreign_keys=ON",
-    ):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+    try:
+        _enter_wal(cursor)
+        for pragma in ("busy_timeout=60000", "synchronous=NORMAL", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
+
+
+def _enter_wal(cursor: Any) -> None:
+    """`PRAGMA journal_mode=WAL`, waiting while another connection holds the write lock.
+
+    Switching a file to WAL reads its header and then takes the write lock: a lock
+    upgrade, for which SQLite returns SQLITE_BUSY at once instead of calling the busy
+    handler. Two processes opening a brand-new database together (two `carrier instagram
+    post` runs on a fresh home) meet exactly there, while the first writes the WAL header;
+    without the retry the second failed with "database is locked" in well under a
+    millisecond, whatever the busy_timeout. The first switch takes milliseconds, so the
+    short sleeps (on the event loop thread for the async engine) happen only in that race.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.002
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)  # extended: the low byte is BUSY
+            busy = code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _sqlite_on_begin(conn: Any) -> None:

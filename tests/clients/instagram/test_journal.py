@@ -120,6 +120,40 @@ async def test_history_published_since_and_force_keys(journal: Journal) -> None:
     assert await journal.last_published(None) is not None
 
 
+async def test_open_waits_while_another_process_creates_the_file(tmp_path: Path) -> None:
+    # The flake of two `carrier instagram post` on a fresh home: while the first process
+    # held the write lock on the brand-new file (switching it to WAL, creating the schema),
+    # the second's PRAGMA journal_mode=WAL got "database is locked" at once and Journal.open
+    # failed. Here another connection holds that lock for 0.3 s: open must wait, not fail.
+    import sqlite3
+    import threading
+
+    path = tmp_path / "new.db"
+    first = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    first.execute("BEGIN IMMEDIATE")
+    first.execute("CREATE TABLE first_process (x)")
+    released = threading.Event()
+
+    def commit_later() -> None:
+        time.sleep(0.3)
+        released.set()  # before COMMIT: the waiting open can only get the lock after it
+        first.execute("COMMIT")
+        first.close()
+
+    thread = threading.Thread(target=commit_later)
+    thread.start()
+    try:
+        j = await Journal.open(str(path))
+    finally:
+        thread.join()
+    try:
+        assert released.is_set()
+        post_id = await make_post(j)
+        assert (await j.require(post_id)).status == "prepared"
+    finally:
+        await j.close()
+
+
 @pytest.mark.filterwarnings("ignore:Did not recognize type 'vector'")
 async def test_model_matches_migration(journal: Journal) -> None:
     from alembic.autogenerate import compare_metadata
