@@ -238,6 +238,11 @@ def api_service(
             for line in banner.lines():
                 out(line)
             log.info("Carrier API listening on %s", banner.url)
+            if turn_queue is not None:
+                log.info(
+                    "Role api: turns go to `carrier run --role worker` processes over Redis at %s",
+                    turn_queue.where,
+                )
             await poster.resume_interrupted()
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -158,7 +158,15 @@ STREAM_DOC = (
         404: {"description": "No such agent"},
         422: {"description": "A field is invalid, or `idempotency_mismatch`"},
         502: {"description": "The model failed (`upstream_failed`); the message is stored"},
-        503: {"description": "The database is unavailable"},
+        503: {
+            "description": "The database is unavailable; with `carrier serve --role api`, "
+            "also `no_worker` (no worker took the turn in time), `queue_full` or "
+            "`queue_unavailable` (Redis)"
+        },
+        504: {
+            "description": "`turn_timeout` (`--role api`): a worker took the turn but did not "
+            "reply in time; a retry with the same Idempotency-Key returns the reply"
+        },
     },
 )
 async def post_message(
