@@ -226,6 +226,20 @@ def test_an_idempotent_retry_is_a_replay_through_the_queue(cluster: Cluster) -> 
     assert len(cluster.model.requests(CHAT)) == calls  # no second generation
 
 
+def test_redis_restarted_under_the_processes(cluster: Cluster) -> None:
+    # Without persistence the restarted Redis has no stream and no group: the workers
+    # recreate their group, the API's inbox reader reconnects, both say so in their logs.
+    cluster.redis.restart()
+    time.sleep(1.5)  # workers blocked in XREADGROUP notice within their block time
+    room = room_name("restart")
+    cluster.model.push(Reply(text="after the restart"))
+    r = cluster.post({"room": room, "text": "still there?"})
+    assert r.status_code == 200, r.text + cluster.api.stderr[-3000:]
+    assert r.json()["reply"]["text"] == "after the restart"
+    for worker in cluster.workers:
+        assert "failed (" in worker.output and "reachable again" in worker.output, worker.output
+
+
 def test_a_worker_killed_mid_turn_loses_nothing(cluster: Cluster) -> None:
     room = room_name("kill")
     agent_id = cluster.agent_id()
