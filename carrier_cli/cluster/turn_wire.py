@@ -119,7 +119,7 @@ class QueuedTurn:
                 message=message_from_json(text["message"]),
                 deltas=text.get("deltas", "1") == "1",
             )
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"unreadable queued turn ({type(exc).__name__}: {exc})") from None
 
 
