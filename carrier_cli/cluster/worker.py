@@ -133,14 +133,28 @@ class TurnWorker:
                     await helper
 
     async def _ensure_groups(self) -> None:
+        """Join (create) the group of every served agent's stream, from its first entry:
+        turns queued before any worker existed are run too."""
         from redis.exceptions import ResponseError
+
+        from carrier_cli.errors import RuntimeFailure
 
         for key in self.runtimes:
             try:
                 await self.redis.xgroup_create(key, GROUP, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
-                    raise
+                    raise RuntimeFailure(
+                        f"Redis at {self.where} refused the turn queue's consumer group "
+                        f"on {key} ({exc}).",
+                        hint="Use Redis 6.2 or newer, and a user allowed the stream commands "
+                        "(XGROUP, XREADGROUP, XAUTOCLAIM).",
+                    ) from None
+            except Exception as exc:
+                raise RuntimeFailure(
+                    f"Could not reach Redis at {self.where} ({type(exc).__name__}).",
+                    hint="Start Redis or check REDIS_URL, then start the worker again.",
+                ) from None
 
     async def _wait_for_slot(self, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())
