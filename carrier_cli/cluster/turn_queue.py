@@ -24,6 +24,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from carrier_cli.clients.api.errors import ApiError
@@ -76,6 +77,14 @@ def queue_unavailable(where: str, exc: BaseException) -> ApiError:
         hint="Try again shortly; check that Redis is running and REDIS_URL is right.",
         headers={"Retry-After": "5"},
     )
+
+
+@dataclass
+class _Progress:
+    """What one request has seen: a worker took its turn; the turn is answered."""
+
+    started: bool = False
+    over: bool = False
 
 
 class TurnQueue:
@@ -142,13 +151,21 @@ class TurnQueue:
         request_id = uuid.uuid4().hex
         results: asyncio.Queue[ResultEntry] = asyncio.Queue()
         self._waiting[request_id] = results
+        key = turns_key(agent_id)
+        entry_id: Any = None
+        progress = _Progress()
         try:
             turn = QueuedTurn(request_id, str(agent_id), self.inbox, stream, message, deltas)
             entry_id = await self._enqueue(turn)
-            async for event in self._follow(request_id, results, turns_key(agent_id), entry_id):
+            async for event in self._follow(request_id, results, key, entry_id, progress):
                 yield event
         finally:
             self._waiting.pop(request_id, None)
+            if entry_id is not None and not progress.started and not progress.over:
+                # The client left before any worker took the turn: withdraw it, so nobody
+                # answers a request that is gone (a worker that just took it keeps it).
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.shield(self._abandon(request_id, key, entry_id))
 
     async def _enqueue(self, turn: QueuedTurn) -> Any:
         """The entry's id in the agent's stream."""
@@ -186,27 +203,33 @@ class TurnQueue:
         return bool(won)
 
     async def _follow(
-        self, request_id: str, results: asyncio.Queue[ResultEntry], stream: str, entry_id: Any
+        self,
+        request_id: str,
+        results: asyncio.Queue[ResultEntry],
+        stream: str,
+        entry_id: Any,
+        progress: _Progress,
     ) -> AsyncIterator[TurnEvent]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.pickup_timeout
-        started = False
         streaming_attempt: str | None = None  # deltas of one attempt only reach the client
         while True:
             try:
                 entry = await asyncio.wait_for(results.get(), max(0.0, deadline - loop.time()))
             except TimeoutError:
-                if started:
+                if progress.started:
+                    progress.over = True
                     raise turn_timeout(self.turn_timeout) from None
                 if await self._abandon(request_id, stream, entry_id):
+                    progress.over = True
                     raise no_worker(self.pickup_timeout) from None
-                started = True  # a worker won the race: its entries are coming
+                progress.started = True  # a worker won the race: its entries are coming
                 deadline = loop.time() + self.turn_timeout
                 continue
             if entry.kind == "started":
-                if not started:
+                if not progress.started:
                     deadline = loop.time() + self.turn_timeout
-                started = True
+                progress.started = True
             elif entry.kind == "delta":
                 attempt = str(entry.data.get("attempt", ""))
                 if streaming_attempt is None:
@@ -214,9 +237,11 @@ class TurnQueue:
                 if attempt == streaming_attempt:
                     yield TurnEvent("delta", text=str(entry.data.get("text", "")))
             elif entry.kind == "done":
+                progress.over = True
                 yield TurnEvent("done", result=result_from_dict(entry.data))
                 return
             elif entry.kind == "error":
+                progress.over = True
                 raise ApiError(
                     int(entry.data.get("status", 500)),
                     str(entry.data.get("code", "internal")),

@@ -334,3 +334,28 @@ def test_no_worker_running_is_a_clear_error_and_the_queue_stays_bounded(cluster:
     assert PICKUP - 0.5 <= waited < PICKUP + 10
     assert len(cluster.model.requests(CHAT)) == calls  # the API ran none of them itself
     assert stream_length(cluster) == 0  # withdrawn turns are deleted
+
+
+def test_a_client_that_leaves_before_pickup_withdraws_its_turn(cluster: Cluster) -> None:
+    for worker in cluster.workers:  # none running (the test before stopped them too)
+        worker.stop()
+    started = time.monotonic()
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST",
+            f"{cluster.api.url}{AGENT}/messages",
+            json={"room": room_name("leave"), "text": "never mind", "stream": True},
+            headers=cluster.api.headers(),
+        ) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith(": ping"):  # queued, waiting for a worker: leave now
+                assert stream_length(cluster) == 1
+                break
+    deadline = time.monotonic() + PICKUP
+    while stream_length(cluster) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stream_length(cluster) == 0
+    assert time.monotonic() - started < PICKUP  # withdrawn, not timed out
