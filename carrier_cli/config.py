@@ -208,6 +208,16 @@ class Settings(BaseSettings):
         description="On start, answer messages addressed to the bot in the last N minutes "
         "that were stored but never answered (a crash, a turn cut off at shutdown); 0: off.",
     )
+    discord_shards: int | Literal["auto"] | None = Field(
+        None,
+        description="Gateway shards of the bot in all (every process of the bot gives the "
+        "same number), or auto: Discord's recommendation, all run here. Unset: no sharding.",
+    )
+    discord_shard_ids: list[int] | None = Field(
+        None,
+        description="The shard ids this process runs, e.g. 0,1 (needs discord_shards). "
+        "Unset: all of them.",
+    )
 
     # Instagram
     instagram_account_id: str | None = Field(
@@ -446,6 +456,26 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.lstrip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("discord_shards", mode="before")
+    @classmethod
+    def _shard_count(cls, value: Any) -> Any:
+        """A whole number or `auto`, checked by the Discord client's own rules."""
+        if value is None or value == "":
+            return None
+        from carrier_cli.clients.discord.sharding import parse_shard_count
+
+        return parse_shard_count(value)
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _shard_ids(cls, value: Any) -> Any:
+        """CARRIER_DISCORD_SHARD_IDS="0,1" (or a YAML list): distinct ids ≥ 0."""
+        if value is None or value == "":
+            return None
+        from carrier_cli.clients.discord.sharding import parse_shard_ids
+
+        return list(parse_shard_ids(value))
 
     @field_validator("budget", mode="before")
     @classmethod

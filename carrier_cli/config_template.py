@@ -64,6 +64,8 @@ _SECTIONS = [
             "discord_turn_timeout",
             "discord_apology",
             "discord_typing_interval",
+            "discord_shards",
+            "discord_shard_ids",
         ],
     ),
     (

@@ -232,7 +232,10 @@ def test_bad_http_url_settings_refused(tmp_path: Path, name: str) -> None:
             _load_with(tmp_path, "config", name, bad)
         assert f"`{name}` (from config " in info.value.message
         assert f"`{name}` takes a URL" in (info.value.hint or "")
-    good = "ws://127.0.0.1:9/gw" if name == "discord_gateway_url" else "http://127.0.0.1:9/v1"
+    good = {
+        "discord_gateway_url": "ws://127.0.0.1:9/gw",
+        "redis_url": "redis://:pw@127.0.0.1:6379/0",
+    }.get(name, "http://127.0.0.1:9/v1")
     assert getattr(_load_with(tmp_path, "env", name, good).settings, name) == good
 
 

@@ -77,6 +77,23 @@ def register(app: typer.Typer) -> None:
                 metavar="worker|all",
             ),
         ] = "all",
+        shards: Annotated[
+            str | None,
+            typer.Option(
+                "--shards",
+                help="Split the Discord bot into N gateway shards (every process of the bot "
+                "gives the same N), or `auto`: Discord's recommendation, all in this process.",
+                metavar="N|auto",
+            ),
+        ] = None,
+        shard_ids: Annotated[
+            str | None,
+            typer.Option(
+                "--shard-ids",
+                help="The shards this process runs, e.g. 0,1 (with --shards N; default: all).",
+                metavar="IDS",
+            ),
+        ] = None,
     ) -> None:
         """Serve characters on Discord (and other clients) until SIGINT/SIGTERM.
 
@@ -91,14 +108,15 @@ def register(app: typer.Typer) -> None:
         from carrier_cli.state import STATE
         from carrier_cli.webhooks.sender import services as webhook_services
 
-        settings = STATE.settings(shutdown_grace=grace).settings
+        clients = available_clients()
+        shard_flags = _shard_flags(shards, shard_ids, client or ["discord"])
+        settings = STATE.settings(shutdown_grace=grace, **shard_flags).settings
         role = role.strip().lower()
         check_role(role, settings.redis_url)
         if not STATE.debug and not STATE.verbose and not os.environ.get("CARRIER_LOG_LEVEL"):
             # A server process logs what it does; `log_level` (default INFO) says how much.
             level = logging.getLevelName(settings.log_level.upper())
             logging.getLogger("carrier_cli").setLevel(level if isinstance(level, int) else 20)
-        clients = available_clients()
         server = None
         if metrics_port is not None:  # before any runtime is built: they all get counted
             from carrier_cli.metrics import serve_metrics
@@ -162,3 +180,35 @@ async def run_worker(
         )
     finally:
         await redis.aclose()
+
+
+def _shard_flags(shards: str | None, shard_ids: str | None, clients: list[str]) -> dict[str, Any]:
+    """--shards / --shard-ids as setting overrides, each checked here so a bad one is named
+    as the flag (the rules between them, and with the settings, are the client's)."""
+    if shards is None and shard_ids is None:
+        return {}
+    from carrier_cli.clients.discord.sharding import parse_shard_count, parse_shard_ids
+    from carrier_cli.errors import ConfigError
+
+    used = "--shards" if shards is not None else "--shard-ids"
+    if "discord" not in clients:
+        raise ConfigError(
+            f"{used} splits the Discord bot, but this process runs no Discord client.",
+            hint="Add --client discord, or leave the flag out.",
+        )
+    overrides: dict[str, Any] = {}
+    try:
+        if shards is not None:
+            overrides["discord_shards"] = parse_shard_count(shards)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--shards {exc}.", hint="Example: --shards 4 --shard-ids 0,1, or --shards auto."
+        ) from None
+    try:
+        if shard_ids is not None:
+            overrides["discord_shard_ids"] = ",".join(map(str, parse_shard_ids(shard_ids)))
+    except ValueError as exc:
+        raise ConfigError(
+            f"--shard-ids {exc}.", hint="Example: --shards 4 --shard-ids 0,1."
+        ) from None
+    return overrides

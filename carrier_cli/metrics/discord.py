@@ -44,7 +44,7 @@ class MeteredDiscordBot(CarrierDiscordBot):
 
     async def on_connect(self) -> None:
         self.connections += 1
-        if self.connections > 1:
+        if self.connections > self.initial_connections:  # one per shard at start
             self._reconnects.inc()
 
     async def on_resumed(self) -> None:

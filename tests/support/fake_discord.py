@@ -6,12 +6,20 @@ gateway, `sent_messages()` shows what the bot posted. It behaves like the real s
 discord.py cares: exact `application/json` content type, 401 on a bad token, 400 (code 50035)
 on an over-long message, 429 with Retry-After, X-RateLimit-* and Via headers and a JSON body,
 HELLO/heartbeat/IDENTIFY/READY with resume_gateway_url, RESUME replaying missed events,
-close codes 4000 (resumable), 4004 (bad token) and 4014 (privileged intents), and message
+close codes 4000 (resumable), 4004 (bad token), 4010 (invalid shard), 4011 (sharding
+required) and 4014 (privileged intents), and message
 nonces: a POST with `enforce_nonce: true` whose nonce the same author already used in the
 same channel within NONCE_WINDOW seconds gets the FIRST message back (200, same id) instead of
 creating another; without enforce_nonce a repeated nonce creates a duplicate, as on Discord.
 `fail_after_create_next(n)` makes the next n message POSTs create the message and then answer
 500 (the case where discord.py's retry of a 5xx would post a reply twice without a nonce).
+
+Shards, as Discord routes them: each IDENTIFY's `shard: [id, count]` is checked (4010 when
+the id is outside 0..count-1, 4011 below `required_shards`), a session is told only of the
+guilds its shard owns ((guild_id >> 22) % count), a guild's events go only to the session of
+the shard owning it and DMs only to shard 0's; GET /gateway/bot answers `recommended_shards`
+and `max_concurrency`. `guild_on_shard(shard, count)` makes a guild id that lands on a shard.
+An IDENTIFY without `shard` is shard [0, 1], which owns everything (the unsharded bot).
 
 Three ways to use it:
 - in-process: the `fake_discord` fixture (one server per test) or `FakeDiscordServer()` with
@@ -87,10 +95,22 @@ class Bot:
         return str(self.user["id"])
 
 
+def shard_of(guild_id: str | int | None, count: int) -> int:
+    """Discord's routing: a guild's shard; DMs (no guild) are shard 0's."""
+    return 0 if guild_id is None else (int(guild_id) >> 22) % count
+
+
+def guild_on_shard(shard: int, count: int, index: int = 0) -> str:
+    """A guild id (Discord-shaped, distinct per index) owned by `shard` of `count`."""
+    base = 1_000_000 + index
+    return str(((base * count + shard) << 22) | 1)
+
+
 @dataclass
 class Session:
     session_id: str
     token: str
+    shard: tuple[int, int] = (0, 1)  # (id, count) from IDENTIFY
     seq: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
@@ -117,6 +137,9 @@ class FakeDiscordServer:
         app_flags: int = APP_FLAG_MESSAGE_CONTENT_LIMITED,
         heartbeat_interval_ms: int = 41250,
         rest_delay: float = 0.0,
+        recommended_shards: int = 1,
+        max_concurrency: int = 1,
+        required_shards: int = 1,
     ) -> None:
         self.bots: dict[str, Bot] = {}  # token -> bot; several bots may share the guilds
         self.token = token  # the first bot's, used by env()
@@ -140,7 +163,12 @@ class FakeDiscordServer:
         self.nonce_hits = 0  # POSTs answered with an earlier message (enforce_nonce)
         self.messages: dict[str, dict[str, Any]] = {}  # id -> payload (GET .../messages/{id})
         self.sessions: dict[str, Session] = {}
-        self.live: dict[str, Session] = {}  # token -> its current session
+        self.live: dict[tuple[str, int], Session] = {}  # (token, shard id) -> its session
+        self.recommended_shards = recommended_shards  # GET /gateway/bot `shards`
+        self.max_concurrency = max_concurrency  # GET /gateway/bot session_start_limit
+        self.required_shards = required_shards  # an IDENTIFY with fewer: close 4011
+        self.shard_identifies: list[tuple[int, int]] = []  # (id, count) of accepted IDENTIFYs
+        self.routed: dict[str, list[tuple[int, int]]] = {}  # message id -> shards it went to
         self.sent: list[SentMessage] = []
         self.typing: list[tuple[str, float]] = []
         self.requests: list[tuple[str, str, float]] = []  # (method, path, time)
@@ -203,6 +231,7 @@ class FakeDiscordServer:
         app.router.add_get(api + "/channels/{channel_id}/messages", self._channel_history)
         app.router.add_get(api + "/channels/{channel_id}/messages/{message_id}", self._get_message)
         app.router.add_post(api + "/channels/{channel_id}/typing", self._typing)
+        app.router.add_get(api + "/channels/{channel_id}", self._get_channel)
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/resume", self._gateway)
@@ -339,13 +368,46 @@ class FakeDiscordServer:
         return self._json(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.recommended_shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 999,
                     "reset_after": 0,
-                    "max_concurrency": 1,
+                    "max_concurrency": self.max_concurrency,
                 },
+            }
+        )
+
+    async def _get_channel(self, request: web.Request) -> web.Response:
+        """GET /channels/{id}: a guild text channel (with its guild_id) or a DM channel."""
+        self._record(request)
+        if not self._authorised(request):
+            return self._unauthorised()
+        channel_id = request.match_info["channel_id"]
+        guild_id = self._guild_of(channel_id)
+        if guild_id is not None:
+            index = self.guilds[guild_id].index(channel_id)
+            return self._json(
+                {
+                    "id": channel_id,
+                    "type": 0,
+                    "guild_id": guild_id,
+                    "name": f"channel-{index}",
+                    "position": index,
+                    "permission_overwrites": [],
+                    "nsfw": False,
+                    "parent_id": None,
+                }
+            )
+        recipient = next((u for u, c in self._dm_channels.items() if c == channel_id), None)
+        if recipient is None:
+            return self._json({"message": "Unknown Channel", "code": 10003}, status=404)
+        return self._json(
+            {
+                "id": channel_id,
+                "type": 1,
+                "last_message_id": None,
+                "recipients": [user_payload(recipient, f"user{recipient[-4:]}")],
             }
         )
 
@@ -596,10 +658,18 @@ class FakeDiscordServer:
         if self.refuse_intents:
             await ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
+        shard = self._check_shard(data.get("shard"))
+        if isinstance(shard, int):
+            reasons = {4010: b"Invalid shard.", 4011: b"Sharding required."}
+            await ws.close(code=shard, message=reasons[shard])
+            return None
         bot = self.bots[str(data["token"])]
-        session = Session(session_id=uuid.uuid4().hex, token=bot.token, ws=ws)
+        session = Session(session_id=uuid.uuid4().hex, token=bot.token, shard=shard, ws=ws)
         self.sessions[session.session_id] = session
-        self.live[bot.token] = session
+        self.live[(bot.token, shard[0])] = session
+        with self._lock:
+            self.shard_identifies.append(shard)
+        owned = {gid: chans for gid, chans in self.guilds.items() if self._owns(session, gid)}
         resume_url = self.base_url.replace("http://", "ws://") + "/resume"
         await self._send_dispatch(
             session,
@@ -610,19 +680,43 @@ class FakeDiscordServer:
                 "session_id": session.session_id,
                 "resume_gateway_url": resume_url,
                 "session_type": "normal",
-                "guilds": [{"id": gid, "unavailable": True} for gid in self.guilds],
+                "guilds": [{"id": gid, "unavailable": True} for gid in owned],
                 "private_channels": [],
                 "relationships": [],
                 "presences": [],
                 "application": {"id": bot.app_id, "flags": self.app_flags},
+                "shard": list(shard),
                 "_trace": ["fake-gateway"],
             },
         )
-        for guild_id, channels in self.guilds.items():
+        for guild_id, channels in owned.items():
             await self._send_dispatch(
                 session, "GUILD_CREATE", self._guild_payload(guild_id, channels)
             )
         return session
+
+    def _check_shard(self, value: Any) -> tuple[int, int] | int:
+        """IDENTIFY's shard pair, or the close code Discord answers a bad one with."""
+        if value is None:
+            shard = (0, 1)
+        elif (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            shard = (value[0], value[1])
+        else:
+            return 4010
+        if shard[1] < 1 or not 0 <= shard[0] < shard[1]:
+            return 4010
+        if shard[1] < self.required_shards:
+            return 4011
+        return shard
+
+    @staticmethod
+    def _owns(session: Session, guild_id: str | None) -> bool:
+        shard_id, count = session.shard
+        return shard_of(guild_id, count) == shard_id
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> Session | None:
         session = self.sessions.get(str(data.get("session_id")))
@@ -631,7 +725,7 @@ class FakeDiscordServer:
             return None
         self.resumes += 1
         session.ws = ws
-        self.live[session.token] = session
+        self.live[(session.token, session.shard[0])] = session
         since = int(data.get("seq") or 0)
         for event in [e for e in session.history if e["s"] > since]:
             await ws.send_str(json.dumps(event))
@@ -718,9 +812,15 @@ class FakeDiscordServer:
                 session.ws = None  # replayed on RESUME
 
     async def _dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Every connected bot sees every message, as bots in the same guild do."""
+        """Every connected bot sees every message, as bots in the same guild do, on the one
+        shard that owns the message's guild (DMs: shard 0)."""
+        guild_id = data.get("guild_id")
         for session in list(self.live.values()):
-            await self._send_dispatch(session, event, data)
+            if self._owns(session, guild_id):
+                if "id" in data:
+                    with self._lock:
+                        self.routed.setdefault(str(data["id"]), []).append(session.shard)
+                await self._send_dispatch(session, event, data)
 
     # -- what tests call (async, on the server's loop) ---------------------------------------
     async def adispatch_message(
@@ -872,6 +972,7 @@ class FakeDiscordServer:
                 "sent": len(self.sent),
                 "bot_id": self.bot_id,
                 "guilds": self.guilds,
+                "shard_identifies": self.shard_identifies,
             }
         )
 
@@ -914,10 +1015,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token", default="fake-bot-token-0123456789")
     parser.add_argument("--channels", type=int, default=1, help="text channels in the guild")
+    parser.add_argument("--shards", type=int, default=1, help="GET /gateway/bot's `shards`")
     args = parser.parse_args()
     guild = "100000000000000001"
     channels = [str(200000000000000001 + i) for i in range(args.channels)]
-    server = FakeDiscordServer(token=args.token, guilds={guild: channels})
+    server = FakeDiscordServer(
+        token=args.token, guilds={guild: channels}, recommended_shards=args.shards
+    )
 
     async def serve() -> None:
         url = await server.start(args.host, args.port)

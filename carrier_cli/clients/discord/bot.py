@@ -138,7 +138,11 @@ class CarrierDiscordBot(discord.Client):
         on_status: Callable[[str], None] | None = None,
         guild_ready_timeout: float = 0.5,
     ) -> None:
-        super().__init__(intents=bot_intents(), guild_ready_timeout=guild_ready_timeout)
+        super().__init__(
+            intents=bot_intents(),
+            guild_ready_timeout=guild_ready_timeout,
+            **self._client_options(config),
+        )
         self.runtime = runtime
         # The process-wide Discord options; `options` below is the character's own block.
         self.config = config
@@ -155,6 +159,21 @@ class CarrierDiscordBot(discord.Client):
         # Catch-up looks only at messages stored before this bot started: later ones are
         # live turns of this process (queued, or about to be).
         self._started_at = datetime.now(UTC)
+
+    def _client_options(self, config: DiscordOptions) -> dict[str, Any]:
+        """More keyword arguments for discord.py's client (the sharded bot's shard ids)."""
+        return {}
+
+    @property
+    def initial_connections(self) -> int:
+        """Gateway connections made at start (one per shard run here): any later one is a
+        reconnect."""
+        return 1
+
+    def owns_guild(self, guild_id: int | str | None) -> bool:
+        """Whether Discord delivers this guild's events (None: DMs) to this process. Always,
+        unless the bot runs only some of its shards (sharded.py)."""
+        return True
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -177,6 +196,8 @@ class CarrierDiscordBot(discord.Client):
             f"{len(self.guilds)} guild{'s' if len(self.guilds) != 1 else ''}"
             f"{' (' + guilds + ')' if guilds else ''} as character {self.runtime.character.name}"
         )
+        if self.config.shards is not None:  # which part of the bot this process is
+            status += f", {self.config.shards.describe()}"
         log.info(status)
         if self.on_status is not None:
             self.on_status(status)
@@ -443,6 +464,8 @@ class CarrierDiscordBot(discord.Client):
             )
             if await store.cache_get(self._answered_key(message_id)) is not None:
                 continue
+            if not await self._owns_channel(channel_id):
+                continue  # another process's shard receives (and catches up) this channel
             message = await self._fetch_message(channel_id, message_id)
             if message is None or not self.accepting:
                 continue
@@ -481,6 +504,24 @@ class CarrierDiscordBot(discord.Client):
         except discord.HTTPException as exc:
             log.debug("Discord: could not read the history after %s: %s", message.id, exc)
         return False
+
+    async def _owns_channel(self, channel_id: str) -> bool:
+        """Whether this process's shards receive the channel's messages (always when the
+        bot is not split). A channel of our own guilds is cached; any other is either a DM
+        (shard 0's) or a guild channel of another shard: Discord says which."""
+        if self.config.shards is None:
+            return True
+        channel: Any = self.get_channel(int(channel_id))
+        if channel is not None:
+            return self.owns_guild(getattr(getattr(channel, "guild", None), "id", None))
+        if not self.owns_guild(None):
+            return False  # not ours if a DM (shard 0's) nor if a guild's (not cached here)
+        try:
+            data: Any = await self.http.get_channel(int(channel_id))
+        except discord.HTTPException as exc:
+            log.info("Discord: not catching up in channel %s: %s", channel_id, exc)
+            return False
+        return self.owns_guild(data.get("guild_id"))
 
     async def _fetch_message(self, channel_id: str, message_id: str) -> discord.Message | None:
         channel: Any = self.get_channel(int(channel_id))

@@ -1,6 +1,6 @@
 """What the Discord client reads of the settings, as one small frozen object.
 
-`Settings` holds every component's fields; the bot needs eight of them. The client's
+`Settings` holds every component's fields; the bot needs nine of them. The client's
 entry points (`run_discord_client`, `preflight` in runner.py) take the settings, as the
 `carrier.clients` interface says, and build this once; everything below them takes
 `DiscordOptions`. This module is the only place the Discord code reads `Settings`
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from carrier_cli.clients.discord.sharding import ShardPlan, plan_from
 
 if TYPE_CHECKING:
     from carrier_cli.config import Settings
@@ -29,6 +31,7 @@ class DiscordOptions:
     typing_interval: float  # seconds between typing indicators
     catch_up_minutes: float  # answer what went unanswered in the last N minutes; 0: off
     shutdown_grace: float  # seconds to finish in-flight turns on stop
+    shards: ShardPlan | None = None  # None: one unsharded connection, as without --shards
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DiscordOptions:
@@ -41,4 +44,5 @@ class DiscordOptions:
             typing_interval=settings.discord_typing_interval,
             catch_up_minutes=settings.discord_catch_up_minutes,
             shutdown_grace=settings.shutdown_grace,
+            shards=plan_from(settings.discord_shards, settings.discord_shard_ids),
         )

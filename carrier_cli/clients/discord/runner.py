@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from carrier_cli.clients.discord.endpoints import configure_endpoints
 from carrier_cli.clients.discord.options import DiscordOptions
+from carrier_cli.clients.discord.sharding import AUTO, GatewayInfo, ShardPlan, gateway_info
 from carrier_cli.errors import ConfigError, RuntimeFailure
 from carrier_cli.metrics import active as active_metrics
 from carrier_cli.state import register_secret
@@ -65,7 +67,9 @@ class _NoVoiceWarnings(logging.Filter):
 
 async def preflight(characters: Sequence[Any], settings: Settings) -> None:
     """Before any runtime is opened: every character has a token, no two share one, and
-    Discord accepts each (one GET /users/@me through discord.py's own HTTP client)."""
+    Discord accepts each (one GET /users/@me through discord.py's own HTTP client). The
+    options come first: a bad shard setting is refused before any token is looked at."""
+    options = DiscordOptions.from_settings(settings)
     owners: dict[str, str] = {}
     for character in characters:
         token, origin = resolve_token(character, settings)
@@ -74,7 +78,6 @@ async def preflight(characters: Sequence[Any], settings: Settings) -> None:
         if other is not None:
             raise _shared_token_error(other, character.name, origin)
         owners[token] = character.name
-    options = DiscordOptions.from_settings(settings)
     configure_endpoints(options.api_base, options.gateway_url)
     await asyncio.gather(*(_check_login(token, name) for token, name in owners.items()))
 
@@ -105,6 +108,58 @@ def _shared_token_error(first: str, second: str, origin: str) -> ConfigError:
     )
 
 
+async def _ask_gateway(token: str, character_name: str) -> GatewayInfo:
+    """GET /gateway/bot with the bot's token: the recommended shard count and how many
+    shards may IDENTIFY together."""
+    import discord
+
+    http = discord.http.HTTPClient(asyncio.get_running_loop())
+    try:
+        await http.static_login(token)
+        return await gateway_info(http, character_name)
+    except RuntimeFailure:
+        raise
+    except Exception as exc:
+        explained = _explain(exc, character_name)
+        if explained is None:
+            raise
+        raise explained from exc
+    finally:
+        await http.close()
+
+
+def _resolve(plan: ShardPlan, gateway: GatewayInfo, character: Any) -> ShardPlan:
+    """`auto` becomes Discord's recommendation; a fixed count below it is run as asked
+    (Discord refuses it, close code 4011, only when the bot really needs more shards)."""
+    if plan.count == AUTO:
+        plan = plan.resolved(gateway.shards)
+        log.info(
+            "Discord: %s runs %d shard%s (Discord's recommendation)",
+            character.name,
+            gateway.shards,
+            "" if gateway.shards == 1 else "s",
+        )
+    elif isinstance(plan.count, int) and plan.count < gateway.shards:
+        log.warning(
+            "Discord recommends %d shards for the bot of %s; running %d as --shards says "
+            "(every process of the bot must be restarted with the new count to change it)",
+            gateway.shards,
+            character.name,
+            plan.count,
+        )
+    starts = len(plan.shard_ids)
+    if gateway.remaining_starts is not None and gateway.remaining_starts < starts:
+        log.warning(
+            "Discord allows %d more session starts today for the bot of %s; %d shard%s "
+            "will try to start",
+            gateway.remaining_starts,
+            character.name,
+            starts,
+            "" if starts == 1 else "s",
+        )
+    return plan
+
+
 def _print_status(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -128,6 +183,14 @@ def _explain(exc: BaseException, character_name: str) -> RuntimeFailure | None:
             hint="In https://discord.com/developers/applications open the application, go to "
             "Bot > Privileged Gateway Intents, enable MESSAGE CONTENT INTENT, save, and run "
             "again.",
+        )
+    if isinstance(exc, discord.ConnectionClosed) and exc.code in (4010, 4011):
+        needs = "more shards than it was started with" if exc.code == 4011 else "a valid shard"
+        return RuntimeFailure(
+            f"Discord refused the shard of {who} (close code {exc.code}): the bot needs {needs}.",
+            hint="Start it with --shards auto (Discord's recommended count, all in one "
+            "process), or give every process of the bot a larger --shards N with --shard-ids "
+            "that together cover 0..N-1.",
         )
     if isinstance(exc, discord.ConnectionClosed):
         return RuntimeFailure(
@@ -168,19 +231,30 @@ async def run_discord_client(
     other = _TOKENS_IN_USE.get(token)
     if other is not None and other != character.name:
         raise _shared_token_error(other, character.name, origin)
-    _TOKENS_IN_USE[token] = character.name
     options = DiscordOptions.from_settings(settings)
     configure_endpoints(options.api_base, options.gateway_url)
+    gateway: GatewayInfo | None = None
+    if options.shards is not None:  # before the token is taken: this may fail
+        gateway = await _ask_gateway(token, character.name)
+        options = dataclasses.replace(options, shards=_resolve(options.shards, gateway, character))
+    _TOKENS_IN_USE[token] = character.name
     voice_logger = logging.getLogger("discord.client")
     if not any(isinstance(f, _NoVoiceWarnings) for f in voice_logger.filters):
         voice_logger.addFilter(_NoVoiceWarnings())
     metrics = active_metrics()
-    if metrics is None:
-        bot = CarrierDiscordBot(runtime, options, on_status=on_status)
-    else:  # the same bot, counting reconnects, send retries and queued turns
+    bot_class: type[CarrierDiscordBot] = CarrierDiscordBot
+    extra: dict[str, Any] = {}
+    if metrics is not None:  # the same bot, counting reconnects, send retries and queued turns
         from carrier_cli.metrics.discord import MeteredDiscordBot
 
-        bot = MeteredDiscordBot(runtime, options, on_status=on_status, metrics=metrics)
+        bot_class, extra = MeteredDiscordBot, {"metrics": metrics}
+    if options.shards is not None:
+        from carrier_cli.clients.discord.sharded import sharded
+
+        bot_class = sharded(bot_class)
+    bot = bot_class(runtime, options, on_status=on_status, **extra)
+    if gateway is not None:
+        bot.max_concurrency = gateway.max_concurrency  # type: ignore[attr-defined]
     connection = asyncio.create_task(bot.start(token), name=f"discord:{character.name}")
     stopping = asyncio.create_task(stop_event.wait())
     try:
