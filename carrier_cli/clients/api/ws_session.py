@@ -86,6 +86,7 @@ CLOSE_POLICY = 1008  # a key in the URL
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_TRY_LATER = 1013  # too many connections
 CLOSE_INTERNAL = 1011
+QUEUED_EVENTS_GRACE = 2.0  # seconds a queued turn's events may trail its result
 
 
 class Session:
@@ -388,6 +389,11 @@ class Session:
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
                     await aclose()
+            if queue is not None and responded:
+                # The worker's events come over pub/sub, its result over the queue: the
+                # last events (the reply's message.created, reply.completed) may arrive
+                # just after the result. Keep watching the turn a moment (bounded).
+                await asyncio.sleep(QUEUED_EVENTS_GRACE)
             if not responded:
                 conn.offer(
                     error_frame(
