@@ -290,6 +290,37 @@ class Settings(BaseSettings):
         "processes, the turn queue, shared caches. Unset: one process, nothing shared.",
         json_schema_extra=_env("REDIS_URL", url="redis"),
     )
+    turn_queue_max_len: int = Field(
+        10_000,
+        ge=10,
+        le=10_000_000,
+        description="Most turns waiting in one agent's Redis turn queue (`carrier serve "
+        "--role api`); past it a message is refused with 503 queue_full.",
+    )
+    turn_queue_pickup_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a queued turn waits for a worker to take it before the API "
+        "answers 503 no_worker.",
+    )
+    turn_queue_turn_timeout: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="Seconds the API waits for a worker's reply once it took the turn "
+        "(then 504 turn_timeout; a retry with the same Idempotency-Key gets the reply).",
+    )
+    turn_queue_claim_idle: float = Field(
+        30.0,
+        ge=0.5,
+        le=3600,
+        description="Seconds a taken turn may go without its worker's heartbeat before "
+        "another worker takes it over (a worker that died).",
+    )
+    worker_concurrency: int = Field(
+        8, ge=1, le=1000, description="Turns one `carrier run --role worker` runs at once."
+    )
 
     # HTTP API (`carrier serve`)
     api_host: str = Field(

@@ -9,7 +9,17 @@ from carrier_cli.config import SECRET_FIELDS, Settings, env_names
 _SECTIONS = [
     ("General", ["character", "log_level"]),
     ("Database", ["database_url"]),
-    ("Several processes", ["redis_url"]),
+    (
+        "Several processes",
+        [
+            "redis_url",
+            "turn_queue_max_len",
+            "turn_queue_pickup_timeout",
+            "turn_queue_turn_timeout",
+            "turn_queue_claim_idle",
+            "worker_concurrency",
+        ],
+    ),
     (
         "Embeddings",
         ["embedding_provider", "embedding_model", "embedding_dimensions", "embedding_base_url"],

@@ -8,6 +8,7 @@ looked up only when `run` runs or its help is shown, never for `carrier --help`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -66,6 +67,16 @@ def register(app: typer.Typer) -> None:
                 "e.g. in a container scraped from outside).",
             ),
         ] = "127.0.0.1",
+        role: Annotated[
+            str,
+            typer.Option(
+                "--role",
+                help="all: the clients (default discord); worker: run the turns `carrier serve "
+                "--role api` queues in Redis (needs REDIS_URL; clients only if --client is "
+                "given).",
+                metavar="worker|all",
+            ),
+        ] = "all",
         shards: Annotated[
             str | None,
             typer.Option(
@@ -100,6 +111,8 @@ def register(app: typer.Typer) -> None:
         clients = available_clients()
         shard_flags = _shard_flags(shards, shard_ids, client or ["discord"])
         settings = STATE.settings(shutdown_grace=grace, **shard_flags).settings
+        role = role.strip().lower()
+        check_role(role, settings.redis_url)
         if not STATE.debug and not STATE.verbose and not os.environ.get("CARRIER_LOG_LEVEL"):
             # A server process logs what it does; `log_level` (default INFO) says how much.
             level = logging.getLevelName(settings.log_level.upper())
@@ -119,14 +132,19 @@ def register(app: typer.Typer) -> None:
             # With redis_url: Redis must answer before any runtime opens (exit 1 otherwise);
             # this process only publishes its events (no WebSocket hub to feed).
             relay = await event_relay.open_relay(settings, receive=False)
+            services = [*hooks, *event_relay.services(relay)]
             try:
-                await run_clients(
-                    client or ["discord"],
-                    character or [None],
-                    settings,
-                    clients,
-                    services=[*hooks, *event_relay.services(relay)],
-                )
+                if role == "worker":
+                    specs: list[str | None] = list(character) if character else [None]
+                    await run_worker(client or [], specs, settings, clients, services)
+                else:
+                    await run_clients(
+                        client or ["discord"],
+                        character or [None],
+                        settings,
+                        clients,
+                        services=services,
+                    )
             finally:
                 if relay is not None:  # closed by its service; here too if that never ran
                     await relay.close()
@@ -136,6 +154,49 @@ def register(app: typer.Typer) -> None:
         finally:
             if server is not None:
                 server.close()
+
+
+def check_role(role: str, redis_url: str | None) -> None:
+    from carrier_cli.errors import InputError
+
+    if role not in ("worker", "all"):
+        raise InputError(
+            f"--role {role!r} is not a role of carrier run.",
+            hint="Use --role all (the clients, the default) or --role worker (the turns "
+            "`carrier serve --role api` queues in Redis).",
+        )
+    if role == "worker" and not redis_url:
+        raise InputError(
+            "--role worker takes its turns from Redis, but no Redis is configured.",
+            hint="Set REDIS_URL (or redis_url in config.yaml) to the Redis of the "
+            "`carrier serve --role api` processes.",
+        )
+
+
+async def run_worker(
+    client_names: list[str],
+    characters: Sequence[str | None],
+    settings: Any,
+    registry: Any,
+    services: Sequence[tuple[str, Any]] = (),
+) -> None:
+    """Redis first (a clear error, exit 1, when it is absent), then the runtimes and the
+    queue worker under the supervisor, beside any --client given."""
+    from carrier_cli.clients.supervisor import run_clients
+    from carrier_cli.cluster.redis_client import connect
+    from carrier_cli.cluster.worker import worker_service
+
+    redis = await connect(settings.redis_url)
+    try:
+        await run_clients(
+            client_names,
+            characters,
+            settings,
+            registry,
+            services=[("worker", worker_service(redis)), *services],
+        )
+    finally:
+        await redis.aclose()
 
 
 def _shard_flags(shards: str | None, shard_ids: str | None, clients: list[str]) -> dict[str, Any]:

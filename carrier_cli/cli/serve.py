@@ -50,6 +50,15 @@ def register(app: typer.Typer) -> None:
             float | None,
             typer.Option("--grace", help="Seconds to finish in-flight requests and turns on stop."),
         ] = None,
+        role: Annotated[
+            str,
+            typer.Option(
+                "--role",
+                help="all: run turns in this process; api: hand them to `carrier run --role "
+                "worker` processes over Redis (needs REDIS_URL).",
+                metavar="api|all",
+            ),
+        ] = "all",
     ) -> None:
         """Serve characters over HTTP and WebSocket until SIGINT/SIGTERM.
 
@@ -75,6 +84,7 @@ def register(app: typer.Typer) -> None:
             characters=character or [None],
             clients=client or [],
             no_auth=no_auth,
+            role=role.strip().lower(),
         )
 
         def out(line: str) -> None:

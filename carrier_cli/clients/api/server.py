@@ -36,6 +36,7 @@ class ServeOptions:
     characters: Sequence[str | None] = (None,)
     clients: Sequence[str] = ()
     no_auth: bool = False
+    role: str = "all"  # all: run turns here; api: hand them to workers over Redis
 
 
 @dataclass
@@ -179,6 +180,7 @@ def api_service(
     keys: Any,
     sock: socket.socket,
     out: Printer,
+    turn_queue: Any = None,
     relay: Any = None,
 ) -> Any:
     """The supervisor service running the API over the process's runtimes. The first
@@ -205,6 +207,9 @@ def api_service(
 
         poster = await open_poster(settings, store)
         state.extras["instagram"] = poster  # its events go to the webhooks (poster.listeners)
+        if turn_queue is not None:  # --role api: turns go to the workers
+            state.extras["turn_queue"] = turn_queue
+            await turn_queue.start()
         if relay is not None:  # other processes' events reach this server's WebSockets
             from carrier_cli.clients.api.hub import Hub
 
@@ -245,12 +250,19 @@ def api_service(
             for line in banner.lines():
                 out(line)
             log.info("Carrier API listening on %s", banner.url)
+            if turn_queue is not None:
+                log.info(
+                    "Role api: turns go to `carrier run --role worker` processes over Redis at %s",
+                    turn_queue.where,
+                )
             await poster.resume_interrupted()
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             server.should_exit = True
             await asyncio.gather(serving, poster.stop())
+            if turn_queue is not None:
+                await turn_queue.close()
             if shared_limit is not None:
                 await shared_limit.aclose()
         if not stop.is_set():  # uvicorn stopped on its own: stop the process too
@@ -293,8 +305,21 @@ async def serve(
     # With redis_url: Redis must answer now (exit 1 in a paragraph), before any runtime.
     relay = await event_relay.open_relay(settings, receive=True)
     try:
+        redis = await _redis_for(options, settings)
+    except BaseException:
+        if relay is not None:
+            await relay.close()
+        raise
+    turn_queue = None
+    if redis is not None:
+        from carrier_cli.cluster.turn_queue import TurnQueue
+
+        turn_queue = TurnQueue.from_settings(redis, settings)
+    try:
         sock = bind(options.host, options.port)
     except BaseException:
+        if redis is not None:
+            await redis.aclose()
         if relay is not None:
             await relay.close()
         raise
@@ -302,6 +327,8 @@ async def serve(
         store = await MemoryStore.from_settings(settings)
     except BaseException:
         sock.close()
+        if redis is not None:
+            await redis.aclose()
         if relay is not None:
             await relay.close()
         raise
@@ -319,7 +346,7 @@ async def serve(
             runtime_factory=runtime_factory,
             stop_event=stop_event,
             services=[
-                ("api", api_service(options, store, keys, sock, out, relay)),
+                ("api", api_service(options, store, keys, sock, out, turn_queue, relay)),
                 *hooks,
                 *event_relay.services(relay),
             ],
@@ -327,5 +354,28 @@ async def serve(
     finally:
         sock.close()
         await store.close()
+        if redis is not None:
+            await redis.aclose()
         if relay is not None:  # closed by its service; again here if that never ran
             await relay.close()
+
+
+async def _redis_for(options: ServeOptions, settings: Settings) -> Any:
+    """Redis for --role api (checked with a PING before anything else opens), else None."""
+    if options.role == "all":
+        return None
+    if options.role != "api":
+        raise InputError(
+            f"--role {options.role!r} is not a role of carrier serve.",
+            hint="Use --role all (run turns here, the default) or --role api (hand them to "
+            "`carrier run --role worker` processes over Redis).",
+        )
+    if not settings.redis_url:
+        raise InputError(
+            "--role api hands turns to workers over Redis, but no Redis is configured.",
+            hint="Set REDIS_URL (or redis_url in config.yaml), the same for the workers, or "
+            "drop --role api to run turns in this process.",
+        )
+    from carrier_cli.cluster.redis_client import connect
+
+    return await connect(settings.redis_url)

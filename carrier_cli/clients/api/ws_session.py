@@ -86,6 +86,7 @@ CLOSE_POLICY = 1008  # a key in the URL
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_TRY_LATER = 1013  # too many connections
 CLOSE_INTERNAL = 1011
+QUEUED_EVENTS_GRACE = 2.0  # seconds a queued turn's events may trail its result
 
 
 class Session:
@@ -373,7 +374,13 @@ class Session:
     ) -> None:
         try:
             responded = False
-            events = runtime.stream_message(incoming)
+            queue = self.state.extras.get("turn_queue")
+            # --role api: a worker runs the turn; its events reach the hub over Redis.
+            events = (
+                queue.events(runtime.agent_id, incoming, stream=True, deltas=False)
+                if queue is not None
+                else runtime.stream_message(incoming)
+            )
             try:
                 async for event in events:
                     if event.kind == "done" and event.result is not None:
@@ -382,6 +389,11 @@ class Session:
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
                     await aclose()
+            if queue is not None and responded:
+                # The worker's events come over pub/sub, its result over the queue: the
+                # last events (the reply's message.created, reply.completed) may arrive
+                # just after the result. Keep watching the turn a moment (bounded).
+                await asyncio.sleep(QUEUED_EVENTS_GRACE)
             if not responded:
                 conn.offer(
                     error_frame(
@@ -395,6 +407,8 @@ class Session:
             conn.offer(
                 error_frame(failure.code, failure.message, hint=failure.hint, client_id=client_id)
             )
+        except ApiError as exc:  # from the turn queue: no_worker, turn_timeout, a worker's
+            conn.offer(error_frame(exc.code, exc.message, hint=exc.hint, client_id=client_id))
         except Exception as exc:
             log.error("ws turn failed: %s", type(exc).__name__, exc_info=exc)
             conn.offer(

@@ -20,7 +20,8 @@ a reused key could only ever replay.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -29,7 +30,7 @@ from fastapi.responses import StreamingResponse
 from carrier_cli.auth.keys import KeyInfo
 from carrier_cli.clients.api import sse
 from carrier_cli.clients.api.auth import require, state_of
-from carrier_cli.clients.api.errors import ApiError, error_body, from_carrier_error
+from carrier_cli.clients.api.errors import ApiError, error_body
 from carrier_cli.clients.api.outages import database_outage
 from carrier_cli.clients.api.routes.message_models import (
     SSE_EVENT_SCHEMA,
@@ -38,6 +39,7 @@ from carrier_cli.clients.api.routes.message_models import (
     ReplyOut,
 )
 from carrier_cli.clients.api.routes.shapes import RoomRef
+from carrier_cli.clients.api.turn_errors import INTERNAL, turn_failure
 from carrier_cli.errors import CarrierError
 from carrier_cli.memory.types import stable_id
 from carrier_cli.runtime.turn.intake import arrival
@@ -45,11 +47,6 @@ from carrier_cli.runtime.types import IncomingMessage, TurnResult
 
 log = logging.getLogger("carrier.api")
 router = APIRouter(prefix="/v1", tags=["messages"])
-INTERNAL = (
-    "internal",
-    "The server failed on this request.",
-    "It is logged on the server; try again, and report it if it repeats.",
-)
 SOURCE = "api"
 
 
@@ -73,23 +70,6 @@ def incoming(body: MessageIn, key: KeyInfo | None, idempotency_key: str | None) 
         message_key=f"{owner}\x1f{idempotency_key}" if idempotency_key else None,
         is_direct=True,
         attachments=[a.model_dump(exclude_none=True) for a in body.attachments],
-    )
-
-
-def turn_failure(exc: CarrierError) -> ApiError:
-    """A turn that failed: the database (503) or the model (502). A model provider
-    refusing our key or model is this server's problem, not the caller's: 502, not the
-    400 a CarrierError of bad input would get elsewhere."""
-    mapped = from_carrier_error(exc)
-    if mapped.status == 503:
-        return mapped
-    return ApiError(
-        502,
-        "upstream_failed",
-        f"The agent's model failed: {exc.message}",
-        hint=exc.hint
-        or "Try again later; the message is stored, and a retry with the same "
-        "Idempotency-Key answers it without storing it twice.",
     )
 
 
@@ -178,7 +158,15 @@ STREAM_DOC = (
         404: {"description": "No such agent"},
         422: {"description": "A field is invalid, or `idempotency_mismatch`"},
         502: {"description": "The model failed (`upstream_failed`); the message is stored"},
-        503: {"description": "The database is unavailable"},
+        503: {
+            "description": "The database is unavailable; with `carrier serve --role api`, "
+            "also `no_worker` (no worker took the turn in time), `queue_full` or "
+            "`queue_unavailable` (Redis)"
+        },
+        504: {
+            "description": "`turn_timeout` (`--role api`): a worker took the turn but did not "
+            "reply in time; a retry with the same Idempotency-Key returns the reply"
+        },
     },
 )
 async def post_message(
@@ -199,18 +187,35 @@ async def post_message(
 ) -> Any:
     runtime = state_of(request).agents.get(agent)
     message = incoming(body, key, idempotency_key)
+    queue = state_of(request).extras.get("turn_queue")
+    if queue is not None and message.message_key is None:
+        # A queued turn may run twice (a worker died mid-turn): a deterministic memory id
+        # makes the second run a replay of the first, never a second message.
+        owner = key.name if key is not None else "-"
+        message.message_key = f"{owner}\x1equeued\x1e{uuid.uuid4().hex}"
     if idempotency_key is not None:
         await check_same_body(runtime, message)
     room = room_of(runtime, body.room)
     if wants_stream(body, request):
         ping = float(state_of(request).options.sse_ping_seconds)
+
+        def events() -> AsyncIterator[Any]:
+            if queue is not None:
+                return queue.events(runtime.agent_id, message, stream=True)  # type: ignore[no-any-return]
+            return runtime.stream_message(message)
+
         return StreamingResponse(
-            stream(runtime, message, room, ping, idempotent=idempotency_key is not None),
+            stream(
+                runtime, message, room, ping, idempotent=idempotency_key is not None, events=events
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     try:
-        result = await runtime.handle_message(message)
+        if queue is not None:
+            result = await queue.handle(runtime.agent_id, message)
+        else:
+            result = await runtime.handle_message(message)
     except CarrierError as exc:
         raise turn_failure(exc) from None
     if result.replayed and idempotency_key is not None:
@@ -219,14 +224,24 @@ async def post_message(
 
 
 async def stream(
-    runtime: Any, message: IncomingMessage, room: RoomRef, ping: float, *, idempotent: bool
+    runtime: Any,
+    message: IncomingMessage,
+    room: RoomRef,
+    ping: float,
+    *,
+    idempotent: bool,
+    events: Callable[[], AsyncIterator[Any]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """The SSE body: token..., reply, done (or error)."""
+    """The SSE body: token..., reply, done (or error). `events`: where the turn's events
+    come from (default: this process's runtime; the turn queue's workers with --role api)."""
     from contextlib import aclosing
 
+    def source() -> AsyncIterator[Any]:
+        return events() if events is not None else runtime.stream_message(message)
+
     async def turn() -> AsyncIterator[Any]:
-        async with aclosing(runtime.stream_message(message)) as events:
-            async for event in events:
+        async with aclosing(source()) as produced:  # type: ignore[type-var]
+            async for event in produced:
                 yield event
 
     number = 0
