@@ -36,7 +36,7 @@ async def _warmed(url: str, agent: uuid.UUID, room: uuid.UUID) -> MemoryStore:
 
 
 def _vectors(conn: Connection) -> list[object]:
-    """A write transaction that reads the column back (as an import's checks do)."""
+    """A write transaction that reads the column back: run_write retries the whole of it."""
     return list(conn.execute(select(M.c.id, M.c.embedding)).all())
 
 
