@@ -12,7 +12,7 @@ import heapq
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from sqlalchemy import Connection, text, update
@@ -32,12 +32,15 @@ from carrier_cli.memory.postgres.bulk import (
 )
 from carrier_cli.memory.postgres.check import CONNECT_HINT
 from carrier_cli.memory.postgres.engine import HNSW_EF_SEARCH, make_engine
+from carrier_cli.memory.postgres.replan import ReplanningConnection, once_more
 from carrier_cli.memory.postgres.room_locks import RoomLocks
 from carrier_cli.memory.postgres.search import search_params, search_statements
 from carrier_cli.memory.rows import IndexFilters, InsertExtra, M, to_memory
 from carrier_cli.memory.schema import BULK_SEGMENT, BULK_VECTOR_INDEX, MAIN_VECTOR_INDEX
 from carrier_cli.memory.sql import SqlBackend, StoredModel
 from carrier_cli.memory.types import Memory, SearchHit
+
+T = TypeVar("T")
 
 
 class PostgresBackend(SqlBackend):
@@ -94,6 +97,18 @@ class PostgresBackend(SqlBackend):
     ) -> AbstractAsyncContextManager[None]:
         """The room's session advisory lock, for one turn (memory.postgres.room_locks)."""
         return self._room_locks.hold(room_id, on_wait)
+
+    # ------------------------------------------------------------------ statements
+    # Another process's ALTER of `memories.embedding` makes this one's prepared statements
+    # stale: each read statement and each run_write transaction is retried once
+    # (memory.postgres.replan).
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Any]:
+        async with super().read() as conn:
+            yield ReplanningConnection(conn)
+
+    async def run_write(self, work: Callable[[Connection], T]) -> T:
+        return await once_more(lambda: super(PostgresBackend, self).run_write(work))
 
     # ------------------------------------------------------------------ the vector column
     async def prepare_vectors(self, dim: int, *, force: bool) -> None:
