@@ -30,6 +30,7 @@ ALLOWED: dict[str, str] = {
     "carrier_cli.clients.discord.runner": "run_discord_client, preflight: the client entry",
     "carrier_cli.clients.api.options": "builds ApiOptions",
     "carrier_cli.clients.api.server": "serve(options, settings): the `carrier serve` entry",
+    "carrier_cli.cluster.event_relay": "open_relay(settings): the relay's entry, as a client's",
     "carrier_cli.clients.instagram.options": "builds GraphOptions, FtpOptions, InstagramOptions",
     "carrier_cli.clients.instagram.autopost": "run_instagram_client: the client entry",
     "carrier_cli.clients.instagram.service": "what `carrier instagram ...` calls: the edge",

@@ -83,10 +83,11 @@ def test_discord_options_carry_every_setting_the_bot_reads() -> None:
         shutdown_grace=3.0,
     )
     # Every discord_* setting is in the options, except the token (resolved per character
-    # in runner.py): a new one added to Settings but not here fails.
+    # in runner.py) and the shard ids (in `shards`, one plan with discord_shards): a new one
+    # added to Settings but not here fails.
     carried = {f"discord_{f.name}" for f in dataclasses.fields(DiscordOptions)}
     discord_settings = {n for n in Settings.model_fields if n.startswith("discord_")}
-    assert discord_settings - carried == {"discord_api_token"}
+    assert discord_settings - carried == {"discord_api_token", "discord_shard_ids"}
 
 
 def test_instagram_options_carry_every_setting_publishing_reads() -> None:
