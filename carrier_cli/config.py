@@ -44,41 +44,14 @@ def _env(*names: str, url: str | None = None) -> dict[str, Any]:
 # Filled from the field markers once the model exists; read by its validator at load time.
 URL_KIND_OF: dict[str, str] = {}
 
-# Schemes each kind of URL setting accepts (the database kind is checked in memory/urls.py).
-_URL_SCHEMES: dict[str, tuple[str, ...]] = {
-    "http": ("http", "https"),
-    # discord.py accepts an http(s) gateway URL too (it upgrades the connection).
-    "ws": ("ws", "wss", "http", "https"),
-    "redis": ("redis", "rediss"),
-}
-
 
 def check_url(value: str, kind: str) -> None:
-    """Raise ValueError saying why `value` is not a URL of `kind` (never repeating it).
+    """Raise ValueError saying why `value` is not a URL of `kind` (never repeating it:
+    it may carry a user:password@ part). The rules live in memory/urls.py, beside the
+    database URL's, so modules that must not import the settings can use them too."""
+    from carrier_cli.memory.urls import check_url as check
 
-    The URL is not echoed: it may carry a user:password@ part.
-    """
-    from carrier_cli.memory.urls import UNPARSABLE_URL, check_database_url, check_url_characters
-
-    if kind == "database":
-        check_database_url(value)
-        return
-    from urllib.parse import urlsplit
-
-    schemes = _URL_SCHEMES[kind]
-    url = value.strip()
-    check_url_characters(url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ValueError(UNPARSABLE_URL) from None
-    if parts.scheme.lower() not in schemes or not parts.netloc:
-        raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
-    if not parts.hostname:
-        raise ValueError("has no host name")
-    if port is not None and port == 0:
-        raise ValueError("has the port 0")
+    check(value, kind)
 
 
 class Settings(BaseSettings):

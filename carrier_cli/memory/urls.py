@@ -166,3 +166,37 @@ def sqlite_file(url: str) -> Path | None:
     if rest.startswith("/") and rest not in ("/", "/:memory:"):
         return Path(rest[1:])
     return None
+
+
+# Schemes each kind of URL setting accepts (the database kind has its own rules above).
+URL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "http": ("http", "https"),
+    # discord.py accepts an http(s) gateway URL too (it upgrades the connection).
+    "ws": ("ws", "wss", "http", "https"),
+    "redis": ("redis", "rediss"),
+}
+
+
+def check_url(value: str, kind: str) -> None:
+    """Raise ValueError saying why `value` is not a URL of `kind` ("database", or a key of
+    URL_SCHEMES). The URL is never echoed: it may carry a user:password@ part. One set of
+    rules for every URL Carrier reads: the settings (config.check_url) and webhook URLs."""
+    if kind == "database":
+        check_database_url(value)
+        return
+    from urllib.parse import urlsplit
+
+    schemes = URL_SCHEMES[kind]
+    url = value.strip()
+    check_url_characters(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError(UNPARSABLE_URL) from None
+    if parts.scheme.lower() not in schemes or not parts.netloc:
+        raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    if not parts.hostname:
+        raise ValueError("has no host name")
+    if port is not None and port == 0:
+        raise ValueError("has the port 0")

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from carrier_cli.errors import InputError
-from carrier_cli.webhooks.settings import TEST_EVENT, Webhook, check_http_url, resolve_secret
+from carrier_cli.memory.urls import check_url
+from carrier_cli.webhooks.settings import TEST_EVENT, Webhook, resolve_secret
 
 if TYPE_CHECKING:
     from carrier_cli.config import Settings
@@ -51,7 +52,7 @@ async def send_test(settings: Settings, ref: str, secret: str | None) -> TestRes
         secret = secret or resolve_secret(hook, index)
     else:
         try:
-            check_http_url(ref)
+            check_url(ref, "http")
         except ValueError as exc:
             raise InputError(
                 f"URL: {ref!r} is neither a configured webhook's name nor a URL: it {exc}.",

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from carrier_cli.errors import ConfigError
+from carrier_cli.memory.urls import check_url
 
 WEBHOOK_EVENTS: tuple[str, ...] = (
     "message.created",
@@ -46,7 +47,7 @@ class Webhook(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        check_http_url(value)
+        check_url(value, "http")
         return value.strip()
 
     @field_validator("events")
@@ -112,28 +113,6 @@ class Webhook(BaseModel):
         else:
             shown["secret"] = "(set, hidden)"
         return shown
-
-
-def check_http_url(value: str) -> None:
-    """Raise ValueError saying why `value` is not an http(s) URL (never repeating it: it
-    may carry a user:password@ part). The rules of config.check_url's "http" kind."""
-    from urllib.parse import urlsplit
-
-    from carrier_cli.memory.urls import UNPARSABLE_URL, check_url_characters
-
-    url = value.strip()
-    check_url_characters(url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ValueError(UNPARSABLE_URL) from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be a URL starting with http:// or https://")
-    if not parts.hostname:
-        raise ValueError("has no host name")
-    if port == 0:
-        raise ValueError("has the port 0")
 
 
 def url_hash(url: str) -> str:
