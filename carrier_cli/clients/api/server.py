@@ -302,37 +302,23 @@ async def serve(
     check_options(options)
     check_clients(options.clients, registry)
     hooks = webhook_services(settings)  # a webhook's missing secret: refused before binding
-    # With redis_url: Redis must answer now (exit 1 in a paragraph), before any runtime.
-    relay = await event_relay.open_relay(settings, receive=True)
-    try:
+    # What opens below closes in reverse order on every way out, a failed start included.
+    async with contextlib.AsyncExitStack() as opened:
+        # With redis_url: Redis must answer now (exit 1 in a paragraph), before any runtime.
+        relay = await event_relay.open_relay(settings, receive=True)
+        if relay is not None:  # closed by its service; again here if that never ran
+            opened.push_async_callback(relay.close)
         redis = await _redis_for(options, settings)
-    except BaseException:
-        if relay is not None:
-            await relay.close()
-        raise
-    turn_queue = None
-    if redis is not None:
-        from carrier_cli.cluster.turn_queue import TurnQueue
+        turn_queue = None
+        if redis is not None:
+            opened.push_async_callback(redis.aclose)
+            from carrier_cli.cluster.turn_queue import TurnQueue
 
-        turn_queue = TurnQueue.from_settings(redis, settings)
-    try:
+            turn_queue = TurnQueue.from_settings(redis, settings)
         sock = bind(options.host, options.port)
-    except BaseException:
-        if redis is not None:
-            await redis.aclose()
-        if relay is not None:
-            await relay.close()
-        raise
-    try:
+        opened.callback(sock.close)
         store = await MemoryStore.from_settings(settings)
-    except BaseException:
-        sock.close()
-        if redis is not None:
-            await redis.aclose()
-        if relay is not None:
-            await relay.close()
-        raise
-    try:
+        opened.push_async_callback(store.close)
         keys = None if options.no_auth else ApiKeys(store)
 
         async def runtime_factory(character: Any, settings: Settings) -> Any:
@@ -351,13 +337,6 @@ async def serve(
                 *event_relay.services(relay),
             ],
         )
-    finally:
-        sock.close()
-        await store.close()
-        if redis is not None:
-            await redis.aclose()
-        if relay is not None:  # closed by its service; again here if that never ran
-            await relay.close()
 
 
 async def _redis_for(options: ServeOptions, settings: Settings) -> Any:
