@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.clients.discord.endpoints import configure_endpoints
@@ -82,12 +82,18 @@ async def preflight(characters: Sequence[Any], settings: Settings) -> None:
     await asyncio.gather(*(_check_login(token, name) for token, name in owners.items()))
 
 
-async def _check_login(token: str, character_name: str) -> None:
+@contextlib.asynccontextmanager
+async def _logged_in(token: str, character_name: str) -> AsyncIterator[Any]:
+    """discord.py's REST client logged in with the bot's token; a login or REST failure
+    leaves as the one explained error (_explain), and the client is always closed."""
     import discord
 
     http = discord.http.HTTPClient(asyncio.get_running_loop())
     try:
         await http.static_login(token)
+        yield http
+    except RuntimeFailure:
+        raise
     except Exception as exc:
         explained = _explain(exc, character_name)
         if explained is None:
@@ -95,6 +101,11 @@ async def _check_login(token: str, character_name: str) -> None:
         raise explained from exc
     finally:
         await http.close()
+
+
+async def _check_login(token: str, character_name: str) -> None:
+    async with _logged_in(token, character_name):
+        pass
 
 
 def _shared_token_error(first: str, second: str, origin: str) -> ConfigError:
@@ -111,21 +122,8 @@ def _shared_token_error(first: str, second: str, origin: str) -> ConfigError:
 async def _ask_gateway(token: str, character_name: str) -> GatewayInfo:
     """GET /gateway/bot with the bot's token: the recommended shard count and how many
     shards may IDENTIFY together."""
-    import discord
-
-    http = discord.http.HTTPClient(asyncio.get_running_loop())
-    try:
-        await http.static_login(token)
+    async with _logged_in(token, character_name) as http:
         return await gateway_info(http, character_name)
-    except RuntimeFailure:
-        raise
-    except Exception as exc:
-        explained = _explain(exc, character_name)
-        if explained is None:
-            raise
-        raise explained from exc
-    finally:
-        await http.close()
 
 
 def _resolve(plan: ShardPlan, gateway: GatewayInfo, character: Any) -> ShardPlan:
