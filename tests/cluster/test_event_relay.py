@@ -29,7 +29,7 @@ import pytest
 
 from tests.clients.api.ws_client import authed, is_type, recv, subscribe, until
 from tests.support.api_server import ServeProcess, serve_env, start_serve, write_character
-from tests.support.model_server import ModelServerProcess, start_server_process
+from tests.support.model_server import ModelServerProcess
 from tests.support.redis_server import RedisServer, free_port, start_redis
 
 pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.postgres]
@@ -50,16 +50,6 @@ class Cluster:
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from tests.clients.discord.harness import CarrierProcess, start_carrier, write_character
 from tests.metrics.scrape import SERIES_TYPES, families, label_sets, value
 from tests.support.fake_discord import FakeDiscordServer
-from tests.support.model_server import ModelServerProcess, start_server_process
+from tests.support.model_server import ModelServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
@@ -28,16 +28,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -1063,6 +1063,19 @@ async def model_server() -> AsyncIterator[FakeModelServer]:
         await server.stop()
 
 
+@pytest.fixture(scope="module")
+def model() -> Iterator[ModelServerProcess]:
+    """One fake model server subprocess per test module, for modules that start real
+    `carrier` processes against it (starting one costs about a second). A module that
+    needs another kind of `model` defines its own fixture of that name, which wins."""
+    server = start_server_process()
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(10)
+
+
 @pytest.fixture
 def model_server_process() -> Iterator[ModelServerProcess]:
     """The fake model server in a subprocess, for tests that run the `carrier` CLI."""

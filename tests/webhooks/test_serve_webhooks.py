@@ -16,23 +16,13 @@ import pytest
 from tests.helpers import run_carrier
 from tests.support.api_server import ServeProcess, serve_env, start_serve, write_character
 from tests.support.fake_discord import FakeDiscordServer
-from tests.support.model_server import ModelServerProcess, start_server_process
+from tests.support.model_server import ModelServerProcess
 from tests.webhooks.receiver import Receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 SECRET = "serve-webhook-secret-0123"
 GUILD = "100000000000000001"
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
 
 
 @dataclass

@@ -31,23 +31,13 @@ from tests.clients.api.ws_client import (
     until,
 )
 from tests.support.api_server import ServeProcess, serve_env, start_serve, write_character
-from tests.support.model_server import ModelServerProcess, Reply, start_server_process
+from tests.support.model_server import ModelServerProcess, Reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 AGENT = "Carrier"
 # No fact evaluator calls: the model server's scripted replies go to the turns they are for.
 NO_FACTS = "settings:\n  fact_interval: 1000000\n"
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,13 @@ import pytest
 from tests.clients.api.ws_client import authed, recv, send, subscribe, until
 from tests.support.api_server import ServeProcess, start_serve, write_character
 from tests.support.fake_discord import FakeDiscordServer
-from tests.support.model_server import ModelServerProcess, start_server_process
+from tests.support.model_server import ModelServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 AGENT = "Carrier"
 GUILD = "100000000000000001"
 CHANNEL = "200000000000000001"
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -15,23 +15,13 @@ from tests.clients.discord.harness import CarrierProcess, start_carrier, write_c
 from tests.clients.discord.replies import long_reply
 from tests.clients.discord.test_split import check_invariants, fence_lines
 from tests.support.fake_discord import FakeDiscordServer
-from tests.support.model_server import ModelServerProcess, Reply, start_server_process
+from tests.support.model_server import ModelServerProcess, Reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 GUILD = "100000000000000001"
 CHANNELS = [str(200000000000000001 + i) for i in range(13)]
 APOLOGY = "Sorry, that went wrong (test apology)."
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
 
 
 @pytest.fixture(scope="module")

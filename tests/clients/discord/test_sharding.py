@@ -44,7 +44,7 @@ from tests.clients.discord.harness import (
 )
 from tests.metrics.scrape import families, value
 from tests.support.fake_discord import FakeDiscordServer, guild_on_shard
-from tests.support.model_server import ModelServerProcess, Reply, start_server_process
+from tests.support.model_server import ModelServerProcess, Reply
 
 GUILD_0 = guild_on_shard(0, 2)
 GUILD_1 = guild_on_shard(1, 2)
@@ -182,16 +182,6 @@ def test_bad_shards_setting_names_the_setting(tmp_path: Path) -> None:
 
 
 # -- two processes, one bot, one database ----------------------------------------------------
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
-
-
 def _two_guild_fake(**kwargs: int) -> FakeDiscordServer:
     server = FakeDiscordServer(guilds={GUILD_0: [CHANNEL_0], GUILD_1: [CHANNEL_1]}, **kwargs)
     server.start_in_thread()
