@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -107,11 +107,18 @@ class ModelSettings(_Strict):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=1024, gt=0)
     embedding: Short | None = None
+    # Does the chat model accept images? None: decided from the model's name
+    # (llm capability table); true/false overrides it for models the table does not know.
+    vision: bool | None = None
 
     @field_validator("provider", mode="after")
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
         return value.strip().lower() if value else None
+
+
+class DiscordChannelSettings(_Strict):
+    mode: Literal["always", "mentions", "listen", "off"] = "always"
 
 
 class DiscordClientSettings(_Strict):
@@ -121,6 +128,52 @@ class DiscordClientSettings(_Strict):
     allowed_channel_ids: list[ChannelId] = Field(default_factory=list, max_length=MAX_CHANNELS)
     # Name in `carrier keys` holding this character's bot token, e.g. "discord:eliza".
     token_key: Short | None = None
+    # Per-channel modes, keyed by channel id or name (issue 17): always answers what the
+    # should-respond step accepts, mentions answers only when addressed (and stores the
+    # rest), listen stores every message and never answers, off ignores the channel.
+    channels: dict[ChannelId, DiscordChannelSettings] = Field(
+        default_factory=dict, max_length=MAX_CHANNELS
+    )
+    # Slash commands: "guild" syncs them to each guild on start (instant, for development),
+    # "global" syncs them globally (up to an hour to appear), "off" leaves the registered set.
+    sync_commands: Literal["off", "guild", "global"] = "off"
+    # Roles (names or ids) allowed /memory besides members with Manage Server.
+    memory_roles: list[Short] = Field(default_factory=list, max_length=MAX_LINES)
+    # Open a thread for a conversation that starts with a mention in a channel.
+    reply_in_thread: bool = False
+    # Messages per channel read into memory on start or on joining a guild (at most 200).
+    backfill: int = Field(default=0, ge=0, le=200)
+    # A reaction put on a message while the agent thinks; None: none.
+    ack_reaction: Short | None = None
+    # Reactions on a bot reply stored as feedback on that reply.
+    feedback_positive: list[Short] = Field(default_factory=lambda: ["\N{THUMBS UP SIGN}"])
+    feedback_negative: list[Short] = Field(default_factory=lambda: ["\N{THUMBS DOWN SIGN}"])
+    # The bot's presence (custom status line); None: none.
+    status: Short | None = None
+    # Text attachments (.txt .md .pdf .csv) read into the turn up to this size each, and
+    # optionally ingested as knowledge of the room.
+    max_text_attachment_bytes: int = Field(default=1_000_000, ge=0, le=25_000_000)
+    ingest_attachments: bool = False
+    # Images passed to the model per message, and the largest one fetched.
+    max_images: int = Field(default=4, ge=0, le=10)
+    max_image_bytes: int = Field(default=10_000_000, ge=0, le=25_000_000)
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channel_keys(cls, value: Any) -> Any:
+        # Snowflake keys written unquoted in YAML arrive as integers.
+        value = _empty_mapping(value)
+        if isinstance(value, dict):
+            return {
+                str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v
+                for k, v in value.items()
+            }
+        return value
+
+    @field_validator("memory_roles", "feedback_positive", "feedback_negative", mode="before")
+    @classmethod
+    def _short_lists(cls, value: Any) -> Any:
+        return _as_list(value)
 
     @field_validator("allowed_channel_ids", mode="before")
     @classmethod
@@ -152,6 +205,23 @@ class InstagramClientSettings(_Strict):
     hashtags: list[Hashtag] = Field(default_factory=list, max_length=MAX_HASHTAGS)
     # Folder of images to post from; relative paths are relative to the character file.
     media_folder: PathText | None = None
+    # Name in `carrier keys` holding this character's Graph API token, e.g.
+    # "instagram:eliza" (one account per character); None: the global token.
+    account_key: Short | None = None
+    # Autoposts wait for `carrier instagram approve ID` instead of going out.
+    require_approval: bool = False
+    # Comment replies (issue 18): answer comments on the account's recent posts.
+    reply_to_comments: bool = False
+    # Answer only comments containing one of these words (case-insensitive); empty: any.
+    comment_keywords: list[Short] = Field(default_factory=list, max_length=MAX_LINES)
+    # Answer only comments that @mention the account.
+    comment_mentions_only: bool = False
+    max_replies_per_hour: int = Field(default=30, ge=0, le=10_000)
+
+    @field_validator("comment_keywords", mode="before")
+    @classmethod
+    def _keywords(cls, value: Any) -> Any:
+        return _as_list(value)
 
     @field_validator("hashtags", mode="before")
     @classmethod
