@@ -93,4 +93,4 @@ async def test_more_than_a_page_is_deleted(store: MemoryStore) -> None:
 async def test_unknown_scope_is_refused(store: MemoryStore) -> None:
     agent = await store.ensure_agent("Carrier")
     with pytest.raises(ValueError, match="scope"):
-        await forget_person(store, agent, platform="discord", external_id=ALICE, scope="x")
+        await forget_person(store, agent, platform="discord", external_id=ALICE, scope="x")  # type: ignore[arg-type]
