@@ -121,6 +121,9 @@ async def test_ask_defers_then_answers_as_a_follow_up_through_the_runtime(
     first = record.callbacks[0]
     assert first["type"] == 5, "deferred (thinking) first"
     assert record.callback_times[0] - record.created < 3.0
+    # The answer went through discord.py's webhook adapter to the configured base (the fake).
+    hook = f"/api/v10/webhooks/{server.app_id}/{record.token}"
+    assert ("POST", hook) in [(method, path) for method, path, _ in server.requests]
     message = runtime.seen[-1]
     assert (message.sender_key, message.room_key) == (ALICE, server.channel_id)
     assert message.sender_name == "Alice" and message.message_key == record.id
