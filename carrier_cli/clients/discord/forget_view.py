@@ -103,5 +103,5 @@ class ForgetConfirm(discord.ui.View):
         await report_failure(
             interaction,
             error,
-            user_message="Sorry, forgetting failed; nothing may have been deleted.",
+            user_message="Sorry, forgetting failed part-way; run /forget again to finish.",
         )
