@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, cast
 
 import discord
 from discord import app_commands
@@ -31,9 +32,6 @@ from carrier_cli.clients.discord.interactions import failure_reason, report_fail
 from carrier_cli.clients.discord.split import split_message
 from carrier_cli.runtime.rooms import TurnHooks
 from carrier_cli.runtime.types import Addressing, IncomingMessage, TurnResult
-
-if TYPE_CHECKING:
-    from carrier_cli.clients.discord.bot import CarrierDiscordBot
 
 log = logging.getLogger("carrier_cli.discord")
 
@@ -58,10 +56,28 @@ def stale_command_text(name: str, character: str) -> str:
 STALE_BUTTON = "This button has expired (the bot restarted or it waited too long): nothing was done. Run the command again."  # noqa: E501
 
 
+class CommandsHost(Protocol):
+    """What the commands use of the bot (bot.CarrierDiscordBot, a discord.Client): its
+    runtime and options, its bound on model calls, its shutdown bookkeeping."""
+
+    runtime: Any
+    config: Any  # DiscordOptions
+    accepting: bool
+    _model_slots: asyncio.Semaphore
+    _in_flight: set[asyncio.Task[None]]
+
+    @property
+    def options(self) -> Any: ...  # the character's clients.discord block
+    @property
+    def guilds(self) -> Sequence[discord.Guild]: ...
+    def owns_guild(self, guild_id: int | str | None) -> bool: ...
+    async def _mark_answered(self, message_id: str, outcome: str) -> None: ...
+
+
 class SlashCommands:
     """The command tree of one bot and what it needs: the runtime through the bot."""
 
-    def __init__(self, bot: "CarrierDiscordBot") -> None:
+    def __init__(self, bot: CommandsHost) -> None:
         self.bot = bot
         self.tree = CarrierCommandTree(bot, self)
         self.live_views: dict[str, ForgetConfirm] = {}  # key -> confirmation awaiting a press
@@ -385,8 +401,8 @@ def _incoming(interaction: discord.Interaction[Any], text: str) -> IncomingMessa
 class CarrierCommandTree(app_commands.CommandTree):
     """discord.py's tree with Carrier's answers to what goes wrong."""
 
-    def __init__(self, bot: "CarrierDiscordBot", slash: SlashCommands) -> None:
-        super().__init__(bot)
+    def __init__(self, bot: CommandsHost, slash: SlashCommands) -> None:
+        super().__init__(cast(discord.Client, bot))
         self.slash = slash
 
     async def on_error(
