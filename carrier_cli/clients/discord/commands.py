@@ -45,12 +45,41 @@ FINISHED_GRACE = 60.0  # seconds a pressed confirmation's buttons are still reco
 
 def stale_command_text(name: str, character: str) -> str:
     listed = ", ".join(f"/{n}" for n in COMMAND_NAMES)
+    if name in COMMAND_NAMES:  # the name is right, its options are not the bot's
+        problem = (
+            f"Discord sent an older version of /{name} than {character} has (its options changed)."
+        )
+    else:
+        problem = (
+            f"/{name} is not a command of {character} (any more): Discord still shows a "
+            f"command the bot no longer has. Its commands are {listed}."
+        )
     return (
-        f"/{name} is not a command of {character} (any more): Discord still shows a command "
-        f"the bot no longer has. Its commands are {listed}. If the list in Discord looks "
-        "wrong, the bot's operator can re-sync them (`carrier run --sync-commands`); "
-        "reloading Discord (Ctrl+R) shows the current list."
+        f"{problem} Reloading Discord (Ctrl+R) shows the current commands; if they still "
+        "look wrong, the bot's operator can re-sync them (`carrier run --sync-commands`)."
     )
+
+
+def refusal_here(interaction: discord.Interaction[Any], options: Any) -> str | None:
+    """Why /ask is not answered where it was run, by the character's channel rules (the
+    ones messages follow), or None. `channels` modes: off and listen never answer."""
+    if interaction.guild_id is None:
+        if getattr(options, "ignore_dms", False):
+            return "This bot does not answer in direct messages."
+        return None
+    channel: Any = interaction.channel
+    channel_id = str(interaction.channel_id)
+    parent = getattr(channel, "parent_id", None)
+    allowed = list(getattr(options, "allowed_channel_ids", []) or [])
+    if allowed and channel_id not in allowed and (parent is None or str(parent) not in allowed):
+        return "This bot does not answer in this channel."
+    modes: dict[str, Any] = dict(getattr(options, "channels", {}) or {})
+    setting = modes.get(channel_id) or modes.get(getattr(channel, "name", None) or "")
+    if setting is None and parent is not None:
+        setting = modes.get(str(parent))
+    if getattr(setting, "mode", None) in ("off", "listen"):
+        return "This bot does not answer in this channel."
+    return None
 
 
 STALE_BUTTON = "This button has expired (the bot restarted or it waited too long): nothing was done. Run the command again."  # noqa: E501
@@ -172,6 +201,11 @@ class SlashCommands:
         bot = self.bot
         if not bot.accepting:
             await tell(interaction, "The bot is shutting down; ask again in a moment.")
+            return
+        refused = refusal_here(interaction, bot.options)
+        if refused is not None:
+            log.info("Discord: %s refused: %s", where(interaction), refused)
+            await tell(interaction, refused)
             return
         await interaction.response.defer(thinking=True)  # first, within Discord's 3 s
         current = asyncio.current_task()

@@ -406,3 +406,29 @@ async def test_follow_ups_past_the_token_lifetime_are_logged(
     )
     assert "/ask in guild" in line.getMessage() and "token expired" in line.getMessage()
     await stop(running)
+
+
+async def test_a_command_with_stale_options_gets_the_explanation_too(
+    server: FakeDiscordServer, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older /ask whose option had another name: Discord sends it, the bot's differs."""
+    running, runtime = await start(server, store)
+    record = await server.interactions.adispatch_command("ask", {"question": "old client"})
+    await server.interactions.wait_for(lambda: record.callbacks)
+    data = record.callbacks[0]["data"]
+    assert data["flags"] == FLAG_EPHEMERAL
+    assert "/ask" in data["content"] and "Ctrl+R" in data["content"], data["content"]
+    assert runtime.seen == [], "no turn for a malformed command"
+    await stop(running)
+
+
+async def test_ask_follows_the_channel_rules_of_messages(
+    server: FakeDiscordServer, store: MemoryStore
+) -> None:
+    running, runtime = await start(server, store, allowed_channel_ids=["299999999999999999"])
+    record = await server.interactions.adispatch_command("ask", {"text": "here?"})
+    await server.interactions.wait_for(lambda: record.callbacks)
+    data = record.callbacks[0]["data"]
+    assert data["flags"] == FLAG_EPHEMERAL and "not answer in this channel" in data["content"]
+    assert runtime.seen == []
+    await stop(running)
