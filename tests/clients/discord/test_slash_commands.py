@@ -432,3 +432,19 @@ async def test_ask_follows_the_channel_rules_of_messages(
     assert data["flags"] == FLAG_EPHEMERAL and "not answer in this channel" in data["content"]
     assert runtime.seen == []
     await stop(running)
+
+
+async def test_ask_in_a_dm_is_a_one_to_one_turn_and_memory_is_refused_there(
+    server: FakeDiscordServer, store: MemoryStore
+) -> None:
+    running, runtime = await start(server, store)
+    fake = server.interactions
+    record = await fake.adispatch_command("ask", {"text": "privately"}, dm=True)
+    assert await answered(record) == ["Answer to privately"]
+    message = runtime.seen[-1]
+    assert message.is_direct and message.room_key == record.channel_id
+    assert message.room_name == "DM with Alice"
+    refused = await fake.adispatch_command("memory", {"query": "x"}, dm=True)
+    await fake.wait_for(lambda: refused.callbacks)
+    assert "only in a server" in refused.callbacks[0]["data"]["content"]
+    await stop(running)
