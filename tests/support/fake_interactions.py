@@ -114,6 +114,9 @@ class FakeInteractions:
         self.commands: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
         self.sync_calls: list[tuple[str, str | None, list[str]]] = []  # (app, guild, names)
         self.roles: dict[str, list[dict[str, Any]]] = {}  # guild id -> extra roles
+        # Guilds the bot joined without the applications.commands scope: their command
+        # sync answers 403 code 50001, as Discord does.
+        self.without_commands_scope: set[str] = set()
 
     def add_routes(self, app: web.Application, api: str) -> None:
         router = app.router
@@ -507,7 +510,9 @@ class FakeInteractions:
         guild_id = request.match_info.get("guild_id")
         if app_id != bot.app_id:
             return _error(server, 403, 50001, "Missing Access")
-        if guild_id is not None and guild_id not in server.guilds:
+        if guild_id is not None and (
+            guild_id not in server.guilds or guild_id in self.without_commands_scope
+        ):
             return _error(server, 403, 50001, "Missing Access")
         body = await request.json()
         if not isinstance(body, list):

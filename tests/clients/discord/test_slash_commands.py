@@ -448,3 +448,18 @@ async def test_ask_in_a_dm_is_a_one_to_one_turn_and_memory_is_refused_there(
     await fake.wait_for(lambda: refused.callbacks)
     assert "only in a server" in refused.callbacks[0]["data"]["content"]
     await stop(running)
+
+
+async def test_a_guild_without_the_commands_scope_is_logged_with_the_fix(
+    server: FakeDiscordServer, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="carrier_cli")
+    server.interactions.without_commands_scope.add(GUILD)
+    running, _ = await start(server, store, sync_commands="guild")
+    line = await server.interactions.wait_for(
+        lambda: next((r for r in caplog.records if "could not sync" in r.getMessage()), None)
+    )
+    assert f"to guild {GUILD}" in line.getMessage()
+    assert "applications.commands" in line.getMessage() and "50001" in line.getMessage()
+    assert running.bot.slash.synced == []
+    await stop(running)
