@@ -94,3 +94,15 @@ async def test_unknown_scope_is_refused(store: MemoryStore) -> None:
     agent = await store.ensure_agent("Carrier")
     with pytest.raises(ValueError, match="scope"):
         await forget_person(store, agent, platform="discord", external_id=ALICE, scope="x")  # type: ignore[arg-type]
+
+
+async def test_forgotten_facts_are_gone_from_search_too(store: MemoryStore) -> None:
+    agent = await store.ensure_agent("Carrier")
+    alice = person_entity_id("discord", ALICE)
+    fact = Memory(
+        agent_id=agent, kind=MemoryKind.FACT, content={"text": "Alice likes tea"}, entity_id=alice
+    )
+    await store.add(fact, embed=True, dedupe=False)
+    assert [h.memory.id for h in await store.search("likes tea", agent_id=agent)] == [fact.id]
+    await forget_person(store, agent, platform="discord", external_id=ALICE)
+    assert await store.search("likes tea", agent_id=agent) == []

@@ -296,6 +296,11 @@ class SlashCommands:
             else 0
         )
         name = runtime.character.name
+        if facts + messages == 0:
+            await interaction.followup.send(
+                f"{name} has stored nothing about you: nothing to forget.", ephemeral=True
+            )
+            return
         what = _plural(facts, "fact") + (
             f" and {_plural(messages, 'message')} you sent" if scope == "all" else ""
         )
@@ -324,9 +329,9 @@ class SlashCommands:
         )
         view.command_interaction = interaction
         self.live_views[view.key] = view
+        them = "it" if facts + messages == 1 else "them"
         await interaction.followup.send(
-            f"{name} has stored {what} about you. Forget {'them' if facts + messages else 'it'}? "
-            "This cannot be undone.",
+            f"{name} has stored {what} about you. Forget {them}? This cannot be undone.",
             view=view,
             ephemeral=True,
             wait=True,

@@ -463,3 +463,14 @@ async def test_a_guild_without_the_commands_scope_is_logged_with_the_fix(
     assert "applications.commands" in line.getMessage() and "50001" in line.getMessage()
     assert running.bot.slash.synced == []
     await stop(running)
+
+
+async def test_forget_with_nothing_stored_says_so_without_buttons(
+    server: FakeDiscordServer, store: MemoryStore
+) -> None:
+    running, _ = await start(server, store)
+    record = await server.interactions.adispatch_command("forget")
+    texts = await answered(record)
+    assert texts == ["Carrier has stored nothing about you: nothing to forget."]
+    assert record.button_ids() == []
+    await stop(running)
