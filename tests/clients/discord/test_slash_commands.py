@@ -75,6 +75,13 @@ async def store(tmp_path: Path) -> AsyncIterator[MemoryStore]:
         yield opened
 
 
+@pytest.fixture
+async def either_store(db_url: str) -> AsyncIterator[MemoryStore]:
+    """SQLite and PostgreSQL (tests/support/postgres.py's `db_url`): /forget's tests."""
+    async with await MemoryStore.open(db_url) as opened:
+        yield opened
+
+
 async def answer(message: IncomingMessage) -> str:
     if message.text == "long":
         return long_reply()
@@ -180,8 +187,9 @@ async def _facts(store: MemoryStore, agent_id: uuid.UUID) -> set[str]:
 
 
 async def test_forget_deletes_the_askers_facts_after_the_button(
-    server: FakeDiscordServer, store: MemoryStore
+    server: FakeDiscordServer, either_store: MemoryStore
 ) -> None:
+    store = either_store
     running, runtime = await start(server, store)
     assert runtime.agent_id is not None
     await _seed_facts(store, runtime.agent_id)
@@ -207,8 +215,9 @@ async def test_forget_deletes_the_askers_facts_after_the_button(
 
 
 async def test_forget_all_cancelled_keeps_everything_then_confirmed_deletes_messages(
-    server: FakeDiscordServer, store: MemoryStore
+    server: FakeDiscordServer, either_store: MemoryStore
 ) -> None:
+    store = either_store
     running, runtime = await start(server, store)
     assert runtime.agent_id is not None
     await _seed_facts(store, runtime.agent_id)
