@@ -117,6 +117,9 @@ class FakeInteractions:
         # Guilds the bot joined without the applications.commands scope: their command
         # sync answers 403 code 50001, as Discord does.
         self.without_commands_scope: set[str] = set()
+        # The next follow-ups answer these (status, code, message), e.g. (403, 50013,
+        # "Missing Permissions"): a channel whose overwrites deny the app.
+        self.refuse_followups: list[tuple[int, int, str]] = []
 
     def add_routes(self, app: web.Application, api: str) -> None:
         router = app.router
@@ -429,6 +432,10 @@ class FakeInteractions:
         if not record.callbacks:
             record.refused.append(("followup", 404, 10015))
             return _error(self.server, 404, 10015, "Unknown Webhook")
+        if self.refuse_followups:
+            status, code, text = self.refuse_followups.pop(0)
+            record.refused.append(("followup", status, code))
+            return _error(self.server, status, code, text)
         body = await request.json()
         if len(str(body.get("content") or "")) > 2000:
             return _too_long(self.server)

@@ -483,3 +483,19 @@ async def test_forget_with_nothing_stored_says_so_without_buttons(
     assert texts == ["Carrier has stored nothing about you: nothing to forget."]
     assert record.button_ids() == []
     await stop(running)
+
+
+async def test_a_refused_answer_is_logged_and_the_user_told_privately(
+    server: FakeDiscordServer, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="carrier_cli")
+    running, _ = await start(server, store)
+    fake = server.interactions
+    fake.refuse_followups.append((403, 50013, "Missing Permissions"))
+    record = await fake.adispatch_command("ask", {"text": "can you answer?"})
+    texts = await answered(record)
+    assert record.refused == [("followup", 403, 50013)]
+    assert texts == ["Sorry, that command failed; try again in a moment."]
+    line = next(r for r in caplog.records if "missing permissions" in r.getMessage())
+    assert f"/ask in guild {GUILD}" in line.getMessage() and "50013" in line.getMessage()
+    await stop(running)
