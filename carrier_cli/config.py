@@ -191,6 +191,12 @@ class Settings(BaseSettings):
         description="The shard ids this process runs, e.g. 0,1 (needs discord_shards). "
         "Unset: all of them.",
     )
+    discord_sync_commands: bool = Field(
+        False,
+        description="Register the slash commands (/ask, /forget, /about, /memory) globally "
+        "when the bot starts (carrier run --sync-commands); a character's "
+        "clients.discord.sync_commands: guild syncs them per guild instead.",
+    )
 
     # Instagram
     instagram_account_id: str | None = Field(

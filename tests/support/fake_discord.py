@@ -182,6 +182,11 @@ class FakeDiscordServer:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._dm_channels: dict[str, str] = {}
+        # Slash commands and buttons (INTERACTION_CREATE, callbacks, follow-ups, command
+        # sync) live in their own module: tests/support/fake_interactions.py.
+        from tests.support.fake_interactions import FakeInteractions
+
+        self.interactions = FakeInteractions(self)
 
     def add_bot(self, token: str, name: str) -> str:
         """Another bot (its own token and user) in the same guilds; returns its user id."""
@@ -233,6 +238,7 @@ class FakeDiscordServer:
         app.router.add_post(api + "/channels/{channel_id}/typing", self._typing)
         app.router.add_get(api + "/channels/{channel_id}", self._get_channel)
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
+        self.interactions.add_routes(app, api)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/resume", self._gateway)
         app.router.add_post("/_admin/messages", self._admin_message)
@@ -760,7 +766,8 @@ class FakeDiscordServer:
                     "managed": False,
                     "mentionable": False,
                     "flags": 0,
-                }
+                },
+                *self.interactions.roles.get(guild_id, []),
             ],
             "emojis": [],
             "features": [],

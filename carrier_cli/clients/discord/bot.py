@@ -159,6 +159,10 @@ class CarrierDiscordBot(discord.Client):
         # Catch-up looks only at messages stored before this bot started: later ones are
         # live turns of this process (queued, or about to be).
         self._started_at = datetime.now(UTC)
+        # Slash commands (/ask, /forget, /about, /memory): commands.py.
+        from carrier_cli.clients.discord.commands import SlashCommands
+
+        self.slash = SlashCommands(self)
 
     def _client_options(self, config: DiscordOptions) -> dict[str, Any]:
         """More keyword arguments for discord.py's client (the sharded bot's shard ids)."""
@@ -206,10 +210,18 @@ class CarrierDiscordBot(discord.Client):
             self._warn_missing_content()
         if self._catch_up_task is None:  # on_ready fires again after a new session: once only
             self._catch_up_task = asyncio.create_task(self._catch_up(), name="discord:catch-up")
+            self.slash.start_sync()
         self.ready_event.set()
 
     async def on_resumed(self) -> None:
         log.info("Discord: gateway session resumed for %s", self.runtime.character.name)
+
+    # Slash commands: the tree gets commands by itself; these two are commands.py's too.
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        await self.slash.on_interaction(interaction)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.slash.guild_joined(guild)
 
     async def on_message(self, message: discord.Message) -> None:
         if self.user is None or message.type not in _CONVERSATION_TYPES:
@@ -555,6 +567,7 @@ class CarrierDiscordBot(discord.Client):
     async def drain(self, grace: float) -> None:
         """Stop taking messages, give in-flight turns `grace` seconds, cancel the rest."""
         self.accepting = False
+        await self.slash.close()
         if self._catch_up_task is not None and not self._catch_up_task.done():
             self._catch_up_task.cancel()  # its queued turns are in _in_flight, drained below
             await asyncio.wait({self._catch_up_task}, timeout=5)
