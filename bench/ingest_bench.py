@@ -1,7 +1,7 @@
 """Knowledge ingest: chunking throughput by kind of text, then whole files into SQLite.
 
-    .venv/bin/python bench/ingest_bench.py           # 1, 2, 4 and 10 MB inputs
-    .venv/bin/python bench/ingest_bench.py --quick   # 1 and 2 MB
+    .venv/bin/python bench/ingest_bench.py           # 1, 2, 4 and 10 MB; 20k memories
+    .venv/bin/python bench/ingest_bench.py --quick   # 1 and 2 MB; 10k memories
 
 Chunking must be linear in the input for any text (issue 15, goal 6): the bench prints
 MB/s for prose (paragraphs and sentences), for a log without blank lines or sentence ends
@@ -10,6 +10,15 @@ A linear chunker shows the same MB/s at every size of one kind; the quadratic on
 replaced fell from 0.15 MB/s at 1 MB towards zero (a 1.17 MB log took 7.97 s).
 Different kinds differ in tokens per byte (JSON: about one token per 1.5 bytes, prose
 one per 6), so compare sizes within a kind, not kinds with each other.
+
+Then ingest with local embeddings (goal 5): short texts embedded with the bundled
+wordllama model and stored, by Carrier (`MemoryStore.add_many` in overlapped batches of
+1,000, as `carrier memory import` and ingest store them: content hashes, metadata, the
+duplicate check against what is stored) and by a peer doing the least that can be called
+the same job: the same wordllama embedding, then `INSERT` into a sqlite-vec `vec0` table
+plus a text table, through apsw (this Python's sqlite3 cannot load extensions). Runs
+alternate, each into a fresh database; medians and the ratio are printed. Without apsw and
+sqlite-vec (`pip install apsw sqlite-vec`) the peer is skipped with a line saying so.
 """
 
 from __future__ import annotations
@@ -64,12 +73,136 @@ def chunk_rate(text: str, runs: int) -> tuple[float, int]:
     return len(text) / MB / statistics.median(samples), chunks
 
 
+def texts_for(n: int, seed: int) -> list[str]:
+    import random
+
+    words = (
+        "memory agent harbor lantern river signal garden copper winter orbit quiet "
+        "market thunder pocket silver meadow engine candle border velvet"
+    ).split()
+    rnd = random.Random(seed)
+    return [f"{' '.join(rnd.choices(words, k=rnd.randint(6, 14)))} #{seed}-{i}" for i in range(n)]
+
+
+def carrier_ingest(texts: list[str], folder: Path, *, dedupe: bool) -> float:
+    import asyncio
+
+    from carrier_cli.memory.overlap import Overlapped
+    from carrier_cli.memory.store import MemoryStore
+    from carrier_cli.memory.types import Memory, MemoryKind
+
+    async def run() -> float:
+        store = await MemoryStore.open(f"sqlite:///{folder / 'carrier.db'}")
+        try:
+            agent = await store.ensure_agent("bench")
+            await store.embed_texts(["load the model"])  # model load is not ingest
+            start = time.perf_counter()
+            async with store.bulk_load(rows=len(texts)), Overlapped() as pipeline:
+                for i in range(0, len(texts), 1000):
+                    batch = [
+                        Memory(
+                            agent_id=agent,
+                            kind=MemoryKind.FACT,
+                            content={"text": t},
+                            metadata={"source": "bench", "line": i + j},
+                        )
+                        for j, t in enumerate(texts[i : i + 1000])
+                    ]
+                    await pipeline.submit(store.add_many(batch, dedupe=dedupe))
+            return time.perf_counter() - start
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def peer_available() -> str | None:
+    try:
+        import apsw
+        import sqlite_vec
+
+        conn = apsw.Connection(":memory:")
+        conn.enable_load_extension(True)
+        conn.load_extension(sqlite_vec.loadable_path())
+    except Exception as exc:  # ImportError, or an extension that does not load
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def peer_ingest(texts: list[str], folder: Path) -> float:
+    import apsw
+    import numpy as np
+    import sqlite_vec
+
+    from carrier_cli.llm.embeddings import LocalEmbedder, load_wordllama
+
+    load_wordllama()
+    embedder = LocalEmbedder()
+    conn = apsw.Connection(str(folder / "peer.db"))
+    conn.enable_load_extension(True)
+    conn.load_extension(sqlite_vec.loadable_path())
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE docs(id INTEGER PRIMARY KEY, text TEXT)")
+    conn.execute("CREATE VIRTUAL TABLE vecs USING vec0(embedding float[256])")
+    start = time.perf_counter()
+    for i in range(0, len(texts), 1000):
+        batch = texts[i : i + 1000]
+        vectors = embedder.embed_sync(batch)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        with conn:
+            conn.executemany(
+                "INSERT INTO docs(id, text) VALUES (?, ?)",
+                [(i + j + 1, t) for j, t in enumerate(batch)],
+            )
+            conn.executemany(
+                "INSERT INTO vecs(rowid, embedding) VALUES (?, ?)",
+                [(i + j + 1, v.tobytes()) for j, v in enumerate(vectors)],
+            )
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
+def ingest_rates(n: int, rounds: int) -> None:
+    import tempfile
+
+    print(f"ingest with local embeddings: {n:,} texts, {rounds} alternating rounds")
+    why_not = peer_available()
+    samples: dict[str, list[float]] = {"carrier": [], "carrier, dedupe": [], "peer": []}
+    for r in range(rounds):
+        texts = texts_for(n, seed=r)
+        with tempfile.TemporaryDirectory() as tmp:
+            samples["carrier"].append(n / carrier_ingest(texts, Path(tmp), dedupe=False))
+        with tempfile.TemporaryDirectory() as tmp:
+            samples["carrier, dedupe"].append(n / carrier_ingest(texts, Path(tmp), dedupe=True))
+        if why_not is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                samples["peer"].append(n / peer_ingest(texts, Path(tmp)))
+    for label, rates in samples.items():
+        if rates:
+            print(f"  {label:34} median {statistics.median(rates):8,.0f} memories/s")
+    if why_not is None:
+        peer = statistics.median(samples["peer"])
+        for label in ("carrier", "carrier, dedupe"):
+            ratio = statistics.median(samples[label]) / peer
+            print(f"  {label:34} / peer: {ratio:.2f}x (goal >= 1.0)")
+    else:
+        print(f"  peer (sqlite-vec + wordllama) skipped: it does not load here ({why_not})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 and 2 MB only")
+    parser.add_argument("--quick", action="store_true", help="1 and 2 MB, 10k memories")
+    parser.add_argument("--skip-chunking", action="store_true", help="only the ingest rates")
     args = parser.parse_args()
     sizes = [1, 2] if args.quick else [1, 2, 4, 10]
     runs = 3
+    if not args.skip_chunking:
+        chunking(sizes, runs)
+    ingest_rates(10_000 if args.quick else 20_000, rounds=3)
+
+
+def chunking(sizes: list[int], runs: int) -> None:
     print(f"chunking (median of {runs}; MB/s should not fall as the size grows)")
     for kind, make in KINDS.items():
         rates = []
