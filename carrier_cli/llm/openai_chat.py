@@ -97,6 +97,22 @@ class OpenAIChatModel:
             request["stop"] = list(params.stop)[:4]  # OpenAI accepts at most 4
         return request
 
+    async def _post(self, body: dict[str, Any], *, stream: bool) -> Any:
+        """POST /chat/completions through the SDK's generic `post` (its retries are ours to
+        set, its errors, auth and stream parsing stay the SDK's). `chat.completions.create`
+        first runs the body through the SDK's TypedDict transform, which walks every
+        message part against the parameter types: 1.4 ms a request idle and 4 ms under
+        load (profiled in the Discord burst), for a body of plain JSON that it returns
+        unchanged."""
+        return await self._client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=openai_common.chat_completion_type(),
+            options=openai_common.request_options(),
+            stream=stream,
+            stream_cls=openai_common.chunk_stream_type(),
+        )
+
     # -- ChatModel -------------------------------------------------------------------------
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
         request = self._request(messages, params)
@@ -105,7 +121,7 @@ class OpenAIChatModel:
 
         async def attempt() -> Any:
             attempts.start()
-            return await self._client.chat.completions.create(**request)
+            return await self._post(request, stream=False)
 
         try:
             response = await retrier.call(attempt)
@@ -140,7 +156,7 @@ class OpenAIChatModel:
             parts: list[str] = []
             usage: Any = None
             try:
-                stream = await self._client.chat.completions.create(**request, stream=True)
+                stream = await self._post({**request, "stream": True}, stream=True)
                 try:
                     async for chunk in stream:
                         if getattr(chunk, "usage", None) is not None:
