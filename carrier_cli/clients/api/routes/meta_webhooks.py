@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import PlainTextResponse
@@ -49,7 +49,7 @@ def _not_configured(setting: str) -> ApiError:
     )
 
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "The signed body is not JSON"},
     401: {"description": "No X-Hub-Signature-256 header"},
     403: {"description": "The signature (or the verify token) does not match"},
