@@ -206,7 +206,9 @@ class CommentReplier:
         if not text:
             try:
                 result = await self._turn(comment)
-            except (CarrierError, GraphError) as exc:
+            except Exception as exc:  # any failure: the claim goes back, bounded by attempts
+                if not isinstance(exc, CarrierError):
+                    log.exception("Instagram: the turn for comment %s failed", comment.id)
                 return await self._give_back(comment, f"the turn failed: {exc}")
             if not result.text or not result.text.strip():
                 await rows.finish(
@@ -359,7 +361,14 @@ class CommentPoller:
                 continue
             if not full and self._counts.get(media.id) == media.comments_count:
                 continue  # nothing new since the last read (a full scan catches the rest)
-            found = await graph_comments.media_comments(graph, media.id)
+            try:
+                found = await graph_comments.media_comments(graph, media.id)
+            except GraphError as exc:
+                if exc.action == "token":
+                    raise
+                log.error("Instagram: reading the comments of post %s failed: %s", media.id, exc)
+                self._counts.pop(media.id, None)
+                continue  # the other posts still get their answers
             done = await rows.final_ids(self.replier.runtime.store, [c.id for c in found])
             settled = True
             for comment in found:
@@ -446,6 +455,8 @@ async def run_comment_replies(
                         log.error("Instagram: polling comments failed: %s", exc)
                     except CarrierError as exc:
                         log.error("Instagram: polling comments failed: %s", exc)
+                    except Exception:
+                        log.exception("Instagram: unexpected error while polling comments")
                     await _sleep_or_stop(stop_event, options.poll_interval)
             finally:
                 webhooks.cancel()

@@ -301,3 +301,41 @@ async def test_comments_are_paged(harness_for: Any, model_server: FakeModelServe
     paths = [p for _m, p in fake.requests]
     assert paths.count(f"/v25.0/{post}/comments") == 2
     assert paths.count(f"/v25.0/{tops[0]}/replies") == 1  # the first page came inline
+
+
+async def test_a_failed_turn_is_retried_on_the_next_poll(
+    harness_for: Any, model_server: FakeModelServer
+) -> None:
+    from tests.support.model_server import Reply
+
+    h: Harness = await harness_for()
+    fake = h.fake
+    post = fake.comments.add_post("Fog.")
+    comment = fake.comments.add_comment(post, "Spooky!")
+    model_server.push(Reply(status=500), Reply(status=500))  # the call and its one retry
+    poller = h.poller()
+    first = await poller.poll()
+    assert first.outcomes == {"retry": 1}
+    row = await rows.get(h.runtime.store, comment)
+    assert row is not None and row.attempts == 1 and "turn failed" in (row.reason or "")
+    model_server.push(reply_xml("Fog is the harbour's blanket."))
+    second = await poller.poll()
+    assert second.outcomes == {"replied": 1}
+    assert [r.text for r in fake.comments.replies_by_account(comment)] == [
+        "Fog is the harbour's blanket."
+    ]
+
+
+async def test_a_deleted_comment_is_not_retried(
+    harness_for: Any, model_server: FakeModelServer
+) -> None:
+    h: Harness = await harness_for()
+    fake = h.fake
+    post = fake.comments.add_post("Gone.")
+    comment = fake.comments.add_comment(post, "soon deleted")
+    fake.fail_next("post_reply", 100, 33, message="Unsupported post request. Object does not exist")
+    stats = await h.poller().poll()
+    assert stats.outcomes == {"failed": 1}
+    row = await rows.get(h.runtime.store, comment)
+    assert row is not None and row.status == "failed" and "gone" in (row.reason or "")
+    assert (await h.poller().poll()).outcomes == {}
