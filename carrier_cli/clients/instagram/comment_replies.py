@@ -184,11 +184,14 @@ class CommentReplier:
                 store, comment.id, self.owner, status="skipped", now=_now(), reason=refusal
             )
             return Outcome(comment.id, "skipped", refusal)
-        if (
-            self.rules.max_per_hour <= 0
-            or await rows.replies_since(store, self.character, _now() - timedelta(hours=1))
-            >= self.rules.max_per_hour
-        ):
+        if self.rules.max_per_hour <= 0:
+            reason = "max_replies_per_hour is 0 (clients.instagram)"
+            await rows.finish(
+                store, comment.id, self.owner, status="skipped", now=_now(), reason=reason
+            )
+            return Outcome(comment.id, "skipped", reason)
+        hour_ago = _now() - timedelta(hours=1)
+        if await rows.replies_since(store, self.character, hour_ago) >= self.rules.max_per_hour:
             # Not dropped: the comment is answered by a later poll once the hour allows.
             await rows.release(
                 store,
