@@ -339,3 +339,27 @@ async def test_a_deleted_comment_is_not_retried(
     row = await rows.get(h.runtime.store, comment)
     assert row is not None and row.status == "failed" and "gone" in (row.reason or "")
     assert (await h.poller().poll()).outcomes == {}
+
+
+async def test_a_quiet_account_costs_one_call_per_poll(
+    harness_for: Any, model_server: FakeModelServer
+) -> None:
+    """Posts whose comment count did not change are not read again (until the full scan
+    every FULL_SCAN_EVERY polls): at the default 60 s, about 60 calls an hour."""
+    from carrier_cli.clients.instagram.comment_replies import FULL_SCAN_EVERY
+
+    h: Harness = await harness_for()
+    fake = h.fake
+    for i in range(3):
+        post = fake.comments.add_post(f"Post {i}")
+        fake.comments.add_comment(post, f"hello {i}")
+    poller = h.poller()
+    counts = []
+    for _ in range(FULL_SCAN_EVERY + 1):
+        before = len(fake.requests)
+        await poller.poll()
+        counts.append(len(fake.requests) - before)
+    # 1 listing + 3 posts + 3 replies; then each post once more (our reply changed its
+    # count); then the listing alone; the full scan reads the 3 posts again.
+    assert counts == [7, 4] + [1] * (FULL_SCAN_EVERY - 2) + [4]
+    assert len(fake.comments.replies_by_account()) == 3
