@@ -445,23 +445,56 @@ async def run_comment_replies(
         with comment_inbox.listening(graph.account_id) as queue:
             webhooks = asyncio.create_task(_drain_webhooks(replier, queue, stop_event))
             try:
-                while not stop_event.is_set():
-                    try:
-                        stats = await poller.poll()
-                        if stats.comments:
-                            log.info(
-                                "Instagram[%s]: comments polled: %s", character.name, stats.outcomes
-                            )
-                    except GraphError as exc:
-                        if exc.action == "token":
-                            raise
-                        log.error("Instagram: polling comments failed: %s", exc)
-                    except CarrierError as exc:
-                        log.error("Instagram: polling comments failed: %s", exc)
-                    except Exception:
-                        log.exception("Instagram: unexpected error while polling comments")
-                    await _sleep_or_stop(stop_event, options.poll_interval)
+                await _poll_while_leading(poller, runtime, options.poll_interval, stop_event)
             finally:
                 webhooks.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await webhooks
+
+
+async def _poll_while_leading(
+    poller: CommentPoller, runtime: Any, interval: float, stop_event: asyncio.Event
+) -> None:
+    """Poll until stopped. On PostgreSQL only while this process leads the character's
+    polling of the account (a cluster.leader lease): several `carrier run` on one database
+    would answer each comment once anyway (the claims), but each would spend the account's
+    Graph budget on the same reads. Webhook comments are answered by every process."""
+    engine = getattr(runtime.store, "engine", None)
+    shared = engine is not None and engine.dialect.name == "postgresql"
+    while not stop_event.is_set():
+        lease = None
+        if shared:
+            from carrier_cli.cluster.advisory import advisory_key
+            from carrier_cli.cluster.leader import acquire
+
+            account = poller.replier.account.id
+            key = advisory_key("carrier.instagram.comments", account, poller.replier.character)
+            what = f"Polling the comments of account {account} for {poller.replier.character}"
+            lease = await acquire(engine, key, stop_event, what=what)
+            if lease is None:
+                return  # stopped while standing by
+        try:
+            while not stop_event.is_set() and not (lease is not None and lease.lost):
+                await _poll_once(poller)
+                await _sleep_or_stop(stop_event, interval)
+        finally:
+            if lease is not None:
+                await lease.release()
+
+
+async def _poll_once(poller: CommentPoller) -> None:
+    """One poll; its failures are logged (the next poll tries again), but a rejected token
+    stops the client with Graph's explanation."""
+    name = poller.replier.character
+    try:
+        stats = await poller.poll()
+        if stats.comments:
+            log.info("Instagram[%s]: comments polled: %s", name, stats.outcomes)
+    except GraphError as exc:
+        if exc.action == "token":
+            raise
+        log.error("Instagram: polling comments failed: %s", exc)
+    except CarrierError as exc:
+        log.error("Instagram: polling comments failed: %s", exc)
+    except Exception:
+        log.exception("Instagram: unexpected error while polling comments")

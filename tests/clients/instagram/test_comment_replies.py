@@ -363,3 +363,34 @@ async def test_a_quiet_account_costs_one_call_per_poll(
     # count); then the listing alone; the full scan reads the 3 posts again.
     assert counts == [7, 4] + [1] * (FULL_SCAN_EVERY - 2) + [4]
     assert len(fake.comments.replies_by_account()) == 3
+
+
+async def test_on_postgresql_one_process_polls_the_others_stand_by(
+    harness_for: Any, model_server: FakeModelServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    h: Harness = await harness_for()
+    if h.runtime.store.engine.dialect.name != "postgresql":
+        pytest.skip("leadership is PostgreSQL's (SQLite serves one host)")
+    fake = h.fake
+    post = fake.comments.add_post("Two pollers.")
+    options = CommentOptions.from_settings(load_settings().settings)
+    stop = asyncio.Event()
+    caplog.set_level("INFO", logger="carrier_cli.cluster.leader")
+    tasks = [asyncio.create_task(run_comment_replies(h.runtime, options, stop)) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 20
+        while "standing by" not in caplog.text:
+            assert time.monotonic() < deadline and not any(t.done() for t in tasks)
+            await asyncio.sleep(0.02)
+        before = len(fake.requests)
+        await asyncio.sleep(0.5)  # 10 polls of one poller at 0.05 s
+        listings = [p for _m, p in fake.requests[before:] if p.endswith("/media")]
+        assert 3 <= len(listings) <= 12  # one poller's share, not two
+        comment = fake.comments.add_comment(post, "Who answers?")
+        while not fake.comments.replies_by_account(comment):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert len(fake.comments.replies_by_account(comment)) == 1
