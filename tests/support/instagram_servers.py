@@ -251,6 +251,9 @@ class FakeGraph:
         self.lost_answers: list[str] = []  # endpoints whose next answer is lost after the work
         self._ids = itertools.count(18000000000000001)
         self._lock = threading.Lock()
+        from tests.support.instagram_comments import FakeComments
+
+        self.comments = FakeComments(self)  # comments, replies, usage headers
 
     # knobs
     def fail_next(
@@ -263,7 +266,8 @@ class FakeGraph:
         times: int = 1,
         **kw: Any,
     ) -> None:
-        """endpoint: media, media_publish, status, limit, user, permalink."""
+        """endpoint: media, media_publish, status, limit, user, permalink, media_list,
+        comments, replies, post_reply."""
         for _ in range(times):
             self.failures.append((endpoint, http_status, graph_error(code, subcode, **kw)))
 
@@ -296,11 +300,14 @@ class FakeGraph:
     def _new_id(self) -> str:
         return str(next(self._ids))
 
+    def is_media(self, node: str) -> bool:
+        return any(m["id"] == node for m in self.published)
+
     # server
     def build_app(self) -> Any:
         from aiohttp import web
 
-        app = web.Application(client_max_size=1024**2)
+        app = web.Application(client_max_size=1024**2, middlewares=[self.comments.middleware()])
         app.router.add_route("*", "/{version}/{node}", self._node)
         app.router.add_route("*", "/{version}/{node}/{edge}", self._edge)
         return app
@@ -359,6 +366,8 @@ class FakeGraph:
             elif code == "EXPIRED":
                 body["status"] = "Expired: the container was not published within 24 hours"
             return self._json(body)
+        if (answer := await self.comments.route(request, node, None, params)) is not None:
+            return answer
         for media in self.published:
             if media["id"] == node:
                 if (fail := self._failure("permalink")) is not None:
@@ -380,6 +389,8 @@ class FakeGraph:
         self.requests.append((request.method, request.path))
         if (denied := await self._auth(request, params)) is not None:
             return denied
+        if (answer := await self.comments.route(request, node, edge, params)) is not None:
+            return answer
         if node != self.account_id:
             return self._json(
                 graph_error(100, 33, "Object does not exist", etype="GraphMethodException"), 400
@@ -413,12 +424,16 @@ class FakeGraph:
             return answer
         if edge == "media" and request.method == "GET":
             # The account's media, newest first (IG User Media edge).
+            if (fail := self._failure("media_list")) is not None:
+                return self._json(fail[1], fail[0])
             limit = int(params.get("limit", "25"))
             rows = [
                 {
                     "id": m["id"],
                     "caption": m["caption"],
                     "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(m["at"])),
+                    "comments_count": self.comments.count(m["id"]),
+                    "permalink": m["permalink"],
                 }
                 for m in reversed(self.published)
             ]

@@ -256,4 +256,38 @@ async def run_instagram_client(runtime: Any, settings: Settings, stop_event: asy
         log.info("Instagram is disabled for %s (clients.instagram.enabled)", runtime.character.name)
         await stop_event.wait()
         return
-    await autopost_loop(runtime, InstagramOptions.from_settings(settings), stop_event)
+    await _with_comment_replies(
+        runtime,
+        settings,
+        stop_event,
+        autopost_loop(runtime, InstagramOptions.from_settings(settings), stop_event),
+    )
+
+
+async def _with_comment_replies(
+    runtime: Any, settings: Settings, stop_event: asyncio.Event, autopost: Any
+) -> None:
+    """The autoposter, and beside it the comment replier when the character answers
+    comments (clients.instagram.reply_to_comments); a character that only answers (no
+    media_folder) runs the replier alone."""
+    config = runtime.character.clients.instagram
+    if not config.reply_to_comments:
+        await autopost
+        return
+    from carrier_cli.clients.instagram.comment_replies import run_comment_replies
+    from carrier_cli.clients.instagram.options import CommentOptions
+
+    replies = run_comment_replies(runtime, CommentOptions.from_settings(settings), stop_event)
+    if config.media_folder is None:
+        autopost.close()  # never started: no media to post
+        await replies
+        return
+    tasks = [asyncio.ensure_future(autopost), asyncio.ensure_future(replies)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()  # the first failure, as the supervisor expects it (not a group)
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()

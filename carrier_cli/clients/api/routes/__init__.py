@@ -13,6 +13,7 @@ def routers() -> list[Any]:
         instagram,
         memories,
         messages,
+        meta_webhooks,
         rooms,
         ws,
     )
@@ -24,5 +25,6 @@ def routers() -> list[Any]:
         rooms.router,
         memories.router,
         instagram.router,
+        meta_webhooks.router,
         ws.router,
     ]
