@@ -56,7 +56,10 @@ class Banner:
     agents: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"Carrier API listening on {self.url} (docs: {self.url}/docs)"]
+        out = [
+            f"Carrier API listening on {self.url} (docs: {self.url}/docs)",
+            f"Console: {self.url}/console/ (sign in with an API key)",
+        ]
         if self.agents:
             out.append("Serving: " + ", ".join(self.agents))
         if self.first_key is not None:

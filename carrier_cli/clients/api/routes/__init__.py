@@ -9,11 +9,14 @@ from typing import Any
 def routers() -> list[Any]:
     from carrier_cli.clients.api.routes import (
         agents,
+        console,
         health,
         instagram,
         memories,
         messages,
         rooms,
+        turns,
+        usage,
         ws,
     )
 
@@ -24,5 +27,8 @@ def routers() -> list[Any]:
         rooms.router,
         memories.router,
         instagram.router,
+        turns.router,
+        usage.router,
         ws.router,
+        console.router,
     ]
