@@ -47,7 +47,7 @@ XSS = (
     '<script>window.__xss = "script"</script> '
     '<img src="x" onerror="window.__xss = \'img\'"> '
     "[click me](javascript:window.__xss='link') "
-    '<a href="javascript:window.__xss=\'a\'">raw link</a>'
+    "<a href=\"javascript:window.__xss='a'\">raw link</a>"
 )
 
 
@@ -177,6 +177,13 @@ def cli(stack: Stack, *args: str) -> str:
     return done.stdout.strip()
 
 
+FIRST_PAINT = "() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? 1e9"
+ASSET_BYTES = (
+    "() => performance.getEntriesByType('resource').concat(performance.getEntriesByType("
+    "'navigation')).reduce((n, e) => n + (e.decodedBodySize || 0), 0)"
+)
+
+
 # --- tests --------------------------------------------------------------------------------
 def test_the_root_redirects_to_the_console_and_first_paint_is_fast(page: Any, stack: Stack) -> None:
     response = page.goto(stack.url + "/")
@@ -184,13 +191,20 @@ def test_the_root_redirects_to_the_console_and_first_paint_is_fast(page: Any, st
     headers = response.headers
     assert "script-src 'self'" in headers["content-security-policy"]
     page.wait_for_selector("#key")
-    paint = page.evaluate(
-        "() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
-    )
-    assert paint is not None
-    # Measured about 60-120 ms here; the bound leaves room for a loaded CI machine.
-    assert paint < 1000, f"first contentful paint took {paint:.0f} ms"
-    print(f"first contentful paint: {paint:.0f} ms")
+    # A reload measures the server and the page, not the browser's cold start.
+    paints = []
+    for _ in range(3):
+        page.reload()
+        page.wait_for_selector("#key")
+        paints.append(page.evaluate(FIRST_PAINT))
+    paint = sorted(paints)[1]
+    print(f"first contentful paint (median of 3 reloads): {paint:.0f} ms; {paints}")
+    # The budget is 200 ms (measured 40-90 ms here); the bound leaves room for
+    # a loaded CI machine sharing its cores.
+    assert paint < 600, f"first contentful paint took {paint:.0f} ms"
+    transferred = page.evaluate(ASSET_BYTES)
+    print(f"assets decoded: {transferred} bytes")
+    assert transferred < 300_000
     assert page.get_attribute("#key", "type") == "password"
     screenshot(page, "signin", stack.tmp)
 
@@ -213,9 +227,7 @@ def test_a_wrong_key_and_a_read_only_key_are_explained(page: Any, stack: Stack) 
     assert reader not in page.url and not page.context.cookies()
 
 
-def test_a_reply_streams_token_by_token_and_opens_in_the_inspector(
-    page: Any, stack: Stack
-) -> None:
+def test_a_reply_streams_token_by_token_and_opens_in_the_inspector(page: Any, stack: Stack) -> None:
     room = f"stream-{uuid.uuid4().hex[:6]}"
     open_room(page, stack, room)
     words = ["The ", "sea ", "is ", "**wide** ", "and ", "deep."]
@@ -314,9 +326,7 @@ def test_memory_search_with_scores_and_delete(page: Any, stack: Stack) -> None:
         assert memory_id not in {m["id"] for m in listed.json()["memories"]}
 
 
-def test_the_character_page_shows_the_definition_and_its_warnings(
-    page: Any, stack: Stack
-) -> None:
+def test_the_character_page_shows_the_definition_and_its_warnings(page: Any, stack: Stack) -> None:
     sign_in(page, stack, hash_="#/character")
     page.wait_for_selector("#char-warnings")
     text = page.inner_text("main")
