@@ -28,8 +28,9 @@ ARGS = [
     "--disable-sync",
 ]
 DOCS = Path(__file__).resolve().parents[4] / "docs" / "console"
-# Set to write the screenshots into docs/console/ (the README's); else they go to tmp.
-UPDATE_SCREENSHOTS = "CARRIER_CONSOLE_SCREENSHOTS"
+# CARRIER_CONSOLE_SCREENSHOTS=1 writes the screenshots into docs/console/ (the README's);
+# else they go to tmp. Read at import: the suite's conftest clears CARRIER_* per test.
+UPDATE_SCREENSHOTS = bool(os.environ.get("CARRIER_CONSOLE_SCREENSHOTS"))
 
 
 def require_chromium() -> Path:
@@ -67,7 +68,7 @@ def screenshot(page: Any, name: str, tmp: Path) -> Path:
     """A small PNG of the page: 64 colours (a console page is flat colours and text)."""
     from PIL import Image
 
-    target_dir = DOCS if os.environ.get(UPDATE_SCREENSHOTS) else tmp
+    target_dir = DOCS if UPDATE_SCREENSHOTS else tmp
     target_dir.mkdir(parents=True, exist_ok=True)
     raw = tmp / f"{name}.raw.png"
     page.screenshot(path=str(raw))

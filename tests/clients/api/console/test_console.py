@@ -151,9 +151,7 @@ def sign_in(page: Any, stack: Stack, key: str | None = None, hash_: str = "") ->
 def open_room(page: Any, stack: Stack, room: str) -> None:
     sign_in(page, stack, hash_=f"#/chat/{AGENT}/{room}")
     page.wait_for_selector("#message")
-    page.wait_for_function(
-        "() => !document.querySelector('#conn') || document.querySelector('#conn').textContent === ''"
-    )
+    page.wait_for_function("() => document.querySelector('#conn')?.textContent === ''")
     time.sleep(0.2)  # the subscribe frame is on its way; give the server its turn
 
 
