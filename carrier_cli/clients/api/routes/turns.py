@@ -46,7 +46,7 @@ class TurnCall(BaseModel):
     provider: str | None = None
     attempt: int = 1
     outcome: str | None = Field(None, description="ok, retried or failed (usage records).")
-    error: str | None = None
+    failure: str | None = Field(None, description="Why the call failed, when it did.")
     system: str | None = Field(None, description="The system prompt, when known.")
     prompt: str | None = Field(None, description="The rendered prompt, when kept.")
     output: str | None = Field(None, description="The raw model output, when kept.")
@@ -126,7 +126,7 @@ def _call(entry: Any, record: Any) -> TurnCall:
         provider=record.provider if record is not None else None,
         attempt=entry.attempt if entry is not None else record.attempt,
         outcome=record.outcome if record is not None else None,
-        error=(entry.error if entry is not None else None)
+        failure=(entry.error if entry is not None else None)
         or (record.error_code if record is not None else None),
         system=(entry.system or None) if entry is not None else None,
         prompt=entry.prompt if entry is not None else record.prompt,

@@ -52,7 +52,7 @@ export async function render(root, [agent, messageId]) {
          call.first_token_ms ? `first token ${call.first_token_ms.toFixed(0)} ms` : null,
          call.input_tokens !== null ? `${fmtNumber(call.input_tokens)} in / ${fmtNumber(call.output_tokens)} out tokens` : null,
          call.input_tokens !== null ? fmtCost(call.cost_usd) : null,
-         call.outcome, call.error ? `error: ${call.error}` : null].filter(Boolean).join(" · ")),
+         call.outcome, call.failure ? `failed: ${call.failure}` : null].filter(Boolean).join(" · ")),
       call.system ? [h("h3", {}, "System prompt"), h("pre", { class: "system" }, call.system)] : null,
       h("h3", {}, "Rendered prompt"), h("pre", { class: "prompt" }, call.prompt ?? "(not kept)"),
       h("h3", {}, "Raw model output"), h("pre", { class: "output" }, call.output ?? "(none)")));
