@@ -268,6 +268,21 @@ def test_a_message_from_another_client_appears_live(page: Any, stack: Stack) -> 
     page.wait_for_selector(".msg:has-text('Echo: Hello from curl')")
 
 
+def test_a_failed_turn_is_shown_inline_with_its_hint(page: Any, stack: Stack) -> None:
+    room = f"fail-{uuid.uuid4().hex[:6]}"
+    open_room(page, stack, room)
+    stack.model.push(Reply(status=500, error_message="the model server is down"))
+    page.fill("#message", "are you there?")
+    page.press("#message", "Enter")
+    error = page.wait_for_selector("#log .error")
+    assert error.inner_text().strip()
+    assert error.query_selector(".muted") is not None  # the hint, on its own line
+    page.wait_for_function("() => document.querySelector('#thinking').textContent === ''")
+    page.fill("#message", "and now?")  # the room still works
+    page.press("#message", "Enter")
+    page.wait_for_selector(".msg:has-text('Echo: and now?')")
+
+
 def test_markup_in_a_reply_a_message_or_a_memory_runs_nothing(page: Any, stack: Stack) -> None:
     room = f"xss-{uuid.uuid4().hex[:6]}"
     open_room(page, stack, room)
