@@ -329,6 +329,15 @@ def test_memory_search_with_scores_and_delete(page: Any, stack: Stack) -> None:
         score = float(hit.query_selector(".score").inner_text())
         assert -1 <= score <= 1
         assert "entity" in hit.inner_text()  # a fact about a sender
+        page.fill("#mem-q", "")
+        page.fill("#mem-about", "u9")  # the facts about that sender, newest first
+        page.press("#mem-about", "Enter")
+        page.wait_for_selector(f"#memory-results li[data-id='{memory_id}']")
+        assert page.locator("#memory-results li").count() == 1
+        page.fill("#mem-about", "")
+        page.fill("#mem-q", "green tea")
+        page.press("#mem-q", "Enter")
+        hit = page.wait_for_selector(f"#memory-results li[data-id='{memory_id}']")
         screenshot(page, "memory", stack.tmp)
         button = hit.query_selector("button.delete")
         button.click()

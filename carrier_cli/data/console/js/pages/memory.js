@@ -4,6 +4,7 @@ import { api, can, q } from "../api.js";
 import { clear, errorBox, field, fmtTime, h } from "../dom.js";
 import { status } from "../main.js";
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const KINDS = ["", "message", "fact", "document", "fragment", "lore"];
 
 export async function render(root) {
@@ -15,6 +16,8 @@ export async function render(root) {
   const query = h("input", { type: "search", placeholder: "What to look for (empty: the newest)" });
   const kind = h("select", {}, KINDS.map((k) => h("option", { value: k }, k || "any kind")));
   const room = h("select", {}, h("option", { value: "" }, "any room"));
+  const about = h("input", { type: "text", maxlength: "200",
+    placeholder: "a sender.id, or an entity id" });
   const results = h("div", { id: "memory-results", "aria-live": "polite" });
   const search = h("form", { class: "card", role: "search", "aria-label": "Search memories" },
     h("div", { class: "row" },
@@ -22,6 +25,7 @@ export async function render(root) {
       field("Search", query, "mem-q"),
       field("Kind", kind, "mem-kind"),
       field("Room", room, "mem-room"),
+      field("About", about, "mem-about"),
       h("button", { type: "submit" }, "Search")));
 
   const addKind = h("select", {}, ["fact", "lore", "document"].map((k) => h("option", { value: k }, k)));
@@ -51,7 +55,10 @@ export async function render(root) {
       h("div", { class: "meta" },
         memory.score !== undefined ? h("span", { class: "score", title: "cosine similarity" }, memory.score.toFixed(3)) : null, " ",
         h("span", { class: "badge" }, memory.kind), " ",
-        memory.entity_id ? h("span", { class: "badge", title: "about / from entity" }, `entity ${memory.entity_id.slice(0, 8)}`) : null, " ",
+        memory.entity_id ? h("button", { type: "button", class: "link entity",
+          title: "Show the memories from or about this person",
+          onclick: () => { about.value = memory.entity_id; run(); } },
+          `entity ${memory.entity_id.slice(0, 8)}`) : null, " ",
         h("span", { class: "muted" }, fmtTime(memory.created)), " ",
         can("admin") ? h("button", { type: "button", class: "link delete",
           "aria-label": `Delete memory ${memory.id.slice(0, 8)}`,
@@ -77,6 +84,8 @@ export async function render(root) {
     const params = new URLSearchParams();
     if (kind.value) params.append("kind", kind.value);
     if (room.value) params.append("room", room.value);
+    const person = about.value.trim();
+    if (person) params.append(UUID.test(person) ? "entity" : "sender", person);
     clear(results).append(h("p", { class: "muted" }, "Searching…"));
     try {
       let items;
