@@ -93,7 +93,9 @@ def _log_of(runtime: Any, message_id: uuid.UUID) -> Any:
 async def _records_of(runtime: Any, message: Any) -> list[Any]:
     usage = getattr(runtime, "usage", None)
     if usage is not None:
-        await usage.flush()  # this process's calls not written yet
+        # The meter writes in batches (every few seconds): write what is due now, so a
+        # turn that just ended shows its tokens. Bounded by the meter's own queue.
+        await usage.flush()
     since = message.created_at - CLOCK_MARGIN if message.created_at else None
     calls = await runtime.store.list_calls(
         character=runtime.character.name,
@@ -106,11 +108,15 @@ async def _records_of(runtime: Any, message: Any) -> list[Any]:
 
 def _merged_calls(log: Any, records: list[Any]) -> list[TurnCall]:
     """The turn log's calls (prompt, output) with the usage record of each (tokens, cost),
-    matched by purpose and attempt; records without a log entry follow as they are."""
+    matched by purpose and attempt (then by purpose alone: a provider may count attempts
+    its own way); records without a log entry follow as they are."""
     unmatched = list(records)
     calls: list[TurnCall] = []
     for entry in log.calls if log is not None else []:
-        record = next((r for r in unmatched if r.context.purpose == entry.purpose), None)
+        same = [r for r in unmatched if r.context.purpose == entry.purpose]
+        record = next((r for r in same if r.attempt == entry.attempt), None) or next(
+            iter(same), None
+        )
         if record is not None:
             unmatched.remove(record)
         calls.append(_call(entry, record))

@@ -375,6 +375,10 @@ def test_the_usage_page_charts_the_days(page: Any, stack: Stack) -> None:
     sign_in(page, stack, hash_="#/usage")
     page.wait_for_selector("#usage-chart .chart .col span")
     assert AGENT in page.inner_text("#usage-table")
+    page.select_option("#usage-only", AGENT)  # the chart of one character
+    page.wait_for_selector("#usage-chart .chart .col span")
+    page.select_option("#usage-measure", "cost")
+    page.wait_for_selector("#usage-chart .chart[aria-label^='cost']")
     page.select_option("#usage-by", "model")
     page.wait_for_selector("#usage-table th:has-text('gpt')")
     screenshot(page, "usage", stack.tmp)

@@ -1,6 +1,6 @@
 // Character: the loaded definition, read-only, with the file's validation warnings.
 import { api, q } from "../api.js";
-import { errorBox, h } from "../dom.js";
+import { append, errorBox, h } from "../dom.js";
 
 function list(title, items) {
   return [h("h2", {}, `${title} (${items.length})`),
@@ -13,8 +13,8 @@ export async function render(root, [agentParam]) {
   if (!agent) { root.append(h("p", {}, "No character is served here.")); return; }
   const picker = h("select", { id: "char-agent", onchange: () => { location.hash = `#/character/${q(picker.value)}`; } },
     agents.map((a) => h("option", { value: a.name, selected: a.name === agent.name }, a.name)));
-  root.append(h("h1", {}, "Character"),
-    agents.length > 1 ? h("div", {}, h("label", { for: "char-agent" }, "Character"), picker) : null);
+  append(root, [h("h1", {}, "Character"),
+    agents.length > 1 ? h("div", {}, h("label", { for: "char-agent" }, "Character"), picker) : null]);
   let c;
   try { c = await api(`/v1/agents/${q(agent.name)}/character`); } catch (error) { root.append(errorBox(error)); return; }
   root.append(

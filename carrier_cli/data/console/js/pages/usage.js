@@ -29,7 +29,7 @@ export async function render(root) {
     }
     const keep = only.value;
     clear(only).append(h("option", { value: "" }, "everything"),
-      usage.rows.map((r) => h("option", { value: r.key, selected: r.key === keep }, r.key)));
+      ...usage.rows.map((r) => h("option", { value: r.key, selected: r.key === keep }, r.key)));
     const value = (d) => measure.value === "cost" ? d.cost_usd : d.input_tokens + d.output_tokens;
     const top = Math.max(1e-9, ...usage.days.map(value));
     clear(chart).append(usage.days.length
