@@ -17,7 +17,9 @@ export async function render(root, [agent, messageId]) {
   }
   const t = turn.totals;
   root.append(
-    h("p", {}, h("a", { href: "#/chat" }, "← Back to the chat")),
+    h("p", {}, h("a", { href: "#/chat", onclick: (event) => {
+      if (history.length > 1) { event.preventDefault(); history.back(); } // to the room
+    } }, "← Back to the chat")),
     h("section", { class: "card", "aria-labelledby": "turn-summary" },
       h("h2", { id: "turn-summary" }, "Summary"),
       h("dl", { class: "facts" },

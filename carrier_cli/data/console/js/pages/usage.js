@@ -30,9 +30,19 @@ export async function render(root) {
     const keep = only.value;
     clear(only).append(h("option", { value: "" }, "everything"),
       ...usage.rows.map((r) => h("option", { value: r.key, selected: r.key === keep }, r.key)));
+    // every UTC day of the period, quiet ones as zeros, so the bars sit on a time axis
+    const known = new Map(usage.days.map((d) => [d.key, d]));
+    const days = [];
+    const span = parseInt(since.value, 10);
+    for (let i = span - 1; i >= 0; i--) {
+      const key = new Date(Date.now() - i * 86400000).toISOString().slice(0, 10);
+      days.push(known.get(key) || { key, calls: 0, input_tokens: 0, output_tokens: 0, cost_usd: 0 });
+    }
+    usage.days = days;
     const value = (d) => measure.value === "cost" ? d.cost_usd : d.input_tokens + d.output_tokens;
     const top = Math.max(1e-9, ...usage.days.map(value));
-    clear(chart).append(usage.days.length
+    const any = usage.days.some((d) => d.calls);
+    clear(chart).append(any
       ? h("div", { class: "chart", role: "img", "aria-label":
           `${measure.value} per day: ` + usage.days.map((d) => `${d.key} ${value(d)}`).join(", ") },
           usage.days.map((d) => {
@@ -41,7 +51,7 @@ export async function render(root) {
             return h("div", { class: "col" }, bar);
           }))
       : h("p", { class: "muted" }, "No model calls recorded in this period."));
-    if (usage.days.length) chart.append(h("p", { class: "muted" }, `${usage.days[0].key} … ${usage.days[usage.days.length - 1].key}; highest ${measure.value === "cost" ? fmtCost(top) : fmtNumber(top) + " tokens"}`));
+    if (any) chart.append(h("p", { class: "muted" }, `${usage.days[0].key} … ${usage.days[usage.days.length - 1].key}; highest ${measure.value === "cost" ? fmtCost(top) : fmtNumber(top) + " tokens"}`));
     const cols = ["", "calls", "input tokens", "output tokens", "cost"];
     const row = (r) => h("tr", {}, h("th", { scope: "row" }, r.key), h("td", { class: "num" }, fmtNumber(r.calls)),
       h("td", { class: "num" }, fmtNumber(r.input_tokens)), h("td", { class: "num" }, fmtNumber(r.output_tokens)),
