@@ -71,6 +71,8 @@ class Banner:
                 "",
                 f"    {self.first_key.raw}",
                 "",
+                f"Web console: open {self.url}/console/ and paste this key.",
+                "",
                 "Try it:",
                 f"    curl -s {self.url}/v1/agents/{agent}/messages "
                 f"-H 'Authorization: Bearer {self.first_key.raw}' "

@@ -115,6 +115,7 @@ def test_the_read_endpoints_take_a_read_key(
 
 def test_the_banner_prints_the_console_url(served: ServeProcess) -> None:
     assert f"Console: {served.url}/console/" in served.stdout
+    assert f"Web console: open {served.url}/console/ and paste this key." in served.stdout
 
 
 def test_memories_from_or_about_one_person(api: httpx.Client) -> None:
