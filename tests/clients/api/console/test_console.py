@@ -268,6 +268,22 @@ def test_a_message_from_another_client_appears_live(page: Any, stack: Stack) -> 
     page.wait_for_selector(".msg:has-text('Echo: Hello from curl')")
 
 
+def test_older_messages_load_on_demand(page: Any, stack: Stack) -> None:
+    room = f"long-{uuid.uuid4().hex[:6]}"
+    with stack.rest() as rest:
+        for n in range(26):  # 52 messages with the replies: more than one page of 50
+            sent = rest.post(f"/v1/agents/{AGENT}/messages", json={"room": room, "text": f"n{n}"})
+            assert sent.status_code == 200, sent.text
+    open_room(page, stack, room)
+    assert page.locator(".msg").count() == 50
+    assert page.locator(".msg .body", has_text="n0").count() == 0
+    page.click("#older")
+    page.wait_for_selector(".msg .body:text-is('n0')")
+    texts = page.locator(".msg .body").all_inner_texts()
+    assert len(texts) == 52 and texts[:2] == ["n0", "Echo: n0"]
+    assert texts[-1] == "Echo: n25" and page.locator("#older").count() == 0
+
+
 def test_a_failed_turn_is_shown_inline_with_its_hint(page: Any, stack: Stack) -> None:
     room = f"fail-{uuid.uuid4().hex[:6]}"
     open_room(page, stack, room)

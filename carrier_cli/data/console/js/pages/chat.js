@@ -91,7 +91,7 @@ export async function render(root, [agentParam, roomParam]) {
       title: "Prompt, raw output, timings, tokens and cost" }, "Inspect"));
   }
 
-  function showMessage(message) {
+  function showMessage(message, before = null) {
     const fromAgent = message.sender && message.sender.agent;
     let li = shown.get(message.id);
     const stream = streams.get(message.id);
@@ -102,7 +102,7 @@ export async function render(root, [agentParam, roomParam]) {
       const made = bubble(message.id, name + (message.source && message.source !== "api" ? ` · ${message.source}` : ""),
         message.created, mine);
       li = made.li;
-      place(li);
+      if (before) log.insertBefore(li, before); else place(li);
     }
     shown.set(message.id, li);
     li.dataset.id = message.id;
@@ -185,13 +185,29 @@ export async function render(root, [agentParam, roomParam]) {
     }
   });
 
+  function olderButton(cursor) {
+    const button = h("button", { type: "button", class: "secondary", id: "older" }, "Load older messages");
+    const item = h("li", { class: "older" }, button);
+    log.prepend(item);
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const page = await api(`/v1/agents/${q(agent.name)}/rooms/${q(room)}/messages?limit=${HISTORY}&before=${q(cursor)}`);
+        let first = item.nextSibling;
+        for (const message of page.messages) { showMessage(message, first); first = shown.get(message.id); }
+        item.remove();
+        if (page.next) olderButton(page.next);
+      } catch (error) { button.disabled = false; item.append(errorBox(error)); }
+    });
+  }
+
   // history, then follow the room from its newest message on
   let since = null;
   try {
     const page = await api(`/v1/agents/${q(agent.name)}/rooms/${q(room)}/messages?limit=${HISTORY}`);
     for (const message of page.messages.slice().reverse()) showMessage(message);
     since = page.messages.length ? page.messages[0].id : null;
-    if (page.next) log.prepend(h("li", { class: "muted" }, `Older messages: GET /v1/agents/${agent.name}/rooms/${room}/messages?before=${page.next}`));
+    if (page.next) olderButton(page.next);
   } catch (error) {
     if (error.status !== 404) inlineError(error);
   }
