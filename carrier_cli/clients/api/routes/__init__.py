@@ -9,12 +9,15 @@ from typing import Any
 def routers() -> list[Any]:
     from carrier_cli.clients.api.routes import (
         agents,
+        console,
         health,
         instagram,
         memories,
         messages,
         meta_webhooks,
         rooms,
+        turns,
+        usage,
         ws,
     )
 
@@ -26,5 +29,8 @@ def routers() -> list[Any]:
         memories.router,
         instagram.router,
         meta_webhooks.router,
+        turns.router,
+        usage.router,
         ws.router,
+        console.router,
     ]
