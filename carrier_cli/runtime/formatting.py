@@ -29,7 +29,14 @@ def format_message(memory: Memory, now: datetime) -> str:
     name = content.get("name") or "Unknown"
     actions = [a for a in content.get("actions") or [] if a not in ("REPLY", "NONE")]
     suffix = f" ({', '.join(actions)})" if actions else ""
-    text = memory.text.strip() or "[attachment]" if content.get("attachments") else memory.text
+    text = memory.text
+    stored = content.get("attachments")
+    if stored:  # what was attached, as memory keeps it: "[image: cat.png, 64x48]"
+        described = [
+            str(a.get("description") or "[attachment]") if isinstance(a, dict) else "[attachment]"
+            for a in stored
+        ]
+        text = " ".join([t for t in (memory.text.strip(), *described) if t])
     return f"({relative_time(memory.created_at, now)}) {name}: {text}{suffix}"
 
 
