@@ -66,9 +66,14 @@ def prepare_image(data: bytes) -> PreparedImage:
 def is_text_file(filename: str, content_type: str | None) -> bool:
     """The documents read into a turn: .txt .md .csv .pdf (or a text/* or PDF type)."""
     kind = (content_type or "").split(";")[0].strip().lower()
-    return filename.lower().endswith(TEXT_SUFFIXES) or kind.startswith("text/") or kind in (
-        "application/pdf",
-        "text/csv",
+    return (
+        filename.lower().endswith(TEXT_SUFFIXES)
+        or kind.startswith("text/")
+        or kind
+        in (
+            "application/pdf",
+            "text/csv",
+        )
     )
 
 

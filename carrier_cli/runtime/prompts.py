@@ -99,6 +99,15 @@ def reply(
     )
     if attached:  # under {{providers}}, which every reply template has
         sections.insert(0, attached)
+    if ctx.file_offers:
+        sections.append(
+            "# Files you can send\n"
+            + "\n".join(
+                f"- {f.filename}: {f.description or f.content_type or 'a file'}"
+                for f in ctx.file_offers
+            )
+            + "\nChoose SEND_FILE to attach them to your message."
+        )
     state["providers"] = "\n\n".join(sections)
     used = sum(len(v) for v in state.values()) + len(deps.templates["message_handler"])
     state["recentMessages"] = formatting.format_conversation(

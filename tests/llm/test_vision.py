@@ -83,8 +83,7 @@ async def test_streams_carry_images_too(model_server: FakeModelServer) -> None:
     model = anthropic_model(model_server)
     try:
         parts = [
-            d
-            async for d in model.stream(picture_messages(), GenerationParams(model="claude-3-5"))
+            d async for d in model.stream(picture_messages(), GenerationParams(model="claude-3-5"))
         ]
     finally:
         await model.aclose()

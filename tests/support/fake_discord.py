@@ -197,6 +197,7 @@ class FakeDiscordServer:
         # The CDN (attachments section): attachment id -> (filename, bytes, content type).
         self.cdn_files: dict[str, tuple[str, bytes, str | None]] = {}
         self.cdn_requests: list[str] = []  # paths fetched from the CDN, in order
+        self.cdn_delay = 0.0  # seconds before the CDN answers (a slow download)
 
     def add_bot(self, token: str, name: str) -> str:
         """Another bot (its own token and user) in the same guilds; returns its user id."""
@@ -698,6 +699,8 @@ class FakeDiscordServer:
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
             self.cdn_requests.append(request.path)
+        if self.cdn_delay:
+            await asyncio.sleep(self.cdn_delay)
         stored = self.cdn_files.get(request.match_info["attachment_id"])
         if stored is None or stored[0] != request.match_info["filename"]:
             return web.Response(status=404, text="This content is no longer available.")
@@ -731,9 +734,7 @@ class FakeDiscordServer:
                 files.append(
                     UploadedFile(part.filename or "file", data, part.headers.get("Content-Type"))
                 )
-        described = {
-            str(a.get("id")): a.get("description") for a in body.get("attachments") or []
-        }
+        described = {str(a.get("id")): a.get("description") for a in body.get("attachments") or []}
         for index, upload in enumerate(files):
             upload.description = described.get(str(index))
         return body, files, None

@@ -1313,9 +1313,7 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="Seconds added to every chat/embeddings answer (benchmarks).",
     )
-    parser.add_argument(
-        "--text-only", help="Comma-separated models that answer images with a 400."
-    )
+    parser.add_argument("--text-only", help="Comma-separated models that answer images with a 400.")
     asyncio.run(_serve(parser.parse_args(argv)))
 
 

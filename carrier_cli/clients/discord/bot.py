@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import discord
 
-from carrier_cli.clients.discord import attachments
+from carrier_cli.clients.discord import attachments, outgoing
 from carrier_cli.clients.discord.addressing import InboundMessage, Verdict, decide, to_incoming
 from carrier_cli.clients.discord.options import DiscordOptions
 from carrier_cli.clients.discord.split import split_message
@@ -350,6 +350,12 @@ class CarrierDiscordBot(discord.Client):
             return "already handled (replayed event)"
         if result.text:
             sent = await self._send_reply(message, result.text)
+            extras = await outgoing.send_extras(  # a plugin's files and embeds (SEND_FILE)
+                message, result.files, result.embeds, nonce=reply_nonce(message.id, 0, "f")
+            )
+            if extras is not None:
+                self._own_ids.append(str(extras.id))
+                sent += 1
             return f"replied in {sent} message{'s' if sent != 1 else ''}"
         return f"no reply ({result.decision})"
 
