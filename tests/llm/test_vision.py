@@ -106,6 +106,7 @@ async def test_a_text_only_model_answers_images_with_the_real_400(
         await model.aclose()
     message = str(caught.value)
     assert "image_url is only supported" in message or "does not support image" in message
+    assert "model.vision: false" in (caught.value.hint or "")
     assert model_server.requests()[-2].status == 400
 
 
