@@ -114,7 +114,7 @@ def reply(
         recent, max_chars=conversation_budget(deps, used)
     )
     images = attachments.image_parts(message.attachments) if sees_images else ()
-    return chat(deps.character_state, fit_reply(deps, ctx, recent), images)
+    return chat(deps.character_state, fit_reply(deps, ctx, recent, len(images)), images)
 
 
 def conversation_budget(deps: TurnDeps, used_chars: int) -> int:
@@ -125,15 +125,16 @@ def conversation_budget(deps: TurnDeps, used_chars: int) -> int:
     return max(1000, budget_tokens * 3 - used_chars)
 
 
-def fit_reply(deps: TurnDeps, ctx: TurnContext, conversation: list[Memory]) -> str:
+def fit_reply(deps: TurnDeps, ctx: TurnContext, conversation: list[Memory], images: int = 0) -> str:
     """Render the reply prompt, dropping the oldest conversation lines while the token
-    estimate (which errs high, and counts CJK text right) exceeds the context window."""
-    from carrier_cli.llm.tokens import estimate_tokens
+    estimate (which errs high, and counts CJK text right), with `images` at IMAGE_TOKENS
+    each, exceeds the context window."""
+    from carrier_cli.llm.tokens import IMAGE_TOKENS, estimate_tokens
 
     cfg = deps.model_config
     template = deps.templates["message_handler"]
     limit = int(cfg.context_window) - int(cfg.max_tokens) - 64
-    fixed = estimate_tokens(deps.character_state.system)
+    fixed = estimate_tokens(deps.character_state.system) + IMAGE_TOKENS * images
     prompt = render(template, ctx.state)
     while fixed + estimate_tokens(prompt) > limit and len(conversation) > 1:
         conversation = conversation[max(1, len(conversation) // 4) :]

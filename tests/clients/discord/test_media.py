@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from carrier_cli.memory.types import MemoryKind
 from carrier_cli.runtime.agent import AgentRuntime
 from carrier_cli.runtime.context import TurnContext
 from carrier_cli.runtime.outgoing import ActionOutput, Embed, EmbedField, OutgoingFile
-from carrier_cli.runtime.plugins import Plugin
+from carrier_cli.runtime.plugins import ActionExample, Plugin
 from carrier_cli.runtime.types import IncomingMessage
 from tests.clients.discord.media_files import noise_png, pdf, png
 from tests.clients.discord.test_bot import (
@@ -74,8 +74,8 @@ class _Card:
 
     name: str = "SHOW_CARD"
     description: str = "Show the launch card."
-    similes: tuple[str, ...] = ()
-    examples: tuple[()] = ()
+    similes: Sequence[str] = ()
+    examples: Sequence[Sequence[ActionExample]] = ()
 
     async def validate(self, ctx: TurnContext) -> bool:
         return True
