@@ -11,11 +11,11 @@ references fit as they are). A client that read the files (Discord) fills more k
     text      a text attachment's text (in the turn's prompt; never stored in the message)
     note      why it was not read, e.g. "larger than the 10 MB limit"
 
-Memory keeps `stored()` of them: the description ("[image: cat.png, 64x48]") and the
-metadata, never the bytes or the file's text, so a stored conversation costs what its
-text costs. A model that accepts images (`llm.vision`) gets the images as image content;
-any other model gets the description and is told it cannot see them, so its reply does
-not pretend to have looked.
+Memory keeps `stored()` of them: the metadata the description ("[image: cat.png,
+64x48]", `describe`) is made from, never the bytes or the file's text, so a stored
+conversation costs what its text costs. A model that accepts images (`llm.vision`) gets
+the images as image content; any other model gets the description and is told it cannot
+see them, so its reply does not pretend to have looked.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def describe(attachment: Attachment) -> str:
     """`[image: cat.png, 64x48]`, `[file: notes.pdf]`, `[image: big.png, not read: ...]`."""
     kind = attachment.get("kind") or _guess_kind(attachment)
     label = "image" if kind == "image" else "file"
-    parts = [str(attachment.get("filename") or attachment.get("url") or "attachment")]
+    name = attachment.get("filename") or attachment.get("name") or attachment.get("url")
+    parts = [str(name or "attachment")]
     width, height = attachment.get("width"), attachment.get("height")
     if kind == "image" and width and height:
         parts.append(f"{width}x{height}")
@@ -54,14 +55,10 @@ def describe(attachment: Attachment) -> str:
 
 
 def stored(attachments: Sequence[Attachment]) -> list[dict[str, Any]]:
-    """What memory keeps of each attachment: everything but the bytes and the text, plus
-    its description (the conversation shows it in later turns)."""
-    kept: list[dict[str, Any]] = []
-    for attachment in attachments:
-        record = {k: v for k, v in attachment.items() if k not in _TRANSIENT}
-        record["description"] = describe(attachment)
-        kept.append(record)
-    return kept
+    """What memory keeps of each attachment: everything but the bytes and the text (its
+    name, type, size and pixel size, enough for `describe` in later turns' conversation).
+    Nothing is added: the HTTP API lists a message's attachments as they were sent."""
+    return [{k: v for k, v in a.items() if k not in _TRANSIENT} for a in attachments]
 
 
 def image_parts(attachments: Sequence[Attachment]) -> tuple[ImagePart, ...]:

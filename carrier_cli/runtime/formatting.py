@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from carrier_cli.memory.types import Memory
+from carrier_cli.runtime.attachments import describe
 from carrier_cli.runtime.plugins import Action
 
 
@@ -32,10 +33,7 @@ def format_message(memory: Memory, now: datetime) -> str:
     text = memory.text
     stored = content.get("attachments")
     if stored:  # what was attached, as memory keeps it: "[image: cat.png, 64x48]"
-        described = [
-            str(a.get("description") or "[attachment]") if isinstance(a, dict) else "[attachment]"
-            for a in stored
-        ]
+        described = [describe(a) if isinstance(a, dict) else "[attachment]" for a in stored]
         text = " ".join([t for t in (memory.text.strip(), *described) if t])
     return f"({relative_time(memory.created_at, now)}) {name}: {text}{suffix}"
 

@@ -44,7 +44,6 @@ class OutgoingFile:
             "content_type": self.content_type,
             "size": len(self.data),
             "kind": "file",
-            "description": self.describe(),
         }
 
 

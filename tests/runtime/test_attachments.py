@@ -100,7 +100,7 @@ async def test_a_vision_model_gets_the_image_and_answers_about_it(
     stored_message = await store.get(result.message_id)
     assert stored_message is not None
     (kept,) = stored_message.content["attachments"]
-    assert kept["description"] == "[image: cat.png, 64x48]"
+    assert describe(kept) == "[image: cat.png, 64x48]"
     assert "data" not in kept and "text" not in kept
 
 
@@ -143,7 +143,7 @@ async def test_a_text_attachment_is_in_the_turns_context_not_in_memory(
     assert "## notes.pdf\nThe launch window opens on 12 March" in prompt
     stored_message = await store.get(result.message_id)
     assert stored_message is not None
-    assert stored_message.content["attachments"][0]["description"] == "[file: notes.pdf]"
+    assert describe(stored_message.content["attachments"][0]) == "[file: notes.pdf]"
     messages = await store.list(agent_id=runtime.agent_id, kinds=[MemoryKind.MESSAGE])
     assert all("launch window" not in m.text for m in messages)
 
@@ -154,6 +154,7 @@ def test_descriptions_and_limits_in_the_prompt() -> None:
     section = prompt_section([picture(), too_big], "Bob", sees_images=True)
     assert "an image, included with this prompt" in section
     assert "Not shown: [image: huge.png, not read" in section
-    assert stored([picture()])[0]["description"] == "[image: cat.png, 64x48]"
+    assert "data" not in stored([picture()])[0]
+    assert describe(stored([picture()])[0]) == "[image: cat.png, 64x48]"
     long_text = {"filename": "a.txt", "kind": "text", "text": "x" * 50_000}
     assert "(cut short)" in prompt_section([long_text], "Bob", sees_images=False)

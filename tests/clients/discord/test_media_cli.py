@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from carrier_cli.runtime.attachments import describe
 from tests.clients.discord.harness import start_carrier
 from tests.clients.discord.media_files import png
 from tests.support.fake_discord import FakeDiscordServer
@@ -84,5 +85,5 @@ def test_a_picture_gets_an_answer_about_it_or_an_honest_one(
         assert "that you cannot see" in request.prompt_text
         assert "[image: cat.png, 64x48]" in reply.content and "saw image" not in reply.content
     stored = [m for m in bot.message_memories() if m.get("attachments")]
-    assert stored[0]["attachments"][0]["description"] == "[image: cat.png, 64x48]"
+    assert describe(stored[0]["attachments"][0]) == "[image: cat.png, 64x48]"
     assert "data" not in stored[0]["attachments"][0]
