@@ -44,7 +44,10 @@ def prepare_image(data: bytes) -> PreparedImage:
             if width * height > MAX_PIXELS:
                 raise ValueError(f"{width}x{height} pixels is more than {MAX_PIXELS:,} pixels")
             mime = _SENDABLE.get(str(image.format))
-            if mime and max(width, height) <= MAX_EDGE and len(data) <= MAX_IMAGE_SEND_BYTES:
+            # OpenAI takes only still GIFs: an animated one is sent as its first frame.
+            still = not getattr(image, "is_animated", False)
+            small = max(width, height) <= MAX_EDGE and len(data) <= MAX_IMAGE_SEND_BYTES
+            if mime and still and small:
                 image.verify()  # a truncated file fails here, not at the provider
                 return PreparedImage(data, mime, width, height)
             image.thumbnail((MAX_EDGE, MAX_EDGE))
