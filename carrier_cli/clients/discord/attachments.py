@@ -279,19 +279,29 @@ async def for_turn(
     """The attachment records of `message` for its turn (None: it points at no file), read
     under the character's limits; text files ingested as the channel's knowledge when
     `clients.discord.ingest_attachments` is on (a failure there is logged: the turn goes on
-    with the text in its context)."""
+    with the text in its context; one that cannot be read at all is logged and the message
+    goes on without its files)."""
     hosts = allowed_hosts(api_base)
-    found = found_in(message, hosts)
-    if not found:
+    try:
+        found = found_in(message, hosts)
+        if not found:
+            return None
+        options = runtime.character.clients.discord
+        records = await read_all(
+            found,
+            Limits.from_options(options),
+            hosts,
+            fetch_images=runtime_sees_images(runtime),
+            proxy=proxy,
+        )
+    except Exception as exc:  # the message is still stored and answered, without its files
+        log.warning(
+            "Discord: could not read the files of message %s: %s: %s",
+            message.id,
+            type(exc).__name__,
+            exc,
+        )
         return None
-    options = runtime.character.clients.discord
-    records = await read_all(
-        found,
-        Limits.from_options(options),
-        hosts,
-        fetch_images=runtime_sees_images(runtime),
-        proxy=proxy,
-    )
     store, agent_id = getattr(runtime, "store", None), getattr(runtime, "agent_id", None)
     if getattr(options, "ingest_attachments", False) and store is not None and agent_id:
         try:

@@ -351,7 +351,10 @@ class CarrierDiscordBot(discord.Client):
         if result.text:
             sent = await self._send_reply(message, result.text)
             extras = await outgoing.send_extras(  # a plugin's files and embeds (SEND_FILE)
-                message, result.files, result.embeds, nonce=reply_nonce(message.id, 0, "f")
+                message,
+                getattr(result, "files", ()),
+                getattr(result, "embeds", ()),
+                nonce=reply_nonce(message.id, 0, "f"),
             )
             if extras is not None:
                 self._own_ids.append(str(extras.id))

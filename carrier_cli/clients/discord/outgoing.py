@@ -10,12 +10,15 @@ which Discord would otherwise answer with a 400 and no message at all.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 
 import discord
 
 from carrier_cli.runtime.outgoing import Embed, OutgoingFile
 from carrier_cli.text import clip
+
+log = logging.getLogger("carrier_cli.discord")
 
 EMBED_TOTAL = 6000
 MAX_FIELDS = 25
@@ -66,12 +69,32 @@ async def send_extras(
     *,
     nonce: str,
 ) -> discord.Message | None:
-    """Send the files and embeds to `message`'s channel (None: nothing to send)."""
+    """Send the files and embeds to `message`'s channel (None: nothing to send, or Discord
+    refused them: logged, since the reply's text is already out and an apology would
+    contradict it)."""
     if not files and not embeds:
         return None
-    return await message.channel.send(
-        files=to_files(files),
-        embeds=[to_embed(e) for e in embeds],
-        nonce=nonce,
-        allowed_mentions=discord.AllowedMentions.none(),
-    )
+    try:
+        return await message.channel.send(
+            files=to_files(files),
+            embeds=[to_embed(e) for e in embeds],
+            nonce=nonce,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+    except discord.Forbidden as exc:
+        log.error(
+            "Discord: may not send files or embeds in channel %s (%s): give the bot the "
+            "Attach Files and Embed Links permissions there.",
+            message.channel.id,
+            exc.text or exc.status,
+        )
+    except discord.HTTPException as exc:
+        names = ", ".join(f.filename for f in files) or "(embeds only)"
+        log.error(
+            "Discord: refused the files/embeds of the reply to %s (%s: %s); files: %s",
+            message.id,
+            exc.status,
+            exc.text,
+            names,
+        )
+    return None

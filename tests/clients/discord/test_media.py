@@ -318,3 +318,29 @@ async def test_attached_documents_become_knowledge_of_the_channel(store: MemoryS
     assert await ingest_texts(store, agent_id, records, channel_id="42") == 0  # unchanged
     documents = await store.list(agent_id=agent_id, kinds=[MemoryKind.DOCUMENT])
     assert [d.metadata["source"] for d in documents] == ["discord:42/launch.md"]
+
+
+@dataclass
+class _TwoBigFiles:
+    name: str = "big-files"
+
+    async def get(self, ctx: TurnContext) -> None:
+        for index in range(2):  # 12 MB together: over Discord's 10 MB per message
+            ctx.offer_file(OutgoingFile(f"part{index}.bin", b"\0" * 6_000_000))
+
+
+async def test_files_discord_refuses_are_logged_and_the_reply_stands(
+    start: Start,
+    server: FakeDiscordServer,
+    model_server: FakeModelServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await start("gpt-4o-mini", plugins=[Plugin(name="big", providers=[_TwoBigFiles()])])
+    model_server.push(xml("Both parts.", "REPLY,SEND_FILE"))
+    with caplog.at_level("ERROR", logger="carrier_cli.discord"):
+        reply = await ask(server, "send both parts")
+        await wait_until(lambda: "refused the files" in caplog.text)
+    assert reply.content == "Both parts."
+    assert "413" in caplog.text and "part0.bin, part1.bin" in caplog.text
+    assert not any(m.files for m in server.sent_messages())
+    assert not any(m.content == "sorry!" for m in server.sent_messages())  # no apology
