@@ -344,3 +344,14 @@ async def test_files_discord_refuses_are_logged_and_the_reply_stands(
     assert "413" in caplog.text and "part0.bin, part1.bin" in caplog.text
     assert not any(m.files for m in server.sent_messages())
     assert not any(m.content == "sorry!" for m in server.sent_messages())  # no apology
+
+
+async def test_a_link_to_an_image_on_discords_cdn_is_read_but_other_links_are_not(
+    start: Start, server: FakeDiscordServer, model_server: FakeModelServer
+) -> None:
+    await start("gpt-4o-mini")
+    hosted = server.add_attachment("copied.png", png(16, 16, "green"), "image/png")
+    reply = await ask(server, f"seen this? {hosted['url']} and https://example.com/other.png")
+    assert "[saw image 1: image/png 16x16, mostly green]" in reply.content
+    assert len(reply_requests(model_server)[-1].images) == 1
+    assert [p for p in server.cdn_requests if "copied.png" in p]
