@@ -35,6 +35,9 @@ _TRANSIENT = ("data", "text")
 # so three attached pages never push the conversation out of an 8k-token window.
 TEXT_CHARS_EACH = 6_000
 TEXT_CHARS_TOTAL = 15_000
+# Images sent with one prompt, whatever the client passed (Discord's own bound is
+# `max_images`, at most 10): each costs up to about 1,600 input tokens.
+MAX_IMAGES = 10
 
 Attachment = Mapping[str, Any]
 
@@ -68,7 +71,7 @@ def image_parts(attachments: Sequence[Attachment]) -> tuple[ImagePart, ...]:
         data, mime = attachment.get("data"), attachment.get("mime")
         if isinstance(data, bytes) and data and mime in IMAGE_TYPES:
             parts.append(ImagePart(data, str(mime), str(attachment.get("filename") or "")))
-    return tuple(parts)
+    return tuple(parts[:MAX_IMAGES])
 
 
 def model_sees_images(deps: TurnDeps, model: str | None = None) -> bool:
