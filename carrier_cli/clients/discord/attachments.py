@@ -274,13 +274,19 @@ async def ingest_texts(
 
 
 async def for_turn(
-    message: discord.Message, runtime: Any, *, api_base: str | None, proxy: str | None = None
+    message: discord.Message,
+    runtime: Any,
+    *,
+    api_base: str | None,
+    proxy: str | None = None,
+    answering: bool = True,
 ) -> list[dict[str, Any]] | None:
     """The attachment records of `message` for its turn (None: it points at no file), read
     under the character's limits; text files ingested as the channel's knowledge when
     `clients.discord.ingest_attachments` is on (a failure there is logged: the turn goes on
     with the text in its context; one that cannot be read at all is logged and the message
-    goes on without its files)."""
+    goes on without its files). `answering` False (a message only remembered, never
+    answered): images are described, not downloaded."""
     hosts = allowed_hosts(api_base)
     try:
         found = found_in(message, hosts)
@@ -291,7 +297,7 @@ async def for_turn(
             found,
             Limits.from_options(options),
             hosts,
-            fetch_images=runtime_sees_images(runtime),
+            fetch_images=answering and runtime_sees_images(runtime),
             proxy=proxy,
         )
     except Exception as exc:  # the message is still stored and answered, without its files

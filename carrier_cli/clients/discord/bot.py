@@ -272,7 +272,11 @@ class CarrierDiscordBot(discord.Client):
         try:
             try:  # images and files, from Discord's CDN only (attachments.py)
                 records = await attachments.for_turn(
-                    message, self.runtime, api_base=self.config.api_base, proxy=self.http.proxy
+                    message,
+                    self.runtime,
+                    api_base=self.config.api_base,
+                    proxy=self.http.proxy,
+                    answering=not incoming.ignore,
                 )
                 if records is not None:
                     incoming.attachments = records
