@@ -250,6 +250,17 @@ class Settings(BaseSettings):
         ge=0,
         description="First back-off delay in seconds for FTP/HTTP/Graph retries (doubles).",
     )
+    instagram_ftp_cleanup: Literal["after_publish", "keep"] = Field(
+        "after_publish",
+        description="after_publish: delete a post's uploaded files from the FTP server once "
+        "Instagram published it (never before its container is FINISHED); keep: leave them.",
+    )
+    instagram_queue_poll_interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between checks for due scheduled Instagram posts (carrier run "
+        "--client instagram, carrier serve).",
+    )
 
     # Long-running processes
     shutdown_grace: float = Field(

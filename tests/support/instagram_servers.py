@@ -654,6 +654,9 @@ def instagram_env(
         "SSL_CERT_FILE": str(ftps_server.ca_file),
         "CARRIER_INSTAGRAM_POLL_INTERVAL": "0.02",
         "CARRIER_INSTAGRAM_RETRY_DELAY": "0.02",
+        # The tests look at the served files after publishing; the cleanup tests set
+        # after_publish (the default outside tests) themselves.
+        "CARRIER_INSTAGRAM_FTP_CLEANUP": "keep",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

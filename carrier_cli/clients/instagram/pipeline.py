@@ -321,7 +321,7 @@ class Publisher:
                     recreated += 1
                     self.reporter.info(f"Container gone ({exc.raw_message}); creating it again.")
                     record = await self._reset_containers(record, owner)
-            await self._after_publish(record, graph)
+            record = await self._after_publish(record, owner)
         return record
 
     async def _check_quota(self, graph: GraphClient, record: PostRecord) -> Quota:
@@ -555,18 +555,34 @@ class Publisher:
             published_at=now(),
         )
 
-    async def _after_publish(self, record: PostRecord, graph: GraphClient) -> None:
-        if not record.options.get("cleanup"):
-            return
+    async def _after_publish(self, record: PostRecord, owner: str) -> PostRecord:
+        """Delete the uploaded files (instagram_ftp_cleanup: after_publish, or --cleanup).
+        Only a published post gets here, so its container was FINISHED: Instagram has
+        fetched the files. A delete that fails is reported and journaled in the post's
+        options (`ftp_cleanup`), never a failure of the post."""
+        if not record.options.get("cleanup") and self.options.ftp_cleanup != "after_publish":
+            return record
         config = FtpConfig.from_options(self.options.ftp)
+        deleted: list[str] = []
+        failed: dict[str, str] = {}
         for item in record.items:
+            name = item["remote_name"]
             try:
-                if await delete_file(config, item["remote_name"]):
-                    self.reporter.info(f"Deleted {item['remote_name']} from the FTP server.")
-            except CarrierError as exc:
-                self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")
-            except OSError as exc:
-                self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")
+                if await delete_file(config, name):
+                    self.reporter.info(f"Deleted {name} from the FTP server.")
+                deleted.append(name)
+            except (CarrierError, OSError) as exc:
+                reason = str(exc) or type(exc).__name__
+                log.warning("could not delete %s from the FTP server: %s", name, reason)
+                self.reporter.info(f"Could not delete {name}: {reason}")
+                failed[name] = reason[:500]
+        cleanup = {"deleted": deleted, "failed": failed, "at": now().isoformat()}
+        try:
+            return await self.journal.update(
+                record.id, owner, options={**record.options, "ftp_cleanup": cleanup}
+            )
+        except LeaseLost:
+            return record
 
 
 async def _counted(work: Awaitable[PostOutcome]) -> PostOutcome:
