@@ -142,7 +142,7 @@ def list_queue(
         )
         return
     table = Table(title="Instagram queue")
-    for column in ("id", "state", "goes out (UTC)", "local", "kind", "files", "caption / reason"):
+    for column in ("id", "state", "goes out (UTC)", "local", "kind", "caption / reason"):
         table.add_column(column)
     for i in found:
         at = i.entry.scheduled_at
@@ -151,11 +151,10 @@ def list_queue(
         table.add_row(
             str(i.entry.post_id),
             i.entry.state,
-            f"{at:%Y-%m-%d %H:%M:%S}" if at else "when approved",
-            f"{local:%Y-%m-%d %H:%M} {local.tzname() or ''}" if local else "",
+            f"{at:%Y-%m-%d %H:%M}" if at else "when approved",
+            f"{local:%m-%d %H:%M} {local.tzname() or ''}" if local else "",
             i.record.kind,
-            str(len(i.record.items)),
-            (detail or "")[:60],
+            (detail or "")[:40],
         )
     out().print(table)
 
@@ -203,8 +202,8 @@ def run(as_json: JsonOpt = False) -> None:
 
     `carrier run --client instagram` and `carrier serve` do this on their own.
     """
-    from carrier_cli.clients.instagram import queueing
     from carrier_cli.cli.instagram import _reporter
+    from carrier_cli.clients.instagram import queueing
     from carrier_cli.output import print_json
 
     result = _run(queueing.run_due(_settings(), reporter=_reporter(as_json)))

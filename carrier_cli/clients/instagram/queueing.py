@@ -34,6 +34,7 @@ from carrier_cli.errors import InputError
 
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
+    from carrier_cli.clients.instagram.media import PostKind, PreparedMedia
     from carrier_cli.config import Settings
 
 
@@ -109,7 +110,7 @@ async def schedule_in(
     character: Character | None = None,
     runtime: Any | None = None,
     open_runtime: Callable[[Character], Awaitable[Any]] | None = None,
-    prepared: Any | None = None,
+    prepared: tuple[list[PreparedMedia], PostKind] | None = None,
 ) -> QueueItem:
     """Validate and convert the media now, journal the post and schedule it: `queued`
     for `at` (default now), or a `draft` waiting for approval. `character` (with its
@@ -121,7 +122,8 @@ async def schedule_in(
     if request.alt_text and len(request.alt_text) > 1000:
         raise InputError(f"--alt-text has {len(request.alt_text)} characters; at most 1,000.")
     check_publish_settings(options)  # missing settings now, not at publishing time
-    prepared = prepared or await asyncio.to_thread(prepare, request)
+    if prepared is None:
+        prepared = await asyncio.to_thread(prepare, request)
     media, kind = prepared
     prompt = None
     publisher = Publisher(options, journal)
@@ -136,7 +138,7 @@ async def schedule_in(
             request.caption = await write_caption(
                 character, kind, request.files, runtime, open_runtime=open_runtime
             )
-    record, created = await publisher.begin(request, prepared)
+    record, _created = await publisher.begin(request, prepared)
     schedule = Schedule(journal)
     if record.published and not request.force:
         entry = await schedule.get(record.id)

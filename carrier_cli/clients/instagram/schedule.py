@@ -171,9 +171,9 @@ class Schedule:
             except IntegrityError:
                 existing = await self.require(post_id)  # another process scheduled it
         if existing.state in ("claimed", "published"):
+            doing = "being published" if existing.state == "claimed" else "published"
             raise InputError(
-                f"Post {post_id} is {'being published' if existing.state == 'claimed' else 'published'} "
-                "already; it cannot be scheduled again.",
+                f"Post {post_id} is {doing} already; it cannot be scheduled again.",
                 hint="Add --force to post the same media and caption as a new post.",
             )
         await self._transition(post_id, (existing.state,), **values)
@@ -252,10 +252,10 @@ class Schedule:
             if characters is not None:
                 names = list(characters)
                 wanted = [n for n in names if n is not None]
-                condition = InstagramPostRow.character.in_(wanted)
+                matches: Any = InstagramPostRow.character.in_(wanted)
                 if None in names:
-                    condition = condition | InstagramPostRow.character.is_(None)
-                query = query.where(condition)
+                    matches = matches | InstagramPostRow.character.is_(None)
+                query = query.where(matches)
             candidates = [Entry.from_row(r) for r in (await session.execute(query)).scalars()]
         for entry in candidates:
             if entry.state == "claimed" and not entry.claim_is_stale:

@@ -14,6 +14,7 @@ the operator sees which one was taken.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -73,15 +74,11 @@ def local_zone() -> Zone:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     candidates = [os.environ.get("TZ", "").lstrip(":")]
-    try:
+    with contextlib.suppress(OSError):
         target = os.readlink("/etc/localtime")
         candidates.append(target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "")
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
-    except OSError:
-        pass
     for name in candidates:
         if not name or name.startswith("/"):
             continue
