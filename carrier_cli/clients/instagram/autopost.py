@@ -88,13 +88,18 @@ async def post_next(
     folder: Path,
     stop_event: asyncio.Event | None = None,
 ) -> str:
-    """One round; returns what happened: posted, already, empty, quota, refused, stopped."""
+    """One round; returns what happened: posted, already, empty, quota, refused, stopped,
+    or drafted (clients.instagram.require_approval: waits for `carrier instagram approve`)."""
     from carrier_cli.clients.instagram import service
 
     path = next_media(folder)
     if path is None:
         log.info("Instagram: no media left in %s", folder)
         return "empty"
+    if runtime.character.clients.instagram.require_approval:  # a draft uses no quota
+        from carrier_cli.clients.instagram.approval import draft_next
+
+        return await draft_next(runtime, options, journal, path)
     async with GraphClient(options.graph) as graph:
         quota = await graph.publishing_limit()
     if quota.remaining == 0:
@@ -251,9 +256,13 @@ async def _post_while_leading(
 
 
 async def run_instagram_client(runtime: Any, settings: Settings, stop_event: asyncio.Event) -> None:
-    """Entry point registered in carrier_cli/cli/run.py."""
+    """Entry point registered in carrier_cli/cli/run.py: the autoposter, and beside it the
+    publisher of this character's scheduled and approved posts (scheduler.py)."""
     if not runtime.character.clients.instagram.enabled:
         log.info("Instagram is disabled for %s (clients.instagram.enabled)", runtime.character.name)
         await stop_event.wait()
         return
-    await autopost_loop(runtime, InstagramOptions.from_settings(settings), stop_event)
+    from carrier_cli.clients.instagram.approval import with_scheduler
+
+    options = InstagramOptions.from_settings(settings)
+    await with_scheduler(runtime, options, stop_event, autopost_loop)

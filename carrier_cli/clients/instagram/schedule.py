@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, or_, select, true, update
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -63,6 +63,8 @@ class ScheduleRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (Index("ix_instagram_schedule_due", "state", "scheduled_at"),)
 
 
 _COLUMNS = [c.name for c in ScheduleRow.__table__.columns]
@@ -281,8 +283,9 @@ class Schedule:
                         updated_at=now(),
                     )
                 )
-                if result.rowcount:  # type: ignore[attr-defined]
-                    return await self.require(entry.post_id)
+                won = bool(result.rowcount)  # type: ignore[attr-defined]
+            if won:  # read after the commit: another connection sees it only then
+                return await self.require(entry.post_id)
         return None
 
     async def refresh(self, post_id: int, owner: str) -> bool:

@@ -1,0 +1,155 @@
+"""The running client and the schedule: `require_approval` drafts, approved posts and
+scheduled ones published by the loop beside the autoposter, one claim per post on both
+database backends."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from carrier_cli.character.loader import load_character
+from carrier_cli.clients.instagram import queueing
+from carrier_cli.clients.instagram.approval import with_scheduler
+from carrier_cli.clients.instagram.autopost import autopost_loop, post_next
+from carrier_cli.clients.instagram.journal import Journal, make_owner, now
+from carrier_cli.clients.instagram.options import InstagramOptions
+from carrier_cli.clients.instagram.schedule import Schedule
+from carrier_cli.config import Settings, load_settings
+from tests.clients.instagram.helpers import make_image
+from tests.clients.instagram.test_autopost import StandInRuntime, write_character
+from tests.support.instagram_servers import InstagramEnv
+
+
+def approval_character(tmp_path: Path, media: Path) -> Path:
+    path = write_character(tmp_path / "marina.yaml", media)
+    path.write_text(path.read_text() + "    require_approval: true\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.service
+async def test_require_approval_drafts_then_the_running_client_publishes_once_approved(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    make_image(media / "quay.jpg", (800, 800))
+    character = load_character(approval_character(tmp_path, media))
+    runtime = StandInRuntime(character, ["Low tide at the quay"])
+    options = InstagramOptions.from_settings(load_settings().settings)
+    graph = instagram_env.graph
+    journal = await Journal.open(options.database_url)
+    try:
+        assert await post_next(runtime, options, journal, media) == "drafted"
+        assert graph.published == [] and (media / "drafts" / "quay.jpg").is_file()
+        [item] = await queueing.items_in(journal)
+        assert item.entry.state == "draft" and item.record.character == "Marina"
+        assert item.record.caption.startswith("Low tide at the quay")
+        assert item.entry.prompt and "Instagram image" in item.entry.prompt
+        assert item.media() == [str((media / "drafts" / "quay.jpg").resolve())]
+        assert await post_next(runtime, options, journal, media) == "empty"
+
+        approved = await queueing.decide_in(journal, item.entry.post_id, "approve", None)
+        assert approved.entry.state == "approved" and approved.entry.scheduled_at is not None
+    finally:
+        await journal.close()
+
+    stop = asyncio.Event()
+
+    async def stop_when_published() -> None:
+        while not graph.published:
+            await asyncio.sleep(0.02)
+        stop.set()
+
+    await asyncio.wait_for(
+        asyncio.gather(
+            with_scheduler(
+                runtime,
+                options,
+                stop,
+                lambda *a, **kw: autopost_loop(*a, interval=0.05, **kw),
+                interval=0.05,
+            ),
+            stop_when_published(),
+        ),
+        timeout=60,
+    )
+    assert [m["caption"] for m in graph.published] == [item.record.caption]
+    journal = await Journal.open(options.database_url)
+    try:
+        [done] = await queueing.items_in(journal, None)
+        assert done.entry.state == "published" and done.record.published
+    finally:
+        await journal.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    url = (
+        str(tmp_path / "s.db")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    return load_settings(overrides={"database_url": url}, use_stored_keys=False).settings
+
+
+async def test_one_claim_wins_and_a_stale_claim_is_taken_over(
+    db_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journals = [await Journal.open(db_settings.database_url) for _ in range(4)]
+    try:
+        j = journals[0]
+        record, _ = await j.find_or_create("k", kind="image", caption="c", items=[], options={})
+        schedule = Schedule(j)
+        await schedule.put(
+            record.id, state="queued", scheduled_at=now() + timedelta(hours=1), tz=None, prompt="p"
+        )
+        assert await schedule.claim_due(make_owner()) is None  # not due yet
+        await schedule.reschedule(record.id, now() - timedelta(seconds=1), "Europe/Paris")
+        owners = [f"elsewhere:{i}:x" for i in range(4)]  # other hosts: never "dead here"
+        wins = await asyncio.gather(
+            *(Schedule(jj).claim_due(o) for jj, o in zip(journals, owners, strict=True))
+        )
+        claimed = [w for w in wins if w is not None]
+        assert len(claimed) == 1 and claimed[0].state == "claimed"
+        assert await schedule.claim_due("another:1:y") is None  # a fresh claim is respected
+        with pytest.raises(Exception, match="cannot be cancelled|is claimed"):
+            await schedule.cancel(record.id)
+        from carrier_cli.clients.instagram import schedule as schedule_mod
+
+        monkeypatch.setattr(schedule_mod, "CLAIM_STALE", -1.0)  # its owner stopped refreshing
+        taken = await schedule.claim_due("another:1:y")
+        assert taken is not None and taken.claim_owner == "another:1:y"
+        assert not await schedule.finish(record.id, claimed[0].claim_owner or "", "published")
+        assert await schedule.finish(record.id, "another:1:y", "published")
+        assert (await schedule.require(record.id)).state == "published"
+    finally:
+        for jj in journals:
+            await jj.close()
+
+
+async def test_schedule_table_matches_its_migration(db_settings: Settings) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from carrier_cli.memory.schema import Base
+
+    j = await Journal.open(db_settings.database_url)
+    try:
+
+        def diffs(connection: object) -> list[object]:
+            context = MigrationContext.configure(connection, opts={"compare_type": False})  # type: ignore[arg-type]
+            return [
+                d
+                for d in compare_metadata(context, Base.metadata)
+                if "instagram_schedule" in repr(d)
+            ]
+
+        async with j.engine.connect() as conn:
+            assert await conn.run_sync(diffs) == []
+    finally:
+        await j.close()
+    assert os.environ.get("CARRIER_HOME")
