@@ -19,6 +19,7 @@ from carrier_cli.clients.instagram.journal import Journal, make_owner, now
 from carrier_cli.clients.instagram.options import InstagramOptions
 from carrier_cli.clients.instagram.schedule import Schedule
 from carrier_cli.config import Settings, load_settings
+from carrier_cli.errors import InputError
 from tests.clients.instagram.helpers import make_image
 from tests.clients.instagram.test_autopost import StandInRuntime, write_character
 from tests.support.instagram_servers import InstagramEnv
@@ -116,7 +117,7 @@ async def test_one_claim_wins_and_a_stale_claim_is_taken_over(
         claimed = [w for w in wins if w is not None]
         assert len(claimed) == 1 and claimed[0].state == "claimed"
         assert await schedule.claim_due("another:1:y") is None  # a fresh claim is respected
-        with pytest.raises(Exception, match="cannot be cancelled|is claimed"):
+        with pytest.raises(InputError, match="is claimed"):
             await schedule.cancel(record.id)
         from carrier_cli.clients.instagram import schedule as schedule_mod
 
