@@ -11,6 +11,7 @@ def routers() -> list[Any]:
         agents,
         health,
         instagram,
+        instagram_queue,
         memories,
         messages,
         rooms,
@@ -24,5 +25,6 @@ def routers() -> list[Any]:
         rooms.router,
         memories.router,
         instagram.router,
+        instagram_queue.router,
         ws.router,
     ]
