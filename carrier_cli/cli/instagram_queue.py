@@ -202,11 +202,10 @@ def run(as_json: JsonOpt = False) -> None:
 
     `carrier run --client instagram` and `carrier serve` do this on their own.
     """
-    from carrier_cli.cli.instagram import _reporter
     from carrier_cli.clients.instagram import queueing
     from carrier_cli.output import print_json
 
-    result = _run(queueing.run_due(_settings(), reporter=_reporter(as_json)))
+    result = _run(queueing.run_due(_settings()))  # steps go to the log, as for the client
     if as_json:
         print_json(
             {

@@ -29,10 +29,16 @@ DRAFTS = "drafts"
 Autopost = Callable[..., Awaitable[None]]
 
 
-async def draft_next(runtime: Any, options: InstagramOptions, journal: Journal, path: Path) -> str:
+async def draft_next(
+    runtime: Any,
+    options: InstagramOptions,
+    journal: Journal,
+    path: Path,
+    move_to: Callable[[Path, str], Path],
+) -> str:
     """Journal `path` as a draft with a caption written by the character: `drafted`, or
-    `refused` (the file moves to failed/) when the media checks refuse it."""
-    from carrier_cli.clients.instagram.autopost import move_to
+    `refused` (the file moves to failed/) when the media checks refuse it. `move_to`
+    (autopost.move_to) moves a file into a subfolder of its folder."""
     from carrier_cli.clients.instagram.queueing import schedule_in
 
     waiting = move_to(path, DRAFTS)  # recorded from where it waits, so a resume finds it

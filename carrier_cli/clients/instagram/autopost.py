@@ -99,7 +99,7 @@ async def post_next(
     if runtime.character.clients.instagram.require_approval:  # a draft uses no quota
         from carrier_cli.clients.instagram.approval import draft_next
 
-        return await draft_next(runtime, options, journal, path)
+        return await draft_next(runtime, options, journal, path, move_to)
     async with GraphClient(options.graph) as graph:
         quota = await graph.publishing_limit()
     if quota.remaining == 0:
