@@ -76,9 +76,10 @@ def schedule_post(
             "Use --force to publish it again."
         )
     elif item.entry.state == "draft":
+        when = "" if item.entry.scheduled_at is None else f" at {item.when_text()}"
         typer.echo(
             f"Draft post {record.id} ({record.kind}, {len(record.items)} file(s)) waits for "
-            f"approval; it goes out {item.when_text()} once approved."
+            f"approval; it goes out{when} once approved."
         )
         typer.echo(
             f"Approve: carrier instagram approve {record.id}   "
