@@ -233,6 +233,9 @@ class Publisher:
 
     # -- lease handling ----------------------------------------------------------------
     async def _drive(self, record: PostRecord) -> PostOutcome:
+        from carrier_cli.clients.instagram.schedule import ensure_publishable
+
+        await ensure_publishable(self.journal, record.id)  # not a draft, rejected, cancelled
         owner = make_owner()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease_wait

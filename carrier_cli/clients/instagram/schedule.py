@@ -221,13 +221,17 @@ class Schedule:
         )
 
     async def reschedule(self, post_id: int, at: datetime, tz: str | None) -> Entry:
-        """A new time for a waiting post (a failed one is queued again, its tries reset)."""
+        """A new time for a waiting post; a failed or cancelled one is queued again (its
+        tries reset). A draft stays a draft: approval is still needed."""
         entry = await self.require(post_id)
         values: dict[str, Any] = {"scheduled_at": at, "tz": tz}
-        if entry.state == "failed":
+        if entry.state in ("failed", "cancelled"):
             values.update(state="queued", attempts=0, reason=None)
         return await self._decide(
-            post_id, ("draft", "approved", "queued", "failed"), "rescheduled", **values
+            post_id,
+            ("draft", "approved", "queued", "failed", "cancelled"),
+            "rescheduled",
+            **values,
         )
 
     # -- the pollers' side -------------------------------------------------------------
@@ -311,3 +315,26 @@ class Schedule:
                 .values(state=state, claim_owner=None, claimed_at=None, updated_at=now(), **values)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def ensure_publishable(journal: Journal, post_id: int) -> None:
+    """Refuse to publish a post that waits for approval or was rejected or cancelled,
+    whoever asks (`resume`, the same `post` again): only approval or a new schedule
+    makes it publishable. A post with no schedule entry is an ordinary post."""
+    entry = await Schedule(journal).get(post_id)
+    if entry is None or entry.state not in ("draft", "rejected", "cancelled"):
+        return
+    if entry.state == "draft":
+        raise InputError(
+            f"Post {post_id} is a draft waiting for approval; it is not published before.",
+            hint=f"`carrier instagram approve {post_id}` (or reject it); `carrier instagram "
+            f"queue show {post_id}` shows it.",
+        )
+    raise InputError(
+        f"Post {post_id} was {entry.state}"
+        + (f" ({entry.reason})" if entry.reason else "")
+        + "; it is not published.",
+        hint=f"Schedule it again with `carrier instagram queue reschedule {post_id} --at ...`"
+        if entry.state == "cancelled"
+        else "Post the media again with --force to make a new post.",
+    )

@@ -85,6 +85,13 @@ def test_at_queues_without_publishing_and_list_shows_it(
     assert queue_json(tmp_path, "--all")[0]["state"] == "cancelled"
     again = cli(tmp_path, "queue", "cancel", "1")
     assert again.returncode == 2 and "is cancelled" in again.stderr
+    # neither `resume` nor the same `post` publishes a cancelled post behind the queue's back
+    resumed = cli(tmp_path, "resume", "1")
+    assert resumed.returncode == 2 and "was cancelled" in resumed.stderr
+    assert cli(tmp_path, "post", "p.jpg", "--caption", "later").returncode == 2
+    assert graph.published == []
+    requeued = cli(tmp_path, "queue", "reschedule", "1", "--at", "+1h")
+    assert requeued.returncode == 0 and queue_json(tmp_path)[0]["state"] == "queued"
 
 
 def test_bad_at_bad_tz_and_bad_file_fail_now(instagram_env: InstagramEnv, tmp_path: Path) -> None:
@@ -137,6 +144,9 @@ def test_draft_approve_publishes_and_reject_never(
     assert first["state"] == "draft" and first["scheduled_at"] is None
     assert cli(tmp_path, "queue", "run").returncode == 0
     assert instagram_env.graph.published == []  # drafts wait
+    early = cli(tmp_path, "resume", str(first["post_id"]))
+    assert early.returncode == 2 and "draft waiting for approval" in early.stderr
+    assert instagram_env.graph.published == []
 
     shown = cli(tmp_path, "queue", "show", str(first["post_id"]))
     assert "first" in shown.stdout and "a.jpg" in shown.stdout and "draft" in shown.stdout
