@@ -5,9 +5,15 @@ database backends."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,9 +26,11 @@ from carrier_cli.clients.instagram.options import InstagramOptions
 from carrier_cli.clients.instagram.schedule import Schedule
 from carrier_cli.config import Settings, load_settings
 from carrier_cli.errors import InputError
+from tests.clients.instagram.cli_helpers import run_cli
 from tests.clients.instagram.helpers import make_image
-from tests.clients.instagram.test_autopost import StandInRuntime, write_character
+from tests.clients.instagram.test_autopost import StandInRuntime, model_env, write_character
 from tests.support.instagram_servers import InstagramEnv
+from tests.support.model_server import ModelServerProcess
 
 
 def approval_character(tmp_path: Path, media: Path) -> Path:
@@ -154,3 +162,69 @@ async def test_schedule_table_matches_its_migration(db_settings: Settings) -> No
     finally:
         await j.close()
     assert os.environ.get("CARRIER_HOME")
+
+
+def _start_run(character: Path, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "carrier_cli", "run", "--client", "instagram"]
+    return subprocess.Popen(
+        [*command, "--character", str(character)],
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait(condition: Any, process: subprocess.Popen[str], what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_carrier_run_killed_during_a_scheduled_publish_posts_once_after_restart(
+    instagram_env: InstagramEnv,
+    model_server_process: ModelServerProcess,
+    tmp_path: Path,
+) -> None:
+    media = tmp_path / "media"
+    media.mkdir()  # empty: the autoposter has nothing, only the schedule posts
+    character = write_character(tmp_path / "marina.yaml", media)
+    make_image(tmp_path / "p.jpg", (800, 800))
+    queued = run_cli(
+        "instagram", "post", "p.jpg", "--caption", "scheduled", "--at", "+1s", cwd=tmp_path
+    )
+    assert queued.returncode == 0, queued.stderr
+    graph = instagram_env.graph
+    graph.script_statuses(["IN_PROGRESS"] * 60 + ["FINISHED"])  # a few seconds of processing
+    env = {**model_env(model_server_process), "CARRIER_INSTAGRAM_QUEUE_POLL_INTERVAL": "0.2"}
+    first = _start_run(character, tmp_path, env)
+    try:
+        _wait(lambda: graph.containers, first, "a container")
+        first.kill()  # SIGKILL while Instagram is processing the container
+        first.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert graph.published == []
+    graph.next_statuses.clear()
+    second = _start_run(character, tmp_path, env)
+    try:
+        _wait(lambda: graph.published, second, "the post")
+        time.sleep(1.0)  # another pass finds nothing more to publish
+        second.send_signal(signal.SIGTERM)
+        _out, err = second.communicate(timeout=30)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.communicate()
+    assert second.returncode == 0, err
+    assert [m["caption"] for m in graph.published] == ["scheduled"]
+    assert len(graph.containers) == 1  # the restart continued with the same container
+    listed = run_cli("instagram", "queue", "list", "--all", "--json", cwd=tmp_path)
+    assert [r["state"] for r in json.loads(listed.stdout)] == ["published"]
