@@ -179,15 +179,6 @@ def post(
         character=character,
         warn=warn,
     )
-    if at is not None or draft or tz is not None:
-        from carrier_cli.cli.instagram_queue import schedule_post
-
-        if dry_run:
-            raise typer.BadParameter("--dry-run does not queue anything; drop --at/--draft.")
-        schedule_post(
-            request, at=at, tz=tz, draft=draft, generate=generate_caption, as_json=as_json
-        )
-        return
 
     def confirm(text: str) -> bool:
         from rich.panel import Panel
@@ -196,6 +187,22 @@ def post(
 
         err().print(Panel(plain(text), title="Generated caption", expand=False))
         return True if yes else typer.confirm("Publish with this caption?", default=True)
+
+    if at is not None or draft or tz is not None:
+        from carrier_cli.cli.instagram_queue import schedule_post
+
+        if dry_run:
+            raise typer.BadParameter("--dry-run does not queue anything; drop --at/--draft.")
+        schedule_post(
+            request,
+            at=at,
+            tz=tz,
+            draft=draft,
+            generate=generate_caption,
+            as_json=as_json,
+            confirm=None if draft else confirm,  # a draft's caption is approved later
+        )
+        return
 
     result = asyncio.run(
         service.post(

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from carrier_cli.clients.instagram.pipeline import PostRequest
     from carrier_cli.clients.instagram.queueing import QueueItem
 
@@ -54,6 +56,7 @@ def schedule_post(
     draft: bool,
     generate: bool,
     as_json: bool,
+    confirm: Callable[[str], bool] | None = None,
 ) -> None:
     """`carrier instagram post ... --at WHEN` / `--draft`: journal, schedule, print."""
     from carrier_cli.clients.instagram import queueing
@@ -61,7 +64,13 @@ def schedule_post(
     moment, zone = queueing.parse_at(at, tz)
     item = _run(
         queueing.schedule(
-            _settings(), request, at=moment, zone=zone, draft=draft, generate=generate
+            _settings(),
+            request,
+            at=moment,
+            zone=zone,
+            draft=draft,
+            generate=generate,
+            confirm=confirm,
         )
     )
     if as_json:

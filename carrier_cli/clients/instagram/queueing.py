@@ -111,6 +111,7 @@ async def schedule_in(
     runtime: Any | None = None,
     open_runtime: Callable[[Character], Awaitable[Any]] | None = None,
     prepared: tuple[list[PreparedMedia], PostKind] | None = None,
+    confirm: Callable[[str], bool] | None = None,
 ) -> QueueItem:
     """Validate and convert the media now, journal the post and schedule it: `queued`
     for `at` (default now), or a `draft` waiting for approval. `character` (with its
@@ -138,6 +139,12 @@ async def schedule_in(
             request.caption = await write_caption(
                 character, kind, request.files, runtime, open_runtime=open_runtime
             )
+            if confirm is not None and not confirm(request.caption):
+                raise InputError(
+                    "Caption not approved; nothing was queued.",
+                    hint="Run again for another caption, pass --caption, or --draft to "
+                    "decide later.",
+                )
     record, _created = await publisher.begin(request, prepared)
     schedule = Schedule(journal)
     if record.published and not request.force:
@@ -232,6 +239,7 @@ async def schedule(
     draft: bool,
     generate: bool,
     character_loader: Callable[[str | None], Character] | None = None,
+    confirm: Callable[[str], bool] | None = None,
 ) -> QueueItem:
     from carrier_cli.clients.instagram.service import _runtime_opener
 
@@ -254,6 +262,7 @@ async def schedule(
             draft=draft,
             character=character,
             open_runtime=_runtime_opener(settings),
+            confirm=confirm,
         )
 
     result: QueueItem = await _with(settings, work)

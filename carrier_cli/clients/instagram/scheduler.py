@@ -86,7 +86,11 @@ async def publish_due(
         except BaseException:
             await asyncio.shield(schedule.finish(entry.post_id, owner, "queued"))
             raise
-        if quota.remaining == 0:
+        record = await journal.get(entry.post_id)
+        # A post a killed process left at `publishing` may have used the last slot itself:
+        # asking its container (the pipeline does) is what finishes it, not the quota.
+        past_quota = record is not None and record.last_step in ("publishing", "published")
+        if quota.remaining == 0 and not past_quota:
             await schedule.finish(entry.post_id, owner, "queued")
             result.quota = quota
             break

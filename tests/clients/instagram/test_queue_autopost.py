@@ -228,3 +228,48 @@ def test_carrier_run_killed_during_a_scheduled_publish_posts_once_after_restart(
     assert len(graph.containers) == 1  # the restart continued with the same container
     listed = run_cli("instagram", "queue", "list", "--all", "--json", cwd=tmp_path)
     assert [r["state"] for r in json.loads(listed.stdout)] == ["published"]
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_generated_caption_draft_shows_the_prompt_and_at_asks_for_approval(
+    instagram_env: InstagramEnv,
+    model_server_process: ModelServerProcess,
+    tmp_path: Path,
+) -> None:
+    from tests.clients.instagram.test_autopost import POST_REPLY
+
+    media = tmp_path / "media"
+    media.mkdir()
+    character = write_character(tmp_path / "marina.yaml", media, hashtags="[sea]")
+    make_image(tmp_path / "a.jpg", (800, 800))
+    make_image(tmp_path / "b.jpg", (800, 800), color=(10, 200, 30))
+    env = model_env(model_server_process)
+    generate = ["--generate-caption", "--character", str(character)]
+
+    model_server_process.push(POST_REPLY)
+    drafted = run_cli(
+        "instagram", "post", "a.jpg", *generate, "--draft", cwd=tmp_path, extra_env=env
+    )
+    assert drafted.returncode == 0, drafted.stderr
+    assert "Draft post 1" in drafted.stdout and "once approved" in drafted.stdout
+    shown = run_cli("instagram", "queue", "show", "1", cwd=tmp_path)
+    assert "Boats asleep in the morning harbour" in shown.stdout and "#sea" in shown.stdout
+    assert "Write the caption of an Instagram image (a.jpg)" in shown.stdout  # what it was asked
+    assert str(tmp_path / "a.jpg") in shown.stdout
+
+    model_server_process.push(POST_REPLY)
+    command = [sys.executable, "-m", "carrier_cli", "instagram", "post", "b.jpg"]
+    refused = subprocess.run(
+        [*command, *generate, "--at", "+1h"],
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+        env={**os.environ, **env, "CARRIER_HOME": os.environ["CARRIER_HOME"]},
+    )
+    assert refused.returncode == 2 and "nothing was queued" in refused.stderr
+    assert instagram_env.graph.published == []
+    listed = run_cli("instagram", "queue", "list", "--json", cwd=tmp_path)
+    assert [r["post_id"] for r in json.loads(listed.stdout)] == [1]
