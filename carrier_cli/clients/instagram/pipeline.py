@@ -573,8 +573,8 @@ class Publisher:
             try:
                 if await delete_file(config, name):
                     self.reporter.info(f"Deleted {name} from the FTP server.")
-                deleted.append(name)
-            except (CarrierError, OSError) as exc:
+                deleted.append(name)  # or already gone (550)
+            except Exception as exc:  # ftplib's error_temp/error_reply are no OSError
                 reason = str(exc) or type(exc).__name__
                 log.warning("could not delete %s from the FTP server: %s", name, reason)
                 self.reporter.info(f"Could not delete {name}: {reason}")

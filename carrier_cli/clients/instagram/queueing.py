@@ -5,7 +5,10 @@
 functions with the journal they hold. Scheduling does now everything that can fail
 because of the file (the media checks and conversions, the journal row), so a bad file is
 refused at once rather than at publishing time; the upload, the containers and
-media_publish run when the post is due, by whichever Carrier process claims it.
+media_publish run when the post is due, by whichever Carrier process claims it. The upload
+waits on purpose: uploaded, the media would be public on HTTP_SERVER before its time (a
+December post readable in November), and the FTP server is checked by `carrier instagram
+whoami` and at the first post anyway.
 """
 
 from __future__ import annotations

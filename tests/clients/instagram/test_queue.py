@@ -232,3 +232,20 @@ def test_killed_during_a_scheduled_publish_posts_exactly_once_after_restart(
     status = json.loads(cli(tmp_path, "status", str(post_id), "--json").stdout)[0]
     assert status["status"] == "published" and status["media_id"] == graph.published[0]["id"]
     assert queue_json(tmp_path, "--all")[0]["state"] == "published"
+
+
+def test_a_failed_ftp_delete_is_recorded_and_the_post_stays_published(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    env = {"CARRIER_INSTAGRAM_FTP_CLEANUP": "after_publish"}
+    post_id = due_soon(tmp_path)
+    instagram_env.ftp.fail_deletes()
+    result = cli(tmp_path, "queue", "run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(instagram_env.graph.published) == 1
+    assert len(instagram_env.published_files()) == 1  # still there: the delete failed
+    status = json.loads(cli(tmp_path, "status", str(post_id), "--json").stdout)[0]
+    assert status["status"] == "published"
+    [(name, reason)] = status["options"]["ftp_cleanup"]["failed"].items()
+    assert name.endswith(".jpg") and "421" in reason
+    assert queue_json(tmp_path, "--all")[0]["state"] == "published"
