@@ -7,8 +7,8 @@ because of the file (the media checks and conversions, the journal row), so a ba
 refused at once rather than at publishing time; the upload, the containers and
 media_publish run when the post is due, by whichever Carrier process claims it. The upload
 waits on purpose: uploaded, the media would be public on HTTP_SERVER before its time (a
-December post readable in November), and the FTP server is checked by `carrier instagram
-whoami` and at the first post anyway.
+December post readable in November). The settings it will need (token, account, FTP,
+HTTP_SERVER) are checked now, so a missing one is refused at scheduling time too.
 """
 
 from __future__ import annotations
