@@ -15,9 +15,17 @@ if TYPE_CHECKING:
     from carrier_cli.clients.instagram.queueing import QueueItem
 
 app = typer.Typer(
-    help="Scheduled and drafted Instagram posts: list, cancel, reschedule, publish what is due.",
-    no_args_is_help=True,
+    help="Scheduled and drafted Instagram posts: list (the default), show, cancel, "
+    "reschedule, run (publish what is due).",
 )
+
+
+@app.callback(invoke_without_command=True)
+def queue(ctx: typer.Context) -> None:
+    """`carrier instagram queue` alone lists the waiting posts."""
+    if ctx.invoked_subcommand is None:
+        list_queue(every=False, as_json=False)
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 PostId = Annotated[int, typer.Argument(help="Post id (see `carrier instagram queue list`).")]
@@ -148,7 +156,8 @@ def list_queue(
         return
     if not found:
         typer.echo(
-            "No scheduled or drafted Instagram posts." + ("" if every else " (--all: every state)")
+            "No scheduled or drafted Instagram posts"
+            + ("." if every else " waiting (--all shows every state).")
         )
         return
     table = Table(title="Instagram queue")
