@@ -183,7 +183,7 @@ class Publisher:
         prepared: tuple[list[media_mod.PreparedMedia], media_mod.PostKind] | None,
     ) -> PostOutcome:
         record, created = await self.begin(request, prepared)
-        if not created and record.published:
+        if not created and record.published and not self._cleanup_pending(record):
             return PostOutcome(record, already_published=True)
         if not created:
             self.reporter.info(f"Continuing post {record.id} from step '{record.last_step}'.")
@@ -226,9 +226,10 @@ class Publisher:
 
     async def _resume(self, post_id: int) -> PostOutcome:
         record = await self.journal.require(post_id)
-        if record.published:
+        if record.published and not self._cleanup_pending(record):
             return PostOutcome(record, already_published=True)
-        self.reporter.info(f"Resuming post {record.id} from step '{record.last_step}'.")
+        if not record.published:
+            self.reporter.info(f"Resuming post {record.id} from step '{record.last_step}'.")
         return await self._drive(record)
 
     # -- lease handling ----------------------------------------------------------------
@@ -261,6 +262,8 @@ class Publisher:
         try:
             record = await self.journal.require(record.id)
             if record.published:
+                if self._cleanup_pending(record):  # a run that died right after publishing
+                    record = await self._after_publish(record, owner)
                 return PostOutcome(record, already_published=True)
             record = await self._run(record, owner)
             return PostOutcome(record)
@@ -557,6 +560,11 @@ class Publisher:
             permalink=permalink,
             published_at=now(),
         )
+
+    def _cleanup_pending(self, record: PostRecord) -> bool:
+        """Published, its FTP files to delete, and no run has done it (or tried) yet."""
+        wanted = record.options.get("cleanup") or self.options.ftp_cleanup == "after_publish"
+        return bool(wanted) and record.published and "ftp_cleanup" not in record.options
 
     async def _after_publish(self, record: PostRecord, owner: str) -> PostRecord:
         """Delete the uploaded files (instagram_ftp_cleanup: after_publish, or --cleanup).

@@ -214,17 +214,22 @@ def test_two_processes_racing_for_a_due_post_publish_once(
     assert len(instagram_env.graph.containers) == 1
 
 
-@pytest.mark.parametrize("step", ["uploaded", "publishing", "media_publish"])
+@pytest.mark.parametrize("step", ["uploaded", "publishing", "media_publish", "published"])
 def test_killed_during_a_scheduled_publish_posts_exactly_once_after_restart(
     instagram_env: InstagramEnv, tmp_path: Path, step: str
 ) -> None:
     post_id = due_soon(tmp_path, caption="crash")
+    cleanup = {"CARRIER_INSTAGRAM_FTP_CLEANUP": "after_publish"}
     crashed = carrier(
-        "instagram", "queue", "run", cwd=tmp_path, extra_env={"CARRIER_TEST_CRASH_AFTER": step}
+        "instagram",
+        "queue",
+        "run",
+        cwd=tmp_path,
+        extra_env={**cleanup, "CARRIER_TEST_CRASH_AFTER": step},
     )
     assert crashed.returncode == 137, crashed.stderr
     assert queue_json(tmp_path)[0]["state"] == "claimed"  # the dead process's claim
-    restarted = carrier("instagram", "queue", "run", "--json", cwd=tmp_path)
+    restarted = carrier("instagram", "queue", "run", "--json", cwd=tmp_path, extra_env=cleanup)
     assert restarted.returncode == 0, restarted.stderr
     assert json.loads(restarted.stdout)["published"] == [post_id]
     graph = instagram_env.graph
@@ -232,6 +237,7 @@ def test_killed_during_a_scheduled_publish_posts_exactly_once_after_restart(
     status = json.loads(cli(tmp_path, "status", str(post_id), "--json").stdout)[0]
     assert status["status"] == "published" and status["media_id"] == graph.published[0]["id"]
     assert queue_json(tmp_path, "--all")[0]["state"] == "published"
+    assert instagram_env.published_files() == []  # cleaned up, even after a crash at the end
 
 
 def test_a_failed_ftp_delete_is_recorded_and_the_post_stays_published(
