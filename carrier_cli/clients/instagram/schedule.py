@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, or_, select, true, update
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -239,30 +239,33 @@ class Schedule:
         self, owner: str, *, characters: Iterable[str | None] | None = None
     ) -> Entry | None:
         """Take one due post (the earliest first), or a stale claim; None when none is."""
-        at = now()
-        async with self.journal._session() as session:
-            from carrier_cli.clients.instagram.journal import InstagramPostRow
+        from carrier_cli.clients.instagram.journal import InstagramPostRow
 
-            query = (
-                select(ScheduleRow)
-                .join(InstagramPostRow, InstagramPostRow.id == ScheduleRow.post_id)
-                .where(
-                    or_(
-                        ScheduleRow.state.in_(DUE_STATES) & (ScheduleRow.scheduled_at <= at),
-                        ScheduleRow.state == "claimed",
-                    )
-                )
-                .order_by(ScheduleRow.scheduled_at, ScheduleRow.post_id)
-                .limit(50)
-            )
-            if characters is not None:
-                names = list(characters)
-                wanted = [n for n in names if n is not None]
-                matches: Any = InstagramPostRow.character.in_(wanted)
-                if None in names:
-                    matches = matches | InstagramPostRow.character.is_(None)
-                query = query.where(matches)
-            candidates = [Entry.from_row(r) for r in (await session.execute(query)).scalars()]
+        base = select(ScheduleRow).join(
+            InstagramPostRow, InstagramPostRow.id == ScheduleRow.post_id
+        )
+        if characters is not None:
+            names = list(characters)
+            wanted = [n for n in names if n is not None]
+            matches: Any = InstagramPostRow.character.in_(wanted)
+            if None in names:
+                matches = matches | InstagramPostRow.character.is_(None)
+            base = base.where(matches)
+        # Two reads, so that many live claims never hide the due posts behind them: the
+        # claims (as many as processes publish, the oldest first) checked for staleness,
+        # then the due posts, the earliest first.
+        claimed = base.where(ScheduleRow.state == "claimed").order_by(ScheduleRow.claimed_at)
+        due = (
+            base.where(ScheduleRow.state.in_(DUE_STATES), ScheduleRow.scheduled_at <= now())
+            .order_by(ScheduleRow.scheduled_at, ScheduleRow.post_id)
+            .limit(20)
+        )
+        async with self.journal._session() as session:
+            candidates = [
+                Entry.from_row(r)
+                for query in (claimed.limit(200), due)
+                for r in (await session.execute(query)).scalars()
+            ]
         for entry in candidates:
             if entry.state == "claimed" and not entry.claim_is_stale:
                 continue

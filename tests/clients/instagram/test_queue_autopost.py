@@ -273,3 +273,20 @@ def test_generated_caption_draft_shows_the_prompt_and_at_asks_for_approval(
     assert instagram_env.graph.published == []
     listed = run_cli("instagram", "queue", "list", "--json", cwd=tmp_path)
     assert [r["post_id"] for r in json.loads(listed.stdout)] == [1]
+
+
+async def test_live_claims_never_hide_the_due_posts_behind_them(db_settings: Settings) -> None:
+    j = await Journal.open(db_settings.database_url)
+    try:
+        schedule = Schedule(j)
+        for i in range(60):
+            record, _ = await j.find_or_create(
+                f"k{i}", kind="image", caption="c", items=[], options={}
+            )
+            await schedule.put(record.id, state="queued", scheduled_at=now(), tz=None, prompt=None)
+        claimed = []
+        while (entry := await schedule.claim_due(f"elsewhere:{len(claimed)}:x")) is not None:
+            claimed.append(entry.post_id)
+        assert sorted(claimed) == list(range(1, 61))  # 60 live claims, every post taken once
+    finally:
+        await j.close()
