@@ -284,7 +284,7 @@ async def test_live_claims_never_hide_the_due_posts_behind_them(db_settings: Set
                 f"k{i}", kind="image", caption="c", items=[], options={}
             )
             await schedule.put(record.id, state="queued", scheduled_at=now(), tz=None, prompt=None)
-        claimed = []
+        claimed: list[int] = []
         while (entry := await schedule.claim_due(f"elsewhere:{len(claimed)}:x")) is not None:
             claimed.append(entry.post_id)
         assert sorted(claimed) == list(range(1, 61))  # 60 live claims, every post taken once
