@@ -96,3 +96,32 @@ def test_list_approve_reject_over_the_api(
         assert [p["post_id"] for p in rejected_now["posts"]] == [second]
         bad = client.get("/v1/instagram/posts", params={"status": "sideways"})
         assert bad.status_code == 422
+
+
+def test_a_read_key_lists_but_cannot_approve(
+    servers: Servers,  # noqa: F811
+    queue_serve: ServeProcess,
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.api_server import serve_env
+
+    post_id = draft(servers, queue_serve.home, "c.jpg", "needs an admin")
+    created = subprocess.run(
+        [sys.executable, "-m", "carrier_cli", "api-keys", "create", "viewer", "--scope", "read"],
+        env=serve_env(queue_serve.home, servers.model.url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    headers = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+    with httpx.Client(base_url=queue_serve.url, headers=headers, timeout=30) as client:
+        listed = client.get("/v1/instagram/posts", params={"status": "draft"})
+        assert listed.status_code == 200
+        assert post_id in [p["post_id"] for p in listed.json()["posts"]]
+        assert_error(client.post(f"/v1/instagram/posts/{post_id}/approve"), 403, "forbidden")
+        assert_error(client.post(f"/v1/instagram/posts/{post_id}/reject"), 403, "forbidden")
+    nobody = httpx.get(f"{queue_serve.url}/v1/instagram/posts")
+    assert_error(nobody, 401, "unauthorized")
