@@ -248,12 +248,16 @@ async def schedule(
 
     options = InstagramOptions.from_settings(settings)
     character = None
-    if generate:
+    if generate or request.character:
         if character_loader is None:
             from carrier_cli.character import resolve_character
 
             character_loader = resolve_character
-        character = character_loader(request.character)
+        loaded = character_loader(request.character)
+        # Journaled by name (not the file given to --character), which is what
+        # `carrier run --client instagram --character ...` publishes by.
+        request.character = loaded.name
+        character = loaded if generate else None
 
     async def work(journal: Journal) -> QueueItem:
         return await schedule_in(

@@ -255,3 +255,11 @@ def test_a_failed_ftp_delete_is_recorded_and_the_post_stays_published(
     [(name, reason)] = status["options"]["ftp_cleanup"]["failed"].items()
     assert name.endswith(".jpg") and "421" in reason
     assert queue_json(tmp_path, "--all")[0]["state"] == "published"
+
+
+def test_a_post_for_a_character_file_is_journaled_by_its_name(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    (tmp_path / "marina.yaml").write_text("name: Marina\nbio: [A sailor.]\n", encoding="utf-8")
+    data = schedule(tmp_path, "p.jpg", "hers", "--character", "marina.yaml", "--at", "+1h")
+    assert data["character"] == "Marina"  # what `carrier run --character marina.yaml` takes
