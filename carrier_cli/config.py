@@ -281,6 +281,17 @@ class Settings(BaseSettings):
         "/webhooks/instagram echoes hub.challenge only to it.",
         json_schema_extra=_env("INSTAGRAM_WEBHOOK_VERIFY_TOKEN"),
     )
+    instagram_ftp_cleanup: Literal["after_publish", "keep"] = Field(
+        "after_publish",
+        description="after_publish: delete a post's uploaded files from the FTP server once "
+        "Instagram published it (never before its container is FINISHED); keep: leave them.",
+    )
+    instagram_queue_poll_interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between checks for due scheduled Instagram posts (carrier run "
+        "--client instagram, carrier serve).",
+    )
 
     # Long-running processes
     shutdown_grace: float = Field(

@@ -141,11 +141,26 @@ def post(
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help='Queue the post for later: +30m, +2h, "2026-12-24 09:00" (in --tz), ISO 8601.',
+        ),
+    ] = None,
+    tz: Annotated[
+        str | None, typer.Option("--tz", help="Time zone of a local --at (e.g. Europe/Paris).")
+    ] = None,
+    draft: Annotated[
+        bool,
+        typer.Option("--draft", help="Wait for `carrier instagram approve ID` before posting."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Publish one post. Running the same command again continues or reports it as done.
 
     Example: carrier instagram post photo.png --caption "hello"
+    Later:   carrier instagram post photo.png --caption "hello" --at +2h
     """
     import asyncio
 
@@ -172,6 +187,22 @@ def post(
 
         err().print(Panel(plain(text), title="Generated caption", expand=False))
         return True if yes else typer.confirm("Publish with this caption?", default=True)
+
+    if at is not None or draft or tz is not None:
+        from carrier_cli.cli.instagram_queue import schedule_post
+
+        if dry_run:
+            raise typer.BadParameter("--dry-run does not queue anything; drop --at/--draft.")
+        schedule_post(
+            request,
+            at=at,
+            tz=tz,
+            draft=draft,
+            generate=generate_caption,
+            as_json=as_json,
+            confirm=None if draft else confirm,  # a draft's caption is approved later
+        )
+        return
 
     result = asyncio.run(
         service.post(
@@ -353,3 +384,15 @@ def whoami(as_json: JsonOpt = False) -> None:
     typer.echo(
         f"@{account.get('username', '?')} (id {account.get('id')}) via {account['api']} — token OK."
     )
+
+
+def _register_queue() -> None:
+    """`queue`, `approve` and `reject` live in cli/instagram_queue.py."""
+    from carrier_cli.cli import instagram_queue
+
+    app.add_typer(instagram_queue.app, name="queue")
+    app.command("approve")(instagram_queue.approve)
+    app.command("reject")(instagram_queue.reject)
+
+
+_register_queue()

@@ -49,6 +49,10 @@ class FtpServerHandle:
     def drop_next_upload_after(self, nbytes: int) -> None:
         self.control["drop_after"] = nbytes
 
+    def fail_deletes(self, on: bool = True) -> None:
+        """DELE answers 421 (service not available), as a server going down would."""
+        self.control["fail_delete"] = on
+
 
 def _handler_classes(control: dict[str, Any], tls: bool, certfile: Path | None) -> type:
     from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
@@ -71,7 +75,14 @@ def _handler_classes(control: dict[str, Any], tls: bool, certfile: Path | None) 
                 self.file_obj.flush()
                 self.cmd_channel.close()  # the whole session dies, as on a network failure
 
+    def ftp_DELE(self: Any, path: str) -> Any:
+        if control.get("fail_delete"):
+            self.respond("421 Service not available, closing control connection.")
+            return None
+        return base_ftp.ftp_DELE(self, path)
+
     attrs: dict[str, Any] = {
+        "ftp_DELE": ftp_DELE,
         "dtp_handler": DroppingDTP,
         "banner": "carrier test ftpd",
         "auth_failed_timeout": 0.05,
@@ -669,6 +680,9 @@ def instagram_env(
         "SSL_CERT_FILE": str(ftps_server.ca_file),
         "CARRIER_INSTAGRAM_POLL_INTERVAL": "0.02",
         "CARRIER_INSTAGRAM_RETRY_DELAY": "0.02",
+        # The tests look at the served files after publishing; the cleanup tests set
+        # after_publish (the default outside tests) themselves.
+        "CARRIER_INSTAGRAM_FTP_CLEANUP": "keep",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

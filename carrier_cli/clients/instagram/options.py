@@ -83,6 +83,9 @@ class InstagramOptions:
     http_server: str | None  # public base URL serving the FTP directory
     retry_delay: float  # first back-off delay for FTP and HTTP retries (doubles)
     database_url: str | None  # the memory database, where the journal lives
+    # after_publish | keep: the uploaded files once the post is out (instagram_ftp_cleanup)
+    ftp_cleanup: str = "after_publish"
+    queue_poll_interval: float = 15.0  # seconds between checks for due scheduled posts
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InstagramOptions:
@@ -92,6 +95,8 @@ class InstagramOptions:
             http_server=settings.http_server,
             retry_delay=settings.instagram_retry_delay,
             database_url=settings.database_url,
+            ftp_cleanup=settings.instagram_ftp_cleanup,
+            queue_poll_interval=settings.instagram_queue_poll_interval,
         )
 
 

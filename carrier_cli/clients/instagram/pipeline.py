@@ -183,7 +183,7 @@ class Publisher:
         prepared: tuple[list[media_mod.PreparedMedia], media_mod.PostKind] | None,
     ) -> PostOutcome:
         record, created = await self.begin(request, prepared)
-        if not created and record.published:
+        if not created and record.published and not self._cleanup_pending(record):
             return PostOutcome(record, already_published=True)
         if not created:
             self.reporter.info(f"Continuing post {record.id} from step '{record.last_step}'.")
@@ -226,13 +226,17 @@ class Publisher:
 
     async def _resume(self, post_id: int) -> PostOutcome:
         record = await self.journal.require(post_id)
-        if record.published:
+        if record.published and not self._cleanup_pending(record):
             return PostOutcome(record, already_published=True)
-        self.reporter.info(f"Resuming post {record.id} from step '{record.last_step}'.")
+        if not record.published:
+            self.reporter.info(f"Resuming post {record.id} from step '{record.last_step}'.")
         return await self._drive(record)
 
     # -- lease handling ----------------------------------------------------------------
     async def _drive(self, record: PostRecord) -> PostOutcome:
+        from carrier_cli.clients.instagram.schedule import ensure_publishable
+
+        await ensure_publishable(self.journal, record.id)  # not a draft, rejected, cancelled
         owner = make_owner()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease_wait
@@ -258,6 +262,8 @@ class Publisher:
         try:
             record = await self.journal.require(record.id)
             if record.published:
+                if self._cleanup_pending(record):  # a run that died right after publishing
+                    record = await self._after_publish(record, owner)
                 return PostOutcome(record, already_published=True)
             record = await self._run(record, owner)
             return PostOutcome(record)
@@ -321,7 +327,7 @@ class Publisher:
                     recreated += 1
                     self.reporter.info(f"Container gone ({exc.raw_message}); creating it again.")
                     record = await self._reset_containers(record, owner)
-            await self._after_publish(record, graph)
+            record = await self._after_publish(record, owner)
         return record
 
     async def _check_quota(self, graph: GraphClient, record: PostRecord) -> Quota:
@@ -555,18 +561,39 @@ class Publisher:
             published_at=now(),
         )
 
-    async def _after_publish(self, record: PostRecord, graph: GraphClient) -> None:
-        if not record.options.get("cleanup"):
-            return
+    def _cleanup_pending(self, record: PostRecord) -> bool:
+        """Published, its FTP files to delete, and no run has done it (or tried) yet."""
+        wanted = record.options.get("cleanup") or self.options.ftp_cleanup == "after_publish"
+        return bool(wanted) and record.published and "ftp_cleanup" not in record.options
+
+    async def _after_publish(self, record: PostRecord, owner: str) -> PostRecord:
+        """Delete the uploaded files (instagram_ftp_cleanup: after_publish, or --cleanup).
+        Only a published post gets here, so its container was FINISHED: Instagram has
+        fetched the files. A delete that fails is reported and journaled in the post's
+        options (`ftp_cleanup`), never a failure of the post."""
+        if not record.options.get("cleanup") and self.options.ftp_cleanup != "after_publish":
+            return record
         config = FtpConfig.from_options(self.options.ftp)
+        deleted: list[str] = []
+        failed: dict[str, str] = {}
         for item in record.items:
+            name = item["remote_name"]
             try:
-                if await delete_file(config, item["remote_name"]):
-                    self.reporter.info(f"Deleted {item['remote_name']} from the FTP server.")
-            except CarrierError as exc:
-                self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")
-            except OSError as exc:
-                self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")
+                if await delete_file(config, name):
+                    self.reporter.info(f"Deleted {name} from the FTP server.")
+                deleted.append(name)  # or already gone (550)
+            except Exception as exc:  # ftplib's error_temp/error_reply are no OSError
+                reason = str(exc) or type(exc).__name__
+                log.warning("could not delete %s from the FTP server: %s", name, reason)
+                self.reporter.info(f"Could not delete {name}: {reason}")
+                failed[name] = reason[:500]
+        cleanup = {"deleted": deleted, "failed": failed, "at": now().isoformat()}
+        try:
+            return await self.journal.update(
+                record.id, owner, options={**record.options, "ftp_cleanup": cleanup}
+            )
+        except LeaseLost:
+            return record
 
 
 async def _counted(work: Awaitable[PostOutcome]) -> PostOutcome:

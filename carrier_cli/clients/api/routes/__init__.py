@@ -12,6 +12,7 @@ def routers() -> list[Any]:
         console,
         health,
         instagram,
+        instagram_queue,
         memories,
         messages,
         meta_webhooks,
@@ -31,6 +32,7 @@ def routers() -> list[Any]:
         meta_webhooks.router,
         turns.router,
         usage.router,
+        instagram_queue.router,
         ws.router,
         console.router,
     ]
