@@ -481,6 +481,16 @@ class FakeGraph:
         story = media_type == "STORIES"
         if len(params.get("caption", "")) > 2200:
             return self._json(graph_error(36004, 2207010, "Caption too long"), 400)
+        if (problem := option_problem(params, media_type)) is not None:
+            return self._json(problem, 400)
+        if "cover_url" in params:
+            data, info = await self._download(params["cover_url"])
+            if data is None:
+                return self._json(
+                    graph_error(9004, 2207052, "Media download has failed.", user_msg=info), 400
+                )
+            if (problem := self._image_problem(data, True)) is not None:
+                return self._json(problem, 400)
         if media_type == "CAROUSEL":
             children = [c for c in params.get("children", "").split(",") if c]
             if not 2 <= len(children) <= 10:
@@ -521,6 +531,23 @@ class FakeGraph:
                 )
             if data[4:8] != b"ftyp":
                 return self._json(graph_error(36001, 2207005, "Not a video"), 400)
+            facts = video_facts(data)
+            offset = params.get("thumb_offset")
+            if offset is not None and facts.get("duration") and int(offset) >= facts["duration"]:
+                return self._json(
+                    graph_error(
+                        100,
+                        2207057,
+                        "Invalid thumb offset",
+                        user_msg="The thumbnail offset must be less than the video's length.",
+                    ),
+                    400,
+                )
+            if (reason := video_refusal(facts)) is not None:  # found while "processing"
+                cid = self._new_id()
+                statuses = ["IN_PROGRESS", "ERROR"]
+                self.containers[cid] = Container(cid, params, statuses, error_reason=reason)
+                return self._json({"id": cid})
         else:
             return self._json(graph_error(100, None, "image_url or video_url is required"), 400)
         cid = self._new_id()
@@ -572,6 +599,110 @@ class FakeGraph:
                 }
             )
         return self._json({"id": media_id})
+
+
+COLLABORATOR_LIMIT = 3  # Meta: up to 3 collaborators on feed images, carousels and Reels
+
+
+def option_problem(params: dict[str, str], media_type: str) -> dict[str, Any] | None:
+    """The publishing options checked as Meta does, with its error shape (code 100,
+    "Invalid parameter"); the client checks them first, so these answer only a client
+    that did not."""
+
+    def invalid(message: str, user_msg: str) -> dict[str, Any]:
+        return graph_error(
+            100, None, f"(#100) {message}", user_msg=user_msg, etype="OAuthException"
+        )
+
+    carousel_item = params.get("is_carousel_item") == "true"
+    lists: dict[str, Any] = {}
+    for name in ("collaborators", "user_tags"):
+        if name in params:
+            try:
+                lists[name] = json.loads(params[name])
+            except ValueError:
+                return invalid(f"Param {name} must be a JSON array", f"{name} is not valid JSON.")
+            if not isinstance(lists[name], list):
+                return invalid(f"Param {name} must be an array", f"{name} must be an array.")
+    collaborators = lists.get("collaborators")
+    if collaborators is not None:
+        if media_type == "STORIES" or carousel_item:
+            return invalid(
+                "Collaborators are not supported for this media type",
+                "Stories and carousel items cannot have collaborators.",
+            )
+        if len(collaborators) > COLLABORATOR_LIMIT:
+            return invalid(
+                "The number of collaborators exceeds the limit",
+                f"You can add up to {COLLABORATOR_LIMIT} collaborators.",
+            )
+    tags = lists.get("user_tags")
+    if tags is not None:
+        if media_type in ("REELS", "CAROUSEL", "VIDEO"):
+            return invalid(
+                "Param user_tags is not supported for this media type",
+                "User tags are supported on images and stories.",
+            )
+        for tag in tags:
+            if not isinstance(tag, dict) or not tag.get("username"):
+                return invalid("Param user_tags[] needs a username", "Each tag needs a username.")
+            if media_type != "STORIES":
+                for axis in ("x", "y"):
+                    value = tag.get(axis)
+                    if not isinstance(value, int | float) or not 0 <= value <= 1:
+                        return invalid(
+                            f"Param user_tags[].{axis} must be between 0 and 1",
+                            "Tag positions are fractions of the image, from 0 to 1.",
+                        )
+    if "location_id" in params and (media_type == "STORIES" or not params["location_id"].isdigit()):
+        return invalid("Invalid location_id", "The location id must be a Facebook Page id.")
+    for name in ("cover_url", "thumb_offset", "share_to_feed", "audio_name"):
+        if name in params and media_type != "REELS":
+            return invalid(f"Param {name} is only supported for REELS", f"{name}: Reels only.")
+    if "share_to_feed" in params and params["share_to_feed"] not in ("true", "false"):
+        return invalid("Param share_to_feed must be a boolean", "share_to_feed: true or false.")
+    if "thumb_offset" in params and not params["thumb_offset"].isdigit():
+        return invalid("Param thumb_offset must be an integer", "thumb_offset: milliseconds.")
+    return None
+
+
+def video_facts(data: bytes) -> dict[str, Any]:
+    """What Meta's processing reads of a video (PyAV, as FFmpeg sees it); {} when it
+    cannot be decoded (the tests' box-only MP4 files)."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            video = container.streams.video[0]
+            audio = container.streams.audio[0] if container.streams.audio else None
+            rate = video.average_rate
+            facts: dict[str, Any] = {
+                "codec": video.codec_context.name,
+                "pix_fmt": video.codec_context.format.name if video.codec_context.format else None,
+                "fps": float(rate) if rate else None,
+                "width": video.codec_context.width,
+                "duration": (container.duration or 0) / 1000,  # milliseconds
+                "audio": audio.codec_context.name if audio else None,
+                "sample_rate": audio.codec_context.sample_rate if audio else None,
+            }
+    except (av.error.FFmpegError, IndexError, OSError):
+        return {}
+    return facts
+
+
+def video_refusal(facts: dict[str, Any]) -> str | None:
+    """Why Meta's processing would put the container in ERROR (None: it would not)."""
+    if not facts or not facts.get("width"):
+        return None  # a box-only test file: nothing to decode, accepted as before
+    if facts["codec"] not in ("h264", "hevc"):
+        return f"Error: 2207026 unsupported video codec {facts['codec']}"
+    if facts["fps"] is not None and not 23 <= facts["fps"] <= 60:
+        return f"Error: 2207026 unsupported frame rate {facts['fps']:.0f}"
+    if facts["width"] > 1920:
+        return "Error: 2207026 the video is wider than 1920 px"
+    if facts["audio"] not in (None, "aac") or (facts["sample_rate"] or 0) > 48000:
+        return "Error: 2207026 unsupported audio"
+    return None
 
 
 @dataclass

@@ -19,10 +19,13 @@ from struct import error as struct_error
 from typing import TYPE_CHECKING, Literal
 
 from carrier_cli.clients.instagram import mp4
+from carrier_cli.clients.instagram.video_probe import INPUT_SUFFIXES
 from carrier_cli.errors import InputError
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from carrier_cli.clients.instagram.video_prepare import TranscodeReporter
 
 Fit = Literal["pad", "crop"]
 MediaKind = Literal["image", "video"]
@@ -56,6 +59,7 @@ class PreparedMedia:
     duration: float | None = None
     notes: list[str] = field(default_factory=list)
     source_hash: str | None = None  # of the original, when it differs from the upload
+    role: Literal["media", "cover"] = "media"  # "cover": a Reel's cover image (cover_url)
 
     @property
     def source_sha256(self) -> str:
@@ -103,7 +107,13 @@ def check_file_count(paths: list[Path], *, story: bool) -> None:
 
 
 def prepare_all(
-    paths: list[Path], *, fit: Fit | None, story: bool, out_dir: Path
+    paths: list[Path],
+    *,
+    fit: Fit | None,
+    story: bool,
+    out_dir: Path,
+    transcode: bool = True,
+    reporter: TranscodeReporter | None = None,
 ) -> list[PreparedMedia]:
     """Check and prepare every file; refuse with all problems at once (one per file)."""
     check_file_count(paths, story=story)
@@ -111,7 +121,16 @@ def prepare_all(
     problems: list[str] = []
     for path in paths:
         try:
-            prepared.append(prepare_one(path, fit=fit, story=story, out_dir=out_dir))
+            prepared.append(
+                prepare_one(
+                    path,
+                    fit=fit,
+                    story=story,
+                    out_dir=out_dir,
+                    transcode=transcode,
+                    reporter=reporter,
+                )
+            )
         except InputError as exc:
             problems.append(exc.message)
     if problems:
@@ -124,14 +143,36 @@ def prepare_all(
     return prepared
 
 
-def prepare_one(path: Path, *, fit: Fit | None, story: bool, out_dir: Path) -> PreparedMedia:
+def prepare_one(
+    path: Path,
+    *,
+    fit: Fit | None,
+    story: bool,
+    out_dir: Path,
+    transcode: bool = True,
+    reporter: TranscodeReporter | None = None,
+) -> PreparedMedia:
     if not path.is_file():
         raise InputError(f"{path}: file not found.")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty (0 bytes).")
-    if path.suffix.lower() in VIDEO_EXTENSIONS:
-        return check_video(path, story=story)
+    if path.suffix.lower() in INPUT_SUFFIXES:
+        if path.suffix.lower() in VIDEO_EXTENSIONS and not _have_pyav():
+            return check_video(path, story=story)  # the box-level checks, without FFmpeg
+        from carrier_cli.clients.instagram.video_prepare import prepare_video
+
+        return prepare_video(
+            path, story=story, out_dir=out_dir, transcode=transcode, reporter=reporter
+        )
     return prepare_image(path, fit=fit, story=story, out_dir=out_dir)
+
+
+def _have_pyav() -> bool:
+    """PyAV is the optional `video` extra; without it MP4/MOV files get the structural
+    checks of `check_video` and nothing is converted."""
+    from importlib.util import find_spec
+
+    return find_spec("av") is not None
 
 
 # --- videos -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.clients.instagram import media as media_mod
+from carrier_cli.clients.instagram import publish_options
 from carrier_cli.clients.instagram.ftp_upload import FtpConfig, Progress, delete_file, upload_file
 from carrier_cli.clients.instagram.graph import GraphClient, GraphError, Quota, StopRequested
 from carrier_cli.clients.instagram.http_check import check_public_url, public_url
@@ -58,6 +59,9 @@ class PostRequest:
     # Who asked for the post ("api" for `POST /v1/instagram/posts`), journaled with its
     # options so a restarted server resumes its own posts and no one else's.
     origin: str | None = None
+    # --collaborator, --user-tag, --location-id, --cover, ... (publish_options.py).
+    publish: publish_options.PublishOptions = field(default_factory=publish_options.PublishOptions)
+    transcode: bool = True  # False (--no-transcode): refuse an out-of-spec video instead
 
 
 @dataclass
@@ -79,25 +83,70 @@ class Reporter:
     def upload_done(self) -> None:
         return None
 
+    def transcode_progress(self, name: str, seconds: float) -> Callable[[float], None] | None:
+        """A callback for the seconds of video converted so far (None: no display)."""
+        return None
+
+    def transcode_done(self) -> None:
+        return None
+
 
 def prepared_dir() -> Path:
     return carrier_paths().cache_dir / "instagram" / "prepared"
 
 
-def idempotency_key(kind: str, media: list[media_mod.PreparedMedia], caption_key: str) -> str:
+def idempotency_key(
+    kind: str, media: list[media_mod.PreparedMedia], caption_key: str, options_key: str = ""
+) -> str:
+    """The post's identity: kind, media contents, caption and (when any were given) the
+    publishing options, so a post without options keeps the key it always had."""
     digest = hashlib.sha256(f"v1|{kind}|".encode())
     for item in media:
         digest.update(item.source_sha256.encode() + b"|")
     digest.update(caption_key.encode())
+    if options_key:
+        digest.update(b"|options:" + options_key.encode())
     return digest.hexdigest()
 
 
-def prepare(request: PostRequest) -> tuple[list[media_mod.PreparedMedia], media_mod.PostKind]:
-    """Validate and convert locally (no network): the whole of --dry-run."""
-    prepared = media_mod.prepare_all(
-        request.files, fit=request.fit, story=request.story, out_dir=prepared_dir()
+def _key(request: PostRequest, kind: str, media: list[media_mod.PreparedMedia]) -> str:
+    return idempotency_key(
+        kind, media, request.caption_key or request.caption, request.publish.key_text()
     )
-    return prepared, media_mod.post_kind(prepared, story=request.story)
+
+
+def prepare(
+    request: PostRequest, reporter: Reporter | None = None
+) -> tuple[list[media_mod.PreparedMedia], media_mod.PostKind]:
+    """Validate and convert locally (no network): the whole of --dry-run. Videos out of
+    Instagram's spec are converted here (unless request.transcode is False); a Reel's
+    cover image is prepared like an image and comes last, with role "cover"."""
+    prepared = media_mod.prepare_all(
+        request.files,
+        fit=request.fit,
+        story=request.story,
+        out_dir=prepared_dir(),
+        transcode=request.transcode,
+        reporter=reporter,
+    )
+    kind = media_mod.post_kind(prepared, story=request.story)
+    options = request.publish
+    publish_options.check_for(options, kind, prepared[0].duration if kind == "reel" else None)
+    if options.cover is not None:
+        prepared.append(_prepare_cover(options.cover))
+    return prepared, kind
+
+
+def _prepare_cover(path: Path) -> media_mod.PreparedMedia:
+    """A Reel's cover: a JPEG like any image, in any aspect ratio (Meta crops it to 9:16
+    in the Reels tab and to 1:1 in the profile grid)."""
+    from dataclasses import replace
+
+    try:
+        cover = media_mod.prepare_image(path, fit=None, story=True, out_dir=prepared_dir())
+    except InputError as exc:
+        raise InputError(f"--cover: {exc.message}", hint=exc.hint) from None
+    return replace(cover, role="cover")
 
 
 def _item(m: media_mod.PreparedMedia) -> dict[str, Any]:
@@ -112,6 +161,7 @@ def _item(m: media_mod.PreparedMedia) -> dict[str, Any]:
         "remote_name": m.remote_name,
         "url": None,
         "container_id": None,
+        **({"role": m.role} if m.role != "media" else {}),
     }
 
 
@@ -164,8 +214,7 @@ class Publisher:
     ) -> PostRecord | None:
         if request.force:
             return None
-        key = idempotency_key(kind, prepared, request.caption_key or request.caption)
-        return await self.journal.by_key(key)
+        return await self.journal.by_key(_key(request, kind, prepared))
 
     async def post(
         self,
@@ -198,12 +247,12 @@ class Publisher:
         created (True) at step `prepared`. The API answers with the row's id at once and
         publishes later with `resume(id)`; `post` is `begin` and then the steps."""
         if prepared is None:
-            prepared = await asyncio.to_thread(prepare, request)
+            prepared = await asyncio.to_thread(prepare, request, self.reporter)
         media, kind = prepared
-        key = idempotency_key(kind, media, request.caption_key or request.caption)
+        key = _key(request, kind, media)
         if request.force:
             key = f"{key}+{await self.journal.count_with_prefix(key)}"
-        post_options = {  # the request's choices, journaled with the post
+        post_options: dict[str, Any] = {  # the request's choices, journaled with the post
             "story": request.story,
             "fit": request.fit,
             "cleanup": request.cleanup,
@@ -211,6 +260,10 @@ class Publisher:
         }
         if request.origin:
             post_options["origin"] = request.origin
+        if not request.publish.empty:
+            post_options["publish"] = request.publish.to_journal()
+        if not request.transcode:
+            post_options["transcode"] = False
         record, created = await self.journal.find_or_create(
             key,
             kind=kind,
@@ -397,12 +450,17 @@ class Publisher:
                 "prepared copy too; cannot continue.",
                 hint="Restore the file, or post again with --force.",
             )
-        again = media_mod.prepare_one(
-            source,
-            fit=record.options.get("fit"),
-            story=bool(record.options.get("story")),
-            out_dir=prepared_dir(),
-        )
+        if item.get("role") == "cover":
+            again = _prepare_cover(source)
+        else:
+            again = media_mod.prepare_one(
+                source,
+                fit=record.options.get("fit"),
+                story=bool(record.options.get("story")),
+                out_dir=prepared_dir(),
+                transcode=record.options.get("transcode", True),
+                reporter=self.reporter,
+            )
         if again.source_sha256 != item["source_sha256"]:
             raise InputError(
                 f"{source}: the file changed since post {record.id} was prepared.",
@@ -430,11 +488,20 @@ class Publisher:
             if item["kind"] == "video":
                 params["media_type"] = "VIDEO"
         elif record.kind == "reel":
-            params.update(media_type="REELS", share_to_feed="true")
+            params["media_type"] = "REELS"
         if not child and record.kind != "story" and record.caption:
             params["caption"] = record.caption
         if alt and item["kind"] == "image" and record.kind != "story":
             params["alt_text"] = alt
+        cover = next((i for i in record.items if i.get("role") == "cover"), None)
+        params.update(
+            publish_options.container_params(
+                publish_options.PublishOptions.from_journal(record.options.get("publish")),
+                record.kind,
+                child=child,
+                cover_url=cover["url"] if cover else None,
+            )
+        )
         return params
 
     async def _create_containers(
@@ -472,6 +539,11 @@ class Publisher:
                 "media_type": "CAROUSEL",
                 "children": ",".join(i["container_id"] for i in items),
                 **({"caption": record.caption} if record.caption else {}),
+                **publish_options.container_params(
+                    publish_options.PublishOptions.from_journal(record.options.get("publish")),
+                    "carousel",
+                    child=False,
+                ),
             },
             what="Creating the carousel container",
         )

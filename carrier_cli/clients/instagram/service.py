@@ -32,6 +32,7 @@ from carrier_cli.clients.instagram.pipeline import (
     free_slot_time,
     prepare,
 )
+from carrier_cli.clients.instagram.publish_options import PublishOptions
 from carrier_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -146,12 +147,17 @@ def post_request(
     cleanup: bool = False,
     character: str | None = None,
     warn: Callable[[str], None] | None = None,
+    kind: str | None = None,
+    publish: PublishOptions | None = None,
+    transcode: bool = True,
 ) -> PostRequest:
     """The options of one post as a PostRequest, refused (InputError, naming the
     `carrier instagram post` flags) when they contradict each other or say nothing about
     the caption. A story has no caption: one given anyway is dropped, through `warn`."""
     if fit not in (None, "pad", "crop"):
         raise InputError(f"--fit `{fit}`: use pad or crop.")
+    check_kind(kind, files, story=story)
+    story = story or kind == "story"
     if generate_caption and caption:
         raise InputError("--caption and --generate-caption exclude each other; pick one.")
     if story:
@@ -176,7 +182,36 @@ def post_request(
         force=force,
         cleanup=cleanup,
         character=character,
+        publish=publish or PublishOptions(),
+        transcode=transcode,
     )
+
+
+POST_KINDS = ("image", "carousel", "reel", "story")
+
+
+def check_kind(kind: str | None, files: list[Path], *, story: bool) -> None:
+    """`--kind` against what the files make, before any conversion work (the same rule as
+    the API's `kind` field): a reel is one video, an image post one image, a carousel
+    2 to 10 files, a story one file."""
+    if kind is None:
+        return
+    if kind not in POST_KINDS:
+        raise InputError(f"--kind `{kind}`: use one of {', '.join(POST_KINDS)}.")
+    if story and kind != "story":
+        raise InputError(f"--story and --kind {kind} contradict each other.")
+    if kind == "story":
+        return
+    from carrier_cli.clients.instagram.video_probe import INPUT_SUFFIXES
+
+    videos = sum(1 for f in files if f.suffix.lower() in INPUT_SUFFIXES)
+    made = "carousel" if len(files) > 1 else ("reel" if videos else "image")
+    if kind != made:
+        raise InputError(
+            f"--kind {kind} does not match the files: {len(files)} file(s) make "
+            f"{'an' if made == 'image' else 'a'} {made} post.",
+            hint="A carousel needs 2-10 files, a reel one video, an image post one image.",
+        )
 
 
 async def post(
@@ -228,7 +263,7 @@ async def publish(
         captions.check_caption(request.caption)
     if request.alt_text and len(request.alt_text) > 1000:
         raise InputError(f"--alt-text has {len(request.alt_text)} characters; at most 1,000.")
-    prepared = await asyncio.to_thread(prepare, request)
+    prepared = await asyncio.to_thread(prepare, request, reporter)
     media, kind = prepared
     character = None
     if generate:
