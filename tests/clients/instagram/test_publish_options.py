@@ -92,7 +92,7 @@ def test_what_each_kind_accepts() -> None:
 
 
 def test_api_field_names_in_messages() -> None:
-    with pytest.raises(InputError, match="^collaborators given 4 times"):
+    with pytest.raises(InputError, match=r"^collaborators given 4 times"):
         po.check_for(po.build(collaborators=list("abcd"), names=po.API_FIELDS), "image", None)
 
 
