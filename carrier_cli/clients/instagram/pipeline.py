@@ -133,11 +133,11 @@ def prepare(
     options = request.publish
     publish_options.check_for(options, kind, prepared[0].duration if kind == "reel" else None)
     if options.cover is not None:
-        prepared.append(_prepare_cover(options.cover))
+        prepared.append(_prepare_cover(options.cover, options.flag("cover")))
     return prepared, kind
 
 
-def _prepare_cover(path: Path) -> media_mod.PreparedMedia:
+def _prepare_cover(path: Path, flag: str = "--cover") -> media_mod.PreparedMedia:
     """A Reel's cover: a JPEG like any image, in any aspect ratio (Meta crops it to 9:16
     in the Reels tab and to 1:1 in the profile grid)."""
     from dataclasses import replace
@@ -145,7 +145,7 @@ def _prepare_cover(path: Path) -> media_mod.PreparedMedia:
     try:
         cover = media_mod.prepare_image(path, fit=None, story=True, out_dir=prepared_dir())
     except InputError as exc:
-        raise InputError(f"--cover: {exc.message}", hint=exc.hint) from None
+        raise InputError(f"{flag}: {exc.message}", hint=exc.hint) from None
     return replace(cover, role="cover")
 
 

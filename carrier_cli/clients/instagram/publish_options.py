@@ -42,6 +42,15 @@ _USERNAME = re.compile(r"^[A-Za-z0-9._]{1,30}$")
 _TAG = re.compile(r"^@?(?P<user>[^@]+?)(?:@(?P<x>[^,]*),(?P<y>.*))?$")
 
 
+class OptionError(InputError):
+    """An option Meta would refuse; `option` is its name (a PublishOptions field), so the
+    API can name its request field and the command line its flag."""
+
+    def __init__(self, option: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.option = option
+
+
 @dataclass(frozen=True)
 class UserTag:
     username: str
@@ -178,36 +187,48 @@ def build(
 ) -> PublishOptions:
     """The options as given, with their syntax checked (the media is checked later)."""
     names = names or CLI_FLAGS
-    users = [_username(c, names["collaborators"]) for c in collaborators or []]
+    try:
+        users = [_username(c, names["collaborators"]) for c in collaborators or []]
+    except InputError as exc:
+        raise OptionError("collaborators", exc.message, hint=exc.hint) from None
     lowered = [u.lower() for u in users]
     if len(set(lowered)) != len(lowered):
-        raise InputError(f"{names['collaborators']}: the same account is named twice.")
-    tags = [parse_user_tag(t, names["user_tags"]) for t in user_tags or []]
+        raise OptionError(
+            "collaborators", f"{names['collaborators']}: the same account is named twice."
+        )
+    try:
+        tags = [parse_user_tag(t, names["user_tags"]) for t in user_tags or []]
+    except InputError as exc:
+        raise OptionError("user_tags", exc.message, hint=exc.hint) from None
     if len(tags) > MAX_USER_TAGS:
-        raise InputError(
+        raise OptionError(
+            "user_tags",
             f"{names['user_tags']} given {len(tags)} times; Instagram allows at most "
-            f"{MAX_USER_TAGS} tags on one image."
+            f"{MAX_USER_TAGS} tags on one image.",
         )
     if len({t.username.lower() for t in tags}) != len(tags):
-        raise InputError(f"{names['user_tags']}: the same account is tagged twice.")
+        raise OptionError("user_tags", f"{names['user_tags']}: the same account is tagged twice.")
     if location_id is not None:
         location_id = location_id.strip()
         if not location_id.isdigit() or len(location_id) > 30:
-            raise InputError(
+            raise OptionError(
+                "location_id",
                 f"{names['location_id']} `{location_id}` is not a location id: it is the "
                 "numeric id of a Facebook Page that has a location.",
                 hint="Find it with the Graph API's Pages search (GET /pages/search?q=...), "
                 "or in the Page's About section.",
             )
     if cover is not None and not cover.is_file():
-        raise InputError(f"{names['cover']} {cover}: file not found.")
+        raise OptionError("cover", f"{names['cover']} {cover}: file not found.")
     if thumb_offset_ms is not None and not 0 <= thumb_offset_ms <= MAX_THUMB_OFFSET_MS:
-        raise InputError(
+        raise OptionError(
+            "thumb_offset_ms",
             f"{names['thumb_offset_ms']} {thumb_offset_ms}: milliseconds from the start of "
-            f"the video, 0 to {MAX_THUMB_OFFSET_MS:,} (15 minutes)."
+            f"the video, 0 to {MAX_THUMB_OFFSET_MS:,} (15 minutes).",
         )
     if cover is not None and thumb_offset_ms is not None:
-        raise InputError(
+        raise OptionError(
+            "cover",
             f"{names['cover']} and {names['thumb_offset_ms']} exclude each other: Instagram "
             "uses the cover image and ignores the offset when both are sent.",
             hint="Pick one: a cover image, or the frame at an offset.",
@@ -215,9 +236,10 @@ def build(
     if audio_name is not None:
         audio_name = audio_name.strip()
         if not audio_name or len(audio_name) > MAX_AUDIO_NAME:
-            raise InputError(
+            raise OptionError(
+                "audio_name",
                 f"{names['audio_name']}: 1 to {MAX_AUDIO_NAME} characters "
-                f"({len(audio_name)} given)."
+                f"({len(audio_name)} given).",
             )
     return PublishOptions(
         collaborators=tuple(users),
@@ -243,7 +265,8 @@ def check_for(options: PublishOptions, kind: str, video_seconds: float | None) -
     limit = MAX_COLLABORATORS.get(kind, 0)
     if len(options.collaborators) > limit:
         flag = options.flag("collaborators")
-        raise InputError(
+        raise OptionError(
+            "collaborators",
             f"{flag} given {len(options.collaborators)} times; "
             + (
                 "stories cannot have collaborators."
@@ -253,21 +276,27 @@ def check_for(options: PublishOptions, kind: str, video_seconds: float | None) -
             hint=None if limit == 0 else f"Keep the {limit} most important accounts.",
         )
     if options.user_tags and kind not in ("image", "story"):
-        raise InputError(
+        raise OptionError(
+            "user_tags",
             f"{options.flag('user_tags')} applies to single images and stories; {label} "
             "cannot carry tags through the API"
-            + (" (they belong to one carousel item)." if kind == "carousel" else ".")
+            + (" (they belong to one carousel item)." if kind == "carousel" else "."),
         )
     if options.location_id is not None and kind == "story":
-        raise InputError(f"{options.flag('location_id')}: stories cannot have a location.")
+        raise OptionError(
+            "location_id", f"{options.flag('location_id')}: stories cannot have a location."
+        )
     for option in ("cover", "thumb_offset_ms", "share_to_feed", "audio_name"):
         if getattr(options, option) is not None and kind != "reel":
-            raise InputError(f"{options.flag(option)} applies to Reels only, not to {label}.")
+            raise OptionError(
+                option, f"{options.flag(option)} applies to Reels only, not to {label}."
+            )
     offset = options.thumb_offset_ms
     if offset is not None and video_seconds is not None and offset >= video_seconds * 1000:
-        raise InputError(
+        raise OptionError(
+            "thumb_offset_ms",
             f"{options.flag('thumb_offset_ms')} {offset}: the video lasts "
-            f"{video_seconds * 1000:.0f} ms; the offset must be below that."
+            f"{video_seconds * 1000:.0f} ms; the offset must be below that.",
         )
 
 
