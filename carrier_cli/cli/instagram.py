@@ -413,17 +413,25 @@ def limit(as_json: JsonOpt = False) -> None:
 
 
 @app.command("whoami")
-def whoami(as_json: JsonOpt = False) -> None:
+def whoami(
+    character: Annotated[
+        str | None,
+        typer.Option("--character", help="Check this character's own account (account_key)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Check the access token and the account id."""
     import asyncio
 
     from carrier_cli.clients.instagram import service
     from carrier_cli.output import print_json
 
-    account = asyncio.run(service.whoami(_settings()))
+    account = asyncio.run(service.whoami(_settings(), character))
     if as_json:
         print_json(account)
         return
+    key = f" with key '{account['account_key']}'" if account.get("account_key") else ""
     typer.echo(
-        f"@{account.get('username', '?')} (id {account.get('id')}) via {account['api']} — token OK."
+        f"@{account.get('username', '?')} (id {account.get('id')}) via {account['api']}{key}"
+        " — token OK."
     )

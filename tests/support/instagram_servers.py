@@ -236,6 +236,9 @@ class FakeGraph:
         self.url = ""
         self.token = ACCESS_TOKEN
         self.account_id = ACCOUNT_ID
+        # More accounts, each with its own token (one account per character):
+        # account id -> (token, username). Each token opens only its own account.
+        self.accounts: dict[str, tuple[str, str]] = {}
         self.username = "carrier_test"
         self.quota_usage = 0
         self.quota_total = 50
@@ -319,12 +322,18 @@ class FakeGraph:
 
         return web.json_response(body, status=status)
 
+    def _caller(self, request: Any, params: dict[str, str]) -> str | None:
+        """The account id the request's token opens (None: no valid token)."""
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header else params.get("access_token")
+        return self._account_of(token)
+
     async def _auth(self, request: Any, params: dict[str, str]) -> Any:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header else params.get("access_token")
         if self.delay:
             await asyncio.sleep(self.delay)
-        if token != self.token:
+        if self._account_of(token) is None:
             return self._json(
                 graph_error(
                     190,
@@ -341,12 +350,13 @@ class FakeGraph:
         self.requests.append((request.method, request.path))
         if (denied := await self._auth(request, params)) is not None:
             return denied
-        if node in ("me", self.account_id):
+        caller = self._caller(request, params)
+        if node == "me" or node == caller:
             if (fail := self._failure("user")) is not None:
                 return self._json(fail[1], fail[0])
-            return self._json(
-                {"id": self.account_id, "username": self.username, "name": "Carrier Test"}
-            )
+            account = str(caller)
+            username = self.username if account == self.account_id else self.accounts[account][1]
+            return self._json({"id": account, "username": username, "name": "Carrier Test"})
         if node in self.containers:
             if (fail := self._failure("status")) is not None:
                 return self._json(fail[1], fail[0])
@@ -380,7 +390,7 @@ class FakeGraph:
         self.requests.append((request.method, request.path))
         if (denied := await self._auth(request, params)) is not None:
             return denied
-        if node != self.account_id:
+        if node != self._caller(request, params):  # another account's node: not this token's
             return self._json(
                 graph_error(100, 33, "Object does not exist", etype="GraphMethodException"), 400
             )
@@ -407,7 +417,7 @@ class FakeGraph:
         if edge == "media_publish" and request.method == "POST":
             if (fail := self._failure("media_publish")) is not None:
                 return self._json(fail[1], fail[0])
-            answer = self._publish(params)
+            answer = self._publish(params, node)
             if answer.status == 200 and self._lose_answer("media_publish"):
                 return self._json(graph_error(2, None, "Service temporarily unavailable"), 500)
             return answer
@@ -421,6 +431,7 @@ class FakeGraph:
                     "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(m["at"])),
                 }
                 for m in reversed(self.published)
+                if m.get("account", self.account_id) == node
             ]
             return self._json({"data": rows[:limit]})
         return self._json(graph_error(100, None, f"Unknown edge {edge}"), 400)
@@ -556,7 +567,15 @@ class FakeGraph:
         self.containers[cid] = Container(cid, params, list(statuses))
         return self._json({"id": cid})
 
-    def _publish(self, params: dict[str, str]) -> Any:
+    def add_account(self, account_id: str, token: str, username: str) -> None:
+        self.accounts[account_id] = (token, username)
+
+    def _account_of(self, token: str | None) -> str | None:
+        if token == self.token:
+            return self.account_id
+        return next((a for a, (t, _) in self.accounts.items() if t == token), None)
+
+    def _publish(self, params: dict[str, str], account: str | None = None) -> Any:
         cid = params.get("creation_id", "")
         container = self.containers.get(cid)
         if container is None:
@@ -594,6 +613,7 @@ class FakeGraph:
                     "container": cid,
                     "caption": container.params.get("caption"),
                     "media_type": container.params.get("media_type", "IMAGE"),
+                    "account": account or self.account_id,
                     "permalink": f"https://www.instagram.com/p/C{media_id[-8:]}/",
                     "at": time.time(),
                 }

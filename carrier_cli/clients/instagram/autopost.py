@@ -256,4 +256,7 @@ async def run_instagram_client(runtime: Any, settings: Settings, stop_event: asy
         log.info("Instagram is disabled for %s (clients.instagram.enabled)", runtime.character.name)
         await stop_event.wait()
         return
-    await autopost_loop(runtime, InstagramOptions.from_settings(settings), stop_event)
+    from carrier_cli.clients.instagram.accounts import for_character
+
+    options = for_character(InstagramOptions.from_settings(settings), runtime.character)
+    await autopost_loop(runtime, options, stop_event)

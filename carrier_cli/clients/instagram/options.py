@@ -35,6 +35,9 @@ class GraphOptions:
     retry_delay: float  # first back-off delay (doubles)
     poll_interval: float  # between container status checks (grows to 60)
     poll_timeout: float  # for a container to finish processing
+    # The `carrier keys` name of a character's own account (accounts.py); None: the global
+    # INSTAGRAM_ACCOUNT_ID / INSTAGRAM_ACCESS_TOKEN.
+    account_key: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GraphOptions:

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from carrier_cli.clients.instagram import accounts, publish_options
 from carrier_cli.clients.instagram import media as media_mod
-from carrier_cli.clients.instagram import publish_options
 from carrier_cli.clients.instagram.ftp_upload import FtpConfig, Progress, delete_file, upload_file
 from carrier_cli.clients.instagram.graph import GraphClient, GraphError, Quota, StopRequested
 from carrier_cli.clients.instagram.http_check import check_public_url, public_url
@@ -109,10 +109,17 @@ def idempotency_key(
     return digest.hexdigest()
 
 
-def _key(request: PostRequest, kind: str, media: list[media_mod.PreparedMedia]) -> str:
-    return idempotency_key(
-        kind, media, request.caption_key or request.caption, request.publish.key_text()
-    )
+def _key(
+    request: PostRequest,
+    kind: str,
+    media: list[media_mod.PreparedMedia],
+    account_key: str | None = None,
+) -> str:
+    """The same media posted to a character's own account (accounts.py) is another post."""
+    options_key = request.publish.key_text()
+    if account_key:
+        options_key += f"|account:{account_key}"
+    return idempotency_key(kind, media, request.caption_key or request.caption, options_key)
 
 
 def prepare(
@@ -214,7 +221,9 @@ class Publisher:
     ) -> PostRecord | None:
         if request.force:
             return None
-        return await self.journal.by_key(_key(request, kind, prepared))
+        return await self.journal.by_key(
+            _key(request, kind, prepared, self.options.graph.account_key)
+        )
 
     async def post(
         self,
@@ -249,7 +258,7 @@ class Publisher:
         if prepared is None:
             prepared = await asyncio.to_thread(prepare, request, self.reporter)
         media, kind = prepared
-        key = _key(request, kind, media)
+        key = _key(request, kind, media, self.options.graph.account_key)
         if request.force:
             key = f"{key}+{await self.journal.count_with_prefix(key)}"
         post_options: dict[str, Any] = {  # the request's choices, journaled with the post
@@ -264,6 +273,8 @@ class Publisher:
             post_options["publish"] = request.publish.to_journal()
         if not request.transcode:
             post_options["transcode"] = False
+        if (account := accounts.journal_entry(self.options.graph)) is not None:
+            post_options["account"] = account
         record, created = await self.journal.find_or_create(
             key,
             kind=kind,
@@ -358,7 +369,8 @@ class Publisher:
 
     async def _run(self, record: PostRecord, owner: str) -> PostRecord:
         recreated = 0
-        async with GraphClient(self.options.graph) as graph:
+        graph_options = accounts.graph_for_record(self.options.graph, record.options.get("account"))
+        async with GraphClient(graph_options) as graph:
             while record.last_step != "published":
                 if self.stop_event is not None and self.stop_event.is_set():
                     raise StopRequested(f"stopped before step after '{record.last_step}'")

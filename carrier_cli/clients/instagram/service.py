@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from carrier_cli.clients.instagram import captions
+from carrier_cli.clients.instagram import accounts, captions
 from carrier_cli.clients.instagram.graph import GraphClient, Quota
 from carrier_cli.clients.instagram.journal import Journal, PostRecord, now
 from carrier_cli.clients.instagram.media import Fit, PostKind, PreparedMedia
@@ -227,9 +227,10 @@ async def post(
     character_loader: Callable[[str | None], Character] | None = None,
     stop_event: asyncio.Event | None = None,
 ) -> PostOutcome | DryRun:
-    """Validate, (generate a caption,) and publish through the journaled pipeline."""
+    """Validate, (generate a caption,) and publish through the journaled pipeline, as
+    the account of `request.character` when it has its own (accounts.py)."""
     return await publish(
-        InstagramOptions.from_settings(settings),
+        accounts.for_character_name(settings, request.character),
         request,
         dry_run=dry_run,
         generate=generate,
@@ -391,7 +392,9 @@ async def limit_for(options: InstagramOptions, journal: Journal | None = None) -
     return LimitInfo(quota, next_free)
 
 
-async def whoami(settings: Settings) -> dict[str, Any]:
-    async with GraphClient(InstagramOptions.from_settings(settings).graph) as graph:
+async def whoami(settings: Settings, character: str | None = None) -> dict[str, Any]:
+    """The account the token opens (the character's own with `character`)."""
+    options = accounts.for_character_name(settings, character)
+    async with GraphClient(options.graph) as graph:
         account = await graph.whoami()
-        return {**account, "api": graph.base}
+        return {**account, "api": graph.base, "account_key": options.graph.account_key}
