@@ -435,3 +435,13 @@ def whoami(
         f"@{account.get('username', '?')} (id {account.get('id')}) via {account['api']}{key}"
         " — token OK."
     )
+
+
+def _register_more() -> None:
+    """Commands kept in their own modules (one concern per file)."""
+    from carrier_cli.cli import instagram_insights
+
+    instagram_insights.register(app)
+
+
+_register_more()

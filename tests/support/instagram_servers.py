@@ -239,6 +239,7 @@ class FakeGraph:
         # More accounts, each with its own token (one account per character):
         # account id -> (token, username). Each token opens only its own account.
         self.accounts: dict[str, tuple[str, str]] = {}
+        self.insights: dict[str, dict[str, int]] = {}  # media id -> metric -> value
         self.username = "carrier_test"
         self.quota_usage = 0
         self.quota_total = 50
@@ -373,7 +374,7 @@ class FakeGraph:
             if media["id"] == node:
                 if (fail := self._failure("permalink")) is not None:
                     return self._json(fail[1], fail[0])
-                return self._json({"id": node, "permalink": media["permalink"]})
+                return self._json(media_fields(media))
         return self._json(
             graph_error(
                 100,
@@ -390,6 +391,8 @@ class FakeGraph:
         self.requests.append((request.method, request.path))
         if (denied := await self._auth(request, params)) is not None:
             return denied
+        if edge == "insights" and node != self.account_id and node not in self.accounts:
+            return self._media_insights(node, params)
         if node != self._caller(request, params):  # another account's node: not this token's
             return self._json(
                 graph_error(100, 33, "Object does not exist", etype="GraphMethodException"), 400
@@ -423,17 +426,20 @@ class FakeGraph:
             return answer
         if edge == "media" and request.method == "GET":
             # The account's media, newest first (IG User Media edge).
+            # Cursor paging as Meta does it: paging.cursors.after, and paging.next while
+            # there is more.
             limit = int(params.get("limit", "25"))
+            start = int(params.get("after") or 0)
             rows = [
-                {
-                    "id": m["id"],
-                    "caption": m["caption"],
-                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(m["at"])),
-                }
-                for m in reversed(self.published)
+                media_fields(m)
+                for m in sorted(self.published, key=lambda m: m["at"], reverse=True)
                 if m.get("account", self.account_id) == node
             ]
-            return self._json({"data": rows[:limit]})
+            page: dict[str, Any] = {"data": rows[start : start + limit]}
+            if start + limit < len(rows):
+                after = str(start + limit)
+                page["paging"] = {"cursors": {"after": after}, "next": f"{self.url}?after={after}"}
+            return self._json(page)
         return self._json(graph_error(100, None, f"Unknown edge {edge}"), 400)
 
     async def _download(self, url: str) -> tuple[bytes | None, str]:
@@ -567,6 +573,50 @@ class FakeGraph:
         self.containers[cid] = Container(cid, params, list(statuses))
         return self._json({"id": cid})
 
+    def _media_insights(self, media_id: str, params: dict[str, str]) -> Any:
+        """GET /{media}/insights?metric=a,b: lifetime totals, refused for an unknown metric
+        or one the media's product type has not (stories: no likes, comments, saved)."""
+        media = next((m for m in self.published if m["id"] == media_id), None)
+        if media is None:
+            return self._json(
+                graph_error(100, 33, "Object does not exist", etype="GraphMethodException"), 400
+            )
+        if (fail := self._failure("insights")) is not None:
+            return self._json(fail[1], fail[0])
+        story = media["media_type"] == "STORIES"
+        allowed = INSIGHT_METRICS if not story else ("reach", "views", "shares", "replies")
+        wanted = [m for m in params.get("metric", "").split(",") if m]
+        if not wanted:
+            return self._json(
+                graph_error(100, None, "(#100) The parameter metric is required"), 400
+            )
+        for name in wanted:
+            if name not in allowed:
+                return self._json(
+                    graph_error(
+                        100,
+                        None,
+                        f"(#100) metric[{wanted.index(name)}] must be one of the following "
+                        f"values: {', '.join(allowed)}",
+                    ),
+                    400,
+                )
+        values = self.insights.get(media_id) or default_insights(media_id)
+        return self._json(
+            {
+                "data": [
+                    {
+                        "name": name,
+                        "period": "lifetime",
+                        "values": [{"value": values.get(name, 0)}],
+                        "title": name.capitalize(),
+                        "id": f"{media_id}/insights/{name}/lifetime",
+                    }
+                    for name in wanted
+                ]
+            }
+        )
+
     def add_account(self, account_id: str, token: str, username: str) -> None:
         self.accounts[account_id] = (token, username)
 
@@ -619,6 +669,40 @@ class FakeGraph:
                 }
             )
         return self._json({"id": media_id})
+
+
+INSIGHT_METRICS = ("reach", "views", "likes", "comments", "saved", "shares", "total_interactions")
+
+
+def default_insights(media_id: str) -> dict[str, int]:
+    """Stable numbers for media a test did not script (from the id's digits)."""
+    seed = int(media_id[-4:])
+    return {
+        "reach": 100 + seed % 97,
+        "views": 150 + seed % 89,
+        "likes": seed % 23,
+        "comments": seed % 7,
+        "saved": seed % 5,
+        "shares": seed % 3,
+    }
+
+
+def media_fields(media: dict[str, Any]) -> dict[str, Any]:
+    """A published media as GET /{media} and the media edge show it (Meta's names:
+    Reels are VIDEO with product type REELS, stories product type STORY)."""
+    kind = media["media_type"]
+    media_type = {"REELS": "VIDEO", "CAROUSEL": "CAROUSEL_ALBUM", "STORIES": "IMAGE"}.get(
+        kind, kind
+    )
+    product = {"REELS": "REELS", "STORIES": "STORY"}.get(kind, "FEED")
+    return {
+        "id": media["id"],
+        "caption": media["caption"],
+        "media_type": media_type,
+        "media_product_type": product,
+        "permalink": media["permalink"],
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(media["at"])),
+    }
 
 
 COLLABORATOR_LIMIT = 3  # Meta: up to 3 collaborators on feed images, carousels and Reels
