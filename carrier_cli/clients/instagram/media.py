@@ -19,7 +19,8 @@ from struct import error as struct_error
 from typing import TYPE_CHECKING, Literal
 
 from carrier_cli.clients.instagram import mp4
-from carrier_cli.clients.instagram.video_probe import INPUT_SUFFIXES
+from carrier_cli.clients.instagram.hashing import file_sha256
+from carrier_cli.clients.instagram.video_probe import INPUT_SUFFIXES, VideoSpec
 from carrier_cli.errors import InputError
 
 if TYPE_CHECKING:
@@ -73,14 +74,6 @@ class PreparedMedia:
     def remote_name(self) -> str:
         """Unique per content, so reuploads are detected and names never collide."""
         return f"carrier-{self.sha256[:24]}{self.path.suffix.lower()}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def post_kind(media: list[PreparedMedia], *, story: bool) -> PostKind:
@@ -161,10 +154,35 @@ def prepare_one(
             return check_video(path, story=story)  # the box-level checks, without FFmpeg
         from carrier_cli.clients.instagram.video_prepare import prepare_video
 
-        return prepare_video(
-            path, story=story, out_dir=out_dir, transcode=transcode, reporter=reporter
+        video = prepare_video(
+            path, video_spec(story=story), out_dir=out_dir, transcode=transcode, reporter=reporter
+        )
+        return PreparedMedia(
+            source=path,
+            path=video.path,
+            kind="video",
+            sha256=video.sha256,
+            size=video.size,
+            content_type=VIDEO_EXTENSIONS.get(video.path.suffix.lower(), "video/mp4"),
+            width=video.width,
+            height=video.height,
+            duration=video.duration,
+            notes=video.notes,
+            source_hash=video.source_hash,
         )
     return prepare_image(path, fit=fit, story=story, out_dir=out_dir)
+
+
+def video_spec(*, story: bool) -> VideoSpec:
+    """Instagram's limits for a video, read from the tables above at call time."""
+    limits = STORY_VIDEO_LIMITS if story else REEL_LIMITS
+    return VideoSpec(
+        label="story video" if story else "Reel",
+        min_seconds=limits["min_s"],
+        max_seconds=limits["max_s"],
+        max_bytes=int(limits["max_bytes"]),
+        max_width=int(limits["max_width"]),
+    )
 
 
 def _have_pyav() -> bool:

@@ -1,6 +1,6 @@
 """A Reel, video story or carousel video made ready for upload: as it is, or converted.
 
-An in-spec file is uploaded as it is: the PreparedMedia points at the original, byte for
+An in-spec file is uploaded as it is: the result points at the original, byte for
 byte (nothing is rewritten "to be safe": a re-encode always loses quality). An
 out-of-spec one is converted (transcode.convert) into Carrier's cache, under a name
 derived from the original's content and the rules it was converted for, so a rerun or a
@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from carrier_cli.clients.instagram import media as media_mod
 from carrier_cli.clients.instagram import video_probe
+from carrier_cli.clients.instagram.hashing import file_sha256
 from carrier_cli.clients.instagram.video_probe import VideoSpec
 from carrier_cli.errors import InputError
 
@@ -33,40 +34,31 @@ class TranscodeReporter(Protocol):
     def transcode_done(self) -> None: ...
 
 
-def spec_for(*, story: bool) -> VideoSpec:
-    """Instagram's limits, read from media's tables at call time (tests lower them)."""
-    limits = media_mod.STORY_VIDEO_LIMITS if story else media_mod.REEL_LIMITS
-    return VideoSpec(
-        label="story video" if story else "Reel",
-        min_seconds=limits["min_s"],
-        max_seconds=limits["max_s"],
-        max_bytes=int(limits["max_bytes"]),
-        max_width=int(limits["max_width"]),
-    )
+@dataclass
+class PreparedVideo:
+    path: Path  # the original when it is in spec, else the converted copy
+    sha256: str  # of `path`
+    size: int
+    width: int
+    height: int
+    duration: float
+    notes: list[str] = field(default_factory=list)
+    source_hash: str | None = None  # of the original, when `path` is a converted copy
 
 
 def prepare_video(
     path: Path,
+    spec: VideoSpec,
     *,
-    story: bool,
     out_dir: Path,
     transcode: bool = True,
     reporter: TranscodeReporter | None = None,
-) -> media_mod.PreparedMedia:
-    spec = spec_for(story=story)
+) -> PreparedVideo:
     facts = video_probe.probe(path)
     found = video_probe.problems(facts, spec)
     if not found:
-        return media_mod.PreparedMedia(
-            source=path,
-            path=path,
-            kind="video",
-            sha256=media_mod.file_sha256(path),
-            size=facts.size,
-            content_type=media_mod.VIDEO_EXTENSIONS[path.suffix.lower()],
-            width=facts.width,
-            height=facts.height,
-            duration=facts.duration,
+        return PreparedVideo(
+            path, file_sha256(path), facts.size, facts.width, facts.height, facts.duration
         )
     listed = "; ".join(p.text for p in found)
     if any(p.fix == "none" for p in found):
@@ -81,7 +73,7 @@ def prepare_video(
             hint="Run without --no-transcode to let Carrier convert it to an MP4 that "
             "Instagram accepts (H.264 + AAC, fast start); the original is never changed.",
         )
-    source_hash = media_mod.file_sha256(path)
+    source_hash = file_sha256(path)
     key = hashlib.sha256(
         f"{source_hash}:{spec.label}:{spec.max_bytes}:{_VERSION}".encode()
     ).hexdigest()
@@ -106,16 +98,13 @@ def prepare_video(
             hint="Export it again as MP4 (H.264 + AAC, 30 fps, at most 1920 px wide).",
         )
     how = "remuxed" if {p.fix for p in found} == {"remux"} else "transcoded"
-    return media_mod.PreparedMedia(
-        source=path,
-        path=target,
-        kind="video",
-        sha256=media_mod.file_sha256(target),
-        size=result.size,
-        content_type="video/mp4",
-        width=result.width,
-        height=result.height,
-        duration=result.duration,
+    return PreparedVideo(
+        target,
+        file_sha256(target),
+        result.size,
+        result.width,
+        result.height,
+        result.duration,
         notes=[f"{how}: {listed}"],
         source_hash=source_hash,
     )

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from carrier_cli.clients.instagram import media, mp4, video_prepare, video_probe
+from carrier_cli.clients.instagram import media, mp4, video_probe
 from carrier_cli.clients.instagram.transcode import target_fps, target_size
 from carrier_cli.errors import InputError
 from tests.clients.instagram.videos import make_video
 
-REEL = video_prepare.spec_for(story=False)
+REEL = media.video_spec(story=False)
 
 
 def prepare(path: Path, tmp_path: Path, **kw: Any) -> media.PreparedMedia:
