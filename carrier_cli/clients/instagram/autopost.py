@@ -32,6 +32,7 @@ from carrier_cli.clients.instagram.pipeline import (
     StopRequested,
     check_publish_settings,
 )
+from carrier_cli.clients.instagram.video_probe import INPUT_SUFFIXES
 from carrier_cli.errors import CarrierError, ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
-MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | set(VIDEO_EXTENSIONS)
+# Videos in any container Carrier converts from (MKV, WebM...: converted to MP4 first).
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | set(VIDEO_EXTENSIONS) | INPUT_SUFFIXES
 
 
 def next_media(folder: Path) -> Path | None:

@@ -171,3 +171,24 @@ def test_no_transcode_refuses_before_any_network_call(
     assert result.returncode == 2
     assert "frame rate 120 fps (needs 23 to 60)" in result.stderr.replace("\n  ", " ")
     assert instagram_env.graph.requests == [] and instagram_env.published_files() == []
+
+
+def test_resume_converts_again_when_the_cache_was_cleared(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    """Killed right after journaling; the converted copy is gone (cache cleaned): the
+    resume converts the original again and publishes the new copy."""
+    from carrier_cli.clients.instagram.pipeline import prepared_dir
+
+    make_video(tmp_path / "v.mkv", codec="mpeg4")
+    args = ["instagram", "post", "v.mkv", "--caption", "cached"]
+    crashed = carrier(*args, cwd=tmp_path, extra_env={"CARRIER_TEST_CRASH_AFTER": "prepared"})
+    assert crashed.returncode == 137, crashed.stderr
+    converted = list(prepared_dir().glob("*.mp4"))
+    assert len(converted) == 1
+    converted[0].unlink()
+    resumed = run_cli("instagram", "resume", "1", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    params = container_of(instagram_env)
+    uploaded = instagram_env.ftp.root / Path(params["video_url"]).name
+    assert video_probe.probe(uploaded).video_codec == "h264"
