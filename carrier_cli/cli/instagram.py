@@ -129,7 +129,7 @@ def _print_outcome(outcome: PostOutcome, as_json: bool) -> None:
 def post(
     files: Annotated[
         list[Path],
-        typer.Argument(help="1 image (post), 2-10 files (carousel), or an .mp4/.mov (Reel)."),
+        typer.Argument(help="1 image (post), 2-10 files (carousel), or a video (Reel)."),
     ],
     caption: Annotated[str | None, typer.Option("--caption", "-c", help="Caption text.")] = None,
     alt_text: Annotated[str | None, typer.Option("--alt-text", help="Alt text for images.")] = None,
@@ -141,7 +141,11 @@ def post(
     ] = False,
     character: Annotated[
         str | None,
-        typer.Option("--character", help="Character writing the caption (name or file)."),
+        typer.Option(
+            "--character",
+            help="Character (name or file): writes a generated caption; posts as its own "
+            "account when it has one (clients.instagram.account_key).",
+        ),
     ] = None,
     story: Annotated[bool, typer.Option("--story", help="Publish as a story.")] = False,
     kind: Annotated[
