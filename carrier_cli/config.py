@@ -250,6 +250,11 @@ class Settings(BaseSettings):
         ge=0,
         description="First back-off delay in seconds for FTP/HTTP/Graph retries (doubles).",
     )
+    instagram_reel_upload: Literal["ftp", "resumable"] = Field(
+        "ftp",
+        description="How Reels reach Instagram: ftp (uploaded to FTP_SERVER, fetched from "
+        "HTTP_SERVER) or resumable (sent to Meta's rupload host; Facebook Login only).",
+    )
 
     # Long-running processes
     shutdown_grace: float = Field(

@@ -221,11 +221,21 @@ class Container:
     polls: int = 0
     published_media: str | None = None
     error_reason: str = ""
+    # Resumable upload (upload_type=resumable): the bytes received, and the file's size
+    # once a POST to the upload URI announced it. IN_PROGRESS until all of it arrived.
+    uploaded: bytearray | None = None
+    upload_size: int | None = None
+
+    @property
+    def awaiting_upload(self) -> bool:
+        return self.uploaded is not None and len(self.uploaded) != self.upload_size
 
     @property
     def status_code(self) -> str:
         if self.published_media:
             return "PUBLISHED"
+        if self.awaiting_upload:
+            return "IN_PROGRESS"
         return self.statuses[min(self.polls, len(self.statuses) - 1)]
 
 
@@ -240,6 +250,7 @@ class FakeGraph:
         # account id -> (token, username). Each token opens only its own account.
         self.accounts: dict[str, tuple[str, str]] = {}
         self.insights: dict[str, dict[str, int]] = {}  # media id -> metric -> value
+        self.drop_rupload_after: int | None = None
         self.username = "carrier_test"
         self.quota_usage = 0
         self.quota_total = 50
@@ -305,6 +316,7 @@ class FakeGraph:
         from aiohttp import web
 
         app = web.Application(client_max_size=1024**2)
+        app.router.add_route("POST", "/ig-api-upload/{version}/{container}", self._rupload)
         app.router.add_route("*", "/{version}/{node}", self._node)
         app.router.add_route("*", "/{version}/{node}/{edge}", self._edge)
         return app
@@ -362,8 +374,20 @@ class FakeGraph:
             if (fail := self._failure("status")) is not None:
                 return self._json(fail[1], fail[0])
             container = self.containers[node]
+            if params.get("fields") == "video_status":
+                done = len(container.uploaded or b"")
+                phase = "complete" if not container.awaiting_upload else "in_progress"
+                return self._json(
+                    {
+                        "id": node,
+                        "video_status": {
+                            "uploading_phase": {"status": phase, "bytes_transferred": done}
+                        },
+                    }
+                )
             code = container.status_code
-            container.polls += 1
+            if not container.awaiting_upload:
+                container.polls += 1
             body = {"id": node, "status_code": code}
             if code == "ERROR":
                 body["status"] = container.error_reason or "Error: 2207001 media upload failed"
@@ -540,6 +564,17 @@ class FakeGraph:
                 )
             if (problem := self._image_problem(data, story)) is not None:
                 return self._json(problem, 400)
+        elif params.get("upload_type") == "resumable":
+            if media_type not in ("REELS", "VIDEO", "STORIES"):
+                return self._json(graph_error(100, None, "upload_type is for videos"), 400)
+            cid = self._new_id()
+            with self._lock:
+                statuses = (
+                    self.next_statuses.pop(0) if self.next_statuses else self.default_statuses
+                )
+            container = Container(cid, params, list(statuses), uploaded=bytearray())
+            self.containers[cid] = container
+            return self._json({"id": cid, "uri": f"{self.url}/ig-api-upload/v25.0/{cid}"})
         elif "video_url" in params:
             data, info = await self._download(params["video_url"])
             if data is None:
@@ -616,6 +651,50 @@ class FakeGraph:
                 ]
             }
         )
+
+    async def _rupload(self, request: Any) -> Any:
+        """POST https://rupload.facebook.com/ig-api-upload/{v}/{container}: `Authorization:
+        OAuth <token>`, `offset` and `file_size` headers, the bytes from `offset` on.
+        `drop_rupload_after` (bytes) cuts the next upload's connection after that many."""
+        cid = request.match_info["container"]
+        self.requests.append((request.method, request.path))
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("OAuth ") or self._account_of(header[6:].strip()) is None:
+            return self._json(graph_error(190, 463, "Invalid OAuth access token"), 400)
+        container = self.containers.get(cid)
+        if container is None or container.uploaded is None:
+            return self._json(graph_error(24, 2207006, "The media container does not exist"), 400)
+        try:
+            offset = int(request.headers["offset"])
+            size = int(request.headers["file_size"])
+        except (KeyError, ValueError):
+            return self._json(graph_error(100, None, "offset and file_size headers needed"), 400)
+        if offset != len(container.uploaded):
+            return self._json(
+                graph_error(
+                    100, None, f"offset {offset}: {len(container.uploaded)} bytes are here"
+                ),
+                400,
+            )
+        container.upload_size = size
+        drop, self.drop_rupload_after = self.drop_rupload_after, None
+        async for chunk in request.content.iter_chunked(1 << 16):
+            container.uploaded += chunk
+            if drop is not None and len(container.uploaded) - offset >= drop:
+                del container.uploaded[offset + drop :]
+                assert request.transport is not None
+                request.transport.close()  # the connection dies mid-upload
+                return self._json({}, 500)
+        if len(container.uploaded) != size:
+            return self._json(graph_error(-1, 2207001, "Upload incomplete"), 400)
+        data = bytes(container.uploaded)
+        if data[4:8] != b"ftyp":
+            container.statuses = ["ERROR"]
+            container.error_reason = "Error: 2207005 not a video"
+        elif (reason := video_refusal(video_facts(data))) is not None:
+            container.statuses = ["IN_PROGRESS", "ERROR"]
+            container.error_reason = reason
+        return self._json({"success": True, "message": "Upload successful."})
 
     def add_account(self, account_id: str, token: str, username: str) -> None:
         self.accounts[account_id] = (token, username)

@@ -223,6 +223,10 @@ class GraphClient:
         self._own_session = session is None
         self._timeout = timeout
 
+    def auth_header(self, scheme: str = "Bearer") -> dict[str, str]:
+        """The token as a header for Meta's other hosts (rupload wants `OAuth <token>`)."""
+        return {"Authorization": f"{scheme} {self._token}"}
+
     async def __aenter__(self) -> GraphClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(

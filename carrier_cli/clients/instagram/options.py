@@ -86,6 +86,8 @@ class InstagramOptions:
     http_server: str | None  # public base URL serving the FTP directory
     retry_delay: float  # first back-off delay for FTP and HTTP retries (doubles)
     database_url: str | None  # the memory database, where the journal lives
+    # "resumable": Reels go to Meta's rupload host instead of FTP (rupload.py).
+    reel_upload: str = "ftp"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InstagramOptions:
@@ -95,4 +97,5 @@ class InstagramOptions:
             http_server=settings.http_server,
             retry_delay=settings.instagram_retry_delay,
             database_url=settings.database_url,
+            reel_upload=settings.instagram_reel_upload,
         )

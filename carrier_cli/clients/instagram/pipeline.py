@@ -183,9 +183,17 @@ def free_slot_time(published: list[datetime], quota: Quota, at: datetime) -> dat
     return recent[index] + window
 
 
-def check_publish_settings(options: InstagramOptions) -> None:
-    """Refuse early, before anything is journaled, when a needed setting is missing."""
+def check_publish_settings(options: InstagramOptions, *, ftp: bool | None = None) -> None:
+    """Refuse early, before anything is journaled, when a needed setting is missing.
+
+    `ftp`: whether the FTP and HTTP settings are needed (None: unless Reels go through
+    Meta's resumable upload, where only images, covers and stories need them; `_upload`
+    checks again with the post's own files)."""
     GraphClient(options.graph)  # names INSTAGRAM_ACCESS_TOKEN / INSTAGRAM_ACCOUNT_ID
+    if ftp is None:
+        ftp = options.reel_upload != "resumable"
+    if not ftp:
+        return
     FtpConfig.from_options(options.ftp)
     if not options.http_server:
         raise ConfigError(
@@ -412,16 +420,35 @@ class Publisher:
             "it continues from the last completed step.",
         )
 
+    def _resumable(self, record: PostRecord, item: dict[str, Any]) -> bool:
+        """This item goes to Meta's rupload host: a Reel's video when the setting says so
+        (or when its resumable upload already began, whatever the setting says now)."""
+        if item.get("upload_uri"):
+            return True
+        return (
+            self.options.reel_upload == "resumable"
+            and record.kind == "reel"
+            and item["kind"] == "video"
+        )
+
     async def _upload(self, record: PostRecord, owner: str, graph: GraphClient) -> PostRecord:
         await self._check_quota(graph, record)
-        check_publish_settings(self.options)
-        http_server = self.options.http_server
-        assert http_server
-        config = FtpConfig.from_options(self.options.ftp)
         items = record.items
-        for index, item in enumerate(items):
-            if item.get("url"):
+        by_ftp = [not i.get("url") and not self._resumable(record, i) for i in items]
+        check_publish_settings(self.options, ftp=any(by_ftp))
+        # The cover first: a resumable container is created with its cover_url.
+        order = sorted(range(len(items)), key=lambda i: items[i].get("role") != "cover")
+        for index in order:
+            item = items[index]
+            if item.get("url") or item.get("uploaded"):
                 continue
+            if not by_ftp[index]:
+                record = await self._upload_resumable(record, owner, graph, index)
+                items = record.items
+                continue
+            http_server = self.options.http_server
+            assert http_server
+            config = FtpConfig.from_options(self.options.ftp)
             path = self._ensure_prepared(record, item)
             progress = self.reporter.upload_progress(Path(item["source"]).name, item["size"])
             try:
@@ -450,6 +477,52 @@ class Publisher:
                 + (f" (resumed at byte {result.resumed_from})" if result.resumed_from else "")
             )
         return await self.journal.record_step(record.id, owner, "uploaded", items=items)
+
+    async def _upload_resumable(
+        self, record: PostRecord, owner: str, graph: GraphClient, index: int
+    ) -> PostRecord:
+        """Create the Reel's container with upload_type=resumable (journaled with its
+        upload URI before any byte is sent), then send the file to that URI."""
+        from carrier_cli.clients.instagram import rupload
+
+        items = record.items
+        item = items[index]
+        if not item.get("container_id"):
+            params = self._container_params(record, item, child=False)
+            params.pop("video_url", None)
+            params["upload_type"] = "resumable"
+            body = await graph.request(
+                "POST", f"{graph.account_id}/media", params, what="Creating the Reel container"
+            )
+            if not body.get("id") or not body.get("uri"):
+                raise RuntimeFailure(
+                    f"Creating the Reel container: the answer has no id and upload uri ({body}).",
+                    hint="Resumable upload needs Facebook Login for Business; set "
+                    "instagram_reel_upload: ftp otherwise.",
+                )
+            item.update(container_id=str(body["id"]), upload_uri=str(body["uri"]))
+            record = await self.journal.update(record.id, owner, items=items)
+            crash_point("resumable_container")
+        path = self._ensure_prepared(record, item)
+        progress = self.reporter.upload_progress(Path(item["source"]).name, item["size"])
+        try:
+            resumed = await rupload.send(
+                graph,
+                item["upload_uri"],
+                item["container_id"],
+                path,
+                progress=progress,
+                backoff=self.options.retry_delay,
+            )
+        finally:
+            self.reporter.upload_done()
+        item["uploaded"] = True
+        record = await self.journal.update(record.id, owner, items=items)
+        self.reporter.info(
+            f"Uploaded {Path(item['source']).name} to Meta (resumable upload"
+            + (f", resumed at byte {resumed})" if resumed else ")")
+        )
+        return record
 
     def _ensure_prepared(self, record: PostRecord, item: dict[str, Any]) -> Path:
         path = Path(item["path"])
@@ -520,6 +593,11 @@ class Publisher:
         self, record: PostRecord, owner: str, graph: GraphClient
     ) -> PostRecord:
         items = record.items
+        if record.kind != "carousel" and items[0].get("upload_uri") and items[0].get("uploaded"):
+            cid = items[0]["container_id"]  # created before the resumable upload
+            return await self.journal.record_step(
+                record.id, owner, "container_created", container_id=cid
+            )
         if record.kind != "carousel":
             cid = await graph.create_container(
                 self._container_params(record, items[0], child=False),
@@ -566,11 +644,16 @@ class Publisher:
 
     async def _reset_containers(self, record: PostRecord, owner: str) -> PostRecord:
         items = [{**item, "container_id": None} for item in record.items]
+        step = "uploaded"
+        for item in items:
+            if item.pop("upload_uri", None):  # the file lived in that container: send again
+                item.pop("uploaded", None)
+                step = "prepared"
         return await self.journal.update(
             record.id,
             owner,
-            status="uploaded",
-            last_step="uploaded",
+            status=step,
+            last_step=step,
             container_id=None,
             items=items,
         )
