@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         """Reach, views, likes, comments, saves and shares per post, and per day."""
         import asyncio
 
-        from carrier_cli.clients.instagram.insights import insights as collect
+        from carrier_cli.clients.instagram.service import insights as collect
         from carrier_cli.memory.call_reports import parse_since
         from carrier_cli.output import notice, print_json
         from carrier_cli.state import STATE

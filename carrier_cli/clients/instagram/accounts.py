@@ -22,7 +22,6 @@ from carrier_cli.errors import ConfigError
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
     from carrier_cli.clients.instagram.options import GraphOptions, InstagramOptions
-    from carrier_cli.config import Settings
 
 GLOBAL_KEY = "instagram"
 
@@ -77,18 +76,6 @@ def for_character(options: InstagramOptions, character: Character | None) -> Ins
         return options
     graph = character_graph(options.graph, character)
     return options if graph is options.graph else replace(options, graph=graph)
-
-
-def for_character_name(settings: Settings, name: str | None) -> InstagramOptions:
-    """`InstagramOptions.from_settings` for `--character NAME` (None: the global account)."""
-    from carrier_cli.clients.instagram.options import InstagramOptions
-
-    options = InstagramOptions.from_settings(settings)
-    if name is None:
-        return options
-    from carrier_cli.character import resolve_character
-
-    return for_character(options, resolve_character(name))
 
 
 def journal_entry(graph: GraphOptions) -> dict[str, str] | None:

@@ -252,20 +252,3 @@ def sparkline(values: list[int]) -> str:
     if top <= 0:
         return " " * len(values)
     return "".join(" " if v <= 0 else blocks[min(7, int(v / top * 7.999))] for v in values)
-
-
-async def insights(
-    settings: Any, *, since: datetime, post: str | None = None, character: str | None = None
-) -> InsightsReport:
-    """`carrier instagram insights`: the report for the account (the character's own with
-    `character`), matching media to the journal's post ids."""
-    from carrier_cli.clients.instagram.accounts import for_character_name
-    from carrier_cli.clients.instagram.journal import Journal
-
-    options = for_character_name(settings, character)
-    async with GraphClient(options.graph) as graph:
-        journal = await Journal.open(options.database_url)
-        try:
-            return await report(graph, since=since, post=post, journal=journal)
-        finally:
-            await journal.close()

@@ -37,6 +37,7 @@ from carrier_cli.errors import InputError
 
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
+    from carrier_cli.clients.instagram.insights import InsightsReport
     from carrier_cli.config import Settings
 
 Confirm = Callable[[str], bool]
@@ -230,7 +231,7 @@ async def post(
     """Validate, (generate a caption,) and publish through the journaled pipeline, as
     the account of `request.character` when it has its own (accounts.py)."""
     return await publish(
-        accounts.for_character_name(settings, request.character),
+        options_for(settings, request.character),
         request,
         dry_run=dry_run,
         generate=generate,
@@ -394,7 +395,34 @@ async def limit_for(options: InstagramOptions, journal: Journal | None = None) -
 
 async def whoami(settings: Settings, character: str | None = None) -> dict[str, Any]:
     """The account the token opens (the character's own with `character`)."""
-    options = accounts.for_character_name(settings, character)
+    options = options_for(settings, character)
     async with GraphClient(options.graph) as graph:
         account = await graph.whoami()
         return {**account, "api": graph.base, "account_key": options.graph.account_key}
+
+
+def options_for(settings: Settings, character: str | None) -> InstagramOptions:
+    """The options for `--character NAME`: its own account when its file names one
+    (accounts.py), else the global account (None: the global account)."""
+    options = InstagramOptions.from_settings(settings)
+    if character is None:
+        return options
+    from carrier_cli.character import resolve_character
+
+    return accounts.for_character(options, resolve_character(character))
+
+
+async def insights(
+    settings: Settings, *, since: datetime, post: str | None = None, character: str | None = None
+) -> InsightsReport:
+    """`carrier instagram insights`: the report for the account (the character's own with
+    `character`), matching media to the journal's post ids."""
+    from carrier_cli.clients.instagram.insights import report
+
+    options = options_for(settings, character)
+    async with GraphClient(options.graph) as graph:
+        journal = await Journal.open(options.database_url)
+        try:
+            return await report(graph, since=since, post=post, journal=journal)
+        finally:
+            await journal.close()
