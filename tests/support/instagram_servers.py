@@ -855,7 +855,8 @@ def video_facts(data: bytes) -> dict[str, Any]:
     import av
 
     try:
-        with av.open(io.BytesIO(data)) as container:
+        opened: Any = av.open(io.BytesIO(data))
+        with opened as container:
             video = container.streams.video[0]
             audio = container.streams.audio[0] if container.streams.audio else None
             rate = video.average_rate

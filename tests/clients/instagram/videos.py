@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,8 @@ def make_video(
 
     width, height = size
     options = {"movflags": "+faststart"} if faststart and path.suffix in (".mp4", ".mov") else {}
-    with av.open(str(path), "w", format=container, options=options) as out:
+    opened: Any = av.open(str(path), "w", format=container, options=options)
+    with opened as out:
         video = out.add_stream(codec, rate=fps)
         video.width, video.height = width, height
         video.pix_fmt = pix_fmt
@@ -62,17 +64,17 @@ def make_video(
                 n = min(chunk, total - t)
                 tone = np.sin(2 * np.pi * 440 * (np.arange(t, t + n) / sample_rate))
                 samples = np.stack([tone, tone]).astype(np.float32)
-                frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
-                frame.sample_rate = sample_rate
-                frame.pts = t
-                frame.time_base = Fraction(1, sample_rate)
+                piece = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+                piece.sample_rate = sample_rate
+                piece.pts = t
+                piece.time_base = Fraction(1, sample_rate)
                 if fmt != "fltp":
                     for converted in av.AudioResampler(
                         format=fmt, layout="stereo", rate=sample_rate
-                    ).resample(frame):
+                    ).resample(piece):
                         out.mux(sound.encode(converted))
                 else:
-                    out.mux(sound.encode(frame))
+                    out.mux(sound.encode(piece))
                 t += n
             out.mux(sound.encode(None))
     return path
