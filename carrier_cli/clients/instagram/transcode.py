@@ -167,6 +167,12 @@ class _Conversion:
     def _build_graph(self, w: int, h: int, pw: int, ph: int, fps: Fraction) -> None:
         graph = self.av.filter.Graph()
         chain = [graph.add_buffer(template=self.in_video)]
+        # Turned upright as the player would (what ffmpeg's autorotate does): the output
+        # carries no rotation matrix, so an unturned phone clip would play sideways.
+        turn = {90: ["transpose=clock"], 180: ["hflip", "vflip"], 270: ["transpose=cclock"]}
+        for step in turn.get(self.facts.rotation, []):
+            name, _, args = step.partition("=")
+            chain.append(graph.add(name, args or None))
         chain.append(graph.add("fps", f"fps={fps.numerator}/{fps.denominator}"))
         chain.append(graph.add("scale", f"{w}:{h}"))
         if (pw, ph) != (w, h):

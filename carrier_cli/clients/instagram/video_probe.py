@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from carrier_cli.clients.instagram import mp4
 from carrier_cli.errors import InputError
@@ -61,8 +61,9 @@ class VideoFacts:
     moov_first: bool | None  # None: not an MP4/MOV file
     video_codec: str | None = None
     pixel_format: str | None = None
-    width: int = 0
+    width: int = 0  # as displayed: the coded size turned by `rotation`
     height: int = 0
+    rotation: int = 0  # degrees clockwise the player turns the frames (phones: 90)
     fps: Fraction | None = None
     video_bitrate: int | None = None
     audio_codec: str | None = None
@@ -121,6 +122,9 @@ def probe(path: Path) -> VideoFacts:
             facts.video_codec = cc.name
             facts.pixel_format = cc.format.name if cc.format is not None else None
             facts.width, facts.height = cc.width, cc.height
+            facts.rotation = _rotation(container)
+            if facts.rotation in (90, 270):
+                facts.width, facts.height = facts.height, facts.width
             rate = video.average_rate or video.base_rate
             facts.fps = Fraction(rate) if rate else None
             facts.video_bitrate = cc.bit_rate or None
@@ -135,6 +139,21 @@ def probe(path: Path) -> VideoFacts:
     if not facts.duration and moov_first is not None:
         facts.duration = mp4.probe(path).duration_seconds
     return facts
+
+
+def _rotation(container: Any) -> int:
+    """The display rotation of the first frame (the MP4/MOV track matrix, as phones write
+    it), clockwise in 0/90/180/270; 0 when there is none or no frame decodes."""
+    import av
+
+    try:
+        frame = next(container.decode(video=0), None)
+    except (av.error.FFmpegError, ValueError):
+        return 0
+    angle = getattr(frame, "rotation", 0) if frame is not None else 0
+    if not isinstance(angle, int) or angle % 90:
+        return 0  # no matrix (FFmpeg says INT_MIN) or a skew no player applies
+    return -angle % 360  # FFmpeg gives it counterclockwise
 
 
 def problems(facts: VideoFacts, spec: VideoSpec) -> list[Problem]:

@@ -15,7 +15,7 @@ import pytest
 from carrier_cli.clients.instagram import media, mp4, video_probe
 from carrier_cli.clients.instagram.transcode import target_fps, target_size
 from carrier_cli.errors import InputError
-from tests.clients.instagram.videos import make_video
+from tests.clients.instagram.videos import make_video, rotate
 
 REEL = media.video_spec(story=False)
 
@@ -136,3 +136,42 @@ def test_targets() -> None:
     assert target_fps(Fraction(30000, 1001), REEL) == Fraction(30000, 1001)
     assert target_size(3840, 2160, REEL) == (1920, 1080, 1920, 1080)
     assert target_size(2001, 101, REEL)[2:] == (1920, 192)  # 19:1 padded to 10:1
+
+
+def test_a_rotated_phone_clip_in_spec_is_left_alone(tmp_path: Path) -> None:
+    clip = rotate(make_video(tmp_path / "phone.mp4", size=(284, 160)), 90)
+    before = clip.read_bytes()
+    facts = video_probe.probe(clip)
+    assert (facts.width, facts.height, facts.rotation) == (160, 284, 90)  # as displayed
+    m = prepare(clip, tmp_path)
+    assert m.path == clip and (m.width, m.height) == (160, 284) and clip.read_bytes() == before
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_a_rotated_clip_is_turned_upright_when_transcoded(tmp_path: Path, degrees: int) -> None:
+    """The converted file has no rotation matrix, so its frames must be upright: the
+    source's red gradient runs along the coded width, so upright it runs down the rows."""
+    import av
+    import numpy as np
+
+    clip = rotate(make_video(tmp_path / "phone.mp4", size=(284, 160), fps=15), degrees)
+    m = prepare(clip, tmp_path)
+    out = video_probe.probe(m.path)
+    assert (out.width, out.height, out.rotation) == (160, 284, 0)
+    with av.open(str(m.path)) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    red = frame[:, :, 0].astype(np.int16)
+    assert frame.shape[:2] == (284, 160)
+    down_rows = np.abs(np.diff(red, axis=0)).mean()
+    across = np.abs(np.diff(red, axis=1)).mean()
+    assert down_rows > 5 * across, (down_rows, across)
+    # Which way round (as ffmpeg's autorotate turns it): 90 puts the coded left edge on
+    # top (red rising down the rows), 270 puts it at the bottom.
+    upper, lower = red[40:50].mean(), red[140:150].mean()
+    assert (upper < lower) if degrees == 90 else (upper > lower), (upper, lower)
+
+
+def test_remuxing_keeps_the_rotation(tmp_path: Path) -> None:
+    clip = rotate(make_video(tmp_path / "phone.mp4", size=(284, 160), faststart=False), 90)
+    m = prepare(clip, tmp_path)
+    assert m.notes[0].startswith("remuxed") and video_probe.probe(m.path).rotation == 90
