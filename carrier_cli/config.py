@@ -191,6 +191,12 @@ class Settings(BaseSettings):
         description="The shard ids this process runs, e.g. 0,1 (needs discord_shards). "
         "Unset: all of them.",
     )
+    discord_sync_commands: bool = Field(
+        False,
+        description="Register the slash commands (/ask, /forget, /about, /memory) globally "
+        "when the bot starts (carrier run --sync-commands); a character's "
+        "clients.discord.sync_commands: guild syncs them per guild instead.",
+    )
 
     # Instagram
     instagram_account_id: str | None = Field(
@@ -254,6 +260,31 @@ class Settings(BaseSettings):
         "ftp",
         description="How Reels reach Instagram: ftp (uploaded to FTP_SERVER, fetched from "
         "HTTP_SERVER) or resumable (sent to Meta's rupload host; Facebook Login only).",
+    )
+    instagram_comment_poll_interval: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds between polls of the recent posts' comments (characters with "
+        "clients.instagram.reply_to_comments).",
+    )
+    instagram_comment_media: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="How many of the account's newest posts are polled for comments.",
+    )
+    instagram_app_secret: SecretStr | None = Field(
+        None,
+        description="Meta app secret: checks the X-Hub-Signature-256 of the webhooks Meta "
+        "sends to /webhooks/instagram (carrier serve).",
+        json_schema_extra=_env("INSTAGRAM_APP_SECRET"),
+    )
+    instagram_webhook_verify_token: SecretStr | None = Field(
+        None,
+        description="The verify token typed in the Meta app's webhook setup; "
+        "/webhooks/instagram echoes hub.challenge only to it.",
+        json_schema_extra=_env("INSTAGRAM_WEBHOOK_VERIFY_TOKEN"),
     )
 
     # Long-running processes

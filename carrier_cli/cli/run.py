@@ -94,6 +94,15 @@ def register(app: typer.Typer) -> None:
                 metavar="IDS",
             ),
         ] = None,
+        sync_commands: Annotated[
+            bool,
+            typer.Option(
+                "--sync-commands",
+                help="Register the Discord slash commands globally on start (Discord takes "
+                "up to an hour to show them everywhere; per guild, instantly: "
+                "clients.discord.sync_commands: guild in the character).",
+            ),
+        ] = False,
     ) -> None:
         """Serve characters on Discord (and other clients) until SIGINT/SIGTERM.
 
@@ -110,6 +119,8 @@ def register(app: typer.Typer) -> None:
 
         clients = available_clients()
         shard_flags = _shard_flags(shards, shard_ids, client or ["discord"])
+        if sync_commands:
+            shard_flags["discord_sync_commands"] = True
         settings = STATE.settings(shutdown_grace=grace, **shard_flags).settings
         role = role.strip().lower()
         check_role(role, settings.redis_url)

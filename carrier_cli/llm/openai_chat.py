@@ -27,6 +27,19 @@ def _refuses_stream_options(exc: BaseException) -> bool:
     return status in (400, 422) and "stream_options" in str(exc)
 
 
+def openai_message(message: ChatMessage) -> dict[str, Any]:
+    """A chat-completions message: plain text, or with images a list of content parts
+    (the text, then one `image_url` part per image as a `data:` URL, as OpenAI documents
+    for inline images; servers never fetch a URL of ours)."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts.extend(
+        {"type": "image_url", "image_url": {"url": image.data_url()}} for image in message.images
+    )
+    return {"role": message.role, "content": parts}
+
+
 class OpenAIChatModel:
     """ChatModel over /v1/chat/completions. `name` is the provider name given to it."""
 
@@ -83,7 +96,7 @@ class OpenAIChatModel:
             )
         request: dict[str, Any] = {
             "model": params.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [openai_message(m) for m in messages],
         }
         reasoning = self.name == "openai" and params.model.startswith(_REASONING_PREFIXES)
         if not reasoning:
@@ -97,6 +110,22 @@ class OpenAIChatModel:
             request["stop"] = list(params.stop)[:4]  # OpenAI accepts at most 4
         return request
 
+    async def _post(self, body: dict[str, Any], *, stream: bool) -> Any:
+        """POST /chat/completions through the SDK's generic `post` (its retries are ours to
+        set, its errors, auth and stream parsing stay the SDK's). `chat.completions.create`
+        first runs the body through the SDK's TypedDict transform, which walks every
+        message part against the parameter types: 1.4 ms a request idle and 4 ms under
+        load (profiled in the Discord burst), for a body of plain JSON that it returns
+        unchanged."""
+        return await self._client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=openai_common.chat_completion_type(),
+            options=openai_common.request_options(),
+            stream=stream,
+            stream_cls=openai_common.chunk_stream_type(),
+        )
+
     # -- ChatModel -------------------------------------------------------------------------
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
         request = self._request(messages, params)
@@ -105,7 +134,7 @@ class OpenAIChatModel:
 
         async def attempt() -> Any:
             attempts.start()
-            return await self._client.chat.completions.create(**request)
+            return await self._post(request, stream=False)
 
         try:
             response = await retrier.call(attempt)
@@ -140,7 +169,7 @@ class OpenAIChatModel:
             parts: list[str] = []
             usage: Any = None
             try:
-                stream = await self._client.chat.completions.create(**request, stream=True)
+                stream = await self._post({**request, "stream": True}, stream=True)
                 try:
                     async for chunk in stream:
                         if getattr(chunk, "usage", None) is not None:

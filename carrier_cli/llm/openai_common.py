@@ -4,6 +4,9 @@ into Carrier errors the operator can act on."""
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 import openai
 
 from carrier_cli.errors import CarrierError, RuntimeFailure
@@ -22,6 +25,30 @@ def make_client(api_key: str, base_url: str | None, timeout: float) -> openai.As
         timeout=timeout,
         max_retries=0,
     )
+
+
+def chat_completion_type() -> type[Any]:
+    from openai.types.chat import ChatCompletion
+
+    return ChatCompletion
+
+
+def chunk_stream_type() -> type[Any]:
+    from openai.types.chat import ChatCompletionChunk
+
+    return openai.AsyncStream[ChatCompletionChunk]
+
+
+@cache
+def request_options() -> Any:
+    """What `chat.completions.create` adds to a request: the SDKs of recent years (3.x here)
+    send the API key only to operations marked as bearer-authenticated; older ones know no
+    such option."""
+    from openai._types import RequestOptions
+
+    if "security" in RequestOptions.__annotations__:
+        return {"security": {"bearer_auth": True}}
+    return {}
 
 
 def describe(provider: str, base_url: str | None) -> str:

@@ -69,6 +69,17 @@ def unit(vector: Any) -> np.ndarray | None:
     return array / norm
 
 
+def unit_rows(array: np.ndarray) -> list[np.ndarray | None]:
+    """`unit` of each row of a 2-D float32 array, the same values to the bit (the norm is
+    `sqrt(row . row)`, as np.linalg.norm computes it for one vector), without its
+    per-call conversions: ~1.5 us a row instead of ~7 (an embedded batch, at ingest)."""
+    out: list[np.ndarray | None] = []
+    for row in np.asarray(array, dtype=np.float32):
+        norm = float(np.sqrt(row.dot(row)))
+        out.append(row / norm if norm != 0.0 and np.isfinite(norm) else None)
+    return out
+
+
 def columns(with_vector: bool) -> list[Any]:
     cols = [
         M.c.id,

@@ -52,6 +52,46 @@ def test_chunking_edge_cases() -> None:
         assert chunk.endswith(".") and count_tokens(chunk) <= 200
 
 
+def test_a_word_longer_than_the_target_is_cut_at_token_starts() -> None:
+    # Minified JSON: one "word" of 60,000 tokens. It used to come out as one fragment.
+    blob = '{"k":[' + ",".join(str(i % 10) for i in range(20_000)) + "]}"
+    chunks = chunk_text(f"before {blob} after", target_tokens=500, overlap_tokens=100)
+    assert all(count_tokens(c) <= 500 for c in chunks)
+    assert len(chunks) >= count_tokens(blob) // 500
+    # Cut without re-spacing: the pieces put back together are the text.
+    assert "".join(chunks).replace(" ", "") == f"before{blob}after"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " ".join(f"w{i}" for i in range(40_000)),  # a log line: words, no sentence ends
+        "a,b;" * 40_000,  # no spaces at all
+    ],
+    ids=["words", "one-word"],
+)
+def test_chunking_counts_each_character_a_bounded_number_of_times(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linear in the input: the characters handed to the token counter stay a small
+    multiple of the text's length (recounting the growing chunk after each word made it
+    quadratic: ~250x the text's length for the first case)."""
+    import carrier_cli.memory.knowledge as knowledge
+
+    scanned = 0
+    real = knowledge.count_tokens
+
+    def counting(piece: str) -> int:
+        nonlocal scanned
+        scanned += len(piece)
+        return real(piece)
+
+    monkeypatch.setattr(knowledge, "count_tokens", counting)
+    chunks = knowledge.chunk_text(text, target_tokens=500, overlap_tokens=100)
+    assert chunks and all(real(c) <= 500 for c in chunks)
+    assert scanned <= 6 * len(text)
+
+
 async def test_ingest_is_idempotent_and_replaces_edited_files(
     store: MemoryStore, tmp_path: Path
 ) -> None:

@@ -266,6 +266,9 @@ class FakeGraph:
         self.lost_answers: list[str] = []  # endpoints whose next answer is lost after the work
         self._ids = itertools.count(18000000000000001)
         self._lock = threading.Lock()
+        from tests.support.instagram_comments import FakeComments
+
+        self.comments = FakeComments(self)  # comments, replies, usage headers
 
     # knobs
     def fail_next(
@@ -278,7 +281,8 @@ class FakeGraph:
         times: int = 1,
         **kw: Any,
     ) -> None:
-        """endpoint: media, media_publish, status, limit, user, permalink."""
+        """endpoint: media, media_publish, status, limit, user, permalink, media_list,
+        comments, replies, post_reply."""
         for _ in range(times):
             self.failures.append((endpoint, http_status, graph_error(code, subcode, **kw)))
 
@@ -311,11 +315,14 @@ class FakeGraph:
     def _new_id(self) -> str:
         return str(next(self._ids))
 
+    def is_media(self, node: str) -> bool:
+        return any(m["id"] == node for m in self.published)
+
     # server
     def build_app(self) -> Any:
         from aiohttp import web
 
-        app = web.Application(client_max_size=1024**2)
+        app = web.Application(client_max_size=1024**2, middlewares=[self.comments.middleware()])
         app.router.add_route("POST", "/ig-api-upload/{version}/{container}", self._rupload)
         app.router.add_route("*", "/{version}/{node}", self._node)
         app.router.add_route("*", "/{version}/{node}/{edge}", self._edge)
@@ -394,6 +401,8 @@ class FakeGraph:
             elif code == "EXPIRED":
                 body["status"] = "Expired: the container was not published within 24 hours"
             return self._json(body)
+        if (answer := await self.comments.route(request, node, None, params)) is not None:
+            return answer
         for media in self.published:
             if media["id"] == node:
                 if (fail := self._failure("permalink")) is not None:
@@ -415,6 +424,8 @@ class FakeGraph:
         self.requests.append((request.method, request.path))
         if (denied := await self._auth(request, params)) is not None:
             return denied
+        if (answer := await self.comments.route(request, node, edge, params)) is not None:
+            return answer
         if edge == "insights" and node != self.account_id and node not in self.accounts:
             return self._media_insights(node, params)
         if node != self._caller(request, params):  # another account's node: not this token's
@@ -452,10 +463,12 @@ class FakeGraph:
             # The account's media, newest first (IG User Media edge).
             # Cursor paging as Meta does it: paging.cursors.after, and paging.next while
             # there is more.
+            if (fail := self._failure("media_list")) is not None:
+                return self._json(fail[1], fail[0])
             limit = int(params.get("limit", "25"))
             start = int(params.get("after") or 0)
             rows = [
-                media_fields(m)
+                {**media_fields(m), "comments_count": self.comments.count(m["id"])}
                 for m in sorted(self.published, key=lambda m: m["at"], reverse=True)
                 if m.get("account", self.account_id) == node
             ]

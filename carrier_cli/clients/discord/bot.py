@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import discord
 
+from carrier_cli.clients.discord import attachments, outgoing
 from carrier_cli.clients.discord.addressing import InboundMessage, Verdict, decide, to_incoming
 from carrier_cli.clients.discord.options import DiscordOptions
 from carrier_cli.clients.discord.split import split_message
@@ -152,6 +153,7 @@ class CarrierDiscordBot(discord.Client):
         self._model_slots = asyncio.Semaphore(max(1, config.max_concurrent_turns))
         self._in_flight: set[asyncio.Task[None]] = set()
         self._own_ids: deque[str] = deque(maxlen=2000)  # our recent messages (reply detection)
+        self._hand_order = attachments.HandOrder()  # channel order while files are fetched
         self._content_warning_given = False
         self.ready_event = asyncio.Event()
         self._catch_up_task: asyncio.Task[int] | None = None
@@ -159,6 +161,10 @@ class CarrierDiscordBot(discord.Client):
         # Catch-up looks only at messages stored before this bot started: later ones are
         # live turns of this process (queued, or about to be).
         self._started_at = datetime.now(UTC)
+        # Slash commands (/ask, /forget, /about, /memory): commands.py.
+        from carrier_cli.clients.discord.commands import SlashCommands
+
+        self.slash = SlashCommands(self)
 
     def _client_options(self, config: DiscordOptions) -> dict[str, Any]:
         """More keyword arguments for discord.py's client (the sharded bot's shard ids)."""
@@ -206,10 +212,18 @@ class CarrierDiscordBot(discord.Client):
             self._warn_missing_content()
         if self._catch_up_task is None:  # on_ready fires again after a new session: once only
             self._catch_up_task = asyncio.create_task(self._catch_up(), name="discord:catch-up")
+            self.slash.start_sync()
         self.ready_event.set()
 
     async def on_resumed(self) -> None:
         log.info("Discord: gateway session resumed for %s", self.runtime.character.name)
+
+    # Slash commands: the tree gets commands by itself; these two are commands.py's too.
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        await self.slash.on_interaction(interaction)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.slash.guild_joined(guild)
 
     async def on_message(self, message: discord.Message) -> None:
         if self.user is None or message.type not in _CONVERSATION_TYPES:
@@ -266,7 +280,21 @@ class CarrierDiscordBot(discord.Client):
         outcome = "no reply"
         typing: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
+        previous, mine = self._hand_order.ticket(inbound.channel_id)  # before any await
         try:
+            try:  # images and files, from Discord's CDN only (attachments.py)
+                records = await attachments.for_turn(
+                    message,
+                    self.runtime,
+                    api_base=self.config.api_base,
+                    proxy=self.http.proxy,
+                    answering=not incoming.ignore,
+                )
+                if records is not None:
+                    incoming.attachments = records
+                await self._hand_order.wait(previous)
+            finally:
+                self._hand_order.handed(inbound.channel_id, mine)
             # The clock starts when the channel's turn does (on_start), not while queued.
             async with asyncio.timeout(None) as deadline:
 
@@ -338,6 +366,15 @@ class CarrierDiscordBot(discord.Client):
             return "already handled (replayed event)"
         if result.text:
             sent = await self._send_reply(message, result.text)
+            extras = await outgoing.send_extras(  # a plugin's files and embeds (SEND_FILE)
+                message,
+                getattr(result, "files", ()),
+                getattr(result, "embeds", ()),
+                nonce=reply_nonce(message.id, 0, "f"),
+            )
+            if extras is not None:
+                self._own_ids.append(str(extras.id))
+                sent += 1
             return f"replied in {sent} message{'s' if sent != 1 else ''}"
         return f"no reply ({result.decision})"
 
@@ -555,6 +592,7 @@ class CarrierDiscordBot(discord.Client):
     async def drain(self, grace: float) -> None:
         """Stop taking messages, give in-flight turns `grace` seconds, cancel the rest."""
         self.accepting = False
+        await self.slash.close()
         if self._catch_up_task is not None and not self._catch_up_task.done():
             self._catch_up_task.cancel()  # its queued turns are in _in_flight, drained below
             await asyncio.wait({self._catch_up_task}, timeout=5)

@@ -4,11 +4,21 @@ discord.py keeps both as class attributes (`Route.BASE`, `DiscordWebSocket.DEFAU
 and falls back to DEFAULT_GATEWAY after an invalidated session, so the override has to be
 made there rather than per connection. They are process-wide, which matches Carrier: every
 bot in one process talks to the same Discord.
+
+Interaction answers (the callback, follow-ups, edits of @original) do not go through the
+bot's HTTPClient but through discord.py's webhook adapter (discord.webhook.async_), which
+builds its own URLs from the `Route` class its module imported. In discord.py 2.x that is
+http.Route (so one assignment covers both), but the adapter had its own base in 1.x and
+nothing makes it stay shared: `configure_endpoints` sets the base on every Route class the
+webhook modules hold, and tests/clients/discord/test_endpoints.py checks the adapter's URL.
+Missing it would not fail loudly: a slash command would be answered at discord.com (or
+nowhere, offline) while every other request reached the configured base.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from carrier_cli.errors import ConfigError
 
@@ -47,6 +57,15 @@ def configure_endpoints(api_base: str | None, gateway_url: str | None) -> None:
     from discord.http import Route
 
     if api_base:
-        Route.BASE = normalise_api_base(api_base)
+        base = normalise_api_base(api_base)
+        for route in {Route, *_webhook_routes()}:
+            route.BASE = base
     if gateway_url:
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(normalise_gateway_url(gateway_url))
+
+
+def _webhook_routes() -> list[Any]:
+    """The Route classes of discord.py's webhook adapters (interaction responses)."""
+    from discord.webhook import async_, sync
+
+    return [getattr(module, "Route", None) for module in (async_, sync) if hasattr(module, "Route")]

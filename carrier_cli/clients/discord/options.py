@@ -1,6 +1,6 @@
 """What the Discord client reads of the settings, as one small frozen object.
 
-`Settings` holds every component's fields; the bot needs nine of them. The client's
+`Settings` holds every component's fields; the bot needs ten of them. The client's
 entry points (`run_discord_client`, `preflight` in runner.py) take the settings, as the
 `carrier.clients` interface says, and build this once; everything below them takes
 `DiscordOptions`. This module is the only place the Discord code reads `Settings`
@@ -32,6 +32,7 @@ class DiscordOptions:
     catch_up_minutes: float  # answer what went unanswered in the last N minutes; 0: off
     shutdown_grace: float  # seconds to finish in-flight turns on stop
     shards: ShardPlan | None = None  # None: one unsharded connection, as without --shards
+    sync_commands: bool = False  # sync slash commands globally on start (--sync-commands)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DiscordOptions:
@@ -45,4 +46,5 @@ class DiscordOptions:
             catch_up_minutes=settings.discord_catch_up_minutes,
             shutdown_grace=settings.shutdown_grace,
             shards=plan_from(settings.discord_shards, settings.discord_shard_ids),
+            sync_commands=settings.discord_sync_commands,
         )

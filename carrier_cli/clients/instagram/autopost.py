@@ -260,5 +260,50 @@ async def run_instagram_client(runtime: Any, settings: Settings, stop_event: asy
         return
     from carrier_cli.clients.instagram.accounts import for_character
 
-    options = for_character(InstagramOptions.from_settings(settings), runtime.character)
-    await autopost_loop(runtime, options, stop_event)
+    await _with_comment_replies(
+        runtime,
+        settings,
+        stop_event,
+        autopost_loop(
+            runtime,
+            for_character(InstagramOptions.from_settings(settings), runtime.character),
+            stop_event,
+        ),
+    )
+
+
+async def _with_comment_replies(
+    runtime: Any, settings: Settings, stop_event: asyncio.Event, autopost: Any
+) -> None:
+    """The autoposter, and beside it the comment replier when the character answers
+    comments (clients.instagram.reply_to_comments); a character that only answers (no
+    media_folder) runs the replier alone."""
+    config = runtime.character.clients.instagram
+    if not config.reply_to_comments:
+        await autopost
+        return
+    from dataclasses import replace
+
+    from carrier_cli.clients.instagram.accounts import character_graph
+    from carrier_cli.clients.instagram.comment_replies import run_comment_replies
+    from carrier_cli.clients.instagram.options import CommentOptions
+
+    comment_options = CommentOptions.from_settings(settings)
+    # The character's own account (accounts.py) answers the comments on its own posts.
+    comment_options = replace(
+        comment_options, graph=character_graph(comment_options.graph, runtime.character)
+    )
+    replies = run_comment_replies(runtime, comment_options, stop_event)
+    if config.media_folder is None:
+        autopost.close()  # never started: no media to post
+        await replies
+        return
+    tasks = [asyncio.ensure_future(autopost), asyncio.ensure_future(replies)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()  # the first failure, as the supervisor expects it (not a group)
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()

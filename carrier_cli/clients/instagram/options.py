@@ -99,3 +99,20 @@ class InstagramOptions:
             database_url=settings.database_url,
             reel_upload=settings.instagram_reel_upload,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommentOptions:
+    """What the comment replier reads (clients/instagram/comment_replies.py)."""
+
+    graph: GraphOptions
+    poll_interval: float  # seconds between polls of the recent posts' comments
+    media_count: int  # how many of the newest posts are polled
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CommentOptions:
+        return cls(
+            graph=GraphOptions.from_settings(settings),
+            poll_interval=settings.instagram_comment_poll_interval,
+            media_count=settings.instagram_comment_media,
+        )

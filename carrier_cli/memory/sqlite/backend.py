@@ -31,6 +31,7 @@ from carrier_cli.memory.sqlite.engine import (
     make_engine,
     make_sqlite_reader,
 )
+from carrier_cli.memory.sqlite.insert import INSERT_SQL, memory_values
 from carrier_cli.memory.sqlite.vector_index import INDEX_STATE_SQL, SqliteVectorIndex
 from carrier_cli.memory.types import Memory, SearchHit
 
@@ -162,6 +163,12 @@ class SqliteBackend(SqlBackend):
         return self.read()
 
     # ------------------------------------------------------------------ vectors
+    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        # Encoded here rather than by SQLAlchemy's bind processors: half the insert's time
+        # (memory/sqlite/insert.py has the figures and the test keeping them equal).
+        if rows:
+            conn.exec_driver_sql(INSERT_SQL, memory_values(rows))
+
     async def insert_memories(
         self,
         memories: Sequence[Memory],
@@ -194,7 +201,8 @@ class SqliteBackend(SqlBackend):
 
         written = await self.run_write(write)
         index.append_written(*written, {row["id"].hex: row for row in rows})
-        return {uuid.UUID(hex=i) for i in written[3]}
+        taken = set(written[3])  # hex ids; the memories' own UUIDs, not parsed again
+        return {m.id for m in memories if m.id.hex in taken}
 
     async def search(
         self, vector: np.ndarray, model: str, *, k: int, threshold: float, filters: IndexFilters

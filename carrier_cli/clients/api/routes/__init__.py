@@ -9,11 +9,15 @@ from typing import Any
 def routers() -> list[Any]:
     from carrier_cli.clients.api.routes import (
         agents,
+        console,
         health,
         instagram,
         memories,
         messages,
+        meta_webhooks,
         rooms,
+        turns,
+        usage,
         ws,
     )
 
@@ -24,5 +28,9 @@ def routers() -> list[Any]:
         rooms.router,
         memories.router,
         instagram.router,
+        meta_webhooks.router,
+        turns.router,
+        usage.router,
         ws.router,
+        console.router,
     ]

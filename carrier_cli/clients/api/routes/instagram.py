@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -473,6 +473,10 @@ async def get_post(
     record = await poster.journal.get(post_id)
     if record is None:
         raise not_found(f"Instagram post {post_id}", hint="POST /v1/instagram/posts makes one.")
+    return post_status(poster, record)
+
+
+def post_status(poster: InstagramPoster, record: PostRecord) -> PostStatus:
     return PostStatus(
         post_id=record.id,
         kind=record.kind,
@@ -490,6 +494,32 @@ async def get_post(
         updated_at=record.updated_at,
         published_at=record.published_at,
     )
+
+
+class PostList(BaseModel):
+    posts: list[PostStatus] = Field(description="Newest first.")
+
+
+MAX_POSTS_LISTED = 100
+
+
+@router.get(
+    "/posts",
+    response_model=PostList,
+    summary="The journal: the latest posts, newest first (as `carrier instagram history`)",
+    responses={503: {"description": "Instagram is not configured"}},
+)
+async def list_posts(
+    request: Request,
+    _: Any = Depends(require("read")),
+    limit: Annotated[int, Query(ge=1, le=MAX_POSTS_LISTED, description="Posts to list.")] = 20,
+    status: Annotated[
+        Literal["published", "failed"] | None, Query(description="Only posts in this state.")
+    ] = None,
+) -> PostList:
+    poster = poster_of(request)
+    records = await poster.journal.history(limit=limit, status=status)
+    return PostList(posts=[post_status(poster, r) for r in records])
 
 
 @router.get(
