@@ -256,6 +256,11 @@ class Settings(BaseSettings):
         ge=0,
         description="First back-off delay in seconds for FTP/HTTP/Graph retries (doubles).",
     )
+    instagram_reel_upload: Literal["ftp", "resumable"] = Field(
+        "ftp",
+        description="How Reels reach Instagram: ftp (uploaded to FTP_SERVER, fetched from "
+        "HTTP_SERVER) or resumable (sent to Meta's rupload host; Facebook Login only).",
+    )
     instagram_comment_poll_interval: float = Field(
         60.0,
         gt=0,

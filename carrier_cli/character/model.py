@@ -208,6 +208,8 @@ class InstagramClientSettings(_Strict):
     # Name in `carrier keys` holding this character's Graph API token, e.g.
     # "instagram:eliza" (one account per character); None: the global token.
     account_key: Short | None = None
+    # The numeric Instagram user id of that account (needed with account_key).
+    account_id: Annotated[str, Field(pattern=r"^[0-9]{1,30}$")] | None = None
     # Autoposts wait for `carrier instagram approve ID` instead of going out.
     require_approval: bool = False
     # Comment replies (issue 18): answer comments on the account's recent posts.

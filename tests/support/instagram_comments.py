@@ -246,9 +246,12 @@ class FakeComments:
             return graph._json(self._page(children, fields, limit, params.get("after"), edge))
         if (fail := graph._failure("post_reply")) is not None:
             return graph._json(fail[1], fail[0])
-        return await self._post_reply(comment, params.get("message", ""))
+        caller = graph._caller(request, params) or graph.account_id
+        return await self._post_reply(comment, params.get("message", ""), caller)
 
-    async def _post_reply(self, comment: FakeComment, message: str) -> Any:
+    async def _post_reply(self, comment: FakeComment, message: str, caller: str = "") -> Any:
+        """The reply is the caller's: the account whose token posted it (one account per
+        character), the main account by default."""
         from tests.support.instagram_servers import graph_error
 
         graph = self.graph
@@ -264,8 +267,8 @@ class FakeComments:
         reply_id = self.add_comment(
             comment.media_id,
             message,
-            username=graph.username,
-            user_id=graph.account_id,
+            username=graph.accounts[caller][1] if caller in graph.accounts else graph.username,
+            user_id=caller or graph.account_id,
             parent_id=comment.id,
         )
         self.replied.set()

@@ -32,6 +32,7 @@ from carrier_cli.clients.instagram.pipeline import (
     StopRequested,
     check_publish_settings,
 )
+from carrier_cli.clients.instagram.video_probe import INPUT_SUFFIXES
 from carrier_cli.errors import CarrierError, ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
-MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | set(VIDEO_EXTENSIONS)
+# Videos in any container Carrier converts from (MKV, WebM...: converted to MP4 first).
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | set(VIDEO_EXTENSIONS) | INPUT_SUFFIXES
 
 
 def next_media(folder: Path) -> Path | None:
@@ -262,7 +264,10 @@ async def run_instagram_client(runtime: Any, settings: Settings, stop_event: asy
         log.info("Instagram is disabled for %s (clients.instagram.enabled)", runtime.character.name)
         await stop_event.wait()
         return
-    options = InstagramOptions.from_settings(settings)
+    from carrier_cli.clients.instagram.accounts import for_character
+
+    # The character's own account (instagram:NAME, accounts.py) posts, schedules, answers.
+    options = for_character(InstagramOptions.from_settings(settings), runtime.character)
     config = runtime.character.clients.instagram
     if config.reply_to_comments and config.media_folder is None:
         # Only answers comments: no autoposts, and nothing to publish that needs FTP.
@@ -289,10 +294,18 @@ async def _with_comment_replies(
     if not config.reply_to_comments:
         await autopost
         return
+    from dataclasses import replace
+
+    from carrier_cli.clients.instagram.accounts import character_graph
     from carrier_cli.clients.instagram.comment_replies import run_comment_replies
     from carrier_cli.clients.instagram.options import CommentOptions
 
-    replies = run_comment_replies(runtime, CommentOptions.from_settings(settings), stop_event)
+    comment_options = CommentOptions.from_settings(settings)
+    # The character's own account (accounts.py) answers the comments on its own posts.
+    comment_options = replace(
+        comment_options, graph=character_graph(comment_options.graph, runtime.character)
+    )
+    replies = run_comment_replies(runtime, comment_options, stop_event)
     if autopost is None:
         await replies
         return

@@ -226,6 +226,10 @@ class GraphClient:
         # Usage headers slow every client of this account down before Meta throttles it.
         self.governor = governor_for(self.base, self.account_id)
 
+    def auth_header(self, scheme: str = "Bearer") -> dict[str, str]:
+        """The token as a header for Meta's other hosts (rupload wants `OAuth <token>`)."""
+        return {"Authorization": f"{scheme} {self._token}"}
+
     async def __aenter__(self) -> GraphClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(

@@ -35,6 +35,9 @@ class GraphOptions:
     retry_delay: float  # first back-off delay (doubles)
     poll_interval: float  # between container status checks (grows to 60)
     poll_timeout: float  # for a container to finish processing
+    # The `carrier keys` name of a character's own account (accounts.py); None: the global
+    # INSTAGRAM_ACCOUNT_ID / INSTAGRAM_ACCESS_TOKEN.
+    account_key: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GraphOptions:
@@ -86,6 +89,8 @@ class InstagramOptions:
     # after_publish | keep: the uploaded files once the post is out (instagram_ftp_cleanup)
     ftp_cleanup: str = "after_publish"
     queue_poll_interval: float = 15.0  # seconds between checks for due scheduled posts
+    # "resumable": Reels go to Meta's rupload host instead of FTP (rupload.py).
+    reel_upload: str = "ftp"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InstagramOptions:
@@ -97,6 +102,7 @@ class InstagramOptions:
             database_url=settings.database_url,
             ftp_cleanup=settings.instagram_ftp_cleanup,
             queue_poll_interval=settings.instagram_queue_poll_interval,
+            reel_upload=settings.instagram_reel_upload,
         )
 
 
