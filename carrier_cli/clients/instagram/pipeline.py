@@ -744,6 +744,8 @@ class Publisher:
         deleted: list[str] = []
         failed: dict[str, str] = {}
         for item in record.items:
+            if self._resumable(record, item):
+                continue  # sent to Meta's rupload host, never to the FTP server
             name = item["remote_name"]
             try:
                 if await delete_file(config, name):

@@ -88,3 +88,18 @@ def test_a_refused_video_recreates_the_container_on_resume(
     resumed = run_cli("instagram", "resume", "1", cwd=tmp_path, extra_env=RESUMABLE)
     assert resumed.returncode == 0, resumed.stderr
     assert len(instagram_env.graph.containers) == 2 and len(rupload_posts(instagram_env)) == 2
+
+
+def test_cleanup_after_publishing_deletes_the_cover_and_skips_the_uploaded_video(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    """The video never was on the FTP server: deleting it would fail and be reported."""
+    make_video(tmp_path / "r.mp4", seconds=4)
+    make_image(tmp_path / "c.jpg", (1080, 1920))
+    result = run_cli(
+        "instagram", "post", "r.mp4", "--caption", "tidy", "--cover", "c.jpg", cwd=tmp_path,
+        extra_env={**RESUMABLE, "CARRIER_INSTAGRAM_FTP_CLEANUP": "after_publish"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Could not delete" not in result.stderr
+    assert instagram_env.published_files() == []  # the cover is gone too
