@@ -47,6 +47,8 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 
+from tests.support.fake_discord_channels import ChannelsAndReactions
+
 JSON = "application/json"
 DISCORD_EPOCH_MS = 1420070400000
 APP_FLAG_MESSAGE_CONTENT = 1 << 18
@@ -127,7 +129,7 @@ class SentMessage:
     nonce: str | None = None
 
 
-class FakeDiscordServer:
+class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: mixin
     def __init__(
         self,
         *,
@@ -182,6 +184,7 @@ class FakeDiscordServer:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._dm_channels: dict[str, str] = {}
+        self._init_channels()  # threads, reactions, presence (fake_discord_channels.py)
 
     def add_bot(self, token: str, name: str) -> str:
         """Another bot (its own token and user) in the same guilds; returns its user id."""
@@ -233,6 +236,7 @@ class FakeDiscordServer:
         app.router.add_post(api + "/channels/{channel_id}/typing", self._typing)
         app.router.add_get(api + "/channels/{channel_id}", self._get_channel)
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
+        self._add_channel_routes(app)  # threads, reactions (fake_discord_channels.py)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/resume", self._gateway)
         app.router.add_post("/_admin/messages", self._admin_message)
@@ -384,6 +388,9 @@ class FakeDiscordServer:
         if not self._authorised(request):
             return self._unauthorised()
         channel_id = request.match_info["channel_id"]
+        thread = self.thread_channel(channel_id)
+        if thread is not None:
+            return self._json(thread)
         guild_id = self._guild_of(channel_id)
         if guild_id is not None:
             index = self.guilds[guild_id].index(channel_id)
@@ -563,7 +570,7 @@ class FakeDiscordServer:
         for guild_id, channels in self.guilds.items():
             if channel_id in channels:
                 return guild_id
-        return None
+        return self.thread_guild(channel_id)  # a thread: its channel's guild
 
     def _message_payload(
         self,
@@ -643,7 +650,10 @@ class FakeDiscordServer:
             if op == 1:
                 await ws.send_str(json.dumps({"op": 11, "s": None, "t": None, "d": None}))
             elif op == 2:
+                self.record_presence((data or {}).get("presence"))
                 session = await self._identify(ws, data)
+            elif op == 3:
+                self.record_presence(data)  # PRESENCE_UPDATE
             elif op == 6:
                 session = await self._resume(ws, data)
         if session is not None and session.ws is ws:

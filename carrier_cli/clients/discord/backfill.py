@@ -34,7 +34,9 @@ MAX_PER_CHANNEL = 200
 class Backfill:
     def __init__(self, bot: CarrierDiscordBot) -> None:
         self._bot = bot
-        self._done: set[int] = set()  # guild ids backfilled by this process
+        # guild id -> its backfill, started once per process (READY's guilds, and the
+        # guild_available/guild_join events that may come for the same guild, share it)
+        self._tasks: dict[int, asyncio.Task[int]] = {}
         self._lock = asyncio.Lock()  # one guild at a time
         self.stored = 0  # messages stored by backfill in this process (tests, logs)
 
@@ -43,14 +45,36 @@ class Backfill:
         return max(0, min(MAX_PER_CHANNEL, int(self._bot.options.backfill or 0)))
 
     async def guild(self, guild: discord.Guild) -> int:
-        """Backfill one guild once; returns the messages stored. Never raises (a failure is
-        logged: the bot runs on without the history)."""
-        if self.limit <= 0 or guild.id in self._done:
-            return 0
+        """Backfill one guild once (a second call waits for the first); returns the
+        messages stored. Never raises but CancelledError (a failure is logged: the bot runs
+        on without the history)."""
+        task = self.start(guild)
+        return 0 if task is None else await asyncio.shield(task)
+
+    def start(self, guild: discord.Guild) -> asyncio.Task[int] | None:
+        """The guild's backfill task, started on the first call (None: backfill is off).
+        Tasks run one guild at a time, in the order they were started."""
+        if self.limit <= 0:
+            return None
+        task = self._tasks.get(guild.id)
+        if task is None:
+            task = asyncio.create_task(self._guild(guild), name=f"discord:backfill:{guild.id}")
+            self._tasks[guild.id] = task
+        return task
+
+    async def wait(self) -> None:
+        """Until every backfill started so far has ended (tests, logs)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()))
+
+    def cancel(self) -> list[asyncio.Task[int]]:
+        running = [t for t in self._tasks.values() if not t.done()]
+        for task in running:
+            task.cancel()
+        return running
+
+    async def _guild(self, guild: discord.Guild) -> int:
         async with self._lock:
-            if guild.id in self._done:
-                return 0
-            self._done.add(guild.id)
             stored = 0
             try:
                 for channel in guild.text_channels:

@@ -177,7 +177,6 @@ class CarrierDiscordBot(discord.Client):
             getattr(runtime, "store", None), getattr(runtime, "agent_id", None)
         )
         self.backfill = Backfill(self)
-        self._backfill_task: asyncio.Task[None] | None = None
         self._ack = Acknowledger()
         self.feedback_events: list[tuple[str, str]] = []  # (discord message id, what was done)
 
@@ -227,21 +226,17 @@ class CarrierDiscordBot(discord.Client):
             self._warn_missing_content()
         if self._catch_up_task is None:  # on_ready fires again after a new session: once only
             self._catch_up_task = asyncio.create_task(self._catch_up(), name="discord:catch-up")
-        if self._backfill_task is None:
-            self._backfill_task = asyncio.create_task(
-                self._backfill(list(self.guilds)), name="discord:backfill"
-            )
+        for guild in self.guilds:  # once per guild (a later on_ready finds them started)
+            self.backfill.start(guild)
         self.ready_event.set()
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         """Added to a guild while running (GUILD_CREATE after READY): backfill it too."""
         await self.backfill.guild(guild)
 
-    async def _backfill(self, guilds: list[discord.Guild]) -> None:
-        for guild in guilds:  # one at a time: the history reads share the rate limits
-            if not self.accepting:
-                return
-            await self.backfill.guild(guild)
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """A guild back after an outage, or one that came late: backfilled if not yet."""
+        await self.backfill.guild(guild)
 
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         await self._reaction(payload, added=True)
@@ -677,9 +672,9 @@ class CarrierDiscordBot(discord.Client):
     async def drain(self, grace: float) -> None:
         """Stop taking messages, give in-flight turns `grace` seconds, cancel the rest."""
         self.accepting = False
-        if self._backfill_task is not None and not self._backfill_task.done():
-            self._backfill_task.cancel()  # stored so far stays stored; the rest next start
-            await asyncio.wait({self._backfill_task}, timeout=5)
+        backfills = self.backfill.cancel()  # stored so far stays; the rest at the next start
+        if backfills:
+            await asyncio.wait(backfills, timeout=5)
         if self._catch_up_task is not None and not self._catch_up_task.done():
             self._catch_up_task.cancel()  # its queued turns are in _in_flight, drained below
             await asyncio.wait({self._catch_up_task}, timeout=5)

@@ -13,6 +13,7 @@ best effort: a missing Add Reactions permission is logged once and never fails a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -24,6 +25,9 @@ from carrier_cli.memory.feedback import Feedback, Polarity, record_feedback, rem
 log = logging.getLogger("carrier_cli.discord")
 
 REPLY_TTL = 30 * 86400.0  # seconds a reply accepts feedback after it was sent
+# A reaction on our message whose link is not stored yet (it can come while the chunk's
+# POST is still being answered and the link written): looked up again after these pauses.
+LINK_RETRIES = (0.1, 0.2, 0.4, 0.8)
 SOURCE = "discord"
 
 
@@ -85,7 +89,14 @@ async def on_reaction(
             reaction=emoji,
         )
         return "removed" if removed else None
-    link = await store.cache_get(_reply_key(agent_id, payload.message_id))
+    key = _reply_key(agent_id, payload.message_id)
+    link = await store.cache_get(key)
+    if link is None and author == bot_id:
+        for pause in LINK_RETRIES:
+            await asyncio.sleep(pause)
+            link = await store.cache_get(key)
+            if link is not None:
+                break
     if not isinstance(link, dict) or not link.get("reply_id"):
         return None  # not a reply of ours (or older than REPLY_TTL)
     turn_id = uuid.UUID(link["turn_id"]) if link.get("turn_id") else None

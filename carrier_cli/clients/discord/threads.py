@@ -23,7 +23,9 @@ log = logging.getLogger("carrier_cli.discord")
 FOLLOW_TTL = 30 * 86400.0  # seconds a followed thread is remembered after the last mention
 FOLLOW_LIMIT = 5000  # threads remembered in-process (the cache holds the rest)
 THREAD_NAME_MAX = 100  # Discord's limit on a thread name
-ARCHIVE_MINUTES: Final[Literal[1440]] = 1440  # a day of inactivity: Discord's default for a new thread
+ARCHIVE_MINUTES: Final[Literal[1440]] = (
+    1440  # a day of inactivity: Discord's default for a new thread
+)
 THREAD_ALREADY_EXISTS = 160004  # Discord: "A thread has already been created for this message"
 
 
