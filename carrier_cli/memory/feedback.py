@@ -106,13 +106,3 @@ async def list_feedback(
     if reply_id is not None:
         rows = [m for m in rows if m.content.get("reply_id") == str(reply_id)]
     return rows
-
-
-def summary(rows: list[Memory]) -> str:
-    """ "2 positive, 1 negative (👍 alice, 👍 bob, 👎 carol)" or "none"."""
-    if not rows:
-        return "none"
-    positive = sum(1 for m in rows if m.content.get("feedback") == "positive")
-    negative = len(rows) - positive
-    who = ", ".join(f"{m.content.get('reaction')} {m.content.get('person_key')}" for m in rows[:10])
-    return f"{positive} positive, {negative} negative ({who}{' …' if len(rows) > 10 else ''})"

@@ -801,7 +801,7 @@ class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: 
                 }
                 for i, cid in enumerate(channels)
             ],
-            "threads": [],
+            "threads": self.guild_threads(guild_id),  # active threads, as Discord sends
             "stage_instances": [],
             "guild_scheduled_events": [],
             "stickers": [],

@@ -69,6 +69,10 @@ class ChannelsAndReactions:
     def thread_channel(self: FakeDiscordServer, channel_id: str) -> dict[str, Any] | None:
         return self.threads.get(channel_id)
 
+    def guild_threads(self: FakeDiscordServer, guild_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [t for t in self.threads.values() if t["guild_id"] == guild_id]
+
     def record_presence(self: FakeDiscordServer, presence: Any) -> None:
         if isinstance(presence, dict):
             with self._lock:
