@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection
+from typing import Any
 
 import discord
 
 from carrier_cli.clients.discord.addressing import decide, to_incoming
 from carrier_cli.clients.discord.channels import STORED_MODES, channel_mode
-
-if TYPE_CHECKING:
-    from carrier_cli.clients.discord.bot import CarrierDiscordBot
 
 log = logging.getLogger("carrier_cli.discord")
 
@@ -32,8 +30,19 @@ MAX_PER_CHANNEL = 200
 
 
 class Backfill:
-    def __init__(self, bot: CarrierDiscordBot) -> None:
+    """`bot`: the CarrierDiscordBot (not imported: it imports this module); `read` copies a
+    discord.py message into an InboundMessage (bot.inbound_from) and `kinds` are the message
+    types that are conversation (joins, pins and thread notices are not)."""
+
+    def __init__(
+        self,
+        bot: Any,
+        read: Callable[[discord.Message], Any],
+        kinds: Collection[discord.MessageType],
+    ) -> None:
         self._bot = bot
+        self._read = read
+        self._kinds = kinds
         # guild id -> its backfill, started once per process (READY's guilds, and the
         # guild_available/guild_join events that may come for the same guild, share it)
         self._tasks: dict[int, asyncio.Task[int]] = {}
@@ -96,7 +105,6 @@ class Backfill:
             return stored
 
     async def _channel(self, channel: discord.TextChannel) -> int:
-        from carrier_cli.clients.discord.bot import _CONVERSATION_TYPES, inbound_from
         from carrier_cli.runtime.turn.ids import message_id
 
         bot = self._bot
@@ -115,9 +123,9 @@ class Backfill:
             return 0
         stored = 0
         for message in reversed(history):  # oldest first: the room's order
-            if message.type not in _CONVERSATION_TYPES or message.author.id == bot.user.id:
+            if message.type not in self._kinds or message.author.id == bot.user.id:
                 continue  # our own messages are stored as replies already
-            inbound = inbound_from(message)
+            inbound = self._read(message)
             verdict = decide(
                 inbound, bot_id=str(bot.user.id), options=options, names=bot.character_names
             )

@@ -176,7 +176,7 @@ class CarrierDiscordBot(discord.Client):
         self.threads = FollowedThreads(
             getattr(runtime, "store", None), getattr(runtime, "agent_id", None)
         )
-        self.backfill = Backfill(self)
+        self.backfill = Backfill(self, inbound_from, _CONVERSATION_TYPES)
         self._ack = Acknowledger()
         self.feedback_events: list[tuple[str, str]] = []  # (discord message id, what was done)
 
@@ -263,8 +263,21 @@ class CarrierDiscordBot(discord.Client):
         if self.user is None or message.type not in _CONVERSATION_TYPES:
             return  # joins, pins, boosts, thread notices: nothing anyone said
         inbound = inbound_from(message)
-        if is_thread(message.channel):
+        if not is_thread(message.channel):
+            self._take(message, inbound)  # no await before the queue: arrival order kept
+            return
+        # In a thread, whether the bot follows it is looked up (an await): messages of one
+        # thread wait for each other here (a FIFO lock), so they are queued in order, and a
+        # mention is recorded before the next message of the thread is decided.
+        async with self.threads.in_order(inbound.channel_id):
             inbound.in_followed_thread = await self.threads.follows(inbound.channel_id)
+            verdict = self._take(message, inbound)
+            if verdict is not None and verdict.answers and not inbound.in_followed_thread:
+                await self.threads.follow(inbound.channel_id)  # addressed in it: a conversation
+
+    def _take(self, message: discord.Message, inbound: InboundMessage) -> Verdict | None:
+        """Decide on the message and queue its turn; returns the verdict if queued."""
+        assert self.user is not None
         verdict = decide(
             inbound, bot_id=str(self.user.id), options=self.options, names=self.character_names
         )
@@ -279,13 +292,12 @@ class CarrierDiscordBot(discord.Client):
         self._check_content_intent(inbound)
         if not verdict.handle:
             log.debug("Discord: ignoring message %s: %s", inbound.message_id, verdict.reason)
-            return
+            return None
         if not self.accepting:
             log.info("Discord: shutting down, not taking message %s", inbound.message_id)
-            return
-        if verdict.answers and is_thread(message.channel) and not inbound.in_followed_thread:
-            await self.threads.follow(inbound.channel_id)  # mentioned in it: a conversation
+            return None
         self._queue_turn(message, inbound, verdict)
+        return verdict
 
     # -- turns ------------------------------------------------------------------------------
     def _queue_turn(

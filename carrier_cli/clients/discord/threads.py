@@ -9,9 +9,11 @@ in-process set, so a restart, or another process of the same bot, keeps followin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any, Final, Literal
 
 import discord
@@ -40,6 +42,23 @@ class FollowedThreads:
         self._store = store
         self._agent_id = agent_id
         self._known: OrderedDict[str, bool] = OrderedDict()  # thread id -> followed
+        self._locks: dict[str, list[Any]] = {}  # thread id -> [lock, holders and waiters]
+
+    @contextlib.asynccontextmanager
+    async def in_order(self, thread_id: str) -> AsyncIterator[None]:
+        """Hold the thread's FIFO lock (asyncio.Lock wakes waiters in arrival order); the
+        lock is dropped once nobody holds or waits for it, so there is one per busy thread."""
+        entry = self._locks.get(thread_id)
+        if entry is None:
+            entry = self._locks[thread_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(thread_id, None)
 
     def _key(self, thread_id: str) -> str:
         return f"discord:thread:{self._agent_id}:{thread_id}"
@@ -55,6 +74,8 @@ class FollowedThreads:
                 followed = await self._store.cache_get(self._key(thread_id)) is not None
             except Exception as exc:  # a cache failure must not drop the message
                 log.debug("Discord: could not look up thread %s: %s", thread_id, exc)
+        if thread_id in self._known:  # followed while we asked (a mention came meanwhile)
+            return self._known[thread_id]
         self._remember(thread_id, followed)
         return followed
 

@@ -129,10 +129,15 @@ async def test_a_thread_is_its_own_room_and_followed_once_mentioned(
     chatter = await server.adispatch_message("not for the bot", channel_id=other)
     await asyncio.sleep(0.3)
     assert not sent_in(server, other), "an unfollowed thread in mentions mode: stored only"
+    # A burst in a followed thread is answered in the order it was said.
+    burst = [await server.adispatch_message(f"quick {i}", channel_id=thread) for i in range(4)]
+    await wait_until(lambda: len(sent_in(server, thread)) >= 6)
+    answered = [m.reply_to for m in server.sent_messages(thread)[2:]]
+    assert answered == [m["id"] for m in burst]
     await bot.stop()
 
     in_thread = await messages_in(store, bot.runtime, thread)
-    assert {"chatting before", "@Carrier plan it", "and then?"} <= set(in_thread)
+    assert {"chatting before", "@Carrier plan it", "and then?", "quick 3"} <= set(in_thread)
     assert await messages_in(store, bot.runtime, other) == [chatter["content"]]
     assert await messages_in(store, bot.runtime, CHANNELS[0]) == []  # not the parent's room
     room = await store.find_room(bot.runtime.agent_id, "discord", thread)
