@@ -86,7 +86,13 @@ class Backfill:
         async with self._lock:
             stored = 0
             try:
-                for channel in guild.text_channels:
+                # Text channels, then the active threads Discord listed (GUILD_CREATE):
+                # each thread is its own room, in its parent's mode.
+                channels: list[discord.TextChannel | discord.Thread] = [
+                    *guild.text_channels,
+                    *guild.threads,
+                ]
+                for channel in channels:
                     if not self._bot.accepting:
                         break
                     stored += await self._channel(channel)
@@ -104,12 +110,21 @@ class Backfill:
             self.stored += stored
             return stored
 
-    async def _channel(self, channel: discord.TextChannel) -> int:
+    async def _channel(self, channel: discord.TextChannel | discord.Thread) -> int:
         from carrier_cli.runtime.turn.ids import message_id
 
         bot = self._bot
         options = bot.options
-        if channel_mode(options, str(channel.id), channel.name) not in STORED_MODES:
+        parent = getattr(channel, "parent", None)
+        parent_id = getattr(channel, "parent_id", None)
+        mode = channel_mode(
+            options,
+            str(channel.id),
+            channel.name,
+            parent_id=str(parent_id) if parent_id else None,
+            parent_name=getattr(parent, "name", None),
+        )
+        if mode not in STORED_MODES:
             return 0
         runtime: Any = bot.runtime
         store = getattr(runtime, "store", None)

@@ -328,7 +328,8 @@ class CarrierDiscordBot(discord.Client):
         channel: Any = message.channel  # where the answer goes: the channel, or a new thread
         if self._opens_thread(message, verdict):
             thread = await open_thread(
-                message, thread_name(inbound.clean_content, inbound.author_name)
+                message,
+                thread_name(self._without_own_name(inbound.clean_content), inbound.author_name),
             )
             if thread is not None:
                 channel = thread
@@ -411,6 +412,16 @@ class CarrierDiscordBot(discord.Client):
             outcome,
             time.monotonic() - started,
         )
+
+    def _without_own_name(self, text: str) -> str:
+        """The text without the leading @mention of the bot (a thread's name)."""
+        me = self.user
+        if me is None:
+            return text
+        for name in (me.display_name, me.name):
+            if text.startswith(f"@{name}"):
+                return text[len(name) + 1 :].lstrip(" ,:")
+        return text
 
     def _opens_thread(self, message: discord.Message, verdict: Verdict) -> bool:
         """`reply_in_thread`: a conversation that starts with a mention in a channel (not

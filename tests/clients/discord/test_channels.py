@@ -156,7 +156,7 @@ async def test_reply_in_thread_opens_a_thread_on_the_mention_and_answers_there(
     await wait_until(lambda: sent_in(server, thread))
     assert server.thread_routes == [(CHANNELS[1], asked["id"])]
     assert server.threads[thread]["parent_id"] == CHANNELS[1]
-    assert server.threads[thread]["name"] == "@Carrier can we talk about the launch?"
+    assert server.threads[thread]["name"] == "can we talk about the launch?"
     assert not sent_in(server, CHANNELS[1]), "the answer is in the thread, not the channel"
     follow = await server.adispatch_message("tuesday works?", channel_id=thread)
     await wait_until(lambda: len(sent_in(server, thread)) >= 2)
@@ -227,17 +227,24 @@ async def test_backfill_stores_history_once_and_never_answers(
     for i in range(3):
         await server.adispatch_message(f"heard {i}", channel_id=listen)
     await server.adispatch_message("ignored", channel_id=off)
+    side = await server.acreate_thread(listen, "side")  # active: listed in GUILD_CREATE
+    off_side = await server.acreate_thread(off, "quiet")
+    for text in ("thread one", "thread two"):
+        server.add_history(text, side)
+    server.add_history("not this one", off_side)
     options = {"backfill": 5, "channels": {listen: {"mode": "listen"}, off: {"mode": "off"}}}
 
     bot = await start(server, store, **options)
     await asyncio.wait_for(bot.running.bot.backfill.wait(), 30)
-    assert bot.running.bot.backfill.stored == 5 + 3
+    assert bot.running.bot.backfill.stored == 5 + 3 + 2
     await bot.stop()
     agent = bot.runtime
     stored = await messages_in(store, agent, always)
     assert stored == sorted(["old 2", "old 3", "old 4", "old 5", "@Carrier old question"])
     assert await messages_in(store, agent, listen) == ["heard 0", "heard 1", "heard 2"]
     assert await messages_in(store, agent, off) == []
+    assert await messages_in(store, agent, side) == ["thread one", "thread two"]
+    assert await messages_in(store, agent, off_side) == [], "a thread takes its channel's mode"
     assert not server.sent_messages() and not bot.model.calls, "stored, never answered"
     count = await store.count(agent_id=agent.agent_id, kinds=[MemoryKind.MESSAGE])
 
