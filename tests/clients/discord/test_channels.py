@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import discord
 import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from carrier_cli.character import Character
+from carrier_cli.clients.discord.threads import open_thread
 from carrier_cli.llm.base import ChatMessage
 from carrier_cli.llm.scripted import ScriptedChatModel
 from carrier_cli.memory.feedback import list_feedback
@@ -165,6 +167,13 @@ async def test_reply_in_thread_opens_a_thread_on_the_mention_and_answers_there(
     await server.adispatch_message("unrelated", channel_id=CHANNELS[1])
     await asyncio.sleep(0.3)
     assert len(server.thread_routes) == 1 and not sent_in(server, CHANNELS[1])
+    # A replayed turn (catch-up) opens no second thread: Discord refuses (160004) and the
+    # bot answers in the one already there.
+    client = bot.running.bot
+    channel = client.get_channel(int(CHANNELS[1]))
+    assert isinstance(channel, discord.TextChannel)
+    again = await open_thread(await channel.fetch_message(int(asked["id"])), "again")
+    assert again is not None and str(again.id) == thread and len(server.threads) == 1
     await bot.stop()
     texts = await messages_in(store, bot.runtime, thread)
     assert "@Carrier can we talk about the launch?" in texts and "tuesday works?" in texts
