@@ -178,7 +178,8 @@ class CarrierDiscordBot(discord.Client):
         )
         self.backfill = Backfill(self, inbound_from, _CONVERSATION_TYPES)
         self._ack = Acknowledger()
-        self.feedback_events: list[tuple[str, str]] = []  # (discord message id, what was done)
+        # The last feedback changes (discord message id, what was done): logs and tests.
+        self.feedback_events: deque[tuple[str, str]] = deque(maxlen=100)
 
     def _client_options(self, config: DiscordOptions) -> dict[str, Any]:
         """More keyword arguments for discord.py's client (the sharded bot's shard ids)."""
