@@ -346,7 +346,7 @@ class CarrierDiscordBot(discord.Client):
         outcome = "no reply"
         typing: asyncio.Task[None] | None = None
         ack = self.options.ack_reaction if verdict.answers else None
-        acked = False
+        acking: asyncio.Task[bool] | None = None
         loop = asyncio.get_running_loop()
         try:
             # The clock starts when the channel's turn does (on_start), not while queued.
@@ -366,15 +366,16 @@ class CarrierDiscordBot(discord.Client):
                         message, result, catch_up=catch_up, channel=channel
                     )
 
-                if ack:
-                    acked = await self._ack.add(message, ack)
+                if ack:  # in the background: an await here would let a later turn of the
+                    # channel reach the runtime first
+                    acking = asyncio.create_task(self._ack.add(message, ack))
 
                 hooks = TurnHooks(limit=self._model_slots, on_start=on_start, deliver=deliver)
                 try:
                     await self.runtime.handle_message(incoming, hooks=hooks)
                 finally:
                     await _stop(typing)
-                    if acked and ack:  # whatever the outcome: the bot stopped thinking
+                    if acking is not None and ack and await acking:  # whatever the outcome
                         await self._ack.remove(message, ack, self.user)
         except asyncio.CancelledError:
             log.warning(
