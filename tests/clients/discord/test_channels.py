@@ -327,17 +327,26 @@ async def test_reactions_on_a_reply_are_stored_as_feedback_and_removed(
 async def test_ack_reaction_is_put_while_thinking_and_taken_off_after(
     server: FakeDiscordServer, sqlite_store: MemoryStore
 ) -> None:
-    bot = await start(server, sqlite_store, ack_reaction="\N{EYES}")
+    bot = await start(server, sqlite_store, ack_reaction="\N{EYES}", respond_only_to_mentions=True)
     asked = await server.adispatch_message(f"<@{server.bot_id}> think", channel_id=CHANNELS[0])
     await wait_until(lambda: len(server.bot_reactions(asked["id"])) >= 2)
     put, taken = server.bot_reactions(asked["id"])
     assert (put.op, put.emoji, taken.op, taken.emoji) == ("add", "\N{EYES}", "remove", "\N{EYES}")
     reply = server.sent_after(asked["id"])[0]
     assert put.at <= reply.at <= taken.at, "on while thinking, off after the reply"
+    # Said right after a mention, in the same channel: stored after it (the ack is put
+    # in the background, it does not hold the mention back), and not acknowledged.
+    first = await server.adispatch_message(f"<@{server.bot_id}> one", channel_id=CHANNELS[1])
     chatter = await server.adispatch_message("just talk", channel_id=CHANNELS[1])
+    await wait_until(lambda: server.sent_after(first["id"]))
     await asyncio.sleep(0.3)
     await bot.stop()
     assert not server.bot_reactions(chatter["id"]), "no ack for what is not said to the bot"
+    room = await sqlite_store.find_room(bot.runtime.agent_id, "discord", CHANNELS[1])
+    assert room is not None
+    rows = await sqlite_store.list(room_id=room.id, oldest_first=True, limit=None)
+    said = [m.text for m in rows if m.entity_id != bot.runtime.agent_id]
+    assert said == ["@Carrier one", "just talk"]
 
 
 # -- presence -----------------------------------------------------------------------------------
