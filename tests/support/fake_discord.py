@@ -650,8 +650,9 @@ class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: 
             if op == 1:
                 await ws.send_str(json.dumps({"op": 11, "s": None, "t": None, "d": None}))
             elif op == 2:
-                self.record_presence((data or {}).get("presence"))
                 session = await self._identify(ws, data)
+                if session is not None:  # an accepted IDENTIFY's presence is the bot's
+                    self.record_presence((data or {}).get("presence"))
             elif op == 3:
                 self.record_presence(data)  # PRESENCE_UPDATE
             elif op == 6:
