@@ -31,7 +31,13 @@ from carrier_cli.clients.discord.backfill import Backfill
 from carrier_cli.clients.discord.options import DiscordOptions
 from carrier_cli.clients.discord.reactions import Acknowledger, on_reaction, remember_reply
 from carrier_cli.clients.discord.split import split_message
-from carrier_cli.clients.discord.threads import FollowedThreads, is_thread, open_thread, thread_name
+from carrier_cli.clients.discord.threads import (
+    FollowedThreads,
+    is_thread,
+    open_thread,
+    resolve_thread,
+    thread_name,
+)
 from carrier_cli.runtime.rooms import TurnHooks
 from carrier_cli.runtime.types import Addressing, IncomingMessage, TurnResult
 from carrier_cli.text import one_line
@@ -264,13 +270,24 @@ class CarrierDiscordBot(discord.Client):
         if self.user is None or message.type not in _CONVERSATION_TYPES:
             return  # joins, pins, boosts, thread notices: nothing anyone said
         inbound = inbound_from(message)
-        if not is_thread(message.channel):
+        unknown = message.guild is not None and isinstance(
+            message.channel, discord.PartialMessageable
+        )
+        if not (unknown or is_thread(message.channel)):
             self._take(message, inbound)  # no await before the queue: arrival order kept
             return
         # In a thread, whether the bot follows it is looked up (an await): messages of one
         # thread wait for each other here (a FIFO lock), so they are queued in order, and a
         # mention is recorded before the next message of the thread is decided.
         async with self.threads.in_order(inbound.channel_id):
+            if unknown:  # a guild channel discord.py has not cached: a thread, usually
+                thread = await resolve_thread(self, inbound.channel_id)
+                if thread is None:
+                    self._take(message, inbound)
+                    return
+                inbound.channel_name = thread.name
+                inbound.parent_channel_id = str(thread.parent_id)
+                inbound.parent_channel_name = getattr(thread.parent, "name", None)
             inbound.in_followed_thread = await self.threads.follows(inbound.channel_id)
             verdict = self._take(message, inbound)
             if verdict is not None and verdict.answers and not inbound.in_followed_thread:

@@ -94,6 +94,18 @@ class FollowedThreads:
             self._known.popitem(last=False)
 
 
+async def resolve_thread(client: discord.Client, channel_id: str) -> discord.Thread | None:
+    """A guild channel discord.py has not cached (e.g. a private thread the bot was added
+    to without a THREAD_CREATE it saw): one GET /channels/{id}, so the thread gets its
+    parent channel's mode. None if it is not a thread or Discord will not say."""
+    try:
+        channel = await client.fetch_channel(int(channel_id))
+    except discord.HTTPException as exc:
+        log.debug("Discord: could not look up channel %s: %s", channel_id, exc)
+        return None
+    return channel if isinstance(channel, discord.Thread) else None
+
+
 def thread_name(text: str, author: str) -> str:
     """A thread name from the message that starts it (Discord allows 1..100 characters)."""
     name = one_line(text.replace("\n", " ").strip(), THREAD_NAME_MAX) or f"Chat with {author}"

@@ -147,6 +147,26 @@ async def test_a_thread_is_its_own_room_and_followed_once_mentioned(
     assert before["id"] != asked["id"]
 
 
+async def test_a_thread_the_bot_was_not_told_of_takes_its_channels_mode(
+    server: FakeDiscordServer, sqlite_store: MemoryStore
+) -> None:
+    """No THREAD_CREATE reached the bot (discord.py has no such channel): one GET
+    /channels/{id} says it is a thread of a listen channel, so a mention there is stored
+    and not answered."""
+    listen = CHANNELS[2]
+    bot = await start(server, sqlite_store, channels={listen: "listen"})
+    thread = "300000000000000123"
+    server.threads[thread] = server._thread_payload(thread, listen, "hidden", ALICE, private=True)
+    await server.adispatch_message(f"<@{server.bot_id}> in the hidden thread", channel_id=thread)
+    await wait_until(
+        lambda: any(r[0] == "GET" and r[1].endswith(f"/channels/{thread}") for r in server.requests)
+    )
+    await asyncio.sleep(0.5)
+    await bot.stop()
+    assert not server.sent_messages()
+    assert await messages_in(sqlite_store, bot.runtime, thread) == ["@Carrier in the hidden thread"]
+
+
 async def test_reply_in_thread_opens_a_thread_on_the_mention_and_answers_there(
     server: FakeDiscordServer, store: MemoryStore
 ) -> None:
