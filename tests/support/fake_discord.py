@@ -47,6 +47,8 @@ from typing import Any
 import pytest
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests.support.fake_discord_channels import ChannelsAndReactions
+
 JSON = "application/json"
 DISCORD_EPOCH_MS = 1420070400000
 APP_FLAG_MESSAGE_CONTENT = 1 << 18
@@ -139,7 +141,7 @@ class UploadedFile:
     description: str | None = None
 
 
-class FakeDiscordServer:
+class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: mixin
     def __init__(
         self,
         *,
@@ -203,6 +205,7 @@ class FakeDiscordServer:
         self.cdn_files: dict[str, tuple[str, bytes, str | None]] = {}
         self.cdn_requests: list[str] = []  # paths fetched from the CDN, in order
         self.cdn_delay = 0.0  # seconds before the CDN answers (a slow download)
+        self._init_channels()  # threads, reactions, presence (fake_discord_channels.py)
 
     def add_bot(self, token: str, name: str) -> str:
         """Another bot (its own token and user) in the same guilds; returns its user id."""
@@ -255,6 +258,7 @@ class FakeDiscordServer:
         app.router.add_get(api + "/channels/{channel_id}", self._get_channel)
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
         self.interactions.add_routes(app, api)
+        self._add_channel_routes(app)  # threads, reactions (fake_discord_channels.py)
         app.router.add_get("/gateway", self._gateway)
         self._add_media_routes(app)
         app.router.add_get("/resume", self._gateway)
@@ -407,6 +411,9 @@ class FakeDiscordServer:
         if not self._authorised(request):
             return self._unauthorised()
         channel_id = request.match_info["channel_id"]
+        thread = self.thread_channel(channel_id)
+        if thread is not None:
+            return self._json(thread)
         guild_id = self._guild_of(channel_id)
         if guild_id is not None:
             index = self.guilds[guild_id].index(channel_id)
@@ -590,7 +597,7 @@ class FakeDiscordServer:
         for guild_id, channels in self.guilds.items():
             if channel_id in channels:
                 return guild_id
-        return None
+        return self.thread_guild(channel_id)  # a thread: its channel's guild
 
     def _message_payload(
         self,
@@ -781,6 +788,10 @@ class FakeDiscordServer:
                 await ws.send_str(json.dumps({"op": 11, "s": None, "t": None, "d": None}))
             elif op == 2:
                 session = await self._identify(ws, data)
+                if session is not None:  # an accepted IDENTIFY's presence is the bot's
+                    self.record_presence((data or {}).get("presence"))
+            elif op == 3:
+                self.record_presence(data)  # PRESENCE_UPDATE
             elif op == 6:
                 session = await self._resume(ws, data)
         if session is not None and session.ws is ws:
@@ -929,7 +940,7 @@ class FakeDiscordServer:
                 }
                 for i, cid in enumerate(channels)
             ],
-            "threads": [],
+            "threads": self.guild_threads(guild_id),  # active threads, as Discord sends
             "stage_instances": [],
             "guild_scheduled_events": [],
             "stickers": [],

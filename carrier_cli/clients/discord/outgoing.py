@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import discord
 
@@ -68,14 +69,16 @@ async def send_extras(
     embeds: Sequence[Embed],
     *,
     nonce: str,
+    channel: Any = None,
 ) -> discord.Message | None:
-    """Send the files and embeds to `message`'s channel (None: nothing to send, or Discord
-    refused them: logged, since the reply's text is already out and an apology would
-    contradict it)."""
+    """Send the files and embeds to `channel` (default `message`'s; the thread a reply went
+    to with reply_in_thread) (None: nothing to send, or Discord refused them: logged,
+    since the reply's text is already out and an apology would contradict it)."""
     if not files and not embeds:
         return None
+    target = channel if channel is not None else message.channel
     try:
-        return await message.channel.send(
+        return await target.send(
             files=to_files(files),
             embeds=[to_embed(e) for e in embeds],
             nonce=nonce,
@@ -85,7 +88,7 @@ async def send_extras(
         log.error(
             "Discord: may not send files or embeds in channel %s (%s): give the bot the "
             "Attach Files and Embed Links permissions there.",
-            message.channel.id,
+            target.id,
             exc.text or exc.status,
         )
     except discord.HTTPException as exc:
