@@ -141,6 +141,10 @@ def prepare(
     publish_options.check_for(options, kind, prepared[0].duration if kind == "reel" else None)
     if options.cover is not None:
         prepared.append(_prepare_cover(options.cover, options.flag("cover")))
+    if reporter is not None:  # what was changed, and why: a converted clip says so
+        for item in prepared:
+            for note in item.notes:
+                reporter.info(f"{item.source.name}: {note}")
     return prepared, kind
 
 

@@ -115,6 +115,7 @@ async def schedule_in(
     open_runtime: Callable[[Character], Awaitable[Any]] | None = None,
     prepared: tuple[list[PreparedMedia], PostKind] | None = None,
     confirm: Callable[[str], bool] | None = None,
+    reporter: Reporter | None = None,
 ) -> QueueItem:
     """Validate and convert the media now, journal the post and schedule it: `queued`
     for `at` (default now), or a `draft` waiting for approval. `character` (with its
@@ -127,7 +128,9 @@ async def schedule_in(
         raise InputError(f"--alt-text has {len(request.alt_text)} characters; at most 1,000.")
     check_publish_settings(options)  # missing settings now, not at publishing time
     if prepared is None:
-        prepared = await asyncio.to_thread(prepare, request)
+        # A video out of spec is converted now (minutes for a long clip): `reporter` shows
+        # its progress as an immediate post does.
+        prepared = await asyncio.to_thread(prepare, request, reporter)
     media, kind = prepared
     prompt = None
     publisher = Publisher(options, journal)
@@ -243,6 +246,7 @@ async def schedule(
     generate: bool,
     character_loader: Callable[[str | None], Character] | None = None,
     confirm: Callable[[str], bool] | None = None,
+    reporter: Reporter | None = None,
 ) -> QueueItem:
     from carrier_cli.clients.instagram.service import _runtime_opener
 
@@ -270,6 +274,7 @@ async def schedule(
             character=character,
             open_runtime=_runtime_opener(settings),
             confirm=confirm,
+            reporter=reporter,
         )
 
     result: QueueItem = await _with(settings, work)
