@@ -52,7 +52,9 @@ class SqliteBackend(SqlBackend):
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         super().__init__(engine, url)
-        self.index = SqliteVectorIndex()
+        from carrier_cli.memory.urls import sqlite_file
+
+        self.index = SqliteVectorIndex(sqlite_file(url))
         self._write_lock = asyncio.Lock()
         self._writer: SqliteWriter | None = None
         self._writer_checked = False
@@ -171,7 +173,7 @@ class SqliteBackend(SqlBackend):
     ) -> set[uuid.UUID] | None:
         index = self.index
 
-        def write(conn: Connection) -> tuple[int, int, int, list[str]]:
+        def write(conn: Connection) -> tuple[int, int, int, list[tuple[int, str]]]:
             # Note where the table ends before inserting. The rows past that point are
             # exactly this transaction's (it holds the write lock): they tell which ids
             # were new, and the vector index can take them without reading them back.
@@ -190,11 +192,11 @@ class SqliteBackend(SqlBackend):
                 extra(conn, new)
             rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
             end_rowid = int(added[-1][0]) if added else start_rowid
-            return rev, start_rowid, end_rowid, [str(r[1]) for r in added]
+            return rev, start_rowid, end_rowid, [(int(r[0]), str(r[1])) for r in added]
 
         written = await self.run_write(write)
         index.append_written(*written, {row["id"].hex: row for row in rows})
-        return {uuid.UUID(hex=i) for i in written[3]}
+        return {uuid.UUID(hex=i) for _, i in written[3]}
 
     async def search(
         self, vector: np.ndarray, model: str, *, k: int, threshold: float, filters: IndexFilters
@@ -204,7 +206,10 @@ class SqliteBackend(SqlBackend):
             scored = self.index.search(vector, k, threshold, filters)
             found = await self.get_many([i for i, _ in scored], conn=conn) if scored else {}
         if len(found) < len(scored):
-            self.index.invalidate()  # deleted by another process since the cache was filled
+            # Deleted by another process since the index was filled (then the revision
+            # has moved and the file is rebuilt anyway), or a vector file whose rows
+            # disagree with the table although its header matched: rebuild it.
+            self.index.invalidate(distrust_file=True)
         return [SearchHit(memory=found[i], score=s) for i, s in scored if i in found]
 
     async def has_near(
