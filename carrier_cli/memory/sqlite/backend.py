@@ -201,14 +201,16 @@ class SqliteBackend(SqlBackend):
     async def search(
         self, vector: np.ndarray, model: str, *, k: int, threshold: float, filters: IndexFilters
     ) -> list[SearchHit]:
-        async with self._index_read() as conn:  # one connection for the whole search
-            await self.index.refresh(conn, model)
-            scored = self.index.search(vector, k, threshold, filters)
-            found = await self.get_many([i for i, _ in scored], conn=conn) if scored else {}
-        if len(found) < len(scored):
+        for attempt in range(2):
+            async with self._index_read() as conn:  # one connection for the whole search
+                await self.index.refresh(conn, model)
+                scored = self.index.search(vector, k, threshold, filters)
+                found = await self.get_many([i for i, _ in scored], conn=conn) if scored else {}
+            if len(found) == len(scored) or attempt == 1:
+                break
             # Deleted by another process since the index was filled (then the revision
             # has moved and the file is rebuilt anyway), or a vector file whose rows
-            # disagree with the table although its header matched: rebuild it.
+            # disagree with the table although its header matched: rebuild, ask again.
             self.index.invalidate(distrust_file=True)
         return [SearchHit(memory=found[i], score=s) for i, s in scored if i in found]
 
