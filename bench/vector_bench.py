@@ -90,7 +90,8 @@ print(json.dumps([{"id": i, "score": float(scores[t]), "content": json.loads(fou
 PEAK_RSS = r"""
 import resource, subprocess, sys
 code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 sys.exit(code)
 """
 
@@ -178,8 +179,9 @@ async def warm(
     }
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MB) of one run of `command`."""
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system: what a loaded machine does not inflate
+    as much as the wall) and peak RSS (MB) of one run of `command`."""
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", PEAK_RSS, *command], env=env, capture_output=True, text=True
@@ -187,7 +189,8 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     wall = time.perf_counter() - start
     if out.returncode != 0:
         raise SystemExit(f"{command[:3]} failed: {out.stderr[-2000:]}")
-    return wall, int(out.stdout.split()[-1]) // 1024
+    cpu, rss = out.stdout.split()[-2:]
+    return wall, float(cpu), int(rss) // 1024
 
 
 def cold(path: Path, runs: int) -> dict[str, float]:
@@ -209,16 +212,18 @@ def cold(path: Path, runs: int) -> dict[str, float]:
     floor = [sys.executable, "-c", FLOOR_SCRIPT, str(path), stable_id("character", AGENT).hex]
     floor.append(QUERY_TEXT)
     timed(carrier, env)  # the first run after a build writes the vector file
-    results: dict[str, list[tuple[float, int]]] = {"carrier": [], "floor": []}
+    results: dict[str, list[tuple[float, float, int]]] = {"carrier": [], "floor": []}
     for i in range(runs):
         order = ("carrier", "floor") if i % 2 == 0 else ("floor", "carrier")
         for side in order:
             results[side].append(timed(carrier if side == "carrier" else floor, env))
     return {
-        "carrier_s": statistics.median(w for w, _ in results["carrier"]),
-        "floor_s": statistics.median(w for w, _ in results["floor"]),
-        "carrier_rss": max(r for _, r in results["carrier"]),
-        "floor_rss": max(r for _, r in results["floor"]),
+        "carrier_s": statistics.median(w for w, _, _ in results["carrier"]),
+        "floor_s": statistics.median(w for w, _, _ in results["floor"]),
+        "carrier_cpu": statistics.median(c for _, c, _ in results["carrier"]),
+        "floor_cpu": statistics.median(c for _, c, _ in results["floor"]),
+        "carrier_rss": max(r for _, _, r in results["carrier"]),
+        "floor_rss": max(r for _, _, r in results["floor"]),
     }
 
 
@@ -259,7 +264,7 @@ async def main_async(args: argparse.Namespace) -> None:
     print(
         f"{'backend':<10} {'size':>8} {'p50 ms':>7} {'floor ms':>8} {'ratio':>6} {'p99 ms':>7} "
         f"{'recall':>6} {'open s':>6} | {'cold s':>6} {'floor s':>7} {'ratio':>6} "
-        f"{'cold MB':>7} {'floor MB':>8} | {'warm MB':>7}",
+        f"{'cpu s':>5} {'floor':>5} {'ratio':>5} {'cold MB':>7} {'floor MB':>8} | {'warm MB':>7}",
         flush=True,
     )
     with contextlib.ExitStack() as stack:
@@ -275,12 +280,14 @@ async def main_async(args: argparse.Namespace) -> None:
                 w = await warm(url, ids, matrix, queries)
                 del ids, matrix
                 c = cold(path, args.cold_runs)
-                rss = timed([sys.executable, __file__, "--rss-probe", url], dict(os.environ))[1]
+                rss = timed([sys.executable, __file__, "--rss-probe", url], dict(os.environ))[2]
                 print(
                     f"{'sqlite':<10} {size:>8} {w['p50']:>7.2f} {w['floor_p50']:>8.2f} "
                     f"{w['p50'] / w['floor_p50']:>6.2f} {w['p99']:>7.2f} {w['recall']:>6.3f} "
                     f"{w['first_s']:>6.2f} | {c['carrier_s']:>6.2f} {c['floor_s']:>7.2f} "
-                    f"{c['carrier_s'] / c['floor_s']:>6.2f} {c['carrier_rss']:>7} "
+                    f"{c['carrier_s'] / c['floor_s']:>6.2f} {c['carrier_cpu']:>5.2f} "
+                    f"{c['floor_cpu']:>5.2f} {c['carrier_cpu'] / c['floor_cpu']:>5.2f} "
+                    f"{c['carrier_rss']:>7} "
                     f"{c['floor_rss']:>8} | {rss:>7}",
                     flush=True,
                 )

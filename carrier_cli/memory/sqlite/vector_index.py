@@ -142,7 +142,9 @@ class SqliteVectorIndex:
             await self._refresh(conn, model)
 
     async def _refresh(self, conn: Conn, model: str) -> None:
-        row = (await conn.execute(text(INDEX_STATE_SQL))).one()
+        # Plain driver SQL: 0.05 ms against 0.44 ms through text() (measured at load 12 on
+        # the 2-core machine), and this runs before every search.
+        row: Any = (await conn.exec_driver_sql(INDEX_STATE_SQL)).one()
         rev, max_rowid = int(row[0] or 0), int(row[1] or 0)
         if rev != self.rev or model != self.model or max_rowid < self.max_rowid:
             await self._open(conn, model, rev, max_rowid)
