@@ -49,10 +49,11 @@ async def test_a_new_process_maps_the_file_instead_of_reading_the_table(tmp_path
     header = _header(path)
     assert (header.count, header.dim, header.max_rowid) == (120, 256, 120)
     async with await MemoryStore.open(f"sqlite:///{path}") as store:
-        await assert_exact(store, agent, memories, unit_vectors(4, 2))
+        await store.search(unit_vectors(1, 2)[0], agent_id=agent)
         index = store._backend.index  # type: ignore[attr-defined]
         assert (index.base_count, index.tail_count) == (120, 0)
         assert not index.base.flags.writeable  # the mapping, not a copy
+        await assert_exact(store, agent, memories, unit_vectors(4, 2))
     assert _header(path).gen == header.gen  # not rebuilt
 
 
@@ -222,3 +223,27 @@ async def test_concurrent_writer_processes_leave_an_exact_index(tmp_path: Path) 
         await assert_exact(store, agent, everything, unit_vectors(5, 99))
     header = _header(path)
     assert header.max_rowid <= 120 + 900 and header.count <= len(everything)
+
+
+async def test_loads_range_by_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is built, and the tail read, a rowid range at a time (at 1M memories one
+    read of everything held ~3.9 GB): ranges smaller than the table still give it all."""
+    monkeypatch.setattr(vector_index, "CHUNK_ROWIDS", 7)
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path, n=60)
+    assert _header(path).count == 60
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        rooms = [(await store.ensure_room(agent, "discord", f"r{i}")).id for i in range(5)]
+        memories += await add_random(store, agent, unit_vectors(23, 12), rooms=rooms)
+    await _check(path, agent, memories)
+
+
+async def test_a_process_that_keeps_searching_copies_a_small_base(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        index = store._backend.index  # type: ignore[attr-defined]
+        await assert_exact(store, agent, memories, unit_vectors(2, 13))  # 6 searches
+        assert not index.base.flags.writeable  # still the mapping
+        await assert_exact(store, agent, memories, unit_vectors(3, 14))
+        assert index.base.flags.owndata  # copied (see COPY_MAX_BYTES), still exact
