@@ -68,6 +68,10 @@ FLUSH_ROWS = 2048
 # and paged by the OS (1M x 256 is 1 GB; mapped it measured 1.10x the numpy floor).
 COPY_MAX_BYTES = 256 * 1024 * 1024
 COPY_AFTER = 8
+# A recurring filter's rows are copied together (`_Subset`) when they are at most this
+# share of all rows; past it, scanning everything and keeping the selection costs about
+# the same and needs no copy.
+SUBSET_MAX_SHARE = 0.6
 
 Conn = AsyncConnection | InlineConnection
 
@@ -117,6 +121,8 @@ class SqliteVectorIndex:
         self.header: Header | None = None  # the file's header the base was mapped from
         self._flush_at = FLUSH_ROWS
         self._searches = 0  # since the base was mapped
+        self._subsets: dict[tuple[int, frozenset[int], bool], _Subset] = {}
+        self._unsubsettable: set[tuple[int, frozenset[int], bool]] = set()
         self.base = np.zeros((0, self.dim), dtype=np.float32)
         self.base_ids = np.zeros(0, dtype="V16")
         self.tail = np.zeros((0, self.dim), dtype=np.float32)
@@ -458,9 +464,9 @@ class SqliteVectorIndex:
         self.size = end
 
     # ------------------------------------------------------------------ search
-    def _mask(self, filters: IndexFilters) -> np.ndarray | None:
-        """Boolean mask over the rows, None for "all rows"; an all-False mask when a filter
-        names something the index has never seen."""
+    def _mask(self, filters: IndexFilters, start: int = 0) -> np.ndarray | None:
+        """Boolean mask over the rows from `start` on, None for "all rows"; an all-False
+        mask when a filter names something the index has never seen."""
         n = self.size
         mask: np.ndarray | None = None
 
@@ -476,20 +482,85 @@ class SqliteVectorIndex:
             if value is not None:
                 code = self.codes.lookup(value)
                 if code is None:
-                    return np.zeros(n, dtype=bool)
+                    return np.zeros(n - start, dtype=bool)
                 if column is self.agents and self.agents_present == {code}:
                     continue  # the only agent: every row (one comparison saved per search)
-                both(column[:n] == code)
+                both(column[start:n] == code)
         if filters.kinds:
             wanted = [_KIND_CODE.get(str(k), 126) for k in filters.kinds]
-            both(np.isin(self.kinds[:n], wanted))
+            both(np.isin(self.kinds[start:n], wanted))
         if filters.since is not None:
-            both(self.created[:n] >= _epoch_us(filters.since))
+            both(self.created[start:n] >= _epoch_us(filters.since))
         if filters.until is not None:
-            both(self.created[:n] <= _epoch_us(filters.until))
+            both(self.created[start:n] <= _epoch_us(filters.until))
         if filters.unique_only:
-            both(self.unique[:n])
+            both(self.unique[start:n])
         return mask
+
+    def _scored(
+        self, query: np.ndarray, filters: IndexFilters
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Scores of the rows the filters select, and those rows (None: all rows, in
+        order); None when no row is selected."""
+        subset = self._subset(filters)
+        if subset is not None:
+            rows, matrix = subset
+            return (matrix @ query, rows) if len(rows) else None
+        mask = self._mask(filters)
+        if mask is None:
+            return self._score_all(query), None
+        selected = int(np.count_nonzero(mask))
+        if selected == 0:
+            return None
+        rows = np.flatnonzero(mask)
+        if selected < self.size // 4:  # few rows: score only those
+            return self._score_rows(rows, query), rows
+        # Score all, keep the selected. (Not -inf for the others: argpartition over
+        # thousands of equal values measured 10x slower than over the selection.)
+        return self._score_all(query)[rows], rows
+
+    def _subset(self, filters: IndexFilters) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows a recurring, unselective filter picks (the runtime's knowledge search:
+        kinds fact/document/fragment/lore, every turn) with their vectors copied together,
+        kept up to date as rows arrive: the search then scans those rows only instead of
+        all of them (see _Subset). None for other filters, and when the copy would be
+        large (past COPY_MAX_BYTES) or hardly smaller than the whole."""
+        if filters.room_id or filters.entity_id or filters.since or filters.until:
+            return None  # selective (scored alone) or changing from call to call
+        if not filters.kinds and not filters.unique_only:
+            return None
+        agent = self.codes.lookup(filters.agent_id) if filters.agent_id else _NONE
+        if agent is None:
+            return None
+        kinds = frozenset(_KIND_CODE.get(str(k), 126) for k in filters.kinds or ())
+        key = (agent, kinds, filters.unique_only)
+        if key in self._unsubsettable:
+            return None
+        found = self._subsets.get(key)
+        if found is None:
+            found = self._subsets[key] = _Subset(self.dim)
+        if found.upto < self.size:
+            mask = self._mask(filters, found.upto)
+            new = np.arange(found.upto, self.size)
+            if mask is not None:
+                new = new[mask]
+            total = found.count + len(new)
+            if total * self.dim * 4 > COPY_MAX_BYTES or total > SUBSET_MAX_SHARE * self.size:
+                del self._subsets[key]
+                self._unsubsettable.add(key)
+                return None
+            found.append(new, self._gather(new))
+            found.upto = self.size
+        return found.rows[: found.count], found.matrix[: found.count]
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        nb = self.base_count
+        split = int(np.searchsorted(rows, nb))
+        if split == len(rows):
+            return self.base[rows]
+        if split == 0:
+            return self.tail[rows - nb]
+        return np.concatenate([self.base[rows[:split]], self.tail[rows[split:] - nb]])
 
     def _score_all(self, query: np.ndarray) -> np.ndarray:
         """Scores of every row, into a buffer reused across searches (valid until the
@@ -505,14 +576,7 @@ class SqliteVectorIndex:
         return out
 
     def _score_rows(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-        nb = self.base_count
-        split = int(np.searchsorted(rows, nb))
-        parts = []
-        if split:
-            parts.append(self.base[rows[:split]] @ query)
-        if split < len(rows):
-            parts.append(self.tail[rows[split:] - nb] @ query)
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return self._gather(rows) @ query
 
     def _id(self, row: int) -> uuid.UUID:
         nb = self.base_count
@@ -529,21 +593,10 @@ class SqliteVectorIndex:
         if self._searches == COPY_AFTER and 0 < self.base.nbytes <= COPY_MAX_BYTES:
             self.base = np.array(self.base)  # see COPY_MAX_BYTES
         query = np.ascontiguousarray(query, dtype=np.float32)
-        mask = self._mask(filters)
-        rows: np.ndarray | None = None
-        if mask is None:
-            scores = self._score_all(query)
-        else:
-            selected = int(np.count_nonzero(mask))
-            if selected == 0:
-                return []
-            rows = np.flatnonzero(mask)
-            if selected < n // 4:  # few rows: score only those
-                scores = self._score_rows(rows, query)
-            else:
-                # Score all, keep the selected. (Not -inf for the others: argpartition over
-                # thousands of equal values measured 10x slower than over the selection.)
-                scores = self._score_all(query)[rows]
+        scored = self._scored(query, filters)
+        if scored is None:
+            return []
+        scores, rows = scored
         count = len(scores)
         top = np.argpartition(scores, count - k)[count - k :] if k < count else np.arange(count)
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -555,6 +608,30 @@ class SqliteVectorIndex:
             row = int(rows[position]) if rows is not None else int(position)
             hits.append((self._id(row), score))
         return hits
+
+
+class _Subset:
+    """One filter's rows (indices into the index, ascending) and a copy of their vectors,
+    contiguous, grown as rows arrive. The runtime searches knowledge (facts, documents,
+    fragments, lore) on every turn, a minority of the rows beside the conversation:
+    scanning only those reads a fraction of the matrix, and the mask (np.isin over every
+    row's kind) is computed for new rows only."""
+
+    def __init__(self, dim: int) -> None:
+        self.rows = np.zeros(0, dtype=np.int64)
+        self.matrix = np.zeros((0, dim), dtype=np.float32)
+        self.count = 0
+        self.upto = 0  # rows of the index looked at so far
+
+    def append(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        end = self.count + len(rows)
+        if end > len(self.rows):
+            capacity = max(end, 2 * len(self.rows), 1024)
+            self.rows = _grow(self.rows, capacity)
+            self.matrix = _grow(self.matrix, capacity)
+        self.rows[self.count : end] = rows
+        self.matrix[self.count : end] = vectors
+        self.count = end
 
 
 def _hex(value: uuid.UUID | None) -> str | None:
