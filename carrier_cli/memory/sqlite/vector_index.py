@@ -2,7 +2,9 @@
 
 SQLite in most Pythons cannot load extensions (so no sqlite-vec); a matrix-vector product
 over 100k x 256 unit vectors takes 2-4 ms, which is faster than any index would need to
-be. The matrix is in two parts:
+be. It is BLAS (`vector_scan.scores`), not `np.einsum` as before: einsum took 8.7-9.1 ms
+idle and loaded, matmul 2.3-3.4 ms idle (issue 15, 2-core machine). The matrix is in two
+parts:
 
 * the *base*, mapped read-only from the vector file beside the database
   (`vector_file`): a new process maps it instead of reading every vector out of SQLite
@@ -36,7 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carrier_cli.memory.rows import IndexFilters
-from carrier_cli.memory.sqlite import vector_file
+from carrier_cli.memory.sqlite import vector_file, vector_scan
 from carrier_cli.memory.sqlite.engine import InlineConnection
 from carrier_cli.memory.sqlite.vector_file import ROW, Appender, Header, Mapped
 
@@ -505,7 +507,7 @@ class SqliteVectorIndex:
         subset = self._subset(filters)
         if subset is not None:
             rows, matrix = subset
-            return (matrix @ query, rows) if len(rows) else None
+            return (vector_scan.scores(matrix, query), rows) if len(rows) else None
         mask = self._mask(filters)
         if mask is None:
             return self._score_all(query), None
@@ -570,13 +572,13 @@ class SqliteVectorIndex:
             self._scratch = np.empty(n + n // 8 + 1024, dtype=np.float32)
         out = self._scratch[:n]
         if nb:
-            _scores(self.base, query, out[:nb])
+            vector_scan.scores(self.base, query, out[:nb])
         if n > nb:
-            _scores(self.tail[: n - nb], query, out[nb:])
+            vector_scan.scores(self.tail[: n - nb], query, out[nb:])
         return out
 
     def _score_rows(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-        return self._gather(rows) @ query
+        return vector_scan.scores(self._gather(rows), query)
 
     def _id(self, row: int) -> uuid.UUID:
         nb = self.base_count
@@ -636,16 +638,6 @@ class _Subset:
 
 def _hex(value: uuid.UUID | None) -> str | None:
     return value.hex if value is not None else None
-
-
-def _scores(matrix: np.ndarray, query: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Dot products with unit vectors = cosine similarity, by BLAS (`matmul`, sgemv).
-    This used to be `np.einsum("ij,j->i")` on the belief that it beat BLAS on a busy
-    machine; measured on the 2-core development machine (100k x 256, p50 of 60 queries,
-    issue 15), einsum took 8.7-9.1 ms idle and under load, matmul 2.3-3.4 ms idle with
-    OpenBLAS's two threads and 7.4-7.7 ms with one (the other core busy): matmul wins
-    either way, and it is what the numpy floor in bench/memory_bench.py does."""
-    return np.matmul(matrix, query, out=out)
 
 
 def _grow(array: np.ndarray, capacity: int) -> np.ndarray:
