@@ -11,8 +11,10 @@ wordllama) is built once into --data-dir and reused by later runs (1M takes a fe
 minutes to build). Then:
 
 1. warm: top-10 vector queries, alternately Carrier's `store.search` and the numpy floor
-   (one matmul + argpartition over the same vectors held in the same process): p50 of
-   each, the ratio, and Carrier's recall@10 against the exact answer;
+   (one matmul + argpartition over the same vectors held in the same process, with
+   OpenBLAS's default threads, which Carrier's scan sets to one: see
+   memory/sqlite/vector_scan.py): p50 of each, the ratio, and Carrier's recall@10
+   against the exact answer;
 2. cold: alternately `carrier memory search "..." --json` as a new process and a floor
    script doing the least that answers the same question (sqlite3 + numpy + wordllama:
    read every vector of the file, embed the query, matmul + argpartition, read the ten
@@ -45,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from memory_bench import clustered_vectors, embedded_postgres_url, fresh_postgres, pct
 
+from carrier_cli.memory.sqlite import vector_scan
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Memory, MemoryKind
 
@@ -167,8 +170,12 @@ async def warm(
                 carrier.append((time.perf_counter() - start) * 1000)
                 recalls.append(len(exact[i] & {h.memory.id.hex for h in hits}) / 10)
             else:
+                # numpy as it comes (OpenBLAS with all its threads), not as Carrier set it
+                vector_scan.set_blas_threads(os.cpu_count() or 1)
+                start = time.perf_counter()
                 floor_search(matrix, query)
                 floor.append((time.perf_counter() - start) * 1000)
+                vector_scan.set_blas_threads(1)
     await store.close()
     return {
         "first_s": first,
