@@ -1,7 +1,7 @@
 """Vector search against its floor (issue 15): warm search, a cold `carrier memory search`,
 and the memory a 1M-memory database costs.
 
-    .venv/bin/python bench/vector_bench.py [--sizes 100000] [--million]
+    .venv/bin/python bench/vector_bench.py [--quick] [--sizes 100000] [--million]
         [--backends sqlite,postgres] [--pg-url URL] [--data-dir /tmp/carrier-vector-bench]
         [--cold-runs 5] [--queries 200]
 
@@ -261,7 +261,9 @@ async def postgres_warm(admin: str, size: int, queries: np.ndarray) -> dict[str,
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [10_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if args.quick:
+        args.cold_runs = min(args.cold_runs, 3)
     if args.million:
         sizes.append(1_000_000)
     backends = args.backends.split(",")
@@ -320,6 +322,7 @@ async def rss_probe(url: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10k memories, 3 cold runs")
     parser.add_argument("--sizes", default="100000")
     parser.add_argument("--million", action="store_true", help="1M memories too")
     parser.add_argument("--backends", default="sqlite,postgres")
