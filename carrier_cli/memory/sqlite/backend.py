@@ -11,6 +11,7 @@ vector search is an exact scan of a numpy matrix (`SqliteVectorIndex`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE
 from carrier_cli.memory.failures import StorageFailure
-from carrier_cli.memory.rows import IndexFilters, InsertExtra
+from carrier_cli.memory.rows import CHUNK, IndexFilters, InsertExtra, M, columns, to_memory
 from carrier_cli.memory.sql import SqlBackend
 from carrier_cli.memory.sqlite.engine import (
     InlineConnection,
@@ -53,7 +54,9 @@ class SqliteBackend(SqlBackend):
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         super().__init__(engine, url)
-        self.index = SqliteVectorIndex()
+        from carrier_cli.memory.urls import sqlite_file
+
+        self.index = SqliteVectorIndex(sqlite_file(url))
         self._write_lock = asyncio.Lock()
         self._writer: SqliteWriter | None = None
         self._writer_checked = False
@@ -178,7 +181,7 @@ class SqliteBackend(SqlBackend):
     ) -> set[uuid.UUID] | None:
         index = self.index
 
-        def write(conn: Connection) -> tuple[int, int, int, list[str]]:
+        def write(conn: Connection) -> tuple[int, int, int, list[tuple[int, str]]]:
             # Note where the table ends before inserting. The rows past that point are
             # exactly this transaction's (it holds the write lock): they tell which ids
             # were new, and the vector index can take them without reading them back.
@@ -197,22 +200,27 @@ class SqliteBackend(SqlBackend):
                 extra(conn, new)
             rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
             end_rowid = int(added[-1][0]) if added else start_rowid
-            return rev, start_rowid, end_rowid, [str(r[1]) for r in added]
+            return rev, start_rowid, end_rowid, [(int(r[0]), str(r[1])) for r in added]
 
         written = await self.run_write(write)
         index.append_written(*written, {row["id"].hex: row for row in rows})
-        taken = set(written[3])  # hex ids; the memories' own UUIDs, not parsed again
+        taken = {i for _, i in written[3]}  # hex ids; the memories' own UUIDs, not parsed
         return {m.id for m in memories if m.id.hex in taken}
 
     async def search(
         self, vector: np.ndarray, model: str, *, k: int, threshold: float, filters: IndexFilters
     ) -> list[SearchHit]:
-        async with self._index_read() as conn:  # one connection for the whole search
-            await self.index.refresh(conn, model)
-            scored = self.index.search(vector, k, threshold, filters)
-            found = await self.get_many([i for i, _ in scored], conn=conn) if scored else {}
-        if len(found) < len(scored):
-            self.index.invalidate()  # deleted by another process since the cache was filled
+        for attempt in range(2):
+            async with self._index_read() as conn:  # one connection for the whole search
+                await self.index.refresh(conn, model)
+                scored = self.index.search(vector, k, threshold, filters)
+                found = await _hits(conn, [i for i, _ in scored]) if scored else {}
+            if len(found) == len(scored) or attempt == 1:
+                break
+            # Deleted by another process since the index was filled (then the revision
+            # has moved and the file is rebuilt anyway), or a vector file whose rows
+            # disagree with the table although its header matched: rebuild, ask again.
+            self.index.invalidate(distrust_file=True)
         return [SearchHit(memory=found[i], score=s) for i, s in scored if i in found]
 
     async def has_near(
@@ -225,3 +233,20 @@ class SqliteBackend(SqlBackend):
 
     def vectors_changed(self) -> None:
         self.index.invalidate()
+
+
+@functools.cache
+def _hits_statement() -> Any:
+    from sqlalchemy import bindparam, select
+
+    return select(*columns(False)).where(M.c.id.in_(bindparam("ids", expanding=True)))
+
+
+async def _hits(conn: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, Memory]:
+    """The hits' rows by one statement built once (an expanding IN): 0.25 ms for ten
+    rows against 0.57 ms for `get_many`, which builds its statement per call."""
+    found: dict[uuid.UUID, Memory] = {}
+    for start in range(0, len(ids), CHUNK):
+        result = await conn.execute(_hits_statement(), {"ids": ids[start : start + CHUNK]})
+        found.update((row.id, to_memory(row)) for row in result.all())
+    return found

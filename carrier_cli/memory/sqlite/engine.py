@@ -118,6 +118,9 @@ class InlineConnection:
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         return self.sync.execute(statement, parameters)
 
+    async def exec_driver_sql(self, statement: str, parameters: Any = None) -> Any:
+        return self.sync.exec_driver_sql(statement, parameters)
+
 
 def make_sqlite_reader(url: str) -> Engine | None:
     """Synchronous engine for InlineConnection reads; None unless `url` is an SQLite file.

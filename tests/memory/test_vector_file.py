@@ -1,0 +1,249 @@
+"""The SQLite vector file (memory/sqlite/vector_file.py): a new process maps it, and
+whatever happens to it (torn writes, truncation, damage, a database changed or replaced
+behind it, several writer processes) searches stay exact: at worst it is rebuilt."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from carrier_cli.memory.sqlite import vector_file, vector_index
+from carrier_cli.memory.store import MemoryStore
+from carrier_cli.memory.types import Memory
+from tests.memory.test_vector_search import add_random, assert_exact, unit_vectors
+
+
+async def _filled(path: Path, n: int = 120, seed: int = 1) -> tuple[uuid.UUID, list[Memory]]:
+    """A database with `n` random memories and a vector file written by a search."""
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        agent = await store.ensure_agent("files")
+        rooms = [(await store.ensure_room(agent, "discord", f"r{i}")).id for i in range(5)]
+        memories = await add_random(store, agent, unit_vectors(n, seed), rooms=rooms)
+        await store.search(memories[0].embedding or [], agent_id=agent, k=1)
+    return agent, memories
+
+
+def _header(path: Path) -> vector_file.Header:
+    header = vector_file.read_header(vector_file.directory_for(path))
+    assert header is not None
+    return header
+
+
+async def _check(path: Path, agent: uuid.UUID, memories: list[Memory], seed: int = 50) -> Path:
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        await assert_exact(store, agent, memories, unit_vectors(4, seed))
+    return path
+
+
+async def test_a_new_process_maps_the_file_instead_of_reading_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    header = _header(path)
+    assert (header.count, header.dim, header.max_rowid) == (120, 256, 120)
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        await store.search(unit_vectors(1, 2)[0], agent_id=agent)
+        index = store._backend.index  # type: ignore[attr-defined]
+        assert (index.base_count, index.tail_count) == (120, 0)
+        assert not index.base.flags.writeable  # the mapping, not a copy
+        await assert_exact(store, agent, memories, unit_vectors(4, 2))
+    assert _header(path).gen == header.gen  # not rebuilt
+
+
+async def test_truncated_vector_file_is_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    before = _header(path)
+    vec = vector_file.directory_for(path) / f"{before.gen}.vec"
+    with open(vec, "r+b") as handle:
+        handle.truncate(vec.stat().st_size // 2)
+    await _check(path, agent, memories)
+    after = _header(path)
+    assert after.gen != before.gen and after.count == 120
+
+
+@pytest.mark.parametrize("damage", ["flip", "empty", "garbage", "missing"])
+async def test_damaged_header_is_rebuilt(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    before = _header(path)
+    header = vector_file.directory_for(path) / "header"
+    raw = bytearray(header.read_bytes())
+    if damage == "flip":
+        raw[raw.index(b'"count": 120') + 10] = ord("9")  # the CRC catches it
+        header.write_bytes(bytes(raw))
+    elif damage == "empty":
+        header.write_bytes(b"")
+    elif damage == "garbage":
+        header.write_bytes(b"\x00" * 64)
+    else:
+        header.unlink()
+    assert vector_file.read_header(header.parent) is None
+    await _check(path, agent, memories)
+    assert _header(path).gen != before.gen
+
+
+async def test_torn_append_past_the_header_is_ignored_then_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer killed after appending but before its header: the tail is junk no header
+    counts. Readers ignore it; the next append truncates it first."""
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    before = _header(path)
+    folder = vector_file.directory_for(path)
+    for suffix in ("vec", "rows", "codes"):
+        with open(folder / f"{before.gen}.{suffix}", "ab") as handle:
+            handle.write(b"\xff" * 1000)
+    await _check(path, agent, memories)
+    assert _header(path) == before  # mapped as it was, no rebuild
+    monkeypatch.setattr(vector_index, "FLUSH_ROWS", 1)
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        rooms = [(await store.ensure_room(agent, "discord", f"r{i}")).id for i in range(5)]
+        memories += await add_random(store, agent, unit_vectors(30, 9), rooms=rooms)
+        await assert_exact(store, agent, memories, unit_vectors(2, 10))  # appends
+    after = _header(path)
+    assert (after.gen, after.count) == (before.gen, 150)
+    assert (folder / f"{after.gen}.vec").stat().st_size == 150 * 256 * 4
+    await _check(path, agent, memories, seed=11)
+
+
+async def test_rows_that_disagree_with_the_table_are_caught_and_rebuilt(tmp_path: Path) -> None:
+    """Damage inside the committed part with an intact header (the ids of the rows):
+    the hits do not exist in the table, so the search rebuilds and asks again."""
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    before = _header(path)
+    rows = vector_file.directory_for(path) / f"{before.gen}.rows"
+    data = np.fromfile(rows, dtype=vector_file.ROW)
+    data["id"] = np.frombuffer(b"".join(uuid.uuid4().bytes for _ in data), "V16")
+    data.tofile(rows)
+    await _check(path, agent, memories)
+    assert _header(path).gen != before.gen
+
+
+async def test_rows_deleted_behind_the_file_rebuild_it(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    before = _header(path)
+    gone = memories[:10]
+    with sqlite3.connect(path) as db:  # another program, or another Carrier process
+        db.executemany("DELETE FROM memories WHERE id = ?", [(m.id.hex,) for m in gone])
+    await _check(path, agent, memories[10:])
+    assert _header(path).gen != before.gen and _header(path).count == 110
+
+
+async def test_rows_added_behind_the_file_are_read_into_the_tail(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    before = _header(path)
+    async with await MemoryStore.open(f"sqlite:///{path}") as writer:  # never searches
+        rooms = [(await writer.ensure_room(agent, "discord", f"r{i}")).id for i in range(5)]
+        memories += await add_random(writer, agent, unit_vectors(25, 3), rooms=rooms)
+    await _check(path, agent, memories)
+    assert _header(path) == before  # 25 rows: a tail, below FLUSH_ROWS
+
+
+async def test_a_replaced_database_is_not_answered_from_the_old_file(tmp_path: Path) -> None:
+    """Another database with the same revision and row count copied over the file (a
+    restored backup, `cp other.db carrier.db`): the last row's id tells them apart."""
+    path = tmp_path / "m.db"
+    await _filled(path, seed=1)
+    before = _header(path)
+    other = tmp_path / "other" / "m.db"
+    other.parent.mkdir()
+    agent, replacement = await _filled(other, seed=2)
+    shutil.rmtree(vector_file.directory_for(other))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    shutil.copy(other, path)
+    await _check(path, agent, replacement)
+    assert _header(path).gen != before.gen
+
+
+async def test_read_only_folder_still_searches_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    folder = vector_file.directory_for(path)
+    shutil.rmtree(folder)
+    folder.write_text("not a directory")  # nothing can be made there
+    await _check(path, agent, memories)
+
+
+WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    import numpy as np
+    from carrier_cli.memory.sqlite import vector_index
+    from carrier_cli.memory.store import MemoryStore
+    from carrier_cli.memory.types import Memory
+
+    vector_index.FLUSH_ROWS = 16  # append often, to race the other writer
+
+    async def main(url, seed):
+        rng = np.random.default_rng(seed)
+        store = await MemoryStore.open(url)
+        agent = await store.ensure_agent("files")
+        for _ in range(15):
+            vectors = rng.standard_normal((20, 256)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            await store.add_many(
+                [Memory(agent_id=agent, content={"text": f"w{seed} {rng.random()}"},
+                        embedding=v) for v in vectors], dedupe=False)
+            await store.search(vectors[0], agent_id=agent, k=3)
+        await store.close()
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+@pytest.mark.slow
+async def test_concurrent_writer_processes_leave_an_exact_index(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    agent, _ = await _filled(path)
+    url = f"sqlite:///{path}"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, url, str(seed)]) for seed in (21, 22, 23)
+    ]
+    async with await MemoryStore.open(url) as reader:  # searches while they write
+        for seed in range(10):
+            await reader.search(unit_vectors(1, seed)[0], agent_id=agent, k=5)
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    async with await MemoryStore.open(url) as store:
+        everything = await store.list(agent_id=agent, limit=10_000, with_vectors=True)
+        assert len(everything) == 120 + 3 * 15 * 20
+        await assert_exact(store, agent, everything, unit_vectors(5, 99))
+    header = _header(path)
+    assert header.max_rowid <= 120 + 900 and header.count <= len(everything)
+
+
+async def test_loads_range_by_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is built, and the tail read, a rowid range at a time (at 1M memories one
+    read of everything held ~3.9 GB): ranges smaller than the table still give it all."""
+    monkeypatch.setattr(vector_index, "CHUNK_ROWIDS", 7)
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path, n=60)
+    assert _header(path).count == 60
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        rooms = [(await store.ensure_room(agent, "discord", f"r{i}")).id for i in range(5)]
+        memories += await add_random(store, agent, unit_vectors(23, 12), rooms=rooms)
+    await _check(path, agent, memories)
+
+
+async def test_a_process_that_keeps_searching_copies_a_small_base(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        index = store._backend.index  # type: ignore[attr-defined]
+        await assert_exact(store, agent, memories, unit_vectors(2, 13))  # 6 searches
+        assert not index.base.flags.writeable  # still the mapping
+        await assert_exact(store, agent, memories, unit_vectors(3, 14))
+        assert index.base.flags.owndata  # copied (see COPY_MAX_BYTES), still exact

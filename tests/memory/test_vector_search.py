@@ -1,0 +1,97 @@
+"""Exact search stays exact (issue 15): Carrier's top-k equals numpy's on random vectors,
+on both backends, with and without filters, across the SQLite index's mapped file and
+in-memory tail."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from carrier_cli.memory.store import MemoryStore
+from carrier_cli.memory.types import Memory, MemoryKind
+
+DIM = 256  # the default (local) model's dimension: stored vectors are taken as its
+
+
+def unit_vectors(n: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+async def add_random(
+    store: MemoryStore, agent: uuid.UUID, vectors: np.ndarray, *, rooms: list[uuid.UUID]
+) -> list[Memory]:
+    memories = [
+        Memory(
+            agent_id=agent,
+            kind=MemoryKind.MESSAGE if i % 3 else MemoryKind.FACT,
+            room_id=rooms[i % len(rooms)] if i % 3 else None,
+            content={"text": f"random memory {uuid.uuid4().hex}"},
+            embedding=vector,
+        )
+        for i, vector in enumerate(vectors)
+    ]
+    await store.add_many(memories, dedupe=False)
+    return memories
+
+
+def numpy_top(memories: list[Memory], query: np.ndarray, k: int) -> list[uuid.UUID]:
+    matrix = np.stack([np.asarray(m.embedding, dtype=np.float32) for m in memories])
+    scores = matrix @ query
+    return [memories[i].id for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+async def assert_exact(
+    store: MemoryStore, agent: uuid.UUID, memories: list[Memory], queries: np.ndarray
+) -> None:
+    room = next(m.room_id for m in memories if m.room_id is not None)
+    for query in queries:
+        hits = await store.search(query, agent_id=agent, k=10, threshold=-1.0)
+        assert [h.memory.id for h in hits] == numpy_top(memories, query, 10)
+        facts = [m for m in memories if m.kind == MemoryKind.FACT]
+        hits = await store.search(
+            query, agent_id=agent, k=5, threshold=-1.0, kinds=[MemoryKind.FACT]
+        )
+        assert [h.memory.id for h in hits] == numpy_top(facts, query, 5)
+        in_room = [m for m in memories if m.room_id == room]  # a few rows: scored alone
+        hits = await store.search(query, agent_id=agent, k=5, threshold=-1.0, room_id=room)
+        assert [h.memory.id for h in hits] == numpy_top(in_room, query, 5)
+
+
+async def test_top_k_equals_numpy_on_random_vectors(store: MemoryStore) -> None:
+    agent = await store.ensure_agent("exact")
+    other = await store.ensure_agent("someone else")
+    rooms = [(await store.ensure_room(agent, "discord", f"r{i}")).id for i in range(7)]
+    memories = await add_random(store, agent, unit_vectors(300, 1), rooms=rooms)
+    await add_random(store, other, unit_vectors(50, 2), rooms=rooms[:1])  # filtered out
+    await assert_exact(store, agent, memories, unit_vectors(8, 3))
+    # more rows after the first search (SQLite: the in-memory tail beside the file)
+    memories += await add_random(store, agent, unit_vectors(100, 4), rooms=rooms)
+    await assert_exact(store, agent, memories, unit_vectors(8, 5))
+
+
+@pytest.mark.parametrize("flush_rows", [1, 10_000])
+async def test_top_k_equals_numpy_across_file_and_tail(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, flush_rows: int
+) -> None:
+    """SQLite: a new process maps the file and reads the rows since into the tail; with
+    FLUSH_ROWS=1 every refresh appends the tail to the file, with 10k it stays a tail."""
+    from carrier_cli.memory.sqlite import vector_index
+
+    monkeypatch.setattr(vector_index, "FLUSH_ROWS", flush_rows)
+    url = f"sqlite:///{tmp_path}/m.db"
+    async with await MemoryStore.open(url) as first:
+        agent = await first.ensure_agent("exact")
+        rooms = [(await first.ensure_room(agent, "discord", f"r{i}")).id for i in range(5)]
+        memories = await add_random(first, agent, unit_vectors(200, 6), rooms=rooms)
+        await assert_exact(first, agent, memories, unit_vectors(3, 7))  # writes the file
+        memories += await add_random(first, agent, unit_vectors(60, 8), rooms=rooms)
+        await assert_exact(first, agent, memories, unit_vectors(3, 9))
+    async with await MemoryStore.open(url) as second:  # maps the file
+        memories += await add_random(second, agent, unit_vectors(40, 10), rooms=rooms)
+        await assert_exact(second, agent, memories, unit_vectors(4, 11))
+        index = second._backend.index  # type: ignore[attr-defined]
+        assert index.base_count > 0
+        assert (index.tail_count == 0) == (flush_rows == 1)
