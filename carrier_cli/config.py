@@ -256,6 +256,47 @@ class Settings(BaseSettings):
         ge=0,
         description="First back-off delay in seconds for FTP/HTTP/Graph retries (doubles).",
     )
+    instagram_reel_upload: Literal["ftp", "resumable"] = Field(
+        "ftp",
+        description="How Reels reach Instagram: ftp (uploaded to FTP_SERVER, fetched from "
+        "HTTP_SERVER) or resumable (sent to Meta's rupload host; Facebook Login only).",
+    )
+    instagram_comment_poll_interval: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds between polls of the recent posts' comments (characters with "
+        "clients.instagram.reply_to_comments).",
+    )
+    instagram_comment_media: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="How many of the account's newest posts are polled for comments.",
+    )
+    instagram_app_secret: SecretStr | None = Field(
+        None,
+        description="Meta app secret: checks the X-Hub-Signature-256 of the webhooks Meta "
+        "sends to /webhooks/instagram (carrier serve).",
+        json_schema_extra=_env("INSTAGRAM_APP_SECRET"),
+    )
+    instagram_webhook_verify_token: SecretStr | None = Field(
+        None,
+        description="The verify token typed in the Meta app's webhook setup; "
+        "/webhooks/instagram echoes hub.challenge only to it.",
+        json_schema_extra=_env("INSTAGRAM_WEBHOOK_VERIFY_TOKEN"),
+    )
+    instagram_ftp_cleanup: Literal["after_publish", "keep"] = Field(
+        "after_publish",
+        description="after_publish: delete a post's uploaded files from the FTP server once "
+        "Instagram published it (never before its container is FINISHED); keep: leave them.",
+    )
+    instagram_queue_poll_interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between checks for due scheduled Instagram posts (carrier run "
+        "--client instagram, carrier serve).",
+    )
 
     # Long-running processes
     shutdown_grace: float = Field(

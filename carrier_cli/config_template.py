@@ -86,6 +86,7 @@ _SECTIONS = [
             "instagram_poll_interval",
             "instagram_poll_timeout",
             "instagram_retry_delay",
+            "instagram_reel_upload",
         ],
     ),
     (

@@ -34,6 +34,7 @@ ALLOWED: dict[str, str] = {
     "carrier_cli.clients.instagram.options": "builds GraphOptions, FtpOptions, InstagramOptions",
     "carrier_cli.clients.instagram.autopost": "run_instagram_client: the client entry",
     "carrier_cli.clients.instagram.service": "what `carrier instagram ...` calls: the edge",
+    "carrier_cli.clients.instagram.queueing": "what `carrier instagram queue ...` calls: the edge",
     "carrier_cli.llm.factory": "the model edge: picks providers from the settings",
     "carrier_cli.llm.embeddings": "the embedding model edge",
     "carrier_cli.memory.store": "MemoryStore.from_settings, a convenience at the edge",

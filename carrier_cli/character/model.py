@@ -120,6 +120,12 @@ class ModelSettings(_Strict):
 class DiscordChannelSettings(_Strict):
     mode: Literal["always", "mentions", "listen", "off"] = "always"
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads an unquoted `off` as false: `mode: off` means "off".
+        return "off" if value is False else value
+
 
 class DiscordClientSettings(_Strict):
     respond_only_to_mentions: bool = False
@@ -165,7 +171,10 @@ class DiscordClientSettings(_Strict):
         value = _empty_mapping(value)
         if isinstance(value, dict):
             return {
-                str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v
+                str(k) if isinstance(k, int) and not isinstance(k, bool) else k: (
+                    # The shortcut `general: listen` (or `off-topic: off`) for {mode: ...}.
+                    {"mode": v} if isinstance(v, str | bool) else v
+                )
                 for k, v in value.items()
             }
         return value
@@ -208,6 +217,8 @@ class InstagramClientSettings(_Strict):
     # Name in `carrier keys` holding this character's Graph API token, e.g.
     # "instagram:eliza" (one account per character); None: the global token.
     account_key: Short | None = None
+    # The numeric Instagram user id of that account (needed with account_key).
+    account_id: Annotated[str, Field(pattern=r"^[0-9]{1,30}$")] | None = None
     # Autoposts wait for `carrier instagram approve ID` instead of going out.
     require_approval: bool = False
     # Comment replies (issue 18): answer comments on the account's recent posts.

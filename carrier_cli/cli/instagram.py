@@ -79,6 +79,29 @@ def _reporter(quiet: bool) -> Reporter:
                 self._progress.stop()
                 self._progress = None
 
+        def transcode_progress(self, name: str, seconds: float) -> Any:
+            if quiet:
+                return None
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from carrier_cli.output import err
+
+            self._progress = Progress(
+                TextColumn("{task.description}", style="bold", markup=False),
+                BarColumn(),
+                TextColumn("{task.completed:.1f}/{task.total:.1f} s of video"),
+                TimeRemainingColumn(),
+                console=err(),
+                transient=True,
+            )
+            self._progress.start()
+            task = self._progress.add_task(f"Converting {name} for Instagram", total=seconds)
+            progress = self._progress
+            return lambda done: progress.update(task, completed=done)
+
+        def transcode_done(self) -> None:
+            self.upload_done()
+
     return RichReporter()
 
 
@@ -106,7 +129,7 @@ def _print_outcome(outcome: PostOutcome, as_json: bool) -> None:
 def post(
     files: Annotated[
         list[Path],
-        typer.Argument(help="1 image (post), 2-10 files (carousel), or an .mp4/.mov (Reel)."),
+        typer.Argument(help="1 image (post), 2-10 files (carousel), or a video (Reel)."),
     ],
     caption: Annotated[str | None, typer.Option("--caption", "-c", help="Caption text.")] = None,
     alt_text: Annotated[str | None, typer.Option("--alt-text", help="Alt text for images.")] = None,
@@ -118,9 +141,17 @@ def post(
     ] = False,
     character: Annotated[
         str | None,
-        typer.Option("--character", help="Character writing the caption (name or file)."),
+        typer.Option(
+            "--character",
+            help="Character (name or file): writes a generated caption; posts as its own "
+            "account when it has one (clients.instagram.account_key).",
+        ),
     ] = None,
     story: Annotated[bool, typer.Option("--story", help="Publish as a story.")] = False,
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="image, carousel, reel or story; checked against the files."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and prepare only; no upload, no API call.")
     ] = False,
@@ -140,18 +171,77 @@ def post(
             "--cleanup", help="Delete the uploaded files from the FTP server after publishing."
         ),
     ] = False,
+    collaborator: Annotated[
+        list[str] | None,
+        typer.Option("--collaborator", help="Invite a collaborator (repeatable, at most 3)."),
+    ] = None,
+    user_tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--user-tag", help="Tag USER or USER@x,y (x, y from 0 to 1); images and stories."
+        ),
+    ] = None,
+    location_id: Annotated[
+        str | None, typer.Option("--location-id", help="Facebook Page id of a location.")
+    ] = None,
+    cover: Annotated[
+        Path | None, typer.Option("--cover", help="Cover image of a Reel (uploaded with it).")
+    ] = None,
+    thumb_offset: Annotated[
+        int | None,
+        typer.Option("--thumb-offset", help="Reel cover frame: milliseconds into the video."),
+    ] = None,
+    share_to_feed: Annotated[
+        bool | None,
+        typer.Option(
+            "--share-to-feed/--no-share-to-feed", help="Show the Reel in the feed (default yes)."
+        ),
+    ] = None,
+    audio_name: Annotated[
+        str | None, typer.Option("--audio-name", help="Name of the Reel's original audio.")
+    ] = None,
+    no_transcode: Annotated[
+        bool,
+        typer.Option(
+            "--no-transcode", help="Refuse an out-of-spec video instead of converting it."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help='Queue the post for later: +30m, +2h, "2026-12-24 09:00" (in --tz), ISO 8601.',
+        ),
+    ] = None,
+    tz: Annotated[
+        str | None, typer.Option("--tz", help="Time zone of a local --at (e.g. Europe/Paris).")
+    ] = None,
+    draft: Annotated[
+        bool,
+        typer.Option("--draft", help="Wait for `carrier instagram approve ID` before posting."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Publish one post. Running the same command again continues or reports it as done.
 
     Example: carrier instagram post photo.png --caption "hello"
+    Later:   carrier instagram post photo.png --caption "hello" --at +2h
     """
     import asyncio
 
-    from carrier_cli.clients.instagram import service
+    from carrier_cli.clients.instagram import publish_options, service
     from carrier_cli.output import warn
 
+    options = publish_options.build(
+        collaborators=collaborator,
+        user_tags=user_tag,
+        location_id=location_id,
+        cover=cover,
+        thumb_offset_ms=thumb_offset,
+        share_to_feed=share_to_feed,
+        audio_name=audio_name,
+    )
     request = service.post_request(
         files,
         caption=caption,
@@ -163,6 +253,9 @@ def post(
         cleanup=cleanup,
         character=character,
         warn=warn,
+        kind=kind,
+        publish=options,
+        transcode=not no_transcode,
     )
 
     def confirm(text: str) -> bool:
@@ -172,6 +265,22 @@ def post(
 
         err().print(Panel(plain(text), title="Generated caption", expand=False))
         return True if yes else typer.confirm("Publish with this caption?", default=True)
+
+    if at is not None or draft or tz is not None:
+        from carrier_cli.cli.instagram_queue import schedule_post
+
+        if dry_run:
+            raise typer.BadParameter("--dry-run does not queue anything; drop --at/--draft.")
+        schedule_post(
+            request,
+            at=at,
+            tz=tz,
+            draft=draft,
+            generate=generate_caption,
+            as_json=as_json,
+            confirm=None if draft else confirm,  # a draft's caption is approved later
+        )
+        return
 
     result = asyncio.run(
         service.post(
@@ -339,17 +448,47 @@ def limit(as_json: JsonOpt = False) -> None:
 
 
 @app.command("whoami")
-def whoami(as_json: JsonOpt = False) -> None:
+def whoami(
+    character: Annotated[
+        str | None,
+        typer.Option("--character", help="Check this character's own account (account_key)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Check the access token and the account id."""
     import asyncio
 
     from carrier_cli.clients.instagram import service
     from carrier_cli.output import print_json
 
-    account = asyncio.run(service.whoami(_settings()))
+    account = asyncio.run(service.whoami(_settings(), character))
     if as_json:
         print_json(account)
         return
+    key = f" with key '{account['account_key']}'" if account.get("account_key") else ""
     typer.echo(
-        f"@{account.get('username', '?')} (id {account.get('id')}) via {account['api']} — token OK."
+        f"@{account.get('username', '?')} (id {account.get('id')}) via {account['api']}{key}"
+        " — token OK."
     )
+
+
+def _register_queue() -> None:
+    """`queue`, `approve` and `reject` live in cli/instagram_queue.py."""
+    from carrier_cli.cli import instagram_queue
+
+    app.add_typer(instagram_queue.app, name="queue")
+    app.command("approve")(instagram_queue.approve)
+    app.command("reject")(instagram_queue.reject)
+
+
+_register_queue()
+
+
+def _register_more() -> None:
+    """Commands kept in their own modules (one concern per file)."""
+    from carrier_cli.cli import instagram_insights
+
+    instagram_insights.register(app)
+
+
+_register_more()

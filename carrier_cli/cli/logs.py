@@ -211,7 +211,7 @@ def show(
     found = asyncio.run(find_call(_settings(), call_id))
     record = found.record
     if as_json:
-        print_json(call_json(record, full=True))
+        print_json({**call_json(record, full=True), "feedback": found.feedback})
         return
     context = record.context
     usage = record.usage
@@ -232,6 +232,7 @@ def show(
         ("first token ms", first),
         ("total ms", f"{record.total_ms:.0f}"),
         ("cost", money(record.cost_usd) if record.cost_usd is not None else "unknown price"),
+        ("feedback", feedback_cell(found.feedback)),
     ]
     out().print(key_value_table(rows))
     if record.prompt is None and record.output is None:
@@ -247,6 +248,16 @@ def show(
     for title, body in (("prompt", record.prompt), ("output", record.output)):
         text = body if body is not None else "(not stored)"
         out().print(Panel(plain(text), title=title, title_align="left"))
+
+
+def feedback_cell(feedback: list[dict[str, object]]) -> str:
+    """ "1 positive, 1 negative (👍 4000…, 👎 4001…)"; "-" when nobody reacted."""
+    if not feedback:
+        return "-"
+    positive = sum(1 for f in feedback if f.get("feedback") == "positive")
+    who = ", ".join(f"{f.get('reaction')} {f.get('person_key')}" for f in feedback[:5])
+    more = " …" if len(feedback) > 5 else ""
+    return f"{positive} positive, {len(feedback) - positive} negative ({who}{more})"
 
 
 def _room(room_id: object, name: str | None) -> str:

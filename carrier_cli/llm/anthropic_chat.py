@@ -16,7 +16,7 @@ import anthropic
 
 from carrier_cli.errors import CarrierError
 from carrier_cli.llm import sdk_errors
-from carrier_cli.llm.base import ChatMessage, GenerationParams
+from carrier_cli.llm.base import ChatMessage, GenerationParams, ImagePart
 from carrier_cli.llm.errors import KeyRejected, PermissionDenied, UnknownModel
 from carrier_cli.llm.recording import Attempts, anthropic_usage
 from carrier_cli.llm.retry import Retrier, RetryPolicy, Transient
@@ -56,24 +56,40 @@ _SDK = sdk_errors.SdkExceptions.of(
 
 def to_anthropic_messages(
     messages: Sequence[ChatMessage],
-) -> tuple[str | None, list[dict[str, str]]]:
+) -> tuple[str | None, list[dict[str, Any]]]:
     """(system, messages): system parts joined; same-role neighbours merged; a user turn
-    first. Anthropic rejects anything else with a 400."""
+    first. Anthropic rejects anything else with a 400. A message with images becomes a
+    list of content blocks: the images first (base64 `image` blocks, where Anthropic
+    recommends them), then the text."""
     system_parts = [m.content for m in messages if m.role == "system" and m.content]
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
+    images: list[list[dict[str, Any]]] = []  # per turn, in order
     for message in messages:
         if message.role == "system":
             continue
+        blocks = [_image_block(image) for image in message.images]
         if turns and turns[-1]["role"] == message.role:
             turns[-1]["content"] = f"{turns[-1]['content']}\n\n{message.content}"
+            images[-1].extend(blocks)
         else:
             turns.append({"role": message.role, "content": message.content})
+            images.append(blocks)
     if not turns or turns[0]["role"] != "user":
         turns.insert(0, {"role": "user", "content": _EMPTY_TURN})
-    for turn in turns:
+        images.insert(0, [])
+    for turn, blocks in zip(turns, images, strict=True):
         if not turn["content"].strip():
             turn["content"] = _EMPTY_TURN
+        if blocks:
+            turn["content"] = [*blocks, {"type": "text", "text": turn["content"]}]
     return ("\n\n".join(system_parts) or None), turns
+
+
+def _image_block(image: ImagePart) -> dict[str, Any]:
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": image.mime, "data": image.base64()},
+    }
 
 
 class AnthropicChatModel:

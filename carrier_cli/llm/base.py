@@ -3,14 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image sent with a message: the bytes and their media type (one of
+    `IMAGE_TYPES`, the formats both OpenAI and Anthropic accept). Providers send it inline
+    (OpenAI: a `data:` URL in an `image_url` part; Anthropic: a base64 `image` block), so
+    the model's servers never fetch anything themselves."""
+
+    data: bytes = field(repr=False)
+    mime: str
+    name: str = ""  # the file name, for logs and the prompt's description
+
+    def base64(self) -> str:
+        import base64
+
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.mime};base64,{self.base64()}"
+
+    def __repr__(self) -> str:  # never the bytes (prompt logs, debug output)
+        return f"ImagePart({self.name or 'image'!r}, {self.mime}, {len(self.data)} bytes)"
+
+
+# Media types both providers take inline (OpenAI and Anthropic document the same four).
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
 @dataclass
 class ChatMessage:
+    """One message of a prompt. `images` go with the text to models that accept images
+    (see `llm.vision`); a provider given images for a text-only model gets a 400 back."""
+
     role: Literal["system", "user", "assistant"]
     content: str
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass

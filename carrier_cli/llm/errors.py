@@ -146,10 +146,16 @@ class BadRequest(InputError):
     """400/422: the request was refused as invalid (too long, bad parameter)."""
 
     def __init__(self, provider: str, model: str, detail: str) -> None:
+        hint = "Check max_tokens/temperature in the character's model settings."
+        if "image" in detail.lower():  # images sent to a model that takes none
+            hint = (
+                f"'{model}' does not seem to accept images: set `model.vision: false` in the "
+                "character (images are then described to it as text), or use a vision model."
+            )
         super().__init__(
             f"{provider_label(provider)} refused the request for model '{model}' as invalid: "
             f"{detail}",
-            hint="Check max_tokens/temperature in the character's model settings.",
+            hint=hint,
         )
 
 

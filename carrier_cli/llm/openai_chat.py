@@ -27,6 +27,19 @@ def _refuses_stream_options(exc: BaseException) -> bool:
     return status in (400, 422) and "stream_options" in str(exc)
 
 
+def openai_message(message: ChatMessage) -> dict[str, Any]:
+    """A chat-completions message: plain text, or with images a list of content parts
+    (the text, then one `image_url` part per image as a `data:` URL, as OpenAI documents
+    for inline images; servers never fetch a URL of ours)."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts.extend(
+        {"type": "image_url", "image_url": {"url": image.data_url()}} for image in message.images
+    )
+    return {"role": message.role, "content": parts}
+
+
 class OpenAIChatModel:
     """ChatModel over /v1/chat/completions. `name` is the provider name given to it."""
 
@@ -83,7 +96,7 @@ class OpenAIChatModel:
             )
         request: dict[str, Any] = {
             "model": params.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [openai_message(m) for m in messages],
         }
         reasoning = self.name == "openai" and params.model.startswith(_REASONING_PREFIXES)
         if not reasoning:

@@ -154,9 +154,22 @@ def count_tokens(text: str, model: str | None = None) -> int:
     return estimate_tokens(text)
 
 
+# Input tokens one image costs, at most: Anthropic's (width * height) / 750 for the
+# 1568 px edge images are scaled to (about 1,600), above OpenAI's 1,105 for high detail at
+# 1024 px. An estimate that errs high keeps a prompt with pictures inside the window.
+IMAGE_TOKENS = 1600
+
+
+def message_tokens(message: Any, model: str | None = None) -> int:
+    """One ChatMessage-like object's tokens: framing, text and any images."""
+    images = len(getattr(message, "images", ()) or ())
+    return MESSAGE_OVERHEAD + count_tokens(message.content, model) + IMAGE_TOKENS * images
+
+
 def count_message_tokens(messages: Sequence[Any], model: str | None = None) -> int:
-    """Tokens for a list of ChatMessage-like objects (`.content`), with framing overhead."""
-    return 3 + sum(MESSAGE_OVERHEAD + count_tokens(m.content, model) for m in messages)
+    """Tokens for a list of ChatMessage-like objects (`.content`, `.images`), with framing
+    overhead."""
+    return 3 + sum(message_tokens(m, model) for m in messages)
 
 
 @dataclass
@@ -266,7 +279,7 @@ def trim_messages(
     kept = list(messages)
     if count_message_tokens(kept, model) <= budget:
         return kept, 0
-    costs = [MESSAGE_OVERHEAD + count_tokens(m.content, model) for m in kept]
+    costs = [message_tokens(m, model) for m in kept]
     total = 3 + sum(costs)
     dropped = 0
     index = 0

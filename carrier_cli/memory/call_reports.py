@@ -207,17 +207,29 @@ class FoundCall:
 
     record: CallRecord
     room: str | None = None
+    # People's reactions to the reply of the call's turn (memory/feedback.py), as
+    # {"feedback": "positive"|"negative", "reaction", "person_key", "reply_id"}.
+    feedback: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def find_call(settings: Settings, id_or_prefix: str) -> FoundCall:
     """`carrier logs show ID`: the call, or an InputError when no call has that id."""
+    from carrier_cli.memory.feedback import list_feedback
+
     store = await _open(settings)
+    feedback: list[dict[str, Any]] = []
     try:
         record = await store.get_call(id_or_prefix)
         room = None
         if record is not None and record.context.room_id is not None:
             found = await store.get_room(record.context.room_id)
             room = (found.name or found.external_id) if found is not None else None
+        if record is not None and record.context.turn_id is not None:
+            rows = await list_feedback(
+                store, room_id=record.context.room_id, turn_id=record.context.turn_id
+            )
+            keys = ("feedback", "reaction", "person_key", "reply_id")
+            feedback = [{k: m.content.get(k) for k in keys} for m in rows]
     finally:
         await store.close()
     if record is None:
@@ -225,7 +237,7 @@ async def find_call(settings: Settings, id_or_prefix: str) -> FoundCall:
             f"No model call has an id starting with {id_or_prefix!r}.",
             hint="`carrier logs` lists the recent calls with their ids.",
         )
-    return FoundCall(record, room)
+    return FoundCall(record, room, feedback)
 
 
 async def usage_report(

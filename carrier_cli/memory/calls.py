@@ -186,10 +186,17 @@ class CallLog(SqlBase):
         return to_call(row) if row is not None else None
 
     async def usage_totals(
-        self, *, by: GroupBy = "character", since: datetime | None = None
+        self,
+        *,
+        by: GroupBy = "character",
+        since: datetime | None = None,
+        character: str | None = None,
+        model: str | None = None,
     ) -> list[tuple[str, UsageTotals]]:
         """Sums per character, provider:model, client, purpose or UTC day (YYYY-MM-DD).
-        Days come oldest first; the other groups by cost, then tokens, largest first."""
+        Days come oldest first; the other groups by cost, then tokens, largest first.
+        `character` and `model` (`provider:model` as the model rows name it, or the bare
+        model name) keep only those calls: the console's per-day chart of one of them."""
         if by not in GROUPS:
             raise InputError(f"Cannot group usage by {by!r}.", hint=f"Use {', '.join(GROUPS)}.")
         keys: list[Any]
@@ -211,6 +218,13 @@ class CallLog(SqlBase):
         )
         if since is not None:
             stmt = stmt.where(CALLS.c.created_at >= since)
+        if character is not None:
+            stmt = stmt.where(CALLS.c.character == character)
+        if model is not None:
+            provider, _, name = model.rpartition(":")
+            stmt = stmt.where(CALLS.c.model == name)
+            if provider:
+                stmt = stmt.where(CALLS.c.provider == provider)
         stmt = stmt.group_by(*keys)
         async with self.read() as conn:
             rows = (await conn.execute(stmt)).all()

@@ -25,6 +25,8 @@ class MemoryKind(StrEnum):
     DOCUMENT = "document"
     FRAGMENT = "fragment"
     LORE = "lore"
+    # A person's reaction to one of the agent's replies (memory/feedback.py).
+    FEEDBACK = "feedback"
 
 
 @dataclass

@@ -57,10 +57,18 @@ class UsageRecords:
         return await self._backend.get_call(id_or_prefix)
 
     async def usage_totals(
-        self, *, by: GroupBy = "character", since: datetime | None = None
+        self,
+        *,
+        by: GroupBy = "character",
+        since: datetime | None = None,
+        character: str | None = None,
+        model: str | None = None,
     ) -> list[tuple[str, UsageTotals]]:
-        """Calls, tokens and cost per character, model, client, purpose or UTC day."""
-        return await self._backend.usage_totals(by=by, since=since)
+        """Calls, tokens and cost per character, model, client, purpose or UTC day;
+        `character` / `model` ("provider:model" or the model's name) keep only their calls."""
+        return await self._backend.usage_totals(
+            by=by, since=since, character=character, model=model
+        )
 
     async def prune_calls(self, *, prompts_older_than: datetime) -> int:
         """Retention: clear the stored prompt and output of older calls (their tokens and

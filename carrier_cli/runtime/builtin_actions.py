@@ -1,4 +1,4 @@
-"""The built-in actions: REPLY, IGNORE, NONE and CONTINUE.
+"""The built-in actions: REPLY, IGNORE, NONE, CONTINUE and SEND_FILE.
 
 REPLY/IGNORE/NONE are markers: the runtime has already stored (or not stored) the reply
 when they "run". CONTINUE lets the agent add one follow-up message; it is capped at one
@@ -39,6 +39,22 @@ class _Continue(_Marker):
         return await ctx.runtime.continue_turn(ctx)
 
 
+@dataclass
+class _SendFile(_Marker):
+    """Send the files the turn's providers offered (`ctx.offer_file`); offered to the model
+    only when there is one, so the model never chooses it with nothing to send."""
+
+    async def validate(self, ctx: TurnContext) -> bool:
+        await ctx.providers_done.wait()  # the offers come from providers, run alongside
+        return bool(ctx.file_offers)
+
+    async def handler(self, ctx: TurnContext) -> str | None:
+        for offered in ctx.file_offers:
+            ctx.send_file(offered)
+        ctx.file_offers.clear()
+        return None
+
+
 def builtin_actions() -> list[Action]:
     return [
         _Marker(
@@ -64,5 +80,10 @@ def builtin_actions() -> list[Action]:
             "Send the text, then add one more message right after it (for a thought that "
             "needs a second message).",
             similes=("FOLLOW_UP", "ELABORATE"),
+        ),
+        _SendFile(
+            "SEND_FILE",
+            "Send the text with the files listed under 'Files you can send' attached.",
+            similes=("ATTACH_FILE", "SEND_ATTACHMENT", "UPLOAD_FILE"),
         ),
     ]

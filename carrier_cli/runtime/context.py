@@ -13,6 +13,7 @@ context refer to each other (an action takes a context, the services return an a
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from carrier_cli.memory.types import Entity, Memory, Room
+from carrier_cli.runtime.outgoing import ActionOutput, Embed, OutgoingFile
 from carrier_cli.runtime.types import Decision, IncomingMessage, TurnLog
 
 if TYPE_CHECKING:
@@ -37,7 +39,8 @@ class Action(Protocol):
 
     The model picks actions by name; `similes` are accepted alternatives. `validate` decides
     whether the action is offered this turn, `handler` runs it after the reply is stored and
-    may return text, which the runtime stores and returns as an extra message.
+    may return text, which the runtime stores and returns as an extra message, or an
+    `ActionOutput` with text, files and embeds (runtime/outgoing.py).
     """
 
     name: str
@@ -47,7 +50,7 @@ class Action(Protocol):
 
     async def validate(self, ctx: TurnContext) -> bool: ...
 
-    async def handler(self, ctx: TurnContext) -> str | None: ...
+    async def handler(self, ctx: TurnContext) -> str | ActionOutput | None: ...
 
 
 @runtime_checkable
@@ -141,6 +144,25 @@ class TurnContext:
     actions: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # extra messages produced by actions
     continued: bool = False  # CONTINUE already used this turn (it is capped at one)
+    # Files and embeds the turn answers with (runtime/outgoing.py); `file_offers` are the
+    # files providers offered, sent only if the model chooses SEND_FILE.
+    files: list[OutgoingFile] = field(default_factory=list)
+    embeds: list[Embed] = field(default_factory=list)
+    file_offers: list[OutgoingFile] = field(default_factory=list)
+    # Set once every provider has run (SEND_FILE's validate waits for their offers).
+    providers_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def send_file(self, file: OutgoingFile) -> None:
+        """Answer with `file` (after the reply's text)."""
+        self.files.append(file)
+
+    def add_embed(self, embed: Embed) -> None:
+        """Answer with `embed` (a structured card; text-only clients print it as text)."""
+        self.embeds.append(embed)
+
+    def offer_file(self, file: OutgoingFile) -> None:
+        """From a provider: a file the agent may send; the model decides (SEND_FILE)."""
+        self.file_offers.append(file)
 
     @property
     def agent_id(self) -> uuid.UUID:

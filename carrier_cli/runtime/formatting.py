@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from carrier_cli.memory.types import Memory
+from carrier_cli.runtime.attachments import describe
 from carrier_cli.runtime.plugins import Action
 
 
@@ -29,7 +30,11 @@ def format_message(memory: Memory, now: datetime) -> str:
     name = content.get("name") or "Unknown"
     actions = [a for a in content.get("actions") or [] if a not in ("REPLY", "NONE")]
     suffix = f" ({', '.join(actions)})" if actions else ""
-    text = memory.text.strip() or "[attachment]" if content.get("attachments") else memory.text
+    text = memory.text
+    stored = content.get("attachments")
+    if stored:  # what was attached, as memory keeps it: "[image: cat.png, 64x48]"
+        described = [describe(a) if isinstance(a, dict) else "[attachment]" for a in stored]
+        text = " ".join([t for t in (memory.text.strip(), *described) if t])
     return f"({relative_time(memory.created_at, now)}) {name}: {text}{suffix}"
 
 

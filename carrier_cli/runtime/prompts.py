@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from carrier_cli.llm.base import ChatMessage
+from carrier_cli.llm.base import ChatMessage, ImagePart
 from carrier_cli.memory.types import Memory, SearchHit
-from carrier_cli.runtime import formatting
+from carrier_cli.runtime import attachments, formatting
 from carrier_cli.runtime.templates import render
 from carrier_cli.text import clip
 
@@ -30,9 +30,15 @@ KNOWLEDGE_ITEM_CHARS = 1200  # a single retrieved memory never floods the prompt
 SHOULD_RESPOND_CHARS = 6000  # conversation shown to the small model deciding
 
 
-def chat(character_state: CharacterState, prompt: str) -> list[ChatMessage]:
-    """The messages of any prompt: the character's system prompt, then `prompt`."""
-    return [ChatMessage("system", character_state.system), ChatMessage("user", prompt)]
+def chat(
+    character_state: CharacterState, prompt: str, images: tuple[ImagePart, ...] = ()
+) -> list[ChatMessage]:
+    """The messages of any prompt: the character's system prompt, then `prompt` (with the
+    new message's images, for a model that accepts them)."""
+    return [
+        ChatMessage("system", character_state.system),
+        ChatMessage("user", prompt, images=images),
+    ]
 
 
 def should_respond(deps: TurnDeps, ctx: TurnContext, recent: list[Memory]) -> list[ChatMessage]:
@@ -87,12 +93,28 @@ def reply(
             sections.append(output.strip())
         elif isinstance(output, dict):
             state.update({str(k): str(v) for k, v in output.items()})
+    sees_images = attachments.model_sees_images(deps)
+    attached = attachments.prompt_section(
+        message.attachments, message.sender_name, sees_images=sees_images
+    )
+    if attached:  # under {{providers}}, which every reply template has
+        sections.insert(0, attached)
+    if ctx.file_offers:
+        sections.append(
+            "# Files you can send\n"
+            + "\n".join(
+                f"- {f.filename}: {f.description or f.content_type or 'a file'}"
+                for f in ctx.file_offers
+            )
+            + "\nChoose SEND_FILE to attach them to your message."
+        )
     state["providers"] = "\n\n".join(sections)
     used = sum(len(v) for v in state.values()) + len(deps.templates["message_handler"])
     state["recentMessages"] = formatting.format_conversation(
         recent, max_chars=conversation_budget(deps, used)
     )
-    return chat(deps.character_state, fit_reply(deps, ctx, recent))
+    images = attachments.image_parts(message.attachments) if sees_images else ()
+    return chat(deps.character_state, fit_reply(deps, ctx, recent, len(images)), images)
 
 
 def conversation_budget(deps: TurnDeps, used_chars: int) -> int:
@@ -103,15 +125,16 @@ def conversation_budget(deps: TurnDeps, used_chars: int) -> int:
     return max(1000, budget_tokens * 3 - used_chars)
 
 
-def fit_reply(deps: TurnDeps, ctx: TurnContext, conversation: list[Memory]) -> str:
+def fit_reply(deps: TurnDeps, ctx: TurnContext, conversation: list[Memory], images: int = 0) -> str:
     """Render the reply prompt, dropping the oldest conversation lines while the token
-    estimate (which errs high, and counts CJK text right) exceeds the context window."""
-    from carrier_cli.llm.tokens import estimate_tokens
+    estimate (which errs high, and counts CJK text right), with `images` at IMAGE_TOKENS
+    each, exceeds the context window."""
+    from carrier_cli.llm.tokens import IMAGE_TOKENS, estimate_tokens
 
     cfg = deps.model_config
     template = deps.templates["message_handler"]
     limit = int(cfg.context_window) - int(cfg.max_tokens) - 64
-    fixed = estimate_tokens(deps.character_state.system)
+    fixed = estimate_tokens(deps.character_state.system) + IMAGE_TOKENS * images
     prompt = render(template, ctx.state)
     while fixed + estimate_tokens(prompt) > limit and len(conversation) > 1:
         conversation = conversation[max(1, len(conversation) // 4) :]

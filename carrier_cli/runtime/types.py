@@ -21,6 +21,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from carrier_cli.runtime.outgoing import Embed, OutgoingFile
+
 Decision = Literal["DIRECT", "MENTIONED", "RESPOND", "IGNORE", "STOP"]
 
 
@@ -76,6 +78,11 @@ class TurnResult:
     # clients send them after `text`, in order.
     extra_messages: list[str] = field(default_factory=list)
     replayed: bool = False  # the message was handled before; `text` is the stored reply
+    # Files and embeds to send after the text (runtime/outgoing.py); clients that cannot
+    # send them degrade (the terminal prints names). Not kept for replays: the bytes are
+    # never stored, so a replayed result has none.
+    files: list[OutgoingFile] = field(default_factory=list)
+    embeds: list[Embed] = field(default_factory=list)
 
     @property
     def responded(self) -> bool:

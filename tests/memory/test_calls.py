@@ -167,6 +167,24 @@ async def test_usage_totals_by_each_group(store: MemoryStore) -> None:
     assert await store.usage_totals(by="day", since=NOW + timedelta(days=1)) == []
 
 
+async def test_usage_days_of_one_character_or_model(store: MemoryStore) -> None:
+    """The console's per-day chart of one character or one model (GET /v1/usage)."""
+    await store.record_calls(
+        [
+            make_call(minutes_ago=24 * 60 + 5, cost=0.01),
+            make_call(minutes_ago=3, character="Bob", model="claude", cost=0.5),
+            make_call(minutes_ago=2, cost=0.02),
+        ]
+    )
+    bob = await store.usage_totals(by="day", character="Bob")
+    assert [(k, t.calls) for k, t in bob] == [(NOW.strftime("%Y-%m-%d"), 1)]
+    mini = await store.usage_totals(by="day", model="openai:gpt-4o-mini")
+    assert [t.calls for _, t in mini] == [1, 1]
+    assert [t.calls for _, t in await store.usage_totals(by="day", model="claude")] == [1]
+    assert await store.usage_totals(by="day", model="anthropic:claude") == []
+    assert await store.usage_totals(by="character", character="nobody") == []
+
+
 async def test_prune_clears_old_prompts_and_keeps_the_costs(store: MemoryStore) -> None:
     old = make_call(minutes_ago=60 * 24 * 40, prompt="old prompt", output="old output")
     old_bare = make_call(minutes_ago=60 * 24 * 40)

@@ -9,7 +9,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from carrier_cli.memory import apikeys, counters, outbox  # noqa: F401  (register their tables on Base)
+from carrier_cli.memory import (  # noqa: F401  (register their tables on Base)
+    apikeys,
+    comment_replies,
+    counters,
+    outbox,
+)
 from carrier_cli.memory.migrate import drop_everything, schema_state, upgrade
 from carrier_cli.memory.schema import Base
 from carrier_cli.memory.store import MemoryStore
@@ -27,6 +32,7 @@ MINE = {
     "usage_counters",
     "api_keys",
     "webhook_deliveries",
+    "instagram_comment_replies",
 }
 
 

@@ -20,7 +20,7 @@ from carrier_cli.runtime.plugins import (
 )
 from tests.runtime.conftest import reply_xml
 
-BUILTIN_ACTIONS = ["REPLY", "IGNORE", "NONE", "CONTINUE"]
+BUILTIN_ACTIONS = ["REPLY", "IGNORE", "NONE", "CONTINUE", "SEND_FILE"]
 
 
 def test_builtins_are_entry_points_of_the_plugin_group_but_not_installed_twice():

@@ -30,7 +30,7 @@ def test_shows_what_a_character_loads(tmp_path: Path):
     done = _carrier("plugins", "list", "--character", str(character), "--json")
     assert done.returncode == 0, done.stderr
     infos = {p["name"]: p for p in json.loads(done.stdout)}
-    assert infos["builtin"]["actions"] == ["REPLY", "IGNORE", "NONE", "CONTINUE"]
+    assert infos["builtin"]["actions"] == ["REPLY", "IGNORE", "NONE", "CONTINUE", "SEND_FILE"]
     assert infos["builtin"]["evaluators"] == ["FACTS"]
     assert infos["example"]["origin"] == "character plugins:"
 

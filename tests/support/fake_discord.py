@@ -45,7 +45,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
+
+from tests.support.fake_discord_channels import ChannelsAndReactions
 
 JSON = "application/json"
 DISCORD_EPOCH_MS = 1420070400000
@@ -125,9 +127,21 @@ class SentMessage:
     at: float
     author_id: str = ""
     nonce: str | None = None
+    files: list[UploadedFile] = field(default_factory=list)  # multipart uploads, in order
+    embeds: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FakeDiscordServer:
+@dataclass
+class UploadedFile:
+    """A file the bot sent (`files[n]` of a multipart message POST)."""
+
+    filename: str
+    data: bytes = field(repr=False)
+    content_type: str | None = None
+    description: str | None = None
+
+
+class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: mixin
     def __init__(
         self,
         *,
@@ -187,6 +201,11 @@ class FakeDiscordServer:
         from tests.support.fake_interactions import FakeInteractions
 
         self.interactions = FakeInteractions(self)
+        # The CDN (attachments section): attachment id -> (filename, bytes, content type).
+        self.cdn_files: dict[str, tuple[str, bytes, str | None]] = {}
+        self.cdn_requests: list[str] = []  # paths fetched from the CDN, in order
+        self.cdn_delay = 0.0  # seconds before the CDN answers (a slow download)
+        self._init_channels()  # threads, reactions, presence (fake_discord_channels.py)
 
     def add_bot(self, token: str, name: str) -> str:
         """Another bot (its own token and user) in the same guilds; returns its user id."""
@@ -239,7 +258,9 @@ class FakeDiscordServer:
         app.router.add_get(api + "/channels/{channel_id}", self._get_channel)
         app.router.add_post(api + "/users/@me/channels", self._open_dm)
         self.interactions.add_routes(app, api)
+        self._add_channel_routes(app)  # threads, reactions (fake_discord_channels.py)
         app.router.add_get("/gateway", self._gateway)
+        self._add_media_routes(app)
         app.router.add_get("/resume", self._gateway)
         app.router.add_post("/_admin/messages", self._admin_message)
         app.router.add_get("/_admin/sent", self._admin_sent)
@@ -390,6 +411,9 @@ class FakeDiscordServer:
         if not self._authorised(request):
             return self._unauthorised()
         channel_id = request.match_info["channel_id"]
+        thread = self.thread_channel(channel_id)
+        if thread is not None:
+            return self._json(thread)
         guild_id = self._guild_of(channel_id)
         if guild_id is not None:
             index = self.guilds[guild_id].index(channel_id)
@@ -444,8 +468,9 @@ class FakeDiscordServer:
         if not self._authorised(request):
             return self._unauthorised()
         channel_id = request.match_info["channel_id"]
-        if request.content_type != JSON:
-            return self._json({"message": "Cannot send an empty message", "code": 50006}, 400)
+        body, files, problem = await self._read_message_body(request)  # JSON or multipart
+        if problem is not None:
+            return problem
         if self._rate_limits > 0:
             self._rate_limits -= 1
             with self._lock:
@@ -467,9 +492,8 @@ class FakeDiscordServer:
                     "Via": "1.1 google",
                 },
             )
-        body = await request.json()
         content = body.get("content") or ""
-        if not content.strip() and not body.get("embeds"):
+        if not content.strip() and not body.get("embeds") and not files:
             return self._json({"message": "Cannot send an empty message", "code": 50006}, 400)
         if len(content) > 2000:
             return self._json(
@@ -508,7 +532,9 @@ class FakeDiscordServer:
             author.user,
             guild_id=self._guild_of(channel_id),
             reply_to=str(ref["message_id"]) if ref.get("message_id") else None,
+            attachments=[self._store_upload(channel_id, f) for f in files],
         )
+        message["embeds"] = list(body.get("embeds") or [])
         with self._lock:
             self.sent.append(
                 SentMessage(
@@ -519,6 +545,8 @@ class FakeDiscordServer:
                     time.monotonic(),
                     author.id,
                     str(nonce) if nonce is not None else None,
+                    files=files,
+                    embeds=message["embeds"],
                 )
             )
             self.messages[message["id"]] = message
@@ -569,7 +597,7 @@ class FakeDiscordServer:
         for guild_id, channels in self.guilds.items():
             if channel_id in channels:
                 return guild_id
-        return None
+        return self.thread_guild(channel_id)  # a thread: its channel's guild
 
     def _message_payload(
         self,
@@ -623,6 +651,116 @@ class FakeDiscordServer:
                 message["referenced_message"] = referenced
         return message
 
+    # -- attachments: the CDN and file uploads ---------------------------------------------
+    # Discord serves attachments from cdn.discordapp.com (and resized through
+    # media.discordapp.net) without authentication, under signed URLs
+    # /attachments/{channel}/{attachment}/{filename}?ex=..&is=..&hm=..; an unknown or expired
+    # one answers 404 "This content is no longer available.". Here both hosts are this
+    # server (the bot allows the configured API base's host), media under /media/.
+    # Messages with files are multipart/form-data: `payload_json` plus `files[n]` parts,
+    # the form discord.py sends for discord.File; over UPLOAD_LIMIT in all answers 413
+    # (code 40005), as Discord does for a server without boosts.
+    UPLOAD_LIMIT = 10 * 1024 * 1024
+
+    def _add_media_routes(self, app: web.Application) -> None:
+        path = "/attachments/{channel_id}/{attachment_id}/{filename}"
+        app.router.add_get(path, self._cdn)
+        app.router.add_get("/media" + path, self._cdn)
+
+    def add_attachment(
+        self,
+        filename: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        channel_id: str | None = None,
+        size: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> dict[str, Any]:
+        """Put a file on the CDN; returns the attachment object a MESSAGE_CREATE carries
+        (Discord's shape). Images get width and height (read by Pillow unless given);
+        `size` may claim another size than the bytes (a lying server)."""
+        attachment_id = snowflake()
+        channel = channel_id or self.channel_id
+        self.cdn_files[attachment_id] = (filename, data, content_type)
+        payload: dict[str, Any] = {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(data) if size is None else size,
+            "url": f"{self.base_url}/attachments/{channel}/{attachment_id}/{filename}"
+            "?ex=6a1b2c3d&is=6a19dabd&hm=fake",
+            "proxy_url": f"{self.base_url}/media/attachments/{channel}/{attachment_id}/"
+            f"{filename}?ex=6a1b2c3d&is=6a19dabd&hm=fake",
+        }
+        if content_type:
+            payload["content_type"] = content_type
+        if content_type and content_type.startswith("image/"):
+            if width is None or height is None:
+                import io
+
+                from PIL import Image
+
+                try:
+                    with Image.open(io.BytesIO(data)) as image:
+                        width, height = image.size
+                except OSError:  # not an image after all: Discord leaves the size out
+                    return payload
+            payload["width"], payload["height"] = width, height
+        return payload
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self.cdn_requests.append(request.path)
+        if self.cdn_delay:
+            await asyncio.sleep(self.cdn_delay)
+        stored = self.cdn_files.get(request.match_info["attachment_id"])
+        if stored is None or stored[0] != request.match_info["filename"]:
+            return web.Response(status=404, text="This content is no longer available.")
+        _, data, content_type = stored
+        return web.Response(body=data, content_type=content_type or "application/octet-stream")
+
+    async def _read_message_body(
+        self, request: web.Request
+    ) -> tuple[dict[str, Any], list[UploadedFile], web.Response | None]:
+        """A message POST's JSON and files; the error Discord answers for a bad body."""
+        empty = self._json({"message": "Cannot send an empty message", "code": 50006}, 400)
+        if request.content_type == JSON:
+            return await request.json(), [], None
+        if request.content_type != "multipart/form-data":
+            return {}, [], empty
+        body: dict[str, Any] = {}
+        files: list[UploadedFile] = []
+        total = 0
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                continue
+            data = await part.read()
+            total += len(data)
+            if total > self.UPLOAD_LIMIT:
+                too_big = {"message": "Request entity too large", "code": 40005}
+                return {}, [], self._json(too_big, 413)
+            if part.name == "payload_json":
+                body = json.loads(data)
+            elif part.name and part.name.startswith("files["):
+                files.append(
+                    UploadedFile(part.filename or "file", data, part.headers.get("Content-Type"))
+                )
+        described = {str(a.get("id")): a.get("description") for a in body.get("attachments") or []}
+        for index, upload in enumerate(files):
+            upload.description = described.get(str(index))
+        return body, files, None
+
+    def _store_upload(self, channel_id: str, upload: UploadedFile) -> dict[str, Any]:
+        """A sent file becomes an attachment on the CDN, as Discord hosts what bots send."""
+        attachment = self.add_attachment(
+            upload.filename, upload.data, upload.content_type, channel_id=channel_id
+        )
+        if upload.description:
+            attachment["description"] = upload.description
+        return attachment
+
     # -- gateway ---------------------------------------------------------------------------
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=0)
@@ -650,6 +788,10 @@ class FakeDiscordServer:
                 await ws.send_str(json.dumps({"op": 11, "s": None, "t": None, "d": None}))
             elif op == 2:
                 session = await self._identify(ws, data)
+                if session is not None:  # an accepted IDENTIFY's presence is the bot's
+                    self.record_presence((data or {}).get("presence"))
+            elif op == 3:
+                self.record_presence(data)  # PRESENCE_UPDATE
             elif op == 6:
                 session = await self._resume(ws, data)
         if session is not None and session.ws is ws:
@@ -798,7 +940,7 @@ class FakeDiscordServer:
                 }
                 for i, cid in enumerate(channels)
             ],
-            "threads": [],
+            "threads": self.guild_threads(guild_id),  # active threads, as Discord sends
             "stage_instances": [],
             "guild_scheduled_events": [],
             "stickers": [],
@@ -843,6 +985,7 @@ class FakeDiscordServer:
         reply_to: str | None = None,
         attachments: list[dict[str, Any]] | None = None,
         message_type: int | None = None,
+        embeds: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         author = user_payload(
             author_id, author_name, bot=author_is_bot, global_name=author_name.title()
@@ -882,6 +1025,8 @@ class FakeDiscordServer:
         )
         if message_type is not None:
             message["type"] = message_type  # e.g. 7: a member joined
+        if embeds:
+            message["embeds"] = embeds  # e.g. a link Discord unfurled into an image embed
         with self._lock:
             self.dispatched[message["id"]] = time.monotonic()
             self.messages[message["id"]] = message

@@ -49,6 +49,10 @@ class FtpServerHandle:
     def drop_next_upload_after(self, nbytes: int) -> None:
         self.control["drop_after"] = nbytes
 
+    def fail_deletes(self, on: bool = True) -> None:
+        """DELE answers 421 (service not available), as a server going down would."""
+        self.control["fail_delete"] = on
+
 
 def _handler_classes(control: dict[str, Any], tls: bool, certfile: Path | None) -> type:
     from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
@@ -71,7 +75,14 @@ def _handler_classes(control: dict[str, Any], tls: bool, certfile: Path | None) 
                 self.file_obj.flush()
                 self.cmd_channel.close()  # the whole session dies, as on a network failure
 
+    def ftp_DELE(self: Any, path: str) -> Any:
+        if control.get("fail_delete"):
+            self.respond("421 Service not available, closing control connection.")
+            return None
+        return base_ftp.ftp_DELE(self, path)
+
     attrs: dict[str, Any] = {
+        "ftp_DELE": ftp_DELE,
         "dtp_handler": DroppingDTP,
         "banner": "carrier test ftpd",
         "auth_failed_timeout": 0.05,
@@ -221,11 +232,21 @@ class Container:
     polls: int = 0
     published_media: str | None = None
     error_reason: str = ""
+    # Resumable upload (upload_type=resumable): the bytes received, and the file's size
+    # once a POST to the upload URI announced it. IN_PROGRESS until all of it arrived.
+    uploaded: bytearray | None = None
+    upload_size: int | None = None
+
+    @property
+    def awaiting_upload(self) -> bool:
+        return self.uploaded is not None and len(self.uploaded) != self.upload_size
 
     @property
     def status_code(self) -> str:
         if self.published_media:
             return "PUBLISHED"
+        if self.awaiting_upload:
+            return "IN_PROGRESS"
         return self.statuses[min(self.polls, len(self.statuses) - 1)]
 
 
@@ -236,6 +257,11 @@ class FakeGraph:
         self.url = ""
         self.token = ACCESS_TOKEN
         self.account_id = ACCOUNT_ID
+        # More accounts, each with its own token (one account per character):
+        # account id -> (token, username). Each token opens only its own account.
+        self.accounts: dict[str, tuple[str, str]] = {}
+        self.insights: dict[str, dict[str, int]] = {}  # media id -> metric -> value
+        self.drop_rupload_after: int | None = None
         self.username = "carrier_test"
         self.quota_usage = 0
         self.quota_total = 50
@@ -251,6 +277,9 @@ class FakeGraph:
         self.lost_answers: list[str] = []  # endpoints whose next answer is lost after the work
         self._ids = itertools.count(18000000000000001)
         self._lock = threading.Lock()
+        from tests.support.instagram_comments import FakeComments
+
+        self.comments = FakeComments(self)  # comments, replies, usage headers
 
     # knobs
     def fail_next(
@@ -263,7 +292,8 @@ class FakeGraph:
         times: int = 1,
         **kw: Any,
     ) -> None:
-        """endpoint: media, media_publish, status, limit, user, permalink."""
+        """endpoint: media, media_publish, status, limit, user, permalink, media_list,
+        comments, replies, post_reply."""
         for _ in range(times):
             self.failures.append((endpoint, http_status, graph_error(code, subcode, **kw)))
 
@@ -296,11 +326,15 @@ class FakeGraph:
     def _new_id(self) -> str:
         return str(next(self._ids))
 
+    def is_media(self, node: str) -> bool:
+        return any(m["id"] == node for m in self.published)
+
     # server
     def build_app(self) -> Any:
         from aiohttp import web
 
-        app = web.Application(client_max_size=1024**2)
+        app = web.Application(client_max_size=1024**2, middlewares=[self.comments.middleware()])
+        app.router.add_route("POST", "/ig-api-upload/{version}/{container}", self._rupload)
         app.router.add_route("*", "/{version}/{node}", self._node)
         app.router.add_route("*", "/{version}/{node}/{edge}", self._edge)
         return app
@@ -319,12 +353,18 @@ class FakeGraph:
 
         return web.json_response(body, status=status)
 
+    def _caller(self, request: Any, params: dict[str, str]) -> str | None:
+        """The account id the request's token opens (None: no valid token)."""
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header else params.get("access_token")
+        return self._account_of(token)
+
     async def _auth(self, request: Any, params: dict[str, str]) -> Any:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header else params.get("access_token")
         if self.delay:
             await asyncio.sleep(self.delay)
-        if token != self.token:
+        if self._account_of(token) is None:
             return self._json(
                 graph_error(
                     190,
@@ -341,29 +381,44 @@ class FakeGraph:
         self.requests.append((request.method, request.path))
         if (denied := await self._auth(request, params)) is not None:
             return denied
-        if node in ("me", self.account_id):
+        caller = self._caller(request, params)
+        if node == "me" or node == caller:
             if (fail := self._failure("user")) is not None:
                 return self._json(fail[1], fail[0])
-            return self._json(
-                {"id": self.account_id, "username": self.username, "name": "Carrier Test"}
-            )
+            account = str(caller)
+            username = self.username if account == self.account_id else self.accounts[account][1]
+            return self._json({"id": account, "username": username, "name": "Carrier Test"})
         if node in self.containers:
             if (fail := self._failure("status")) is not None:
                 return self._json(fail[1], fail[0])
             container = self.containers[node]
+            if params.get("fields") == "video_status":
+                done = len(container.uploaded or b"")
+                phase = "complete" if not container.awaiting_upload else "in_progress"
+                return self._json(
+                    {
+                        "id": node,
+                        "video_status": {
+                            "uploading_phase": {"status": phase, "bytes_transferred": done}
+                        },
+                    }
+                )
             code = container.status_code
-            container.polls += 1
+            if not container.awaiting_upload:
+                container.polls += 1
             body = {"id": node, "status_code": code}
             if code == "ERROR":
                 body["status"] = container.error_reason or "Error: 2207001 media upload failed"
             elif code == "EXPIRED":
                 body["status"] = "Expired: the container was not published within 24 hours"
             return self._json(body)
+        if (answer := await self.comments.route(request, node, None, params)) is not None:
+            return answer
         for media in self.published:
             if media["id"] == node:
                 if (fail := self._failure("permalink")) is not None:
                     return self._json(fail[1], fail[0])
-                return self._json({"id": node, "permalink": media["permalink"]})
+                return self._json(media_fields(media))
         return self._json(
             graph_error(
                 100,
@@ -380,7 +435,11 @@ class FakeGraph:
         self.requests.append((request.method, request.path))
         if (denied := await self._auth(request, params)) is not None:
             return denied
-        if node != self.account_id:
+        if (answer := await self.comments.route(request, node, edge, params)) is not None:
+            return answer
+        if edge == "insights" and node != self.account_id and node not in self.accounts:
+            return self._media_insights(node, params)
+        if node != self._caller(request, params):  # another account's node: not this token's
             return self._json(
                 graph_error(100, 33, "Object does not exist", etype="GraphMethodException"), 400
             )
@@ -407,22 +466,28 @@ class FakeGraph:
         if edge == "media_publish" and request.method == "POST":
             if (fail := self._failure("media_publish")) is not None:
                 return self._json(fail[1], fail[0])
-            answer = self._publish(params)
+            answer = self._publish(params, node)
             if answer.status == 200 and self._lose_answer("media_publish"):
                 return self._json(graph_error(2, None, "Service temporarily unavailable"), 500)
             return answer
         if edge == "media" and request.method == "GET":
             # The account's media, newest first (IG User Media edge).
+            # Cursor paging as Meta does it: paging.cursors.after, and paging.next while
+            # there is more.
+            if (fail := self._failure("media_list")) is not None:
+                return self._json(fail[1], fail[0])
             limit = int(params.get("limit", "25"))
+            start = int(params.get("after") or 0)
             rows = [
-                {
-                    "id": m["id"],
-                    "caption": m["caption"],
-                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(m["at"])),
-                }
-                for m in reversed(self.published)
+                {**media_fields(m), "comments_count": self.comments.count(m["id"])}
+                for m in sorted(self.published, key=lambda m: m["at"], reverse=True)
+                if m.get("account", self.account_id) == node
             ]
-            return self._json({"data": rows[:limit]})
+            page: dict[str, Any] = {"data": rows[start : start + limit]}
+            if start + limit < len(rows):
+                after = str(start + limit)
+                page["paging"] = {"cursors": {"after": after}, "next": f"{self.url}?after={after}"}
+            return self._json(page)
         return self._json(graph_error(100, None, f"Unknown edge {edge}"), 400)
 
     async def _download(self, url: str) -> tuple[bytes | None, str]:
@@ -481,6 +546,16 @@ class FakeGraph:
         story = media_type == "STORIES"
         if len(params.get("caption", "")) > 2200:
             return self._json(graph_error(36004, 2207010, "Caption too long"), 400)
+        if (problem := option_problem(params, media_type)) is not None:
+            return self._json(problem, 400)
+        if "cover_url" in params:
+            data, info = await self._download(params["cover_url"])
+            if data is None:
+                return self._json(
+                    graph_error(9004, 2207052, "Media download has failed.", user_msg=info), 400
+                )
+            if (problem := self._image_problem(data, True)) is not None:
+                return self._json(problem, 400)
         if media_type == "CAROUSEL":
             children = [c for c in params.get("children", "").split(",") if c]
             if not 2 <= len(children) <= 10:
@@ -513,6 +588,17 @@ class FakeGraph:
                 )
             if (problem := self._image_problem(data, story)) is not None:
                 return self._json(problem, 400)
+        elif params.get("upload_type") == "resumable":
+            if media_type not in ("REELS", "VIDEO", "STORIES"):
+                return self._json(graph_error(100, None, "upload_type is for videos"), 400)
+            cid = self._new_id()
+            with self._lock:
+                statuses = (
+                    self.next_statuses.pop(0) if self.next_statuses else self.default_statuses
+                )
+            container = Container(cid, params, list(statuses), uploaded=bytearray())
+            self.containers[cid] = container
+            return self._json({"id": cid, "uri": f"{self.url}/ig-api-upload/v25.0/{cid}"})
         elif "video_url" in params:
             data, info = await self._download(params["video_url"])
             if data is None:
@@ -521,6 +607,23 @@ class FakeGraph:
                 )
             if data[4:8] != b"ftyp":
                 return self._json(graph_error(36001, 2207005, "Not a video"), 400)
+            facts = video_facts(data)
+            offset = params.get("thumb_offset")
+            if offset is not None and facts.get("duration") and int(offset) >= facts["duration"]:
+                return self._json(
+                    graph_error(
+                        100,
+                        2207057,
+                        "Invalid thumb offset",
+                        user_msg="The thumbnail offset must be less than the video's length.",
+                    ),
+                    400,
+                )
+            if (reason := video_refusal(facts)) is not None:  # found while "processing"
+                cid = self._new_id()
+                statuses = ["IN_PROGRESS", "ERROR"]
+                self.containers[cid] = Container(cid, params, statuses, error_reason=reason)
+                return self._json({"id": cid})
         else:
             return self._json(graph_error(100, None, "image_url or video_url is required"), 400)
         cid = self._new_id()
@@ -529,7 +632,103 @@ class FakeGraph:
         self.containers[cid] = Container(cid, params, list(statuses))
         return self._json({"id": cid})
 
-    def _publish(self, params: dict[str, str]) -> Any:
+    def _media_insights(self, media_id: str, params: dict[str, str]) -> Any:
+        """GET /{media}/insights?metric=a,b: lifetime totals, refused for an unknown metric
+        or one the media's product type has not (stories: no likes, comments, saved)."""
+        media = next((m for m in self.published if m["id"] == media_id), None)
+        if media is None:
+            return self._json(
+                graph_error(100, 33, "Object does not exist", etype="GraphMethodException"), 400
+            )
+        if (fail := self._failure("insights")) is not None:
+            return self._json(fail[1], fail[0])
+        story = media["media_type"] == "STORIES"
+        allowed = INSIGHT_METRICS if not story else ("reach", "views", "shares", "replies")
+        wanted = [m for m in params.get("metric", "").split(",") if m]
+        if not wanted:
+            return self._json(
+                graph_error(100, None, "(#100) The parameter metric is required"), 400
+            )
+        for name in wanted:
+            if name not in allowed:
+                return self._json(
+                    graph_error(
+                        100,
+                        None,
+                        f"(#100) metric[{wanted.index(name)}] must be one of the following "
+                        f"values: {', '.join(allowed)}",
+                    ),
+                    400,
+                )
+        values = self.insights.get(media_id) or default_insights(media_id)
+        return self._json(
+            {
+                "data": [
+                    {
+                        "name": name,
+                        "period": "lifetime",
+                        "values": [{"value": values.get(name, 0)}],
+                        "title": name.capitalize(),
+                        "id": f"{media_id}/insights/{name}/lifetime",
+                    }
+                    for name in wanted
+                ]
+            }
+        )
+
+    async def _rupload(self, request: Any) -> Any:
+        """POST https://rupload.facebook.com/ig-api-upload/{v}/{container}: `Authorization:
+        OAuth <token>`, `offset` and `file_size` headers, the bytes from `offset` on.
+        `drop_rupload_after` (bytes) cuts the next upload's connection after that many."""
+        cid = request.match_info["container"]
+        self.requests.append((request.method, request.path))
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("OAuth ") or self._account_of(header[6:].strip()) is None:
+            return self._json(graph_error(190, 463, "Invalid OAuth access token"), 400)
+        container = self.containers.get(cid)
+        if container is None or container.uploaded is None:
+            return self._json(graph_error(24, 2207006, "The media container does not exist"), 400)
+        try:
+            offset = int(request.headers["offset"])
+            size = int(request.headers["file_size"])
+        except (KeyError, ValueError):
+            return self._json(graph_error(100, None, "offset and file_size headers needed"), 400)
+        if offset != len(container.uploaded):
+            return self._json(
+                graph_error(
+                    100, None, f"offset {offset}: {len(container.uploaded)} bytes are here"
+                ),
+                400,
+            )
+        container.upload_size = size
+        drop, self.drop_rupload_after = self.drop_rupload_after, None
+        async for chunk in request.content.iter_chunked(1 << 16):
+            container.uploaded += chunk
+            if drop is not None and len(container.uploaded) - offset >= drop:
+                del container.uploaded[offset + drop :]
+                assert request.transport is not None
+                request.transport.close()  # the connection dies mid-upload
+                return self._json({}, 500)
+        if len(container.uploaded) != size:
+            return self._json(graph_error(-1, 2207001, "Upload incomplete"), 400)
+        data = bytes(container.uploaded)
+        if data[4:8] != b"ftyp":
+            container.statuses = ["ERROR"]
+            container.error_reason = "Error: 2207005 not a video"
+        elif (reason := video_refusal(video_facts(data))) is not None:
+            container.statuses = ["IN_PROGRESS", "ERROR"]
+            container.error_reason = reason
+        return self._json({"success": True, "message": "Upload successful."})
+
+    def add_account(self, account_id: str, token: str, username: str) -> None:
+        self.accounts[account_id] = (token, username)
+
+    def _account_of(self, token: str | None) -> str | None:
+        if token == self.token:
+            return self.account_id
+        return next((a for a, (t, _) in self.accounts.items() if t == token), None)
+
+    def _publish(self, params: dict[str, str], account: str | None = None) -> Any:
         cid = params.get("creation_id", "")
         container = self.containers.get(cid)
         if container is None:
@@ -567,11 +766,151 @@ class FakeGraph:
                     "container": cid,
                     "caption": container.params.get("caption"),
                     "media_type": container.params.get("media_type", "IMAGE"),
+                    "account": account or self.account_id,
                     "permalink": f"https://www.instagram.com/p/C{media_id[-8:]}/",
                     "at": time.time(),
                 }
             )
         return self._json({"id": media_id})
+
+
+INSIGHT_METRICS = ("reach", "views", "likes", "comments", "saved", "shares", "total_interactions")
+
+
+def default_insights(media_id: str) -> dict[str, int]:
+    """Stable numbers for media a test did not script (from the id's digits)."""
+    seed = int(media_id[-4:])
+    return {
+        "reach": 100 + seed % 97,
+        "views": 150 + seed % 89,
+        "likes": seed % 23,
+        "comments": seed % 7,
+        "saved": seed % 5,
+        "shares": seed % 3,
+    }
+
+
+def media_fields(media: dict[str, Any]) -> dict[str, Any]:
+    """A published media as GET /{media} and the media edge show it (Meta's names:
+    Reels are VIDEO with product type REELS, stories product type STORY)."""
+    kind = media["media_type"]
+    media_type = {"REELS": "VIDEO", "CAROUSEL": "CAROUSEL_ALBUM", "STORIES": "IMAGE"}.get(
+        kind, kind
+    )
+    product = {"REELS": "REELS", "STORIES": "STORY"}.get(kind, "FEED")
+    return {
+        "id": media["id"],
+        "caption": media["caption"],
+        "media_type": media_type,
+        "media_product_type": product,
+        "permalink": media["permalink"],
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(media["at"])),
+    }
+
+
+COLLABORATOR_LIMIT = 3  # Meta: up to 3 collaborators on feed images, carousels and Reels
+
+
+def option_problem(params: dict[str, str], media_type: str) -> dict[str, Any] | None:
+    """The publishing options checked as Meta does, with its error shape (code 100,
+    "Invalid parameter"); the client checks them first, so these answer only a client
+    that did not."""
+
+    def invalid(message: str, user_msg: str) -> dict[str, Any]:
+        return graph_error(
+            100, None, f"(#100) {message}", user_msg=user_msg, etype="OAuthException"
+        )
+
+    carousel_item = params.get("is_carousel_item") == "true"
+    lists: dict[str, Any] = {}
+    for name in ("collaborators", "user_tags"):
+        if name in params:
+            try:
+                lists[name] = json.loads(params[name])
+            except ValueError:
+                return invalid(f"Param {name} must be a JSON array", f"{name} is not valid JSON.")
+            if not isinstance(lists[name], list):
+                return invalid(f"Param {name} must be an array", f"{name} must be an array.")
+    collaborators = lists.get("collaborators")
+    if collaborators is not None:
+        if media_type == "STORIES" or carousel_item:
+            return invalid(
+                "Collaborators are not supported for this media type",
+                "Stories and carousel items cannot have collaborators.",
+            )
+        if len(collaborators) > COLLABORATOR_LIMIT:
+            return invalid(
+                "The number of collaborators exceeds the limit",
+                f"You can add up to {COLLABORATOR_LIMIT} collaborators.",
+            )
+    tags = lists.get("user_tags")
+    if tags is not None:
+        if media_type in ("REELS", "CAROUSEL", "VIDEO"):
+            return invalid(
+                "Param user_tags is not supported for this media type",
+                "User tags are supported on images and stories.",
+            )
+        for tag in tags:
+            if not isinstance(tag, dict) or not tag.get("username"):
+                return invalid("Param user_tags[] needs a username", "Each tag needs a username.")
+            if media_type != "STORIES":
+                for axis in ("x", "y"):
+                    value = tag.get(axis)
+                    if not isinstance(value, int | float) or not 0 <= value <= 1:
+                        return invalid(
+                            f"Param user_tags[].{axis} must be between 0 and 1",
+                            "Tag positions are fractions of the image, from 0 to 1.",
+                        )
+    if "location_id" in params and (media_type == "STORIES" or not params["location_id"].isdigit()):
+        return invalid("Invalid location_id", "The location id must be a Facebook Page id.")
+    for name in ("cover_url", "thumb_offset", "share_to_feed", "audio_name"):
+        if name in params and media_type != "REELS":
+            return invalid(f"Param {name} is only supported for REELS", f"{name}: Reels only.")
+    if "share_to_feed" in params and params["share_to_feed"] not in ("true", "false"):
+        return invalid("Param share_to_feed must be a boolean", "share_to_feed: true or false.")
+    if "thumb_offset" in params and not params["thumb_offset"].isdigit():
+        return invalid("Param thumb_offset must be an integer", "thumb_offset: milliseconds.")
+    return None
+
+
+def video_facts(data: bytes) -> dict[str, Any]:
+    """What Meta's processing reads of a video (PyAV, as FFmpeg sees it); {} when it
+    cannot be decoded (the tests' box-only MP4 files)."""
+    import av
+
+    try:
+        opened: Any = av.open(io.BytesIO(data))
+        with opened as container:
+            video = container.streams.video[0]
+            audio = container.streams.audio[0] if container.streams.audio else None
+            rate = video.average_rate
+            facts: dict[str, Any] = {
+                "codec": video.codec_context.name,
+                "pix_fmt": video.codec_context.format.name if video.codec_context.format else None,
+                "fps": float(rate) if rate else None,
+                "width": video.codec_context.width,
+                "duration": (container.duration or 0) / 1000,  # milliseconds
+                "audio": audio.codec_context.name if audio else None,
+                "sample_rate": audio.codec_context.sample_rate if audio else None,
+            }
+    except (av.error.FFmpegError, IndexError, OSError):
+        return {}
+    return facts
+
+
+def video_refusal(facts: dict[str, Any]) -> str | None:
+    """Why Meta's processing would put the container in ERROR (None: it would not)."""
+    if not facts or not facts.get("width"):
+        return None  # a box-only test file: nothing to decode, accepted as before
+    if facts["codec"] not in ("h264", "hevc"):
+        return f"Error: 2207026 unsupported video codec {facts['codec']}"
+    if facts["fps"] is not None and not 23 <= facts["fps"] <= 60:
+        return f"Error: 2207026 unsupported frame rate {facts['fps']:.0f}"
+    if facts["width"] > 1920:
+        return "Error: 2207026 the video is wider than 1920 px"
+    if facts["audio"] not in (None, "aac") or (facts["sample_rate"] or 0) > 48000:
+        return "Error: 2207026 unsupported audio"
+    return None
 
 
 @dataclass
@@ -654,6 +993,9 @@ def instagram_env(
         "SSL_CERT_FILE": str(ftps_server.ca_file),
         "CARRIER_INSTAGRAM_POLL_INTERVAL": "0.02",
         "CARRIER_INSTAGRAM_RETRY_DELAY": "0.02",
+        # The tests look at the served files after publishing; the cleanup tests set
+        # after_publish (the default outside tests) themselves.
+        "CARRIER_INSTAGRAM_FTP_CLEANUP": "keep",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

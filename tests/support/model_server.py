@@ -33,6 +33,14 @@ queue the default rule answers:
   With `plain` set (`--plain`) the text comes back bare, without any XML tags and not
   escaped, the way small local models (e.g. through Ollama) often ignore the format.
 
+Images, as the real APIs take them inline: OpenAI `image_url` content parts with a `data:`
+URL, Anthropic `image` blocks with a base64 source. Each is decoded and checked (media type
+one of png/jpeg/gif/webp, bytes that are such an image, else the provider's 400), recorded
+(`RecordedRequest.images`), and the default reply then describes what it saw, e.g.
+`Echo: look [saw image 1: image/png 64x48, mostly red]`, so a test can tell a reply about
+the picture from one without it. A model named in `text_only` (config / `--text-only`)
+answers images with the 400 the real service gives a text-only model.
+
 Auth is checked like the real services: OpenAI needs `Authorization: Bearer ...`;
 Anthropic needs `x-api-key` (or `Authorization: Bearer`, which anthropic 2.x sends) and
 `anthropic-version`. With `expect_key` set, any other key is
@@ -137,6 +145,19 @@ class RecordedRequest:
         return []
 
     @property
+    def images(self) -> list[tuple[str, bytes]]:
+        """(media type, bytes) of every image in the request, in order, either API's shape."""
+        found: list[tuple[str, bytes]] = []
+        for message in self.messages:
+            content = message.get("content")
+            if isinstance(content, list):
+                for block in content:
+                    decoded = _decode_image_block(block) if isinstance(block, dict) else None
+                    if decoded is not None:
+                        found.append(decoded)
+        return found
+
+    @property
     def prompt_text(self) -> str:
         """Every message's text (and Anthropic's `system`) joined, for prompt assertions."""
         parts: list[str] = []
@@ -152,6 +173,66 @@ def _content_text(content: Any) -> str:
     if isinstance(content, list):
         return "\n".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
     return "" if content is None else str(content)
+
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.S)
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+def _decode_image_block(block: dict[str, Any]) -> tuple[str, bytes] | None:
+    """An OpenAI image_url part or an Anthropic image block as (media type, bytes); None
+    for other blocks or undecodable data."""
+    try:
+        if block.get("type") == "image_url":
+            match = _DATA_URL.match(str((block.get("image_url") or {}).get("url", "")))
+            if match is None:
+                return None
+            return match["mime"], base64.b64decode(match["data"], validate=True)
+        if block.get("type") == "image":
+            source = block.get("source") or {}
+            if source.get("type") != "base64":
+                return None
+            return str(source.get("media_type")), base64.b64decode(
+                str(source.get("data")), validate=True
+            )
+    except (ValueError, TypeError):
+        return None
+    return None
+
+
+def describe_image(data: bytes) -> str | None:
+    """`64x48, mostly red` (Pillow reads it), or None when the bytes are no image."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            red, green, blue = image.convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]
+    except Exception:
+        return None
+    colours = {"red": red, "green": green, "blue": blue}
+    main = max(colours, key=lambda k: colours[k])
+    tone = "grey" if max(colours.values()) - min(colours.values()) < 40 else main
+    return f"{width}x{height}, mostly {tone}"
+
+
+def _image_summary(messages: list[dict[str, Any]]) -> str:
+    """` [saw image 1: image/png 64x48, mostly red]` for the images of the last user turn."""
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if not isinstance(content, list):
+            return ""
+        seen = []
+        for block in content:
+            decoded = _decode_image_block(block) if isinstance(block, dict) else None
+            if decoded is not None:
+                seen.append(f"{decoded[0]} {describe_image(decoded[1])}")
+        return "".join(f" [saw image {i}: {d}]" for i, d in enumerate(seen, 1))
+    return ""
 
 
 _SHOULD_RESPOND = re.compile(r"\bRESPOND\b")
@@ -201,7 +282,7 @@ def default_reply_text(
             if message.get("role") == "user":
                 last_user = _content_text(message.get("content"))
                 break
-        echoed = new_message_text(last_user)[:200]
+        echoed = new_message_text(last_user)[:200] + _image_summary(messages)
         text = "Echo: " + (echoed if plain else html.escape(echoed, quote=False))
     if plain:  # a model that ignores the XML format and just talks
         return text
@@ -276,8 +357,10 @@ class FakeModelServer:
         default_text: str | None = None,
         plain: bool = False,
         latency: float = 0.0,
+        text_only: list[str] | None = None,
     ) -> None:
         self.expect_key = expect_key
+        self.text_only = list(text_only or [])  # models that answer images with a 400
         self.models = models
         self.dimension = dimension
         self.default_text = default_text
@@ -469,6 +552,83 @@ class FakeModelServer:
             )
         return None
 
+    def _check_openai_images(self, body: dict[str, Any]) -> web.Response | None:
+        """Content parts as OpenAI checks them: `text` and `image_url` only; an image for a
+        text-only model, a URL that is not a data: URL (the fake fetches nothing) or bytes
+        that are no png/jpeg/gif/webp image get OpenAI's 400."""
+        for m_index, message in enumerate(body["messages"]):
+            content = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(content, list):
+                continue
+            for c_index, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                where = f"messages.[{m_index}].content.[{c_index}]"
+                if kind == "text":
+                    continue
+                if kind != "image_url":
+                    return self._openai_error(
+                        400,
+                        f"Invalid value: '{kind}'. Supported values are: 'text', 'image_url', "
+                        "'input_audio', 'refusal', 'audio', and 'file'.",
+                        "invalid_request_error",
+                        param=f"{where}.type",
+                        code="invalid_value",
+                    )
+                if body.get("model") in self.text_only:
+                    return self._openai_error(
+                        400,
+                        "Invalid content type. image_url is only supported by certain models.",
+                        "invalid_request_error",
+                        param=f"{where}.type",
+                    )
+                decoded = _decode_image_block(part)
+                if (
+                    decoded is None
+                    or decoded[0] not in IMAGE_TYPES
+                    or describe_image(decoded[1]) is None
+                ):
+                    return self._openai_error(
+                        400,
+                        "You uploaded an unsupported image. Please make sure your image has of "
+                        "one the following formats: ['png', 'jpeg', 'gif', 'webp'].",
+                        "invalid_request_error",
+                        param=None,
+                        code="invalid_image_format",
+                    )
+        return None
+
+    def _check_anthropic_images(self, body: dict[str, Any]) -> web.Response | None:
+        """Image blocks as Anthropic checks them: a base64 source of one of the four media
+        types whose bytes are such an image; a text-only model refuses any image."""
+        for m_index, message in enumerate(body["messages"]):
+            content = message.get("content")
+            if not isinstance(content, list):
+                continue
+            for c_index, block in enumerate(content):
+                if not isinstance(block, dict) or block.get("type") != "image":
+                    continue
+                where = f"messages.{m_index}.content.{c_index}.image"
+                if body.get("model") in self.text_only:
+                    return self._anthropic_error(
+                        400,
+                        f"{where}: {body.get('model')} does not support image input.",
+                        "invalid_request_error",
+                    )
+                source = block.get("source") or {}
+                if source.get("media_type") not in IMAGE_TYPES:
+                    return self._anthropic_error(
+                        400,
+                        f"{where}.source.base64.media_type: Input should be 'image/jpeg', "
+                        "'image/png', 'image/gif' or 'image/webp'",
+                        "invalid_request_error",
+                    )
+                decoded = _decode_image_block(block)
+                if decoded is None or describe_image(decoded[1]) is None:
+                    return self._anthropic_error(
+                        400, "Could not process image", "invalid_request_error"
+                    )
+        return None
+
     async def _finish(
         self, record: RecordedRequest, response: web.StreamResponse
     ) -> web.StreamResponse:
@@ -493,6 +653,8 @@ class FakeModelServer:
                     "invalid_request_error",
                     param="messages",
                 )
+            if problem is None:
+                problem = self._check_openai_images(body)
         if problem is not None:
             return await self._finish(record, problem)
         assert body is not None
@@ -934,7 +1096,7 @@ class FakeModelServer:
             )
         if self.models is not None and model not in self.models:
             return self._anthropic_error(404, f"model: {model}", "not_found_error")
-        return None
+        return self._check_anthropic_images(body)
 
     # -- admin -----------------------------------------------------------------------------
     async def _admin_script(self, request: web.Request) -> web.Response:
@@ -948,7 +1110,15 @@ class FakeModelServer:
 
     async def _admin_config(self, request: web.Request) -> web.Response:
         data = await request.json()
-        for name in ("expect_key", "models", "dimension", "default_text", "plain", "latency"):
+        for name in (
+            "expect_key",
+            "models",
+            "dimension",
+            "default_text",
+            "plain",
+            "latency",
+            "text_only",
+        ):
             if name in data:
                 setattr(self, name, data[name])
         return web.json_response({"ok": True})
@@ -1023,6 +1193,7 @@ def start_server_process(
     script: Path | None = None,
     dimension: int | None = None,
     latency: float | None = None,
+    text_only: list[str] | None = None,
 ) -> ModelServerProcess:
     """Start `python -m tests.support.model_server` and wait for its URL line."""
     import os
@@ -1040,6 +1211,8 @@ def start_server_process(
         args += ["--dimension", str(dimension)]
     if latency:
         args += ["--latency", str(latency)]
+    if text_only:
+        args += ["--text-only", ",".join(text_only)]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     process = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, text=True)
@@ -1105,6 +1278,7 @@ async def _serve(args: argparse.Namespace) -> None:
         default_text=args.default_text,
         plain=args.plain,
         latency=args.latency,
+        text_only=args.text_only.split(",") if args.text_only else None,
     )
     if args.script:
         data = json.loads(Path(args.script).read_text(encoding="utf-8"))
@@ -1139,6 +1313,7 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="Seconds added to every chat/embeddings answer (benchmarks).",
     )
+    parser.add_argument("--text-only", help="Comma-separated models that answer images with a 400.")
     asyncio.run(_serve(parser.parse_args(argv)))
 
 

@@ -95,6 +95,7 @@ class InstagramPoster:
         self._queued: set[int] = set()
         self._reserved = 0
         self._stop = asyncio.Event()
+        self._scheduler: asyncio.Task[None] | None = None
 
     # -- configuration ---------------------------------------------------------------
     def check_configured(self) -> None:
@@ -235,6 +236,7 @@ class InstagramPoster:
             check_publish_settings(self.options)
         except ConfigError:
             return []
+        self.start_scheduler()
         self._sweep_parts()
         started = []
         try:
@@ -255,6 +257,16 @@ class InstagramPoster:
             log.info("Resuming interrupted Instagram posts: %s", ", ".join(map(str, started)))
         return started
 
+    def start_scheduler(self) -> None:
+        """Publish the scheduled and approved posts when due (every character's), through
+        the same journal and claims as `carrier run --client instagram` (scheduler.py)."""
+        from carrier_cli.clients.instagram.scheduler import schedule_loop
+
+        if self._scheduler is None:
+            self._scheduler = asyncio.create_task(
+                schedule_loop(self.options, self.journal, self._stop), name="instagram-scheduler"
+            )
+
     def _sweep_parts(self) -> None:
         if not self.directory.is_dir():
             return
@@ -269,6 +281,8 @@ class InstagramPoster:
         `grace` seconds (the pipeline journals those as interrupted)."""
         self._stop.set()
         tasks = list(self._tasks.values())
+        if self._scheduler is not None:
+            tasks.append(self._scheduler)
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=self.grace)

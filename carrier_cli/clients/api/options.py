@@ -24,6 +24,10 @@ class ApiOptions:
     shutdown_grace: float = 10.0  # seconds to finish in-flight requests on stop
     sse_ping_seconds: float = 15.0  # a `: ping` comment on a quiet event stream
     extra: dict[str, object] = field(default_factory=dict)  # for features' own knobs
+    # Meta's webhooks (/webhooks/instagram): the app secret signs them, the verify token
+    # answers the subscription handshake. None: that endpoint answers 503 not_configured.
+    instagram_app_secret: str | None = field(default=None, repr=False)
+    instagram_webhook_verify_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiOptions:
@@ -35,4 +39,6 @@ class ApiOptions:
             auth_failure_limit=settings.api_auth_failure_limit,
             shutdown_grace=settings.shutdown_grace,
             sse_ping_seconds=settings.api_sse_ping_seconds,
+            instagram_app_secret=settings.secret("instagram_app_secret"),
+            instagram_webhook_verify_token=settings.secret("instagram_webhook_verify_token"),
         )

@@ -56,7 +56,10 @@ class Banner:
     agents: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"Carrier API listening on {self.url} (docs: {self.url}/docs)"]
+        out = [
+            f"Carrier API listening on {self.url} (docs: {self.url}/docs)",
+            f"Console: {self.url}/console/ (sign in with an API key)",
+        ]
         if self.agents:
             out.append("Serving: " + ", ".join(self.agents))
         if self.first_key is not None:
@@ -67,6 +70,8 @@ class Banner:
                 "created. It is shown only this once; keep it somewhere safe:",
                 "",
                 f"    {self.first_key.raw}",
+                "",
+                f"Web console: open {self.url}/console/ and paste this key.",
                 "",
                 "Try it:",
                 f"    curl -s {self.url}/v1/agents/{agent}/messages "

@@ -26,11 +26,21 @@ from typing import Any, Protocol
 
 import discord
 
+from carrier_cli.clients.discord import attachments, outgoing
 from carrier_cli.clients.discord.addressing import InboundMessage, Verdict, decide, to_incoming
+from carrier_cli.clients.discord.backfill import Backfill
 from carrier_cli.clients.discord.options import DiscordOptions
+from carrier_cli.clients.discord.reactions import Acknowledger, on_reaction, remember_reply
 from carrier_cli.clients.discord.split import split_message
+from carrier_cli.clients.discord.threads import (
+    FollowedThreads,
+    is_thread,
+    open_thread,
+    resolve_thread,
+    thread_name,
+)
 from carrier_cli.runtime.rooms import TurnHooks
-from carrier_cli.runtime.types import IncomingMessage, TurnResult
+from carrier_cli.runtime.types import Addressing, IncomingMessage, TurnResult
 from carrier_cli.text import one_line
 
 log = logging.getLogger("carrier_cli.discord")
@@ -63,7 +73,15 @@ def bot_intents() -> discord.Intents:
     intents.guild_messages = True
     intents.dm_messages = True
     intents.message_content = True  # privileged: enabled in the developer portal
+    intents.guild_reactions = True  # feedback reactions on replies (not privileged)
+    intents.dm_reactions = True
     return intents
+
+
+def presence(status: str | None) -> discord.CustomActivity | None:
+    """The character's status line as a custom activity: discord.py sends it in every
+    IDENTIFY (so it is there on connect and after a reconnect)."""
+    return discord.CustomActivity(name=status) if status and status.strip() else None
 
 
 def inbound_from(message: discord.Message) -> InboundMessage:
@@ -87,6 +105,7 @@ def inbound_from(message: discord.Message) -> InboundMessage:
         guild_name=guild.name if guild is not None else None,
         channel_name=getattr(channel, "name", None),
         parent_channel_id=str(parent_id) if parent_id else None,
+        parent_channel_name=getattr(getattr(channel, "parent", None), "name", None),
         author_is_bot=message.author.bot,
         mention_ids=[str(u.id) for u in message.mentions],
         replied_to_author_id=replied_author,
@@ -141,6 +160,7 @@ class CarrierDiscordBot(discord.Client):
         super().__init__(
             intents=bot_intents(),
             guild_ready_timeout=guild_ready_timeout,
+            activity=presence(runtime.character.clients.discord.status),
             **self._client_options(config),
         )
         self.runtime = runtime
@@ -152,6 +172,7 @@ class CarrierDiscordBot(discord.Client):
         self._model_slots = asyncio.Semaphore(max(1, config.max_concurrent_turns))
         self._in_flight: set[asyncio.Task[None]] = set()
         self._own_ids: deque[str] = deque(maxlen=2000)  # our recent messages (reply detection)
+        self._hand_order = attachments.HandOrder()  # channel order while files are fetched
         self._content_warning_given = False
         self.ready_event = asyncio.Event()
         self._catch_up_task: asyncio.Task[int] | None = None
@@ -163,6 +184,14 @@ class CarrierDiscordBot(discord.Client):
         from carrier_cli.clients.discord.commands import SlashCommands
 
         self.slash = SlashCommands(self)
+        # Threads, backfill and reactions (threads.py, backfill.py, reactions.py).
+        self.threads = FollowedThreads(
+            getattr(runtime, "store", None), getattr(runtime, "agent_id", None)
+        )
+        self.backfill = Backfill(self, inbound_from, _CONVERSATION_TYPES)
+        self._ack = Acknowledger()
+        # The last feedback changes (discord message id, what was done): logs and tests.
+        self.feedback_events: deque[tuple[str, str]] = deque(maxlen=100)
 
     def _client_options(self, config: DiscordOptions) -> dict[str, Any]:
         """More keyword arguments for discord.py's client (the sharded bot's shard ids)."""
@@ -211,7 +240,37 @@ class CarrierDiscordBot(discord.Client):
         if self._catch_up_task is None:  # on_ready fires again after a new session: once only
             self._catch_up_task = asyncio.create_task(self._catch_up(), name="discord:catch-up")
             self.slash.start_sync()
+        for guild in self.guilds:  # once per guild (a later on_ready finds them started)
+            self.backfill.start(guild)
         self.ready_event.set()
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        """Added to a guild while running (GUILD_CREATE after READY): its slash commands
+        (sync_commands: guild) and its history (backfill)."""
+        await self.slash.guild_joined(guild)
+        await self.backfill.guild(guild)
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """A guild back after an outage, or one that came late: backfilled if not yet."""
+        await self.backfill.guild(guild)
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._reaction(payload, added=True)
+
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._reaction(payload, added=False)
+
+    async def _reaction(self, payload: discord.RawReactionActionEvent, *, added: bool) -> None:
+        if self.user is None:
+            return
+        try:
+            done = await on_reaction(self.runtime, payload, added=added, bot_id=self.user.id)
+        except Exception as exc:  # feedback is never worth the bot
+            log.warning("Discord: could not store the reaction on %s: %s", payload.message_id, exc)
+            return
+        if done is not None:
+            log.info("Discord: feedback %s %s on reply %s", done, payload.emoji, payload.message_id)
+            self.feedback_events.append((str(payload.message_id), done))
 
     async def on_resumed(self) -> None:
         log.info("Discord: gateway session resumed for %s", self.runtime.character.name)
@@ -220,13 +279,36 @@ class CarrierDiscordBot(discord.Client):
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         await self.slash.on_interaction(interaction)
 
-    async def on_guild_join(self, guild: discord.Guild) -> None:
-        await self.slash.guild_joined(guild)
-
     async def on_message(self, message: discord.Message) -> None:
         if self.user is None or message.type not in _CONVERSATION_TYPES:
             return  # joins, pins, boosts, thread notices: nothing anyone said
         inbound = inbound_from(message)
+        unknown = message.guild is not None and isinstance(
+            message.channel, discord.PartialMessageable
+        )
+        if not (unknown or is_thread(message.channel)):
+            self._take(message, inbound)  # no await before the queue: arrival order kept
+            return
+        # In a thread, whether the bot follows it is looked up (an await): messages of one
+        # thread wait for each other here (a FIFO lock), so they are queued in order, and a
+        # mention is recorded before the next message of the thread is decided.
+        async with self.threads.in_order(inbound.channel_id):
+            if unknown:  # a guild channel discord.py has not cached: a thread, usually
+                thread = await resolve_thread(self, inbound.channel_id)
+                if thread is None:
+                    self._take(message, inbound)
+                    return
+                inbound.channel_name = thread.name
+                inbound.parent_channel_id = str(thread.parent_id)
+                inbound.parent_channel_name = getattr(thread.parent, "name", None)
+            inbound.in_followed_thread = await self.threads.follows(inbound.channel_id)
+            verdict = self._take(message, inbound)
+            if verdict is not None and verdict.answers and not inbound.in_followed_thread:
+                await self.threads.follow(inbound.channel_id)  # addressed in it: a conversation
+
+    def _take(self, message: discord.Message, inbound: InboundMessage) -> Verdict | None:
+        """Decide on the message and queue its turn; returns the verdict if queued."""
+        assert self.user is not None
         verdict = decide(
             inbound, bot_id=str(self.user.id), options=self.options, names=self.character_names
         )
@@ -241,11 +323,12 @@ class CarrierDiscordBot(discord.Client):
         self._check_content_intent(inbound)
         if not verdict.handle:
             log.debug("Discord: ignoring message %s: %s", inbound.message_id, verdict.reason)
-            return
+            return None
         if not self.accepting:
             log.info("Discord: shutting down, not taking message %s", inbound.message_id)
-            return
+            return None
         self._queue_turn(message, inbound, verdict)
+        return verdict
 
     # -- turns ------------------------------------------------------------------------------
     def _queue_turn(
@@ -273,32 +356,71 @@ class CarrierDiscordBot(discord.Client):
         catch_up: bool = False,
     ) -> None:
         started = time.monotonic()
+        channel: Any = message.channel  # where the answer goes: the channel, or a new thread
+        if self._opens_thread(message, verdict):
+            thread = await open_thread(
+                message,
+                thread_name(self._without_own_name(inbound.clean_content), inbound.author_name),
+            )
+            if thread is not None:
+                channel = thread
+                await self.threads.follow(str(thread.id))
+                # The conversation lives in the thread: its first message is this one.
+                inbound.parent_channel_id, inbound.parent_channel_name = (
+                    inbound.channel_id,
+                    inbound.channel_name,
+                )
+                inbound.channel_id, inbound.channel_name = str(thread.id), thread.name
         incoming = to_incoming(inbound, verdict)
         where = incoming.room_name
         outcome = "no reply"
         typing: asyncio.Task[None] | None = None
+        ack = self.options.ack_reaction if verdict.answers else None
+        acking: asyncio.Task[bool] | None = None
         loop = asyncio.get_running_loop()
+        previous, mine = self._hand_order.ticket(inbound.channel_id)  # before any await
         try:
+            try:  # images and files, from Discord's CDN only (attachments.py)
+                records = await attachments.for_turn(
+                    message,
+                    self.runtime,
+                    api_base=self.config.api_base,
+                    proxy=self.http.proxy,
+                    answering=not incoming.ignore,
+                )
+                if records is not None:
+                    incoming.attachments = records
+                await self._hand_order.wait(previous)
+            finally:
+                self._hand_order.handed(inbound.channel_id, mine)
             # The clock starts when the channel's turn does (on_start), not while queued.
             async with asyncio.timeout(None) as deadline:
 
                 def on_start() -> None:
                     nonlocal typing
                     deadline.reschedule(loop.time() + self.config.turn_timeout)
-                    if verdict.addressed:  # likely to answer: show it (should-respond may say no)
-                        typing = asyncio.create_task(self._keep_typing(message.channel))
+                    if verdict.answers:  # likely to answer: show it (should-respond may say no)
+                        typing = asyncio.create_task(self._keep_typing(channel))
 
                 async def deliver(result: TurnResult) -> None:
                     nonlocal outcome
                     deadline.reschedule(None)  # sending is not the model's time
                     await _stop(typing)
-                    outcome = await self._deliver(message, result, catch_up=catch_up)
+                    outcome = await self._deliver(
+                        message, result, catch_up=catch_up, channel=channel
+                    )
+
+                if ack:  # in the background: an await here would let a later turn of the
+                    # channel reach the runtime first
+                    acking = asyncio.create_task(self._ack.add(message, ack))
 
                 hooks = TurnHooks(limit=self._model_slots, on_start=on_start, deliver=deliver)
                 try:
                     await self.runtime.handle_message(incoming, hooks=hooks)
                 finally:
                     await _stop(typing)
+                    if acking is not None and ack and await acking:  # whatever the outcome
+                        await self._ack.remove(message, ack, self.user)
         except asyncio.CancelledError:
             log.warning(
                 "Discord: turn for message %s in %s cancelled (shutdown)", inbound.message_id, where
@@ -311,7 +433,8 @@ class CarrierDiscordBot(discord.Client):
                 where,
                 self.config.turn_timeout,
             )
-            outcome = "timed out; apologised" if await self._apologise(message) else "timed out"
+            apologised = await self._apologise(message, channel)
+            outcome = "timed out; apologised" if apologised else "timed out"
         except Exception as exc:
             log.error(
                 "Discord: turn for message %s in %s failed: %s: %s",
@@ -321,7 +444,7 @@ class CarrierDiscordBot(discord.Client):
                 exc,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
-            outcome = "failed; apologised" if await self._apologise(message) else "failed"
+            outcome = "failed; apologised" if await self._apologise(message, channel) else "failed"
         # Reached only when the turn ended (not when cancelled by shutdown or a kill): from
         # now on catch-up leaves this message alone.
         await self._mark_answered(inbound.message_id, outcome)
@@ -336,21 +459,58 @@ class CarrierDiscordBot(discord.Client):
             time.monotonic() - started,
         )
 
+    def _without_own_name(self, text: str) -> str:
+        """The text without the leading @mention of the bot (a thread's name)."""
+        me = self.user
+        if me is None:
+            return text
+        for name in (me.display_name, me.name):
+            if text.startswith(f"@{name}"):
+                return text[len(name) + 1 :].lstrip(" ,:")
+        return text
+
+    def _opens_thread(self, message: discord.Message, verdict: Verdict) -> bool:
+        """`reply_in_thread`: a conversation that starts with a mention in a channel (not
+        in a thread, not in a DM) gets its own thread."""
+        return bool(
+            self.options.reply_in_thread
+            and verdict.answers
+            and verdict.how is Addressing.MENTION
+            and message.guild is not None
+            and isinstance(message.channel, discord.TextChannel)
+        )
+
     async def _deliver(
-        self, message: discord.Message, result: TurnResult, *, catch_up: bool
+        self,
+        message: discord.Message,
+        result: TurnResult,
+        *,
+        catch_up: bool,
+        channel: Any = None,
     ) -> str:
         """Send the turn's result (the runtime still holds the channel); returns the outcome."""
         if catch_up and result.replayed and result.text:
             # Stored before the crash but maybe never posted: post it. If it was posted,
             # the chunks' nonces make Discord return those messages instead of copies.
-            sent = await self._send_reply(message, result.text)
+            sent = await self._send_reply(message, result.text, channel=channel, result=result)
             return f"caught up: stored reply sent in {sent} message{'s' if sent != 1 else ''}"
         if getattr(result, "replayed", False):
             # Discord re-delivered a message we already answered (e.g. after a RESUME).
             return "already handled (replayed event)"
         if result.text:
-            sent = await self._send_reply(message, result.text)
-            return f"replied in {sent} message{'s' if sent != 1 else ''}"
+            sent = await self._send_reply(message, result.text, channel=channel, result=result)
+            extras = await outgoing.send_extras(  # a plugin's files and embeds (SEND_FILE)
+                message,
+                getattr(result, "files", ()),
+                getattr(result, "embeds", ()),
+                nonce=reply_nonce(message.id, 0, "f"),
+                channel=channel,
+            )
+            if extras is not None:
+                self._own_ids.append(str(extras.id))
+                sent += 1
+            where = " in a thread" if channel is not None and channel is not message.channel else ""
+            return f"replied{where} in {sent} message{'s' if sent != 1 else ''}"
         return f"no reply ({result.decision})"
 
     async def _keep_typing(self, channel: Any) -> None:
@@ -363,28 +523,52 @@ class CarrierDiscordBot(discord.Client):
                 log.debug("Discord: typing indicator failed: %s", exc)
             await asyncio.sleep(interval)
 
-    async def _send_reply(self, message: discord.Message, text: str, kind: str = "r") -> int:
+    async def _send_reply(
+        self,
+        message: discord.Message,
+        text: str,
+        kind: str = "r",
+        *,
+        channel: Any = None,
+        result: TurnResult | None = None,
+    ) -> int:
+        """Post `text` in chunks: the first replies to `message`, unless the answer goes
+        to a thread opened on it (a reply must be in the same channel; the thread starts
+        with the message anyway). `result`: link the chunks to the reply's memory, for
+        feedback reactions."""
         chunks = split_message(text)
-        reference = message.to_reference(fail_if_not_exists=False)
+        target: Any = channel if channel is not None else message.channel
+        in_place = target is message.channel
+        reference = message.to_reference(fail_if_not_exists=False) if in_place else None
         mentions = discord.AllowedMentions(
             everyone=False, roles=False, users=True, replied_user=True
         )
+        sent_ids: list[int] = []
         for index, chunk in enumerate(chunks):
-            sent = await message.channel.send(
+            sent = await target.send(
                 chunk,
-                reference=reference if index == 0 else None,  # type: ignore[arg-type]
+                reference=reference if index == 0 else None,
                 allowed_mentions=mentions,
                 nonce=reply_nonce(message.id, index, kind),
             )
             self._own_ids.append(str(sent.id))
+            sent_ids.append(sent.id)
+        if result is not None:
+            await remember_reply(
+                getattr(self.runtime, "store", None),
+                getattr(self.runtime, "agent_id", None),
+                sent_ids,
+                result.reply_id,
+                result.message_id,
+            )
         return len(chunks)
 
-    async def _apologise(self, message: discord.Message) -> bool:
+    async def _apologise(self, message: discord.Message, channel: Any = None) -> bool:
         apology = self.config.apology.strip()
         if not apology:
             return False
         try:
-            await self._send_reply(message, apology, kind="a")
+            await self._send_reply(message, apology, kind="a", channel=channel)
             return True
         except Exception as exc:  # the apology must never take the bot down
             log.error("Discord: could not send the apology: %s", exc)
@@ -485,8 +669,8 @@ class CarrierDiscordBot(discord.Client):
             verdict = decide(
                 inbound, bot_id=str(self.user.id), options=self.options, names=self.character_names
             )
-            if not (verdict.handle and verdict.addressed):
-                continue  # only what was said to the bot; should-respond chatter is let go
+            if not verdict.answers:
+                continue  # only what was said to the bot; chatter, listen channels let go
             if await self._answered_on_discord(message):
                 # Posted (a reply or an apology) but killed before the mark: e.g. a bot
                 # stopped by an upgrade from a version without marks. Mark it, do not repost.
@@ -568,6 +752,9 @@ class CarrierDiscordBot(discord.Client):
         """Stop taking messages, give in-flight turns `grace` seconds, cancel the rest."""
         self.accepting = False
         await self.slash.close()
+        backfills = self.backfill.cancel()  # stored so far stays; the rest at the next start
+        if backfills:
+            await asyncio.wait(backfills, timeout=5)
         if self._catch_up_task is not None and not self._catch_up_task.done():
             self._catch_up_task.cancel()  # its queued turns are in _in_flight, drained below
             await asyncio.wait({self._catch_up_task}, timeout=5)

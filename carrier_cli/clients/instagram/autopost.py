@@ -32,6 +32,7 @@ from carrier_cli.clients.instagram.pipeline import (
     StopRequested,
     check_publish_settings,
 )
+from carrier_cli.clients.instagram.video_probe import INPUT_SUFFIXES
 from carrier_cli.errors import CarrierError, ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"}
-MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | set(VIDEO_EXTENSIONS)
+# Videos in any container Carrier converts from (MKV, WebM...: converted to MP4 first).
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | set(VIDEO_EXTENSIONS) | INPUT_SUFFIXES
 
 
 def next_media(folder: Path) -> Path | None:
@@ -88,13 +90,18 @@ async def post_next(
     folder: Path,
     stop_event: asyncio.Event | None = None,
 ) -> str:
-    """One round; returns what happened: posted, already, empty, quota, refused, stopped."""
+    """One round; returns what happened: posted, already, empty, quota, refused, stopped,
+    or drafted (clients.instagram.require_approval: waits for `carrier instagram approve`)."""
     from carrier_cli.clients.instagram import service
 
     path = next_media(folder)
     if path is None:
         log.info("Instagram: no media left in %s", folder)
         return "empty"
+    if runtime.character.clients.instagram.require_approval:  # a draft uses no quota
+        from carrier_cli.clients.instagram.approval import draft_next
+
+        return await draft_next(runtime, options, journal, path, move_to)
     async with GraphClient(options.graph) as graph:
         quota = await graph.publishing_limit()
     if quota.remaining == 0:
@@ -251,9 +258,63 @@ async def _post_while_leading(
 
 
 async def run_instagram_client(runtime: Any, settings: Settings, stop_event: asyncio.Event) -> None:
-    """Entry point registered in carrier_cli/cli/run.py."""
+    """Entry point registered in carrier_cli/cli/run.py: the autoposter, and beside it the
+    publisher of this character's scheduled and approved posts (scheduler.py)."""
     if not runtime.character.clients.instagram.enabled:
         log.info("Instagram is disabled for %s (clients.instagram.enabled)", runtime.character.name)
         await stop_event.wait()
         return
-    await autopost_loop(runtime, InstagramOptions.from_settings(settings), stop_event)
+    from carrier_cli.clients.instagram.accounts import for_character
+
+    # The character's own account (instagram:NAME, accounts.py) posts, schedules, answers.
+    options = for_character(InstagramOptions.from_settings(settings), runtime.character)
+    config = runtime.character.clients.instagram
+    if config.reply_to_comments and config.media_folder is None:
+        # Only answers comments: no autoposts, and nothing to publish that needs FTP.
+        await _with_comment_replies(runtime, settings, stop_event, None)
+        return
+    from carrier_cli.clients.instagram.approval import with_scheduler
+
+    async def autopost_and_replies(
+        runtime: Any, options: InstagramOptions, stop_event: asyncio.Event, *, journal: Any
+    ) -> None:
+        autopost = autopost_loop(runtime, options, stop_event, journal=journal)
+        await _with_comment_replies(runtime, settings, stop_event, autopost)
+
+    await with_scheduler(runtime, options, stop_event, autopost_and_replies)
+
+
+async def _with_comment_replies(
+    runtime: Any, settings: Settings, stop_event: asyncio.Event, autopost: Any
+) -> None:
+    """The autoposter, and beside it the comment replier when the character answers
+    comments (clients.instagram.reply_to_comments); `autopost` None (a character that only
+    answers, without media_folder) runs the replier alone."""
+    config = runtime.character.clients.instagram
+    if not config.reply_to_comments:
+        await autopost
+        return
+    from dataclasses import replace
+
+    from carrier_cli.clients.instagram.accounts import character_graph
+    from carrier_cli.clients.instagram.comment_replies import run_comment_replies
+    from carrier_cli.clients.instagram.options import CommentOptions
+
+    comment_options = CommentOptions.from_settings(settings)
+    # The character's own account (accounts.py) answers the comments on its own posts.
+    comment_options = replace(
+        comment_options, graph=character_graph(comment_options.graph, runtime.character)
+    )
+    replies = run_comment_replies(runtime, comment_options, stop_event)
+    if autopost is None:
+        await replies
+        return
+    tasks = [asyncio.ensure_future(autopost), asyncio.ensure_future(replies)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()  # the first failure, as the supervisor expects it (not a group)
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
+from carrier_cli.clients.instagram.rate_limits import THROTTLE_CODES, governor_for
 from carrier_cli.errors import ConfigError, RuntimeFailure
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ Action = Literal[
 ]
 
 _RETRY_CODES = {-1, -2, 1, 2}
-_THROTTLE_CODES = {4, 17, 32, 613}
+_THROTTLE_CODES = THROTTLE_CODES  # 4, 17, 32, 613 and 80002 (rate_limits.py)
 _RETRY_SUBCODES = {2207003, 2207001, 2207032, 2207053}
 # "Your media is wrong": the documented media-error subcodes, each with the rule that
 # failed. One table decides both the classification ("fix_input", which no retry can cure)
@@ -222,6 +223,12 @@ class GraphClient:
         self._session = session
         self._own_session = session is None
         self._timeout = timeout
+        # Usage headers slow every client of this account down before Meta throttles it.
+        self.governor = governor_for(self.base, self.account_id)
+
+    def auth_header(self, scheme: str = "Bearer") -> dict[str, str]:
+        """The token as a header for Meta's other hosts (rupload wants `OAuth <token>`)."""
+        return {"Authorization": f"{scheme} {self._token}"}
 
     async def __aenter__(self) -> GraphClient:
         if self._session is None:
@@ -250,6 +257,7 @@ class GraphClient:
         attempt = 0
         while True:
             attempt += 1
+            await self.governor.pace()
             try:
                 if method == "GET":
                     ctx = self._session.get(url, params=params, headers=headers)
@@ -257,6 +265,7 @@ class GraphClient:
                     ctx = self._session.post(url, data=params, headers=headers)
                 async with ctx as response:
                     status = response.status
+                    self.governor.observe(response.headers)
                     try:
                         body = await response.json(content_type=None)
                     except (ValueError, aiohttp.ContentTypeError):
@@ -275,7 +284,7 @@ class GraphClient:
                 raise error
             delay = self.retry_delay * (2 ** (attempt - 1))
             if error.code in _THROTTLE_CODES:
-                delay *= 5
+                delay = self.governor.throttle_wait(attempt, self.retry_delay * 5)
             log.warning(
                 "%s failed (%s); retry %d/%d in %.2fs",
                 what,

@@ -19,10 +19,14 @@ from struct import error as struct_error
 from typing import TYPE_CHECKING, Literal
 
 from carrier_cli.clients.instagram import mp4
+from carrier_cli.clients.instagram.hashing import file_sha256
+from carrier_cli.clients.instagram.video_probe import INPUT_SUFFIXES, VideoSpec
 from carrier_cli.errors import InputError
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from carrier_cli.clients.instagram.video_prepare import TranscodeReporter
 
 Fit = Literal["pad", "crop"]
 MediaKind = Literal["image", "video"]
@@ -56,6 +60,7 @@ class PreparedMedia:
     duration: float | None = None
     notes: list[str] = field(default_factory=list)
     source_hash: str | None = None  # of the original, when it differs from the upload
+    role: Literal["media", "cover"] = "media"  # "cover": a Reel's cover image (cover_url)
 
     @property
     def source_sha256(self) -> str:
@@ -69,14 +74,6 @@ class PreparedMedia:
     def remote_name(self) -> str:
         """Unique per content, so reuploads are detected and names never collide."""
         return f"carrier-{self.sha256[:24]}{self.path.suffix.lower()}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def post_kind(media: list[PreparedMedia], *, story: bool) -> PostKind:
@@ -103,7 +100,13 @@ def check_file_count(paths: list[Path], *, story: bool) -> None:
 
 
 def prepare_all(
-    paths: list[Path], *, fit: Fit | None, story: bool, out_dir: Path
+    paths: list[Path],
+    *,
+    fit: Fit | None,
+    story: bool,
+    out_dir: Path,
+    transcode: bool = True,
+    reporter: TranscodeReporter | None = None,
 ) -> list[PreparedMedia]:
     """Check and prepare every file; refuse with all problems at once (one per file)."""
     check_file_count(paths, story=story)
@@ -111,7 +114,16 @@ def prepare_all(
     problems: list[str] = []
     for path in paths:
         try:
-            prepared.append(prepare_one(path, fit=fit, story=story, out_dir=out_dir))
+            prepared.append(
+                prepare_one(
+                    path,
+                    fit=fit,
+                    story=story,
+                    out_dir=out_dir,
+                    transcode=transcode,
+                    reporter=reporter,
+                )
+            )
         except InputError as exc:
             problems.append(exc.message)
     if problems:
@@ -124,14 +136,61 @@ def prepare_all(
     return prepared
 
 
-def prepare_one(path: Path, *, fit: Fit | None, story: bool, out_dir: Path) -> PreparedMedia:
+def prepare_one(
+    path: Path,
+    *,
+    fit: Fit | None,
+    story: bool,
+    out_dir: Path,
+    transcode: bool = True,
+    reporter: TranscodeReporter | None = None,
+) -> PreparedMedia:
     if not path.is_file():
         raise InputError(f"{path}: file not found.")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty (0 bytes).")
-    if path.suffix.lower() in VIDEO_EXTENSIONS:
-        return check_video(path, story=story)
+    if path.suffix.lower() in INPUT_SUFFIXES:
+        if path.suffix.lower() in VIDEO_EXTENSIONS and not _have_pyav():
+            return check_video(path, story=story)  # the box-level checks, without FFmpeg
+        from carrier_cli.clients.instagram.video_prepare import prepare_video
+
+        video = prepare_video(
+            path, video_spec(story=story), out_dir=out_dir, transcode=transcode, reporter=reporter
+        )
+        return PreparedMedia(
+            source=path,
+            path=video.path,
+            kind="video",
+            sha256=video.sha256,
+            size=video.size,
+            content_type=VIDEO_EXTENSIONS.get(video.path.suffix.lower(), "video/mp4"),
+            width=video.width,
+            height=video.height,
+            duration=video.duration,
+            notes=video.notes,
+            source_hash=video.source_hash,
+        )
     return prepare_image(path, fit=fit, story=story, out_dir=out_dir)
+
+
+def video_spec(*, story: bool) -> VideoSpec:
+    """Instagram's limits for a video, read from the tables above at call time."""
+    limits = STORY_VIDEO_LIMITS if story else REEL_LIMITS
+    return VideoSpec(
+        label="story video" if story else "Reel",
+        min_seconds=limits["min_s"],
+        max_seconds=limits["max_s"],
+        max_bytes=int(limits["max_bytes"]),
+        max_width=int(limits["max_width"]),
+    )
+
+
+def _have_pyav() -> bool:
+    """PyAV is the optional `video` extra; without it MP4/MOV files get the structural
+    checks of `check_video` and nothing is converted."""
+    from importlib.util import find_spec
+
+    return find_spec("av") is not None
 
 
 # --- videos -------------------------------------------------------------------------------

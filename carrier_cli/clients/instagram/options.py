@@ -35,6 +35,9 @@ class GraphOptions:
     retry_delay: float  # first back-off delay (doubles)
     poll_interval: float  # between container status checks (grows to 60)
     poll_timeout: float  # for a container to finish processing
+    # The `carrier keys` name of a character's own account (accounts.py); None: the global
+    # INSTAGRAM_ACCOUNT_ID / INSTAGRAM_ACCESS_TOKEN.
+    account_key: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GraphOptions:
@@ -83,6 +86,11 @@ class InstagramOptions:
     http_server: str | None  # public base URL serving the FTP directory
     retry_delay: float  # first back-off delay for FTP and HTTP retries (doubles)
     database_url: str | None  # the memory database, where the journal lives
+    # after_publish | keep: the uploaded files once the post is out (instagram_ftp_cleanup)
+    ftp_cleanup: str = "after_publish"
+    queue_poll_interval: float = 15.0  # seconds between checks for due scheduled posts
+    # "resumable": Reels go to Meta's rupload host instead of FTP (rupload.py).
+    reel_upload: str = "ftp"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InstagramOptions:
@@ -92,4 +100,24 @@ class InstagramOptions:
             http_server=settings.http_server,
             retry_delay=settings.instagram_retry_delay,
             database_url=settings.database_url,
+            ftp_cleanup=settings.instagram_ftp_cleanup,
+            queue_poll_interval=settings.instagram_queue_poll_interval,
+            reel_upload=settings.instagram_reel_upload,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommentOptions:
+    """What the comment replier reads (clients/instagram/comment_replies.py)."""
+
+    graph: GraphOptions
+    poll_interval: float  # seconds between polls of the recent posts' comments
+    media_count: int  # how many of the newest posts are polled
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CommentOptions:
+        return cls(
+            graph=GraphOptions.from_settings(settings),
+            poll_interval=settings.instagram_comment_poll_interval,
+            media_count=settings.instagram_comment_media,
         )

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from carrier_cli.clients.instagram import accounts, publish_options
 from carrier_cli.clients.instagram import media as media_mod
 from carrier_cli.clients.instagram.ftp_upload import FtpConfig, Progress, delete_file, upload_file
 from carrier_cli.clients.instagram.graph import GraphClient, GraphError, Quota, StopRequested
@@ -58,6 +59,9 @@ class PostRequest:
     # Who asked for the post ("api" for `POST /v1/instagram/posts`), journaled with its
     # options so a restarted server resumes its own posts and no one else's.
     origin: str | None = None
+    # --collaborator, --user-tag, --location-id, --cover, ... (publish_options.py).
+    publish: publish_options.PublishOptions = field(default_factory=publish_options.PublishOptions)
+    transcode: bool = True  # False (--no-transcode): refuse an out-of-spec video instead
 
 
 @dataclass
@@ -79,25 +83,77 @@ class Reporter:
     def upload_done(self) -> None:
         return None
 
+    def transcode_progress(self, name: str, seconds: float) -> Callable[[float], None] | None:
+        """A callback for the seconds of video converted so far (None: no display)."""
+        return None
+
+    def transcode_done(self) -> None:
+        return None
+
 
 def prepared_dir() -> Path:
     return carrier_paths().cache_dir / "instagram" / "prepared"
 
 
-def idempotency_key(kind: str, media: list[media_mod.PreparedMedia], caption_key: str) -> str:
+def idempotency_key(
+    kind: str, media: list[media_mod.PreparedMedia], caption_key: str, options_key: str = ""
+) -> str:
+    """The post's identity: kind, media contents, caption and (when any were given) the
+    publishing options, so a post without options keeps the key it always had."""
     digest = hashlib.sha256(f"v1|{kind}|".encode())
     for item in media:
         digest.update(item.source_sha256.encode() + b"|")
     digest.update(caption_key.encode())
+    if options_key:
+        digest.update(b"|options:" + options_key.encode())
     return digest.hexdigest()
 
 
-def prepare(request: PostRequest) -> tuple[list[media_mod.PreparedMedia], media_mod.PostKind]:
-    """Validate and convert locally (no network): the whole of --dry-run."""
+def _key(
+    request: PostRequest,
+    kind: str,
+    media: list[media_mod.PreparedMedia],
+    account_key: str | None = None,
+) -> str:
+    """The same media posted to a character's own account (accounts.py) is another post."""
+    options_key = request.publish.key_text()
+    if account_key:
+        options_key += f"|account:{account_key}"
+    return idempotency_key(kind, media, request.caption_key or request.caption, options_key)
+
+
+def prepare(
+    request: PostRequest, reporter: Reporter | None = None
+) -> tuple[list[media_mod.PreparedMedia], media_mod.PostKind]:
+    """Validate and convert locally (no network): the whole of --dry-run. Videos out of
+    Instagram's spec are converted here (unless request.transcode is False); a Reel's
+    cover image is prepared like an image and comes last, with role "cover"."""
     prepared = media_mod.prepare_all(
-        request.files, fit=request.fit, story=request.story, out_dir=prepared_dir()
+        request.files,
+        fit=request.fit,
+        story=request.story,
+        out_dir=prepared_dir(),
+        transcode=request.transcode,
+        reporter=reporter,
     )
-    return prepared, media_mod.post_kind(prepared, story=request.story)
+    kind = media_mod.post_kind(prepared, story=request.story)
+    options = request.publish
+    publish_options.check_for(options, kind, prepared[0].duration if kind == "reel" else None)
+    if options.cover is not None:
+        prepared.append(_prepare_cover(options.cover, options.flag("cover")))
+    return prepared, kind
+
+
+def _prepare_cover(path: Path, flag: str = "--cover") -> media_mod.PreparedMedia:
+    """A Reel's cover: a JPEG like any image, in any aspect ratio (Meta crops it to 9:16
+    in the Reels tab and to 1:1 in the profile grid)."""
+    from dataclasses import replace
+
+    try:
+        cover = media_mod.prepare_image(path, fit=None, story=True, out_dir=prepared_dir())
+    except InputError as exc:
+        raise InputError(f"{flag}: {exc.message}", hint=exc.hint) from None
+    return replace(cover, role="cover")
 
 
 def _item(m: media_mod.PreparedMedia) -> dict[str, Any]:
@@ -112,6 +168,7 @@ def _item(m: media_mod.PreparedMedia) -> dict[str, Any]:
         "remote_name": m.remote_name,
         "url": None,
         "container_id": None,
+        **({"role": m.role} if m.role != "media" else {}),
     }
 
 
@@ -126,9 +183,17 @@ def free_slot_time(published: list[datetime], quota: Quota, at: datetime) -> dat
     return recent[index] + window
 
 
-def check_publish_settings(options: InstagramOptions) -> None:
-    """Refuse early, before anything is journaled, when a needed setting is missing."""
+def check_publish_settings(options: InstagramOptions, *, ftp: bool | None = None) -> None:
+    """Refuse early, before anything is journaled, when a needed setting is missing.
+
+    `ftp`: whether the FTP and HTTP settings are needed (None: unless Reels go through
+    Meta's resumable upload, where only images, covers and stories need them; `_upload`
+    checks again with the post's own files)."""
     GraphClient(options.graph)  # names INSTAGRAM_ACCESS_TOKEN / INSTAGRAM_ACCOUNT_ID
+    if ftp is None:
+        ftp = options.reel_upload != "resumable"
+    if not ftp:
+        return
     FtpConfig.from_options(options.ftp)
     if not options.http_server:
         raise ConfigError(
@@ -164,8 +229,9 @@ class Publisher:
     ) -> PostRecord | None:
         if request.force:
             return None
-        key = idempotency_key(kind, prepared, request.caption_key or request.caption)
-        return await self.journal.by_key(key)
+        return await self.journal.by_key(
+            _key(request, kind, prepared, self.options.graph.account_key)
+        )
 
     async def post(
         self,
@@ -183,7 +249,7 @@ class Publisher:
         prepared: tuple[list[media_mod.PreparedMedia], media_mod.PostKind] | None,
     ) -> PostOutcome:
         record, created = await self.begin(request, prepared)
-        if not created and record.published:
+        if not created and record.published and not self._cleanup_pending(record):
             return PostOutcome(record, already_published=True)
         if not created:
             self.reporter.info(f"Continuing post {record.id} from step '{record.last_step}'.")
@@ -198,12 +264,12 @@ class Publisher:
         created (True) at step `prepared`. The API answers with the row's id at once and
         publishes later with `resume(id)`; `post` is `begin` and then the steps."""
         if prepared is None:
-            prepared = await asyncio.to_thread(prepare, request)
+            prepared = await asyncio.to_thread(prepare, request, self.reporter)
         media, kind = prepared
-        key = idempotency_key(kind, media, request.caption_key or request.caption)
+        key = _key(request, kind, media, self.options.graph.account_key)
         if request.force:
             key = f"{key}+{await self.journal.count_with_prefix(key)}"
-        post_options = {  # the request's choices, journaled with the post
+        post_options: dict[str, Any] = {  # the request's choices, journaled with the post
             "story": request.story,
             "fit": request.fit,
             "cleanup": request.cleanup,
@@ -211,6 +277,12 @@ class Publisher:
         }
         if request.origin:
             post_options["origin"] = request.origin
+        if not request.publish.empty:
+            post_options["publish"] = request.publish.to_journal()
+        if not request.transcode:
+            post_options["transcode"] = False
+        if (account := accounts.journal_entry(self.options.graph)) is not None:
+            post_options["account"] = account
         record, created = await self.journal.find_or_create(
             key,
             kind=kind,
@@ -226,13 +298,17 @@ class Publisher:
 
     async def _resume(self, post_id: int) -> PostOutcome:
         record = await self.journal.require(post_id)
-        if record.published:
+        if record.published and not self._cleanup_pending(record):
             return PostOutcome(record, already_published=True)
-        self.reporter.info(f"Resuming post {record.id} from step '{record.last_step}'.")
+        if not record.published:
+            self.reporter.info(f"Resuming post {record.id} from step '{record.last_step}'.")
         return await self._drive(record)
 
     # -- lease handling ----------------------------------------------------------------
     async def _drive(self, record: PostRecord) -> PostOutcome:
+        from carrier_cli.clients.instagram.schedule import ensure_publishable
+
+        await ensure_publishable(self.journal, record.id)  # not a draft, rejected, cancelled
         owner = make_owner()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease_wait
@@ -258,6 +334,8 @@ class Publisher:
         try:
             record = await self.journal.require(record.id)
             if record.published:
+                if self._cleanup_pending(record):  # a run that died right after publishing
+                    record = await self._after_publish(record, owner)
                 return PostOutcome(record, already_published=True)
             record = await self._run(record, owner)
             return PostOutcome(record)
@@ -305,7 +383,8 @@ class Publisher:
 
     async def _run(self, record: PostRecord, owner: str) -> PostRecord:
         recreated = 0
-        async with GraphClient(self.options.graph) as graph:
+        graph_options = accounts.graph_for_record(self.options.graph, record.options.get("account"))
+        async with GraphClient(graph_options) as graph:
             while record.last_step != "published":
                 if self.stop_event is not None and self.stop_event.is_set():
                     raise StopRequested(f"stopped before step after '{record.last_step}'")
@@ -321,7 +400,7 @@ class Publisher:
                     recreated += 1
                     self.reporter.info(f"Container gone ({exc.raw_message}); creating it again.")
                     record = await self._reset_containers(record, owner)
-            await self._after_publish(record, graph)
+            record = await self._after_publish(record, owner)
         return record
 
     async def _check_quota(self, graph: GraphClient, record: PostRecord) -> Quota:
@@ -347,16 +426,35 @@ class Publisher:
             "it continues from the last completed step.",
         )
 
+    def _resumable(self, record: PostRecord, item: dict[str, Any]) -> bool:
+        """This item goes to Meta's rupload host: a Reel's video when the setting says so
+        (or when its resumable upload already began, whatever the setting says now)."""
+        if item.get("upload_uri"):
+            return True
+        return (
+            self.options.reel_upload == "resumable"
+            and record.kind == "reel"
+            and item["kind"] == "video"
+        )
+
     async def _upload(self, record: PostRecord, owner: str, graph: GraphClient) -> PostRecord:
         await self._check_quota(graph, record)
-        check_publish_settings(self.options)
-        http_server = self.options.http_server
-        assert http_server
-        config = FtpConfig.from_options(self.options.ftp)
         items = record.items
-        for index, item in enumerate(items):
-            if item.get("url"):
+        by_ftp = [not i.get("url") and not self._resumable(record, i) for i in items]
+        check_publish_settings(self.options, ftp=any(by_ftp))
+        # The cover first: a resumable container is created with its cover_url.
+        order = sorted(range(len(items)), key=lambda i: items[i].get("role") != "cover")
+        for index in order:
+            item = items[index]
+            if item.get("url") or item.get("uploaded"):
                 continue
+            if not by_ftp[index]:
+                record = await self._upload_resumable(record, owner, graph, index)
+                items = record.items
+                continue
+            http_server = self.options.http_server
+            assert http_server
+            config = FtpConfig.from_options(self.options.ftp)
             path = self._ensure_prepared(record, item)
             progress = self.reporter.upload_progress(Path(item["source"]).name, item["size"])
             try:
@@ -386,6 +484,52 @@ class Publisher:
             )
         return await self.journal.record_step(record.id, owner, "uploaded", items=items)
 
+    async def _upload_resumable(
+        self, record: PostRecord, owner: str, graph: GraphClient, index: int
+    ) -> PostRecord:
+        """Create the Reel's container with upload_type=resumable (journaled with its
+        upload URI before any byte is sent), then send the file to that URI."""
+        from carrier_cli.clients.instagram import rupload
+
+        items = record.items
+        item = items[index]
+        if not item.get("container_id"):
+            params = self._container_params(record, item, child=False)
+            params.pop("video_url", None)
+            params["upload_type"] = "resumable"
+            body = await graph.request(
+                "POST", f"{graph.account_id}/media", params, what="Creating the Reel container"
+            )
+            if not body.get("id") or not body.get("uri"):
+                raise RuntimeFailure(
+                    f"Creating the Reel container: the answer has no id and upload uri ({body}).",
+                    hint="Resumable upload needs Facebook Login for Business; set "
+                    "instagram_reel_upload: ftp otherwise.",
+                )
+            item.update(container_id=str(body["id"]), upload_uri=str(body["uri"]))
+            record = await self.journal.update(record.id, owner, items=items)
+            crash_point("resumable_container")
+        path = self._ensure_prepared(record, item)
+        progress = self.reporter.upload_progress(Path(item["source"]).name, item["size"])
+        try:
+            resumed = await rupload.send(
+                graph,
+                item["upload_uri"],
+                item["container_id"],
+                path,
+                progress=progress,
+                backoff=self.options.retry_delay,
+            )
+        finally:
+            self.reporter.upload_done()
+        item["uploaded"] = True
+        record = await self.journal.update(record.id, owner, items=items)
+        self.reporter.info(
+            f"Uploaded {Path(item['source']).name} to Meta (resumable upload"
+            + (f", resumed at byte {resumed})" if resumed else ")")
+        )
+        return record
+
     def _ensure_prepared(self, record: PostRecord, item: dict[str, Any]) -> Path:
         path = Path(item["path"])
         if path.is_file():
@@ -397,12 +541,17 @@ class Publisher:
                 "prepared copy too; cannot continue.",
                 hint="Restore the file, or post again with --force.",
             )
-        again = media_mod.prepare_one(
-            source,
-            fit=record.options.get("fit"),
-            story=bool(record.options.get("story")),
-            out_dir=prepared_dir(),
-        )
+        if item.get("role") == "cover":
+            again = _prepare_cover(source)
+        else:
+            again = media_mod.prepare_one(
+                source,
+                fit=record.options.get("fit"),
+                story=bool(record.options.get("story")),
+                out_dir=prepared_dir(),
+                transcode=record.options.get("transcode", True),
+                reporter=self.reporter,
+            )
         if again.source_sha256 != item["source_sha256"]:
             raise InputError(
                 f"{source}: the file changed since post {record.id} was prepared.",
@@ -430,17 +579,31 @@ class Publisher:
             if item["kind"] == "video":
                 params["media_type"] = "VIDEO"
         elif record.kind == "reel":
-            params.update(media_type="REELS", share_to_feed="true")
+            params["media_type"] = "REELS"
         if not child and record.kind != "story" and record.caption:
             params["caption"] = record.caption
         if alt and item["kind"] == "image" and record.kind != "story":
             params["alt_text"] = alt
+        cover = next((i for i in record.items if i.get("role") == "cover"), None)
+        params.update(
+            publish_options.container_params(
+                publish_options.PublishOptions.from_journal(record.options.get("publish")),
+                record.kind,
+                child=child,
+                cover_url=cover["url"] if cover else None,
+            )
+        )
         return params
 
     async def _create_containers(
         self, record: PostRecord, owner: str, graph: GraphClient
     ) -> PostRecord:
         items = record.items
+        if record.kind != "carousel" and items[0].get("upload_uri") and items[0].get("uploaded"):
+            cid = items[0]["container_id"]  # created before the resumable upload
+            return await self.journal.record_step(
+                record.id, owner, "container_created", container_id=cid
+            )
         if record.kind != "carousel":
             cid = await graph.create_container(
                 self._container_params(record, items[0], child=False),
@@ -472,6 +635,11 @@ class Publisher:
                 "media_type": "CAROUSEL",
                 "children": ",".join(i["container_id"] for i in items),
                 **({"caption": record.caption} if record.caption else {}),
+                **publish_options.container_params(
+                    publish_options.PublishOptions.from_journal(record.options.get("publish")),
+                    "carousel",
+                    child=False,
+                ),
             },
             what="Creating the carousel container",
         )
@@ -482,11 +650,16 @@ class Publisher:
 
     async def _reset_containers(self, record: PostRecord, owner: str) -> PostRecord:
         items = [{**item, "container_id": None} for item in record.items]
+        step = "uploaded"
+        for item in items:
+            if item.pop("upload_uri", None):  # the file lived in that container: send again
+                item.pop("uploaded", None)
+                step = "prepared"
         return await self.journal.update(
             record.id,
             owner,
-            status="uploaded",
-            last_step="uploaded",
+            status=step,
+            last_step=step,
             container_id=None,
             items=items,
         )
@@ -555,18 +728,41 @@ class Publisher:
             published_at=now(),
         )
 
-    async def _after_publish(self, record: PostRecord, graph: GraphClient) -> None:
-        if not record.options.get("cleanup"):
-            return
+    def _cleanup_pending(self, record: PostRecord) -> bool:
+        """Published, its FTP files to delete, and no run has done it (or tried) yet."""
+        wanted = record.options.get("cleanup") or self.options.ftp_cleanup == "after_publish"
+        return bool(wanted) and record.published and "ftp_cleanup" not in record.options
+
+    async def _after_publish(self, record: PostRecord, owner: str) -> PostRecord:
+        """Delete the uploaded files (instagram_ftp_cleanup: after_publish, or --cleanup).
+        Only a published post gets here, so its container was FINISHED: Instagram has
+        fetched the files. A delete that fails is reported and journaled in the post's
+        options (`ftp_cleanup`), never a failure of the post."""
+        if not record.options.get("cleanup") and self.options.ftp_cleanup != "after_publish":
+            return record
         config = FtpConfig.from_options(self.options.ftp)
+        deleted: list[str] = []
+        failed: dict[str, str] = {}
         for item in record.items:
+            if self._resumable(record, item):
+                continue  # sent to Meta's rupload host, never to the FTP server
+            name = item["remote_name"]
             try:
-                if await delete_file(config, item["remote_name"]):
-                    self.reporter.info(f"Deleted {item['remote_name']} from the FTP server.")
-            except CarrierError as exc:
-                self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")
-            except OSError as exc:
-                self.reporter.info(f"Could not delete {item['remote_name']}: {exc}")
+                if await delete_file(config, name):
+                    self.reporter.info(f"Deleted {name} from the FTP server.")
+                deleted.append(name)  # or already gone (550)
+            except Exception as exc:  # ftplib's error_temp/error_reply are no OSError
+                reason = str(exc) or type(exc).__name__
+                log.warning("could not delete %s from the FTP server: %s", name, reason)
+                self.reporter.info(f"Could not delete {name}: {reason}")
+                failed[name] = reason[:500]
+        cleanup = {"deleted": deleted, "failed": failed, "at": now().isoformat()}
+        try:
+            return await self.journal.update(
+                record.id, owner, options={**record.options, "ftp_cleanup": cleanup}
+            )
+        except LeaseLost:
+            return record
 
 
 async def _counted(work: Awaitable[PostOutcome]) -> PostOutcome:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from carrier_cli.clients.instagram import captions
+from carrier_cli.clients.instagram import accounts, captions
 from carrier_cli.clients.instagram.graph import GraphClient, Quota
 from carrier_cli.clients.instagram.journal import Journal, PostRecord, now
 from carrier_cli.clients.instagram.media import Fit, PostKind, PreparedMedia
@@ -32,10 +32,12 @@ from carrier_cli.clients.instagram.pipeline import (
     free_slot_time,
     prepare,
 )
+from carrier_cli.clients.instagram.publish_options import PublishOptions
 from carrier_cli.errors import InputError
 
 if TYPE_CHECKING:
     from carrier_cli.character.model import Character
+    from carrier_cli.clients.instagram.insights import InsightsReport
     from carrier_cli.config import Settings
 
 Confirm = Callable[[str], bool]
@@ -146,12 +148,17 @@ def post_request(
     cleanup: bool = False,
     character: str | None = None,
     warn: Callable[[str], None] | None = None,
+    kind: str | None = None,
+    publish: PublishOptions | None = None,
+    transcode: bool = True,
 ) -> PostRequest:
     """The options of one post as a PostRequest, refused (InputError, naming the
     `carrier instagram post` flags) when they contradict each other or say nothing about
     the caption. A story has no caption: one given anyway is dropped, through `warn`."""
     if fit not in (None, "pad", "crop"):
         raise InputError(f"--fit `{fit}`: use pad or crop.")
+    check_kind(kind, files, story=story)
+    story = story or kind == "story"
     if generate_caption and caption:
         raise InputError("--caption and --generate-caption exclude each other; pick one.")
     if story:
@@ -176,7 +183,36 @@ def post_request(
         force=force,
         cleanup=cleanup,
         character=character,
+        publish=publish or PublishOptions(),
+        transcode=transcode,
     )
+
+
+POST_KINDS = ("image", "carousel", "reel", "story")
+
+
+def check_kind(kind: str | None, files: list[Path], *, story: bool) -> None:
+    """`--kind` against what the files make, before any conversion work (the same rule as
+    the API's `kind` field): a reel is one video, an image post one image, a carousel
+    2 to 10 files, a story one file."""
+    if kind is None:
+        return
+    if kind not in POST_KINDS:
+        raise InputError(f"--kind `{kind}`: use one of {', '.join(POST_KINDS)}.")
+    if story and kind != "story":
+        raise InputError(f"--story and --kind {kind} contradict each other.")
+    if kind == "story":
+        return
+    from carrier_cli.clients.instagram.video_probe import INPUT_SUFFIXES
+
+    videos = sum(1 for f in files if f.suffix.lower() in INPUT_SUFFIXES)
+    made = "carousel" if len(files) > 1 else ("reel" if videos else "image")
+    if kind != made:
+        raise InputError(
+            f"--kind {kind} does not match the files: {len(files)} file(s) make "
+            f"{'an' if made == 'image' else 'a'} {made} post.",
+            hint="A carousel needs 2-10 files, a reel one video, an image post one image.",
+        )
 
 
 async def post(
@@ -192,9 +228,10 @@ async def post(
     character_loader: Callable[[str | None], Character] | None = None,
     stop_event: asyncio.Event | None = None,
 ) -> PostOutcome | DryRun:
-    """Validate, (generate a caption,) and publish through the journaled pipeline."""
+    """Validate, (generate a caption,) and publish through the journaled pipeline, as
+    the account of `request.character` when it has its own (accounts.py)."""
     return await publish(
-        InstagramOptions.from_settings(settings),
+        options_for(settings, request.character),
         request,
         dry_run=dry_run,
         generate=generate,
@@ -228,7 +265,7 @@ async def publish(
         captions.check_caption(request.caption)
     if request.alt_text and len(request.alt_text) > 1000:
         raise InputError(f"--alt-text has {len(request.alt_text)} characters; at most 1,000.")
-    prepared = await asyncio.to_thread(prepare, request)
+    prepared = await asyncio.to_thread(prepare, request, reporter)
     media, kind = prepared
     character = None
     if generate:
@@ -356,7 +393,36 @@ async def limit_for(options: InstagramOptions, journal: Journal | None = None) -
     return LimitInfo(quota, next_free)
 
 
-async def whoami(settings: Settings) -> dict[str, Any]:
-    async with GraphClient(InstagramOptions.from_settings(settings).graph) as graph:
+async def whoami(settings: Settings, character: str | None = None) -> dict[str, Any]:
+    """The account the token opens (the character's own with `character`)."""
+    options = options_for(settings, character)
+    async with GraphClient(options.graph) as graph:
         account = await graph.whoami()
-        return {**account, "api": graph.base}
+        return {**account, "api": graph.base, "account_key": options.graph.account_key}
+
+
+def options_for(settings: Settings, character: str | None) -> InstagramOptions:
+    """The options for `--character NAME`: its own account when its file names one
+    (accounts.py), else the global account (None: the global account)."""
+    options = InstagramOptions.from_settings(settings)
+    if character is None:
+        return options
+    from carrier_cli.character import resolve_character
+
+    return accounts.for_character(options, resolve_character(character))
+
+
+async def insights(
+    settings: Settings, *, since: datetime, post: str | None = None, character: str | None = None
+) -> InsightsReport:
+    """`carrier instagram insights`: the report for the account (the character's own with
+    `character`), matching media to the journal's post ids."""
+    from carrier_cli.clients.instagram.insights import report
+
+    options = options_for(settings, character)
+    async with GraphClient(options.graph) as graph:
+        journal = await Journal.open(options.database_url)
+        try:
+            return await report(graph, since=since, post=post, journal=journal)
+        finally:
+            await journal.close()

@@ -25,6 +25,7 @@ from carrier_cli.clients.terminal.input_reader import (
 from carrier_cli.clients.terminal.retry_notice import retry_notices
 from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
 from carrier_cli.errors import CarrierError
+from carrier_cli.runtime.outgoing import as_text_lines
 from carrier_cli.text import one_line
 
 if TYPE_CHECKING:
@@ -183,6 +184,9 @@ class InteractiveChat:
             self._say(f"({name} chose not to reply)", "dim")
         for extra in getattr(result, "extra_messages", None) or []:
             self.console.print(Markdown(extra))
+        if result is not None:  # files and embeds: named, and shown as text
+            for line in as_text_lines(getattr(result, "files", []), getattr(result, "embeds", [])):
+                self.console.print(Markdown(line))
         if self.options.verbose and result is not None:
             footer = usage_footer(self.session.runtime, result)
             if footer:

@@ -16,6 +16,7 @@ from carrier_cli.clients.terminal.commands import run_command, usage_footer
 from carrier_cli.clients.terminal.input_reader import split_command, unescape_message
 from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
 from carrier_cli.errors import CarrierError, InputError
+from carrier_cli.runtime.outgoing import as_text_lines
 
 
 async def run_piped(
@@ -125,6 +126,9 @@ def _write_extra(stdout: TextIO, result: Any) -> None:
     """Messages that actions added after the reply (CONTINUE and the like), one per line."""
     for extra in getattr(result, "extra_messages", None) or []:
         stdout.write(extra + "\n")
+    if result is not None:  # files and embeds: named, and shown as text
+        for line in as_text_lines(getattr(result, "files", []), getattr(result, "embeds", [])):
+            stdout.write(line + "\n")
     stdout.flush()
 
 

@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from carrier_cli.memory.types import Memory, MemoryKind
+from carrier_cli.runtime.outgoing import MAX_EMBEDS, MAX_FILE_BYTES, MAX_FILES, ActionOutput
 from carrier_cli.runtime.turn.ids import reply_id
 from carrier_cli.runtime.turn.state import TurnDeps, TurnState
 from carrier_cli.runtime.types import TurnResult
@@ -71,9 +72,50 @@ async def run_actions(deps: TurnDeps, turn: TurnState, result: TurnResult) -> No
         except Exception as exc:
             log.warning("action %s failed: %s", action.name, exc, exc_info=log.isEnabledFor(10))
             continue
+        if isinstance(output, ActionOutput):
+            ctx.files.extend(output.files)
+            ctx.embeds.extend(output.embeds)
+            output = output.text
         if output:
             await _store_output(deps, ctx, action, output, index)
     result.extra_messages = list(ctx.outputs)
+    if ctx.files or ctx.embeds:
+        await _store_sent(deps, ctx, result)
+
+
+async def _store_sent(deps: TurnDeps, ctx: TurnContext, result: TurnResult) -> None:
+    """Bound the turn's files and embeds (Discord's per-message limits) and store what was
+    sent as one more message: its descriptions, never the bytes, so later turns know."""
+    files = [f for f in ctx.files if len(f.data) <= MAX_FILE_BYTES]
+    for dropped in [f for f in ctx.files if len(f.data) > MAX_FILE_BYTES]:
+        log.warning(
+            "file %s (%d bytes) is over the %d-byte limit; not sent",
+            dropped.filename,
+            len(dropped.data),
+            MAX_FILE_BYTES,
+        )
+    result.files = files[:MAX_FILES]
+    result.embeds = list(ctx.embeds[:MAX_EMBEDS])
+    if not result.files and not result.embeds:
+        return
+    message = ctx.message
+    memory = Memory(
+        agent_id=deps.agent_id,
+        content={
+            "text": "\n\n".join(e.as_text() for e in result.embeds),
+            "source": message.source,
+            "name": deps.character.name,
+            "attachments": [f.record() for f in result.files],
+            "embeds": [e.record() for e in result.embeds],
+            "in_reply_to": str(ctx.memory.id),
+        },
+        kind=MemoryKind.MESSAGE,
+        room_id=ctx.room.id,
+        entity_id=deps.agent_id,
+        id=reply_id(message, deps.agent_id, "sent"),
+    )
+    stored = await asyncio.shield(deps.store.add(memory, embed=False, dedupe=False))
+    deps.publish_stored(stored, ctx.room)
 
 
 async def _store_output(

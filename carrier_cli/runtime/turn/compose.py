@@ -51,13 +51,13 @@ async def compose(deps: TurnDeps, turn: TurnState, facts: FactCache) -> None:
         else _done([])
     )
     facts_task = facts.get(deps, ctx.entity.id)
-    provider_tasks = [_run_provider(deps, p, ctx) for p in deps.providers]
+    provider_tasks = _providers(deps, ctx)
     validations = [_validate(deps, a, ctx) for a in deps.actions]
     results = await asyncio.gather(
         recent_task,
         knowledge_task,
         facts_task,
-        asyncio.gather(*provider_tasks),
+        provider_tasks,
         asyncio.gather(*validations),
     )
     recent_memories, hits, sender_facts, provided, valid = results
@@ -135,6 +135,14 @@ class FactCache:
 
     async def aclose(self) -> None:
         await self.cache.aclose()
+
+
+async def _providers(deps: TurnDeps, ctx: TurnContext) -> list[object]:
+    """Every provider's result, in order; then `ctx.providers_done` (SEND_FILE waits)."""
+    try:
+        return list(await asyncio.gather(*(_run_provider(deps, p, ctx) for p in deps.providers)))
+    finally:
+        ctx.providers_done.set()
 
 
 async def _run_provider(deps: TurnDeps, provider: Provider, ctx: TurnContext) -> object:

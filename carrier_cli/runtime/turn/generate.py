@@ -52,10 +52,17 @@ async def reply(deps: TurnDeps, turn: TurnState) -> AsyncIterator[str]:
             yield verdict.message
         return
     gen = Generation()
+    params = deps.model_config.params(small=verdict.small)
+    messages = turn.messages
+    if verdict.small and any(m.images for m in messages):
+        from carrier_cli.runtime.attachments import model_sees_images
+
+        if not model_sees_images(deps, params.model):  # the budget's small model: text only
+            messages = [replace(m, images=()) for m in messages]
     generation = generate(
         deps.model,
-        turn.messages,
-        deps.model_config.params(small=verdict.small),
+        messages,
+        params,
         turn.tlog,
         turn.stream,
         gen,

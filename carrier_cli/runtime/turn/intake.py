@@ -11,6 +11,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.memory.types import Arrival
+from carrier_cli.runtime import attachments
 from carrier_cli.runtime.turn.ids import message_id
 from carrier_cli.runtime.turn.state import Intake
 from carrier_cli.runtime.types import IncomingMessage
@@ -26,8 +27,8 @@ def arrival(message: IncomingMessage, agent_id: uuid.UUID) -> Arrival:
         "source": message.source,
         "name": message.sender_name,
     }
-    if message.attachments:
-        content["attachments"] = message.attachments
+    if message.attachments:  # descriptions and metadata, never the bytes or the text
+        content["attachments"] = attachments.stored(message.attachments)
     metadata: dict[str, Any] = {"room_key": message.room_key, "sender_key": message.sender_key}
     if message.message_key:
         metadata["message_key"] = message.message_key

@@ -630,3 +630,58 @@ def test_events_and_the_bound(
     assert published["permalink"] and published["media_id"] and published["status"] == "published"
     assert failed["status"] == "failed" and "refused for the event" in failed["error"]
     assert ACCESS_TOKEN not in str(events)
+
+
+# --- publishing options (issue 18) ------------------------------------------------------------
+
+
+def test_publishing_options_reach_the_container(api: Api, tmp_path: Path) -> None:
+    from tests.clients.instagram.videos import make_video
+
+    clip = make_video(tmp_path / "clip.mov", fps=15)  # converted on the way
+    cover = make_image(tmp_path / "cover.jpg", (1080, 1920))
+    response = api.client.post(
+        "/v1/instagram/posts",
+        json={
+            "path": str(clip),
+            "caption": "api reel",
+            "cover": str(cover),
+            "collaborators": ["marina", "skipper"],
+            "share_to_feed": False,
+            "audio_name": "bells",
+        },
+    )
+    assert response.status_code == 202, response.text
+    done = wait_done(api.client, response.json()["status_url"])
+    assert done["status"] == "published", done
+    media = next(m for m in api.graph.published if m["caption"] == "api reel")
+    params = api.graph.containers[media["container"]].params
+    assert json.loads(params["collaborators"]) == ["marina", "skipper"]
+    assert params["share_to_feed"] == "false" and params["cover_url"].endswith(".jpg")
+    # Multipart: lists as names separated by spaces.
+    photo = png_bytes(tmp_path, "tagged.png", (5, 5, 250, 255))
+    response = upload(api.client, ("tagged.png", photo), caption="tags", user_tags="a@0.1,0.2 b")
+    assert response.status_code == 202, response.text
+    done = wait_done(api.client, response.json()["status_url"])
+    media = next(m for m in api.graph.published if m["caption"] == "tags")
+    tags = json.loads(api.graph.containers[media["container"]].params["user_tags"])
+    assert [t["username"] for t in tags] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"collaborators": ["a", "b", "c", "d"]}, "collaborators", "at most 3 collaborators"),
+        ({"user_tags": ["a@2,0"]}, "user_tags", "x must be a number from 0 to 1"),
+        ({"location_id": "Paris"}, "location_id", "is not a location id"),
+        ({"audio_name": "tune"}, "audio_name", "applies to Reels only"),
+        ({"cover": "relative.jpg"}, "cover", "is not a file on the server"),
+    ],
+)
+def test_publishing_options_are_422_naming_the_field(
+    api: Api, tmp_path: Path, fields: dict[str, Any], field: str, message: str
+) -> None:
+    photo = make_image(tmp_path / "p.jpg", (1080, 1080))
+    body = {"path": str(photo), "caption": "x", **fields}
+    error = assert_error(api.client.post("/v1/instagram/posts", json=body), 422, "invalid_request")
+    assert f"`{field}`" in error["message"] and message in error["message"]

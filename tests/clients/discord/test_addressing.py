@@ -84,11 +84,59 @@ def test_guild_mention_reply_and_name_are_addressed() -> None:
     assert verdict(inbound("Eliza, more?")) == (True, "named", True)
 
 
-def test_other_guild_messages_go_to_should_respond_or_are_dropped_when_mentions_only() -> None:
+def test_other_guild_messages_go_to_should_respond_or_are_stored_when_mentions_only() -> None:
     assert verdict(inbound("chatting")) == (True, "should-respond", False)
-    handle, reason, _ = verdict(inbound("chatting"), respond_only_to_mentions=True)
-    assert not handle and "respond_only_to_mentions" in reason
+    # respond_only_to_mentions is the `mentions` mode: stored (handled), never answered.
+    msg = inbound("chatting")
+    result = decide(
+        msg, bot_id=BOT, options=DiscordClientSettings(respond_only_to_mentions=True), names=NAMES
+    )
+    assert result.handle and not result.addressed and result.only_when_addressed
+    incoming = to_incoming(msg, result)
+    assert incoming.respond_only_when_addressed and not incoming.ignore
     assert verdict(inbound(f"<@{BOT}>"), respond_only_to_mentions=True)[0] is True
+
+
+def modes(**channels: str) -> DiscordClientSettings:
+    return DiscordClientSettings(channels={k: {"mode": v} for k, v in channels.items()})
+
+
+def test_channel_modes_by_id_or_name_and_threads_inherit() -> None:
+    options = modes(**{"500": "listen", "general-2": "off", "502": "mentions"})
+    listen = decide(inbound(f"<@{BOT}> hi"), bot_id=BOT, options=options, names=NAMES)
+    assert listen.handle and listen.listen and not listen.answers
+    assert to_incoming(inbound("x"), listen).ignore, "listen: stored, never answered"
+    off = decide(
+        inbound("hi", channel_id="501", channel_name="general-2"),
+        bot_id=BOT,
+        options=options,
+        names=NAMES,
+    )
+    assert not off.handle and "off" in off.reason
+    thread = inbound("hi", channel_id="601", parent_channel_id="502", channel_name="t")
+    inherited = decide(thread, bot_id=BOT, options=options, names=NAMES)
+    assert inherited.mode == "mentions" and inherited.handle and not inherited.answers
+    followed = inbound("more", channel_id="601", parent_channel_id="502", in_followed_thread=True)
+    joined = decide(followed, bot_id=BOT, options=options, names=NAMES)
+    assert joined.answers, "a thread the bot follows is answered without a mention"
+    listen_thread = inbound("x", channel_id="602", parent_channel_id="500", in_followed_thread=True)
+    assert not decide(listen_thread, bot_id=BOT, options=options, names=NAMES).answers
+    # An explicit entry wins over allowed_channel_ids; the rest of the list is off.
+    both = DiscordClientSettings(allowed_channel_ids=["500"], channels={"503": {"mode": "always"}})
+    assert decide(inbound("hi", channel_id="503"), bot_id=BOT, options=both, names=NAMES).handle
+    assert not decide(inbound("hi", channel_id="504"), bot_id=BOT, options=both, names=NAMES).handle
+
+
+def test_thread_room_name_names_its_channel() -> None:
+    msg = inbound(
+        "hi",
+        channel_id="601",
+        channel_name="ideas",
+        parent_channel_id="500",
+        parent_channel_name="general",
+    )
+    incoming = to_incoming(msg, decide(msg, bot_id=BOT, options=modes(), names=NAMES))
+    assert incoming.room_key == "601" and incoming.room_name == "Guild #general > ideas"
 
 
 def test_allowed_channels_include_threads_of_allowed_channels() -> None:

@@ -233,18 +233,15 @@ async def test_replayed_turn_is_not_answered_again(server: FakeDiscordServer) ->
 
 
 async def test_attachments_and_names_reach_the_runtime(server: FakeDiscordServer) -> None:
+    import io
+
+    from PIL import Image
+
     runtime = StandInRuntime(Character(name="Carrier"), echo_after(0))
     running = await start_bot(server, runtime, make_settings(server))
-    attachment = {
-        "id": "700000000000000001",
-        "filename": "cat.png",
-        "size": 1234,
-        "url": "https://cdn.discordapp.com/attachments/1/2/cat.png",
-        "proxy_url": "https://media.discordapp.net/attachments/1/2/cat.png",
-        "content_type": "image/png",
-        "width": 10,
-        "height": 10,
-    }
+    picture = io.BytesIO()
+    Image.new("RGB", (10, 10), "blue").save(picture, "PNG")
+    attachment = server.add_attachment("cat.png", picture.getvalue(), "image/png")
     await server.adispatch_message(
         f"<@{server.bot_id}> look at this",
         channel_id=CHANNELS[0],
@@ -253,14 +250,10 @@ async def test_attachments_and_names_reach_the_runtime(server: FakeDiscordServer
     )
     await wait_until(lambda: runtime.seen)
     incoming = runtime.seen[0]
-    assert incoming.attachments == [
-        {
-            "url": attachment["url"],
-            "filename": "cat.png",
-            "content_type": "image/png",
-            "size": 1234,
-        }
-    ]
+    (read,) = incoming.attachments  # read from the CDN (tests/clients/discord/test_media.py)
+    assert read["url"] == attachment["url"] and read["filename"] == "cat.png"
+    assert (read["kind"], read["width"], read["height"]) == ("image", 10, 10)
+    assert read["data"] == picture.getvalue() and read["mime"] == "image/png"
     assert incoming.text == "@Carrier look at this"
     assert incoming.sender_name == "Bob" and incoming.room_key == CHANNELS[0]
     assert incoming.mentions_agent and not incoming.is_direct

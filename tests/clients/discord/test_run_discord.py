@@ -95,16 +95,24 @@ def test_reply_to_the_bot_counts_as_addressed(
     discord.wait_reply(follow_up)
 
 
-def test_non_mention_is_ignored_when_respond_only_to_mentions(
+def test_non_mention_is_stored_not_answered_when_respond_only_to_mentions(
     bot: CarrierProcess, discord: FakeDiscordServer, model: ModelServerProcess
 ) -> None:
+    """respond_only_to_mentions is the `mentions` channel mode: the chatter is not
+    answered (and costs no model call) but is stored, so the next answer knows it."""
     channel = CHANNELS[3]
+    calls = len(model.requests("/v1/chat/completions"))
     ignored = discord.dispatch_message("just chatting among ourselves", channel_id=channel)
+    discord.wait_for(
+        lambda: "just chatting among ourselves" in {m.get("text") for m in bot.message_memories()},
+        what="the chatter stored",
+    )
+    assert len(model.requests("/v1/chat/completions")) == calls, "no should-respond call"
     addressed = discord.dispatch_message(f"<@{discord.bot_id}> now you", channel_id=channel)
     discord.wait_reply(addressed)
     assert not [m for m in discord.sent_messages(channel) if m.reply_to == ignored["id"]]
-    prompts = [r.prompt_text for r in model.requests("/v1/chat/completions")]
-    assert not any("just chatting among ourselves" in p for p in prompts)
+    prompt = model.requests("/v1/chat/completions")[-1].prompt_text
+    assert "just chatting among ourselves" in prompt, "in the conversation the model reads"
 
 
 def test_long_reply_is_split_into_valid_messages(

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.clients.instagram.cli_helpers import carrier, noisy_jpeg, popen, run_cli
-from tests.clients.instagram.helpers import make_image, make_mp4
+from tests.clients.instagram.helpers import make_image
+from tests.clients.instagram.videos import make_video
 from tests.support.instagram_servers import FtpServerHandle, InstagramEnv
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -90,7 +91,7 @@ def test_carousel(instagram_env: InstagramEnv, tmp_path: Path) -> None:
 
 
 def test_reel(instagram_env: InstagramEnv, tmp_path: Path) -> None:
-    make_mp4(tmp_path / "clip.mp4", seconds=8)
+    make_video(tmp_path / "clip.mp4", seconds=4)
     result = post(tmp_path, "clip.mp4", caption="reel")
     assert result.returncode == 0, result.stderr
     graph = instagram_env.graph
@@ -111,7 +112,33 @@ def test_story(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     ("make", "args", "expected"),
     [
         (lambda d: make_image(d / "tall.jpg", (400, 1000)), ["tall.jpg"], "aspect ratio 0.40"),
-        (lambda d: make_mp4(d / "v.mp4", moov_first=False), ["v.mp4"], "'moov' atom"),
+        (
+            lambda d: make_video(d / "v.mp4", faststart=False),
+            ["v.mp4", "--no-transcode"],
+            "'moov' atom",
+        ),
+        (lambda d: make_video(d / "v.mp4", fps=15), ["v.mp4", "--no-transcode"], "15 fps"),
+        (
+            lambda d: make_image(d / "c.jpg", (800, 800)),
+            ["c.jpg", *[f"--collaborator=u{i}" for i in range(4)]],
+            "--collaborator given 4 times",
+        ),
+        (
+            lambda d: make_video(d / "r.mp4"),
+            ["r.mp4", "--user-tag", "marina@0.5,0.5"],
+            "--user-tag applies to single images and stories",
+        ),
+        (
+            lambda d: make_image(d / "c.jpg", (800, 800)),
+            ["c.jpg", "--cover", "c.jpg"],
+            "--cover applies to Reels only",
+        ),
+        (
+            lambda d: make_video(d / "r.mp4", seconds=3.5),
+            ["r.mp4", "--thumb-offset", "4000"],
+            "--thumb-offset 4000: the video lasts",
+        ),
+        (lambda d: make_image(d / "c.jpg"), ["c.jpg", "--kind", "reel"], "--kind reel does not"),
         (lambda d: (d / "n.jpg").write_text("x"), ["n.jpg"], "not an image"),
         (
             lambda d: make_image(d / "c.jpg", (800, 800)),
@@ -464,7 +491,7 @@ def test_plain_ftp_server_is_used_when_it_offers_no_tls(
 
 def test_carousel_with_a_video(instagram_env: InstagramEnv, tmp_path: Path) -> None:
     make_image(tmp_path / "a.jpg", (1080, 1080))
-    make_mp4(tmp_path / "b.mp4", seconds=5)
+    make_video(tmp_path / "b.mp4", seconds=4)
     result = post(tmp_path, "a.jpg", "b.mp4", caption="mixed")
     assert result.returncode == 0, result.stderr
     graph = instagram_env.graph

@@ -12,6 +12,7 @@ from PIL import Image, ImageCms
 from carrier_cli.clients.instagram import captions, media, mp4
 from carrier_cli.errors import InputError
 from tests.clients.instagram.helpers import make_image, make_mp4
+from tests.clients.instagram.videos import make_video
 
 
 def prep(path: Path, tmp_path: Path, **kw: object) -> media.PreparedMedia:
@@ -165,9 +166,17 @@ def test_every_refusal_is_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_valid_reel(tmp_path: Path) -> None:
-    m = prep(make_mp4(tmp_path / "clip.mp4", seconds=12), tmp_path)
-    assert m.kind == "video" and m.duration == 12 and m.width == 1080
+    clip = make_video(tmp_path / "clip.mp4", seconds=4, size=(180, 320))
+    m = prep(clip, tmp_path)
+    assert m.kind == "video" and m.duration == pytest.approx(4, abs=0.1) and m.width == 180
     assert m.content_type == "video/mp4" and not m.converted
+
+
+def test_box_only_mp4_without_frames_is_refused(tmp_path: Path) -> None:
+    """A file with the right boxes but nothing decodable: Instagram's processing would
+    fail it, so it is refused before the upload, and no conversion is tried."""
+    with pytest.raises(InputError, match="no readable frames"):
+        prep(make_mp4(tmp_path / "clip.mp4", seconds=12), tmp_path)
 
 
 def test_mp4_probe_reads_structure(tmp_path: Path) -> None:
@@ -189,13 +198,32 @@ def test_mp4_probe_reads_structure(tmp_path: Path) -> None:
         ({"audio": b"Opus"}, False, "audio codec 'Opus'"),
     ],
 )
-def test_video_refusals(
+def test_video_refusals_without_pyav(
+    tmp_path: Path, kwargs: dict[str, object], story: bool, expected: str
+) -> None:
+    """The box-level checks used when PyAV (the `video` extra) is not installed."""
+    path = make_mp4(tmp_path / "v.mp4", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InputError) as info:
+        media.check_video(path, story=story)
+    assert "v.mp4" in str(info.value) and expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "story", "expected"),
+    [
+        ({"seconds": 1.5}, False, "duration 1.5 s"),
+        ({"seconds": 16 * 60}, False, "duration 960.0 s"),
+        ({"seconds": 61}, True, "duration 61.0 s"),
+    ],
+)
+def test_durations_no_conversion_can_fix(
     tmp_path: Path, kwargs: dict[str, object], story: bool, expected: str
 ) -> None:
     path = make_mp4(tmp_path / "v.mp4", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(InputError) as info:
         prep(path, tmp_path, story=story)
     assert "v.mp4" in str(info.value) and expected in str(info.value)
+    assert "No conversion can fix" in str(info.value)
 
 
 def test_not_a_video(tmp_path: Path) -> None:

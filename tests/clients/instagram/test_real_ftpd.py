@@ -159,6 +159,7 @@ def test_carrier_instagram_post_through_vsftpd_ftps(
             "SSL_CERT_FILE": str(server.ca_file),
             "CARRIER_INSTAGRAM_POLL_INTERVAL": "0.02",
             "CARRIER_INSTAGRAM_RETRY_DELAY": "0.02",
+            "CARRIER_INSTAGRAM_FTP_CLEANUP": "keep",  # the file is looked at below
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -174,3 +175,17 @@ def test_carrier_instagram_post_through_vsftpd_ftps(
         assert not [p for p in ftp_root.iterdir() if p.name.endswith(".part")]
         url, status, _ = fake_graph.downloads[0]
         assert status == 200 and url.endswith(files[0].name)
+        # after_publish (the default) deletes it through vsftpd once Instagram published it
+        again = carrier(
+            "instagram",
+            "post",
+            "photo.png",
+            "--caption",
+            "via vsftpd",
+            "--force",
+            cwd=work,
+            extra_env={"CARRIER_INSTAGRAM_FTP_CLEANUP": "after_publish"},
+        )
+        assert again.returncode == 0, again.stderr
+        assert len(fake_graph.published) == 2
+        assert [p for p in ftp_root.iterdir() if not p.name.startswith(".")] == []

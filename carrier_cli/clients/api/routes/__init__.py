@@ -9,11 +9,16 @@ from typing import Any
 def routers() -> list[Any]:
     from carrier_cli.clients.api.routes import (
         agents,
+        console,
         health,
         instagram,
+        instagram_queue,
         memories,
         messages,
+        meta_webhooks,
         rooms,
+        turns,
+        usage,
         ws,
     )
 
@@ -24,5 +29,10 @@ def routers() -> list[Any]:
         rooms.router,
         memories.router,
         instagram.router,
+        meta_webhooks.router,
+        turns.router,
+        usage.router,
+        instagram_queue.router,
         ws.router,
+        console.router,
     ]

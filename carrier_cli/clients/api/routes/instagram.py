@@ -19,10 +19,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from carrier_cli.clients.api.auth import require, state_of
 from carrier_cli.clients.api.errors import ApiError, from_carrier_error, not_found
@@ -31,6 +31,7 @@ from carrier_cli.clients.api.uploads import not_media, read_form, sniff_suffix
 from carrier_cli.clients.instagram.graph import GraphError
 from carrier_cli.clients.instagram.journal import PostRecord
 from carrier_cli.clients.instagram.pipeline import PostRequest
+from carrier_cli.clients.instagram.publish_options import PublishOptions
 from carrier_cli.errors import CarrierError, ConfigError, InputError
 from carrier_cli.redact import scrub
 
@@ -69,6 +70,33 @@ class PostOptions(BaseModel):
     )
     force: bool = Field(False, description="Publish again even if this exact post was.")
     cleanup: bool = Field(False, description="Delete the files from the FTP server after.")
+    # Publishing options (publish_options.py has Meta's rules; a multipart text field takes
+    # a JSON array or names separated by spaces).
+    collaborators: list[str] | None = Field(
+        None,
+        max_length=20,
+        description="Instagram usernames invited as collaborators (at most 3; not on stories).",
+    )
+    user_tags: list[str] | None = Field(
+        None, max_length=50, description="USER or USER@x,y (x, y from 0 to 1); images, stories."
+    )
+    location_id: str | None = Field(None, max_length=30, description="A location's Page id.")
+    cover: str | None = Field(
+        None, max_length=4096, description="Reels: absolute path of a cover image on the server."
+    )
+    thumb_offset: int | None = Field(None, ge=0, description="Reels: cover frame, in ms.")
+    share_to_feed: bool | None = Field(None, description="Reels: also in the feed (default).")
+    audio_name: str | None = Field(None, max_length=100, description="Reels: the audio's name.")
+    transcode: bool = Field(True, description="Convert an out-of-spec video (false: refuse).")
+
+    @field_validator("collaborators", "user_tags", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, str):  # a multipart text field
+            import json
+
+            return json.loads(value) if value.lstrip().startswith("[") else value.split()
+        return value
 
 
 class PathPost(PostOptions):
@@ -145,6 +173,8 @@ def invalid(field: str, message: str, hint: str | None = None) -> ApiError:
     return ApiError(422, "invalid_request", f"Request field `{field}`: {message}", hint=hint)
 
 
+_BOOLEAN_FIELDS = ("generate_caption", "force", "cleanup", "share_to_feed", "transcode")
+_TYPED_FIELDS = (*_BOOLEAN_FIELDS, "thumb_offset")
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -162,11 +192,10 @@ _BODY_DOC: dict[str, Any] = {
                         **{
                             name: {"type": "string"}
                             for name in PostOptions.model_fields
-                            if name not in ("generate_caption", "force", "cleanup")
+                            if name not in _TYPED_FIELDS
                         },
-                        "generate_caption": {"type": "boolean"},
-                        "force": {"type": "boolean"},
-                        "cleanup": {"type": "boolean"},
+                        **{name: {"type": "boolean"} for name in _BOOLEAN_FIELDS},
+                        "thumb_offset": {"type": "integer"},
                     },
                 },
                 "encoding": {"media": {"contentType": "image/*, video/mp4, video/quicktime"}},
@@ -334,8 +363,11 @@ async def _submit(
             "required.",
             'Send a caption ("" posts without one), or generate_caption: true.',
         )
+    publish = _publish_options(options, files, field)
     post = PostRequest(
         files=files,
+        publish=publish,
+        transcode=options.transcode,
         caption="" if story else options.caption or "",
         alt_text=options.alt_text,
         story=story,
@@ -362,6 +394,38 @@ async def _submit(
         raise invalid(field, scrub(_without_paths(exc.message, files)), exc.hint) from None
     except CarrierError as exc:
         raise from_carrier_error(exc) from None
+
+
+def _publish_options(options: PostOptions, files: list[Path], field: str) -> PublishOptions:
+    """The publishing options, refused (422 naming the field) when Meta would refuse them
+    for what the files make; the thumbnail offset is checked against the video later."""
+    from carrier_cli.clients.instagram import publish_options as po
+
+    cover = None
+    if options.cover is not None:
+        cover = Path(options.cover)
+        if not cover.is_absolute() or not cover.is_file():
+            raise invalid("cover", f"{options.cover!r} is not a file on the server.")
+    try:
+        publish = po.build(
+            collaborators=options.collaborators,
+            user_tags=options.user_tags,
+            location_id=options.location_id,
+            cover=cover,
+            thumb_offset_ms=options.thumb_offset,
+            share_to_feed=options.share_to_feed,
+            audio_name=options.audio_name,
+            names=po.API_FIELDS,
+        )
+        po.check_for(publish, options.kind or _made(files), None)
+    except po.OptionError as exc:
+        raise invalid(po.API_FIELDS[exc.option], exc.message, exc.hint) from None
+    return publish
+
+
+def _made(files: list[Path]) -> str:
+    videos = sum(1 for f in files if f.suffix.lower() in (".mp4", ".mov"))
+    return "carousel" if len(files) > 1 else ("reel" if videos else "image")
 
 
 def _check_kind(kind: str | None, files: list[Path], field: str) -> None:
@@ -409,6 +473,10 @@ async def get_post(
     record = await poster.journal.get(post_id)
     if record is None:
         raise not_found(f"Instagram post {post_id}", hint="POST /v1/instagram/posts makes one.")
+    return post_status(poster, record)
+
+
+def post_status(poster: InstagramPoster, record: PostRecord) -> PostStatus:
     return PostStatus(
         post_id=record.id,
         kind=record.kind,
@@ -426,6 +494,32 @@ async def get_post(
         updated_at=record.updated_at,
         published_at=record.published_at,
     )
+
+
+class PostList(BaseModel):
+    posts: list[PostStatus] = Field(description="Newest first.")
+
+
+MAX_POSTS_LISTED = 100
+
+
+@router.get(
+    "/posts",
+    response_model=PostList,
+    summary="The journal: the latest posts, newest first (as `carrier instagram history`)",
+    responses={503: {"description": "Instagram is not configured"}},
+)
+async def list_posts(
+    request: Request,
+    _: Any = Depends(require("read")),
+    limit: Annotated[int, Query(ge=1, le=MAX_POSTS_LISTED, description="Posts to list.")] = 20,
+    status: Annotated[
+        Literal["published", "failed"] | None, Query(description="Only posts in this state.")
+    ] = None,
+) -> PostList:
+    poster = poster_of(request)
+    records = await poster.journal.history(limit=limit, status=status)
+    return PostList(posts=[post_status(poster, r) for r in records])
 
 
 @router.get(

@@ -150,6 +150,47 @@ async def _room_id(runtime: Any, room: str | None) -> uuid.UUID | None:
     return None if room is None else (await find_room(runtime, room)).id
 
 
+SenderQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        pattern=PRINTABLE,
+        description="Only memories from or about this person: the `sender.id` of their API "
+        "messages (as a fact's `sender` names them).",
+    ),
+]
+EntityQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="Only memories from or about this entity id (a memory's `entity_id`: "
+        "a person on any client, Discord's included).",
+    ),
+]
+
+
+def _entity_id(sender: str | None, entity: str | None) -> uuid.UUID | None:
+    if sender is not None and entity is not None:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "Request field `entity`: give `sender` or `entity`, not both.",
+            hint="`sender` is an API sender id; `entity` a memory's entity_id.",
+        )
+    if entity is not None:
+        try:
+            return uuid.UUID(entity)
+        except ValueError:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"Request field `entity`: {entity[:60]!r} is not an entity id (a uuid).",
+                hint="Pass a memory's `entity_id`, or the person's API id as `sender`.",
+            ) from None
+    return None if sender is None else stable_id(SOURCE, "entity", sender)
+
+
 @router.get(
     "/agents/{agent}/memories/search",
     response_model=SearchOut,
@@ -166,10 +207,18 @@ async def search_memories(
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many hits.")] = 10,
     kind: Annotated[list[KindName] | None, Query(description="Only these kinds.")] = None,
     room: Annotated[str | None, Query(max_length=200, description="Only this room.")] = None,
+    sender: SenderQuery = None,
+    entity: EntityQuery = None,
 ) -> SearchOut:
     runtime = state_of(request).agents.get(agent)
+    about = _entity_id(sender, entity)
     hits = await runtime.store.search(
-        q, agent_id=runtime.agent_id, k=k, kinds=kind, room_id=await _room_id(runtime, room)
+        q,
+        agent_id=runtime.agent_id,
+        k=k,
+        kinds=kind,
+        room_id=await _room_id(runtime, room),
+        entity_id=about,
     )
     return SearchOut(
         hits=[Hit(**memory_view(h.memory).model_dump(), score=round(h.score, 4)) for h in hits]
@@ -180,8 +229,8 @@ async def search_memories(
     "/agents/{agent}/memories",
     response_model=MemoryPage,
     summary="The agent's memories, newest first",
-    description="Scope: read. Filter by `kind` (repeatable) and `room`; pass `next` back as "
-    "`cursor` for older memories.",
+    description="Scope: read. Filter by `kind` (repeatable), `room` and the person (`sender` "
+    "or `entity`); pass `next` back as `cursor` for older memories.",
     responses={404: {"description": "No such agent or room"}},
 )
 async def list_memories(
@@ -194,8 +243,11 @@ async def list_memories(
     cursor: Annotated[
         str | None, Query(max_length=64, description="`next` of the previous page.")
     ] = None,
+    sender: SenderQuery = None,
+    entity: EntityQuery = None,
 ) -> MemoryPage:
     runtime = state_of(request).agents.get(agent)
+    about = _entity_id(sender, entity)
     after = None
     if cursor is not None:
         after = await runtime.store.get(parse_memory_id(cursor, "cursor"), with_vector=False)
@@ -210,6 +262,7 @@ async def list_memories(
         agent_id=runtime.agent_id,
         kinds=kind,
         room_id=await _room_id(runtime, room),
+        entity_id=about,
         limit=limit + 1,
         after=after,
     )
