@@ -344,7 +344,7 @@ async def stand_in(channels: int, per_channel: int, latency: float, concurrency:
     channel_ids = [str(200000000000000001 + i) for i in range(channels)]
     server = FakeDiscordServer(guilds={GUILD: channel_ids})
     await server.start()
-    runtime = StandInRuntime(Character(name="Bench"), echo_after(latency))
+    runtime = StandInRuntime(Character.model_validate({"name": "Bench"}), echo_after(latency))
     running = await start_bot(
         server,
         runtime,
