@@ -5,8 +5,14 @@
   writes and search, the streamed HTTP call, printing), excluding start-up;
 * terminal: on a pseudo-terminal, from pressing Enter to the first reply text on screen.
 
+Start-up is measured beside Simon Willison's `llm` (`llm -m fake hi`) against the same fake
+server when `llm` is installed (issue 15's peer: goal <= 1.0x), runs alternating so both see
+the same load; each line gives the median wall time and the median CPU time (user + system
+of the whole process, steadier than the wall on a loaded machine), and the ratios.
+
     .venv/bin/python bench/chat_bench.py           # 5 starts, 60 piped turns, 20 pty turns
     .venv/bin/python bench/chat_bench.py --quick   # 2 starts, 10 piped turns, 5 pty turns
+    .venv/bin/python bench/chat_bench.py --startup-only --starts 9
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,25 +53,71 @@ def _carrier(*args: str) -> list[str]:
     return [sys.executable, "-m", "carrier_cli", "chat", *args]
 
 
-def startup(env: dict[str, str], runs: int) -> list[float]:
-    samples = []
-    for i in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            _carrier("--room", f"start{i}"),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            text=True,
-        )
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write("hi\n")
+def _first_line(
+    args: list[str], env: dict[str, str], stdin: str | None = None
+) -> tuple[float, float]:
+    """Seconds from launch to the first line of output, and the process's CPU seconds."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if stdin is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
         proc.stdin.close()
-        proc.stdout.readline()
-        samples.append(time.perf_counter() - start)
-        proc.wait(timeout=60)
-    return samples
+    line = proc.stdout.readline()
+    wall = time.perf_counter() - start
+    proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if not line.strip() or proc.returncode:
+        raise SystemExit(f"{args[:4]} failed (exit {proc.returncode}, first line {line!r})")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def find_llm() -> str | None:
+    """The `llm` command: beside this Python (a venv) or on PATH."""
+    beside = Path(sys.executable).with_name("llm")
+    return str(beside) if beside.exists() else shutil.which("llm")
+
+
+def llm_env(home: Path, url: str) -> dict[str, str]:
+    """`llm` configured for the fake server: an extra OpenAI-compatible model `fake`."""
+    config = home / "llm"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "extra-openai-models.yaml").write_text(
+        f"- model_id: fake\n  model_name: gpt-4o-mini\n  api_base: {url}/v1\n  api_key_name: fake\n"
+    )
+    (config / "keys.json").write_text('{"fake": "sk-bench-0123456789abcdef"}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LLM_"))}
+    env["LLM_USER_PATH"] = str(config)
+    return env
+
+
+def startup(
+    env: dict[str, str], runs: int, llm: tuple[str, dict[str, str]] | None
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Carrier's start-up samples and, alternating with them, llm's."""
+    carrier: list[tuple[float, float]] = []
+    peer: list[tuple[float, float]] = []
+    for i in range(runs):
+        carrier.append(_first_line(_carrier("--room", f"start{i}"), env, stdin="hi\n"))
+        if llm is not None:
+            peer.append(_first_line([llm[0], "-m", "fake", "hi"], llm[1]))
+    return carrier, peer
+
+
+def _report_startup(label: str, samples: list[tuple[float, float]]) -> tuple[float, float]:
+    wall = statistics.median(s[0] for s in samples) * 1000
+    cpu = statistics.median(s[1] for s in samples) * 1000
+    print(f"{label:42} median {wall:7.0f} ms   CPU {cpu:7.0f} ms   (n={len(samples)})")
+    return wall, cpu
 
 
 def piped_turns(env: dict[str, str], turns: int) -> list[float]:
@@ -126,8 +179,11 @@ def _report(label: str, samples: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run")
+    parser.add_argument("--startup-only", action="store_true", help="only the start-up")
+    parser.add_argument("--starts", type=int, help="start-up runs of each (default 5)")
     args = parser.parse_args()
     starts, turns, pty_turns = (2, 10, 5) if args.quick else (5, 60, 20)
+    starts = args.starts or starts
 
     from tests.support.model_server import start_server_process
 
@@ -136,7 +192,20 @@ def main() -> None:
         home = Path(tempfile.mkdtemp(prefix="carrier-chat-bench-"))
         env = _env(home / "home", server.url)
         os.chdir(home)
-        _report("start-up to first piped reply", startup(env, starts))
+        llm = find_llm()
+        peer = (llm, llm_env(home, server.url)) if llm else None
+        carrier, others = startup(env, starts, peer)
+        wall, cpu = _report_startup("start-up to first piped reply", carrier)
+        if others:
+            peer_wall, peer_cpu = _report_startup("llm -m <same fake server> hi", others)
+            print(
+                f"{'  carrier / llm':42} wall {wall / peer_wall:.2f}x   CPU "
+                f"{cpu / peer_cpu:.2f}x   (goal <= 1.0x)"
+            )
+        else:
+            print("  llm is not installed: its start-up is skipped (pip install llm)")
+        if args.startup_only:
+            return
         _report("piped turn (one session)", piped_turns(env, turns))
         _report("terminal: Enter to first reply text", pty_first_text(env, pty_turns))
     finally:

@@ -110,17 +110,18 @@ class OpenAIChatModel:
             request["stop"] = list(params.stop)[:4]  # OpenAI accepts at most 4
         return request
 
-    async def _post(self, body: dict[str, Any], *, stream: bool) -> Any:
+    async def _post(self, body: dict[str, Any], *, stream: bool, raw: bool = False) -> Any:
         """POST /chat/completions through the SDK's generic `post` (its retries are ours to
         set, its errors, auth and stream parsing stay the SDK's). `chat.completions.create`
         first runs the body through the SDK's TypedDict transform, which walks every
         message part against the parameter types: 1.4 ms a request idle and 4 ms under
         load (profiled in the Discord burst), for a body of plain JSON that it returns
-        unchanged."""
+        unchanged. `raw`: the answer as the decoded JSON, without building the SDK's
+        ChatCompletion model from it (~0.4 ms a reply of which we read two fields)."""
         return await self._client.post(
             "/chat/completions",
             body=body,
-            cast_to=openai_common.chat_completion_type(),
+            cast_to=object if raw else openai_common.chat_completion_type(),
             options=openai_common.request_options(),
             stream=stream,
             stream_cls=openai_common.chunk_stream_type(),
@@ -134,22 +135,24 @@ class OpenAIChatModel:
 
         async def attempt() -> Any:
             attempts.start()
-            return await self._post(request, stream=False)
+            return await self._post(request, stream=False, raw=True)
 
         try:
             response = await retrier.call(attempt)
         except Exception as exc:
             raise self._translate(exc, params.model) from None
-        if not getattr(response, "choices", None):
+        choices = response.get("choices") if isinstance(response, dict) else None
+        if not choices or not isinstance(choices, list):
             error = ValueError("no choices in the completion")
             attempts.failed(error, retried=False)
             raise self._translate(error, params.model)
-        usage = getattr(response, "usage", None)
+        usage = response.get("usage")
         if usage is not None:
             log.debug("%s %s usage: %s", self.name, params.model, usage)
-        text = response.choices[0].message.content or ""
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        text = (message.get("content") if isinstance(message, dict) else None) or ""
         attempts.ok(openai_usage(usage), text)
-        return text
+        return str(text)
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams

@@ -67,15 +67,23 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _field(value: Any, name: str) -> Any:
+    """`name` of an SDK model, or of the decoded JSON (a non-streamed OpenAI reply is read
+    without building the SDK's model: OpenAIChatModel.complete)."""
+    if isinstance(value, dict):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
 def openai_usage(usage: Any) -> TokenUsage | None:
     """`usage` of an OpenAI chat completion (or final stream chunk, or embeddings answer);
     None when the server sent none. `prompt_tokens` already includes the cached ones."""
     if usage is None:
         return None
-    input_tokens = _int(getattr(usage, "prompt_tokens", None))
-    output_tokens = _int(getattr(usage, "completion_tokens", None))
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = _int(getattr(details, "cached_tokens", None)) if details is not None else None
+    input_tokens = _int(_field(usage, "prompt_tokens"))
+    output_tokens = _int(_field(usage, "completion_tokens"))
+    details = _field(usage, "prompt_tokens_details")
+    cached = _int(_field(details, "cached_tokens")) if details is not None else None
     if input_tokens is None and output_tokens is None:
         return None
     return TokenUsage(input_tokens, output_tokens, cached)

@@ -150,21 +150,30 @@ def memory_row(memory: Memory, vector: np.ndarray | None) -> dict[str, Any]:
     }
 
 
+_KINDS = {kind.value: kind for kind in MemoryKind}
+
+
 def to_memory(row: Any) -> Memory:
+    # One mapping, read by key, and the kind from a dict: half the time of attribute
+    # access and `MemoryKind(...)` per field (4.5 against 8.5 us a row, and every turn
+    # reads its room's recent messages: 32 rows).
     mapping = row._mapping
     vector = mapping.get("embedding")
+    kind = mapping["kind"]
+    content = mapping["content"]
+    metadata = mapping["metadata"]
     return Memory(
-        id=row.id,
-        agent_id=row.agent_id,
-        room_id=row.room_id,
-        entity_id=row.entity_id,
-        kind=MemoryKind(row.kind),
-        content=dict(row.content or {}),
-        created_at=row.created_at,
-        unique=bool(row.unique),
-        metadata=dict(row.metadata or {}),
+        id=mapping["id"],
+        agent_id=mapping["agent_id"],
+        room_id=mapping["room_id"],
+        entity_id=mapping["entity_id"],
+        kind=_KINDS.get(kind) or MemoryKind(kind),
+        content=dict(content) if content else {},
+        created_at=mapping["created_at"],
+        unique=bool(mapping["unique"]),
+        metadata=dict(metadata) if metadata else {},
         embedding=np.asarray(vector).tolist() if vector is not None else None,
-        embedding_model=row.embedding_model,
+        embedding_model=mapping["embedding_model"],
     )
 
 

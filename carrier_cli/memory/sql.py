@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime
+from functools import cache, lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -141,13 +142,9 @@ class SqlBackend(CallLog):
 
     @staticmethod
     def _touch_rooms(conn: Connection, memories: Sequence[Memory]) -> None:
+        touch = _touch_room()
         for room_id, moment in room_times(memories).items():
-            conn.execute(
-                update(ROOMS)
-                .where(ROOMS.c.id == room_id)
-                .where(ROOMS.c.last_active_at < moment)
-                .values(last_active_at=moment)
-            )
+            conn.execute(touch, {"room": room_id, "moment": moment})
 
     async def update_vectors(self, changes: list[dict[str, Any]], model: str) -> None:
         """Set `embedding` (changes: {"mid": id, "vec": vector}) and the model."""
@@ -216,12 +213,9 @@ class SqlBackend(CallLog):
         return found
 
     async def recent(self, room_id: uuid.UUID, n: int, kinds: list[str] | None) -> list[Memory]:
-        stmt = select(*columns(False)).where(M.c.room_id == room_id)
-        if kinds:
-            stmt = stmt.where(in_(M.c.kind, kinds))
-        stmt = stmt.order_by(M.c.created_at.desc(), M.c.id.desc()).limit(n)
+        stmt = _recent(n, tuple(kinds) if kinds else ())
         async with self._reading(n) as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (await conn.execute(stmt, {"room": room_id})).all()
         return [to_memory(r) for r in reversed(rows)]
 
     async def list_memories(
@@ -305,3 +299,27 @@ class SqlBackend(CallLog):
             "oldest": oldest,
             "newest": newest,
         }
+
+
+# Hot-path statements built once, their values bound at execution: every turn reads its
+# room's recent messages and every insert moves its room's last_active_at, and building
+# the statement (SQLAlchemy's coercions, per call) cost more CPU than running it.
+
+
+@cache
+def _touch_room() -> Any:
+    moment = bindparam("moment", type_=ROOMS.c.last_active_at.type)
+    return (
+        update(ROOMS)
+        .where(ROOMS.c.id == bindparam("room", type_=ROOMS.c.id.type))
+        .where(ROOMS.c.last_active_at < moment)
+        .values(last_active_at=moment)
+    )
+
+
+@lru_cache(maxsize=64)
+def _recent(n: int, kinds: tuple[str, ...]) -> Any:
+    stmt = select(*columns(False)).where(M.c.room_id == bindparam("room", type_=M.c.room_id.type))
+    if kinds:
+        stmt = stmt.where(in_(M.c.kind, list(kinds)))
+    return stmt.order_by(M.c.created_at.desc(), M.c.id.desc()).limit(n)

@@ -290,16 +290,25 @@ class SqlBase:
         return row.value
 
     async def cache_set(self, key: str, value: Any, ttl: float | None) -> None:
-        cache = table(CacheRow)
         expires = utcnow() + timedelta(seconds=ttl) if ttl is not None else None
-        stmt = self.insert(cache).values(key=key, value=value, expires_at=expires)
-        async with self.write() as conn:
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["key"],
-                    set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
-                )
+        upsert = self._cache_upsert()
+        params = {"key": key, "value": value, "expires_at": expires}
+        # run_write: on an SQLite file one hop to the writer thread; the Discord bot marks
+        # every answered message here, once per turn.
+        await self.run_write(lambda conn: conn.execute(upsert, params))
+
+    def _cache_upsert(self) -> Any:
+        """The cache's upsert, built once per backend (values bound at execution): built
+        per call, its construction cost more CPU than running it."""
+        upsert = getattr(self, "_cache_upsert_stmt", None)
+        if upsert is None:
+            stmt = self.insert(table(CacheRow))
+            upsert = stmt.on_conflict_do_update(
+                index_elements=["key"],
+                set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
             )
+            self._cache_upsert_stmt = upsert
+        return upsert
 
     async def cache_delete(self, key: str) -> None:
         cache = table(CacheRow)

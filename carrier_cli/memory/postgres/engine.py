@@ -9,6 +9,9 @@ from sqlalchemy import ExceptionContext, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from carrier_cli.memory.engine import MIGRATION_LOCK, ErrorHook, explain_errors
+from carrier_cli.memory.schema import register_reflection
+
+register_reflection()
 
 # HNSW: ef_search 300 (pgvector default 40) with schema.HNSW_OPTIONS measured recall@10
 # >= 0.95 on the benchmark's clustered 256-d vectors; search stays within a few

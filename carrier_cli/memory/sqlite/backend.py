@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE
@@ -37,6 +37,8 @@ from carrier_cli.memory.sqlite.vector_index import INDEX_STATE_SQL, SqliteVector
 from carrier_cli.memory.types import Memory, SearchHit
 
 T = TypeVar("T")
+
+ADDED_SQL = "SELECT rowid, id FROM memories WHERE rowid > ? ORDER BY rowid"
 
 
 class SqliteBackend(SqlBackend):
@@ -185,14 +187,12 @@ class SqliteBackend(SqlBackend):
             # Note where the table ends before inserting. The rows past that point are
             # exactly this transaction's (it holds the write lock): they tell which ids
             # were new, and the vector index can take them without reading them back.
-            before = conn.execute(text(INDEX_STATE_SQL)).one()
+            # Plain SQL straight to the driver (both untyped, as text() left them): every
+            # stored message runs these two, and SQLAlchemy's statement cache lookup cost
+            # more than the queries.
+            before = conn.exec_driver_sql(INDEX_STATE_SQL).one()
             self._insert_rows(conn, rows)
-            added = list(
-                conn.execute(
-                    text("SELECT rowid, id FROM memories WHERE rowid > :after ORDER BY rowid"),
-                    {"after": int(before[1] or 0)},
-                ).all()
-            )
+            added = list(conn.exec_driver_sql(ADDED_SQL, (int(before[1] or 0),)).all())
             new_ids = {str(r[1]) for r in added}
             new = [m for m in memories if m.id.hex in new_ids]
             self._touch_rooms(conn, new)
