@@ -200,11 +200,16 @@ def test_carrier_run_killed_during_a_scheduled_publish_posts_once_after_restart(
     )
     assert queued.returncode == 0, queued.stderr
     graph = instagram_env.graph
-    graph.script_statuses(["IN_PROGRESS"] * 60 + ["FINISHED"])  # a few seconds of processing
+    # Processing that lasts until the kill: a fixed few seconds of it (60 polls) could end
+    # before a loaded machine got round to the kill, and the first run would publish.
+    graph.script_statuses(["IN_PROGRESS"] * 100_000)
     env = {**model_env(model_server_process), "CARRIER_INSTAGRAM_QUEUE_POLL_INTERVAL": "0.2"}
     first = _start_run(character, tmp_path, env)
     try:
-        _wait(lambda: graph.containers, first, "a container")
+        # Polled: the container id is journaled. A kill between the container's creation
+        # and its journal record is another case: the restart makes a second container
+        # (never published twice; an unpublished container expires after 24 hours).
+        _wait(lambda: any(c.polls for c in graph.containers.values()), first, "a status poll")
         first.kill()  # SIGKILL while Instagram is processing the container
         first.communicate(timeout=30)
     finally:
@@ -213,6 +218,8 @@ def test_carrier_run_killed_during_a_scheduled_publish_posts_once_after_restart(
             first.communicate()
     assert graph.published == []
     graph.next_statuses.clear()
+    for container in graph.containers.values():  # Instagram is done processing it now
+        container.statuses = ["FINISHED"]
     second = _start_run(character, tmp_path, env)
     try:
         _wait(lambda: graph.published, second, "the post")
