@@ -67,7 +67,7 @@ def schedule_post(
     confirm: Callable[[str], bool] | None = None,
 ) -> None:
     """`carrier instagram post ... --at WHEN` / `--draft`: journal, schedule, print."""
-    from carrier_cli.cli.instagram import _reporter
+    from carrier_cli.cli.instagram_progress import rich_reporter
     from carrier_cli.clients.instagram import queueing
 
     moment, zone = queueing.parse_at(at, tz)
@@ -80,7 +80,7 @@ def schedule_post(
             draft=draft,
             generate=generate,
             confirm=confirm,
-            reporter=_reporter(as_json),
+            reporter=rich_reporter(as_json),
         )
     )
     if as_json:
