@@ -22,7 +22,7 @@ from carrier_cli.clients.api.auth import require, state_of
 from carrier_cli.clients.api.errors import ApiError
 from carrier_cli.clients.api.routes.message_models import PRINTABLE
 from carrier_cli.clients.api.routes.messages import SOURCE
-from carrier_cli.clients.api.routes.shapes import find_room, parse_memory_id
+from carrier_cli.clients.api.routes.shapes import agent_memory, find_room
 from carrier_cli.memory.knowledge import ingest_text
 from carrier_cli.memory.store import content_hash
 from carrier_cli.memory.transfer import memory_record
@@ -250,8 +250,8 @@ async def list_memories(
     about = _entity_id(sender, entity)
     after = None
     if cursor is not None:
-        after = await runtime.store.get(parse_memory_id(cursor, "cursor"), with_vector=False)
-        if after is None or after.agent_id != runtime.agent_id:
+        after = await agent_memory(runtime, cursor, "cursor")
+        if after is None:
             raise ApiError(
                 422,
                 "invalid_request",
@@ -355,9 +355,8 @@ async def delete_memory(
     _: Annotated[Any, Depends(require("admin"))],
 ) -> Deleted:
     runtime = state_of(request).agents.get(agent)
-    wanted = parse_memory_id(memory_id, "memory_id")
-    memory = await runtime.store.get(wanted, with_vector=False)
-    if memory is None or memory.agent_id != runtime.agent_id:
+    memory = await agent_memory(runtime, memory_id, "memory_id")
+    if memory is None:
         raise ApiError(
             404,
             "not_found",

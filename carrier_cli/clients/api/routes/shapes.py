@@ -124,3 +124,12 @@ def parse_memory_id(value: str, field: str) -> uuid.UUID:
             f"Request field `{field}`: {value[:60]!r} is not a memory id (a uuid).",
             hint="Pass the `id` of a memory (or the `next` cursor of the previous page).",
         ) from None
+
+
+async def agent_memory(runtime: Any, value: str, field: str) -> Memory | None:
+    """The memory of this runtime's agent whose id is `value` (a 422 naming `field` when
+    it is no uuid), or None when there is none: each caller words its own 404 or 422."""
+    memory = await runtime.store.get(parse_memory_id(value, field), with_vector=False)
+    if memory is None or memory.agent_id != runtime.agent_id:
+        return None
+    return memory  # type: ignore[no-any-return]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from carrier_cli.clients.api.auth import require, state_of
 from carrier_cli.clients.api.errors import ApiError
-from carrier_cli.clients.api.routes.shapes import parse_memory_id
+from carrier_cli.clients.api.routes.shapes import agent_memory
 from carrier_cli.memory.types import MemoryKind
 
 router = APIRouter(prefix="/v1", tags=["turns"])
@@ -188,9 +188,8 @@ async def get_turn(
     _: Annotated[Any, Depends(require("read"))],
 ) -> Turn:
     runtime = state_of(request).agents.get(agent)
-    wanted = parse_memory_id(message_id, "message_id")
-    memory = await runtime.store.get(wanted, with_vector=False)
-    if memory is None or memory.agent_id != runtime.agent_id or memory.kind != MemoryKind.MESSAGE:
+    memory = await agent_memory(runtime, message_id, "message_id")
+    if memory is None or memory.kind != MemoryKind.MESSAGE:
         raise ApiError(
             404,
             "not_found",
