@@ -103,6 +103,7 @@ class PostRecord:
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _COLUMNS}
         data.pop("lease_expires")
+        data.update(self.extra)  # e.g. "schedule", added by service.status/history
         return data
 
 
