@@ -260,6 +260,7 @@ def resume(
 
 
 def _table(records: list[PostRecord], title: str) -> None:
+    from carrier_cli.clients.instagram.schedule import shown_status
     from carrier_cli.output import out
     from carrier_cli.output import table as Table
 
@@ -269,6 +270,7 @@ def _table(records: list[PostRecord], title: str) -> None:
     for r in records:
         detail = r.permalink or r.media_id or (f"{r.error}" if r.error else "")
         status = r.status if r.status != "failed" else f"failed after {r.last_step}"
+        status = shown_status(status, r.extra.get("schedule"))
         table.add_row(
             str(r.id),
             r.kind,
@@ -303,11 +305,13 @@ def status(
     if post_id is None:
         _table(records, "Instagram posts")
         return
+    from carrier_cli.clients.instagram.schedule import shown_status
+
     r = records[0]
     rows = [
         ("post", str(r.id)),
         ("kind", r.kind),
-        ("status", r.status),
+        ("status", shown_status(r.status, r.extra.get("schedule"))),
         ("last completed step", r.last_step),
         ("caption", r.caption[:200]),
         ("container", r.container_id or ""),

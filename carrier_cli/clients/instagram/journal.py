@@ -103,6 +103,7 @@ class PostRecord:
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _COLUMNS}
         data.pop("lease_expires")
+        data.update(self.extra)  # e.g. "schedule", added by service.status/history
         return data
 
 
@@ -290,6 +291,37 @@ class Journal:
                     )
                 ).scalar_one()
             )
+
+    async def files_still_needed(self, names: set[str], exclude: int) -> dict[str, int]:
+        """Uploaded file name -> the id of another post, not published yet, that still
+        needs it: two posts of the same content share one remote name (it is the
+        content's hash), so one post's cleanup must not delete what the other's container
+        will be created from. Needed means uploaded (its item has the public URL, so a
+        resume goes straight to the container) or a post under a live lease, which may be
+        uploading it right now. Only unpublished rows are read, and only id, items and
+        lease: failed posts stay in the journal, but they are few next to published ones."""
+        if not names:
+            return {}
+        async with self._session() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        InstagramPostRow.id,
+                        InstagramPostRow.items,
+                        InstagramPostRow.lease_expires,
+                    )
+                    .where(InstagramPostRow.status != "published", InstagramPostRow.id != exclude)
+                    .order_by(InstagramPostRow.id)
+                )
+            ).all()
+        needed: dict[str, int] = {}
+        for post_id, items, lease_expires in rows:
+            leased = (lease_expires or 0) > time.time()
+            for item in items or []:
+                name = item.get("remote_name")
+                if name in names and name not in needed and (item.get("url") or leased):
+                    needed[name] = int(post_id)
+        return needed
 
     # -- writing -----------------------------------------------------------------------
     async def find_or_create(

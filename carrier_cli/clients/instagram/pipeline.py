@@ -747,10 +747,20 @@ class Publisher:
         config = FtpConfig.from_options(self.options.ftp)
         deleted: list[str] = []
         failed: dict[str, str] = {}
+        kept: dict[str, str] = {}
+        names = {i["remote_name"] for i in record.items if not self._resumable(record, i)}
+        needed = await self.journal.files_still_needed(names, exclude=record.id)
         for item in record.items:
             if self._resumable(record, item):
                 continue  # sent to Meta's rupload host, never to the FTP server
             name = item["remote_name"]
+            if name in needed:  # the same content, uploaded for a post not yet out
+                kept[name] = f"post {needed[name]} has not been published yet"
+                self.reporter.info(
+                    f"Kept {name} on the FTP server: post {needed[name]} of the same file "
+                    "has not been published yet (its cleanup deletes it)."
+                )
+                continue
             try:
                 if await delete_file(config, name):
                     self.reporter.info(f"Deleted {name} from the FTP server.")
@@ -760,7 +770,9 @@ class Publisher:
                 log.warning("could not delete %s from the FTP server: %s", name, reason)
                 self.reporter.info(f"Could not delete {name}: {reason}")
                 failed[name] = reason[:500]
-        cleanup = {"deleted": deleted, "failed": failed, "at": now().isoformat()}
+        cleanup: dict[str, Any] = {"deleted": deleted, "failed": failed, "at": now().isoformat()}
+        if kept:
+            cleanup["kept"] = kept
         try:
             return await self.journal.update(
                 record.id, owner, options={**record.options, "ftp_cleanup": cleanup}

@@ -138,6 +138,19 @@ class Schedule:
             rows = (await session.execute(query.limit(limit))).scalars().all()
             return [Entry.from_row(r) for r in rows]
 
+    async def for_posts(self, post_ids: Iterable[int]) -> dict[int, Entry]:
+        """The schedule entries of these posts (those that have one)."""
+        ids = sorted(set(post_ids))
+        if not ids:
+            return {}
+        async with self.journal._session() as session:
+            rows = (
+                (await session.execute(select(ScheduleRow).where(ScheduleRow.post_id.in_(ids))))
+                .scalars()
+                .all()
+            )
+            return {r.post_id: Entry.from_row(r) for r in rows}
+
     # -- writing ---------------------------------------------------------------------
     async def put(
         self,
@@ -341,3 +354,25 @@ async def ensure_publishable(journal: Journal, post_id: int) -> None:
         if entry.state == "cancelled"
         else "Post the media again with --force to make a new post.",
     )
+
+
+def shown_status(status: str, entry: dict[str, Any] | None) -> str:
+    """A post's status as `status` and `history` print it, from the journal's status and
+    its schedule entry (`Entry.to_dict()`, in `PostRecord.extra["schedule"]`). A scheduled
+    or drafted post sits at the journal's first step (`prepared`) until it is due;
+    printing that alone hid whether it waits for a time or for approval, or was cancelled
+    or rejected."""
+    if not entry:
+        return status
+    state = entry["state"]
+    if state in ("rejected", "cancelled"):
+        return str(state)
+    if status != "prepared":  # under way, or failed: the journal says more
+        return status
+    when = entry.get("scheduled_at")
+    at = f"{when:%Y-%m-%d %H:%M} UTC" if isinstance(when, datetime) else None
+    if state == "draft":
+        return "draft, awaiting approval" + (f" (for {at})" if at else "")
+    if state in ("queued", "approved"):
+        return f"{state} for {at}" if at else str(state)
+    return status

@@ -332,10 +332,10 @@ async def status(settings: Settings, post_id: int | None) -> list[PostRecord]:
 
     async def work(journal: Journal) -> list[PostRecord]:
         if post_id is not None:
-            return [await journal.require(post_id)]
+            return await _with_schedule(journal, [await journal.require(post_id)])
         recent = await journal.history(limit=200)
         open_posts = [r for r in recent if not r.published]
-        return open_posts or recent[:1]
+        return await _with_schedule(journal, open_posts or recent[:1])
 
     result: list[PostRecord] = await _with_journal(
         InstagramOptions.from_settings(settings).database_url, work
@@ -346,11 +346,27 @@ async def status(settings: Settings, post_id: int | None) -> list[PostRecord]:
 async def history(
     settings: Settings, limit: int = 20, status_filter: str | None = None
 ) -> list[PostRecord]:
+    async def work(journal: Journal) -> list[PostRecord]:
+        return await _with_schedule(
+            journal, await journal.history(limit=limit, status=status_filter)
+        )
+
     result: list[PostRecord] = await _with_journal(
-        InstagramOptions.from_settings(settings).database_url,
-        lambda j: j.history(limit=limit, status=status_filter),
+        InstagramOptions.from_settings(settings).database_url, work
     )
     return result
+
+
+async def _with_schedule(journal: Journal, records: list[PostRecord]) -> list[PostRecord]:
+    """The unpublished records with their schedule entry in `extra["schedule"]` (what
+    `schedule.shown_status` reads, and what `--json` adds)."""
+    from carrier_cli.clients.instagram.schedule import Schedule
+
+    entries = await Schedule(journal).for_posts(r.id for r in records if not r.published)
+    for record in records:
+        if (entry := entries.get(record.id)) is not None:
+            record.extra["schedule"] = entry.to_dict()
+    return records
 
 
 @dataclass

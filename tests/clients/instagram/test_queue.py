@@ -263,3 +263,24 @@ def test_a_post_for_a_character_file_is_journaled_by_its_name(
     (tmp_path / "marina.yaml").write_text("name: Marina\nbio: [A sailor.]\n", encoding="utf-8")
     data = schedule(tmp_path, "p.jpg", "hers", "--character", "marina.yaml", "--at", "+1h")
     assert data["character"] == "Marina"  # what `carrier run --character marina.yaml` takes
+
+
+def test_status_and_history_say_a_queued_post_waits_and_a_cancelled_one_was_cancelled(
+    instagram_env: InstagramEnv, tmp_path: Path
+) -> None:
+    make_image(tmp_path / "p.jpg", (800, 800))
+    queued = cli(tmp_path, "post", "p.jpg", "--caption", "later", "--at", "2026-12-24 09:00")
+    assert queued.returncode == 0, queued.stderr
+    # Before, both printed the journal's first step, `prepared`, as if it were stuck.
+    wide = {"COLUMNS": "200"}  # the tables' status column on one line
+    for command in (("status",), ("status", "1"), ("history",)):
+        shown = cli(tmp_path, *command, env=wide)
+        assert shown.returncode == 0, shown.stderr
+        assert "queued for 2026-12-24 09:00 UTC" in shown.stdout, (command, shown.stdout)
+        # (the detail view still names the last completed step, which is `prepared`)
+        assert "prepared" not in shown.stdout.replace("completed step  prepared", "")
+    [row] = json.loads(cli(tmp_path, "history", "--json").stdout)
+    assert row["status"] == "prepared" and row["schedule"]["state"] == "queued"
+    assert cli(tmp_path, "queue", "cancel", "1").returncode == 0
+    assert "cancelled" in cli(tmp_path, "history", env=wide).stdout
+    assert "cancelled" in cli(tmp_path, "status", "1").stdout
