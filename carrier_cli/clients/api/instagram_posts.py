@@ -43,11 +43,16 @@ from carrier_cli.clients.instagram.pipeline import (
     prepare,
     prepared_dir,
 )
+from carrier_cli.clients.instagram.schedule import Schedule
 from carrier_cli.errors import ConfigError
 from carrier_cli.redact import scrub
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from carrier_cli.clients.instagram.options import InstagramOptions
+    from carrier_cli.clients.instagram.queueing import QueueItem
+    from carrier_cli.clients.instagram.when import Zone
 
 log = logging.getLogger("carrier.api.instagram")
 
@@ -149,6 +154,35 @@ class InstagramPoster:
             self.start(record.id)
         return record, created
 
+    async def schedule(
+        self,
+        request: PostRequest,
+        *,
+        at: datetime | None,
+        zone: Zone,
+        draft: bool,
+        runtime: Any | None = None,
+    ) -> QueueItem:
+        """Check and convert the media now, journal the post and put it on the schedule
+        (`queued` for `at`, or a `draft` waiting for approval), as `carrier instagram post
+        --at/--draft` does; the scheduler publishes it when due. Its uploads stay until
+        then (`_published` removes them)."""
+        from carrier_cli.clients.instagram.queueing import schedule_in
+
+        request.origin = ORIGIN
+        prepared = await asyncio.to_thread(prepare, request)
+        return await schedule_in(
+            self.options,
+            self.journal,
+            request,
+            at=at,
+            zone=zone,
+            draft=draft,
+            character=runtime.character if runtime is not None else None,
+            runtime=runtime,
+            prepared=prepared,
+        )
+
     async def _write_caption(
         self, request: PostRequest, prepared: Any, publisher: Publisher, runtime: Any
     ) -> None:
@@ -241,6 +275,7 @@ class InstagramPoster:
         started = []
         try:
             records = await self.journal.history(limit=1000)
+            scheduled = await Schedule(self.journal).for_posts(r.id for r in records)
         except Exception as exc:  # the API still serves; the posts wait for the next start
             log.warning("Could not read the Instagram journal to resume posts: %s", exc)
             return []
@@ -251,6 +286,8 @@ class InstagramPoster:
                 continue  # failed for a reason: GET shows it; resume it by hand
             if _lease_alive(record):
                 continue  # another live process is publishing it
+            if record.id in scheduled:
+                continue  # the scheduler publishes it when it is due (or approved)
             self.start(record.id)
             started.append(record.id)
         if started:
@@ -264,8 +301,20 @@ class InstagramPoster:
 
         if self._scheduler is None:
             self._scheduler = asyncio.create_task(
-                schedule_loop(self.options, self.journal, self._stop), name="instagram-scheduler"
+                schedule_loop(self.options, self.journal, self._stop, on_published=self._published),
+                name="instagram-scheduler",
             )
+
+    async def _published(self, post_ids: list[int]) -> None:
+        """What the scheduler published: the API's uploads of those posts removed, and
+        `instagram.published` sent, as for a post published at once."""
+        for post_id in post_ids:
+            record = await self.journal.get(post_id)
+            if record is None:
+                continue
+            if record.options.get("origin") == ORIGIN:
+                self._remove_uploads(record)
+            await self._emit("instagram.published", event_data(record, post_id))
 
     def _sweep_parts(self) -> None:
         if not self.directory.is_dir():

@@ -29,7 +29,7 @@ from carrier_cli.errors import CarrierError, InputError
 from carrier_cli.redact import scrub
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from carrier_cli.clients.instagram.options import InstagramOptions
 
@@ -198,16 +198,20 @@ async def schedule_loop(
     *,
     characters: Iterable[str | None] | None = None,
     interval: float | None = None,
+    on_published: Callable[[list[int]], Awaitable[None]] | None = None,
 ) -> None:
     """Publish due posts every `interval` seconds (options.queue_poll_interval) until
     stopped. Errors are logged and the loop goes on; an account Instagram restricted
-    stops it until Carrier restarts, as the autoposter does."""
+    stops it until Carrier restarts, as the autoposter does. `on_published` gets the ids
+    each pass published (`carrier serve` sends its webhooks and removes the uploads)."""
     names = list(characters) if characters is not None else None
     every = interval if interval is not None else options.queue_poll_interval
     quota_noted = False
     while not stop_event.is_set():
         try:
             result = await publish_due(options, journal, characters=names, stop_event=stop_event)
+            if result.published and on_published is not None:
+                await on_published(result.published)
             if result.quota is not None and not quota_noted:
                 q = result.quota
                 log.warning(

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -125,3 +126,90 @@ def test_a_read_key_lists_but_cannot_approve(
         assert_error(client.post(f"/v1/instagram/posts/{post_id}/reject"), 403, "forbidden")
     nobody = httpx.get(f"{queue_serve.url}/v1/instagram/queue")
     assert_error(nobody, 401, "unauthorized")
+
+
+def test_a_post_scheduled_or_drafted_over_the_api_goes_out_by_the_scheduler_only(
+    servers: Servers,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """POST /v1/instagram/posts with `at` or `draft` queues the post (as `post --at` and
+    `--draft` do); the scheduler publishes it, sends instagram.published and removes the
+    upload; a restart before it is due does not publish it early."""
+    from tests.clients.api.test_instagram import WEBHOOK_SECRET, png_bytes
+    from tests.webhooks.receiver import Receiver
+
+    hooks = Receiver(WEBHOOK_SECRET).start()
+    webhook = {"name": "p", "url": hooks.url, "events": ["instagram.published"], "secret_env": "S"}
+    env = {
+        "CARRIER_INSTAGRAM_QUEUE_POLL_INTERVAL": "0.1",
+        "CARRIER_WEBHOOKS": json.dumps([webhook]),
+        "CARRIER_WEBHOOKS_ALLOW_PRIVATE": "true",
+        "S": WEBHOOK_SECRET,
+    }
+    home = servers.tmp / "home-api-schedule"
+    uploads = home / "data" / "api-uploads" / "instagram"
+    graph = servers.graph
+    before = len(graph.published)
+    serve = _serve(servers, home, **env)
+    headers = serve.headers()  # the first start's key (a restart prints none)
+    try:
+        with httpx.Client(base_url=serve.url, headers=headers, timeout=30) as client:
+
+            def post(name: str, color: tuple[int, ...], **fields: str) -> httpx.Response:
+                data = png_bytes(tmp_path, name, color)
+                return client.post(
+                    "/v1/instagram/posts", files=[("media", (name, data))], data=fields
+                )
+
+            bad_at = post("x.png", (1, 2, 3, 255), caption="x", at="2020-01-01 10:00")
+            error = assert_error(bad_at, 422, "invalid_request")
+            assert error["message"].startswith("Request field `at`") and "past" in error["message"]
+            bad_tz = post("x.png", (1, 2, 3, 255), caption="x", at="+1h", tz="Nowhere/City")
+            assert assert_error(bad_tz, 422, "invalid_request")["message"].startswith(
+                "Request field `tz`"
+            )
+
+            later = post("later.png", (200, 10, 10, 255), caption="in an hour", at="+1h")
+            assert later.status_code == 202, serve.stderr[-3000:]
+            queued = later.json()
+            assert queued["status"] == "queued" and queued["scheduled_at"] is not None
+            drafted = post("draft.png", (10, 200, 10, 255), caption="approve me", draft="true")
+            assert drafted.status_code == 202, drafted.text
+            assert drafted.json()["status"] == "draft" and drafted.json()["scheduled_at"] is None
+            states = {
+                p["post_id"]: p["state"] for p in client.get("/v1/instagram/queue").json()["posts"]
+            }
+            assert states == {queued["post_id"]: "queued", drafted.json()["post_id"]: "draft"}
+            time.sleep(0.5)  # five scheduler passes
+            assert len(graph.published) == before
+            assert len(list(uploads.iterdir())) == 2  # kept until they are published
+    finally:
+        serve.terminate()
+
+    # A restart resumes interrupted API posts; a scheduled one is not "interrupted".
+    serve = _serve(servers, home, **env)
+    try:
+        with httpx.Client(base_url=serve.url, headers=headers, timeout=30) as client:
+            time.sleep(1.0)
+            assert len(graph.published) == before, "a scheduled post went out early"
+            draft_id = drafted.json()["post_id"]
+            assert client.post(f"/v1/instagram/posts/{draft_id}/approve").status_code == 200
+            deadline = time.monotonic() + 30
+            while client.get(f"/v1/instagram/posts/{draft_id}").json()["status"] != "published":
+                assert time.monotonic() < deadline, "the approved draft was not published"
+                time.sleep(0.1)
+            assert [m["caption"] for m in graph.published[before:]] == ["approve me"]
+
+            def delivered() -> Any:
+                found = [r for r in hooks.requests("instagram.published")]
+                return next((r for r in found if r.json["data"]["post_id"] == draft_id), None)
+
+            event = hooks.wait_for(delivered, what="instagram.published of the approved draft")
+            assert event.verified
+            deadline = time.monotonic() + 10
+            while len(list(uploads.iterdir())) != 1:  # the draft's upload is removed
+                assert time.monotonic() < deadline, list(uploads.iterdir())
+                time.sleep(0.1)
+    finally:
+        serve.terminate()
+        hooks.stop()

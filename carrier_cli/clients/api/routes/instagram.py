@@ -17,7 +17,7 @@ from __future__ import annotations
 import stat
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
@@ -34,6 +34,10 @@ from carrier_cli.clients.instagram.pipeline import PostRequest
 from carrier_cli.clients.instagram.publish_options import PublishOptions
 from carrier_cli.errors import CarrierError, ConfigError, InputError
 from carrier_cli.redact import scrub
+
+if TYPE_CHECKING:
+    from carrier_cli.clients.instagram.schedule import Entry
+    from carrier_cli.clients.instagram.when import Zone
 
 router = APIRouter(prefix="/v1/instagram", tags=["instagram"])
 
@@ -88,6 +92,24 @@ class PostOptions(BaseModel):
     share_to_feed: bool | None = Field(None, description="Reels: also in the feed (default).")
     audio_name: str | None = Field(None, max_length=100, description="Reels: the audio's name.")
     transcode: bool = Field(True, description="Convert an out-of-spec video (false: refuse).")
+    # Scheduling, as `carrier instagram post --at/--tz/--draft` (the server's scheduler
+    # publishes it; GET /v1/instagram/queue lists it).
+    at: str | None = Field(
+        None,
+        max_length=100,
+        description='When to publish: "2026-12-24 09:00" (in tz), an ISO time with its '
+        'offset, or "+30m"/"+2h"/"+1d". The post is checked and converted now and queued.',
+    )
+    tz: str | None = Field(
+        None,
+        max_length=64,
+        description="The time zone of a local `at`, e.g. Europe/Paris (default: the server's).",
+    )
+    draft: bool = Field(
+        False,
+        description="Queue it as a draft waiting for approval (POST .../approve); with `at`, "
+        "it goes out at that time once approved.",
+    )
 
     @field_validator("collaborators", "user_tags", mode="before")
     @classmethod
@@ -122,10 +144,16 @@ class PostAccepted(BaseModel):
 
     post_id: int = Field(description="The journal id (`carrier instagram status ID` too).")
     status_url: str = Field(description="GET it to follow the post.")
-    status: str
+    status: str = Field(
+        description="queued (publishing on this server, or scheduled when scheduled_at is "
+        "set), draft (waiting for approval), or the post's step when it existed already."
+    )
     already_published: bool = Field(
         description="The same media and caption were published before; nothing new is "
         "posted (send force: true to post it again)."
+    )
+    scheduled_at: datetime | None = Field(
+        None, description="When a scheduled post goes out (UTC); null: now, or when approved."
     )
 
 
@@ -173,7 +201,7 @@ def invalid(field: str, message: str, hint: str | None = None) -> ApiError:
     return ApiError(422, "invalid_request", f"Request field `{field}`: {message}", hint=hint)
 
 
-_BOOLEAN_FIELDS = ("generate_caption", "force", "cleanup", "share_to_feed", "transcode")
+_BOOLEAN_FIELDS = ("generate_caption", "force", "cleanup", "share_to_feed", "transcode", "draft")
 _TYPED_FIELDS = (*_BOOLEAN_FIELDS, "thumb_offset")
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -242,7 +270,7 @@ async def create_post(request: Request, _: Any = Depends(require("admin"))) -> J
                 files, field = [u.path for u in form.files], "media"
                 if not files:
                     raise invalid("media", "no file was sent.", "Send `-F media=@photo.jpg`.")
-                record, created = await _submit(request, poster, options, files, field)
+                record, created, entry = await _submit(request, poster, options, files, field)
             except BaseException:
                 form.discard()
                 raise
@@ -251,7 +279,7 @@ async def create_post(request: Request, _: Any = Depends(require("admin"))) -> J
         elif path_post is not None:
             files, field = _server_files(path_post)
             options = PostOptions(**path_post.model_dump(exclude={"path", "paths"}))
-            record, created = await _submit(request, poster, options, files, field)
+            record, created, entry = await _submit(request, poster, options, files, field)
         else:
             raise ApiError(
                 415,
@@ -264,10 +292,17 @@ async def create_post(request: Request, _: Any = Depends(require("admin"))) -> J
     body_model = PostAccepted(
         post_id=record.id,
         status_url=url,
-        status=_status(poster, record),
+        status=_status(poster, record)
+        if entry is None or record.published
+        else ("draft" if entry.state == "draft" else "queued"),
         already_published=record.published and not created,
+        scheduled_at=_utc(entry.scheduled_at)
+        if entry is not None and not record.published
+        else None,
     )
-    return JSONResponse(body_model.model_dump(), status_code=202, headers={"Location": url})
+    return JSONResponse(
+        body_model.model_dump(mode="json"), status_code=202, headers={"Location": url}
+    )
 
 
 MAX_JSON_BYTES = 65_536  # a JSON post names files; the uploads' bound is not for it
@@ -340,9 +375,12 @@ def _server_files(post: PathPost) -> tuple[list[Path], str]:
 
 async def _submit(
     request: Request, poster: InstagramPoster, options: PostOptions, files: list[Path], field: str
-) -> tuple[PostRecord, bool]:
+) -> tuple[PostRecord, bool, Entry | None]:
+    """The post journaled and started, or scheduled (`at`/`draft`): (record, created,
+    its schedule entry or None)."""
     state = state_of(request)
     story = options.kind == "story"
+    when = _when(options) if options.at is not None or options.draft else None
     runtime = None
     if options.character is not None:
         runtime = state.agents.find(options.character)
@@ -386,14 +424,43 @@ async def _submit(
         except InputError as exc:
             raise invalid("caption", exc.message, exc.hint) from None
     _check_kind(options.kind, files, field)
+    writer = runtime if options.generate_caption else None
     try:
-        return await poster.submit(post, runtime=runtime if options.generate_caption else None)
+        if when is not None:
+            at, zone = when
+            item = await poster.schedule(
+                post, at=at, zone=zone, draft=options.draft, runtime=writer
+            )
+            return item.record, not item.already_published, item.entry
+        record, created = await poster.submit(post, runtime=writer)
+        return record, created, None
     except ConfigError as exc:
         raise not_configured(exc) from None
     except InputError as exc:  # the media checks (prepare): the file is the problem
         raise invalid(field, scrub(_without_paths(exc.message, files)), exc.hint) from None
     except CarrierError as exc:
         raise from_carrier_error(exc) from None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)  # the journal's UTCDateTime reads back naive
+
+
+def _when(options: PostOptions) -> tuple[datetime | None, Zone]:
+    """`at` and `tz` parsed before any media work (422 naming the field)."""
+    from carrier_cli.clients.instagram.queueing import parse_at
+
+    try:
+        return parse_at(options.at, options.tz)
+    except InputError as exc:
+        field = "tz" if exc.message.startswith("--tz") else "at"
+        message = exc.message.replace("--at", "`at`").replace("--tz", "`tz`")
+        hint = (exc.hint or "").replace("--at", "`at`").replace("--tz", "`tz`") or None
+        raise invalid(field, message, hint) from None
 
 
 def _publish_options(options: PostOptions, files: list[Path], field: str) -> PublishOptions:
