@@ -36,7 +36,7 @@ def create_app(state: ApiState) -> FastAPI:
         title="Carrier API",
         version=API_VERSION,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # routes/docs.py serves Swagger UI from the package, not a CDN
         redoc_url=None,
         openapi_url="/openapi.json",
     )

@@ -10,6 +10,7 @@ def routers() -> list[Any]:
     from carrier_cli.clients.api.routes import (
         agents,
         console,
+        docs,
         health,
         instagram,
         instagram_queue,
@@ -35,4 +36,5 @@ def routers() -> list[Any]:
         instagram_queue.router,
         ws.router,
         console.router,
+        docs.router,
     ]
