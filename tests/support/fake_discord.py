@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiohttp import BodyPartReader, WSMsgType, web
@@ -1156,15 +1156,39 @@ class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: 
         return self._json({"ok": True})
 
 
-@pytest.fixture
-def fake_discord() -> Iterator[FakeDiscordServer]:
-    """A fresh fake Discord in a background thread; sync API for subprocess-driven tests."""
-    server = FakeDiscordServer()
+@contextlib.contextmanager
+def running_fake_discord(
+    guilds: dict[str, list[str]] | None = None,
+) -> Iterator[FakeDiscordServer]:
+    """A fake Discord in a background thread (its own loop, a free port), stopped afterwards;
+    `guilds`: guild id -> text channel ids (default: one guild with one channel)."""
+    server = FakeDiscordServer(guilds=guilds)
     server.start_in_thread()
     try:
         yield server
     finally:
         server.stop_thread()
+
+
+def fake_discord_fixture(
+    guilds: dict[str, list[str]] | None = None,
+    scope: Literal["function", "module"] = "module",
+) -> Callable[[], Iterator[FakeDiscordServer]]:
+    """A fake Discord (sync API, for tests driving `carrier` subprocesses) as a fixture of
+    the module that assigns it, e.g. `discord = fake_discord_fixture({GUILD: CHANNELS})`: one
+    for the module's tests (a bot process serves them all) or, with scope "function", one per
+    test. Each module (and each xdist worker) gets its own server on its own free port."""
+
+    @pytest.fixture(scope=scope)
+    def fixture() -> Iterator[FakeDiscordServer]:
+        with running_fake_discord(guilds) as server:
+            yield server
+
+    return fixture
+
+
+# A fresh fake Discord per test, with the default guild.
+fake_discord = fake_discord_fixture(scope="function")
 
 
 def main() -> None:
