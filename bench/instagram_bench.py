@@ -140,7 +140,7 @@ def servers(tmp: Path) -> Iterator[dict[str, Any]]:
             "ftp_password": FTP_PASSWORD,
             "ftp_tls": False,
             "http_server": f"http://127.0.0.1:{httpd.server_address[1]}/",
-            "instagram_poll_interval": 0.0,
+            "instagram_poll_interval": 0.001,  # > 0 (config); default_statuses FINISHED: no wait
             "instagram_retry_delay": 0.01,
             "database_url": str(tmp / "bench.db"),
         }
