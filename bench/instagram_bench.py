@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,15 @@ sys.path.insert(0, str(ROOT))
 
 def upload_bench(size_mb: int, runs: int, tmp: Path) -> None:
     from carrier_cli.clients.instagram.ftp_upload import FtpConfig, FtpUploader
-    from tests.support.instagram_servers import FTP_PASSWORD, FTP_USER, _start_ftp
+    from tests.support.instagram_servers import FTP_PASSWORD, FTP_USER, start_ftp
 
     root = tmp / "ftp"
     root.mkdir()
     payload = tmp / "payload.bin"
     payload.write_bytes(os.urandom(size_mb * 1024 * 1024))
     size = payload.stat().st_size
-    servers = _start_ftp(root, False, tmp)
-    server = next(servers)
-    try:
+    # start_ftp is the suite's generator fixture body: a context manager here.
+    with contextmanager(start_ftp)(root, False, tmp) as server:
 
         def plain(i: int) -> None:
             ftp = ftplib.FTP()
@@ -78,8 +77,6 @@ def upload_bench(size_mb: int, runs: int, tmp: Path) -> None:
             f"{'met' if ratio >= 0.9 else 'NOT met'})"
         )
         print(f"  progress callbacks per upload: {progress_calls // runs}")
-    finally:
-        servers.close()
 
 
 @contextmanager
@@ -93,13 +90,13 @@ def servers(tmp: Path) -> Iterator[dict[str, Any]]:
         FTP_PASSWORD,
         FTP_USER,
         FakeGraph,
-        _start_ftp,
+        start_ftp,
     )
 
     root = tmp / "media-root"
     root.mkdir()
-    ftp_gen = _start_ftp(root, False, tmp)
-    ftp = next(ftp_gen)
+    stack = ExitStack()  # start_ftp is the suite's generator fixture body
+    ftp = stack.enter_context(contextmanager(start_ftp)(root, False, tmp))
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -143,14 +140,14 @@ def servers(tmp: Path) -> Iterator[dict[str, Any]]:
             "ftp_password": FTP_PASSWORD,
             "ftp_tls": False,
             "http_server": f"http://127.0.0.1:{httpd.server_address[1]}/",
-            "instagram_poll_interval": 0.0,
+            "instagram_poll_interval": 0.001,  # > 0 (config); default_statuses FINISHED: no wait
             "instagram_retry_delay": 0.01,
             "database_url": str(tmp / "bench.db"),
         }
     finally:
         loop.call_soon_threadsafe(loop.stop)
         httpd.shutdown()
-        ftp_gen.close()
+        stack.close()
 
 
 def post_bench(posts: int, tmp: Path) -> None:

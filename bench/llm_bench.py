@@ -68,7 +68,11 @@ async def bench_chat(server: FakeModelServer, runs: int) -> None:
 
     try:
         for label, model in (("openai", openai_model), ("anthropic", claude)):
-            complete = await timed(lambda m=model: m.complete(PROMPT, params), runs)
+
+            def complete_once(m: OpenAIChatModel | AnthropicChatModel = model) -> Awaitable[object]:
+                return m.complete(PROMPT, params)
+
+            complete = await timed(complete_once, runs)
             print(f"{label:9} complete()            {ms(complete)}")
 
             async def full_stream(m: OpenAIChatModel | AnthropicChatModel = model) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.clients.discord.harness import CarrierProcess, start_carrier, write_character
 from tests.metrics.scrape import SERIES_TYPES, families, label_sets, value
-from tests.support.fake_discord import FakeDiscordServer
+from tests.support.fake_discord import FakeDiscordServer, fake_discord_fixture
 from tests.support.model_server import ModelServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
@@ -30,14 +30,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def discord() -> Iterator[FakeDiscordServer]:
-    server = FakeDiscordServer(guilds={GUILD: CHANNELS})
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+discord = fake_discord_fixture({GUILD: CHANNELS})
 
 
 @pytest.fixture(scope="module")

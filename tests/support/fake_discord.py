@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiohttp import BodyPartReader, WSMsgType, web
@@ -166,7 +166,8 @@ class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: 
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.rest_delay = rest_delay
         self.refuse_intents = False  # close 4014 after IDENTIFY
-        self._rate_limits = 0  # next N message POSTs answer 429
+        self._rate_limits = 0  # next N message POSTs answer 429 ...
+        self._rate_limit_after = 0  # ... once this many more have gone through
         self._retry_after = 0.25
         self._fail_after_create = 0  # next N message POSTs: create the message, answer 500
         self.delay_after_create = 0.0  # seconds between creating a message and answering
@@ -471,7 +472,9 @@ class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: 
         body, files, problem = await self._read_message_body(request)  # JSON or multipart
         if problem is not None:
             return problem
-        if self._rate_limits > 0:
+        if self._rate_limits > 0 and self._rate_limit_after > 0:
+            self._rate_limit_after -= 1
+        elif self._rate_limits > 0:
             self._rate_limits -= 1
             with self._lock:
                 self.rate_limited.append((channel_id, time.monotonic()))
@@ -1050,8 +1053,11 @@ class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: 
     def close_gateway(self, code: int = 4000) -> None:
         self._call(lambda: self.aclose_gateway(code))
 
-    def rate_limit_next(self, count: int = 1, retry_after: float = 0.25) -> None:
+    def rate_limit_next(self, count: int = 1, retry_after: float = 0.25, after: int = 0) -> None:
+        """The next `count` message POSTs answer 429, once `after` more have gone through
+        (e.g. `after=1`: the reply's first chunk passes, the message after it is limited)."""
         self._rate_limits, self._retry_after = count, retry_after
+        self._rate_limit_after = after
 
     def fail_after_create_next(self, count: int = 1) -> None:
         """The next `count` message POSTs create the message (it is in the channel and on
@@ -1150,15 +1156,39 @@ class FakeDiscordServer(ChannelsAndReactions):  # threads, reactions, presence: 
         return self._json({"ok": True})
 
 
-@pytest.fixture
-def fake_discord() -> Iterator[FakeDiscordServer]:
-    """A fresh fake Discord in a background thread; sync API for subprocess-driven tests."""
-    server = FakeDiscordServer()
+@contextlib.contextmanager
+def running_fake_discord(
+    guilds: dict[str, list[str]] | None = None,
+) -> Iterator[FakeDiscordServer]:
+    """A fake Discord in a background thread (its own loop, a free port), stopped afterwards;
+    `guilds`: guild id -> text channel ids (default: one guild with one channel)."""
+    server = FakeDiscordServer(guilds=guilds)
     server.start_in_thread()
     try:
         yield server
     finally:
         server.stop_thread()
+
+
+def fake_discord_fixture(
+    guilds: dict[str, list[str]] | None = None,
+    scope: Literal["function", "module"] = "module",
+) -> Callable[[], Iterator[FakeDiscordServer]]:
+    """A fake Discord (sync API, for tests driving `carrier` subprocesses) as a fixture of
+    the module that assigns it, e.g. `discord = fake_discord_fixture({GUILD: CHANNELS})`: one
+    for the module's tests (a bot process serves them all) or, with scope "function", one per
+    test. Each module (and each xdist worker) gets its own server on its own free port."""
+
+    @pytest.fixture(scope=scope)
+    def fixture() -> Iterator[FakeDiscordServer]:
+        with running_fake_discord(guilds) as server:
+            yield server
+
+    return fixture
+
+
+# A fresh fake Discord per test, with the default guild.
+fake_discord = fake_discord_fixture(scope="function")
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import html
 import itertools
@@ -69,10 +70,10 @@ import time
 import urllib.request
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiohttp import web
@@ -1236,27 +1237,15 @@ async def model_server() -> AsyncIterator[FakeModelServer]:
         await server.stop()
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServerProcess]:
-    """One fake model server subprocess per test module, for modules that start real
-    `carrier` processes against it (starting one costs about a second). A module that
-    needs another kind of `model` defines its own fixture of that name, which wins."""
-    server = start_server_process()
+@contextlib.contextmanager
+def running_model_server(*, text_only: list[str] | None = None) -> Iterator[ModelServerProcess]:
+    """The fake model server in a subprocess (on a free port), stopped afterwards (killed if
+    it has not stopped 5 s after SIGTERM). `text_only`: models that refuse images."""
+    server = start_server_process(text_only=text_only)
+    process = server.process
     try:
         yield server
     finally:
-        server.process.terminate()
-        server.process.wait(10)
-
-
-@pytest.fixture
-def model_server_process() -> Iterator[ModelServerProcess]:
-    """The fake model server in a subprocess, for tests that run the `carrier` CLI."""
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        process = server.process
         process.terminate()
         try:
             process.wait(timeout=5)
@@ -1265,6 +1254,29 @@ def model_server_process() -> Iterator[ModelServerProcess]:
             process.wait(timeout=5)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def model_server_fixture(
+    scope: Literal["function", "module"] = "module", *, text_only: list[str] | None = None
+) -> Callable[[], Iterator[ModelServerProcess]]:
+    """A fake model server subprocess as a fixture of the module that assigns it, e.g.
+    `model = model_server_fixture(text_only=["gpt-3.5-turbo"])`: one per module (starting
+    one costs about a second) or, with scope "function", one per test. Each module (and
+    each xdist worker) gets its own server on its own free port."""
+
+    @pytest.fixture(scope=scope)
+    def fixture() -> Iterator[ModelServerProcess]:
+        with running_model_server(text_only=text_only) as server:
+            yield server
+
+    return fixture
+
+
+# One per test module, for modules that start real `carrier` processes against it. A module
+# that needs another kind of `model` assigns its own fixture of that name, which wins.
+model = model_server_fixture("module")
+# One per test, for tests that run the `carrier` CLI.
+model_server_process = model_server_fixture("function")
 
 
 # -- standalone --------------------------------------------------------------------------------

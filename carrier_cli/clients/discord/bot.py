@@ -493,12 +493,14 @@ class CarrierDiscordBot(discord.Client):
             # Stored before the crash but maybe never posted: post it. If it was posted,
             # the chunks' nonces make Discord return those messages instead of copies.
             sent = await self._send_reply(message, result.text, channel=channel, result=result)
+            sent += await self._send_action_messages(message, result, channel=channel)
             return f"caught up: stored reply sent in {sent} message{'s' if sent != 1 else ''}"
         if getattr(result, "replayed", False):
             # Discord re-delivered a message we already answered (e.g. after a RESUME).
             return "already handled (replayed event)"
         if result.text:
             sent = await self._send_reply(message, result.text, channel=channel, result=result)
+            sent += await self._send_action_messages(message, result, channel=channel)
             extras = await outgoing.send_extras(  # a plugin's files and embeds (SEND_FILE)
                 message,
                 getattr(result, "files", ()),
@@ -531,14 +533,15 @@ class CarrierDiscordBot(discord.Client):
         *,
         channel: Any = None,
         result: TurnResult | None = None,
+        as_reply: bool = True,
     ) -> int:
-        """Post `text` in chunks: the first replies to `message`, unless the answer goes
-        to a thread opened on it (a reply must be in the same channel; the thread starts
-        with the message anyway). `result`: link the chunks to the reply's memory, for
-        feedback reactions."""
+        """Post `text` in chunks: the first replies to `message` (`as_reply`), unless the
+        answer goes to a thread opened on it (a reply must be in the same channel; the
+        thread starts with the message anyway). `result`: link the chunks to the reply's
+        memory, for feedback reactions."""
         chunks = split_message(text)
         target: Any = channel if channel is not None else message.channel
-        in_place = target is message.channel
+        in_place = as_reply and target is message.channel
         reference = message.to_reference(fail_if_not_exists=False) if in_place else None
         mentions = discord.AllowedMentions(
             everyone=False, roles=False, users=True, replied_user=True
@@ -562,6 +565,19 @@ class CarrierDiscordBot(discord.Client):
                 result.message_id,
             )
         return len(chunks)
+
+    async def _send_action_messages(
+        self, message: discord.Message, result: TurnResult, *, channel: Any = None
+    ) -> int:
+        """The messages actions added after the reply (`result.extra_messages`: CONTINUE's
+        follow-up, a plugin action's text), in order, where the reply went (the channel or
+        its thread), split like the reply. They follow it rather than reply to `message`;
+        extra `n` has its own nonces ("x<n>.<chunk>"), so a retried or caught-up send
+        returns the message already posted instead of a copy."""
+        sent = 0
+        for n, text in enumerate(getattr(result, "extra_messages", None) or ()):
+            sent += await self._send_reply(message, text, f"x{n}.", channel=channel, as_reply=False)
+        return sent
 
     async def _apologise(self, message: discord.Message, channel: Any = None) -> bool:
         apology = self.config.apology.strip()

@@ -1,10 +1,10 @@
 """A turn's files and embeds as Discord messages (discord.File, discord.Embed).
 
-Sent after the reply's text, in one message (the runtime already bounds a turn to 10 files
-of at most 10 MB and 10 embeds, Discord's per-message limits), with its own deterministic
-nonce so a retried or replayed send is not posted twice. Embed texts are cut to Discord's
-limits (title 256, description 4096, 25 fields of 256/1024, footer 2048, 6000 in all),
-which Discord would otherwise answer with a 400 and no message at all.
+Sent after the reply's text and the actions' messages, in one message (the runtime already
+bounds a turn to 10 files of at most 10 MB and 10 embeds, Discord's per-message limits), with
+its own deterministic nonce so a retried or replayed send is not posted twice. Embed texts are
+cut to Discord's limits (title 256, description 4096, 25 fields of 256/1024, footer 2048, 6000
+in all), which Discord would otherwise answer with a 400 and no message at all.
 """
 
 from __future__ import annotations

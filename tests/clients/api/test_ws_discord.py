@@ -12,7 +12,7 @@ import pytest
 
 from tests.clients.api.ws_client import authed, recv, send, subscribe, until
 from tests.support.api_server import ServeProcess, start_serve, write_character
-from tests.support.fake_discord import FakeDiscordServer
+from tests.support.fake_discord import FakeDiscordServer, fake_discord_fixture
 from tests.support.model_server import ModelServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
@@ -22,14 +22,7 @@ GUILD = "100000000000000001"
 CHANNEL = "200000000000000001"
 
 
-@pytest.fixture(scope="module")
-def discord() -> Iterator[FakeDiscordServer]:
-    server = FakeDiscordServer(guilds={GUILD: [CHANNEL]})
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+discord = fake_discord_fixture({GUILD: [CHANNEL]})
 
 
 @pytest.fixture(scope="module")

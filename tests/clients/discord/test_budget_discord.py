@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import pytest
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.usage.caps import UsageIncrement, period_keys
 from tests.clients.discord.harness import CarrierProcess, start_carrier
-from tests.support.fake_discord import FakeDiscordServer
-from tests.support.model_server import ModelServerProcess, start_server_process
+from tests.support.fake_discord import FakeDiscordServer, fake_discord_fixture
+from tests.support.model_server import ModelServerProcess, model_server_fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
@@ -25,24 +24,10 @@ REFUSAL = "My budget for today is spent; back tomorrow (test)."
 CHAT = "/v1/chat/completions"
 
 
-@pytest.fixture
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
+model = model_server_fixture("function")
 
 
-@pytest.fixture
-def discord() -> Iterator[FakeDiscordServer]:
-    server = FakeDiscordServer()
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+discord = fake_discord_fixture(scope="function")
 
 
 def budget_character(path: Path, daily_tokens: int) -> Path:

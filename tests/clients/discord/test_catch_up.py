@@ -6,14 +6,13 @@ database, plus reply nonces that make Discord return a chunk it already has)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.clients.discord.harness import CarrierProcess, start_carrier, write_character, xml_reply
-from tests.support.fake_discord import FakeDiscordServer
-from tests.support.model_server import ModelServerProcess, Reply, start_server_process
+from tests.support.fake_discord import FakeDiscordServer, fake_discord_fixture
+from tests.support.model_server import ModelServerProcess, Reply, model_server_fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
@@ -21,24 +20,10 @@ GUILD = "100000000000000001"
 CHANNELS = [str(200000000000000001 + i) for i in range(2)]
 
 
-@pytest.fixture
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process()
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
+model = model_server_fixture("function")
 
 
-@pytest.fixture
-def discord() -> Iterator[FakeDiscordServer]:
-    server = FakeDiscordServer(guilds={GUILD: CHANNELS})
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+discord = fake_discord_fixture({GUILD: CHANNELS}, scope="function")
 
 
 def replies_to(discord: FakeDiscordServer, message: dict[str, object]) -> list[str]:

@@ -5,7 +5,6 @@ the picture; a text-only model answers honestly that it has only the file's name
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ import pytest
 from carrier_cli.runtime.attachments import describe
 from tests.clients.discord.harness import start_carrier
 from tests.clients.discord.media_files import png
-from tests.support.fake_discord import FakeDiscordServer
-from tests.support.model_server import ModelServerProcess, start_server_process
+from tests.support.fake_discord import FakeDiscordServer, fake_discord_fixture
+from tests.support.model_server import ModelServerProcess, model_server_fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
@@ -22,24 +21,10 @@ GUILD = "100000000000000001"
 CHANNELS = ["200000000000000001", "200000000000000002"]
 
 
-@pytest.fixture(scope="module")
-def discord() -> Iterator[FakeDiscordServer]:
-    server = FakeDiscordServer(guilds={GUILD: CHANNELS})
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+discord = fake_discord_fixture({GUILD: CHANNELS})
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[ModelServerProcess]:
-    server = start_server_process(text_only=["gpt-3.5-turbo"])
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(10)
+model = model_server_fixture(text_only=["gpt-3.5-turbo"])
 
 
 def character(path: Path, model_name: str) -> Path:

@@ -14,7 +14,7 @@ import pytest
 from tests.clients.discord.harness import CarrierProcess, start_carrier, write_character, xml_reply
 from tests.clients.discord.replies import long_reply
 from tests.clients.discord.test_split import check_invariants, fence_lines
-from tests.support.fake_discord import FakeDiscordServer
+from tests.support.fake_discord import FakeDiscordServer, fake_discord_fixture
 from tests.support.model_server import ModelServerProcess, Reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
@@ -24,14 +24,7 @@ CHANNELS = [str(200000000000000001 + i) for i in range(13)]
 APOLOGY = "Sorry, that went wrong (test apology)."
 
 
-@pytest.fixture(scope="module")
-def discord() -> Iterator[FakeDiscordServer]:
-    server = FakeDiscordServer(guilds={GUILD: CHANNELS})
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+discord = fake_discord_fixture({GUILD: CHANNELS})
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.clients.discord.harness import CarrierProcess, start_carrier, write_character
-from tests.support.fake_discord import FakeDiscordServer
+from tests.support.fake_discord import FakeDiscordServer, fake_discord_fixture
 from tests.support.fake_interactions import FLAG_EPHEMERAL, InteractionRecord
 from tests.support.model_server import ModelServerProcess
 
@@ -20,14 +20,7 @@ GUILD = "100000000000000001"
 CHANNEL = "200000000000000001"
 
 
-@pytest.fixture(scope="module")
-def discord() -> Iterator[FakeDiscordServer]:
-    server = FakeDiscordServer(guilds={GUILD: [CHANNEL]})
-    server.start_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop_thread()
+discord = fake_discord_fixture({GUILD: [CHANNEL]})
 
 
 @pytest.fixture(scope="module")
