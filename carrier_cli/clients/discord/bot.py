@@ -176,6 +176,9 @@ class CarrierDiscordBot(discord.Client):
         self._content_warning_given = False
         self.ready_event = asyncio.Event()
         self._catch_up_task: asyncio.Task[int] | None = None
+        # message id -> our messages already in the channel for it, when a kill cut its
+        # answer off after some chunks: the catch-up replay posts only the rest.
+        self._posted_before: dict[int, list[str]] = {}
         self.caught_up: int | None = None  # set once the start-up catch-up has finished
         # Catch-up looks only at messages stored before this bot started: later ones are
         # live turns of this process (queued, or about to be).
@@ -490,10 +493,16 @@ class CarrierDiscordBot(discord.Client):
     ) -> str:
         """Send the turn's result (the runtime still holds the channel); returns the outcome."""
         if catch_up and result.replayed and result.text:
-            # Stored before the crash but maybe never posted: post it. If it was posted,
-            # the chunks' nonces make Discord return those messages instead of copies.
-            sent = await self._send_reply(message, result.text, channel=channel, result=result)
-            sent += await self._send_action_messages(message, result, channel=channel)
+            # Stored before the crash but maybe never posted, or posted in part: post what
+            # the channel lacks (catch-up found the chunks that are there). A chunk posted
+            # but not seen is still caught by its nonce within Discord's window.
+            posted = self._posted_before.pop(message.id, None)
+            sent = await self._send_reply(
+                message, result.text, channel=channel, result=result, already=posted
+            )
+            sent += await self._send_action_messages(
+                message, result, channel=channel, already=posted
+            )
             return f"caught up: stored reply sent in {sent} message{'s' if sent != 1 else ''}"
         if getattr(result, "replayed", False):
             # Discord re-delivered a message we already answered (e.g. after a RESUME).
@@ -534,11 +543,13 @@ class CarrierDiscordBot(discord.Client):
         channel: Any = None,
         result: TurnResult | None = None,
         as_reply: bool = True,
+        already: list[str] | None = None,
     ) -> int:
         """Post `text` in chunks: the first replies to `message` (`as_reply`), unless the
         answer goes to a thread opened on it (a reply must be in the same channel; the
         thread starts with the message anyway). `result`: link the chunks to the reply's
-        memory, for feedback reactions."""
+        memory, for feedback reactions. `already`: chunks found in the channel at
+        catch-up, skipped (and taken off the list); returns how many were sent."""
         chunks = split_message(text)
         target: Any = channel if channel is not None else message.channel
         in_place = as_reply and target is message.channel
@@ -547,7 +558,12 @@ class CarrierDiscordBot(discord.Client):
             everyone=False, roles=False, users=True, replied_user=True
         )
         sent_ids: list[int] = []
+        skipped = 0
         for index, chunk in enumerate(chunks):
+            if already is not None and chunk in already:
+                already.remove(chunk)
+                skipped += 1
+                continue
             sent = await target.send(
                 chunk,
                 reference=reference if index == 0 else None,
@@ -564,10 +580,15 @@ class CarrierDiscordBot(discord.Client):
                 result.reply_id,
                 result.message_id,
             )
-        return len(chunks)
+        return len(chunks) - skipped
 
     async def _send_action_messages(
-        self, message: discord.Message, result: TurnResult, *, channel: Any = None
+        self,
+        message: discord.Message,
+        result: TurnResult,
+        *,
+        channel: Any = None,
+        already: list[str] | None = None,
     ) -> int:
         """The messages actions added after the reply (`result.extra_messages`: CONTINUE's
         follow-up, a plugin action's text), in order, where the reply went (the channel or
@@ -576,7 +597,9 @@ class CarrierDiscordBot(discord.Client):
         returns the message already posted instead of a copy."""
         sent = 0
         for n, text in enumerate(getattr(result, "extra_messages", None) or ()):
-            sent += await self._send_reply(message, text, f"x{n}.", channel=channel, as_reply=False)
+            sent += await self._send_reply(
+                message, text, f"x{n}.", channel=channel, as_reply=False, already=already
+            )
         return sent
 
     async def _apologise(self, message: discord.Message, channel: Any = None) -> bool:
@@ -687,11 +710,21 @@ class CarrierDiscordBot(discord.Client):
             )
             if not verdict.answers:
                 continue  # only what was said to the bot; chatter, listen channels let go
-            if await self._answered_on_discord(message):
-                # Posted (a reply or an apology) but killed before the mark: e.g. a bot
-                # stopped by an upgrade from a version without marks. Mark it, do not repost.
-                await self._mark_answered(message_id, "answered on Discord (found at catch-up)")
-                continue
+            posted = await self._posted_answer(message)
+            if posted is not None:
+                # Posted (a reply or an apology) but killed before the mark. Whole: mark it,
+                # do not repost. Cut off after some chunks (a long reply, or its action
+                # messages): the catch-up replay posts the rest of the stored answer.
+                stored = await self._stored_answer(inbound, verdict)
+                missing = list(stored or [])
+                for chunk in posted:
+                    if chunk in missing:
+                        missing.remove(chunk)
+                if not missing:
+                    outcome = "answered on Discord (found at catch-up)"
+                    await self._mark_answered(message_id, outcome)
+                    continue
+                self._posted_before[message.id] = posted
             tasks.append(self._queue_turn(message, inbound, verdict, catch_up=True))
         if tasks:
             await asyncio.wait(tasks)
@@ -703,19 +736,47 @@ class CarrierDiscordBot(discord.Client):
         )
         return len(tasks)
 
-    async def _answered_on_discord(self, message: discord.Message) -> bool:
-        """Whether one of the next 100 messages in the channel is ours, replying to it (the
-        first chunk of every answer references the message). Beyond that, or when Discord
-        cannot say, the reply nonces still stop a second copy within Discord's window."""
+    async def _posted_answer(self, message: discord.Message) -> list[str] | None:
+        """Our answer to `message` as found in its channel: the texts of our messages from
+        the one replying to it (the first chunk of every answer references the message)
+        on, among the next 100, oldest first. None when none replies to it there; beyond
+        100, or when Discord cannot say, the reply nonces still stop a second copy within
+        Discord's window."""
         assert self.user is not None
+        ours: list[str] | None = None
         try:
             async for later in message.channel.history(after=message, limit=100):
+                if later.author.id != self.user.id:
+                    continue
                 ref = later.reference
-                if later.author.id == self.user.id and ref and ref.message_id == message.id:
-                    return True
+                if ours is None and ref is not None and ref.message_id == message.id:
+                    ours = []
+                if ours is not None:
+                    ours.append(later.content)
         except discord.HTTPException as exc:
             log.debug("Discord: could not read the history after %s: %s", message.id, exc)
-        return False
+        return ours
+
+    async def _stored_answer(self, inbound: InboundMessage, verdict: Verdict) -> list[str] | None:
+        """The chunks of the stored reply to this message and of its action messages, as
+        `_deliver` posts them; None when no reply is stored (the turn never got that far:
+        whatever is in the channel, an apology, is the whole answer)."""
+        from carrier_cli.runtime.turn.ids import reply_id
+
+        store = getattr(self.runtime, "store", None)
+        agent_id = getattr(self.runtime, "agent_id", None)
+        if store is None or agent_id is None:
+            return None
+        incoming = to_incoming(inbound, verdict)
+        reply = await store.get(reply_id(incoming, agent_id))
+        if reply is None or not reply.text:
+            return None
+        chunks = split_message(reply.text)
+        for index in range(len(reply.content.get("actions") or [])):
+            output = await store.get(reply_id(incoming, agent_id, "action", index))
+            if output is not None and output.text:
+                chunks += split_message(output.text)
+        return chunks
 
     async def _owns_channel(self, channel_id: str) -> bool:
         """Whether this process's shards receive the channel's messages (always when the

@@ -152,3 +152,45 @@ def test_killed_while_posting_the_reply_posts_it_once(
     assert replies_to(discord, message) == ["posted exactly once"], second.stderr
     assert bool(second.log_lines("stored reply sent")) is not discord_created_it, second.stderr
     assert len(model.requests("/v1/chat/completions")) == 1, "the model was not asked again"
+
+
+def test_killed_after_the_first_chunk_of_a_long_reply_posts_the_rest_once(
+    discord: FakeDiscordServer, model: ModelServerProcess, tmp_path: Path
+) -> None:
+    """A reply of three chunks; the bot is killed once Discord created the first. Before,
+    catch-up saw our reply to the message in the channel, counted it answered and the
+    other two chunks were never posted. Now the stored reply is compared with what the
+    channel holds, and the catch-up posts the two missing chunks, once, without asking
+    the model again; a further restart posts nothing."""
+    from carrier_cli.clients.discord.split import split_message
+
+    character = write_character(tmp_path / "carrier.yaml")
+    home = tmp_path / "home"
+    long_reply = "\n\n".join(f"Paragraph {n}: " + "tide " * 300 for n in range(3))
+    chunks = split_message(long_reply)
+    assert len(chunks) == 3
+    first = start_carrier(discord, model.url, home, [character])
+    first.wait_status()
+    model.push(Reply(text=xml_reply(long_reply)))
+    discord.delay_after_create = 30.0  # the first chunk exists; its answer is late
+    message = discord.dispatch_message("tell me everything", dm=True)
+    discord.wait_for(lambda: discord.sent_messages(), what="the first chunk to be created")
+    first.process.kill()
+    first.wait_exit(10)
+    discord.delay_after_create = 0.0
+    assert [m.content for m in discord.sent_messages()] == chunks[:1]
+
+    second = start_carrier(discord, model.url, home, [character])
+    second.wait_status()
+    discord.wait_for(lambda: second.log_lines("caught up 1 "), what="catch-up")
+    discord.wait_for(lambda: len(discord.sent_messages()) >= 3, what="the other chunks")
+    assert second.terminate() == 0
+    assert [m.content for m in discord.sent_messages()] == chunks, second.stderr
+    assert replies_to(discord, message) == chunks[:1]  # only the first chunk is a reply
+    assert len(model.requests("/v1/chat/completions")) == 1, "the model was not asked again"
+
+    third = start_carrier(discord, model.url, home, [character])
+    third.wait_status()
+    discord.wait_for(lambda: third.log_lines("caught up 0 unanswered messages"), what="catch-up")
+    assert third.terminate() == 0
+    assert len(discord.sent_messages()) == 3
