@@ -100,7 +100,7 @@ def test_the_doc_has_examples_for_every_endpoint(served: ServeProcess) -> None:
     missing = []
     for path in paths:
         if path.startswith(("/v1/instagram/posts", "/v1/instagram/queue")) or path == "/v1/ws":
-            continue  # docs/api-instagram.md and docs/websocket.md have their own tested examples
+            continue  # their own pages, tested by test_api_instagram_doc.py and test_ws.py
         pattern = re.escape(path)
         pattern = re.sub(r"\\\{[^}]+\\\}", r"[^/?\" ]+", pattern)
         if not re.search(pattern + r"(?:[?\"' ]|$)", examples, re.M):
