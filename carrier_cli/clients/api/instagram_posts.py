@@ -251,13 +251,19 @@ class InstagramPoster:
     def _remove_uploads(self, record: PostRecord) -> None:
         """Delete what the API stored for a published post: the uploaded originals (never a
         file the admin named by path) and their converted copies."""
+        from carrier_cli.clients.api.uploads import remove_upload
+
         ours = self.directory.resolve()
         for item in record.items:
             source = Path(item["source"])
-            if source.parent.resolve() != ours:
-                continue
-            with contextlib.suppress(OSError):
-                source.unlink()
+            folder = source.parent.resolve()
+            if folder == ours:  # stored before uploads had a folder each
+                with contextlib.suppress(OSError):
+                    source.unlink()
+            elif folder.parent == ours:
+                remove_upload(source)
+            else:
+                continue  # a file the admin named by path
             converted = Path(item.get("path") or "")
             if converted != source and converted.parent.resolve() == prepared_dir().resolve():
                 with contextlib.suppress(OSError):

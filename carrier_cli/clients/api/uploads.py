@@ -97,8 +97,27 @@ class Form:
 
     def discard(self) -> None:
         for upload in self.files:
-            with contextlib.suppress(OSError):
-                upload.path.unlink()
+            remove_upload(upload.path)
+
+
+def remove_upload(path: Path) -> None:
+    """An upload and the folder of its own it was stored in (see `stored_name`)."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+
+def stored_name(filename: str | None, suffix: str) -> str:
+    """The name an upload is stored under, in a folder of its own: the client's name, made
+    safe (letters, digits, `-`, `_`, `.`; at most 80 characters; never hidden), with the
+    suffix its content was sniffed as. The name is what the journal, the queue and the
+    character writing the caption see: a random one ("067ee9e5....jpg") told an approver
+    nothing about which photo a draft was."""
+    stem = Path(filename or "").stem
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in stem)
+    safe = safe.strip(".-")[:80] or "upload"
+    return safe + suffix
 
 
 class _Receiver:
@@ -217,7 +236,9 @@ class _Receiver:
                 what += " (empty)"
             self._fail(not_media(self.file_field, what))
             return
-        final = self._path.with_suffix(suffix)
+        folder = self._path.with_suffix("")  # the part's random name: unique per upload
+        folder.mkdir()
+        final = folder / stored_name(self._filename, suffix)
         self._path.replace(final)
         self.open.append(final)
         self.form.files.append(Upload(final, self._filename or final.name, self._size))
@@ -234,8 +255,11 @@ class _Receiver:
     def remove_files(self) -> None:
         self.close()
         for path in self.open:
-            with contextlib.suppress(OSError):
-                path.unlink()
+            if path.suffix == ".part":
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            else:
+                remove_upload(path)
 
 
 async def read_form(

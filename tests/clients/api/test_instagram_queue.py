@@ -176,10 +176,14 @@ def test_a_post_scheduled_or_drafted_over_the_api_goes_out_by_the_scheduler_only
             drafted = post("draft.png", (10, 200, 10, 255), caption="approve me", draft="true")
             assert drafted.status_code == 202, drafted.text
             assert drafted.json()["status"] == "draft" and drafted.json()["scheduled_at"] is None
-            states = {
-                p["post_id"]: p["state"] for p in client.get("/v1/instagram/queue").json()["posts"]
-            }
+            listed = client.get("/v1/instagram/queue").json()["posts"]
+            states = {p["post_id"]: p["state"] for p in listed}
             assert states == {queued["post_id"]: "queued", drafted.json()["post_id"]: "draft"}
+            # by the names they were sent as (an approver must see which photo it is)
+            assert sorted(name for p in listed for name in p["media"]) == [
+                "draft.png",
+                "later.png",
+            ]
             time.sleep(0.5)  # five scheduler passes
             assert len(graph.published) == before
             assert len(list(uploads.iterdir())) == 2  # kept until they are published
