@@ -11,10 +11,11 @@ vector search is an exact scan of a numpy matrix (`SqliteVectorIndex`).
 from __future__ import annotations
 
 import asyncio
-import functools
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -24,8 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE
 from carrier_cli.memory.failures import StorageFailure
-from carrier_cli.memory.rows import CHUNK, IndexFilters, InsertExtra, M, columns, to_memory
+from carrier_cli.memory.rows import CHUNK, IndexFilters, InsertExtra, room_times, utcnow
 from carrier_cli.memory.sql import SqlBackend
+from carrier_cli.memory.sqlite import reads
 from carrier_cli.memory.sqlite.engine import (
     InlineConnection,
     SqliteWriter,
@@ -174,6 +176,13 @@ class SqliteBackend(SqlBackend):
         if rows:
             conn.exec_driver_sql(INSERT_SQL, memory_values(rows))
 
+    @staticmethod
+    def _touch_rooms(conn: Connection, memories: Sequence[Memory]) -> None:
+        # Driver SQL (memory/sqlite/reads.py): every insert moves its room's time.
+        for room_id, moment in room_times(memories).items():
+            stamp = reads.encode_time(moment)
+            conn.exec_driver_sql(reads.TOUCH_ROOM_SQL, (stamp, room_id.hex, stamp))
+
     async def insert_memories(
         self,
         memories: Sequence[Memory],
@@ -207,6 +216,20 @@ class SqliteBackend(SqlBackend):
         taken = {i for _, i in written[3]}  # hex ids; the memories' own UUIDs, not parsed
         return {m.id for m in memories if m.id.hex in taken}
 
+    async def recent(self, room_id: uuid.UUID, n: int, kinds: list[str] | None) -> list[Memory]:
+        # Driver SQL, rows decoded by hand (memory/sqlite/reads.py): 0.48 -> ~0.17 ms for
+        # a turn's 32 recent messages.
+        async with self._reading(n) as conn:
+            return await reads.recent(conn, room_id, n, tuple(kinds or ()))
+
+    async def cache_set(self, key: str, value: Any, ttl: float | None) -> None:
+        # Driver SQL: the Discord bot writes two cache rows per turn (the answered mark
+        # and the reply map), each paying SQLAlchemy's compile-cache lookup and bind
+        # processors before; the encoding is SQLAlchemy's (JSON text, naive UTC time).
+        expires = reads.encode_time(utcnow() + timedelta(seconds=ttl)) if ttl is not None else None
+        params = (key, json.dumps(value), expires)
+        await self.run_write(lambda conn: conn.exec_driver_sql(reads.CACHE_UPSERT_SQL, params))
+
     async def search(
         self, vector: np.ndarray, model: str, *, k: int, threshold: float, filters: IndexFilters
     ) -> list[SearchHit]:
@@ -235,18 +258,7 @@ class SqliteBackend(SqlBackend):
         self.index.invalidate()
 
 
-@functools.cache
-def _hits_statement() -> Any:
-    from sqlalchemy import bindparam, select
-
-    return select(*columns(False)).where(M.c.id.in_(bindparam("ids", expanding=True)))
-
-
 async def _hits(conn: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, Memory]:
-    """The hits' rows by one statement built once (an expanding IN): 0.25 ms for ten
-    rows against 0.57 ms for `get_many`, which builds its statement per call."""
-    found: dict[uuid.UUID, Memory] = {}
-    for start in range(0, len(ids), CHUNK):
-        result = await conn.execute(_hits_statement(), {"ids": ids[start : start + CHUNK]})
-        found.update((row.id, to_memory(row)) for row in result.all())
-    return found
+    """The hits' rows by driver SQL, decoded by hand (memory/sqlite/reads.py): 0.25 ms
+    for ten rows through a prebuilt SQLAlchemy statement before."""
+    return await reads.by_ids(conn, ids, CHUNK)
