@@ -154,3 +154,25 @@ async def test_cache_set_stores_what_sqlalchemy_stored(tmp_path: Path, value: ob
     with engine.begin() as conn:
         conn.execute(table(CacheRow).insert().values(key="k", value={"again": value}))
         assert conn.exec_driver_sql("SELECT value, expires_at FROM cache").all() == written
+
+
+async def test_inline_driver_reads_fail_as_sqlalchemy_fails(tmp_path: Path) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from carrier_cli.memory.sqlite.engine import InlineConnection, make_sqlite_reader
+
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    engine = make_sqlite_reader(url)
+    assert engine is not None
+    with engine.connect() as conn, pytest.raises(DBAPIError) as by_sqlalchemy:
+        conn.exec_driver_sql("SELECT nothing FROM nowhere")
+    inline = InlineConnection(engine, url)
+    try:
+        with pytest.raises(DBAPIError) as direct:
+            await inline.exec_driver_sql("SELECT nothing FROM nowhere")
+        assert type(direct.value) is type(by_sqlalchemy.value)
+        assert str(direct.value.orig) == str(by_sqlalchemy.value.orig)
+        assert (await inline.exec_driver_sql("SELECT 1, ?", (2,))).one() == (1, 2)
+    finally:
+        inline.close()
+        engine.dispose()

@@ -157,10 +157,11 @@ class SqliteBackend(SqlBackend):
             async with self.read() as conn:
                 yield conn
             return
-        with self._reader.connect() as sync:
-            sync.execution_options(**{AUTOCOMMIT_READ: True})
-            with sync.begin():
-                yield InlineConnection(sync)
+        inline = InlineConnection(self._reader, self.url)
+        try:
+            yield inline
+        finally:
+            inline.close()
 
     def _index_read(self) -> Any:
         """Reads around a vector search: inline once the index is loaded (what is left to

@@ -116,6 +116,8 @@ def _time(value: Any) -> datetime | None:
 def _json(value: Any, column: str) -> Any:
     if value is None:
         return None
+    if value == "{}":  # most rows' metadata: no parse
+        return {}
     if type(value) is str:
         return json.loads(value)
     return _processor(column)(value)
