@@ -17,6 +17,7 @@ from carrier_cli.memory.schema import Base, CacheRow
 from carrier_cli.memory.sqlite import reads
 from carrier_cli.memory.sqlite.insert import INSERT_SQL, memory_values
 from carrier_cli.memory.types import Memory, MemoryKind
+from tests.memory.conftest import HashEmbedder
 
 AGENT, ROOM, ENTITY = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
@@ -176,3 +177,34 @@ async def test_inline_driver_reads_fail_as_sqlalchemy_fails(tmp_path: Path) -> N
     finally:
         inline.close()
         engine.dispose()
+
+
+async def test_stored_vectors_by_driver_equal_sqlalchemys(
+    tmp_path: Path, hash_embedder: HashEmbedder
+) -> None:
+    import numpy as np
+
+    from carrier_cli.memory.rows import content_hash
+    from carrier_cli.memory.sql import SqlBackend
+    from carrier_cli.memory.store import MemoryStore
+
+    store = await MemoryStore.open(f"sqlite:///{tmp_path / 'f.db'}", embedder=hash_embedder)
+    try:
+        texts = ["the sea is calm", "tea at noon", "the sea is calm", ""]
+        for text in texts:
+            await store.add(Memory(agent_id=AGENT, content={"text": text}), dedupe=False)
+        backend = store._backend
+        assert isinstance(backend, SqlBackend)
+        hashes = [content_hash(t) for t in [*texts, "never stored"]]
+        model = store.embedder.model_id
+        direct = await backend.stored_vectors(model, hashes)
+        expected = await SqlBackend.stored_vectors(backend, model, hashes)
+        assert sorted(direct) == sorted(expected)
+        assert len(direct) == 2
+        for key, vector in expected.items():
+            assert direct[key].dtype == vector.dtype == np.float32
+            assert np.array_equal(direct[key], vector)
+            assert direct[key].flags.writeable == vector.flags.writeable
+        assert await backend.stored_vectors("other:model", hashes) == {}
+    finally:
+        await store.close()

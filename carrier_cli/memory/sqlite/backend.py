@@ -31,6 +31,7 @@ from carrier_cli.memory.sqlite import reads
 from carrier_cli.memory.sqlite.engine import (
     InlineConnection,
     SqliteWriter,
+    driver_call,
     make_engine,
     make_sqlite_reader,
 )
@@ -177,12 +178,12 @@ class SqliteBackend(SqlBackend):
         if rows:
             conn.exec_driver_sql(INSERT_SQL, memory_values(rows))
 
-    @staticmethod
-    def _touch_rooms(conn: Connection, memories: Sequence[Memory]) -> None:
+    def _touch_rooms(self, conn: Connection, memories: Sequence[Memory]) -> None:
         # Driver SQL (memory/sqlite/reads.py): every insert moves its room's time.
+        driver, url = conn.connection.driver_connection, self.url
         for room_id, moment in room_times(memories).items():
             stamp = reads.encode_time(moment)
-            conn.exec_driver_sql(reads.TOUCH_ROOM_SQL, (stamp, room_id.hex, stamp))
+            driver_call(driver, reads.TOUCH_ROOM_SQL, (stamp, room_id.hex, stamp), url)
 
     async def insert_memories(
         self,
@@ -200,9 +201,14 @@ class SqliteBackend(SqlBackend):
             # Plain SQL straight to the driver (both untyped, as text() left them): every
             # stored message runs these two, and SQLAlchemy's statement cache lookup cost
             # more than the queries.
-            before = conn.exec_driver_sql(INDEX_STATE_SQL).one()
-            self._insert_rows(conn, rows)
-            added = list(conn.exec_driver_sql(ADDED_SQL, (int(before[1] or 0),)).all())
+            # Straight to the sqlite3 connection in this transaction (driver_call: fails as
+            # SQLAlchemy would): its execution context per statement cost more CPU than
+            # these statements (four per stored message).
+            driver, url = conn.connection.driver_connection, self.url
+            before = driver_call(driver, INDEX_STATE_SQL, None, url)[0]
+            if rows:
+                driver_call(driver, INSERT_SQL, memory_values(rows), url, many=True)
+            added = driver_call(driver, ADDED_SQL, (int(before[1] or 0),), url)
             new_ids = {str(r[1]) for r in added}
             new = [m for m in memories if m.id.hex in new_ids]
             self._touch_rooms(conn, new)
@@ -222,6 +228,19 @@ class SqliteBackend(SqlBackend):
         # a turn's 32 recent messages.
         async with self._reading(n) as conn:
             return await reads.recent(conn, room_id, n, tuple(kinds or ()))
+
+    async def stored_vectors(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        # Driver SQL (memory/sqlite/reads.py): each stored message looks its text up here
+        # first (the embedding cache), inline, through a SQLAlchemy statement before.
+        found: dict[str, np.ndarray] = {}
+        async with self._reading(len(hashes)) as conn:
+            for start in range(0, len(hashes), CHUNK):
+                chunk = tuple(hashes[start : start + CHUNK])
+                result = await conn.exec_driver_sql(reads.hashes_sql(len(chunk)), chunk)
+                for h, row_model, blob in result.all():
+                    if h not in found and row_model == model and blob is not None:
+                        found[h] = reads.decode_vector(blob)
+        return found
 
     async def cache_set(self, key: str, value: Any, ttl: float | None) -> None:
         # Driver SQL: the Discord bot writes two cache rows per turn (the answered mark

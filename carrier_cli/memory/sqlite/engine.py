@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, event
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -152,29 +152,50 @@ class InlineConnection:
         return self.driver_rows(statement, parameters)
 
     def driver_rows(self, statement: str, parameters: Any = None) -> DriverRows:
-        import sqlite3
-
-        try:
-            if self._raw is None:
-                self._raw = self.engine.raw_connection()
-            cursor = self._raw.driver_connection.cursor()
+        if self._raw is None:
             try:
-                if parameters is None:
-                    cursor.execute(statement)
-                else:
-                    cursor.execute(statement, parameters)
-                return DriverRows(cursor.fetchall())
-            finally:
-                cursor.close()
-        except sqlite3.Error as exc:
-            from sqlalchemy.exc import DBAPIError
+                self._raw = self.engine.raw_connection()
+            except Exception as exc:
+                raise_driver_error(exc, statement, parameters, self.url)
+        return DriverRows(driver_call(self._raw.driver_connection, statement, parameters, self.url))
 
-            from carrier_cli.memory.sqlite.failures import storage_failure
 
-            failure = storage_failure(exc, self.url)
-            if failure is not None:
-                raise failure from exc
-            raise DBAPIError.instance(statement, parameters, exc, sqlite3.Error) from exc
+def driver_call(
+    driver: Any, statement: str, parameters: Any, url: str, *, many: bool = False
+) -> list[Any]:
+    """Run a statement on a sqlite3 connection and return its rows, failing as SQLAlchemy's
+    `exec_driver_sql` would (raise_driver_error)."""
+    try:
+        cursor = driver.cursor()
+        try:
+            if many:
+                cursor.executemany(statement, parameters)
+            elif parameters is None:
+                cursor.execute(statement)
+            else:
+                cursor.execute(statement, parameters)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+    except Exception as exc:
+        raise_driver_error(exc, statement, parameters, url)
+
+
+def raise_driver_error(exc: Exception, statement: str, parameters: Any, url: str) -> NoReturn:
+    """A driver error as SQLAlchemy's engines here raise it: the backend's StorageFailure
+    when it explains it (explain_errors), else SQLAlchemy's DBAPIError subclass."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
+    from carrier_cli.memory.sqlite.failures import storage_failure
+
+    failure = storage_failure(exc, url)
+    if failure is not None:
+        raise failure from exc
+    if isinstance(exc, sqlite3.Error):
+        raise DBAPIError.instance(statement, parameters, exc, sqlite3.Error) from exc
+    raise exc
 
 
 class DriverRows:

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+import numpy as np
+
 from carrier_cli.memory.rows import M
 from carrier_cli.memory.types import Memory, MemoryKind
 
@@ -65,6 +67,25 @@ def ids_sql(count: int) -> str:
     """The memories with one of `count` ids (parameters: the ids as hex)."""
     marks = ", ".join("?" for _ in range(count))
     return f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id IN ({marks})"
+
+
+@cache
+def hashes_sql(count: int) -> str:
+    """(content_hash, embedding_model, embedding) of the memories with one of `count`
+    content hashes. Only content_hash in SQL: with `embedding_model = ?` too, SQLite picks
+    the (unselective) model index and scans every row."""
+    marks = ", ".join("?" for _ in range(count))
+    return (
+        "SELECT content_hash, embedding_model, embedding FROM memories "
+        f"WHERE content_hash IN ({marks})"
+    )
+
+
+def decode_vector(value: Any) -> np.ndarray:
+    """An embedding blob as EmbeddingVector gives it (float32, read-only over the bytes)."""
+    if isinstance(value, bytes | memoryview):
+        return np.frombuffer(value, dtype=np.float32)
+    return np.asarray(_processor("embedding")(value), dtype=np.float32)
 
 
 def encode_time(value: datetime) -> str:
