@@ -14,7 +14,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -146,8 +146,7 @@ class SqliteBackend(SqlBackend):
             return await self._writer.run(work)
         return await super().run_write(work)
 
-    @asynccontextmanager
-    async def quick_read(self) -> AsyncIterator[AsyncConnection | InlineConnection]:
+    def quick_read(self) -> AbstractAsyncContextManager[AsyncConnection | InlineConnection]:
         """Small indexed reads (a few rows by key, a room's recent messages) run
         synchronously on the event loop thread, as the thread hop of an async read costs
         more than the read (an SQLite file in WAL mode: a reader never waits)."""
@@ -155,14 +154,8 @@ class SqliteBackend(SqlBackend):
             self._reader_checked = True
             self._reader = make_sqlite_reader(self.url)
         if self._reader is None:
-            async with self.read() as conn:
-                yield conn
-            return
-        inline = InlineConnection(self._reader, self.url)
-        try:
-            yield inline
-        finally:
-            inline.close()
+            return self.read()  # type: ignore[no-any-return]
+        return _QuickRead(InlineConnection(self._reader, self.url))
 
     def _index_read(self) -> Any:
         """Reads around a vector search: inline once the index is loaded (what is left to
@@ -282,3 +275,20 @@ async def _hits(conn: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, Memory]:
     """The hits' rows by driver SQL, decoded by hand (memory/sqlite/reads.py): 0.25 ms
     for ten rows through a prebuilt SQLAlchemy statement before."""
     return await reads.by_ids(conn, ids, CHUNK)
+
+
+class _QuickRead:
+    """`async with` around an InlineConnection, closed on the way out. A class, not an
+    @asynccontextmanager: each of those is an async generator that asyncio registers in a
+    WeakSet on its first iteration, and a turn makes four quick reads."""
+
+    __slots__ = ("inline",)
+
+    def __init__(self, inline: InlineConnection) -> None:
+        self.inline = inline
+
+    async def __aenter__(self) -> InlineConnection:
+        return self.inline
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.inline.close()
