@@ -208,3 +208,23 @@ async def test_stored_vectors_by_driver_equal_sqlalchemys(
         assert await backend.stored_vectors("other:model", hashes) == {}
     finally:
         await store.close()
+
+
+async def test_contents_parsed_once_are_never_shared(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    _database(path)
+    flat = Memory(agent_id=AGENT, room_id=ROOM, content={"text": "flat", "name": "A", "n": 1})
+    flat.created_at = datetime(2026, 12, 4, tzinfo=UTC)
+    with create_engine(f"sqlite:///{path}").begin() as conn:
+        conn.exec_driver_sql(INSERT_SQL, memory_values([memory_row(flat, None)]))
+    with create_engine(f"sqlite:///{path}").connect() as sync:
+        first = await reads.recent(_Async(sync), ROOM, 10, ())
+        assert reads._CONTENTS.get('{"text": "flat", "name": "A", "n": 1}') is not None
+        for memory in first:
+            memory.content["text"] = "changed by a caller"
+            memory.content.get("nested", {})["a"] = "changed too"
+        again = await reads.recent(_Async(sync), ROOM, 10, ())
+        every = [uuid.UUID(r[0]) for r in sync.exec_driver_sql("SELECT id FROM memories")]
+        assert sorted(again, key=lambda m: m.id.hex) == sorted(
+            _by_sqlalchemy(sync, every).values(), key=lambda m: m.id.hex
+        )

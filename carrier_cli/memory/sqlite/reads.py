@@ -48,9 +48,14 @@ CACHE_UPSERT_SQL = (
 )
 
 _KINDS = {kind.value: kind for kind in MemoryKind}
-# agent, room and sender ids repeat on nearly every row: parsed once (UUIDs are immutable).
+# agent, room and sender ids repeat on nearly every row, and a room's recent messages on
+# every turn: parsed once (UUIDs are immutable).
 _IDS: dict[str, uuid.UUID] = {}
 _IDS_LIMIT = 4096
+_CONTENTS: dict[str, dict[str, Any]] = {}
+_CONTENTS_LIMIT = 2048
+_CONTENT_CHARS = 2000  # longer texts are parsed each time (bounds the cache to ~4 MB)
+_SCALARS = (str, int, float, bool, type(None))
 
 
 @cache
@@ -144,13 +149,32 @@ def _json(value: Any, column: str) -> Any:
     return _processor(column)(value)
 
 
+def _content(value: Any) -> Any:
+    """`content`, parsed once per distinct JSON text when it is a flat object of scalars
+    (a plain message: text, name, source): a turn reads its room's 32 recent messages and
+    31 of them were read by the turn before. decode_memory gives each Memory its own copy
+    of the top-level dict, and a flat object has nothing nested that two Memory objects
+    could share; anything else is parsed each time."""
+    if type(value) is not str or len(value) > _CONTENT_CHARS:
+        return _json(value, "content")
+    held = _CONTENTS.get(value)
+    if held is not None:
+        return held  # decode_memory copies it
+    parsed = _json(value, "content")
+    if type(parsed) is dict and all(type(v) in _SCALARS for v in parsed.values()):
+        if len(_CONTENTS) >= _CONTENTS_LIMIT:
+            _CONTENTS.clear()
+        _CONTENTS[value] = parsed
+    return parsed
+
+
 def decode_memory(row: Sequence[Any]) -> Memory:
     """A row of MEMORY_COLUMNS as `rows.to_memory` makes it from SQLAlchemy's row."""
-    content = _json(row[5], "content")
+    content = _content(row[5])
     metadata = _json(row[9], "metadata")
     kind = row[4]
     return Memory(
-        id=_uuid(row[0]),  # type: ignore[arg-type]
+        id=_shared_uuid(row[0]),  # type: ignore[arg-type]
         agent_id=_shared_uuid(row[1]),  # type: ignore[arg-type]
         room_id=_shared_uuid(row[2]),
         entity_id=_shared_uuid(row[3]),
