@@ -241,6 +241,10 @@ class MemoryRow(Base):
     vector_segment: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
     __table_args__ = (
         Index("ix_memories_agent_kind_created", "agent_id", "kind", "created_at"),
+        # A person's facts (migration 0109): 80 -> 0.8 ms at 10k facts.
+        Index(
+            "ix_memories_agent_entity_kind_created", "agent_id", "entity_id", "kind", "created_at"
+        ),
         Index("ix_memories_room_created", "room_id", "created_at"),
         Index("ix_memories_content_hash", "content_hash"),
         Index("ix_memories_embedding_model", "embedding_model"),

@@ -140,8 +140,7 @@ class SqlBackend(CallLog):
             stmt = self.insert(M).on_conflict_do_nothing(index_elements=["id"])
             conn.execute(stmt, rows[start : start + CHUNK])
 
-    @staticmethod
-    def _touch_rooms(conn: Connection, memories: Sequence[Memory]) -> None:
+    def _touch_rooms(self, conn: Connection, memories: Sequence[Memory]) -> None:
         touch = _touch_room()
         for room_id, moment in room_times(memories).items():
             conn.execute(touch, {"room": room_id, "moment": moment})

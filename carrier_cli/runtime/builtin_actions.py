@@ -55,6 +55,13 @@ class _SendFile(_Marker):
         return None
 
 
+def always_valid(action: object) -> bool:
+    """Whether the action's validate is the markers' own `return True` (REPLY, IGNORE,
+    NONE, CONTINUE): compose then offers it without running it as a task under a timeout
+    (four tasks and timers per turn saved)."""
+    return getattr(type(action), "validate", None) is _Marker.validate
+
+
 def builtin_actions() -> list[Action]:
     return [
         _Marker(

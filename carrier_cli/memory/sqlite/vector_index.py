@@ -347,8 +347,10 @@ class SqliteVectorIndex:
 
     # ------------------------------------------------------------------ rows in
     async def _rows(self, conn: Conn, after: int, upto: int) -> list[Any]:
-        result = await conn.execute(
-            text(_ROWS_SQL), {"after": after, "upto": upto, "model": self.model}
+        # Driver SQL like _refresh's: a concurrent writer's rows (the Discord burst: about
+        # one load per turn) no longer pay text()'s compile-cache lookup.
+        result = await conn.exec_driver_sql(
+            _ROWS_SQL, {"after": after, "upto": upto, "model": self.model}
         )
         return list(result.all())
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.cache import Cache, LocalCache
 from carrier_cli.memory.types import Memory, MemoryKind
 from carrier_cli.runtime import prompts
+from carrier_cli.runtime.builtin_actions import always_valid
 from carrier_cli.runtime.turn.state import TurnDeps, TurnState
 
 if TYPE_CHECKING:
@@ -34,35 +36,44 @@ async def compose(deps: TurnDeps, turn: TurnState, facts: FactCache) -> None:
     `turn.messages` (the reply prompt)."""
     ctx = turn.ctx
     message = ctx.message
-    recent_task = (
-        deps.store.recent(ctx.room.id, n=deps.recent_count)
-        if turn.recent is None
-        else _done(turn.recent)
+    # What is already known (recent messages read by decide, cached facts, no text to
+    # search, the markers' validate) is not run as a task: asyncio.gather makes a Task of
+    # every awaitable, and those were ~10 tasks per turn. Everything else runs at once.
+    pending: list[Awaitable[Any]] = []
+
+    def later(work: Awaitable[Any]) -> int:
+        pending.append(work)
+        return len(pending) - 1
+
+    recent_at = (
+        later(deps.store.recent(ctx.room.id, n=deps.recent_count)) if turn.recent is None else -1
     )
-    knowledge_task = (
-        deps.store.search(
-            ctx.memory.embedding or message.text,
-            agent_id=deps.agent_id,
-            k=deps.knowledge_k,
-            threshold=deps.knowledge_threshold,
-            kinds=KNOWLEDGE_KINDS,
+    knowledge_at = (
+        later(
+            deps.store.search(
+                ctx.memory.embedding or message.text,
+                agent_id=deps.agent_id,
+                k=deps.knowledge_k,
+                threshold=deps.knowledge_threshold,
+                kinds=KNOWLEDGE_KINDS,
+            )
         )
         if message.text.strip()
-        else _done([])
+        else -1
     )
-    facts_task = facts.get(deps, ctx.entity.id)
-    provider_tasks = _providers(deps, ctx)
-    validations = [_validate(deps, a, ctx) for a in deps.actions]
-    results = await asyncio.gather(
-        recent_task,
-        knowledge_task,
-        facts_task,
-        provider_tasks,
-        asyncio.gather(*validations),
-    )
-    recent_memories, hits, sender_facts, provided, valid = results
+    held_facts = facts.peek(ctx.entity.id)
+    facts_at = later(facts.get(deps, ctx.entity.id)) if held_facts is None else -1
+    providers_at = later(_providers(deps, ctx))
+    validated = [-1 if always_valid(a) else later(_validate(deps, a, ctx)) for a in deps.actions]
+    results = await asyncio.gather(*pending)
+    recent_memories: list[Memory] = results[recent_at] if recent_at >= 0 else turn.recent or []
+    hits = results[knowledge_at] if knowledge_at >= 0 else []
+    sender_facts: list[Memory] = results[facts_at] if facts_at >= 0 else held_facts or []
+    provided = results[providers_at]
     recent_memories = turn_view(recent_memories, ctx.memory, deps.agent_id)
-    turn.offered = [a for a, ok in zip(deps.actions, valid, strict=True) if ok]
+    turn.offered = [
+        a for a, at in zip(deps.actions, validated, strict=True) if at < 0 or results[at]
+    ]
     turn.messages = prompts.reply(
         deps,
         ctx,
@@ -106,6 +117,10 @@ class FactCache:
         self.cache: Cache[uuid.UUID, list[Memory]] = (
             LocalCache(capacity=FACT_CACHE_LIMIT) if cache is None else cache
         )
+
+    def peek(self, entity_id: uuid.UUID) -> list[Memory] | None:
+        """The facts held for this person now, None when they must be loaded (`get`)."""
+        return self.cache.peek(entity_id)
 
     async def get(self, deps: TurnDeps, entity_id: uuid.UUID) -> list[Memory]:
         held = self.cache.peek(entity_id)  # most turns: a dict lookup, as before
@@ -175,7 +190,3 @@ async def _validate(deps: TurnDeps, action: Action, ctx: TurnContext) -> bool:
     except Exception as exc:
         log.warning("action %s validate() failed; not offered: %s", action.name, exc)
     return False
-
-
-async def _done(value: Any) -> Any:
-    return value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Any
@@ -169,14 +169,24 @@ async def post(deps: TurnDeps, messages: list[ChatMessage]) -> str:
     return text
 
 
-@asynccontextmanager
-async def closing(iterator: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
+class closing:  # lower case: used as `async with closing(...)`, like contextlib's
     """Close a nested async generator when the outer one stops early (a consumer that
-    breaks out of a stream, Ctrl-C): the model's HTTP stream is released at once."""
-    try:
-        yield iterator
-    finally:
-        aclose = getattr(iterator, "aclose", None)
+    breaks out of a stream, Ctrl-C): the model's HTTP stream is released at once.
+
+    A class rather than an @asynccontextmanager: each of those is an async generator of its
+    own, and asyncio registers every async generator's first iteration in a WeakSet (22
+    per Discord turn, ~0.3 ms of the bot's CPU per turn under the profiler)."""
+
+    __slots__ = ("iterator",)
+
+    def __init__(self, iterator: AsyncIterator[Any]) -> None:
+        self.iterator = iterator
+
+    async def __aenter__(self) -> AsyncIterator[Any]:
+        return self.iterator
+
+    async def __aexit__(self, *exc: object) -> None:
+        aclose = getattr(self.iterator, "aclose", None)
         if aclose is not None:
             await aclose()
 
