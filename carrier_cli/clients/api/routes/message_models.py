@@ -229,7 +229,8 @@ class MessageOut(BaseModel):
     files: list[FileOut] = Field(
         default_factory=list,
         description="Files the agent's actions sent with the reply (at most 10 of 10 MiB); "
-        "download each from its `url`. Empty on a replay (the bytes are not in memory).",
+        "download each from its `url`. A replay lists them while the process that ran the "
+        "turn remembers it (its last 2,048 turns); else none (memory keeps no bytes).",
     )
     embeds: list[EmbedOut] = Field(
         default_factory=list, description="Cards the agent's actions sent with the reply."
