@@ -18,7 +18,8 @@ the database the size of the media). This store is the only place the bytes stay
   lose their bytes (410 too). A turn sends at most 10 files of 10 MiB (outgoing.py), so the
   default holds the last ~10 fullest turns at worst, thousands of typical ones.
 
-Sweeps run at most once a minute per process, on a write; they only delete, so racing
+Sweeps run on a write, once a minute per process or after a tenth of the cap was written
+(so the cap is exceeded by at most that tenth); they only delete, so racing
 processes can at worst both try to delete one file (FileNotFoundError is ignored). Disk
 work runs in a thread: writing 100 MiB must not stall the event loop.
 """
@@ -64,6 +65,7 @@ class FileStore:
         self.retention = retention_seconds
         self.max_total_bytes = max_total_bytes
         self._last_sweep = 0.0
+        self._written = 0  # bytes written since the last sweep
 
     @classmethod
     def from_settings(cls, settings: Any) -> FileStore:
@@ -88,8 +90,11 @@ class FileStore:
             now = time.time()
             for file in files:
                 self._write(file, now)
-            if now - self._last_sweep >= SWEEP_EVERY:
-                self._last_sweep = now
+                self._written += len(file.data)
+            # Once a minute, or sooner when a tenth of the cap was written since the last
+            # sweep: the cap is exceeded by at most that much (100 MiB of the default 1 GiB).
+            if now - self._last_sweep >= SWEEP_EVERY or self._written > self.max_total_bytes / 10:
+                self._last_sweep, self._written = now, 0
                 self.sweep(now)
         except OSError as exc:
             log.warning("could not keep a reply's files under %s: %s", self.root, exc)
