@@ -383,6 +383,20 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds between keep-alive comments on a quiet Server-Sent Events stream.",
     )
+    api_file_retention_hours: float = Field(
+        24.0,
+        gt=0,
+        le=8760,
+        description="Hours the API keeps the bytes of a file a reply sent (for GET "
+        "/v1/agents/{agent}/files/{id}) after the last turn that sent it; then 410 Gone.",
+    )
+    api_file_max_total_mb: int = Field(
+        1024,
+        ge=10,
+        le=1_048_576,
+        description="MiB of reply files the API keeps on disk (<data dir>/api-files); past "
+        "it the files expiring first are deleted early.",
+    )
 
     # Webhooks (issue 13): signed POSTs of events, through a durable outbox
     webhooks: list[Webhook] = Field(

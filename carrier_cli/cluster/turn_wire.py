@@ -4,18 +4,28 @@ result entries a worker sends back to the API process waiting for them.
 A queued entry is the turn's whole input (the `IncomingMessage` as JSON, the agent's id,
 the request id and the waiting process's inbox), so any worker can run it with nothing
 but the database. A result entry is one of `started` (a worker took the turn), `delta`
-(reply text as it streams), `done` (the `TurnResult`, sent once the reply is stored) or
+(reply text as it streams), `done` (the `TurnResult`, sent once the reply is stored, with
+its files' bytes in base64: see `file_to_dict`) or
 `error` (the JSON error the client gets: status, code, message, hint). Everything is
 JSON in a `data` field, plus the request id, so one reader can route entries by request.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from carrier_cli.runtime.outgoing import (
+    MAX_EMBEDS,
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    OutgoingFile,
+    embed_from_json,
+    embed_json,
+)
 from carrier_cli.runtime.types import Addressing, IncomingMessage, TurnResult
 
 PREFIX = "carrier:"
@@ -66,7 +76,39 @@ def result_to_dict(result: TurnResult) -> dict[str, Any]:
         "timings": dict(result.timings),
         "extra_messages": list(result.extra_messages),
         "replayed": result.replayed,
+        "files": [file_to_dict(f) for f in result.files[:MAX_FILES]],
+        "embeds": [embed_json(e) for e in result.embeds[:MAX_EMBEDS]],
     }
+
+
+# A turn's files travel to the API process in its `done` entry, base64 in the JSON, not
+# through a shared store: the bytes then sit in Redis only until that process reads its
+# inbox (milliseconds; it trims what it read, and an inbox nobody reads expires in 10 min),
+# where a store in Redis would hold every file for the whole retention (24 h by default)
+# in memory that `noeviction` Redis (what the queue needs) would refuse writes past. The
+# API process keeps them in its on-disk file store, as it does for turns it runs itself.
+# Bounded: outgoing.MAX_FILES (10) files of MAX_FILE_BYTES (10 MiB), so one entry is at
+# most ~134 MiB of base64, under Redis's 512 MB per value; a larger file or a file past
+# the 10th is dropped on both sides (the runtime never produces one).
+def file_to_dict(file: OutgoingFile) -> dict[str, Any]:
+    return {
+        "filename": file.filename,
+        "content_type": file.content_type,
+        "description": file.description,
+        "data": base64.b64encode(file.data).decode("ascii"),
+    }
+
+
+def file_from_dict(data: dict[str, Any]) -> OutgoingFile | None:
+    raw = str(data.get("data") or "")
+    if len(raw) > (MAX_FILE_BYTES + 2) // 3 * 4:
+        return None
+    return OutgoingFile(
+        filename=str(data["filename"]),
+        data=base64.b64decode(raw, validate=True),
+        content_type=data.get("content_type"),
+        description=data.get("description"),
+    )
 
 
 def result_from_dict(data: dict[str, Any]) -> TurnResult:
@@ -81,6 +123,12 @@ def result_from_dict(data: dict[str, Any]) -> TurnResult:
         timings={k: float(v) for k, v in (data.get("timings") or {}).items()},
         extra_messages=list(data.get("extra_messages") or []),
         replayed=bool(data.get("replayed")),
+        files=[
+            f
+            for f in (file_from_dict(item) for item in (data.get("files") or [])[:MAX_FILES])
+            if f is not None
+        ],
+        embeds=[embed_from_json(e) for e in (data.get("embeds") or [])[:MAX_EMBEDS]],
     )
 
 

@@ -27,7 +27,7 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import UTC, datetime
 from time import perf_counter
@@ -40,6 +40,7 @@ from carrier_cli.runtime import prompts
 from carrier_cli.runtime.character_state import CharacterState
 from carrier_cli.runtime.context import TurnContext
 from carrier_cli.runtime.events import AgentEvent, EventBus, message_data, room_ref
+from carrier_cli.runtime.outgoing import OutgoingFile, describe_file, embed_json
 from carrier_cli.runtime.plugins import (
     Action,
     Evaluator,
@@ -138,6 +139,10 @@ class AgentRuntime:
         self._closed = False
         # What happens in the rooms, for the API's WebSocket, webhooks and library callers.
         self.events = EventBus()
+        # Where the bytes of a turn's files go before reply.completed names them (the API
+        # sets its file store's `keep` here, so a client that reads the event can download
+        # them at once); None: nowhere (the client gets them in TurnResult.files).
+        self.file_sink: Callable[[list[OutgoingFile]], Awaitable[None]] | None = None
         # Every model call's record: priced, summed (`/usage`) and stored by the meter.
         self.usage = usage or UsageMeter(store, character=character.name, agent_id=agent_id)
         self._observed = _observe(self.usage, model, getattr(store, "embedder", None))
@@ -483,6 +488,8 @@ class AgentRuntime:
                 self._publish_message(turn.ctx.reply, room, from_agent=True)
             with _stage(turn, "actions"):
                 await act.run_actions(self, turn, result)
+            if result.files and self.file_sink is not None:
+                await self.file_sink(result.files)
         yield self._finish(turn, result)
 
     def _finish(self, turn: TurnState, result: TurnResult) -> TurnEvent:
@@ -507,6 +514,8 @@ class AgentRuntime:
                         "actions": result.actions,
                         "thought": result.thought,
                         "extra_messages": result.extra_messages,
+                        "files": [describe_file(f) for f in result.files],
+                        "embeds": [embed_json(e) for e in result.embeds],
                     },
                 },
                 room_id=turn.ctx.room.id,

@@ -9,14 +9,20 @@ A plugin answers with a file or an embed in one of two ways:
   the model, which sends the offered files with its reply when it chooses SEND_FILE.
 
 They reach the client in `TurnResult.files` / `TurnResult.embeds`. Discord sends them
-(discord.File, discord.Embed) after the reply's text; clients without files degrade:
-the terminal prints the file names and each embed as text, the HTTP API lists the files'
-names, types and sizes. Memory keeps their descriptions, never the bytes.
+(discord.File, discord.Embed) after the reply's text; the terminal prints the file names
+and each embed as text; the HTTP API (POST /v1/agents/{agent}/messages, its SSE `reply`
+event, the WebSocket's `reply.completed`) answers with each embed as JSON (`embed_json`)
+and each file as a descriptor (`describe_file`: id, filename, content_type, size,
+description) plus a URL to download its bytes, which it keeps for a while in a bounded
+on-disk store (clients/api/file_store.py); `carrier chat --json` prints the same
+descriptors. Memory keeps their descriptions, never the bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 MAX_FILES = 10  # per turn: Discord takes at most 10 files (and 10 embeds) per message
@@ -36,6 +42,17 @@ class OutgoingFile:
 
     def describe(self) -> str:
         return f"[file: {self.filename}, {len(self.data):,} bytes]"
+
+    @cached_property
+    def file_id(self) -> str:
+        """The file's content address: sha256 over its name, type and bytes (hex), so the
+        process that ran the turn and the one that stores the bytes name it alike. Cached:
+        hashing 10 MiB takes ~20 ms and a turn's file is named several times."""
+        digest = hashlib.sha256()
+        for part in (self.filename, self.content_type or ""):
+            digest.update(part.encode("utf-8") + b"\0")
+        digest.update(self.data)
+        return digest.hexdigest()
 
     def record(self) -> dict[str, Any]:
         """What memory keeps of it (the conversation shows the description)."""
@@ -94,3 +111,43 @@ class ActionOutput:
 def as_text_lines(files: list[OutgoingFile], embeds: list[Embed]) -> list[str]:
     """A turn's files and embeds for a client that shows only text (the terminal)."""
     return [f"(sent {f.describe()[1:-1]})" for f in files] + [e.as_text() for e in embeds]
+
+
+def describe_file(file: OutgoingFile) -> dict[str, Any]:
+    """A file for a JSON client: everything but the bytes (the API adds a `url`)."""
+    return {
+        "id": file.file_id,
+        "filename": file.filename,
+        "content_type": file.content_type,
+        "size": len(file.data),
+        "description": file.description,
+    }
+
+
+def embed_json(embed: Embed) -> dict[str, Any]:
+    """Every field of an embed, as JSON (`record()` is memory's shorter copy)."""
+    return {
+        "title": embed.title,
+        "description": embed.description,
+        "url": embed.url,
+        "color": embed.color,
+        "fields": [{"name": f.name, "value": f.value, "inline": f.inline} for f in embed.fields],
+        "footer": embed.footer,
+        "image_url": embed.image_url,
+    }
+
+
+def embed_from_json(data: dict[str, Any]) -> Embed:
+    """The inverse of `embed_json` (the turn queue carries embeds as JSON)."""
+    return Embed(
+        title=data.get("title"),
+        description=data.get("description"),
+        url=data.get("url"),
+        color=data.get("color"),
+        fields=tuple(
+            EmbedField(str(f["name"]), str(f["value"]), bool(f.get("inline")))
+            for f in data.get("fields") or ()
+        ),
+        footer=data.get("footer"),
+        image_url=data.get("image_url"),
+    )

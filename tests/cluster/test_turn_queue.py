@@ -152,7 +152,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_admin_url: str) -
         "CARRIER_TURN_QUEUE_CLAIM_IDLE": str(CLAIM_IDLE),
         "CARRIER_TURN_QUEUE_MAX_LEN": str(MAX_LEN),
     }
-    character = write_character(root / "carrier.yaml", extra=CHARACTER_EXTRA)
+    # The file plugin: a turn a worker runs can answer with a file and an embed.
+    extra = CHARACTER_EXTRA + 'plugins: ["tests.support.file_plugin:PLUGIN"]\n'
+    character = write_character(root / "carrier.yaml", extra=extra)
     api = start_serve(
         root / "api-home", model.url, characters=[character], args=["--role", "api"], env=env
     )
@@ -253,6 +255,57 @@ async def test_a_websocket_message_is_answered_by_a_worker(cluster: Cluster) -> 
         assert not [f for f in frames if f["type"] == "error"], frames
     finally:
         await ws.close()
+
+
+async def test_a_workers_files_and_embeds_reach_the_api_and_download(cluster: Cluster) -> None:
+    """The worker runs the turn; the file's bytes come back in its result (base64 in the
+    inbox entry), the API process stores them and serves the url; SSE and the WebSocket
+    carry the same descriptors."""
+    from carrier_cli.runtime.outgoing import embed_json
+    from tests.support.file_plugin import CARD, REPORT, reply_choosing
+
+    def check(files: list[dict[str, Any]], embeds: list[dict[str, Any]]) -> None:
+        assert [(f["id"], f["filename"], f["size"]) for f in files] == [
+            (REPORT.file_id, "report.csv", len(REPORT.data))
+        ]
+        assert embeds == [embed_json(CARD)]
+        got = httpx.get(cluster.api.url + files[0]["url"], headers=cluster.api.headers())
+        assert got.status_code == 200, got.text
+        assert got.content == REPORT.data
+        assert got.headers["content-type"].startswith("text/csv")
+
+    cluster.model.push(reply_choosing("SHOW_REPORT"))
+    r = cluster.post({"room": room_name("files"), "text": "the report"})
+    assert r.status_code == 200, r.text + cluster.api.stderr[-3000:]
+    assert r.json()["reply"]["actions"] == ["REPLY", "SHOW_REPORT"]
+    check(r.json()["files"], r.json()["embeds"])
+    stored = list((cluster.api.home / "data" / "api-files").glob("*.bin"))
+    assert [p.name for p in stored] == [f"{REPORT.file_id}.bin"]  # on the API's disk
+    for path in stored:
+        path.unlink()  # the stream and the WebSocket must bring the bytes again
+
+    cluster.model.push(reply_choosing("SHOW_REPORT"))
+    streamed = cluster.post({"room": room_name("files-sse"), "text": "the report", "stream": True})
+    reply = parse_sse(streamed.text).events[-2].data
+    check(reply["files"], reply["embeds"])
+    for path in (cluster.api.home / "data" / "api-files").glob("*.bin"):
+        path.unlink()
+
+    async def over_the_websocket() -> dict[str, Any]:
+        from tests.clients.api.ws_client import authed, is_type, send, until
+
+        ws = await authed(cluster.api.url, cluster.api.key)
+        try:
+            cluster.model.push(reply_choosing("SHOW_REPORT"))
+            frame = {"type": "message", "agent": "Carrier", "room": room_name("files-ws")}
+            await send(ws, {**frame, "text": "the report", "client_id": "f1"})
+            frames = await until(ws, is_type("reply.completed"), timeout=30)
+            return dict(frames[-1]["data"]["reply"])
+        finally:
+            await ws.close()
+
+    reply = await over_the_websocket()
+    check(reply["files"], reply["embeds"])  # downloadable as soon as the frame came
 
 
 def test_redis_restarted_under_the_processes(cluster: Cluster) -> None:

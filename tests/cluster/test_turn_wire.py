@@ -12,8 +12,16 @@ import pytest
 from carrier_cli.cluster.turn_wire import (
     QueuedTurn,
     ResultEntry,
+    file_to_dict,
     result_from_dict,
     result_to_dict,
+)
+from carrier_cli.runtime.outgoing import (
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    Embed,
+    EmbedField,
+    OutgoingFile,
 )
 from carrier_cli.runtime.types import Addressing, IncomingMessage, TurnResult
 
@@ -55,6 +63,35 @@ def test_a_result_round_trips() -> None:
     entry = ResultEntry("req1", "done", result_to_dict(result))
     parsed = ResultEntry.parse(as_redis_returns(entry.fields()))
     assert result_from_dict(parsed.data) == result
+
+
+def test_a_results_files_and_embeds_round_trip_bounded() -> None:
+    """The bytes travel base64 in the `done` entry (turn_wire.file_to_dict: why), at most
+    MAX_FILES of MAX_FILE_BYTES: what the runtime never produces is dropped on arrival."""
+    report = OutgoingFile("report.csv", bytes(range(256)), "text/csv", "Visits")
+    card = Embed(
+        title="T",
+        description="D",
+        url="https://e.x",
+        color=0x112233,
+        fields=(EmbedField("a", "1", inline=True),),
+        footer="F",
+        image_url="https://e.x/i.png",
+    )
+    result = TurnResult(
+        decision="DIRECT", message_id=uuid.uuid4(), text="hi", files=[report], embeds=[card]
+    )
+    entry = ResultEntry("req1", "done", result_to_dict(result))
+    back = result_from_dict(ResultEntry.parse(as_redis_returns(entry.fields())).data)
+    assert back == result
+    assert back.files[0].data == report.data and back.files[0].file_id == report.file_id
+
+    data = result_to_dict(result)
+    data["files"] = [file_to_dict(report)] * (MAX_FILES + 3)
+    data["files"].append(file_to_dict(OutgoingFile("big.bin", b"x" * (MAX_FILE_BYTES + 1))))
+    assert len(result_from_dict(data).files) == MAX_FILES
+    data["files"] = [file_to_dict(OutgoingFile("big.bin", b"x" * (MAX_FILE_BYTES + 3)))]
+    assert result_from_dict(data).files == []
 
 
 @pytest.mark.parametrize(

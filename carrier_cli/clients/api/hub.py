@@ -62,7 +62,22 @@ class Delivery:
             frame["room"] = str(self.event.room_id)
         if self.own:
             frame["client_id"] = self.client_id
+        if self.event.type == "reply.completed":
+            frame["data"] = with_file_urls(frame["data"], self.event.agent_id)
         return frame
+
+
+def with_file_urls(data: dict[str, Any], agent_id: Any) -> dict[str, Any]:
+    """reply.completed's files, each with the `url` to download it from (the runtime that
+    published the event names files by id only: it knows nothing of the API's paths).
+    A copy: the event's data is shared by every connection and the webhooks."""
+    reply = data.get("reply")
+    if not isinstance(reply, dict) or not reply.get("files"):
+        return data
+    from carrier_cli.clients.api.routes.files import file_url
+
+    files = [{**f, "url": file_url(agent_id, f["id"])} for f in reply["files"]]
+    return {**data, "reply": {**reply, "files": files}}
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,11 @@ def api_service(
             keys=keys,
             clients=list(options.clients),
         )
+        from carrier_cli.clients.api.file_store import FileStore
+
+        files = state.extras["files"] = FileStore.from_settings(settings)
+        for runtime in runtimes:  # a reply's files are stored before reply.completed names them
+            runtime.file_sink = files.keep
         from carrier_cli.clients.api.instagram_posts import open_poster
 
         poster = await open_poster(settings, store)

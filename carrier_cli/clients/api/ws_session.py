@@ -87,6 +87,7 @@ CLOSE_SLOW_CONSUMER = 4008
 CLOSE_TRY_LATER = 1013  # too many connections
 CLOSE_INTERNAL = 1011
 QUEUED_EVENTS_GRACE = 2.0  # seconds a queued turn's events may trail its result
+FILES_WAIT = 2.0  # seconds a reply.completed waits for its files' bytes (--role api)
 
 
 class Session:
@@ -385,6 +386,11 @@ class Session:
                 async for event in events:
                     if event.kind == "done" and event.result is not None:
                         responded = event.result.responded
+                        files = self.state.extras.get("files")
+                        if files is not None and event.result.files:
+                            # --role api: the bytes came from the worker in the result;
+                            # (a local runtime's file sink stored them already)
+                            await files.keep(event.result.files)
             finally:
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
@@ -451,9 +457,27 @@ class Session:
                 if event.type == "message.created" and event.room_id is not None:
                     room = (event.agent_id, event.room_id)
                     self._sent.setdefault(room, deque(maxlen=256)).append(event.id)
+                elif event.type == "reply.completed":
+                    await self._files_stored(event.data)
                 await self._send(item.frame())
             else:
                 await self._send(item)
+
+    async def _files_stored(self, data: dict[str, Any]) -> None:
+        """With --role api, a worker's reply.completed (Redis pub/sub) can come before its
+        result (the inbox stream) that brings the files' bytes here: hold the frame until
+        they are stored, so its `url`s answer at once; bounded by FILES_WAIT seconds (on
+        a server that did not run the turn they never come, unless it shares the data dir)."""
+        store = self.state.extras.get("files")
+        wanted = [f.get("id") for f in (data.get("reply") or {}).get("files") or ()]
+        if store is None or not wanted:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FILES_WAIT
+        while not all(isinstance(i, str) and store.has(i) for i in wanted):
+            if loop.time() >= deadline:
+                return
+            await asyncio.sleep(0.02)
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(frame, ensure_ascii=False, default=str))

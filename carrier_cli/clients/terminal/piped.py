@@ -16,7 +16,7 @@ from carrier_cli.clients.terminal.commands import run_command, usage_footer
 from carrier_cli.clients.terminal.input_reader import split_command, unescape_message
 from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
 from carrier_cli.errors import CarrierError, InputError
-from carrier_cli.runtime.outgoing import as_text_lines
+from carrier_cli.runtime.outgoing import as_text_lines, describe_file, embed_json
 
 
 async def run_piped(
@@ -142,6 +142,9 @@ def _result_json(session: ChatSession, result: Any) -> dict[str, Any]:
         "reply_id": str(result.reply_id) if result.reply_id else None,
         "actions": list(result.actions),
         "extra_messages": list(getattr(result, "extra_messages", None) or []),
+        # The API's descriptors (no bytes, no url: nothing serves them after the process)
+        "files": [describe_file(f) for f in getattr(result, "files", None) or []],
+        "embeds": [embed_json(e) for e in getattr(result, "embeds", None) or []],
     }
 
 

@@ -83,11 +83,12 @@ def model_process() -> Iterator[ModelServerProcess]:
 
 @contextlib.contextmanager
 def serving(
-    root: Path, model: ModelServerProcess, env: dict[str, str] | None = None
+    root: Path, model: ModelServerProcess, env: dict[str, str] | None = None, character: str = ""
 ) -> Iterator[Served]:
+    """`character`: more YAML for the character (e.g. its `plugins:`)."""
     full = {**SERVE_ENV, **(env or {})}
-    character = write_character(root / "carrier.yaml", extra=CHARACTER_EXTRA)
-    process = start_serve(root / "home", model.url, characters=[character], env=full)
+    character_file = write_character(root / "carrier.yaml", extra=CHARACTER_EXTRA + character)
+    process = start_serve(root / "home", model.url, characters=[character_file], env=full)
     try:
         yield Served(process, model, full)
     finally:

@@ -30,11 +30,16 @@ def model_server() -> Iterator[ModelServerProcess]:
 
 @contextmanager
 def serving(
-    root: Path, model: ModelServerProcess, *, env: dict[str, str] | None = None
+    root: Path,
+    model: ModelServerProcess,
+    *,
+    env: dict[str, str] | None = None,
+    character_extra: str = "",
 ) -> Iterator[ServeProcess]:
-    """A `carrier serve` over one character in `root/home`, stopped afterwards."""
+    """A `carrier serve` over one character in `root/home`, stopped afterwards;
+    `character_extra`: more YAML for the character (its `plugins:`, say)."""
     root.mkdir(parents=True, exist_ok=True)
-    character = write_character(root / "carrier.yaml")
+    character = write_character(root / "carrier.yaml", extra=character_extra)
     served = start_serve(root / "home", model.url, characters=[character], env=env)
     try:
         yield served

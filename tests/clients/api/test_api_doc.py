@@ -32,7 +32,17 @@ pytestmark = [
 ]
 
 DOC = ROOT / "docs" / "api.md"
-_BLOCK = re.compile(r"(?P<marker><!-- expect-error -->\n)?```sh\n(?P<body>.*?)```", re.S)
+_BLOCK = re.compile(
+    r"(?:<!-- model-actions: (?P<action>[A-Z_]+) -->\n)?"
+    r"(?P<marker><!-- expect-error -->\n)?```sh\n(?P<body>.*?)```",
+    re.S,
+)
+# The doc's server loads the file plugin (tests/support/file_plugin.py), and a block after
+# `<!-- model-actions: SHOW_REPORT -->` gets a model that chooses that action (after REPLY).
+PLUGIN_EXTRA = (
+    'plugins: ["tests.support.file_plugin:PLUGIN"]\n'
+    "settings:\n  fact_interval: 1000000\n"  # no fact calls take the scripted reply
+)
 _PRELUDE = """
 carrier() { "$CARRIER_PYTHON" -m carrier_cli "$@"; }
 """
@@ -41,8 +51,9 @@ _STRICT_CURL = (
 )
 
 
-def doc_blocks() -> list[tuple[int, bool, str]]:
-    """(line number, expects an error, body) of every runnable sh block."""
+def doc_blocks() -> list[tuple[int, bool, str, str | None]]:
+    """(line number, expects an error, body, the action the model chooses) of every
+    runnable sh block."""
     text = DOC.read_text(encoding="utf-8")
     blocks = []
     for match in _BLOCK.finditer(text):
@@ -50,7 +61,7 @@ def doc_blocks() -> list[tuple[int, bool, str]]:
         if "crr_..." in body:
             continue
         line = text.count("\n", 0, match.start("body")) + 1
-        blocks.append((line, bool(match.group("marker")), body))
+        blocks.append((line, bool(match.group("marker")), body, match.group("action")))
     return blocks
 
 
@@ -64,7 +75,8 @@ def model() -> Iterator[ModelServerProcess]:
 def served(
     model: ModelServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServeProcess]:
-    with serving(tmp_path_factory.mktemp("api-doc"), model) as server:
+    root = tmp_path_factory.mktemp("api-doc")
+    with serving(root, model, character_extra=PLUGIN_EXTRA) as server:
         yield server
 
 
@@ -96,7 +108,7 @@ def test_the_doc_has_examples_for_every_endpoint(served: ServeProcess) -> None:
     import httpx2 as httpx
 
     paths = httpx.get(served.url + "/openapi.json", timeout=30).json()["paths"]
-    examples = "\n".join(body for _, _, body in doc_blocks())
+    examples = "\n".join(body for _, _, body, _ in doc_blocks())
     missing = []
     for path in paths:
         if path.startswith(("/v1/instagram/posts", "/v1/instagram/queue")) or path == "/v1/ws":
@@ -109,13 +121,22 @@ def test_the_doc_has_examples_for_every_endpoint(served: ServeProcess) -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "expects_error", "body"),
+    ("line", "expects_error", "body", "action"),
     doc_blocks(),
     ids=lambda v: str(v) if isinstance(v, int) else "",
 )
 def test_doc_example_runs(
-    line: int, expects_error: bool, body: str, served: ServeProcess, model: ModelServerProcess
+    line: int,
+    expects_error: bool,
+    body: str,
+    action: str | None,
+    served: ServeProcess,
+    model: ModelServerProcess,
 ) -> None:
+    if action is not None:
+        from tests.support.file_plugin import reply_choosing
+
+        model.push(reply_choosing(action))
     done = run_block(body, served, model, strict=not expects_error)
     where = f"docs/api.md line {line}:\n{body}\nstdout: {done.stdout}\nstderr: {done.stderr}"
     assert done.returncode == 0, where

@@ -135,6 +135,49 @@ class ReplyOut(BaseModel):
     thought: str | None = Field(None, description="The agent's stated reasoning, if any.")
 
 
+class FileOut(BaseModel):
+    """A file the reply sent: its description, and where to download the bytes."""
+
+    id: str = Field(description="The file's content address (sha256, 64 hex digits).")
+    filename: str
+    content_type: str | None = Field(None, description="Its MIME type, when the plugin gave one.")
+    size: int = Field(description="Bytes.")
+    description: str | None = Field(None, description="Alt text, when the plugin gave one.")
+    url: str = Field(
+        description="GET it (read scope) for the bytes, within api_file_retention_hours "
+        "(default 24 h; then 410). Relative to the API's base URL."
+    )
+
+
+class EmbedFieldOut(BaseModel):
+    name: str
+    value: str
+    inline: bool = False
+
+
+class EmbedOut(BaseModel):
+    """A card the reply sent (what Discord shows as an embed)."""
+
+    title: str | None = None
+    description: str | None = None
+    url: str | None = None
+    color: int | None = Field(None, description="0xRRGGBB as an integer.")
+    fields: list[EmbedFieldOut] = Field(default_factory=list)
+    footer: str | None = None
+    image_url: str | None = None
+
+
+_FILE_ID = "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"
+FILE_EXAMPLE: dict[str, Any] = {
+    "id": _FILE_ID,
+    "filename": "report.csv",
+    "content_type": "text/csv",
+    "size": 18,
+    "description": "Visits per day",
+    "url": f"/v1/agents/Carrier/files/{_FILE_ID}",
+}
+
+
 class MessageOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -154,6 +197,18 @@ class MessageOut(BaseModel):
                         "thought": "A greeting; greet back.",
                     },
                     "extra_messages": [],
+                    "files": [FILE_EXAMPLE],
+                    "embeds": [
+                        {
+                            "title": "Visits",
+                            "description": "This week",
+                            "url": None,
+                            "color": 3447003,
+                            "fields": [{"name": "mon", "value": "3", "inline": True}],
+                            "footer": None,
+                            "image_url": None,
+                        }
+                    ],
                     "decision": "DIRECT",
                     "replayed": False,
                     "timings": {"intake": 4.1, "model": 812.5, "total": 830.2},
@@ -170,6 +225,15 @@ class MessageOut(BaseModel):
     )
     extra_messages: list[str] = Field(
         description="Messages the agent's actions sent after the reply, in order."
+    )
+    files: list[FileOut] = Field(
+        default_factory=list,
+        description="Files the agent's actions sent with the reply (at most 10 of 10 MiB); "
+        "download each from its `url`. A replay lists them while the process that ran the "
+        "turn remembers it (its last 2,048 turns); else none (memory keeps no bytes).",
+    )
+    embeds: list[EmbedOut] = Field(
+        default_factory=list, description="Cards the agent's actions sent with the reply."
     )
     decision: str = Field(description="DIRECT for API messages; STOP/IGNORE: no reply.")
     replayed: bool = Field(

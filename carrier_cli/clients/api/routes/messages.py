@@ -32,8 +32,11 @@ from carrier_cli.clients.api import sse
 from carrier_cli.clients.api.auth import require, state_of
 from carrier_cli.clients.api.errors import ApiError, error_body
 from carrier_cli.clients.api.outages import database_outage
+from carrier_cli.clients.api.routes.files import file_url
 from carrier_cli.clients.api.routes.message_models import (
     SSE_EVENT_SCHEMA,
+    EmbedOut,
+    FileOut,
     MessageIn,
     MessageOut,
     ReplyOut,
@@ -42,6 +45,7 @@ from carrier_cli.clients.api.routes.shapes import RoomRef
 from carrier_cli.clients.api.turn_errors import INTERNAL, turn_failure
 from carrier_cli.errors import CarrierError
 from carrier_cli.memory.types import stable_id
+from carrier_cli.runtime.outgoing import describe_file, embed_json
 from carrier_cli.runtime.turn.intake import arrival
 from carrier_cli.runtime.types import IncomingMessage, TurnResult
 
@@ -102,7 +106,23 @@ def room_of(runtime: Any, room: str) -> RoomRef:
     return RoomRef(id=str(room_id), key=room, source=SOURCE, name=None)
 
 
-def answer(result: TurnResult, room: RoomRef) -> MessageOut:
+async def keep_files(request_state: Any, result: TurnResult) -> None:
+    """Store the result's file bytes for download before the answer names them. Already
+    stored by this process's runtime (its file sink) unless a worker ran the turn; the
+    store skips bytes it has."""
+    store = request_state.extras.get("files")
+    if store is not None and result.files:
+        await store.keep(result.files)
+
+
+def files_out(agent_id: Any, result: Any) -> list[FileOut]:
+    return [
+        FileOut(**describe_file(f), url=file_url(agent_id, f.file_id))
+        for f in getattr(result, "files", None) or ()
+    ]
+
+
+def answer(result: TurnResult, room: RoomRef, agent_id: Any) -> MessageOut:
     reply = None
     if result.text is not None and result.reply_id is not None:
         reply = ReplyOut(
@@ -116,6 +136,8 @@ def answer(result: TurnResult, room: RoomRef) -> MessageOut:
         room=room,
         reply=reply,
         extra_messages=list(result.extra_messages),
+        files=files_out(agent_id, result),
+        embeds=[EmbedOut.model_validate(embed_json(e)) for e in result.embeds],
         decision=result.decision,
         replayed=result.replayed,
         timings={k: round(v * 1000, 2) for k, v in result.timings.items()},
@@ -206,7 +228,13 @@ async def post_message(
 
         return StreamingResponse(
             stream(
-                runtime, message, room, ping, idempotent=idempotency_key is not None, events=events
+                runtime,
+                message,
+                room,
+                ping,
+                idempotent=idempotency_key is not None,
+                events=events,
+                files=state_of(request).extras.get("files"),
             ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -220,7 +248,8 @@ async def post_message(
         raise turn_failure(exc) from None
     if result.replayed and idempotency_key is not None:
         await check_same_body(runtime, message)
-    return answer(result, room)
+    await keep_files(state_of(request), result)
+    return answer(result, room, runtime.agent_id)
 
 
 async def stream(
@@ -231,6 +260,7 @@ async def stream(
     *,
     idempotent: bool,
     events: Callable[[], AsyncIterator[Any]] | None = None,
+    files: Any = None,
 ) -> AsyncIterator[bytes]:
     """The SSE body: token..., reply, done (or error). `events`: where the turn's events
     come from (default: this process's runtime; the turn queue's workers with --role api)."""
@@ -265,7 +295,10 @@ async def stream(
                         await check_same_body(runtime, message)
                     if result.text:  # no deltas on a replay: the whole text at once
                         yield sse.frame("token", {"text": result.text}, next_id())
-                yield sse.frame("reply", answer(result, room).model_dump(), next_id())
+                if files is not None and result.files:
+                    await files.keep(result.files)
+                reply = answer(result, room, runtime.agent_id).model_dump()
+                yield sse.frame("reply", reply, next_id())
         yield sse.frame("done", {}, next_id())
     except ApiError as exc:
         yield sse.frame("error", error_body(exc.code, exc.message, exc.hint), next_id())
