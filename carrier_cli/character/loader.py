@@ -12,15 +12,19 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from carrier_cli.character import checks
-from carrier_cli.character.eliza import Conversion, convert, is_eliza
 from carrier_cli.character.marks import Document, KeyPath, Mark, Problem, format_path, read_document
-from carrier_cli.character.model import Character
 from carrier_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from carrier_cli.character.eliza import Conversion
+    from carrier_cli.character.model import Character
+
+# The checks, the ElizaOS converter and the model (whose pydantic schema is built when it
+# is imported, ~25 ms) are imported by the functions that validate a file: finding one by
+# name, or finding there is none (`carrier memory search --character NAME` for an agent
+# without a file), needs none of them.
 
 log = logging.getLogger("carrier.character")
 
@@ -132,6 +136,9 @@ def _absolutise_paths(layer: _Layer) -> None:
 
 
 def _load_layers(path: Path, chain: list[Path], report: ValidationReport) -> list[_Layer] | None:
+    from carrier_cli.character import checks
+    from carrier_cli.character.eliza import convert, is_eliza
+
     doc = read_document(path)
     for problem in doc.problems:
         report.add(problem)
@@ -187,6 +194,8 @@ def _load_layers(path: Path, chain: list[Path], report: ValidationReport) -> lis
 def _load_parents(
     layer: _Layer, path: Path, chain: list[Path], report: ValidationReport
 ) -> list[_Layer]:
+    from carrier_cli.character import checks
+
     raw = layer.data.pop("extends")
     refs: list[tuple[KeyPath, Any]]
     if isinstance(raw, list):
@@ -277,6 +286,11 @@ def validate_character_file(path: Path, *, strict: bool = False) -> ValidationRe
 
 
 def _validate_layers(layers: list[_Layer], path: Path, report: ValidationReport) -> None:
+    from pydantic import ValidationError
+
+    from carrier_cli.character import checks
+    from carrier_cli.character.model import Character
+
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = _deep_merge(merged, layer.data)

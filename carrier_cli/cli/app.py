@@ -1,7 +1,8 @@
 """The `carrier` command: global options, command registration and error presentation.
 
-Only typer is imported at module level (and by the group modules), so `carrier --help`
-stays fast; every command imports what it needs when it runs.
+Only typer is imported at module level, so `carrier --help` stays fast; each command's
+module is imported when that command is used (cli/lazy_group.py: `carrier chat` builds
+one command instead of 58), and every command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -13,21 +14,36 @@ from typing import Annotated
 
 import typer
 
-from carrier_cli.cli import api_keys, character, config, keys, version
-from carrier_cli.cli import chat as chat_cli
-from carrier_cli.cli import db as db_cli
-from carrier_cli.cli import instagram as instagram_cli
-from carrier_cli.cli import logs as logs_cli
-from carrier_cli.cli import memory as memory_cli
-from carrier_cli.cli import models as models_cli
-from carrier_cli.cli import plugins as plugins_cli
-from carrier_cli.cli import run as run_cli
-from carrier_cli.cli import serve as serve_cli
-from carrier_cli.cli import usage as usage_cli
-from carrier_cli.cli import webhooks as webhooks_cli
+from carrier_cli.cli.lazy_group import Kind, lazy_group
 from carrier_cli.state import STATE
 
+# The commands in `carrier --help` order: (name, module, how the module defines it).
+COMMANDS: list[tuple[str, str, Kind]] = [
+    ("version", "carrier_cli.cli.version", "register"),
+    ("chat", "carrier_cli.cli.chat", "register"),
+    ("run", "carrier_cli.cli.run", "register"),
+    ("serve", "carrier_cli.cli.serve", "register"),
+    ("usage", "carrier_cli.cli.usage", "register"),
+    ("character", "carrier_cli.cli.character", "app"),
+    ("keys", "carrier_cli.cli.keys", "app"),
+    ("config", "carrier_cli.cli.config", "app"),
+    ("models", "carrier_cli.cli.models", "app"),
+    ("plugins", "carrier_cli.cli.plugins", "app"),
+    ("memory", "carrier_cli.cli.memory", "app"),
+    ("db", "carrier_cli.cli.db", "app"),
+    ("instagram", "carrier_cli.cli.instagram", "app"),
+    ("logs", "carrier_cli.cli.logs", "app"),
+    ("api-keys", "carrier_cli.cli.api_keys", "app"),
+    ("webhooks", "carrier_cli.cli.webhooks", "app"),
+]
+
+
+def _app() -> typer.Typer:
+    return app
+
+
 app = typer.Typer(
+    cls=lazy_group(_app, COMMANDS),
     name="carrier",
     help="Carrier: bring an ElizaOS-style character to life in the terminal, on Discord "
     "and on Instagram, with long-term memory.",
@@ -72,24 +88,6 @@ def _global_options(
     setup_logging(debug, verbose)
 
 
-version.register(app)
-chat_cli.register(app)
-run_cli.register(app)
-serve_cli.register(app)
-app.add_typer(character.app, name="character")
-app.add_typer(keys.app, name="keys")
-app.add_typer(config.app, name="config")
-app.add_typer(models_cli.app, name="models")
-app.add_typer(plugins_cli.app, name="plugins")
-app.add_typer(memory_cli.app, name="memory")
-app.add_typer(db_cli.app, name="db")
-app.add_typer(instagram_cli.app, name="instagram")
-app.add_typer(logs_cli.app, name="logs")
-app.add_typer(api_keys.app, name="api-keys")
-app.add_typer(webhooks_cli.app, name="webhooks")
-usage_cli.register(app)
-
-
 def _print_error(message: str, hint: str | None = None) -> None:
     import textwrap
 
@@ -111,9 +109,15 @@ def _print_error(message: str, hint: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and turn failures into a paragraph and an exit code."""
+    """Entry point: run the app and turn failures into a paragraph and an exit code.
+    As the process's entry (no `argv`), the collector is held back while the command
+    starts (carrier_cli/startup_gc.py); a caller passing `argv` keeps its own."""
     from carrier_cli.errors import CarrierError
 
+    if argv is None:
+        from carrier_cli import startup_gc
+
+        startup_gc.pause()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:

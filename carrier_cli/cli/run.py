@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
         import logging
         import os
 
+        from carrier_cli import startup_gc
         from carrier_cli.clients.registry import available_clients
         from carrier_cli.clients.supervisor import run_clients
         from carrier_cli.state import STATE
@@ -160,6 +161,7 @@ def register(app: typer.Typer) -> None:
                 if relay is not None:  # closed by its service; here too if that never ran
                     await relay.close()
 
+        startup_gc.resume()  # a long-lived server: the usual collector from here on
         try:
             asyncio.run(main())
         finally:

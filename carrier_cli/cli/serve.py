@@ -68,6 +68,7 @@ def register(app: typer.Typer) -> None:
         import logging
         import os
 
+        from carrier_cli import startup_gc
         from carrier_cli.clients.api.server import ServeOptions
         from carrier_cli.clients.api.server import serve as run_server
         from carrier_cli.clients.registry import available_clients
@@ -90,4 +91,5 @@ def register(app: typer.Typer) -> None:
         def out(line: str) -> None:
             typer.echo(line)
 
+        startup_gc.resume()  # a long-lived server: the usual collector from here on
         asyncio.run(run_server(options, settings, available_clients(), out=out))

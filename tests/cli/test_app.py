@@ -121,3 +121,31 @@ def test_error_paragraph_never_splits_a_path(capsys: pytest.CaptureFixture[str])
     assert len(lines) > 1  # it is still wrapped
     assert all(path in line or "/tmp" not in line for line in lines)
     assert sum(line.count(path) for line in lines) == 2
+
+
+def test_a_command_imports_only_its_own_cli_module() -> None:
+    """cli/lazy_group.py: `carrier chat` builds chat alone, not all 58 commands."""
+    modules = _imported_modules(["chat", "--help"])
+    cli = sorted(
+        m for m in modules if m.startswith("carrier_cli.cli.") and m != "carrier_cli.cli.app"
+    )
+    assert cli == ["carrier_cli.cli.chat", "carrier_cli.cli.lazy_group"]
+
+
+def test_every_cli_module_is_in_the_command_table() -> None:
+    """A group or command module missing from app.COMMANDS would vanish from `carrier`."""
+    import importlib
+    import pkgutil
+
+    import carrier_cli.cli
+    from carrier_cli.cli.app import COMMANDS
+
+    listed = {module for _, module, _ in COMMANDS}
+    defining = set()
+    for info in pkgutil.iter_modules(carrier_cli.cli.__path__):
+        module = importlib.import_module(f"carrier_cli.cli.{info.name}")
+        if info.name != "app" and (hasattr(module, "register") or hasattr(module, "app")):
+            defining.add(module.__name__)
+    # Added by their parent group (`carrier instagram queue|insights`), not top level.
+    nested = {"carrier_cli.cli.instagram_queue", "carrier_cli.cli.instagram_insights"}
+    assert defining - nested == listed

@@ -12,6 +12,7 @@ import contextlib
 import json
 from typing import Any, TextIO
 
+from carrier_cli import startup_gc
 from carrier_cli.clients.terminal.commands import run_command, usage_footer
 from carrier_cli.clients.terminal.input_reader import split_command, unescape_message
 from carrier_cli.clients.terminal.session import ChatOptions, ChatSession
@@ -55,6 +56,7 @@ async def run_piped(
             continue
         try:
             result = await _answer(session, options, unescape_message(text), stdout)
+            startup_gc.resume()  # the first reply is out: start-up is over
             if options.verbose:
                 _write_footer(session, result, stderr)
         except InputError:

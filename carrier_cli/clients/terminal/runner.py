@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
+from carrier_cli import startup_gc
 from carrier_cli.clients.terminal.provider_setup import is_no_provider, offer_to_store_key
 from carrier_cli.clients.terminal.session import ChatOptions, ChatSession, choose_room
 
@@ -50,6 +51,7 @@ def run_chat(
 
                 # Carrier's console settings either way: replies never turn `:x:` into emoji.
                 console = out() if stdout is sys.stdout else make_console(stdout)
+                startup_gc.resume()  # started: the operator types from here on
                 return InteractiveChat(runner, session, options, console).run()
             from carrier_cli.clients.terminal.piped import run_piped
 
