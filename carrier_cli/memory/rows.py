@@ -131,8 +131,11 @@ def room_times(memories: Sequence[Memory]) -> dict[uuid.UUID, datetime]:
     return times
 
 
-def memory_row(memory: Memory, vector: np.ndarray | None) -> dict[str, Any]:
-    """The `memories` row of a memory; `vector_segment` is the backend's to set."""
+def memory_row(
+    memory: Memory, vector: np.ndarray | None, digest: str | None = None
+) -> dict[str, Any]:
+    """The `memories` row of a memory; `vector_segment` is the backend's to set. `digest`:
+    content_hash(memory.text), when the caller has computed it already."""
     return {
         "id": memory.id,
         "agent_id": memory.agent_id,
@@ -140,7 +143,7 @@ def memory_row(memory: Memory, vector: np.ndarray | None) -> dict[str, Any]:
         "entity_id": memory.entity_id,
         "kind": str(MemoryKind(memory.kind)),
         "content": memory.content,
-        "content_hash": content_hash(memory.text),
+        "content_hash": content_hash(memory.text) if digest is None else digest,
         "created_at": memory.created_at,
         "embedding": vector,
         "embedding_model": memory.embedding_model if vector is not None else None,

@@ -207,6 +207,22 @@ class SqliteBackend(SqlBackend):
         taken = {i for _, i in written[3]}  # hex ids; the memories' own UUIDs, not parsed
         return {m.id for m in memories if m.id.hex in taken}
 
+    async def stored_vectors(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """SqlBackend's lookup as plain SQL to the driver: every batch of an ingest asks
+        for its hashes, and SQLAlchemy's expanding IN (compiled per call) and result
+        processing were most of its cost: 2.75 -> 1.9 us a hash (1,000 new ones
+        against a table of 20,000). The same rows and vectors (a float32 blob read as
+        EmbeddingVector reads it)."""
+        found: dict[str, np.ndarray] = {}
+        async with self._reading(len(hashes)) as conn:
+            for start in range(0, len(hashes), CHUNK):
+                chunk = tuple(hashes[start : start + CHUNK])
+                result = await conn.exec_driver_sql(_stored_vectors_sql(len(chunk)), chunk)
+                for h, row_model, blob in result.all():
+                    if h not in found and row_model == model and blob is not None:
+                        found[h] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
     async def search(
         self, vector: np.ndarray, model: str, *, k: int, threshold: float, filters: IndexFilters
     ) -> list[SearchHit]:
@@ -233,6 +249,17 @@ class SqliteBackend(SqlBackend):
 
     def vectors_changed(self) -> None:
         self.index.invalidate()
+
+
+@functools.lru_cache(maxsize=16)
+def _stored_vectors_sql(count: int) -> str:
+    # Only content_hash in SQL: with `embedding_model = ?` too, SQLite picks the
+    # (unselective) model index and scans every row.
+    marks = ", ".join("?" * count)
+    return (
+        "SELECT content_hash, embedding_model, embedding FROM memories "
+        f"WHERE content_hash IN ({marks})"
+    )
 
 
 @functools.cache

@@ -36,12 +36,30 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
+# json.dumps' own defaults, without its per-call argument checks (about 1 us a value).
+_encode = json.JSONEncoder().encode
+_string = json.encoder.encode_basestring_ascii
+
+
+def _content(value: Any) -> str:
+    """json.dumps(value), with a shortcut for the usual `{"text": ...}`: the same text
+    (", " and ": " separators, ASCII escapes) at 0.6 us instead of 4.6 us (measured)."""
+    if type(value) is dict and len(value) == 1:
+        text = value.get("text")
+        if type(text) is str:
+            return '{"text": ' + _string(text) + "}"
+    return _encode(value)
+
+
 def _datetime(value: datetime) -> str:
     # UTCDateTime stores naive UTC; SQLAlchemy's SQLite DATETIME text always has
-    # microseconds ("2026-12-03 13:41:28.311193").
-    if value.tzinfo is not None:
+    # microseconds and a four-digit year ("2026-12-03 13:41:28.311193", "0999-...").
+    # isoformat with timespec="microseconds" writes exactly that, then "+00:00" for an
+    # aware UTC value, cut off here: 0.5 us against 2.3 us for astimezone + strftime
+    # (measured on 1,000 rows), and strftime's %Y wrote "999" for the year 999.
+    if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _vector(value: Any) -> bytes:
@@ -94,7 +112,7 @@ def memory_values(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
     call per value cost as much as SQLAlchemy's processors it replaces."""
     out: list[tuple[Any, ...]] = []
     append = out.append
-    dumps = json.dumps
+    dumps, content = _encode, _content
     for row in rows:
         room, entity, created = row["room_id"], row["entity_id"], row["created_at"]
         vector, metadata = row["embedding"], row["metadata"]
@@ -105,7 +123,7 @@ def memory_values(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
                 None if room is None else room.hex,
                 None if entity is None else entity.hex,
                 row["kind"],
-                dumps(row["content"]),
+                content(row["content"]),
                 row["content_hash"],
                 None if created is None else _datetime(created),
                 None if vector is None else _vector(vector),
