@@ -39,6 +39,8 @@ from carrier_cli.memory.types import Memory, SearchHit
 T = TypeVar("T")
 
 ADDED_SQL = "SELECT rowid, id FROM memories WHERE rowid > ? ORDER BY rowid"
+MAX_ROWID_SQL = "SELECT max(rowid) FROM memories"
+MAX_ROWID = 2**63 - 1
 
 
 class SqliteBackend(SqlBackend):
@@ -168,12 +170,6 @@ class SqliteBackend(SqlBackend):
         return self.read()
 
     # ------------------------------------------------------------------ vectors
-    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        # Encoded here rather than by SQLAlchemy's bind processors: half the insert's time
-        # (memory/sqlite/insert.py has the figures and the test keeping them equal).
-        if rows:
-            conn.exec_driver_sql(INSERT_SQL, memory_values(rows))
-
     async def insert_memories(
         self,
         memories: Sequence[Memory],
@@ -182,6 +178,10 @@ class SqliteBackend(SqlBackend):
         extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
         index = self.index
+        # `rows` are memory_row(m) of `memories`, in order (MemoryStore._insert_new). Each
+        # id's hex once: UUID.hex is a Python property (~1 us), and it was taken four
+        # times a memory here.
+        hexes = [row["id"].hex for row in rows]
 
         def write(conn: Connection) -> tuple[int, int, int, list[tuple[int, str]]]:
             # Note where the table ends before inserting. The rows past that point are
@@ -191,21 +191,41 @@ class SqliteBackend(SqlBackend):
             # stored message runs these two, and SQLAlchemy's statement cache lookup cost
             # more than the queries.
             before = conn.exec_driver_sql(INDEX_STATE_SQL).one()
-            self._insert_rows(conn, rows)
-            added = list(conn.exec_driver_sql(ADDED_SQL, (int(before[1] or 0),)).all())
-            new_ids = {str(r[1]) for r in added}
-            new = [m for m in memories if m.id.hex in new_ids]
+            rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
+            taken = 0
+            if rows:
+                # Encoded here rather than by SQLAlchemy's bind processors: half the
+                # insert's time (memory/sqlite/insert.py has the figures and the test
+                # keeping them equal).
+                result = conn.exec_driver_sql(INSERT_SQL, memory_values(rows, hexes))
+                taken = int(result.rowcount)
+            added: list[tuple[int, str]] | None = None
+            if taken == len(rows) and start_rowid + taken < MAX_ROWID:
+                # Every row was new. SQLite gives a new row the largest rowid + 1 (below
+                # 2**63 - 1), so they are start+1 .. start+n in order: checked by the
+                # table's end, one indexed lookup instead of reading back a row per
+                # memory (~1.5 us each, at ingest).
+                end = conn.exec_driver_sql(MAX_ROWID_SQL).one()[0]
+                if int(end or 0) == start_rowid + taken:
+                    added = [(start_rowid + 1 + k, h) for k, h in enumerate(hexes)]
+                    new = list(memories)
+            if added is None:
+                read = conn.exec_driver_sql(ADDED_SQL, (start_rowid,)).all()
+                added = [(int(r[0]), str(r[1])) for r in read]
+                new_ids = {i for _, i in added}
+                new = [m for m, h in zip(memories, hexes, strict=True) if h in new_ids]
             self._touch_rooms(conn, new)
             if extra is not None and new:
                 extra(conn, new)
-            rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
-            end_rowid = int(added[-1][0]) if added else start_rowid
-            return rev, start_rowid, end_rowid, [(int(r[0]), str(r[1])) for r in added]
+            end_rowid = added[-1][0] if added else start_rowid
+            return rev, start_rowid, end_rowid, added
 
         written = await self.run_write(write)
-        index.append_written(*written, {row["id"].hex: row for row in rows})
-        taken = {i for _, i in written[3]}  # hex ids; the memories' own UUIDs, not parsed
-        return {m.id for m in memories if m.id.hex in taken}
+        index.append_written(*written, dict(zip(hexes, rows, strict=True)))
+        if len(written[3]) == len(memories):
+            return {m.id for m in memories}
+        taken_ids = {i for _, i in written[3]}  # hex ids; the memories' own UUIDs, not parsed
+        return {m.id for m, h in zip(memories, hexes, strict=True) if h in taken_ids}
 
     async def stored_vectors(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """SqlBackend's lookup as plain SQL to the driver: every batch of an ingest asks
