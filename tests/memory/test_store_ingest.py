@@ -52,3 +52,27 @@ async def test_a_batch_finds_its_stored_vectors_by_content_hash(db_url: str) -> 
         assert await again.count(agent_id=agent) == 2 * len(texts) + 1
     finally:
         await again.close()
+
+
+async def test_batches_after_a_search_are_found_at_their_own_rows(db_url: str) -> None:
+    """The SQLite index takes each inserted batch without reading it back (rowids from
+    the table's end): a search must still name the right memory, for a batch of all
+    new ids and for one that repeats stored ids."""
+    store = await MemoryStore.open(db_url, embedder=HashEmbedder())
+    try:
+        agent = await store.ensure_agent("tester")
+        first = await store.add_many(_facts(agent, [f"alpha{i} beta{i}" for i in range(50)]))
+        assert (await store.search("alpha3 beta3", agent_id=agent, k=1))[0].memory.id == first[3].id
+        fresh = _facts(agent, [f"gamma{i} delta{i}" for i in range(40)])
+        added = await store.add_many(fresh)
+        assert added == fresh and all(a is f for a, f in zip(added, fresh, strict=True))
+        mixed = [*first[:5], *_facts(agent, [f"omega{i} sigma{i}" for i in range(5)])]
+        again = await store.add_many(mixed)
+        assert [m.id for m in again] == [m.id for m in mixed]
+        assert [m.text for m in again[:5]] == [m.text for m in first[:5]]
+        for query, memory in (("gamma7 delta7", fresh[7]), ("omega2 sigma2", mixed[7])):
+            hits = await store.search(query, agent_id=agent, k=1)
+            assert hits[0].memory.id == memory.id and hits[0].memory.metadata == memory.metadata
+        assert await store.count(agent_id=agent) == 95
+    finally:
+        await store.close()
