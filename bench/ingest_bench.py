@@ -185,6 +185,7 @@ def ingest_rates(n: int, rounds: int) -> None:
     import tempfile
 
     print(f"ingest with local embeddings: {n:,} texts, {rounds} alternating rounds")
+    _print_load("before")
     why_not = peer_available()
     wall: dict[str, list[float]] = {"carrier": [], "carrier, dedupe": [], "peer": []}
     cpu: dict[str, list[float]] = {name: [] for name in wall}
@@ -218,6 +219,16 @@ def ingest_rates(n: int, rounds: int) -> None:
             )
     else:
         print(f"  peer (sqlite-vec + wordllama) skipped: it does not load here ({why_not})")
+    _print_load("after")
+
+
+def _print_load(when: str) -> None:
+    """The load average beside the figures: on a shared machine the rates move with it
+    (CPU a memory moves less), and only a ratio from one run means much."""
+    import os
+
+    one, five, fifteen = os.getloadavg()
+    print(f"  load average {when}: {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} CPUs)")
 
 
 def main() -> None:

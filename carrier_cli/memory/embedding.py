@@ -89,10 +89,13 @@ class Vectors:
         return True
 
     # ------------------------------------------------------------------ embedding
-    async def embed_texts(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+    async def embed_texts(
+        self, texts: Sequence[str], digests: Sequence[str] | None = None
+    ) -> list[np.ndarray | None]:
         """Unit vectors for texts, None for empty ones. Each distinct text is embedded once:
         first an in-process cache, then vectors already stored for the same text (by content
-        hash), and only then the embedder, in batches."""
+        hash), and only then the embedder, in batches. `digests`: the texts' content
+        hashes when the caller has them already (MemoryStore stores them in each row)."""
         model = self.embedder.model_id
         results: list[np.ndarray | None] = [None] * len(texts)
         # Each distinct text hashed once (a hash per lookup made it six per text: a tenth
@@ -106,7 +109,7 @@ class Vectors:
             if positions is not None:
                 positions.append(i)
                 continue
-            digest = content_hash(value)
+            digest = content_hash(value) if digests is None else digests[i]
             cached = self.cache.peek((model, digest))
             if cached is not None:
                 results[i] = cached

@@ -73,11 +73,13 @@ def unit_rows(array: np.ndarray) -> list[np.ndarray | None]:
     """`unit` of each row of a 2-D float32 array, the same values to the bit (the norm is
     `sqrt(row . row)`, as np.linalg.norm computes it for one vector), without its
     per-call conversions: ~1.5 us a row instead of ~7 (an embedded batch, at ingest)."""
-    out: list[np.ndarray | None] = []
-    for row in np.asarray(array, dtype=np.float32):
-        norm = float(np.sqrt(row.dot(row)))
-        out.append(row / norm if norm != 0.0 and np.isfinite(norm) else None)
-    return out
+    array = np.asarray(array, dtype=np.float32)
+    norms = np.array([np.sqrt(row.dot(row)) for row in array], dtype=np.float32)
+    good = (norms != 0.0) & np.isfinite(norms)
+    # One division for the batch (float32 by float32, as `row / norm` was, element for
+    # element) and rows as views of it: 2.3 -> ~1 us a row.
+    scaled = array / np.where(good, norms, np.float32(1.0))[:, None]
+    return [row if ok else None for row, ok in zip(scaled, good.tolist(), strict=True)]
 
 
 def columns(with_vector: bool) -> list[Any]:
@@ -131,16 +133,19 @@ def room_times(memories: Sequence[Memory]) -> dict[uuid.UUID, datetime]:
     return times
 
 
-def memory_row(memory: Memory, vector: np.ndarray | None) -> dict[str, Any]:
-    """The `memories` row of a memory; `vector_segment` is the backend's to set."""
+def memory_row(
+    memory: Memory, vector: np.ndarray | None, digest: str | None = None
+) -> dict[str, Any]:
+    """The `memories` row of a memory; `vector_segment` is the backend's to set. `digest`:
+    content_hash(memory.text), when the caller has computed it already."""
     return {
         "id": memory.id,
         "agent_id": memory.agent_id,
         "room_id": memory.room_id,
         "entity_id": memory.entity_id,
-        "kind": str(MemoryKind(memory.kind)),
+        "kind": str(kind if type(kind := memory.kind) is MemoryKind else MemoryKind(kind)),
         "content": memory.content,
-        "content_hash": content_hash(memory.text),
+        "content_hash": content_hash(memory.text) if digest is None else digest,
         "created_at": memory.created_at,
         "embedding": vector,
         "embedding_model": memory.embedding_model if vector is not None else None,

@@ -33,21 +33,29 @@ def _rows() -> list[dict[str, object]]:
         datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: still written
         datetime(2026, 6, 1, 9, 0, tzinfo=timezone(timedelta(hours=2))),  # converted
         datetime(2026, 6, 1, 9, 0),  # naive: taken as UTC
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),  # four-digit year: "0999"
+        datetime(2026, 6, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))),  # next day
     ]
+    # The usual content is {"text": ...} alone, encoded by a shortcut: with quotes,
+    # backslashes, control and non-ASCII characters; and the other shapes.
+    contents: list[dict[str, object]] = [
+        {"text": f"h\u00e9llo \u2603 {i}", "nested": {"a": [1, 2.5, None, True]}} for i in range(4)
+    ]
+    contents += [{"text": 'say "hi"\\ \n\t\x00 \U0001f600 \u00e9'}, {"text": ""}]
     memories = [
         Memory(
             agent_id=agent,
             room_id=room if i % 2 else None,
             entity_id=entity if i % 3 else None,
             kind=MemoryKind.MESSAGE if i % 2 else MemoryKind.FACT,
-            content={"text": f"héllo \u2603 {i}", "nested": {"a": [1, 2.5, None, True]}},
+            content=contents[i],
             metadata={} if i % 2 else {"source": "test", "line": i},
             created_at=moment,
             unique=bool(i % 2),
         )
         for i, moment in enumerate(moments)
     ]
-    vectors = [vector, None, vector * 2, vector]
+    vectors = [vector, None, vector * 2, vector, vector, None]
     rows = []
     for memory, v in zip(memories, vectors, strict=True):
         if v is not None:

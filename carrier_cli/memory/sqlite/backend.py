@@ -42,6 +42,8 @@ from carrier_cli.memory.types import Memory, SearchHit
 T = TypeVar("T")
 
 ADDED_SQL = "SELECT rowid, id FROM memories WHERE rowid > ? ORDER BY rowid"
+MAX_ROWID_SQL = "SELECT max(rowid) FROM memories"
+MAX_ROWID = 2**63 - 1
 
 
 class SqliteBackend(SqlBackend):
@@ -165,12 +167,6 @@ class SqliteBackend(SqlBackend):
         return self.read()
 
     # ------------------------------------------------------------------ vectors
-    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        # Encoded here rather than by SQLAlchemy's bind processors: half the insert's time
-        # (memory/sqlite/insert.py has the figures and the test keeping them equal).
-        if rows:
-            conn.exec_driver_sql(INSERT_SQL, memory_values(rows))
-
     def _touch_rooms(self, conn: Connection, memories: Sequence[Memory]) -> None:
         # Driver SQL (memory/sqlite/reads.py): every insert moves its room's time.
         driver, url = conn.connection.driver_connection, self.url
@@ -186,35 +182,58 @@ class SqliteBackend(SqlBackend):
         extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
         index = self.index
+        # `rows` are memory_row(m) of `memories`, in order (MemoryStore._insert_new). Each
+        # id's hex once: UUID.hex is a Python property (~1 us), and it was taken four
+        # times a memory here.
+        hexes = [row["id"].hex for row in rows]
 
         def write(conn: Connection) -> tuple[int, int, int, list[tuple[int, str]]]:
             # Note where the table ends before inserting. The rows past that point are
             # exactly this transaction's (it holds the write lock): they tell which ids
             # were new, and the vector index can take them without reading them back.
-            # Plain SQL straight to the driver (both untyped, as text() left them): every
-            # stored message runs these two, and SQLAlchemy's statement cache lookup cost
-            # more than the queries.
             # Straight to the sqlite3 connection in this transaction (driver_call: fails as
             # SQLAlchemy would): its execution context per statement cost more CPU than
             # these statements (four per stored message).
-            driver, url = conn.connection.driver_connection, self.url
+            driver: Any = conn.connection.driver_connection  # sqlite3.Connection
+            url = self.url
             before = driver_call(driver, INDEX_STATE_SQL, None, url)[0]
+            rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
+            taken = 0
             if rows:
-                driver_call(driver, INSERT_SQL, memory_values(rows), url, many=True)
-            added = driver_call(driver, ADDED_SQL, (int(before[1] or 0),), url)
-            new_ids = {str(r[1]) for r in added}
-            new = [m for m in memories if m.id.hex in new_ids]
+                # Encoded here rather than by SQLAlchemy's bind processors: half the
+                # insert's time (memory/sqlite/insert.py has the figures and the test
+                # keeping them equal). total_changes counts the rows ON CONFLICT kept out.
+                changes = driver.total_changes
+                driver_call(driver, INSERT_SQL, memory_values(rows, hexes), url, many=True)
+                taken = driver.total_changes - changes
+            added: list[tuple[int, str]] | None = None
+            new: list[Memory] = []
+            if taken == len(rows) and start_rowid + taken < MAX_ROWID:
+                # Every row was new. SQLite gives a new row the largest rowid + 1 (below
+                # 2**63 - 1), so they are start+1 .. start+n in order: checked by the
+                # table's end, one indexed lookup instead of reading back a row per
+                # memory (~1.5 us each, at ingest).
+                end = driver_call(driver, MAX_ROWID_SQL, None, url)[0][0]
+                if int(end or 0) == start_rowid + taken:
+                    added = [(start_rowid + 1 + k, h) for k, h in enumerate(hexes)]
+                    new = list(memories)
+            if added is None:
+                read = driver_call(driver, ADDED_SQL, (start_rowid,), url)
+                added = [(int(r[0]), str(r[1])) for r in read]
+                new_ids = {i for _, i in added}
+                new = [m for m, h in zip(memories, hexes, strict=True) if h in new_ids]
             self._touch_rooms(conn, new)
             if extra is not None and new:
                 extra(conn, new)
-            rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
-            end_rowid = int(added[-1][0]) if added else start_rowid
-            return rev, start_rowid, end_rowid, [(int(r[0]), str(r[1])) for r in added]
+            end_rowid = added[-1][0] if added else start_rowid
+            return rev, start_rowid, end_rowid, added
 
         written = await self.run_write(write)
-        index.append_written(*written, {row["id"].hex: row for row in rows})
-        taken = {i for _, i in written[3]}  # hex ids; the memories' own UUIDs, not parsed
-        return {m.id for m in memories if m.id.hex in taken}
+        index.append_written(*written, dict(zip(hexes, rows, strict=True)))
+        if len(written[3]) == len(memories):
+            return {m.id for m in memories}
+        taken_ids = {i for _, i in written[3]}  # hex ids; the memories' own UUIDs, not parsed
+        return {m.id for m, h in zip(memories, hexes, strict=True) if h in taken_ids}
 
     async def recent(self, room_id: uuid.UUID, n: int, kinds: list[str] | None) -> list[Memory]:
         # Driver SQL, rows decoded by hand (memory/sqlite/reads.py): 0.48 -> ~0.17 ms for

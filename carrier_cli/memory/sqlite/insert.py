@@ -36,12 +36,30 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
+# json.dumps' own defaults, without its per-call argument checks (about 1 us a value).
+_encode = json.JSONEncoder().encode
+_string = json.encoder.encode_basestring_ascii
+
+
+def _content(value: Any) -> str:
+    """json.dumps(value), with a shortcut for the usual `{"text": ...}`: the same text
+    (", " and ": " separators, ASCII escapes) at 0.6 us instead of 4.6 us (measured)."""
+    if type(value) is dict and len(value) == 1:
+        text = value.get("text")
+        if type(text) is str:
+            return '{"text": ' + _string(text) + "}"
+    return _encode(value)
+
+
 def _datetime(value: datetime) -> str:
     # UTCDateTime stores naive UTC; SQLAlchemy's SQLite DATETIME text always has
-    # microseconds ("2026-12-03 13:41:28.311193").
-    if value.tzinfo is not None:
+    # microseconds and a four-digit year ("2026-12-03 13:41:28.311193", "0999-...").
+    # isoformat with timespec="microseconds" writes exactly that, then "+00:00" for an
+    # aware UTC value, cut off here: 0.5 us against 2.3 us for astimezone + strftime
+    # (measured on 1,000 rows), and strftime's %Y wrote "999" for the year 999.
+    if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _vector(value: Any) -> bytes:
@@ -87,25 +105,45 @@ def table_columns() -> tuple[str, ...]:
     return tuple(column.name for column in MemoryRow.__table__.columns)
 
 
-def memory_values(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """The rows (memory.rows.memory_row dicts) as parameter tuples for INSERT_SQL.
+_UNSET = object()
+
+
+def memory_values(
+    rows: Sequence[dict[str, Any]], ids: Sequence[str] | None = None
+) -> list[tuple[Any, ...]]:
+    """The rows (memory.rows.memory_row dicts) as parameter tuples for INSERT_SQL; `ids`:
+    the rows' ids as hex when the caller has them (SqliteBackend.insert_memories).
 
     Written out column by column rather than looping over COLUMNS: a generic loop with a
-    call per value cost as much as SQLAlchemy's processors it replaces."""
+    call per value cost as much as SQLAlchemy's processors it replaces. UUID.hex is a
+    Python property (~1 us): the agent, room and entity of consecutive rows are mostly
+    the same objects, so each one's hex is reused while it repeats."""
     out: list[tuple[Any, ...]] = []
     append = out.append
-    dumps = json.dumps
-    for row in rows:
-        room, entity, created = row["room_id"], row["entity_id"], row["created_at"]
-        vector, metadata = row["embedding"], row["metadata"]
+    dumps, content = _encode, _content
+    agent_key: Any = _UNSET
+    room_key: Any = _UNSET
+    entity_key: Any = _UNSET
+    agent_hex: str | None = None
+    room_hex: str | None = None
+    entity_hex: str | None = None
+    for n, row in enumerate(rows):
+        agent, room, entity = row["agent_id"], row["room_id"], row["entity_id"]
+        if agent is not agent_key:
+            agent_key, agent_hex = agent, None if agent is None else agent.hex
+        if room is not room_key:
+            room_key, room_hex = room, None if room is None else room.hex
+        if entity is not entity_key:
+            entity_key, entity_hex = entity, None if entity is None else entity.hex
+        created, vector, metadata = row["created_at"], row["embedding"], row["metadata"]
         append(
             (
-                row["id"].hex,
-                row["agent_id"].hex,
-                None if room is None else room.hex,
-                None if entity is None else entity.hex,
+                row["id"].hex if ids is None else ids[n],
+                agent_hex,
+                room_hex,
+                entity_hex,
                 row["kind"],
-                dumps(row["content"]),
+                content(row["content"]),
                 row["content_hash"],
                 None if created is None else _datetime(created),
                 None if vector is None else _vector(vector),
