@@ -271,7 +271,9 @@ class PostgresBackend(SqlBackend):
                 await conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
                 await create_vector_indexes(conn)
         async with self.write() as conn:
-            await self._bound_locks(conn)
+            # Not bounded: ANALYZE's lock conflicts only with VACUUM and DDL, and may wait
+            # for an anti-wraparound autovacuum (which does not yield, and ends); failing
+            # here would report a load that stored everything as failed.
             # Fresh statistics, or the planner keeps estimating a tiny table (or segment)
             # and sorts every row instead of using the index. After a segment load only
             # the segment's share is new, and a small sample tells it (0.05 s, not 0.5).
