@@ -21,7 +21,7 @@ from carrier_cli.errors import InputError, RuntimeFailure
 class StorageFailure(RuntimeFailure):
     """The database cannot do its job for a reason outside Carrier. `kind` is one of
     `not_a_database`, `damaged`, `disk_full`, `read_only`, `cannot_open`, `io_error`,
-    `server_gone` (import adds how far it got to the message)."""
+    `server_gone`, `lock_timeout` (import adds how far it got to the message)."""
 
     unavailable = True  # the HTTP API answers 503 (try again later), not 502
 

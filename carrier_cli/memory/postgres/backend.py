@@ -42,6 +42,15 @@ from carrier_cli.memory.types import Memory, SearchHit
 
 T = TypeVar("T")
 
+# A load's statements (its INSERTs, and the index DDL around them) wait for a lock on
+# `memories` only behind another session's short work: another process's first ALTER of
+# the vector column, a turn inserting the same id (milliseconds), or DDL of a load whose
+# BULK_LOCK was lost. 60 s is well over 100 times those; a wait longer than that is a lock
+# that will not be let go (a transaction left open, another process stuck), and the load
+# fails with a StorageFailure saying so (an import: how far it got; a rerun continues)
+# instead of waiting for ever. Transaction-local: a turn's writes keep the server default.
+LOAD_LOCK_TIMEOUT_SQL = "SET LOCAL lock_timeout = '60s'"
+
 
 class PostgresBackend(SqlBackend):
     name: ClassVar[str] = "postgresql"
@@ -59,6 +68,7 @@ class PostgresBackend(SqlBackend):
         self._bulk: BulkPlan | None = None  # a bulk load under way in this backend
         self._bulk_started = False
         self._segment: int | None = None  # vector_segment of rows inserted now
+        self._loading = False  # inside bulk_load (any plan): lock waits are bounded
         self._room_locks = RoomLocks(url)
 
     # ------------------------------------------------------------------ the backend's own
@@ -118,6 +128,7 @@ class PostgresBackend(SqlBackend):
         if self._vectors_ready and not force:
             return
         async with self.write() as conn:
+            await self._bound_locks(conn)
             await conn.execute(text(f"SELECT pg_advisory_xact_lock({VECTOR_LOCK})"))
             current = (
                 await conn.execute(
@@ -176,10 +187,24 @@ class PostgresBackend(SqlBackend):
         }
 
     # ------------------------------------------------------------------ bulk loads
+    async def _bound_locks(self, conn: Any) -> None:
+        if self._loading:
+            await conn.execute(text(LOAD_LOCK_TIMEOUT_SQL))
+
     @asynccontextmanager
     async def bulk_load(self, rows: int | None, stored: StoredModel) -> AsyncIterator[None]:
         """Keep HNSW maintenance out of a large load's inserts (see MemoryStore.bulk_load
-        for the three plans). `stored` gives the database's (model, dimension), fresh."""
+        for the three plans). `stored` gives the database's (model, dimension), fresh.
+        Every plan bounds the load's lock waits (LOAD_LOCK_TIMEOUT_SQL)."""
+        self._loading = True
+        try:
+            async with self._planned_load(rows, stored):
+                yield
+        finally:
+            self._loading = False
+
+    @asynccontextmanager
+    async def _planned_load(self, rows: int | None, stored: StoredModel) -> AsyncIterator[None]:
         model = await stored()
         if model is not None and model[1] > PG_MAX_INDEXED_DIM:
             yield  # no HNSW index at this dimension: every search is exact anyway
@@ -229,6 +254,7 @@ class PostgresBackend(SqlBackend):
     async def _start_bulk(self) -> None:
         self._bulk_started = True
         async with self.write() as conn:
+            await self._bound_locks(conn)
             await conn.execute(text(f"DROP INDEX IF EXISTS {BULK_VECTOR_INDEX}"))
             if self._bulk == "rebuild":
                 await conn.execute(text(f"DROP INDEX IF EXISTS {MAIN_VECTOR_INDEX}"))
@@ -236,6 +262,7 @@ class PostgresBackend(SqlBackend):
     async def _finish_bulk(self, plan: BulkPlan, stored: StoredModel) -> None:
         model = await stored()
         async with self.write() as conn:
+            await self._bound_locks(conn)
             if plan == "rebuild":
                 await conn.execute(
                     update(M).where(M.c.vector_segment.is_not(None)).values(vector_segment=None)
@@ -244,6 +271,9 @@ class PostgresBackend(SqlBackend):
                 await conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
                 await create_vector_indexes(conn)
         async with self.write() as conn:
+            # Not bounded: ANALYZE's lock conflicts only with VACUUM and DDL, and may wait
+            # for an anti-wraparound autovacuum (which does not yield, and ends); failing
+            # here would report a load that stored everything as failed.
             # Fresh statistics, or the planner keeps estimating a tiny table (or segment)
             # and sorts every row instead of using the index. After a segment load only
             # the segment's share is new, and a small sample tells it (0.05 s, not 0.5).
@@ -264,7 +294,11 @@ class PostgresBackend(SqlBackend):
         for row in rows:
             row["vector_segment"] = self._segment if row["embedding"] is not None else None
 
+        bounded = self._loading
+
         def write(conn: Connection) -> None:
+            if bounded:
+                conn.execute(text(LOAD_LOCK_TIMEOUT_SQL))
             self._insert_rows(conn, rows)
             self._touch_rooms(conn, memories)
             if extra is not None:

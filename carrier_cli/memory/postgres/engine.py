@@ -50,9 +50,28 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Asyn
 
     @event.listens_for(pg.sync_engine, "connect")
     def _on_pg_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection.add_termination_listener(_allow_writing)
         dbapi_connection.run_async(_register_vector)
 
     return pg
+
+
+def _allow_writing(conn: Any) -> None:
+    """Wake an executemany waiting to write on a connection that is gone.
+
+    asyncpg's executemany (every batch INSERT: ON CONFLICT DO NOTHING has no RETURNING, so
+    SQLAlchemy hands the rows to it) pipelines its rows in 128 KB slices and, when the
+    socket backs up (a server busy with the batch stops reading it), waits for asyncio's
+    resume_writing() between slices, with no timeout. When the connection is lost during
+    that wait, asyncio never calls resume_writing: the INSERT waited forever, with nothing
+    left on the server to answer (pg_stat_activity empty). That was the hang of an import
+    whose backends were killed (about 1 run in 5 on a loaded machine, where the server
+    reads slowly). asyncpg calls this on the connection's loss (and close); allowing
+    writes again lets executemany see the loss and raise it, so the import reports it.
+    """
+    protocol = getattr(conn, "_protocol", None)
+    if protocol is not None:
+        protocol.resume_writing()
 
 
 def _asyncpg_closed(context: ExceptionContext) -> bool:

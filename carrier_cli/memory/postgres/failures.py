@@ -10,6 +10,7 @@ from carrier_cli.memory.urls import mask_url
 PG_GONE_STATES = ("08000", "08003", "08006", "57P01", "57P02")
 PG_DISK_FULL, PG_READ_ONLY = "53100", "25006"
 PG_CORRUPT = ("XX001", "XX002")
+PG_LOCK_TIMEOUT = "55P03"  # lock_not_available: a lock_timeout ran out (postgres.backend)
 
 
 def storage_failure(exc: BaseException, url: str) -> StorageFailure | None:
@@ -62,6 +63,15 @@ def _postgres_failure(error: BaseException, url: str) -> StorageFailure | None:
             "read_only",
             f"The PostgreSQL database {shown} is read-only ({first_line(error)}).",
             hint="Point DATABASE_URL at the primary server, not a read-only replica.",
+        )
+    if state == PG_LOCK_TIMEOUT:
+        return StorageFailure(
+            "lock_timeout",
+            f"A write to the PostgreSQL database {shown} waited too long for a lock held by "
+            f"another session ({first_line(error)}).",
+            hint="Another session keeps a lock on the table: a transaction left open, or a "
+            "schema change or index build in another process (pg_locks and "
+            "pg_stat_activity name it). Let it finish or end it, then run the command again.",
         )
     if state in PG_CORRUPT:
         return StorageFailure(
