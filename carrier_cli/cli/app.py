@@ -147,6 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             _print_traceback()
+        from carrier_cli.memory.backends import escaped_failure
+
+        failure = escaped_failure(exc)
+        if failure is not None:  # a database failure raised outside a statement
+            _print_error(failure.message, failure.hint)
+            sys.exit(failure.exit_code)
         _print_error(
             f"Unexpected error: {type(exc).__name__}: {exc}.",
             "This is a bug in Carrier; run again with --debug for the traceback and report it.",

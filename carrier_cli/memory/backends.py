@@ -50,6 +50,22 @@ def storage_failure(exc: BaseException, url: str) -> StorageFailure | None:
     return backend_class(url).storage_failure(exc, url)
 
 
+def escaped_failure(exc: BaseException) -> StorageFailure | None:
+    """What a driver error that got past the engines' hook means, or None. Most reach the
+    operator through `storage_failure` above; a few are raised outside a statement (a
+    rollback or a pool check-in after the server went away, seen as "Unexpected error:
+    ConnectionDoesNotExistError" when every backend of an import was killed) and reached
+    the command line raw. Asked only when a PostgreSQL driver is loaded, so nothing is
+    imported for it; the URL is not known here."""
+    import sys
+
+    if "asyncpg" in sys.modules or "psycopg" in sys.modules:
+        from carrier_cli.memory.postgres.failures import storage_failure as postgres
+
+        return postgres(exc, "the PostgreSQL database")
+    return None  # SQLite raises inside statements only: its errors are named there
+
+
 async def connect_check(engine: AsyncEngine, url: str) -> SchemaState:
     """The schema state, with a failure to connect said in the operator's words."""
     from carrier_cli.memory.checks import connect_check as check
