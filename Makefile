@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PYTEST_ARGS ?=
+# 4 workers on 2 cores: most tests wait on subprocesses (carrier serve, fake servers,
+# PostgreSQL, Chromium), not the CPU. A file stays on one worker (its module-scoped servers
+# start once); tests/conftest.py hands the slowest files out first. `PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 4 --dist loadfile --no-loadscope-reorder
 
 .PHONY: install install-dev chat test test-fast lint format typecheck bench examples clean
 

@@ -179,7 +179,9 @@ def test_cli_lists_conflicts_and_exits_0(tmp_path: Path) -> None:
         "\n".join([_memory(1, "one"), _memory(1, "uno"), _memory(2, "two")]) + "\n",
         encoding="utf-8",
     )
-    result = run_carrier(["memory", "import", str(export)])
+    # Wide: the message wraps at the terminal width, and an xdist worker's tmp path (with
+    # popen-gwN/ in it) was long enough to break the file name over two lines.
+    result = run_carrier(["memory", "import", str(export)], env={"COLUMNS": "400"})
     assert result.returncode == 0, result.stderr
     message = _flat(result.stderr)
     assert "1 memories in" in message and "dupes.jsonl:2: id" in message

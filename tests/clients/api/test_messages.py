@@ -430,7 +430,11 @@ def test_database_outage_is_503_without_a_stack(
     process = start_serve(tmp_path / "home", model.url, characters=[character], env=env)
     try:
         url = f"{process.url}{AGENT}/messages"
-        ok = httpx.post(url, json={"room": "r1", "text": "hi"}, headers=process.headers())
+        # timeout=60 as below: the first turn took over httpx's default 5 s with 4 workers on
+        # a machine at load 12 (ReadTimeout); what is tested is the 503 after the drop.
+        ok = httpx.post(
+            url, json={"room": "r1", "text": "hi"}, headers=process.headers(), timeout=60
+        )
         assert ok.status_code == 200, ok.text
         # The database goes away under the running server (its connections are killed).
         _run(postgres_admin_url, f'DROP DATABASE "{name}" WITH (FORCE)')
