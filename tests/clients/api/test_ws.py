@@ -479,7 +479,10 @@ async def test_sigterm_closes_open_websockets_and_finishes_the_turn(
         code, _ = await closed_code(idle, timeout=15)
         assert code in (1001, 1012)
         assert await asyncio.to_thread(own.process.wait, 20) == 0
-        assert time.monotonic() - began < 10
+        # The turn finished (its reply is checked below) and the process left on its own;
+        # the bound only catches a hang after the drain (10 s failed at 11.5 s with four
+        # test workers on two loaded cores).
+        assert time.monotonic() - began < 20
     finally:
         own.kill()
     # The turn in flight was finished, not cut: its reply is stored.

@@ -315,7 +315,10 @@ def test_sigterm_finishes_in_flight_turn_and_exits_0(
         code = process.terminate(timeout=20)
         elapsed = time.monotonic() - started
         assert code == 0, process.stderr
-        assert elapsed < 4 + 3, f"stopped within the grace period (took {elapsed:.1f}s)"
+        # Within the grace period: a turn still running after it is cancelled, so the reply
+        # below would be missing. The bound only catches a shutdown that hangs after the
+        # drain; 4 + 3 s failed at 8.0 s with four test workers on two loaded cores.
+        assert elapsed < 4 + 10, f"stopped after the drain (took {elapsed:.1f}s)"
         replies = [m for m in server.sent_messages() if m.reply_to == message["id"]]
         assert [m.content for m in replies] == ["finished before exit"], process.stderr
         assert not server.connected, "the gateway connection was closed"
