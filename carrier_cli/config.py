@@ -132,9 +132,9 @@ class Settings(BaseSettings):
     max_retries: int = Field(3, ge=0, le=20, description="Retries on 429, 5xx and timeouts.")
     openai_http_transport: Literal["auto", "httpx", "aiohttp"] = Field(
         "auto",
-        description="HTTP stack under the OpenAI SDK: auto takes aiohttp when the process "
-        "has it loaded already (the Discord client; ~1.7 ms less CPU per turn) and no proxy "
-        "is set in the environment, httpx otherwise (no aiohttp import for `carrier chat`).",
+        description="HTTP stack under the OpenAI SDK: auto takes aiohttp (~1.7 ms less CPU "
+        "per Discord turn) when the SDK has loaded it and no proxy is set in the "
+        "environment (HTTPS_PROXY...), httpx otherwise.",
     )
 
     # Usage records (issue 12): prices, and whether prompts are kept

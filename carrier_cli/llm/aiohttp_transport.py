@@ -11,8 +11,8 @@ Why a subclass: the vendored transport maps every `aiohttp.ClientConnectionError
 answer within 60 s (timeout)" and not "connection to URL failed: ConnectError" as with
 httpx. Here the aiohttp cause decides, as httpcore would have said it.
 
-Imported only when the aiohttp transport is chosen (`openai_common.make_client`): aiohttp
-costs ~100 ms to import, which `carrier chat` must not pay.
+Imported only when the aiohttp transport is chosen (`openai_common.make_client`), and
+then aiohttp is loaded already (`import openai` loads it): no import cost of its own.
 """
 
 from __future__ import annotations
