@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     max_retries: int = Field(3, ge=0, le=20, description="Retries on 429, 5xx and timeouts.")
     openai_http_transport: Literal["auto", "httpx", "aiohttp"] = Field(
         "auto",
-        description="HTTP stack under the OpenAI SDK: auto takes aiohttp (~1.7 ms less CPU "
+        description="HTTP stack under the OpenAI SDK: auto takes aiohttp (~1.2 ms less CPU "
         "per Discord turn) when the SDK has loaded it and no proxy is set in the "
         "environment (HTTPS_PROXY...), httpx otherwise.",
     )

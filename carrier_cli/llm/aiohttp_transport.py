@@ -2,9 +2,9 @@
 
 Why aiohttp: in the Discord bot (which loads aiohttp anyway, for discord.py) the model
 request's HTTP stack under the SDK (httpcore, anyio, h11, sniffio) was the largest piece of
-per-turn CPU left. bench/discord_bench.py, 100 channels x 10 messages, alternating runs on
-the same load (load average 13-16): bot CPU per turn httpx 13.04 / 12.06 / 12.79 ms,
-aiohttp 10.71 / 11.05 / 11.57 ms (medians 12.79 -> 11.05 ms).
+per-turn CPU left. bench/discord_bench.py, 100 channels x 10 messages, 7 alternating
+pairs (load average 2-16): bot CPU per turn, median 12.79 ms on httpx -> 11.57 ms on
+aiohttp, aiohttp lower in every pair (by 0.17 to 2.33 ms, median 1.22 ms).
 
 Why a subclass: the vendored transport maps every `aiohttp.ClientConnectionError` to
 `httpx.ConnectTimeout`, so a refused connection or a server hanging up would read as "no

@@ -43,14 +43,15 @@ def make_client(
 def uses_aiohttp(transport: HttpTransport) -> bool:
     """Whether requests go over aiohttp rather than httpx's own stack (httpcore/anyio/h11).
 
-    aiohttp costs less CPU per request (Discord burst, 1000 turns: 12.79 -> 11.05 ms of bot
-    CPU per turn, see `aiohttp_transport`). Its ~100 ms import is never ours to pay: `auto`
-    takes it only when it is loaded already, and `import openai` (3.57) loads it (the SDK's
-    `_base_client` imports its vendored aiohttp transport), so today `auto` means aiohttp
-    wherever aiohttp is installed; an SDK that stopped loading it would get httpx back, not
-    an import. `auto` keeps httpx when a proxy is configured in the environment (HTTPS_PROXY
-    and the like): httpx speaks SOCKS and HTTPS proxies, aiohttp only plain HTTP ones.
-    `aiohttp` forced still honours HTTP proxies from the environment.
+    aiohttp costs less CPU per request (Discord burst, 1000 turns: 12.79 -> 11.57 ms of bot
+    CPU per turn, median of 7 A/B pairs, see `aiohttp_transport`). Its ~100 ms import is
+    never ours to pay: `auto` takes it only when it is loaded already, and `import openai`
+    (3.57) loads it (the SDK's `_base_client` imports its vendored aiohttp transport), so
+    today `auto` means aiohttp wherever aiohttp is installed; an SDK that stopped loading it
+    would get httpx back, not an import. `auto` keeps httpx when a proxy is configured in
+    the environment (HTTPS_PROXY and the like): httpx speaks SOCKS and HTTPS proxies,
+    aiohttp only plain HTTP ones. `aiohttp` forced still honours HTTP proxies from the
+    environment.
     """
     if transport == "auto":
         proxies = {scheme for scheme in urllib.request.getproxies() if scheme != "no"}
