@@ -108,11 +108,12 @@ async def test_connections_are_bounded_and_closed_with_the_model(
     assert session.closed
 
 
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
 async def test_a_hang_up_before_any_token_is_a_connection_failure_not_a_timeout(
-    model_server: FakeModelServer,
+    model_server: FakeModelServer, transport: str
 ) -> None:
     model_server.push(Reply(text="one two three", disconnect_after=0))
-    model = aiohttp_model(model_server)
+    model = aiohttp_model(model_server, http_transport=transport)
     try:
         with pytest.raises(ProviderUnavailable) as info:
             async for _ in model.stream(MESSAGES, PARAMS):
@@ -120,3 +121,4 @@ async def test_a_hang_up_before_any_token_is_a_connection_failure_not_a_timeout(
     finally:
         await model.aclose()
     assert "(timeout)" not in str(info.value)
+    assert "connection to" in str(info.value)
