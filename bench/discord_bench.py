@@ -139,6 +139,12 @@ def main() -> None:
         "--profile", metavar="FILE", help="profile the bot during the burst (pstats file)"
     )
     parser.add_argument(
+        "--http-transport",
+        choices=("auto", "httpx", "aiohttp"),
+        default="auto",
+        help="openai_http_transport for the bot (A/B the model request's HTTP stack)",
+    )
+    parser.add_argument(
         "--stand-in",
         action="store_true",
         help="in-process bot with a stand-in runtime (Discord layer only)",
@@ -201,6 +207,7 @@ def main() -> None:
             "CARRIER_DISCORD_API_BASE": discord_url,
             "CARRIER_DISCORD_GATEWAY_URL": discord_url.replace("http://", "ws://") + "/gateway",
             "CARRIER_DISCORD_MAX_CONCURRENT_TURNS": str(args.concurrency),
+            "CARRIER_OPENAI_HTTP_TRANSPORT": args.http_transport,
             "CARRIER_LOG_LEVEL": "WARNING",
         }
         started = time.monotonic()

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         60.0, gt=0, le=86_400, description="Seconds before a model request times out."
     )
     max_retries: int = Field(3, ge=0, le=20, description="Retries on 429, 5xx and timeouts.")
+    openai_http_transport: Literal["auto", "httpx", "aiohttp"] = Field(
+        "auto",
+        description="HTTP stack under the OpenAI SDK: auto takes aiohttp (~1.2 ms less CPU "
+        "per Discord turn) when the SDK has loaded it and no proxy is set in the "
+        "environment (HTTPS_PROXY...), httpx otherwise.",
+    )
 
     # Usage records (issue 12): prices, and whether prompts are kept
     model_prices: dict[str, ModelPrice] = Field(

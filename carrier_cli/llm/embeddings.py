@@ -142,6 +142,7 @@ def create_embedder(settings: Settings, *, model: str | None = None) -> Embedder
             base_url=settings.embedding_base_url or settings.openai_base_url,
             dimensions=settings.embedding_dimensions,
             timeout=settings.request_timeout,
+            http_transport=settings.openai_http_transport,
         )
     return OpenAIEmbedder(
         model=chosen or DEFAULT_MODELS["ollama"],
@@ -149,4 +150,5 @@ def create_embedder(settings: Settings, *, model: str | None = None) -> Embedder
         base_url=settings.embedding_base_url or settings.ollama_base_url,
         dimensions=settings.embedding_dimensions,
         timeout=settings.request_timeout,
+        http_transport=settings.openai_http_transport,
     )

@@ -10,7 +10,7 @@ sends a character's `gpt-4o` to Anthropic.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import SecretStr
 
@@ -79,6 +79,7 @@ class ModelConfig:
     max_retries: int = 3
     source: str = "default"  # where the provider choice came from, for `--verbose` output
     window_override: int | None = None  # the context_window setting, for every model
+    http_transport: Literal["auto", "httpx", "aiohttp"] = "auto"  # OpenAI SDK's HTTP stack
 
     def window_for(self, model: str) -> int:
         """Context window of `model` (large or small) under this config."""
@@ -218,6 +219,7 @@ def resolve_model_config(
         window_override=settings.context_window,
         timeout=settings.request_timeout,
         max_retries=settings.max_retries,
+        http_transport=settings.openai_http_transport,
         source=source,
     )
 
@@ -277,7 +279,12 @@ def create_chat_model(config: ModelConfig) -> ChatModel:
         return AnthropicChatModel(api_key=key or "", **common)
     from carrier_cli.llm.openai_chat import OpenAIChatModel
 
-    return OpenAIChatModel(api_key=key or "not-needed", name=config.provider, **common)
+    return OpenAIChatModel(
+        api_key=key or "not-needed",
+        name=config.provider,
+        http_transport=config.http_transport,
+        **common,
+    )
 
 
 def create_models(

@@ -54,6 +54,7 @@ class OpenAIChatModel:
         context_window: int | None = None,
         trim_to_context: bool = True,
         observers: list[CallObserver] | None = None,
+        http_transport: openai_common.HttpTransport = "auto",
     ) -> None:
         self.name = name
         self.observers: list[CallObserver] = observers if observers is not None else []
@@ -65,7 +66,7 @@ class OpenAIChatModel:
         self.base_url = base_url
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self._client = openai_common.make_client(api_key, base_url, timeout)
+        self._client = openai_common.make_client(api_key, base_url, timeout, http_transport)
 
     # -- helpers ---------------------------------------------------------------------------
     def _describe(self) -> str:

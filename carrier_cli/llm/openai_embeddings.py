@@ -51,6 +51,7 @@ class OpenAIEmbedder:
         retry: RetryPolicy | None = None,
         batch_size: int = BATCH_SIZE,
         observers: list[CallObserver] | None = None,
+        http_transport: openai_common.HttpTransport = "auto",
     ) -> None:
         self.observers: list[CallObserver] = observers if observers is not None else []
         if provider is None:
@@ -67,7 +68,7 @@ class OpenAIEmbedder:
         known = dimensions or KNOWN_DIMENSIONS.get(model.split(":")[0])
         self.dimension = known or 0
         self.model_id = f"{provider}:{model}" + (f":{known}" if known else "")
-        self._client = openai_common.make_client(api_key, base_url, timeout)
+        self._client = openai_common.make_client(api_key, base_url, timeout, http_transport)
 
     def _classify(self, exc: BaseException) -> Transient | None:
         return openai_common.classify(exc, self.timeout, self.base_url)

@@ -26,6 +26,14 @@ MESSAGES = [
     ChatMessage("user", "What is the weather\non Mars?"),
 ]
 PARAMS = GenerationParams(model="gpt-4o-mini", temperature=0.3, max_tokens=99)
+# The HTTP stack under the SDK (openai_http_transport): every test here runs on both.
+TRANSPORT: dict[str, str] = {"name": "httpx"}
+
+
+@pytest.fixture(autouse=True, params=["httpx", "aiohttp"])
+def http_transport(request: pytest.FixtureRequest) -> str:
+    TRANSPORT["name"] = request.param
+    return str(request.param)
 
 
 def make_model(server: FakeModelServer, **kwargs: object) -> OpenAIChatModel:
@@ -34,6 +42,7 @@ def make_model(server: FakeModelServer, **kwargs: object) -> OpenAIChatModel:
         "base_url": server.openai_base_url,
         "timeout": 2.0,
         "retry": FAST,
+        "http_transport": TRANSPORT["name"],
     }
     options.update(kwargs)
     return OpenAIChatModel(**options)  # type: ignore[arg-type]
@@ -288,6 +297,7 @@ async def test_connection_refused_names_the_base_url() -> None:
             base_url=url,
             timeout=1.0,
             retry=RetryPolicy(max_retries=1, base_delay=0.01),
+            http_transport=TRANSPORT["name"],  # type: ignore[arg-type]
         )
         try:
             with pytest.raises(ProviderUnavailable) as info:
@@ -296,6 +306,9 @@ async def test_connection_refused_names_the_base_url() -> None:
             await model.aclose()
     assert url in str(info.value)
     assert "2 attempts" in str(info.value)
+    # A refusal, not a timeout, on either transport (aiohttp's vendored mapping said timeout).
+    assert "ConnectError" in str(info.value)
+    assert "(timeout)" not in str(info.value)
 
 
 async def test_missing_authorization_header_gets_openai_style_401(
@@ -327,6 +340,7 @@ async def test_unreachable_ollama_says_how_to_start_it() -> None:
             base_url=f"http://127.0.0.1:{port}/v1",
             name="ollama",
             retry=RetryPolicy(max_retries=0),
+            http_transport=TRANSPORT["name"],  # type: ignore[arg-type]
         )
         try:
             with pytest.raises(ProviderUnavailable) as info:
