@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -716,11 +716,7 @@ class CarrierDiscordBot(discord.Client):
                 # do not repost. Cut off after some chunks (a long reply, or its action
                 # messages): the catch-up replay posts the rest of the stored answer.
                 stored = await self._stored_answer(inbound, verdict)
-                missing = list(stored or [])
-                for chunk in posted:
-                    if chunk in missing:
-                        missing.remove(chunk)
-                if not missing:
+                if not Counter(stored or ()) - Counter(posted):  # nothing missing
                     outcome = "answered on Discord (found at catch-up)"
                     await self._mark_answered(message_id, outcome)
                     continue
@@ -761,21 +757,20 @@ class CarrierDiscordBot(discord.Client):
         """The chunks of the stored reply to this message and of its action messages, as
         `_deliver` posts them; None when no reply is stored (the turn never got that far:
         whatever is in the channel, an apology, is the whole answer)."""
-        from carrier_cli.runtime.turn.ids import reply_id
+        from carrier_cli.runtime.turn.replay import stored_answer
 
         store = getattr(self.runtime, "store", None)
         agent_id = getattr(self.runtime, "agent_id", None)
         if store is None or agent_id is None:
             return None
-        incoming = to_incoming(inbound, verdict)
-        reply = await store.get(reply_id(incoming, agent_id))
-        if reply is None or not reply.text:
+        stored = await stored_answer(store, agent_id, to_incoming(inbound, verdict))
+        if stored is None or not stored[0].text:
             return None
+        reply, extra = stored
         chunks = split_message(reply.text)
-        for index in range(len(reply.content.get("actions") or [])):
-            output = await store.get(reply_id(incoming, agent_id, "action", index))
-            if output is not None and output.text:
-                chunks += split_message(output.text)
+        for text in extra:
+            if text:
+                chunks += split_message(text)
         return chunks
 
     async def _owns_channel(self, channel_id: str) -> bool:

@@ -41,23 +41,35 @@ class Replays:
         known = self._results.get(memory.id)
         if known is not None:
             return replace(known, replayed=True, timings={})
-        reply = await store.get(reply_id(message, agent_id))
-        if reply is None:
+        stored = await stored_answer(store, agent_id, message)
+        if stored is None:
             return None  # seen but never answered (interrupted): run the turn again
+        reply, extra = stored
         content = reply.content
-        actions = list(content.get("actions") or [])
-        extra: list[str] = []
-        for index in range(len(actions)):  # outputs of the actions, stored by position
-            output = await store.get(reply_id(message, agent_id, "action", index))
-            if output is not None:
-                extra.append(output.text)
         return TurnResult(
             decision=reply.metadata.get("decision", "RESPOND"),
             message_id=memory.id,
             text=reply.text,
             reply_id=reply.id,
-            actions=actions,
+            actions=list(content.get("actions") or []),
             thought=content.get("thought"),
             extra_messages=extra,
             replayed=True,
         )
+
+
+async def stored_answer(
+    store: MemoryStore, agent_id: uuid.UUID, message: IncomingMessage
+) -> tuple[Memory, list[str]] | None:
+    """The reply stored for a platform message and the texts its actions stored after it
+    (by their deterministic ids), or None when no reply was stored. Also what Discord's
+    catch-up compares with the channel, to post what a kill cut off."""
+    reply = await store.get(reply_id(message, agent_id))
+    if reply is None:
+        return None
+    extra: list[str] = []
+    for index in range(len(reply.content.get("actions") or [])):  # stored by position
+        output = await store.get(reply_id(message, agent_id, "action", index))
+        if output is not None:
+            extra.append(output.text)
+    return reply, extra
