@@ -155,7 +155,7 @@ def memory_row(
     }
 
 
-_KINDS = {kind.value: kind for kind in MemoryKind}
+KIND_OF = {kind.value: kind for kind in MemoryKind}  # a stored kind's text -> the enum
 
 
 def to_memory(row: Any) -> Memory:
@@ -172,7 +172,7 @@ def to_memory(row: Any) -> Memory:
         agent_id=mapping["agent_id"],
         room_id=mapping["room_id"],
         entity_id=mapping["entity_id"],
-        kind=_KINDS.get(kind) or MemoryKind(kind),
+        kind=KIND_OF.get(kind) or MemoryKind(kind),
         content=dict(content) if content else {},
         created_at=mapping["created_at"],
         unique=bool(mapping["unique"]),

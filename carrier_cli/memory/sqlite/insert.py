@@ -51,7 +51,8 @@ def _content(value: Any) -> str:
     return _encode(value)
 
 
-def _datetime(value: datetime) -> str:
+def encode_time(value: datetime) -> str:
+    """A time as UTCDateTime stores it on SQLite (naive UTC, always microseconds)."""
     # UTCDateTime stores naive UTC; SQLAlchemy's SQLite DATETIME text always has
     # microseconds and a four-digit year ("2026-12-03 13:41:28.311193", "0999-...").
     # isoformat with timespec="microseconds" writes exactly that, then "+00:00" for an
@@ -82,7 +83,7 @@ COLUMNS: dict[str, Callable[[Any], Any]] = {
     "kind": _plain,
     "content": _json,
     "content_hash": _plain,
-    "created_at": _datetime,
+    "created_at": encode_time,
     "embedding": _vector,
     "embedding_model": _plain,
     "unique": _bool,
@@ -145,7 +146,7 @@ def memory_values(
                 row["kind"],
                 content(row["content"]),
                 row["content_hash"],
-                None if created is None else _datetime(created),
+                None if created is None else encode_time(created),
                 None if vector is None else _vector(vector),
                 row["embedding_model"],
                 None if row["unique"] is None else _bool(row["unique"]),

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from carrier_cli.memory.rows import M
+from carrier_cli.memory.rows import KIND_OF, M
+from carrier_cli.memory.sqlite.insert import encode_time as encode_time  # for its writes
 from carrier_cli.memory.types import Memory, MemoryKind
 
 # The columns of `rows.columns(False)`, in that order.
@@ -47,7 +48,6 @@ CACHE_UPSERT_SQL = (
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
 )
 
-_KINDS = {kind.value: kind for kind in MemoryKind}
 # agent, room and sender ids repeat on nearly every row, and a room's recent messages on
 # every turn: parsed once (UUIDs are immutable).
 _IDS: dict[str, uuid.UUID] = {}
@@ -91,13 +91,6 @@ def decode_vector(value: Any) -> np.ndarray:
     if isinstance(value, bytes | memoryview):
         return np.frombuffer(value, dtype=np.float32)
     return np.asarray(_processor("embedding")(value), dtype=np.float32)
-
-
-def encode_time(value: datetime) -> str:
-    """A time as UTCDateTime stores it on SQLite (naive UTC, always microseconds)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 @cache
@@ -178,7 +171,7 @@ def decode_memory(row: Sequence[Any]) -> Memory:
         agent_id=_shared_uuid(row[1]),  # type: ignore[arg-type]
         room_id=_shared_uuid(row[2]),
         entity_id=_shared_uuid(row[3]),
-        kind=_KINDS.get(kind) or MemoryKind(kind),
+        kind=KIND_OF.get(kind) or MemoryKind(kind),
         content=dict(content) if content else {},
         created_at=_time(row[6]),
         unique=bool(row[8]),
