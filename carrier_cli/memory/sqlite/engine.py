@@ -190,17 +190,23 @@ def driver_call(
     try:
         cursor = driver.cursor()
         try:
-            if many:
-                cursor.executemany(statement, parameters)
-            elif parameters is None:
-                cursor.execute(statement)
-            else:
-                cursor.execute(statement, parameters)
+            send(cursor, statement, parameters, many)
             return cursor.fetchall()
         finally:
             cursor.close()
     except Exception as exc:
         raise_driver_error(exc, statement, parameters, url)
+
+
+def send(cursor: Any, statement: str, parameters: Any, many: bool) -> None:
+    """A statement on a sqlite3 cursor: executemany for many rows, and no parameters
+    argument at all when there are none (sqlite3 refuses None)."""
+    if many:
+        cursor.executemany(statement, parameters)
+    elif parameters is None:
+        cursor.execute(statement)
+    else:
+        cursor.execute(statement, parameters)
 
 
 def raise_driver_error(exc: Exception, statement: str, parameters: Any, url: str) -> NoReturn:
@@ -376,12 +382,7 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         def work() -> tuple[Any, Any, int, Any]:
             cursor = aio._conn.cursor()
             try:
-                if many:
-                    cursor.executemany(operation, parameters)
-                elif parameters is None:
-                    cursor.execute(operation)
-                else:
-                    cursor.execute(operation, parameters)
+                send(cursor, operation, parameters, many)
                 rows = cursor.fetchall() if cursor.description else None
                 return cursor.description, rows, cursor.rowcount, cursor.lastrowid
             finally:
