@@ -23,7 +23,6 @@ from pathlib import Path
 
 from carrier_cli.errors import InputError
 
-EXAMPLES = '`+30m`, `+2h`, `"2026-12-24 09:00"` (in --tz) or `2026-12-24T09:00:00+01:00`'
 # A post scheduled further than this is most likely a typo in the year.
 MAX_AHEAD = timedelta(days=366)
 # A time this little in the past is "now" (the command took a moment to start).
@@ -31,6 +30,11 @@ PAST_TOLERANCE = timedelta(seconds=5)
 _RELATIVE = re.compile(r"^\+((?:\d+[smhd])+)$")
 _UNIT = re.compile(r"(\d+)([smhd])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def examples(tz_flag: str = "--tz") -> str:
+    """The accepted forms, for hints (`tz_flag`: what the time zone option is called)."""
+    return f'`+30m`, `+2h`, `"2026-12-24 09:00"` (in {tz_flag}) or `2026-12-24T09:00:00+01:00`'
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,9 @@ class Zone:
         return moment.astimezone(self.tz) if self.tz is not None else moment.astimezone()
 
 
-def zone(name: str | None) -> Zone:
-    """`--tz NAME` (an IANA name such as Europe/Paris, or UTC), or the machine's zone."""
+def zone(name: str | None, *, flag: str = "--tz") -> Zone:
+    """`--tz NAME` (an IANA name such as Europe/Paris, or UTC), or the machine's zone.
+    `flag`: what the error calls it (the API's request field is `tz`)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     if name is None:
@@ -62,7 +67,7 @@ def zone(name: str | None) -> Zone:
         return Zone(ZoneInfo(name), name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InputError(
-            f"--tz `{name}` is not a time zone this machine knows.",
+            f"{flag} `{name}` is not a time zone this machine knows.",
             hint="Use an IANA name such as Europe/Paris, America/New_York or UTC "
             "(the list is in /usr/share/zoneinfo; on Debian install tzdata).",
         ) from None
@@ -89,29 +94,37 @@ def local_zone() -> Zone:
     return Zone(None, "local time")
 
 
-def parse_when(text: str, tz: Zone, *, at: datetime | None = None) -> datetime:
-    """WHEN as an aware UTC datetime in the future (InputError naming --at otherwise)."""
+def parse_when(
+    text: str,
+    tz: Zone,
+    *,
+    at: datetime | None = None,
+    flag: str = "--at",
+    tz_flag: str = "--tz",
+) -> datetime:
+    """WHEN as an aware UTC datetime in the future (InputError naming `flag` otherwise:
+    --at on the command line, the request field `at` over the API)."""
     at = at or datetime.now(UTC)
     value = text.strip()
     match = _RELATIVE.match(value)
     if match:
         seconds = sum(int(n) * _SECONDS[u] for n, u in _UNIT.findall(match.group(1)))
         if seconds <= 0:
-            raise _bad(text, "a relative time must be later than now")
+            raise _bad(text, "a relative time must be later than now", flag, tz_flag)
         if seconds > MAX_AHEAD.total_seconds():
-            raise _too_far(text)
+            raise _too_far(text, flag)
         return at + timedelta(seconds=seconds)
     try:
         parsed = datetime.fromisoformat(value.replace(" ", "T", 1) if " " in value else value)
     except ValueError:
-        raise _bad(text, "not a time Carrier can read") from None
+        raise _bad(text, "not a time Carrier can read", flag, tz_flag) from None
     if parsed.tzinfo is None:
         moment = tz.localize(parsed)
         if tz.tz is not None:
             back = moment.astimezone(UTC).astimezone(tz.tz).replace(tzinfo=None)
             if back != parsed:
                 raise InputError(
-                    f"--at `{text}`: {parsed:%Y-%m-%d %H:%M} does not exist in {tz.name} "
+                    f"{flag} `{text}`: {parsed:%Y-%m-%d %H:%M} does not exist in {tz.name} "
                     "(the clocks skip that hour for daylight saving time).",
                     hint=f"Pick a time outside the skipped hour, e.g. {back:%H:%M}.",
                 )
@@ -120,12 +133,12 @@ def parse_when(text: str, tz: Zone, *, at: datetime | None = None) -> datetime:
     moment = moment.astimezone(UTC)
     if moment < at - PAST_TOLERANCE:
         raise InputError(
-            f"--at `{text}` is in the past ({moment:%Y-%m-%d %H:%M:%S} UTC; it is now "
+            f"{flag} `{text}` is in the past ({moment:%Y-%m-%d %H:%M:%S} UTC; it is now "
             f"{at:%Y-%m-%d %H:%M:%S} UTC).",
-            hint=f"Give a time to come: {EXAMPLES}.",
+            hint=f"Give a time to come: {examples(tz_flag)}.",
         )
     if moment - at > MAX_AHEAD:
-        raise _too_far(text)
+        raise _too_far(text, flag)
     return max(moment, at)
 
 
@@ -138,12 +151,12 @@ def describe(moment: datetime, tz: Zone) -> str:
     )
 
 
-def _bad(text: str, why: str) -> InputError:
-    return InputError(f"--at `{text}`: {why}.", hint=f"Use {EXAMPLES}.")
+def _bad(text: str, why: str, flag: str, tz_flag: str) -> InputError:
+    return InputError(f"{flag} `{text}`: {why}.", hint=f"Use {examples(tz_flag)}.")
 
 
-def _too_far(text: str) -> InputError:
+def _too_far(text: str, flag: str) -> InputError:
     return InputError(
-        f"--at `{text}` is more than {MAX_AHEAD.days} days ahead.",
+        f"{flag} `{text}` is more than {MAX_AHEAD.days} days ahead.",
         hint="Check the year; a post can be scheduled at most a year ahead.",
     )

@@ -452,15 +452,19 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 def _when(options: PostOptions) -> tuple[datetime | None, Zone]:
     """`at` and `tz` parsed before any media work (422 naming the field)."""
-    from carrier_cli.clients.instagram.queueing import parse_at
+    from carrier_cli.clients.instagram import when
 
+    flags = {"at": "`at`", "tz": "`tz`"}  # what the messages call them here
     try:
-        return parse_at(options.at, options.tz)
+        zone = when.zone(options.tz, flag=flags["tz"])
     except InputError as exc:
-        field = "tz" if exc.message.startswith("--tz") else "at"
-        message = exc.message.replace("--at", "`at`").replace("--tz", "`tz`")
-        hint = (exc.hint or "").replace("--at", "`at`").replace("--tz", "`tz`") or None
-        raise invalid(field, message, hint) from None
+        raise invalid("tz", exc.message, exc.hint) from None
+    if options.at is None:
+        return None, zone
+    try:
+        return when.parse_when(options.at, zone, flag=flags["at"], tz_flag=flags["tz"]), zone
+    except InputError as exc:
+        raise invalid("at", exc.message, exc.hint) from None
 
 
 def _publish_options(options: PostOptions, files: list[Path], field: str) -> PublishOptions:
