@@ -318,8 +318,7 @@ class InstagramPoster:
             record = await self.journal.get(post_id)
             if record is None:
                 continue
-            if record.options.get("origin") == ORIGIN:
-                self._remove_uploads(record)
+            self._remove_uploads(record)  # only files in the API's uploads folder
             await self._emit("instagram.published", event_data(record, post_id))
 
     def _sweep_parts(self) -> None:
