@@ -1,7 +1,14 @@
-from carrier_cli import startup_gc
+"""`python -m carrier_cli`, and the `carrier` command ([project.scripts] names `run`)."""
 
-startup_gc.pause()  # before the imports: see carrier_cli/startup_gc.py
 
-from carrier_cli.cli.app import main  # noqa: E402
+def run() -> None:
+    from carrier_cli import startup_gc
 
-main()
+    startup_gc.pause()  # before the command's imports: see carrier_cli/startup_gc.py
+    from carrier_cli.cli.app import main
+
+    main()
+
+
+if __name__ == "__main__":
+    run()

@@ -95,3 +95,23 @@ def test_piped_chat_resumes_the_collector_once_its_first_reply_is_out() -> None:
     assert seen[0] is True and seen[-1] is False
     assert not startup_gc.paused()
     gc.unfreeze()
+
+
+def test_the_installed_command_enters_before_the_cli_is_imported() -> None:
+    """`carrier` (the console script) holds the collector back before the CLI's imports,
+    as `python -m carrier_cli` does: both go through carrier_cli.__main__.run."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["carrier"] == "carrier_cli.__main__:run"
+    code = (
+        "import gc, sys, atexit\n"
+        "import carrier_cli.__main__ as entry\n"
+        "assert 'carrier_cli.cli.app' not in sys.modules  # importing it runs nothing\n"
+        "sys.argv = ['carrier', 'version']\n"
+        "atexit.register(lambda: print('THRESHOLD', gc.get_threshold()[0], file=sys.stderr))\n"
+        "entry.run()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert f"THRESHOLD {startup_gc.START_THRESHOLD}" in result.stderr, result.stderr[-2000:]

@@ -109,15 +109,11 @@ def _print_error(message: str, hint: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and turn failures into a paragraph and an exit code.
-    As the process's entry (no `argv`), the collector is held back while the command
-    starts (carrier_cli/startup_gc.py); a caller passing `argv` keeps its own."""
+    """Run the app and turn failures into a paragraph and an exit code. The process's
+    entry is carrier_cli/__main__.py's `run`, which holds the collector back before this
+    module is imported (carrier_cli/startup_gc.py); a library caller keeps its own."""
     from carrier_cli.errors import CarrierError
 
-    if argv is None:
-        from carrier_cli import startup_gc
-
-        startup_gc.pause()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
