@@ -64,14 +64,23 @@ def run_cli(
     import io
     import logging
 
+    from carrier_cli import output
     from carrier_cli.cli.app import main
     from carrier_cli.state import STATE
+
+    def fresh_consoles() -> None:
+        # Rich reads COLUMNS when a console is made, and output.out()/err() are made once
+        # per process: without this, a run's COLUMNS was ignored whenever an earlier test
+        # in the same worker had printed first (tables wrapped at 80 columns).
+        output.out.cache_clear()
+        output.err.cache_clear()
 
     root = logging.getLogger()
     saved_logging = (list(root.handlers), root.level)
     saved = dict(os.environ)
     os.environ.update(extra_env or {})
     STATE._loaded.clear()
+    fresh_consoles()
     stdout, stderr = io.StringIO(), io.StringIO()
     old_cwd = Path.cwd()
     code = 0
@@ -87,6 +96,7 @@ def run_cli(
         os.environ.clear()
         os.environ.update(saved)
         STATE._loaded.clear()
+        fresh_consoles()
         root.handlers[:], level = saved_logging
         root.setLevel(level)
     return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
