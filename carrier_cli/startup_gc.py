@@ -10,10 +10,14 @@ machine and load; disabling it outright gave 763 ms).
 `pause()` (the `carrier` entry point only, never a library caller or a test) raises that
 threshold, so memory stays bounded even if nothing resumes: a collection still runs every
 million net allocations. `resume()`, called where a long-lived command has finished
-starting (chat after its first reply, `run`/`serve` once serving), freezes what start-up
-created (gc.freeze: those objects live as long as the process and are never walked again,
-which also shortens every later full collection) and restores the thresholds. Both are
-cheap and idempotent; `resume()` without `pause()` does nothing.
+starting (chat after its first reply, `run`/`serve` once serving), collects once, freezes
+what is left (gc.freeze: those objects live as long as the process and are never walked
+again, which also shortens every later full collection) and restores the thresholds. The
+one collection is what start-up skipped: without it the start-up's cyclic garbage (1,755
+objects after importing the runtime, openai, SQLAlchemy and numpy) would be frozen with
+the rest and never freed. It costs ~75 ms over ~197,000 objects, once, after start-up's
+figure (chat's first reply is already out). Both are idempotent; `resume()` without
+`pause()` does nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def pause() -> None:
 def resume() -> None:
     global _paused
     if _paused is not None:
+        gc.collect()
         gc.freeze()
         gc.set_threshold(*_paused)
         _paused = None

@@ -34,6 +34,25 @@ def test_pause_raises_the_first_threshold_and_resume_restores_it() -> None:
     gc.unfreeze()
 
 
+def test_garbage_made_while_paused_is_freed_not_frozen() -> None:
+    import weakref
+
+    class Node:
+        other: object = None
+
+    gc.collect()
+    startup_gc.pause()
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle: only the collector frees it
+    gone = weakref.ref(a)
+    del a, b
+    startup_gc.resume()
+    try:
+        assert gone() is None, "start-up's cyclic garbage was frozen for the process's life"
+    finally:
+        gc.unfreeze()
+
+
 def test_resume_without_pause_changes_nothing() -> None:
     before = gc.get_threshold()
     frozen = gc.get_freeze_count()

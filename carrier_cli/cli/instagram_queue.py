@@ -113,6 +113,8 @@ def schedule_post(
             "`carrier run --client instagram` or `carrier serve` publishes it when due "
             "(or `carrier instagram queue run`)."
         )
+    if (replaced := item.replaced_text()) is not None:
+        typer.echo(replaced)
 
 
 def _show(item: QueueItem) -> None:

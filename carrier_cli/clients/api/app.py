@@ -40,6 +40,9 @@ def create_app(state: ApiState) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    # errors._slash_twin answers a trailing-slash miss instead, with a body and a
+    # relative Location (Starlette's redirect has neither).
+    app.router.redirect_slashes = False
     app.state.carrier = state
     options = state.options
     state.extras.setdefault("rate_limiter", RateLimiter(options.rate_limit))

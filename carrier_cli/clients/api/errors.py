@@ -31,7 +31,8 @@ class FieldError(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(
         description="Machine-readable: unauthorized, forbidden, not_found, invalid_request, "
-        "too_large, unsupported_media_type, rate_limited, unavailable, upstream_failed, ...",
+        "too_large, unsupported_media_type, rate_limited, unavailable, upstream_failed, moved "
+        "(307: the path with or without its trailing slash), ...",
         examples=["not_found"],
     )
     message: str = Field(description="One paragraph for a person.")
@@ -131,6 +132,39 @@ def _field_error(error: dict[str, Any]) -> dict[str, str]:
     return {"field": _field_path(error.get("loc", ())), "message": str(error.get("msg", ""))}
 
 
+def _slash_twin(request: Request) -> JSONResponse | None:
+    """A 307 to the same path without (or with) its trailing slash when that one is an
+    endpoint, with the error shape's body. Starlette's own redirect (turned off in
+    create_app) answers with an empty body, which a client that does not follow redirects
+    (httpx's default, most SDK generators') reports as an unreadable 307; its Location is
+    also absolute from the Host header, wrong behind a proxy that rewrites it. This one is
+    relative (RFC 9110 allows it) and says what happened."""
+    from fastapi.responses import JSONResponse
+    from starlette.routing import Match
+
+    path = request.url.path
+    if path == "/" or request.scope.get("type") != "http":
+        return None
+    twin = path.rstrip("/") if path.endswith("/") else path + "/"
+    if not twin:
+        return None
+    scope = {**request.scope, "path": twin}
+    router = request.app.router
+    if not any(route.matches(scope)[0] is not Match.NONE for route in router.routes):
+        return None
+    location = twin + (f"?{request.url.query}" if request.url.query else "")
+    return JSONResponse(
+        error_body(
+            "moved",
+            f"{request.method} {path} is not an endpoint; {twin} is.",
+            f"Send the request to {twin}; clients that follow redirects are sent there"
+            " (307 keeps the method and the body).",
+        ),
+        status_code=307,
+        headers={"Location": location},
+    )
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the one shape."""
     from fastapi.exceptions import RequestValidationError
@@ -172,6 +206,8 @@ def install(app: FastAPI) -> None:
         }
         code = codes.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.detail else "HTTP error"
+        if exc.status_code == 404 and (moved := _slash_twin(request)) is not None:
+            return moved
         if exc.status_code == 404:
             message = f"No such endpoint: {request.method} {request.url.path}."
         elif exc.status_code == 405:

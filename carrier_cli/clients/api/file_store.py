@@ -44,6 +44,10 @@ from carrier_cli.runtime.outgoing import OutgoingFile
 log = logging.getLogger("carrier.api.files")
 
 SWEEP_EVERY = 60.0  # seconds between sweeps of one process
+# A file kept again within this many seconds by the same process is not rewritten: its
+# expiry moves by at most that much of a retention of hours. Bounded to RECENT_MAX ids.
+RECENTLY = 60.0
+RECENT_MAX = 1024
 FILE_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -66,6 +70,12 @@ class FileStore:
         self.max_total_bytes = max_total_bytes
         self._last_sweep = 0.0
         self._written = 0  # bytes written since the last sweep
+        # file id -> when this process last kept it. On one server a turn's files reach
+        # keep() twice (the runtime's file sink before reply.completed, then the answer
+        # path, which exists for `--role api` fronts); the second within RECENTLY is a
+        # no-op instead of a descriptor rewrite (mkstemp, write, replace).
+        self._recent: dict[str, float] = {}
+        self._recently = min(RECENTLY, retention_seconds / 10)  # never past its expiry
 
     @classmethod
     def from_settings(cls, settings: Any) -> FileStore:
@@ -89,8 +99,8 @@ class FileStore:
             self.root.mkdir(parents=True, exist_ok=True)
             now = time.time()
             for file in files:
-                self._write(file, now)
-                self._written += len(file.data)
+                if self._write(file, now):
+                    self._written += len(file.data)
             # Once a minute, or sooner when a tenth of the cap was written since the last
             # sweep: the cap is exceeded by at most that much (100 MiB of the default 1 GiB).
             if now - self._last_sweep >= SWEEP_EVERY or self._written > self.max_total_bytes / 10:
@@ -99,8 +109,12 @@ class FileStore:
         except OSError as exc:
             log.warning("could not keep a reply's files under %s: %s", self.root, exc)
 
-    def _write(self, file: OutgoingFile, now: float) -> None:
+    def _write(self, file: OutgoingFile, now: float) -> bool:
+        """Store one file; False when this process kept it moments ago and it is there."""
         blob = self.root / f"{file.file_id}.bin"
+        kept = self._recent.get(file.file_id)
+        if kept is not None and now - kept < self._recently and blob.exists():
+            return False
         if blob.exists():
             os.utime(blob)  # a sweep racing this write keeps it (it checks the mtime too)
         else:
@@ -113,6 +127,11 @@ class FileStore:
             "expires": now + self.retention,
         }
         self._atomic(self.root / f"{file.file_id}.json", json.dumps(meta).encode("utf-8"))
+        self._recent.pop(file.file_id, None)
+        self._recent[file.file_id] = now
+        while len(self._recent) > RECENT_MAX:  # oldest first (insertion order)
+            del self._recent[next(iter(self._recent))]
+        return True
 
     def _atomic(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=path.suffix)

@@ -48,6 +48,13 @@ class QueueItem:
     entry: Entry
     record: PostRecord
     already_published: bool = False
+    # The post's earlier schedule entry that this one replaced (the same media and
+    # caption sent again with --at/--draft): an operator should hear that a waiting
+    # post moved rather than a second one being queued.
+    replaced: Entry | None = None
+    # False when the journal had this post already (same media and caption): its
+    # files are the first sending's, so a caller holding a second copy may drop it.
+    created: bool = True
 
     @property
     def zone(self) -> when_mod.Zone:
@@ -86,7 +93,26 @@ class QueueItem:
             "permalink": r.permalink,
             "decided_at": e.decided_at.isoformat() if e.decided_at else None,
             "already_published": self.already_published,
+            "replaced": _replaced_dict(self.replaced),
         }
+
+    def replaced_text(self) -> str | None:
+        """One sentence on the entry this one replaced, None when there was none."""
+        old = self.replaced
+        if old is None:
+            return None
+        if old.state in ("queued", "approved") and old.scheduled_at is not None:
+            was = f"{old.state} for {when_mod.describe(old.scheduled_at, self.zone)}"
+        else:
+            was = old.state
+        return f"This replaces the post's earlier schedule entry ({was})."
+
+
+def _replaced_dict(old: Entry | None) -> dict[str, Any] | None:
+    if old is None:
+        return None
+    at = old.scheduled_at
+    return {"state": old.state, "scheduled_at": at.isoformat() if at else None}
 
 
 def caption_prompt(kind: str, files: list[Path]) -> str:
@@ -151,13 +177,14 @@ async def schedule_in(
                     hint="Run again for another caption, pass --caption, or --draft to "
                     "decide later.",
                 )
-    record, _created = await publisher.begin(request, prepared)
+    record, created = await publisher.begin(request, prepared)
     schedule = Schedule(journal)
     if record.published and not request.force:
         entry = await schedule.get(record.id)
         if entry is None:
             entry = await _published_entry(schedule, record)
-        return QueueItem(entry, record, already_published=True)
+        return QueueItem(entry, record, already_published=True, created=created)
+    previous = await schedule.get(record.id)  # put() replaces it unless in progress
     entry = await schedule.put(
         record.id,
         state="draft" if draft else "queued",
@@ -165,7 +192,7 @@ async def schedule_in(
         tz=zone.name if zone.tz is not None else None,
         prompt=prompt,
     )
-    return QueueItem(entry, record)
+    return QueueItem(entry, record, replaced=previous, created=created)
 
 
 async def _published_entry(schedule: Schedule, record: PostRecord) -> Entry:

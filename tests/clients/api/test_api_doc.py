@@ -2,16 +2,15 @@
 `carrier serve` (with curl, as a reader would), and so does the curl line the server's
 banner prints on a fresh home.
 
-A block runs with `curl --fail-with-body`, so an example answering 4xx/5xx fails the
-test; a block after an `<!-- expect-error -->` line must instead print our error shape.
-The block that only exports placeholder values (`crr_...`) is skipped: the test provides
-CARRIER_URL and CARRIER_KEY itself.
+The blocks run and are checked by tests/support/doc_runner.py: strict curl (an example
+answering 4xx/5xx fails), `expect-error` markers (our error shape instead), and every
+shown answer (`# {...}`) names only keys some answer its block printed has. The test
+provides CARRIER_URL and CARRIER_KEY itself.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 
 from tests.clients.api.serve_support import model_server, serving
 from tests.support.api_server import ROOT, ServeProcess, serve_env
+from tests.support.doc_runner import DocBlock, check_block, doc_blocks, missing_examples, run_script
 from tests.support.model_server import ModelServerProcess
 
 pytestmark = [
@@ -32,11 +32,6 @@ pytestmark = [
 ]
 
 DOC = ROOT / "docs" / "api.md"
-_BLOCK = re.compile(
-    r"(?:<!-- model-actions: (?P<action>[A-Z_]+) -->\n)?"
-    r"(?P<marker><!-- expect-error -->\n)?```sh\n(?P<body>.*?)```",
-    re.S,
-)
 # The doc's server loads the file plugin (tests/support/file_plugin.py), and a block after
 # `<!-- model-actions: SHOW_REPORT -->` gets a model that chooses that action (after REPLY).
 PLUGIN_EXTRA = (
@@ -46,23 +41,6 @@ PLUGIN_EXTRA = (
 _PRELUDE = """
 carrier() { "$CARRIER_PYTHON" -m carrier_cli "$@"; }
 """
-_STRICT_CURL = (
-    'curl() { command curl --silent --show-error --fail-with-body --max-time 60 "$@"; }\n'
-)
-
-
-def doc_blocks() -> list[tuple[int, bool, str, str | None]]:
-    """(line number, expects an error, body, the action the model chooses) of every
-    runnable sh block."""
-    text = DOC.read_text(encoding="utf-8")
-    blocks = []
-    for match in _BLOCK.finditer(text):
-        body = match.group("body")
-        if "crr_..." in body:
-            continue
-        line = text.count("\n", 0, match.start("body")) + 1
-        blocks.append((line, bool(match.group("marker")), body, match.group("action")))
-    return blocks
 
 
 @pytest.fixture(scope="module")
@@ -91,15 +69,7 @@ def run_block(
             "CARRIER_PYTHON": sys.executable,
         }
     )
-    script = _PRELUDE + (_STRICT_CURL if strict else "") + body
-    return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        env=env,
-        cwd=served.home.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_script(_PRELUDE + body, env, served.home.parent, strict=strict)
 
 
 def test_the_doc_has_examples_for_every_endpoint(served: ServeProcess) -> None:
@@ -108,45 +78,22 @@ def test_the_doc_has_examples_for_every_endpoint(served: ServeProcess) -> None:
     import httpx2 as httpx
 
     paths = httpx.get(served.url + "/openapi.json", timeout=30).json()["paths"]
-    examples = "\n".join(body for _, _, body, _ in doc_blocks())
-    missing = []
-    for path in paths:
-        if path.startswith(("/v1/instagram/posts", "/v1/instagram/queue")) or path == "/v1/ws":
-            continue  # their own pages, tested by test_api_instagram_doc.py and test_ws.py
-        pattern = re.escape(path)
-        pattern = re.sub(r"\\\{[^}]+\\\}", r"[^/?\" ]+", pattern)
-        if not re.search(pattern + r"(?:[?\"' ]|$)", examples, re.M):
-            missing.append(path)
+
+    def here(path: str) -> bool:  # their own pages: test_api_instagram_doc.py, test_ws.py
+        return not path.startswith(("/v1/instagram/posts", "/v1/instagram/queue", "/v1/ws"))
+
+    missing = missing_examples(paths, doc_blocks(DOC), here)
     assert not missing, f"docs/api.md has no runnable example for {missing}"
 
 
-@pytest.mark.parametrize(
-    ("line", "expects_error", "body", "action"),
-    doc_blocks(),
-    ids=lambda v: str(v) if isinstance(v, int) else "",
-)
-def test_doc_example_runs(
-    line: int,
-    expects_error: bool,
-    body: str,
-    action: str | None,
-    served: ServeProcess,
-    model: ModelServerProcess,
-) -> None:
-    if action is not None:
+@pytest.mark.parametrize("block", doc_blocks(DOC), ids=str)
+def test_doc_example_runs(block: DocBlock, served: ServeProcess, model: ModelServerProcess) -> None:
+    if block.action is not None:
         from tests.support.file_plugin import reply_choosing
 
-        model.push(reply_choosing(action))
-    done = run_block(body, served, model, strict=not expects_error)
-    where = f"docs/api.md line {line}:\n{body}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    assert done.returncode == 0, where
-    assert "Traceback" not in done.stdout + done.stderr, where
-    if expects_error:
-        first = next(line for line in done.stdout.splitlines() if line.startswith("{"))
-        error = json.loads(first)["error"]
-        assert error["code"] and error["message"], where
-    else:
-        assert '"error"' not in done.stdout, where
+        model.push(reply_choosing(block.action))
+    done = run_block(block.body, served, model, strict=not block.expects_error)
+    check_block("docs/api.md", block, done)
 
 
 def test_banner_curl_line_answers_with_the_reply(

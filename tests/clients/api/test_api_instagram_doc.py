@@ -2,27 +2,19 @@
 curl (as a reader would) against a real `carrier serve` configured for Instagram with the
 local fakes (fake Graph API, FTPS server, HTTP media server: test_instagram.py's `servers`).
 
-As in test_api_doc.py, a block runs with `curl --fail-with-body`, so an example answering
-4xx/5xx fails; a block after an `<!-- expect-error -->` line must print our error shape.
-The block exporting placeholders (`crr_...`) is skipped: the test sets CARRIER_URL,
+The blocks run and are checked by tests/support/doc_runner.py, as docs/api.md's are
+(strict curl, `expect-error` markers, shown answers' keys); this test sets CARRIER_URL,
 CARRIER_KEY and MEDIA_DIR itself. Blocks share the shell variables they set (`POST=...`)
 through a state file, so later blocks use the ids earlier ones captured; run the module
 whole, not one block alone.
-
-Each shown answer (a `# {...}` comment line and its continuation lines) must name only
-keys that some JSON answer printed by its block has, so the page shows no field the
-server does not send.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -30,6 +22,16 @@ import pytest
 from tests.clients.api.test_instagram import Servers, _serve, servers  # noqa: F401
 from tests.clients.instagram.helpers import make_image
 from tests.support.api_server import ROOT, ServeProcess, serve_env
+from tests.support.doc_runner import (
+    DocBlock,
+    check_block,
+    curl_commands,
+    doc_blocks,
+    missing_examples,
+    printed_json,
+    run_script,
+    shown_answers,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,73 +42,10 @@ pytestmark = [
 ]
 
 DOC = ROOT / "docs" / "api-instagram.md"
-_BLOCK = re.compile(r"(?P<marker><!-- expect-error -->\n)?```sh\n(?P<body>.*?)```", re.S)
-_STRICT_CURL = (
-    'curl() { command curl --silent --show-error --fail-with-body --max-time 60 "$@"; }\n'
-)
 # Every variable a block sets is exported (set -a) and written to the state file at its
 # end; the next block starts by reading it.
 _PRELUDE = 'set -a\nif [ -f "$DOC_STATE" ]; then source "$DOC_STATE"; fi\n'
 _EPILOGUE = '\nset +a\nexport -p > "$DOC_STATE"\n'
-_KEY = re.compile(r'"(\w+)":')
-
-
-def doc_blocks() -> list[tuple[int, bool, str]]:
-    """(line number, expects an error, body) of every runnable sh block."""
-    text = DOC.read_text(encoding="utf-8")
-    blocks = []
-    for match in _BLOCK.finditer(text):
-        body = match.group("body")
-        if "crr_..." in body:
-            continue
-        line = text.count("\n", 0, match.start("body")) + 1
-        blocks.append((line, bool(match.group("marker")), body))
-    return blocks
-
-
-def shown_answers(body: str) -> list[set[str]]:
-    """The keys of each shown answer: a `# {` line and the `#  ` lines continuing it."""
-    answers: list[set[str]] = []
-    current: list[str] | None = None
-    for line in body.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("# {"):
-            current = [stripped]
-            answers.append(set())
-        elif current is not None and stripped.startswith("#  "):
-            current.append(stripped)
-        else:
-            current = None
-            continue
-        answers[-1] |= set(_KEY.findall(stripped))
-    return answers
-
-
-def printed_json(stdout: str) -> list[Any]:
-    """Every JSON value printed (curl prints answers with no newline between them)."""
-    decoder = json.JSONDecoder()
-    values, at = [], 0
-    while (at := _next_value(stdout, at)) < len(stdout):
-        try:
-            value, at = decoder.raw_decode(stdout, at)
-        except json.JSONDecodeError:
-            at = stdout.find("\n", at) + 1 or len(stdout)  # not JSON: skip the line
-            continue
-        values.append(value)
-    return values
-
-
-def _next_value(text: str, at: int) -> int:
-    found = [i for i in (text.find("{", at), text.find("[", at)) if i >= 0]
-    return min(found) if found else len(text)
-
-
-def all_keys(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        return set(value).union(*(all_keys(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(all_keys(v) for v in value))
-    return set()
 
 
 @pytest.fixture(scope="module")
@@ -151,44 +90,16 @@ def run_block(
             "DOC_STATE": str(workdir / ".doc-state.sh"),
         }
     )
-    script = _PRELUDE + (_STRICT_CURL if strict else "") + body + _EPILOGUE
-    return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def curl_commands(body: str) -> list[tuple[str, str]]:
-    """(method, command line) of each curl command in a block, continuations joined: -X
-    names the method, else -F or -d make it a POST, else it is a GET."""
-    commands = []
-    for command in body.replace("\\\n", " ").splitlines():
-        if "curl " not in command:
-            continue
-        method = re.search(r" -X (\w+)", command)
-        posting = re.search(r" -[Fd] ", command)
-        commands.append((method.group(1) if method else "POST" if posting else "GET", command))
-    return commands
+    return run_script(_PRELUDE + body + _EPILOGUE, env, workdir, strict=strict)
 
 
 def test_the_doc_has_examples_for_every_instagram_endpoint(served: ServeProcess) -> None:
     """Each /v1/instagram/* operation the server documents (method and path) is in a
     runnable example."""
     document = httpx.get(served.url + "/openapi.json", timeout=30).json()
-    commands = [c for _, _, body in doc_blocks() for c in curl_commands(body)]
-    missing = []
-    for path, item in document["paths"].items():
-        if not path.startswith("/v1/instagram/"):
-            continue
-        pattern = re.escape(path)
-        pattern = re.sub(r"\\\{[^}]+\\\}", r"[^/?\" ]+", pattern) + r"(?:[?\"' ]|$)"
-        for method in (m.upper() for m in item if m in ("get", "post", "put", "patch", "delete")):
-            if not any(m == method and re.search(pattern, c) for m, c in commands):
-                missing.append(f"{method} {path}")
+    missing = missing_examples(
+        document["paths"], doc_blocks(DOC), lambda path: path.startswith("/v1/instagram/")
+    )
     assert not missing, f"docs/api-instagram.md has no runnable example for {missing}"
 
 
@@ -208,34 +119,12 @@ def test_shown_answers_are_read() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("line", "expects_error", "body"),
-    doc_blocks(),
-    ids=lambda v: str(v) if isinstance(v, int) else "",
-)
+@pytest.mark.parametrize("block", doc_blocks(DOC), ids=str)
 def test_doc_example_runs(
-    line: int,
-    expects_error: bool,
-    body: str,
+    block: DocBlock,
     served: ServeProcess,
     servers: Servers,  # noqa: F811
     workdir: Path,
 ) -> None:
-    done = run_block(body, served, servers, workdir, strict=not expects_error)
-    where = (
-        f"docs/api-instagram.md line {line}:\n{body}\nstdout: {done.stdout}\nstderr: {done.stderr}"
-    )
-    assert done.returncode == 0, where
-    assert "Traceback" not in done.stdout + done.stderr, where
-    printed = printed_json(done.stdout)
-    errors = [
-        v["error"] for v in printed if isinstance(v, dict) and isinstance(v.get("error"), dict)
-    ]
-    if expects_error:
-        assert errors and errors[0]["code"] and errors[0]["message"], where
-    else:
-        assert not errors, where
-    for keys in shown_answers(body):
-        assert any(keys <= all_keys(value) for value in printed), (
-            f"no answer printed has all the keys shown ({sorted(keys)}): {where}"
-        )
+    done = run_block(block.body, served, servers, workdir, strict=not block.expects_error)
+    check_block("docs/api-instagram.md", block, done)

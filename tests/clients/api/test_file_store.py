@@ -38,6 +38,28 @@ def test_kept_bytes_come_back_exactly_and_no_temporary_file_stays(tmp_path: Path
     assert files.find("0" * 64) is None and files.find("../etc/passwd") is None
 
 
+def test_a_file_kept_again_at_once_is_not_rewritten_but_later_its_expiry_moves(
+    tmp_path: Path,
+) -> None:
+    # One server keeps a turn's files twice (the runtime's sink, then the answer path).
+    files = store(tmp_path, retention=2.0)
+    file = OutgoingFile("a.txt", b"hello")
+    files.keep_now([file])
+    descriptor = tmp_path / f"{file.file_id}.json"
+    first = descriptor.stat().st_mtime_ns
+    time.sleep(0.02)
+    files.keep_now([file])
+    assert descriptor.stat().st_mtime_ns == first
+    time.sleep(0.25)  # past a tenth of the retention: the expiry is extended again
+    files.keep_now([file])
+    assert descriptor.stat().st_mtime_ns > first
+    # and a store in another process (no memory of this one's writes) rewrites it
+    extended = descriptor.stat().st_mtime_ns
+    time.sleep(0.02)
+    store(tmp_path, retention=2.0).keep_now([file])
+    assert descriptor.stat().st_mtime_ns > extended
+
+
 def test_an_expired_file_is_gone_then_forgotten(tmp_path: Path) -> None:
     files = store(tmp_path, retention=0.2)
     file = OutgoingFile("a.txt", b"hello")

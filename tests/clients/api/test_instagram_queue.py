@@ -176,6 +176,17 @@ def test_a_post_scheduled_or_drafted_over_the_api_goes_out_by_the_scheduler_only
             drafted = post("draft.png", (10, 200, 10, 255), caption="approve me", draft="true")
             assert drafted.status_code == 202, drafted.text
             assert drafted.json()["status"] == "draft" and drafted.json()["scheduled_at"] is None
+            assert queued["replaced"] is None and drafted.json()["replaced"] is None
+            # The same photo and caption again: it replaces the post's place in the
+            # schedule (and says so), and its second upload is not kept.
+            again = post("later.png", (200, 10, 10, 255), caption="in an hour", at="+2h")
+            assert again.status_code == 202, again.text
+            assert again.json()["post_id"] == queued["post_id"]
+            assert again.json()["replaced"] == {
+                "state": "queued",
+                "scheduled_at": queued["scheduled_at"],
+            }
+            assert again.json()["scheduled_at"] > queued["scheduled_at"]
             listed = client.get("/v1/instagram/queue").json()["posts"]
             states = {p["post_id"]: p["state"] for p in listed}
             assert states == {queued["post_id"]: "queued", drafted.json()["post_id"]: "draft"}

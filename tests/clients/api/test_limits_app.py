@@ -249,6 +249,29 @@ def test_unknown_paths_and_methods_keep_their_404_and_405(app_server: AppServer)
     assert "POST" in error["message"] and wrong.headers["allow"] == "POST"
 
 
+def test_a_trailing_slash_is_a_307_with_a_body_and_a_relative_location(
+    app_server: AppServer,
+) -> None:
+    # Starlette's own redirect had an empty body and an absolute Location built from Host.
+    body = {"text": "hi", "count": 2}
+    moved = httpx.post(
+        app_server.url + "/v1/test/echo/?x=1", json=body, headers=app_server.headers()
+    )
+    error = _error(moved, 307, "moved")
+    assert "/v1/test/echo/ is not an endpoint; /v1/test/echo is" in error["message"]
+    assert moved.headers["location"] == "/v1/test/echo?x=1"
+    followed = httpx.post(
+        app_server.url + "/v1/test/echo/",
+        json=body,
+        headers=app_server.headers(),
+        follow_redirects=True,
+    )
+    assert followed.status_code == 200 and followed.json() == body
+    # Only for a path whose twin is an endpoint; anything else stays a 404.
+    missing = httpx.get(app_server.url + "/v1/nothing-here/", headers=app_server.headers())
+    _error(missing, 404, "not_found")
+
+
 def test_bad_json_is_422_naming_the_body(app_server: AppServer) -> None:
     response = httpx.post(
         app_server.url + "/v1/test/echo",

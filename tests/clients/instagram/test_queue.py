@@ -71,6 +71,16 @@ def test_at_queues_without_publishing_and_list_shows_it(
     assert rows[0]["scheduled_local"].startswith("2026-12-24T09:00:00+01:00")
     table = cli(tmp_path, "queue", "list")
     assert "queued" in table.stdout and "2026-12-24 08:00" in table.stdout
+    assert "replaces" not in result.stdout
+    # The same photo and caption with --draft: the post's one entry becomes a draft, and
+    # the command says what it replaced (it used to say nothing).
+    drafted = cli(tmp_path, "post", "p.jpg", "--caption", "later", "--draft")
+    assert drafted.returncode == 0, drafted.stderr
+    assert "Draft post 1" in drafted.stdout
+    assert "replaces the post's earlier schedule entry (queued for 2026-12-24" in drafted.stdout
+    requeued_json = schedule(tmp_path, "p.jpg", "later", "--at", "2026-12-24 09:00")
+    assert requeued_json["replaced"] == {"state": "draft", "scheduled_at": None}
+    assert queue_json(tmp_path)[0]["state"] == "queued"
 
     moved = cli(tmp_path, "queue", "reschedule", "1", "--at", "+2h")
     assert moved.returncode == 0 and "now goes out at" in moved.stdout

@@ -128,6 +128,11 @@ class PathPost(PostOptions):
     )
 
 
+class ReplacedEntry(BaseModel):
+    state: str = Field(description="draft, approved, queued, cancelled, rejected or failed.")
+    scheduled_at: datetime | None = Field(None, description="When it was to go out (UTC).")
+
+
 class PostAccepted(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -154,6 +159,11 @@ class PostAccepted(BaseModel):
     )
     scheduled_at: datetime | None = Field(
         None, description="When a scheduled post goes out (UTC); null: now, or when approved."
+    )
+    replaced: ReplacedEntry | None = Field(
+        None,
+        description="With scheduled_at/draft: the post (the same media and caption) was "
+        "already on the schedule, and this request replaced that entry; null when it was not.",
     )
 
 
@@ -270,7 +280,9 @@ async def create_post(request: Request, _: Any = Depends(require("admin"))) -> J
                 files, field = [u.path for u in form.files], "media"
                 if not files:
                     raise invalid("media", "no file was sent.", "Send `-F media=@photo.jpg`.")
-                record, created, entry = await _submit(request, poster, options, files, field)
+                record, created, entry, replaced = await _submit(
+                    request, poster, options, files, field
+                )
             except BaseException:
                 form.discard()
                 raise
@@ -279,7 +291,7 @@ async def create_post(request: Request, _: Any = Depends(require("admin"))) -> J
         elif path_post is not None:
             files, field = _server_files(path_post)
             options = PostOptions(**path_post.model_dump(exclude={"path", "paths"}))
-            record, created, entry = await _submit(request, poster, options, files, field)
+            record, created, entry, replaced = await _submit(request, poster, options, files, field)
         else:
             raise ApiError(
                 415,
@@ -298,6 +310,9 @@ async def create_post(request: Request, _: Any = Depends(require("admin"))) -> J
         already_published=record.published and not created,
         scheduled_at=_utc(entry.scheduled_at)
         if entry is not None and not record.published
+        else None,
+        replaced=ReplacedEntry(state=replaced.state, scheduled_at=_utc(replaced.scheduled_at))
+        if replaced is not None
         else None,
     )
     return JSONResponse(
@@ -375,9 +390,9 @@ def _server_files(post: PathPost) -> tuple[list[Path], str]:
 
 async def _submit(
     request: Request, poster: InstagramPoster, options: PostOptions, files: list[Path], field: str
-) -> tuple[PostRecord, bool, Entry | None]:
+) -> tuple[PostRecord, bool, Entry | None, Entry | None]:
     """The post journaled and started, or scheduled (`at`/`draft`): (record, created,
-    its schedule entry or None)."""
+    its schedule entry or None, the earlier entry that one replaced or None)."""
     state = state_of(request)
     story = options.kind == "story"
     when = _when(options) if options.at is not None or options.draft else None
@@ -431,9 +446,12 @@ async def _submit(
             item = await poster.schedule(
                 post, at=at, zone=zone, draft=options.draft, runtime=writer
             )
-            return item.record, not item.already_published, item.entry
+            # Not `created` when the journal had the post: the caller then drops this
+            # request's upload (the post keeps its first upload's files).
+            created = item.created and not item.already_published
+            return item.record, created, item.entry, item.replaced
         record, created = await poster.submit(post, runtime=writer)
-        return record, created, None
+        return record, created, None, None
     except ConfigError as exc:
         raise not_configured(exc) from None
     except InputError as exc:  # the media checks (prepare): the file is the problem
