@@ -17,6 +17,13 @@ with its bytecode, never pays).
     .venv/bin/python bench/chat_bench.py           # 5 starts, 60 piped turns, 20 pty turns
     .venv/bin/python bench/chat_bench.py --quick   # 2 starts, 10 piped turns, 5 pty turns
     .venv/bin/python bench/chat_bench.py --startup-only --starts 9
+    .venv/bin/python bench/chat_bench.py --startup-only --attribute   # + the imports' CPU
+
+`--attribute` adds the CPU of the imports that decide the start-up, each measured in fresh
+interpreters after what Carrier imports before it (median of `--starts` runs): `openai`,
+which `llm` pays too, and the storage stack and numpy, which only Carrier pays. Start-up is
+~90% imports (cProfile of a whole start: 1.48 of 1.61 s), so these lines say how much of
+the gap to `llm` each one is.
 """
 
 from __future__ import annotations
@@ -200,6 +207,47 @@ def pty_first_text(env: dict[str, str], turns: int) -> list[float]:
     return samples
 
 
+# (label, imported first and not counted, measured): Carrier's order is the CLI, then the
+# store (numpy, SQLAlchemy, the schema), then the chat model (openai).
+ATTRIBUTED = (
+    ("openai (llm too)", "import carrier_cli.memory.store", "import openai"),
+    (
+        "SQLAlchemy+ORM+schema (Carrier)",
+        "import numpy",
+        "import sqlalchemy.ext.asyncio, carrier_cli.memory.schema",
+    ),
+    ("numpy (Carrier)", "", "import numpy"),
+)
+
+IMPORT_CPU = """
+import time
+{before}
+start = time.process_time()
+{measured}
+print(time.process_time() - start)
+"""
+
+
+def import_cpu(env: dict[str, str], before: str, measured: str, runs: int) -> float:
+    """Median CPU milliseconds of `measured` in fresh interpreters, after `before`."""
+    code = IMPORT_CPU.format(before=before, measured=measured)
+    samples = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(runs)
+    ]
+    return statistics.median(samples) * 1000
+
+
+def report_imports(env: dict[str, str], runs: int) -> None:
+    for label, before, measured in ATTRIBUTED:
+        cpu = import_cpu(env, before, measured, runs)
+        print(f"{'  import ' + label:42} CPU {cpu:5.0f} ms   (n={runs})")
+
+
 def _report(label: str, samples: list[float]) -> None:
     ms = sorted(s * 1000 for s in samples)
     p95 = ms[max(0, math.ceil(len(ms) * 0.95) - 1)]
@@ -211,6 +259,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller run")
     parser.add_argument("--startup-only", action="store_true", help="only the start-up")
     parser.add_argument("--starts", type=int, help="start-up runs of each (default 5)")
+    parser.add_argument(
+        "--attribute", action="store_true", help="also the CPU of the imports that decide it"
+    )
     args = parser.parse_args()
     starts, turns, pty_turns = (2, 10, 5) if args.quick else (5, 60, 20)
     starts = args.starts or starts
@@ -238,6 +289,8 @@ def main() -> None:
             )
         else:
             print("  llm is not installed: its start-up is skipped (pip install llm)")
+        if args.attribute:
+            report_imports(env, starts)
         print(f"{'  load average (1, 5, 15 min)':42} {os.getloadavg()}")
         if args.startup_only:
             return
