@@ -41,6 +41,7 @@ from carrier_cli.memory.rows import IndexFilters
 from carrier_cli.memory.sqlite import vector_file, vector_scan
 from carrier_cli.memory.sqlite.engine import InlineConnection
 from carrier_cli.memory.sqlite.vector_file import ROW, Appender, Header, Mapped
+from carrier_cli.memory.sqlite.vector_prune import Pruner
 
 log = logging.getLogger(__name__)
 
@@ -502,14 +503,25 @@ class SqliteVectorIndex:
         return mask
 
     def _scored(
-        self, query: np.ndarray, filters: IndexFilters
+        self, query: np.ndarray, filters: IndexFilters, k: int, threshold: float
     ) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """Scores of the rows the filters select, and those rows (None: all rows, in
-        order); None when no row is selected."""
+        """Scores of the rows the filters select, or of those of them that can be among
+        the top `k` scoring at least `threshold` (a subset's pruned scan), and those rows
+        (None: all rows, in order); None when no row is selected."""
         subset = self._subset(filters)
         if subset is not None:
-            rows, matrix = subset
-            return (vector_scan.scores(matrix, query), rows) if len(rows) else None
+            rows, matrix, pruner = subset
+            if not len(rows):
+                return None
+            chosen = pruner.candidates(matrix, query, k, threshold) if pruner else None
+            if chosen is None:
+                return vector_scan.scores(matrix, query), rows
+            # The bound left the rest out (vector_prune). The runtime's knowledge search
+            # at 100k memories (30k rows, bench data), 200 queries alternating in one
+            # process: 1.46-1.63 -> 0.66 ms CPU, 0.90-1.06 -> 0.52 ms wall per search.
+            if not len(chosen):
+                return None
+            return vector_scan.scores(matrix[chosen], query), rows[chosen]
         mask = self._mask(filters)
         if mask is None:
             return self._score_all(query), None
@@ -523,7 +535,7 @@ class SqliteVectorIndex:
         # thousands of equal values measured 10x slower than over the selection.)
         return self._score_all(query)[rows], rows
 
-    def _subset(self, filters: IndexFilters) -> tuple[np.ndarray, np.ndarray] | None:
+    def _subset(self, filters: IndexFilters) -> tuple[np.ndarray, np.ndarray, Pruner | None] | None:
         """The rows a recurring, unselective filter picks (the runtime's knowledge search:
         kinds fact/document/fragment/lore, every turn) with their vectors copied together,
         kept up to date as rows arrive: the search then scans those rows only instead of
@@ -555,7 +567,7 @@ class SqliteVectorIndex:
                 return None
             found.append(new, self._gather(new))
             found.upto = self.size
-        return found.rows[: found.count], found.matrix[: found.count]
+        return found.rows[: found.count], found.matrix[: found.count], found.pruner
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
         nb = self.base_count
@@ -597,7 +609,7 @@ class SqliteVectorIndex:
         if self._searches == COPY_AFTER and 0 < self.base.nbytes <= COPY_MAX_BYTES:
             self.base = np.array(self.base)  # see COPY_MAX_BYTES
         query = np.ascontiguousarray(query, dtype=np.float32)
-        scored = self._scored(query, filters)
+        scored = self._scored(query, filters, k, threshold)
         if scored is None:
             return []
         scores, rows = scored
@@ -626,6 +638,8 @@ class _Subset:
         self.matrix = np.zeros((0, dim), dtype=np.float32)
         self.count = 0
         self.upto = 0  # rows of the index looked at so far
+        self.pruner: Pruner | None = None  # past PRUNE_MIN_ROWS rows (vector_prune)
+        self._fitted_at = 0
 
     def append(self, rows: np.ndarray, vectors: np.ndarray) -> None:
         end = self.count + len(rows)
@@ -636,6 +650,10 @@ class _Subset:
         self.rows[self.count : end] = rows
         self.matrix[self.count : end] = vectors
         self.count = end
+        if self.pruner is not None and end < 2 * self._fitted_at:
+            self.pruner.append(vectors)
+        elif Pruner.usable(self.matrix.shape[1], end):  # (re)fit the axes on all rows
+            self.pruner, self._fitted_at = Pruner.fitted(self.matrix[:end]), end
 
 
 def _hex(value: uuid.UUID | None) -> str | None:
