@@ -133,3 +133,80 @@ async def test_pruned_search_equals_numpy_as_rows_arrive(
         (rebuilt,) = index._subsets.values()
         assert rebuilt is not subset and rebuilt.pruner is not None
         assert rebuilt.pruner.misses == 0 and rebuilt.pruner.paused == 0  # it did prune
+
+
+async def test_room_rows_equal_brute_force_as_rows_arrive(tmp_path: object) -> None:
+    """The per-room row lists (vector_index._RoomRows) behind room-filtered searches and
+    the same-room dedupe: equal to brute force over every room, for rows appended after
+    the lists were built, and after a reopen (invalidate) rebuilds them. A room with more
+    than a quarter of the rows is masked and scanned as before, with the same answers."""
+    from carrier_cli.memory.store import DEDUPE_THRESHOLD
+
+    async with await MemoryStore.open(f"sqlite:///{tmp_path}/m.db") as store:
+        agent = await store.ensure_agent("rooms")
+        other = await store.ensure_agent("someone else")
+        rooms = [(await store.ensure_room(agent, "discord", f"r{i}")).id for i in range(8)]
+        index: vector_index.SqliteVectorIndex = store._backend.index  # type: ignore[attr-defined]
+        memories: list[Memory] = []
+        rng = np.random.default_rng(12)
+
+        async def add_messages(count: int, seed: int) -> None:
+            vectors = isotropic(count, seed)
+            # room 0 takes half the rows (the masked path), the others share the rest
+            picks = [rooms[0] if rng.random() < 0.5 else rooms[rng.integers(1, 8)] for _ in vectors]
+            batch = [
+                Memory(
+                    agent_id=agent,
+                    kind=MemoryKind.MESSAGE,
+                    room_id=room,
+                    content={"text": f"message {uuid.uuid4().hex}"},
+                    embedding=vector,
+                )
+                for vector, room in zip(vectors, picks, strict=True)
+            ]
+            await store.add_many(batch, dedupe=False)
+            memories.extend(batch)
+
+        async def check(seed: int, newest: int = 0) -> None:
+            queries = list(isotropic(4, seed))
+            sample = memories[:: max(1, len(memories) // 6)] + memories[len(memories) - newest :]
+            for m in sample:  # near copies: duplicates in their own room only
+                near = np.asarray(m.embedding) + 0.01 * isotropic(1, seed + 1)[0]
+                queries.append((near / np.linalg.norm(near)).astype(np.float32))
+            for room in [*rooms, uuid.uuid4()]:
+                in_room = [m for m in memories if m.room_id == room]
+                for query in queries:
+                    hits = await store.search(
+                        query, agent_id=agent, k=5, threshold=-1.0, room_id=room
+                    )
+                    top = numpy_top(in_room, query, 5) if in_room else []
+                    assert [h.memory.id for h in hits] == top
+                    scores = [float(np.dot(m.embedding, query)) for m in in_room]  # type: ignore[arg-type]
+                    expected = any(s >= DEDUPE_THRESHOLD for s in scores)
+                    assert await store._has_near(query, agent, room) is expected
+            assert index._by_room is not None and index._by_room.upto == index.size
+
+        await add_messages(400, 13)
+        await store.add_many(  # another agent's rows in the same room: filtered out
+            [
+                Memory(
+                    agent_id=other,
+                    kind=MemoryKind.MESSAGE,
+                    room_id=rooms[1],
+                    content={"text": f"x {i}"},
+                    embedding=v,
+                )
+                for i, v in enumerate(isotropic(30, 14))
+            ],
+            dedupe=False,
+        )
+        await check(15)
+        built = index._by_room
+        await add_messages(5, 16)  # a turn's few rows: appended one by one
+        await check(17, newest=5)
+        await add_messages(120, 18)  # a burst: grouped
+        await check(19, newest=120)
+        assert index._by_room is built
+        index.invalidate()
+        await check(20, newest=50)
+        assert index._by_room is not built
