@@ -59,6 +59,17 @@ def test_candidates_hold_the_brute_force_top_k(k: int, threshold: float) -> None
     assert pruned >= 20  # the bound does rule rows out on such data
 
 
+def test_rows_rotated_in_chunks_as_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    matrix = clustered(5000, 21)
+    whole = Pruner.fitted(matrix)
+    monkeypatch.setattr(vector_prune, "APPEND_CHUNK", 777)
+    chunked = Pruner.fitted(matrix)
+    assert chunked.count == whole.count == 5000
+    assert np.allclose(chunked.prefix[:5000], whole.prefix[:5000], rtol=0, atol=1e-6)
+    assert np.allclose(chunked.rest[:5000], whole.rest[:5000], rtol=0, atol=1e-6)
+    assert abs(chunked.longest - whole.longest) < 1e-9
+
+
 def test_unprunable_vectors_fall_back_and_pause() -> None:
     matrix = isotropic(5000, 3)  # length spread evenly over every axis: nothing to cut
     pruner = Pruner.fitted(matrix)

@@ -41,6 +41,8 @@ MAX_WIDTH_SHARE = 3 / 8
 # The axes are fitted on at most this many rows (evenly spread); refitted when the subset
 # has doubled since, as its content may have moved.
 FIT_SAMPLE = 8192
+# Rows are rotated this many at a time (a float64 copy of 16k x 256 is 32 MB).
+APPEND_CHUNK = 16_384
 # More candidates than this share of the rows: scan them all instead (gathering rows
 # one by one costs more per row than the contiguous scan).
 MAX_CANDIDATE_SHARE = 0.25
@@ -85,20 +87,22 @@ class Pruner:
         return pruner
 
     def append(self, vectors: np.ndarray) -> None:
-        # float64 for the lengths: rest = sqrt(|x|^2 - |prefix|^2) loses everything to
-        # cancellation in float32 when the rest is short.
-        exact = vectors.astype(np.float64)
-        prefix = exact @ self.rotation.T
-        rest = np.sqrt(np.clip((exact * exact).sum(1) - (prefix * prefix).sum(1), 0.0, None))
         end = self.count + len(vectors)
         if end > len(self.rest):
             capacity = max(end, 2 * len(self.rest), 1024)
             self.prefix = _grow(self.prefix, capacity)
             self.rest = _grow(self.rest, capacity)
-        self.prefix[self.count : end] = prefix
-        self.rest[self.count : end] = rest
-        if len(vectors):
-            self.longest = max(self.longest, float(np.sqrt((exact * exact).sum(1).max())))
+        for start in range(0, len(vectors), APPEND_CHUNK):  # float64 copies stay small
+            # float64 for the lengths: rest = sqrt(|x|^2 - |prefix|^2) loses everything
+            # to cancellation in float32 when the rest is short.
+            exact = vectors[start : start + APPEND_CHUNK].astype(np.float64)
+            prefix = exact @ self.rotation.T
+            squared = (exact * exact).sum(1)
+            rest = np.sqrt(np.clip(squared - (prefix * prefix).sum(1), 0.0, None))
+            at = self.count + start
+            self.prefix[at : at + len(exact)] = prefix
+            self.rest[at : at + len(exact)] = rest
+            self.longest = max(self.longest, float(np.sqrt(squared.max())))
         self.count = end
 
     def candidates(
