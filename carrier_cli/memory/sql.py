@@ -21,6 +21,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, t
 from carrier_cli.memory.calls import CallLog
 from carrier_cli.memory.rows import (
     CHUNK,
+    QUICK_ROWS,
     ROOMS,
     IndexFilters,
     InsertExtra,
@@ -241,7 +242,13 @@ class SqlBackend(CallLog):
         stmt = stmt.order_by(*order).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
-        async with self.read() as conn:
+        # A person's memories (the fact evaluator's known facts every few turns, the fact
+        # cache's misses): a few rows by ix_memories_agent_entity_kind_created, read like
+        # recent() (SQLite: inline on the event loop). 100k memories, 5 facts, 200 reads
+        # alternating in one process: 0.33-0.34 -> 0.13 ms CPU per read.
+        person = filters.agent_id is not None and filters.entity_id is not None
+        quick = person and limit is not None and limit + offset <= QUICK_ROWS
+        async with self.quick_read() if quick else self.read() as conn:
             rows = (await conn.execute(stmt)).all()
         return [to_memory(r) for r in rows]
 
