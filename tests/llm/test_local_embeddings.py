@@ -35,9 +35,9 @@ def _varied_texts() -> list[str]:
 
 
 def test_the_fast_path_gives_wordllamas_own_vectors_bit_for_bit() -> None:
-    """embed_sync skips the tokenizer's offsets (encode_batch_fast) but must store exactly
-    the vectors wordllama's own `embed` gives, or stored vectors and a new query's would
-    drift apart between versions."""
+    """embed_sync pools without wordllama's padding (llm/embeddings.py `_embed_fast`) but
+    must store exactly the vectors wordllama's own `embed` gives, or stored vectors and a
+    new query's would drift apart between versions."""
     from carrier_cli.llm.embeddings import _pools_like_wordllama, load_wordllama
 
     model = load_wordllama()
@@ -47,3 +47,7 @@ def test_the_fast_path_gives_wordllamas_own_vectors_bit_for_bit() -> None:
     theirs = np.asarray(model.embed(texts, norm=False), dtype=np.float32)
     assert ours.dtype == np.float32 and ours.shape == theirs.shape
     assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+    # Batches of one length and of one text each, and a text with no tokens at all.
+    for batch in (texts[:1], ["same length"] * 70, ["", "after an empty text"]):
+        ours, theirs = LocalEmbedder().embed_sync(batch), model.embed(batch, norm=False)
+        assert np.array_equal(ours, theirs)
