@@ -15,8 +15,9 @@ Then ingest with local embeddings (goal 5): short texts embedded with the bundle
 wordllama model and stored, by Carrier (`MemoryStore.add_many` in overlapped batches of
 1,000, as `carrier memory import` and ingest store them: content hashes, metadata, the
 duplicate check against what is stored) and by a peer doing the least that can be called
-the same job: the same wordllama embedding, then `INSERT` into a sqlite-vec `vec0` table
-plus a text table, through apsw (this Python's sqlite3 cannot load extensions). Runs
+the same job: the same wordllama embedding (wordllama's own `embed`), then `INSERT` into a
+sqlite-vec `vec0` table plus a text table, through apsw (this Python's sqlite3 cannot load
+extensions). Runs
 alternate, each into a fresh database; medians and the ratio are printed. Without apsw and
 sqlite-vec (`pip install apsw sqlite-vec`) the peer is skipped with a line saying so.
 """
@@ -152,10 +153,11 @@ def peer_ingest(texts: list[str], folder: Path) -> tuple[float, float]:
     import numpy as np
     import sqlite_vec
 
-    from carrier_cli.llm.embeddings import LocalEmbedder, load_wordllama
+    from carrier_cli.llm.embeddings import load_wordllama
 
-    load_wordllama()
-    embedder = LocalEmbedder()
+    # wordllama's own `embed`, as a plain loader would call it (Carrier's LocalEmbedder
+    # reaches the same vectors by a cheaper path, which the peer must not borrow).
+    model = load_wordllama()
     conn = apsw.Connection(str(folder / "peer.db"))
     conn.enable_load_extension(True)
     conn.load_extension(sqlite_vec.loadable_path())
@@ -165,7 +167,7 @@ def peer_ingest(texts: list[str], folder: Path) -> tuple[float, float]:
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(texts), 1000):
         batch = texts[i : i + 1000]
-        vectors = embedder.embed_sync(batch)
+        vectors = np.asarray(model.embed(batch), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         with conn:
             conn.executemany(

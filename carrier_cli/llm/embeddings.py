@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from carrier_cli.errors import ConfigError, RuntimeFailure
@@ -86,7 +87,10 @@ class LocalEmbedder:
         if not texts:
             return np.zeros((0, LOCAL_DIMENSION), dtype=np.float32)
         clipped = [text[:MAX_EMBED_CHARS] for text in texts]
-        vectors = load_wordllama().embed(clipped, norm=False)
+        model = load_wordllama()
+        if _pools_like_wordllama(model):
+            return _embed_fast(model, clipped)
+        vectors = model.embed(clipped, norm=False)
         return np.asarray(vectors, dtype=np.float32)
 
     def embeds_inline(self, texts: Sequence[str]) -> bool:
@@ -109,6 +113,80 @@ class LocalEmbedder:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         array = await self.embed_array(texts)
         return [row.tolist() for row in array]
+
+
+def _pools_like_wordllama(model: Any) -> bool:
+    """Whether `_embed_fast` can stand in for `model.embed(texts, norm=False)`: the plain
+    float32 model (not binarised) with a tokenizer that has `encode_batch_fast`."""
+    tokenizer = getattr(model, "tokenizer", None)
+    return (
+        not getattr(model, "binary", True)
+        and hasattr(tokenizer, "encode_batch_fast")
+        and hasattr(tokenizer, "to_str")
+        and getattr(getattr(model, "embedding", None), "dtype", None) == "float32"
+    )
+
+
+_unpadded: dict[int, Any] = {}  # id(model) -> a copy of its tokenizer without padding
+
+
+def _unpadded_tokenizer(model: Any) -> Any:
+    tokenizer = _unpadded.get(id(model))
+    if tokenizer is None:
+        from tokenizers import Tokenizer
+
+        # A copy: wordllama's own embed needs its tokenizer's padding.
+        tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
+        tokenizer.no_padding()
+        _unpadded[id(model)] = tokenizer
+    return tokenizer
+
+
+def _embed_fast(model: Any, texts: list[str]) -> Any:
+    """`model.embed(texts, norm=False)`, bit for bit, at about half the CPU.
+
+    wordllama (0.4, WordLlamaInference.embed) tokenizes 64 texts at a time, pads them to
+    the longest, gathers a (64, longest, 256) array of token vectors, multiplies it by
+    the attention mask and sums over the tokens in float32, one position after the other
+    (numpy reduces that axis in order), then divides by the token count. The padding
+    adds +-0.0 to each sum, which changes no sum. Here the same sums are made without
+    the padding: every text tokenized in one call (`encode_batch_fast`: no character
+    offsets, which nothing reads; the same ids), the texts sorted by length, and for
+    each position p the vectors of the texts longer than p gathered and added to their
+    sums, so each sum gets the same float32 additions in the same order. Same clamp of
+    ids into the vocabulary, same division.
+
+    tests/llm/test_local_embeddings.py compares the result with wordllama's own embed bit
+    for bit on prose, runs of spaces, tabs, emoji (byte fallback), CJK and long texts.
+    (A text with no tokens, only the empty string, which the store never embeds, is a
+    zero vector both ways, wordllama's with the sign bits of its padding row.)
+    Measured on the ingest bench's 20,000 short texts, CPU a text, median of 5
+    alternating rounds: wordllama.embed 46.9 us -> encode_batch_fast alone 36.0 us;
+    on a busier machine encode_batch_fast 46.5 us -> this 24.2 us."""
+    import numpy as np
+
+    table = model.embedding
+    encoded = _unpadded_tokenizer(model).encode_batch_fast(texts, add_special_tokens=False)
+    ids = [e.ids for e in encoded]
+    lengths = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
+    flat = np.fromiter(chain.from_iterable(ids), dtype=np.intp, count=int(lengths.sum()))
+    np.clip(flat, 0, table.shape[0] - 1, out=flat)
+    order = np.argsort(-lengths, kind="stable")  # longest first
+    longest_first = lengths[order]
+    starts = np.zeros(len(ids), dtype=np.intp)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    first_token = starts[order]
+    sums = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
+    if len(texts) and longest_first[0] > 0:
+        # How many texts are longer than each position (a prefix of the sorted texts).
+        longer = np.searchsorted(-longest_first, -np.arange(longest_first[0]), side="left")
+        sums[: longer[0]] = table[flat[first_token[: longer[0]]]]
+        for position in range(1, int(longest_first[0])):
+            count = int(longer[position])
+            sums[:count] += table[flat[first_token[:count] + position]]
+    pooled = np.empty_like(sums)
+    pooled[order] = sums / np.maximum(longest_first, 1).astype(np.float32)[:, None]
+    return pooled
 
 
 def _split_model(model: str | None, provider: str) -> tuple[str, str | None]:

@@ -17,3 +17,37 @@ def test_a_huge_text_is_embedded_from_its_first_16000_characters() -> None:
     assert np.allclose(whole, head)
     short = embedder.embed_sync(["hello there"])[0]
     assert not np.allclose(short, head)  # a different text still gets its own vector
+
+
+def _varied_texts() -> list[str]:
+    """Prose, runs of spaces, tabs and newlines, accents, CJK, emoji (byte fallback), the
+    sentencepiece space mark itself, empty-ish and long texts, in batches of mixed length
+    (so padding differs from batch to batch)."""
+    import random
+
+    rnd = random.Random(15)
+    alphabet = [*"abc xyz\t\n.,!?éü中文🙂", "  ", "   ", "\u00a0", "\u2581", "\u2581\u2581"]
+    words = ["lantern", "harbor", "signal", "copper", "the", "a", "naïve", "straße"]
+    texts = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 80))) for _ in range(600)]
+    texts += [" ".join(rnd.choices(words, k=rnd.randint(1, 40))) for _ in range(600)]
+    texts += [" lead", "trail ", "  two  spaces  ", "x" * 3000, "a  " * 300, "🙂" * 50, "."]
+    return texts
+
+
+def test_the_fast_path_gives_wordllamas_own_vectors_bit_for_bit() -> None:
+    """embed_sync pools without wordllama's padding (llm/embeddings.py `_embed_fast`) but
+    must store exactly the vectors wordllama's own `embed` gives, or stored vectors and a
+    new query's would drift apart between versions."""
+    from carrier_cli.llm.embeddings import _pools_like_wordllama, load_wordllama
+
+    model = load_wordllama()
+    assert _pools_like_wordllama(model)  # else the fast path is never taken here
+    texts = _varied_texts()
+    ours = LocalEmbedder().embed_sync(texts)
+    theirs = np.asarray(model.embed(texts, norm=False), dtype=np.float32)
+    assert ours.dtype == np.float32 and ours.shape == theirs.shape
+    assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+    # Batches of one length and of one text each, and a text with no tokens at all.
+    for batch in (texts[:1], ["same length"] * 70, ["", "after an empty text"]):
+        ours, theirs = LocalEmbedder().embed_sync(batch), model.embed(batch, norm=False)
+        assert np.array_equal(ours, theirs)
