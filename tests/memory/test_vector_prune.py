@@ -59,6 +59,33 @@ def test_candidates_hold_the_brute_force_top_k(k: int, threshold: float) -> None
     assert pruned >= 20  # the bound does rule rows out on such data
 
 
+def test_rows_whose_score_lies_outside_the_prefix_are_kept() -> None:
+    """The bound is tight for a row whose length lies outside the fitted axes in the same
+    direction as the query's: its score is almost all |rest(q)| |rest(x)|. Such rows
+    (a few, so the fit does not see them) are the top hits and must be candidates; a
+    bound with the rest term weakened even slightly (x0.9) drops them."""
+    rng = np.random.default_rng(7)
+    matrix = clustered(6000, 5, rank=16, noise=0.3)
+    pruner = Pruner.fitted(matrix)
+    outside = np.eye(DIM, dtype=np.float64) - pruner.rotation.T @ pruner.rotation
+    direction = outside @ rng.standard_normal(DIM)
+    direction /= np.linalg.norm(direction)
+    planted = [11, 2222, 5999]
+    for row in planted:  # mostly `direction`, a little of an ordinary row
+        mixed = 0.97 * direction + 0.243 * matrix[row].astype(np.float64)
+        matrix[row] = (mixed / np.linalg.norm(mixed)).astype(np.float32)
+    pruner = Pruner(matrix[[i for i in range(len(matrix)) if i not in planted]][::2])
+    pruner.append(matrix)
+    query = (0.9 * direction + 0.436 * matrix[100].astype(np.float64)).astype(np.float32)
+    query /= np.linalg.norm(query)
+    chosen = pruner.candidates(matrix, query, 3, -1.0)
+    assert chosen is not None and len(chosen) < len(matrix) // 5
+    assert brute_top(matrix, query, 3, -1.0) == set(planted) <= set(chosen.tolist())
+    pruner.rest[: pruner.count] *= 0.9  # a weaker bound than Cauchy-Schwarz allows
+    weakened = pruner.candidates(matrix, query, 3, -1.0)
+    assert weakened is None or not set(planted) <= set(weakened.tolist())
+
+
 def test_rows_rotated_in_chunks_as_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     matrix = clustered(5000, 21)
     whole = Pruner.fitted(matrix)
