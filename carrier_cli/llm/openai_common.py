@@ -25,13 +25,16 @@ HttpTransport = Literal["auto", "httpx", "aiohttp"]
 def make_client(
     api_key: str, base_url: str | None, timeout: float, transport: HttpTransport = "auto"
 ) -> openai.AsyncOpenAI:
-    """The SDK client with its own retries off: `carrier_cli.llm.retry` does them."""
+    """The SDK client with its own retries off: `carrier_cli.llm.retry` does them; its
+    requests are built from a template (`openai_client`)."""
+    from carrier_cli.llm.openai_client import CarrierAsyncOpenAI
+
     extra: dict[str, Any] = {}
     if uses_aiohttp(transport):
         from carrier_cli.llm.aiohttp_transport import AiohttpClient
 
         extra["http_client"] = AiohttpClient(timeout=timeout)
-    return openai.AsyncOpenAI(
+    return CarrierAsyncOpenAI(
         api_key=api_key,
         base_url=base_url or DEFAULT_OPENAI_BASE_URL,
         timeout=timeout,
