@@ -50,6 +50,8 @@ def same(ours: httpx.Request, sdk: httpx.Request) -> None:
     assert ours.headers.raw == sdk.headers.raw  # names, values and order
     assert ours.content == sdk.content
     assert ours.extensions == sdk.extensions
+    assert type(ours.stream) is type(sdk.stream)
+    assert [bytes(part) for part in ours.stream] == [bytes(part) for part in sdk.stream]  # type: ignore[union-attr]
 
 
 @pytest.fixture(params=["httpx", "aiohttp"])
@@ -102,3 +104,38 @@ async def test_other_shapes_are_built_by_the_sdk(client: CarrierAsyncOpenAI) -> 
     assert built.headers["cookie"] == "__cf_bm=abc"
     same(built, sdk_build(client, options(body)))
     assert client._request_templates == {}
+
+
+def given(fields: dict[str, Any]) -> dict[str, Any]:
+    """NOT_GIVEN as a name: each construct copies its own, and they compare by identity."""
+    return {k: "NOT_GIVEN" if isinstance(v, openai.NotGiven) else v for k, v in fields.items()}
+
+
+class OptionsOnly(CarrierAsyncOpenAI):
+    """Stops at `request()`: what `post` and `post_json` hand it, nothing sent."""
+
+    async def request(self, cast_to: Any, options: Any, **kwargs: Any) -> Any:
+        return options, kwargs
+
+
+async def test_post_json_hands_request_what_post_does() -> None:
+    client = OptionsOnly(api_key="sk-test", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    try:
+        for body in BODIES * 2:  # the second round copies the template
+            for stream in (False, True):
+                common: dict[str, Any] = {
+                    "body": body,
+                    "cast_to": object,
+                    "options": openai_common.request_options(),
+                    "stream": stream,
+                    "stream_cls": openai_common.chunk_stream_type(),
+                }
+                ours, our_kwargs = await client.post_json("/chat/completions", **common)
+                sdk, sdk_kwargs = await client.post("/chat/completions", **common)
+                assert given(ours.model_dump()) == given(sdk.model_dump())
+                assert ours.model_fields_set == sdk.model_fields_set
+                assert ours.json_data is body
+                assert our_kwargs == sdk_kwargs
+        assert len(client._options_templates) == 1
+    finally:
+        await client.close()
