@@ -11,6 +11,15 @@ Client CPU per `complete()` (4 KB prompt, fake model server, 500 calls, main vs 
 alternating, two runs each, load 0.5): aiohttp 0.85 / 0.83 -> 0.57 / 0.58 ms, httpx
 1.08 / 1.08 -> 0.82 / 0.84 ms.
 
+What stays the SDK's: everything but the building. Options, auth refresh, sending, the
+status-error mapping, timeouts, streaming and response parsing run as before; the request
+itself is the SDK's own, built once per shape (method, path, retry count, and the client
+state the headers come from: key, organisation, project, base URL, timeout) with an empty
+body, and then copied with each body: the same method, URL, headers in the same order and
+extensions, with `Content-Length` for the new body (`tests/llm/test_openai_client.py`
+compares them with the SDK's build, header by header). Any request of another shape (extra
+headers or query, files, raw content, a per-request timeout, an idempotency header,
+cookies the server set on the client) is built by the SDK as before.
 """
 
 from __future__ import annotations
