@@ -660,26 +660,20 @@ class FakeModelServer:
             return await self._finish(record, problem)
         assert body is not None
         reply = self._next("chat")
-        text, prompt_tokens = "", 0
-        if reply.status == 200:
-            # Worked out before the delay, so the answer leaves `delay` after the request
-            # arrived, as a model with that latency would answer: the echo rule and the token
-            # count after it added ~1 ms of this process's CPU to every answer in the Discord
-            # burst (bench/discord_bench.py), on the cores the bot shares.
-            text = (
-                reply.text
-                if reply.text is not None
-                else default_reply_text(
-                    body["messages"], default_text=self.default_text, plain=self.plain
-                )
-            )
-            prompt_tokens = sum(
-                _estimate_tokens(_content_text(m.get("content"))) for m in body["messages"]
-            )
         if reply.delay or self.latency:
             await asyncio.sleep(reply.delay + self.latency)
         if reply.status != 200:
             return await self._finish(record, self._scripted_error(reply, "openai"))
+        text = (
+            reply.text
+            if reply.text is not None
+            else default_reply_text(
+                body["messages"], default_text=self.default_text, plain=self.plain
+            )
+        )
+        prompt_tokens = sum(
+            _estimate_tokens(_content_text(m.get("content"))) for m in body["messages"]
+        )
         self._counter += 1
         completion_id = f"chatcmpl-fake{self._counter:06d}"
         created = int(time.time())
