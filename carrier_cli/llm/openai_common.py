@@ -14,6 +14,7 @@ import openai
 from carrier_cli.errors import CarrierError, RuntimeFailure
 from carrier_cli.llm import sdk_errors
 from carrier_cli.llm.errors import KeyRejected, PermissionDenied, UnknownModel, provider_label
+from carrier_cli.llm.openai_client import CarrierAsyncOpenAI
 from carrier_cli.llm.retry import Transient
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -24,14 +25,15 @@ HttpTransport = Literal["auto", "httpx", "aiohttp"]
 
 def make_client(
     api_key: str, base_url: str | None, timeout: float, transport: HttpTransport = "auto"
-) -> openai.AsyncOpenAI:
-    """The SDK client with its own retries off: `carrier_cli.llm.retry` does them."""
+) -> CarrierAsyncOpenAI:
+    """The SDK client with its own retries off: `carrier_cli.llm.retry` does them; its
+    requests are built from a template (`openai_client`)."""
     extra: dict[str, Any] = {}
     if uses_aiohttp(transport):
         from carrier_cli.llm.aiohttp_transport import AiohttpClient
 
         extra["http_client"] = AiohttpClient(timeout=timeout)
-    return openai.AsyncOpenAI(
+    return CarrierAsyncOpenAI(
         api_key=api_key,
         base_url=base_url or DEFAULT_OPENAI_BASE_URL,
         timeout=timeout,

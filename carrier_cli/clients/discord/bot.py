@@ -315,7 +315,11 @@ class CarrierDiscordBot(discord.Client):
         verdict = decide(
             inbound, bot_id=str(self.user.id), options=self.options, names=self.character_names
         )
-        if inbound.replied_to_author_id is None and inbound.replied_to_message_id in self._own_ids:
+        if (
+            inbound.replied_to_author_id is None
+            and inbound.replied_to_message_id is not None  # else a scan of all 2000 for None
+            and inbound.replied_to_message_id in self._own_ids
+        ):
             # A reply whose referenced message discord did not include: we know it is ours.
             inbound.replied_to_author_id = str(self.user.id)
             verdict = decide(
