@@ -19,7 +19,9 @@ body, and then copied with each body: the same method, URL, headers in the same 
 extensions, with `Content-Length` for the new body (`tests/llm/test_openai_client.py`
 compares them with the SDK's build, header by header). Any request of another shape (extra
 headers or query, files, raw content, a per-request timeout, an idempotency header,
-cookies the server set on the client) is built by the SDK as before.
+cookies the server set on the client) is built by the SDK as before, and so is every
+request when the SDK lacks the internals this uses (`TEMPLATES`: an SDK line other than
+the one it was measured on).
 """
 
 from __future__ import annotations
@@ -27,11 +29,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx2
 import openai
-from openai._models import FinalRequestOptions
-from openai._utils._json import openapi_dumps
-from openai._utils._logs import get_http_method_for_logging
+
+try:  # the SDK's internals this was written and tested against (openai 3.57)
+    import httpx2
+    from openai._models import FinalRequestOptions
+    from openai._utils._json import openapi_dumps
+    from openai._utils._logs import get_http_method_for_logging
+except ImportError:  # another SDK line (pyproject allows openai>=1.40): the SDK's own build
+    TEMPLATES = False
+else:
+    TEMPLATES = True
 
 _sdk_log = logging.getLogger("openai._base_client")  # the SDK's "Building HTTP request"
 
@@ -63,6 +71,15 @@ class CarrierAsyncOpenAI(openai.AsyncOpenAI):
         copies every field's default (0.26 s of 2.65 s for 1000 requests, yappi). `options`
         must be the same object each time for the template to be reused (it is kept by
         identity: `openai_common.request_options()` is cached)."""
+        if not TEMPLATES:
+            return await self.post(
+                path,
+                body=body,
+                cast_to=cast_to,
+                options=options,
+                stream=stream,
+                stream_cls=stream_cls,
+            )
         key = (path, id(options))
         template = self._options_templates.get(key)
         if template is None:
@@ -80,7 +97,8 @@ class CarrierAsyncOpenAI(openai.AsyncOpenAI):
     ) -> tuple[Any, ...] | None:
         """The shape of a templatable request, or None when the SDK must build it."""
         if (
-            not isinstance(options.json_data, dict)
+            not TEMPLATES
+            or not isinstance(options.json_data, dict)
             or options.headers
             or options.params
             or options.files is not None

@@ -139,3 +139,29 @@ async def test_post_json_hands_request_what_post_does() -> None:
         assert len(client._options_templates) == 1
     finally:
         await client.close()
+
+
+async def test_without_the_sdks_internals_the_sdk_builds_everything(
+    client: CarrierAsyncOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SDK without the internals the templates use (another major line) still works:
+    requests and options are the SDK's own, none templated."""
+    from carrier_cli.llm import openai_client
+
+    monkeypatch.setattr(openai_client, "TEMPLATES", False)
+    for body in BODIES * 2:
+        same(client._build_request(options(body)), sdk_build(client, options(body)))
+    assert client._request_templates == {}
+    probe = OptionsOnly(api_key="sk-test", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    try:
+        common: dict[str, Any] = {
+            "body": BODIES[0],
+            "cast_to": object,
+            "options": openai_common.request_options(),
+        }
+        ours, _ = await probe.post_json("/chat/completions", **common)
+        sdk, _ = await probe.post("/chat/completions", **common)
+        assert given(ours.model_dump()) == given(sdk.model_dump())
+        assert probe._options_templates == {}
+    finally:
+        await probe.close()
