@@ -32,9 +32,21 @@ async def both(
 ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     """The pruned search's hit ids and the unpruned (masked) search's."""
     kinds = [MemoryKind.FACT]
-    pruned = await store.search(query, agent_id=agent, k=k, threshold=threshold, kinds=kinds)
+    query = query.astype(np.float32)  # the store takes float32 arrays (Sequence[float] typed)
+    pruned = await store.search(
+        query,  # type: ignore[arg-type]
+        agent_id=agent,
+        k=k,
+        threshold=threshold,
+        kinds=kinds,
+    )
     plain = await store.search(
-        query, agent_id=agent, k=k, threshold=threshold, kinds=kinds, since=EPOCH
+        query,  # type: ignore[arg-type]
+        agent_id=agent,
+        k=k,
+        threshold=threshold,
+        kinds=kinds,
+        since=EPOCH,
     )
     return [h.memory.id for h in pruned], [h.memory.id for h in plain]
 
@@ -43,7 +55,13 @@ async def filler(store: MemoryStore, agent: uuid.UUID, n: int) -> None:
     """As many messages as facts, so the facts are a subset (at most 60% of the rows)."""
     room = (await store.ensure_room(agent, "discord", "r")).id
     messages = [
-        Memory(agent_id=agent, kind=MemoryKind.MESSAGE, room_id=room, content={"text": f"m {i}"}, embedding=v)
+        Memory(
+            agent_id=agent,
+            kind=MemoryKind.MESSAGE,
+            room_id=room,
+            content={"text": f"m {i}"},
+            embedding=v,
+        )
         for i, v in enumerate(clustered(n, 99))
     ]
     await store.add_many(messages, dedupe=False)
@@ -61,7 +79,9 @@ def small_prune(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vector_prune, "PRUNE_MIN_ROWS", 200)
 
 
-async def test_ties_at_the_kth_score_give_the_unpruned_hits(tmp_path: object, small_prune: None) -> None:
+async def test_ties_at_the_kth_score_give_the_unpruned_hits(
+    tmp_path: object, small_prune: None
+) -> None:
     """Identical vectors (the same fact stored twice with dedupe off, a document fragment
     repeated): with k cutting through the tied group the unpruned scan's choice and
     order among them must be kept."""
