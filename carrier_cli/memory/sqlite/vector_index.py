@@ -651,6 +651,8 @@ class SqliteVectorIndex:
             # row: argpartition's pick among them depends on the array's length, so the
             # pruned scan (a few candidates) chose other rows than the full scan. Every
             # path's positions are in row order, so position order is row order.
+            # Cost: the count over all scores, 100k scores, k=10: 118-120 -> 133-137 us CPU
+            # for the top-k step (500 runs alternating, load 4.8); a few rows when pruned.
             kth = scores[top].min()
             if np.count_nonzero(scores[top] == kth) < np.count_nonzero(scores == kth):
                 above = np.flatnonzero(scores > kth)
