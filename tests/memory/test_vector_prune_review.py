@@ -141,3 +141,40 @@ async def test_after_forget_and_unique_change(tmp_path: object, small_prune: Non
             pruned, plain = await both(store, agent, query, 5, -1.0)
             assert pruned == plain and not gone & set(pruned)
         assert pruning(store).count == 500 - len(gone)
+
+
+async def test_two_agents_unique_only_and_a_reopened_file(
+    tmp_path: object, small_prune: None
+) -> None:
+    """Each agent's subset prunes its own rows; `unique_only` (its own subset key) too;
+    and a store opened again (the vector file mapped, as a new process does) agrees."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    async with await MemoryStore.open(url) as store:
+        agents = [await store.ensure_agent(name) for name in ("a", "b")]
+        for n, agent in enumerate(agents):
+            vectors = clustered(3000, 20 + n)
+            facts = [
+                Memory(
+                    agent_id=agent,
+                    kind=MemoryKind.FACT,
+                    content={"text": f"f {n} {i}"},
+                    embedding=v,
+                    unique=i % 3 != 0,
+                )
+                for i, v in enumerate(vectors)
+            ]
+            await store.add_many(facts, dedupe=False)
+            await filler(store, agent, len(facts))
+    for _ in range(2):
+        async with await MemoryStore.open(url) as store:
+            for agent in agents:
+                for query in clustered(3, 30):
+                    pruned, plain = await both(store, agent, query, 5, 0.0)
+                    assert pruned == plain
+                    q = query.astype(np.float32)
+                    one = await store.search(q, agent_id=agent, k=4, unique_only=True)  # type: ignore[arg-type]
+                    two = await store.search(q, agent_id=agent, k=4, unique_only=True, since=EPOCH)  # type: ignore[arg-type]
+                    assert [h.memory.id for h in one] == [h.memory.id for h in two]
+            index: vector_index.SqliteVectorIndex = store._backend.index  # type: ignore[attr-defined]
+            assert index.header is not None and index.base_count > 0
+            assert sum(s.pruner is not None for s in index._subsets.values()) >= 2
