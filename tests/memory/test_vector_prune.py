@@ -14,6 +14,7 @@ from carrier_cli.memory.sqlite import vector_index, vector_prune
 from carrier_cli.memory.sqlite.vector_prune import Pruner
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Memory, MemoryKind
+from tests.memory.test_vector_search import numpy_top
 
 DIM = 256
 
@@ -120,12 +121,6 @@ async def add(
     ]
     await store.add_many(memories, dedupe=False)
     return memories
-
-
-def numpy_top(memories: list[Memory], query: np.ndarray, k: int) -> list[uuid.UUID]:
-    matrix = np.stack([np.asarray(m.embedding, dtype=np.float32) for m in memories])
-    scores = matrix @ query
-    return [memories[i].id for i in np.argsort(-scores, kind="stable")[:k]]
 
 
 async def test_pruned_search_equals_numpy_as_rows_arrive(
