@@ -31,6 +31,7 @@ from carrier_cli.clients.discord.addressing import InboundMessage, Verdict, deci
 from carrier_cli.clients.discord.backfill import Backfill
 from carrier_cli.clients.discord.options import DiscordOptions
 from carrier_cli.clients.discord.reactions import Acknowledger, on_reaction, remember_reply
+from carrier_cli.clients.discord.recent_ids import RecentIds
 from carrier_cli.clients.discord.split import split_message
 from carrier_cli.clients.discord.threads import (
     FollowedThreads,
@@ -171,7 +172,7 @@ class CarrierDiscordBot(discord.Client):
         self.turns_handled = 0
         self._model_slots = asyncio.Semaphore(max(1, config.max_concurrent_turns))
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._own_ids: deque[str] = deque(maxlen=2000)  # our recent messages (reply detection)
+        self._own_ids = RecentIds(maxlen=2000)  # our recent messages (reply detection)
         self._hand_order = attachments.HandOrder()  # channel order while files are fetched
         self._content_warning_given = False
         self.ready_event = asyncio.Event()
@@ -317,7 +318,7 @@ class CarrierDiscordBot(discord.Client):
         )
         if (
             inbound.replied_to_author_id is None
-            and inbound.replied_to_message_id is not None  # else a scan of all 2000 for None
+            and inbound.replied_to_message_id is not None
             and inbound.replied_to_message_id in self._own_ids
         ):
             # A reply whose referenced message discord did not include: we know it is ours.
@@ -326,7 +327,7 @@ class CarrierDiscordBot(discord.Client):
                 inbound, bot_id=str(self.user.id), options=self.options, names=self.character_names
             )
         if inbound.author_id == str(self.user.id):
-            self._own_ids.append(inbound.message_id)
+            self._own_ids.add(inbound.message_id)
         self._check_content_intent(inbound)
         if not verdict.handle:
             log.debug("Discord: ignoring message %s: %s", inbound.message_id, verdict.reason)
@@ -522,7 +523,7 @@ class CarrierDiscordBot(discord.Client):
                 channel=channel,
             )
             if extras is not None:
-                self._own_ids.append(str(extras.id))
+                self._own_ids.add(str(extras.id))
                 sent += 1
             where = " in a thread" if channel is not None and channel is not message.channel else ""
             return f"replied{where} in {sent} message{'s' if sent != 1 else ''}"
@@ -574,7 +575,7 @@ class CarrierDiscordBot(discord.Client):
                 allowed_mentions=mentions,
                 nonce=reply_nonce(message.id, index, kind),
             )
-            self._own_ids.append(str(sent.id))
+            self._own_ids.add(str(sent.id))
             sent_ids.append(sent.id)
         if result is not None:
             await remember_reply(

@@ -232,6 +232,24 @@ async def test_replayed_turn_is_not_answered_again(server: FakeDiscordServer) ->
     await asyncio.wait_for(running.task, 10)
 
 
+async def test_each_own_message_is_remembered_once(server: FakeDiscordServer) -> None:
+    """A reply's id is seen when sent and again when the gateway echoes it; the bot's
+    history of its own messages (reply detection) keeps it once, so its 2,000 entries
+    cover 2,000 replies (they covered 1,000)."""
+    runtime = StandInRuntime(Character(name="Carrier"), echo_after(0))
+    running = await start_bot(server, runtime, make_settings(server))
+    for n in range(3):
+        await server.adispatch_message(f"hello {n}", dm=True)
+    await wait_until(lambda: len(server.sent_messages()) == 3)
+    sent = {m.id for m in server.sent_messages()}
+    await asyncio.sleep(0.2)  # the echoes come back over the gateway
+    own = running.bot._own_ids
+    assert all(message_id in own for message_id in sent)
+    assert len(own) == 3
+    running.stop.set()
+    await asyncio.wait_for(running.task, 10)
+
+
 async def test_attachments_and_names_reach_the_runtime(server: FakeDiscordServer) -> None:
     import io
 
