@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from carrier_cli.memory.async_engine import AsyncEngine
 
 from carrier_cli.errors import RuntimeFailure
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Connection, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from carrier_cli.memory.async_engine import AsyncConnection, AsyncEngine
 
 from carrier_cli.memory.engine import IMMEDIATE
 from carrier_cli.memory.rows import (
