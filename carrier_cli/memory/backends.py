@@ -12,7 +12,6 @@ from carrier_cli.memory.urls import backend_of
 
 if TYPE_CHECKING:
     from carrier_cli.memory.async_engine import AsyncEngine
-
     from carrier_cli.memory.failures import StorageFailure
     from carrier_cli.memory.migrate import SchemaState
     from carrier_cli.memory.postgres.backend import PostgresBackend

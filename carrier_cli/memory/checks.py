@@ -10,7 +10,6 @@ from carrier_cli.memory.urls import mask_url
 
 if TYPE_CHECKING:
     from carrier_cli.memory.async_engine import AsyncEngine
-
     from carrier_cli.memory.failures import StorageFailure
     from carrier_cli.memory.migrate import SchemaState
 

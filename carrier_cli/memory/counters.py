@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import BigInteger, Float, String, select, tuple_
 from sqlalchemy.orm import Mapped, mapped_column
 
+from carrier_cli.memory.declarative import Base
 from carrier_cli.memory.rows import table, utcnow
-from carrier_cli.memory.schema import Base, UTCDateTime
+from carrier_cli.memory.schema import UTCDateTime
 from carrier_cli.usage.caps import Spent, UsageIncrement
 
 if TYPE_CHECKING:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from carrier_cli.memory.declarative import Base
 from carrier_cli.memory.rows import table
-from carrier_cli.memory.schema import Base, UTCDateTime
+from carrier_cli.memory.schema import UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from sqlalchemy import Table
 
-from carrier_cli.memory.schema import EntityRow, MemoryRow, RoomRow
+from carrier_cli.memory.schema import MEMORIES
 from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room
 
 if TYPE_CHECKING:
@@ -34,9 +34,7 @@ def table(model: type[Any]) -> Table:
     return cast(Table, model.__table__)
 
 
-M = table(MemoryRow)
-ROOMS = table(RoomRow)
-ENTITIES = table(EntityRow)
+M = MEMORIES
 
 
 @dataclass

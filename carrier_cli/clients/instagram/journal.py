@@ -28,7 +28,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carrier_cli.errors import InputError, RuntimeFailure
-from carrier_cli.memory.schema import Base, JSONType, UTCDateTime
+from carrier_cli.memory.declarative import Base
+from carrier_cli.memory.schema import JSONType, UTCDateTime
 
 if TYPE_CHECKING:
     from carrier_cli.memory.async_engine import AsyncEngine
