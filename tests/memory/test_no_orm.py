@@ -8,6 +8,7 @@ sessions (the Instagram journal) imports them, when it runs.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -15,7 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.loaded_modules import matching, run_watched
+import carrier_cli.memory
+from tests.support.loaded_modules import ORM_PREFIXES, matching, run_watched
+
+# The one module of the package that may import the ORM when imported (the ORM tables'
+# Base); async_engine.orm_engine imports ext.asyncio inside the function, on first use.
+ORM_MODULES = {"declarative.py"}
 
 # A store opened, written and searched in a fresh interpreter; prints what it imported.
 STORE_ROUND_TRIP = """
@@ -45,6 +51,30 @@ async def main():
 asyncio.run(main())
 print(json.dumps(sorted(sys.modules)))
 """
+
+
+def _module_level_imports(path: Path) -> list[str]:
+    """Modules imported by the module's own body (not inside functions, not under `if
+    TYPE_CHECKING:`)."""
+    names: list[str] = []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+    return names
+
+
+def test_no_memory_module_imports_the_orm_when_imported() -> None:
+    package = Path(carrier_cli.memory.__file__).parent
+    offenders = [
+        f"{path.relative_to(package)}: {name}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name not in ORM_MODULES
+        for name in _module_level_imports(path)
+        if matching([name], ORM_PREFIXES)
+    ]
+    assert offenders == []
 
 
 def test_a_store_opens_writes_and_searches_without_the_orm(db_url: str) -> None:
