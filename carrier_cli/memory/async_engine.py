@@ -2,9 +2,10 @@
 `sqlalchemy.ext.asyncio`.
 
 `sqlalchemy.ext.asyncio` imports its AsyncSession on import, and with it the whole ORM
-(`sqlalchemy.orm`: mapper, session, loading strategies), whatever the caller uses: about
-15% of a `carrier chat` start's CPU (70-84 ms of CPU per start on the shared 2-core
-machine) went to an ORM nothing on that path uses. Carrier's database code is Core only
+(`sqlalchemy.orm`: mapper, session, loading strategies), whatever the caller uses: a
+`carrier chat` start paid for an ORM nothing on that path uses (without it, with the
+memory tables as Core tables in memory/schema.py: -60 ms CPU to the first piped reply and
+-74 ms CPU in all, medians of 11 alternating starts on the shared 2-core machine, load 4). Carrier's database code is Core only
 (statements on connections, `run_sync` for whole transactions), so this module gives it
 the part of ext.asyncio it uses, built the way ext.asyncio builds it: every call of the
 sync `Connection` runs in a greenlet (`sqlalchemy.util.greenlet_spawn`) in which the
