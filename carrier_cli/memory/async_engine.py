@@ -5,13 +5,14 @@
 (`sqlalchemy.orm`: mapper, session, loading strategies), whatever the caller uses: a
 `carrier chat` start paid for an ORM nothing on that path uses (without it, with the
 memory tables as Core tables in memory/schema.py: -60 ms CPU to the first piped reply and
--74 ms CPU in all, medians of 11 alternating starts on the shared 2-core machine, load 4). Carrier's database code is Core only
-(statements on connections, `run_sync` for whole transactions), so this module gives it
-the part of ext.asyncio it uses, built the way ext.asyncio builds it: every call of the
-sync `Connection` runs in a greenlet (`sqlalchemy.util.greenlet_spawn`) in which the
-async driver adapters (aiosqlite, asyncpg) wait with `await_`, so statements, results,
-events, pooling and the backends' `handle_error` hook (memory.engine.explain_errors) are
-SQLAlchemy's own and raise exactly as before.
+-74 ms CPU in all, medians of 11 alternating starts on the shared 2-core machine, load 4).
+Carrier's database code is Core only (statements on connections, `run_sync` for whole
+transactions), so this module gives it the part of ext.asyncio it uses, built the way
+ext.asyncio builds it: every call of the sync `Connection` runs in a greenlet
+(`sqlalchemy.util.greenlet_spawn`) in which the async driver adapters (aiosqlite,
+asyncpg) wait with `await_`, so statements, results, events, pooling and the backends'
+`handle_error` hook (memory.engine.explain_errors) are SQLAlchemy's own and raise exactly as
+before.
 
 What needs ORM sessions (the Instagram journal and schedule) asks `orm_engine()` for
 SQLAlchemy's AsyncEngine on the same sync engine, pool and event hooks; that import
