@@ -212,9 +212,10 @@ def pty_first_text(env: dict[str, str], turns: int) -> list[float]:
 ATTRIBUTED = (
     ("openai (llm too)", "import carrier_cli.memory.store", "import openai"),
     (
-        "SQLAlchemy+ORM+schema (Carrier)",
+        # Core and Carrier's own async engine: no ORM since memory/async_engine.py.
+        "SQLAlchemy+schema (Carrier)",
         "import numpy",
-        "import sqlalchemy.ext.asyncio, carrier_cli.memory.schema",
+        "import carrier_cli.memory.async_engine, carrier_cli.memory.schema",
     ),
     ("numpy (Carrier)", "", "import numpy"),
 )

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Index, String, Text, Uuid, func, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Column, Index, String, Table, Text, Uuid, func, select, update
 
-from carrier_cli.memory.rows import table
-from carrier_cli.memory.schema import Base, UTCDateTime
+from carrier_cli.memory.schema import METADATA, UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -26,20 +24,19 @@ if TYPE_CHECKING:
     from carrier_cli.memory.store import MemoryStore
 
 
-class ApiKeyRow(Base):
-    __tablename__ = "api_keys"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))
-    hash: Mapped[str] = mapped_column(Text)
-    scope: Mapped[str] = mapped_column(String(10))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    __table_args__ = (Index("ix_api_keys_prefix", "prefix"),)
-
-
-KEYS = table(ApiKeyRow)
+KEYS = Table(
+    "api_keys",
+    METADATA,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(64), unique=True, nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("hash", Text, nullable=False),
+    Column("scope", String(10), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index("ix_api_keys_prefix", "prefix"),
+)
 
 
 @dataclass(frozen=True)

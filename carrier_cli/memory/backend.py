@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     import numpy as np
     from sqlalchemy import Connection
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from carrier_cli.memory.async_engine import AsyncEngine
     from carrier_cli.memory.calls import GroupBy
     from carrier_cli.memory.rows import IndexFilters, InsertExtra
     from carrier_cli.memory.sql import StoredModel

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 from carrier_cli.memory.urls import backend_of
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
+    from carrier_cli.memory.async_engine import AsyncEngine
     from carrier_cli.memory.failures import StorageFailure
     from carrier_cli.memory.migrate import SchemaState
     from carrier_cli.memory.postgres.backend import PostgresBackend

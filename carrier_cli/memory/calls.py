@@ -24,12 +24,12 @@ from sqlalchemy import (
 )
 
 from carrier_cli.errors import InputError
-from carrier_cli.memory.rows import CHUNK, table
-from carrier_cli.memory.schema import ModelCallRow
+from carrier_cli.memory.rows import CHUNK
+from carrier_cli.memory.schema import MODEL_CALLS
 from carrier_cli.memory.sqlbase import SqlBase
 from carrier_cli.usage.records import CallContext, CallRecord, TokenUsage, UsageTotals
 
-CALLS = table(ModelCallRow)
+CALLS = MODEL_CALLS
 GroupBy = Literal["character", "model", "client", "purpose", "day"]
 GROUPS: tuple[str, ...] = ("character", "model", "client", "purpose", "day")
 NO_KEY = "(none)"  # a usage row for calls made outside any character, client...

@@ -9,8 +9,7 @@ from carrier_cli.errors import InputError, RuntimeFailure
 from carrier_cli.memory.urls import mask_url
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
+    from carrier_cli.memory.async_engine import AsyncEngine
     from carrier_cli.memory.failures import StorageFailure
     from carrier_cli.memory.migrate import SchemaState
 

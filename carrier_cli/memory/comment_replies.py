@@ -24,11 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Index, Integer, String, Text, func, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Column, Index, Integer, String, Table, Text, func, select, update
 
-from carrier_cli.memory.rows import table
-from carrier_cli.memory.schema import Base, UTCDateTime
+from carrier_cli.memory.schema import METADATA, UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -42,30 +40,27 @@ REASON_CHARS = 500  # `reason` is bounded
 TEXT_CHARS = 2_200  # Instagram's longest comment
 
 
-class CommentReplyRow(Base):
-    __tablename__ = "instagram_comment_replies"
-    comment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    account_id: Mapped[str] = mapped_column(String(64))
-    media_id: Mapped[str] = mapped_column(String(64))
-    parent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    character: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(10))
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    reply_text: Mapped[str | None] = mapped_column(Text, nullable=True)
-    reply_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer)
-    claim_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    __table_args__ = (
-        Index("ix_instagram_comment_replies_replied", "character", "replied_at"),
-        Index("ix_instagram_comment_replies_status", "status"),
-    )
-
-
-REPLIES = table(CommentReplyRow)
+REPLIES = Table(
+    "instagram_comment_replies",
+    METADATA,
+    Column("comment_id", String(64), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("media_id", String(64), nullable=False),
+    Column("parent_id", String(64), nullable=True),
+    Column("character", String(200), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("reply_text", Text, nullable=True),
+    Column("reply_id", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("claim_owner", String(200), nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("replied_at", UTCDateTime, nullable=True),
+    Index("ix_instagram_comment_replies_replied", "character", "replied_at"),
+    Index("ix_instagram_comment_replies_status", "status"),
+)
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,12 @@ land. A scope is "global" or "character:<name>", a period "day:YYYY-MM-DD" or
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Float, String, select, tuple_
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Column, Float, String, Table, select, tuple_
 
-from carrier_cli.memory.rows import table, utcnow
-from carrier_cli.memory.schema import Base, UTCDateTime
+from carrier_cli.memory.rows import utcnow
+from carrier_cli.memory.schema import METADATA, UTCDateTime
 from carrier_cli.usage.caps import Spent, UsageIncrement
 
 if TYPE_CHECKING:
@@ -31,14 +29,16 @@ if TYPE_CHECKING:
     from carrier_cli.memory.backend import MemoryBackend
 
 
-class UsageCounterRow(Base):
-    __tablename__ = "usage_counters"
-    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
-    period: Mapped[str] = mapped_column(String(20), primary_key=True)
-    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
-    calls: Mapped[int] = mapped_column(BigInteger, default=0)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+COUNTERS = Table(
+    "usage_counters",
+    METADATA,
+    Column("scope", String(200), primary_key=True),
+    Column("period", String(20), primary_key=True),
+    Column("tokens", BigInteger, default=0, nullable=False),
+    Column("cost_usd", Float, default=0.0, nullable=False),
+    Column("calls", BigInteger, default=0, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
 
 
 def merge(increments: Sequence[UsageIncrement]) -> list[UsageIncrement]:
@@ -67,9 +67,8 @@ async def add_usage(backend: MemoryBackend, increments: Sequence[UsageIncrement]
     rows = merge(increments)
     if not rows:
         return
-    counters = table(UsageCounterRow)
     now = utcnow()
-    stmt = backend.insert(counters).values(
+    stmt = backend.insert(COUNTERS).values(
         [
             {
                 "scope": r.scope,
@@ -85,9 +84,9 @@ async def add_usage(backend: MemoryBackend, increments: Sequence[UsageIncrement]
     upsert = stmt.on_conflict_do_update(
         index_elements=["scope", "period"],
         set_={
-            "tokens": counters.c.tokens + stmt.excluded.tokens,
-            "cost_usd": counters.c.cost_usd + stmt.excluded.cost_usd,
-            "calls": counters.c.calls + stmt.excluded.calls,
+            "tokens": COUNTERS.c.tokens + stmt.excluded.tokens,
+            "cost_usd": COUNTERS.c.cost_usd + stmt.excluded.cost_usd,
+            "calls": COUNTERS.c.calls + stmt.excluded.calls,
             "updated_at": stmt.excluded.updated_at,
         },
     )
@@ -105,14 +104,13 @@ async def usage_spent(
     found: dict[tuple[str, str], Spent] = {key: Spent() for key in keys}
     if not keys:
         return found
-    counters = table(UsageCounterRow)
     query = select(
-        counters.c.scope,
-        counters.c.period,
-        counters.c.tokens,
-        counters.c.cost_usd,
-        counters.c.calls,
-    ).where(tuple_(counters.c.scope, counters.c.period).in_(list(found)))
+        COUNTERS.c.scope,
+        COUNTERS.c.period,
+        COUNTERS.c.tokens,
+        COUNTERS.c.cost_usd,
+        COUNTERS.c.calls,
+    ).where(tuple_(COUNTERS.c.scope, COUNTERS.c.period).in_(list(found)))
     async with backend.read() as conn:
         rows = (await conn.execute(query)).all()
     for row in rows:

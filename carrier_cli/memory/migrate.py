@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carrier_cli.errors import RuntimeFailure
+from carrier_cli.memory.async_engine import AsyncEngine
 
 if TYPE_CHECKING:
     from alembic.config import Config

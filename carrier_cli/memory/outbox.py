@@ -20,11 +20,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, func, or_, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    or_,
+    select,
+    update,
+)
 
-from carrier_cli.memory.rows import table
-from carrier_cli.memory.schema import Base, UTCDateTime
+from carrier_cli.memory.schema import METADATA, UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -36,33 +46,30 @@ Status = Literal["pending", "delivered", "failed"]
 ERROR_CHARS = 500  # last_error is bounded
 
 
-class WebhookDeliveryRow(Base):
-    __tablename__ = "webhook_deliveries"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    webhook: Mapped[str] = mapped_column(String(64))
-    url_hash: Mapped[str] = mapped_column(String(64))
-    event_type: Mapped[str] = mapped_column(String(40))
-    event_id: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(10))
-    attempts: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    __table_args__ = (
-        UniqueConstraint("webhook", "event_id", "event_type", name="uq_webhook_deliveries_event"),
-        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
-        Index("ix_webhook_deliveries_created", "created_at"),
-    )
-
-
-OUTBOX = table(WebhookDeliveryRow)
+OUTBOX = Table(
+    "webhook_deliveries",
+    METADATA,
+    Column("id", String(32), primary_key=True),
+    Column("webhook", String(64), nullable=False),
+    Column("url_hash", String(64), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("claim_token", String(32), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    UniqueConstraint("webhook", "event_id", "event_type", name="uq_webhook_deliveries_event"),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_created", "created_at"),
+)
 _CONFLICT = ["webhook", "event_id", "event_type"]
 
 

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from carrier_cli.errors import InputError
-from carrier_cli.memory.rows import table as _table
-from carrier_cli.memory.schema import AgentRow, EntityRow, ParticipantRow, RoomRow
+from carrier_cli.memory.schema import AGENTS, ENTITIES, PARTICIPANTS, ROOMS
 from carrier_cli.memory.types import Memory, MemoryKind
 
 
@@ -153,7 +152,7 @@ def other_values(
     columns), checked while the file is validated."""
     now = datetime.now().astimezone()
     if kind == "agent":
-        table = _table(AgentRow)
+        table = AGENTS
         values: dict[str, Any] = {
             "id": _uuid(record.get("id"), where, "id"),
             "name": str(record.get("name", "")),
@@ -162,7 +161,7 @@ def other_values(
         }
         keys = ["id"]
     elif kind == "entity":
-        table = _table(EntityRow)
+        table = ENTITIES
         values = {
             "id": _uuid(record.get("id"), where, "id"),
             "platform": str(record.get("platform")),
@@ -173,7 +172,7 @@ def other_values(
         }
         keys = ["id"]
     elif kind == "room":
-        table = _table(RoomRow)
+        table = ROOMS
         values = {
             "id": _uuid(record.get("id"), where, "id"),
             "agent_id": _uuid(record.get("agent_id"), where, "agent_id"),
@@ -186,7 +185,7 @@ def other_values(
         }
         keys = ["id"]
     else:
-        table = _table(ParticipantRow)
+        table = PARTICIPANTS
         values = {
             "room_id": _uuid(record.get("room_id"), where, "room_id"),
             "entity_id": _uuid(record.get("entity_id"), where, "entity_id"),

@@ -11,12 +11,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Table
 
-from carrier_cli.memory.schema import EntityRow, MemoryRow, RoomRow
+from carrier_cli.memory.schema import MEMORIES
 from carrier_cli.memory.types import Entity, Memory, MemoryKind, Room
 
 if TYPE_CHECKING:
@@ -30,13 +29,7 @@ CHUNK = 500  # ids per IN (...) clause
 QUICK_ROWS = 64  # reads of up to this many rows may run inline (MemoryBackend.quick_read)
 
 
-def table(model: type[Any]) -> Table:
-    return cast(Table, model.__table__)
-
-
-M = table(MemoryRow)
-ROOMS = table(RoomRow)
-ENTITIES = table(EntityRow)
+M = MEMORIES
 
 
 @dataclass

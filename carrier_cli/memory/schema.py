@@ -1,8 +1,12 @@
 """The tables behind long-term memory, shared by SQLite and PostgreSQL.
 
-One declarative `Base` (with a naming convention, so Alembic can name and later drop
-constraints on both backends) is the anchor other areas use for their own tables in the
-same database: subclass `Base`, then add an Alembic revision under
+One `METADATA` (with a naming convention, so Alembic can name and later drop
+constraints on both backends) holds every table of the database. The memory tables here
+are SQLAlchemy Core tables (`MEMORIES`, `ROOMS`, ...): the store and its backends use
+statements only, and this module is imported by every command that opens the database,
+so it must not import the ORM (sqlalchemy.orm, ~15% of a `carrier chat` start's CPU).
+Other areas add their tables to the same METADATA, as Core tables or as ORM classes on
+`memory.declarative.Base`, then add an Alembic revision under
 `carrier_cli/memory/migrations/versions/` whose `down_revision` is the current head.
 
 The embedding column is the one place where the backends differ: PostgreSQL keeps a
@@ -20,7 +24,6 @@ a big table no longer pays for the whole table's index (see MemoryStore.bulk_loa
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +31,7 @@ import numpy as np
 from sqlalchemy import (
     JSON,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -37,12 +41,12 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
     Uuid,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
 NAMING_CONVENTION = {
@@ -54,8 +58,9 @@ NAMING_CONVENTION = {
 }
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+# Every table of Carrier's database, Core and ORM (memory.declarative.Base uses it too):
+# what Alembic and the schema checks compare the database with.
+METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 MAIN_VECTOR_INDEX = "ix_memories_embedding_hnsw"
@@ -176,148 +181,148 @@ class _JSONValue(TypeDecorator[Any]):
 JSONType = _JSONValue()
 
 
-class AgentRow(Base):
-    __tablename__ = "agents"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+def _metadata_column() -> Column[Any]:
+    """The `metadata` JSON column several tables have (`metadata_` on the old ORM rows)."""
+    return Column("metadata", JSONType, nullable=False, default=dict)
 
 
-class EntityRow(Base):
-    __tablename__ = "entities"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    platform: Mapped[str] = mapped_column(String(50))
-    external_id: Mapped[str] = mapped_column(String(200))
-    names: Mapped[list[str]] = mapped_column(JSONType, default=list)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
-    __table_args__ = (Index("ix_entities_platform_external", "platform", "external_id"),)
+AGENTS = Table(
+    "agents",
+    METADATA,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    _metadata_column(),
+)
 
+ENTITIES = Table(
+    "entities",
+    METADATA,
+    Column("id", Uuid, primary_key=True),
+    Column("platform", String(50), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("names", JSONType, nullable=False, default=list),
+    Column("created_at", UTCDateTime, nullable=False),
+    _metadata_column(),
+    Index("ix_entities_platform_external", "platform", "external_id"),
+)
 
-class RoomRow(Base):
-    __tablename__ = "rooms"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    agent_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("agents.id", ondelete="CASCADE"))
-    source: Mapped[str] = mapped_column(String(50))
-    external_id: Mapped[str] = mapped_column(String(200))
-    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_active_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
-    __table_args__ = (Index("ix_rooms_agent_source", "agent_id", "source", "last_active_at"),)
+ROOMS = Table(
+    "rooms",
+    METADATA,
+    Column("id", Uuid, primary_key=True),
+    Column("agent_id", Uuid, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(50), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_active_at", UTCDateTime, nullable=False),
+    _metadata_column(),
+    Index("ix_rooms_agent_source", "agent_id", "source", "last_active_at"),
+)
 
+PARTICIPANTS = Table(
+    "participants",
+    METADATA,
+    Column("room_id", Uuid, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    Column("entity_id", Uuid, ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True),
+    Column("joined_at", UTCDateTime, nullable=False),
+)
 
-class ParticipantRow(Base):
-    __tablename__ = "participants"
-    room_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True
-    )
-    entity_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("entities.id", ondelete="CASCADE"), primary_key=True
-    )
-    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class MemoryRow(Base):
-    """`room_id`/`entity_id` carry no foreign keys on purpose: an import may bring memories
-    whose rooms were never exported, and a lossless round trip matters more here."""
-
-    __tablename__ = "memories"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    agent_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    room_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    entity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    kind: Mapped[str] = mapped_column(String(20))
-    content: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    content_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    embedding: Mapped[Any] = mapped_column(EmbeddingVector, nullable=True)
-    embedding_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    unique: Mapped[bool] = mapped_column(Boolean, default=True)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+# `room_id`/`entity_id` carry no foreign keys on purpose: an import may bring memories
+# whose rooms were never exported, and a lossless round trip matters more here.
+MEMORIES = Table(
+    "memories",
+    METADATA,
+    Column("id", Uuid, primary_key=True),
+    Column("agent_id", Uuid, nullable=False),
+    Column("room_id", Uuid, nullable=True),
+    Column("entity_id", Uuid, nullable=True),
+    Column("kind", String(20), nullable=False),
+    Column("content", JSONType, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("embedding", EmbeddingVector, nullable=True),
+    Column("embedding_model", String(200), nullable=True),
+    Column("unique", Boolean, nullable=False, default=True),
+    _metadata_column(),
     # PostgreSQL: which HNSW index holds the vector (NULL the main one, BULK_SEGMENT the
     # one large loads build); unused on SQLite.
-    vector_segment: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
-    __table_args__ = (
-        Index("ix_memories_agent_kind_created", "agent_id", "kind", "created_at"),
-        # A person's facts (migration 0109): 80 -> 0.8 ms at 10k facts.
-        Index(
-            "ix_memories_agent_entity_kind_created", "agent_id", "entity_id", "kind", "created_at"
-        ),
-        Index("ix_memories_room_created", "room_id", "created_at"),
-        Index("ix_memories_content_hash", "content_hash"),
-        Index("ix_memories_embedding_model", "embedding_model"),
-    )
+    Column("vector_segment", SmallInteger, nullable=True),
+    Index("ix_memories_agent_kind_created", "agent_id", "kind", "created_at"),
+    # A person's facts (migration 0109): 80 -> 0.8 ms at 10k facts.
+    Index("ix_memories_agent_entity_kind_created", "agent_id", "entity_id", "kind", "created_at"),
+    Index("ix_memories_room_created", "room_id", "created_at"),
+    Index("ix_memories_content_hash", "content_hash"),
+    Index("ix_memories_embedding_model", "embedding_model"),
+)
 
+RELATIONSHIPS = Table(
+    "relationships",
+    METADATA,
+    Column("id", Uuid, primary_key=True),
+    Column("agent_id", Uuid, nullable=False),
+    Column("entity_a", Uuid, nullable=False),
+    Column("entity_b", Uuid, nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("strength", Float, nullable=False, default=1.0),
+    Column("created_at", UTCDateTime, nullable=False),
+    _metadata_column(),
+    Index("ix_relationships_agent_a", "agent_id", "entity_a"),
+)
 
-class RelationshipRow(Base):
-    __tablename__ = "relationships"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    agent_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    entity_a: Mapped[uuid.UUID] = mapped_column(Uuid)
-    entity_b: Mapped[uuid.UUID] = mapped_column(Uuid)
-    kind: Mapped[str] = mapped_column(String(50))
-    strength: Mapped[float] = mapped_column(Float, default=1.0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
-    __table_args__ = (Index("ix_relationships_agent_a", "agent_id", "entity_a"),)
+CACHE = Table(
+    "cache",
+    METADATA,
+    Column("key", String(500), primary_key=True),
+    Column("value", JSONType, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+)
 
+# Counters the SQLite vector cache watches (bumped by triggers on update/delete).
+STORE_STATE = Table(
+    "store_state",
+    METADATA,
+    Column("key", String(100), primary_key=True),
+    Column("value", Integer, nullable=False, default=0),
+)
 
-class CacheRow(Base):
-    __tablename__ = "cache"
-    key: Mapped[str] = mapped_column(String(500), primary_key=True)
-    value: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-
-class StoreStateRow(Base):
-    """Counters the SQLite vector cache watches (bumped by triggers on update/delete)."""
-
-    __tablename__ = "store_state"
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class ModelCallRow(Base):
-    """One model call attempt (usage.records.CallRecord): tokens, latency, outcome, cost.
-
-    `cost_usd` NULL means no price was known for the model (never a guess); `prompt` and
-    `output` stay NULL unless `log_prompts` is on, and retention clears them again
-    (MemoryStore.prune_calls) while the token and cost columns stay. The ids carry no
-    foreign keys: a record outlives a deleted room or agent, as the bill does.
-    """
-
-    __tablename__ = "model_calls"
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    agent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    character: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    room_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    client: Mapped[str | None] = mapped_column(String(50), nullable=True)
-    purpose: Mapped[str] = mapped_column(String(30))
-    provider: Mapped[str] = mapped_column(String(50))
-    model: Mapped[str] = mapped_column(String(200))
-    attempt: Mapped[int] = mapped_column(Integer, default=1)
-    outcome: Mapped[str] = mapped_column(String(20))
-    error_code: Mapped[str | None] = mapped_column(String(50), nullable=True)
-    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    cached_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
-    first_token_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
-    total_ms: Mapped[float] = mapped_column(Float, default=0.0)
-    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
-    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
-    output: Mapped[str | None] = mapped_column(Text, nullable=True)
-    turn_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    __table_args__ = (
-        # `carrier logs` lists newest first, filtered by character or purpose; `carrier
-        # usage` sums a time window.
-        Index("ix_model_calls_created_at", "created_at"),
-        Index("ix_model_calls_character_created", "character", "created_at"),
-        Index("ix_model_calls_purpose", "purpose"),
-    )
+# One model call attempt (usage.records.CallRecord): tokens, latency, outcome, cost.
+# `cost_usd` NULL means no price was known for the model (never a guess); `prompt` and
+# `output` stay NULL unless `log_prompts` is on, and retention clears them again
+# (MemoryStore.prune_calls) while the token and cost columns stay. The ids carry no
+# foreign keys: a record outlives a deleted room or agent, as the bill does.
+MODEL_CALLS = Table(
+    "model_calls",
+    METADATA,
+    Column("id", Uuid, primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("agent_id", Uuid, nullable=True),
+    Column("character", String(200), nullable=True),
+    Column("room_id", Uuid, nullable=True),
+    Column("client", String(50), nullable=True),
+    Column("purpose", String(30), nullable=False),
+    Column("provider", String(50), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("outcome", String(20), nullable=False),
+    Column("error_code", String(50), nullable=True),
+    Column("input_tokens", Integer, nullable=True),
+    Column("output_tokens", Integer, nullable=True),
+    Column("cached_tokens", Integer, nullable=True),
+    Column("tokens_estimated", Boolean, nullable=False, default=False),
+    Column("first_token_ms", Float, nullable=True),
+    Column("total_ms", Float, nullable=False, default=0.0),
+    Column("cost_usd", Float, nullable=True),
+    Column("prompt", Text, nullable=True),
+    Column("output", Text, nullable=True),
+    Column("turn_id", Uuid, nullable=True),
+    # `carrier logs` lists newest first, filtered by character or purpose; `carrier
+    # usage` sums a time window.
+    Index("ix_model_calls_created_at", "created_at"),
+    Index("ix_model_calls_character_created", "character", "created_at"),
+    Index("ix_model_calls_purpose", "purpose"),
+)
 
 
 MEMORY_TABLES = (

@@ -22,7 +22,6 @@ from carrier_cli.memory.calls import CallLog
 from carrier_cli.memory.rows import (
     CHUNK,
     QUICK_ROWS,
-    ROOMS,
     IndexFilters,
     InsertExtra,
     M,
@@ -32,7 +31,7 @@ from carrier_cli.memory.rows import (
     room_times,
     to_memory,
 )
-from carrier_cli.memory.schema import EmbeddingVector
+from carrier_cli.memory.schema import ROOMS, EmbeddingVector
 from carrier_cli.memory.types import Memory, SearchHit
 
 StoredModel = Callable[[], Awaitable[tuple[str, int] | None]]

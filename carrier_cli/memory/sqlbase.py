@@ -13,24 +13,11 @@ from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Connection, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from carrier_cli.memory.async_engine import AsyncConnection, AsyncEngine
 from carrier_cli.memory.engine import IMMEDIATE
-from carrier_cli.memory.rows import (
-    ENTITIES,
-    QUICK_ROWS,
-    ROOMS,
-    table,
-    to_entity,
-    to_room,
-    utcnow,
-)
-from carrier_cli.memory.schema import (
-    AgentRow,
-    CacheRow,
-    ParticipantRow,
-    RelationshipRow,
-)
+from carrier_cli.memory.rows import QUICK_ROWS, to_entity, to_room, utcnow
+from carrier_cli.memory.schema import AGENTS, CACHE, ENTITIES, PARTICIPANTS, RELATIONSHIPS, ROOMS
 from carrier_cli.memory.types import Entity, Room
 
 T = TypeVar("T")
@@ -84,9 +71,7 @@ class SqlBase:
 
     # ------------------------------------------------------------------ agents, entities, rooms
     async def ensure_agent(self, agent_id: uuid.UUID, name: str) -> None:
-        stmt = self.insert(table(AgentRow)).values(
-            id=agent_id, name=name, created_at=utcnow(), metadata={}
-        )
+        stmt = self.insert(AGENTS).values(id=agent_id, name=name, created_at=utcnow(), metadata={})
         upsert = stmt.on_conflict_do_update(index_elements=["id"], set_={"name": name})
         await self.run_write(lambda conn: conn.execute(upsert))
 
@@ -149,7 +134,7 @@ class SqlBase:
         """The write that ensures a room (and a placeholder row for its agent)."""
         now = utcnow()
         agent = (
-            self.insert(table(AgentRow))
+            self.insert(AGENTS)
             .values(id=agent_id, name=f"agent-{str(agent_id)[:8]}", created_at=now, metadata={})
             .on_conflict_do_nothing(index_elements=["id"])
         )
@@ -177,7 +162,7 @@ class SqlBase:
 
     def participant_work(self, room_id: uuid.UUID, entity_id: uuid.UUID) -> Work:
         stmt = (
-            self.insert(table(ParticipantRow))
+            self.insert(PARTICIPANTS)
             .values(room_id=room_id, entity_id=entity_id, joined_at=utcnow())
             .on_conflict_do_nothing(index_elements=["room_id", "entity_id"])
         )
@@ -189,7 +174,7 @@ class SqlBase:
         return to_entity(row) if row is not None else None
 
     async def participants(self, room_id: uuid.UUID) -> list[Entity]:
-        part = table(ParticipantRow)
+        part = PARTICIPANTS
         async with self.read() as conn:
             rows = (
                 await conn.execute(
@@ -225,7 +210,7 @@ class SqlBase:
         metadata: dict[str, Any] | None,
     ) -> None:
         """Insert the relationship, or strengthen it (+1) and replace its metadata."""
-        rels = table(RelationshipRow)
+        rels = RELATIONSHIPS
         stmt = self.insert(rels).values(
             id=rel_id,
             agent_id=agent_id,
@@ -247,7 +232,7 @@ class SqlBase:
     async def relationships(
         self, agent_id: uuid.UUID, entity_id: uuid.UUID
     ) -> list[dict[str, Any]]:
-        rels = table(RelationshipRow)
+        rels = RELATIONSHIPS
         async with self.read() as conn:
             rows = (
                 await conn.execute(
@@ -276,7 +261,7 @@ class SqlBase:
 
     # ------------------------------------------------------------------ cache
     async def cache_get(self, key: str) -> Any | None:
-        cache = table(CacheRow)
+        cache = CACHE
         async with self.read() as conn:
             row = (await conn.execute(select(cache).where(cache.c.key == key))).first()
         if row is None:
@@ -302,7 +287,7 @@ class SqlBase:
         per call, its construction cost more CPU than running it."""
         upsert = getattr(self, "_cache_upsert_stmt", None)
         if upsert is None:
-            stmt = self.insert(table(CacheRow))
+            stmt = self.insert(CACHE)
             upsert = stmt.on_conflict_do_update(
                 index_elements=["key"],
                 set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
@@ -311,6 +296,6 @@ class SqlBase:
         return upsert
 
     async def cache_delete(self, key: str) -> None:
-        cache = table(CacheRow)
+        cache = CACHE
         async with self.write() as conn:
             await conn.execute(delete(cache).where(cache.c.key == key))

@@ -21,7 +21,6 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carrier_cli.errors import InputError, RuntimeFailure
 from carrier_cli.memory.embedding import EmbeddingModelMismatch, Vectors
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
 
     from carrier_cli.config import Settings
     from carrier_cli.llm.base import Embedder
+    from carrier_cli.memory.async_engine import AsyncEngine
     from carrier_cli.memory.backend import MemoryBackend
 
 DEDUPE_THRESHOLD = 0.95
@@ -73,9 +73,6 @@ class MemoryStore(UsageRecords):
         self._backend = backend
         self.url = backend.url
         self.backend = backend.name  # "sqlite" or "postgresql", for reports
-        self.session: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            backend.engine, expire_on_commit=False
-        )
         self._vectors = Vectors(backend, embedder)
         self._intake = Intake(backend)
         # Called with the seconds the backend's part of each search took (the metrics'

@@ -37,8 +37,7 @@ from carrier_cli.memory.records import (
     read_jsonl,
     vector_from,
 )
-from carrier_cli.memory.rows import table as _table
-from carrier_cli.memory.schema import AgentRow, EntityRow, ParticipantRow, RoomRow
+from carrier_cli.memory.schema import AGENTS, ENTITIES, PARTICIPANTS, ROOMS
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Memory
 
@@ -101,10 +100,10 @@ async def export_records(
         {"type": "header", "format": "carrier-memory", "version": FORMAT_VERSION}
     ]
     agents, entities, rooms, parts = (
-        _table(AgentRow),
-        _table(EntityRow),
-        _table(RoomRow),
-        _table(ParticipantRow),
+        AGENTS,
+        ENTITIES,
+        ROOMS,
+        PARTICIPANTS,
     )
     async with store.engine.connect() as conn:
         q = select(agents)
@@ -344,7 +343,7 @@ async def _write_other(
     if kind == "room":
         agent_id = values["agent_id"]
         await backend.insert_ignore(
-            _table(AgentRow),
+            AGENTS,
             {
                 "id": agent_id,
                 "name": f"agent-{str(agent_id)[:8]}",

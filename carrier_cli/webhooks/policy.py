@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from carrier_cli.memory import outbox
-from carrier_cli.memory.rows import ROOMS, table, to_room
-from carrier_cli.memory.schema import AgentRow
+from carrier_cli.memory.rows import to_room
+from carrier_cli.memory.schema import AGENTS, ROOMS
 from carrier_cli.memory.types import MemoryKind
 from carrier_cli.webhooks.settings import Webhook, url_hash
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from carrier_cli.memory.types import Memory
 
 log = logging.getLogger("carrier.webhooks")
-AGENTS = table(AgentRow)
 
 
 def body(event_type: str, event_id: str, created: datetime, data: dict[str, Any]) -> str:

@@ -9,14 +9,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from carrier_cli.memory import (  # noqa: F401  (register their tables on Base)
+from carrier_cli.memory import (  # noqa: F401  (register their tables on METADATA)
     apikeys,
     comment_replies,
     counters,
     outbox,
 )
 from carrier_cli.memory.migrate import drop_everything, schema_state, upgrade
-from carrier_cli.memory.schema import Base
+from carrier_cli.memory.schema import METADATA
 from carrier_cli.memory.store import MemoryStore
 
 MINE = {
@@ -56,7 +56,7 @@ async def test_models_match_the_migrations(db_url: str) -> None:
 
         def diffs(connection: Any) -> list[Any]:
             context = MigrationContext.configure(connection, opts={"compare_type": False})
-            return [d for d in compare_metadata(context, Base.metadata) if _table_of(d) in MINE]
+            return [d for d in compare_metadata(context, METADATA) if _table_of(d) in MINE]
 
         async with store.engine.connect() as conn:
             found = await conn.run_sync(diffs)

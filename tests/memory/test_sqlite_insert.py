@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.dialects.sqlite import insert
 
 from carrier_cli.memory.rows import memory_row
-from carrier_cli.memory.schema import Base, MemoryRow
+from carrier_cli.memory.schema import MEMORIES, METADATA
 from carrier_cli.memory.sqlite.insert import (
     COLUMNS,
     INSERT_SQL,
@@ -79,9 +79,9 @@ def test_values_written_directly_equal_sqlalchemys(tmp_path: Path) -> None:
     rows = _rows()
     by_sqlalchemy, direct = tmp_path / "a.db", tmp_path / "b.db"
     for path in (by_sqlalchemy, direct):
-        Base.metadata.create_all(create_engine(f"sqlite:///{path}"), tables=[MemoryRow.__table__])
+        METADATA.create_all(create_engine(f"sqlite:///{path}"), tables=[MEMORIES])
     with create_engine(f"sqlite:///{by_sqlalchemy}").begin() as conn:
-        conn.execute(insert(MemoryRow.__table__).on_conflict_do_nothing(), rows)
+        conn.execute(insert(MEMORIES).on_conflict_do_nothing(), rows)
     with create_engine(f"sqlite:///{direct}").begin() as conn:
         conn.exec_driver_sql(INSERT_SQL, memory_values(rows))
         conn.exec_driver_sql(INSERT_SQL, memory_values(rows))  # again: ignored, as before

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, update
 
-from carrier_cli.memory.rows import ROOMS, M, columns, memory_row, table, to_memory
-from carrier_cli.memory.schema import Base, CacheRow
+from carrier_cli.memory.rows import M, columns, memory_row, to_memory
+from carrier_cli.memory.schema import CACHE, METADATA, ROOMS
 from carrier_cli.memory.sqlite import reads
 from carrier_cli.memory.sqlite.insert import INSERT_SQL, memory_values
 from carrier_cli.memory.types import Memory, MemoryKind
@@ -47,7 +47,7 @@ def _memories() -> list[Memory]:
 
 def _database(path: Path) -> list[Memory]:
     engine = create_engine(f"sqlite:///{path}")
-    Base.metadata.create_all(engine, tables=[M, ROOMS])
+    METADATA.create_all(engine, tables=[M, ROOMS])
     memories = _memories()
     with engine.begin() as conn:
         conn.exec_driver_sql(INSERT_SQL, memory_values([memory_row(m, None) for m in memories]))
@@ -103,7 +103,7 @@ async def test_rows_decoded_by_hand_equal_sqlalchemys(tmp_path: Path) -> None:
 
 def test_room_touch_and_cache_upsert_write_what_sqlalchemy_wrote(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'b.db'}")
-    Base.metadata.create_all(engine, tables=[ROOMS, table(CacheRow)])
+    METADATA.create_all(engine, tables=[ROOMS, CACHE])
     old = datetime(2026, 1, 1, tzinfo=UTC)
     later = datetime(2026, 12, 3, 15, 0, 0, 123, tzinfo=timezone(timedelta(hours=1)))
     rooms = [uuid.uuid4(), uuid.uuid4()]
@@ -151,9 +151,9 @@ async def test_cache_set_stores_what_sqlalchemy_stored(tmp_path: Path, value: ob
     with sqlite3.connect(tmp_path / "c.db") as raw:
         written = raw.execute("SELECT value, expires_at FROM cache").fetchall()
     engine = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
-    Base.metadata.create_all(engine, tables=[table(CacheRow)])
+    METADATA.create_all(engine, tables=[CACHE])
     with engine.begin() as conn:
-        conn.execute(table(CacheRow).insert().values(key="k", value={"again": value}))
+        conn.execute(CACHE.insert().values(key="k", value={"again": value}))
         assert conn.exec_driver_sql("SELECT value, expires_at FROM cache").all() == written
 
 

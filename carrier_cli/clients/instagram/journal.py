@@ -28,10 +28,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carrier_cli.errors import InputError, RuntimeFailure
-from carrier_cli.memory.schema import Base, JSONType, UTCDateTime
+from carrier_cli.memory.declarative import Base
+from carrier_cli.memory.schema import JSONType, UTCDateTime
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from carrier_cli.memory.async_engine import AsyncEngine
 
 STEPS = (
     "prepared",
@@ -205,9 +206,11 @@ class Journal:
             await self.engine.dispose()
 
     def _session(self) -> Any:
+        # The journal's rows are ORM-mapped: SQLAlchemy's own AsyncEngine on the same
+        # engine (imported here, not by every command that opens the database).
         from sqlalchemy.ext.asyncio import async_sessionmaker
 
-        return async_sessionmaker(self.engine, expire_on_commit=False)()
+        return async_sessionmaker(self.engine.orm_engine(), expire_on_commit=False)()
 
     def _write_session(self) -> Any:
         """A session whose transactions start with BEGIN IMMEDIATE on SQLite.
@@ -220,7 +223,7 @@ class Journal:
 
         from carrier_cli.memory.engine import IMMEDIATE
 
-        engine = self.engine.execution_options(**{IMMEDIATE: True})
+        engine = self.engine.orm_engine().execution_options(**{IMMEDIATE: True})
         return async_sessionmaker(engine, expire_on_commit=False)()
 
     # -- reading -----------------------------------------------------------------------

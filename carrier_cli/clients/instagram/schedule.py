@@ -31,7 +31,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from carrier_cli.clients.instagram.journal import Journal, _owner_is_dead, now
 from carrier_cli.errors import InputError
-from carrier_cli.memory.schema import Base, UTCDateTime
+from carrier_cli.memory.declarative import Base
+from carrier_cli.memory.schema import UTCDateTime
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

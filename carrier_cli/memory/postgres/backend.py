@@ -16,8 +16,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from sqlalchemy import Connection, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carrier_cli.memory.async_engine import AsyncEngine
 from carrier_cli.memory.failures import StorageFailure
 from carrier_cli.memory.postgres import bulk
 from carrier_cli.memory.postgres.bulk import (

@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from carrier_cli.memory.async_engine import AsyncConnection
 from carrier_cli.memory.schema import (
     BULK_SEGMENT,
     BULK_VECTOR_INDEX,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ExceptionContext, event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from carrier_cli.memory.async_engine import AsyncEngine, create_async_engine
 from carrier_cli.memory.engine import MIGRATION_LOCK, ErrorHook, explain_errors
 from carrier_cli.memory.schema import register_reflection
 

@@ -21,8 +21,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from sqlalchemy import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from carrier_cli.memory.async_engine import AsyncConnection, AsyncEngine
 from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE
 from carrier_cli.memory.failures import StorageFailure
 from carrier_cli.memory.rows import CHUNK, IndexFilters, InsertExtra, room_times, utcnow

@@ -25,10 +25,10 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
+from carrier_cli.memory.async_engine import AsyncEngine, create_async_engine
 from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE, ErrorHook, explain_errors
 from carrier_cli.memory.urls import sqlite_file
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from carrier_cli.memory.schema import MemoryRow
+from carrier_cli.memory.schema import MEMORIES
 
 # Column -> encoder of its Python value (None stays NULL for every column).
 
@@ -103,7 +103,7 @@ INSERT_SQL = (
 
 
 def table_columns() -> tuple[str, ...]:
-    return tuple(column.name for column in MemoryRow.__table__.columns)
+    return tuple(column.name for column in MEMORIES.columns)
 
 
 _UNSET = object()

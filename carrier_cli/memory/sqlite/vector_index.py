@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from carrier_cli.memory.async_engine import AsyncConnection
 from carrier_cli.memory.rows import IndexFilters
 from carrier_cli.memory.sqlite import vector_file, vector_scan
 from carrier_cli.memory.sqlite.engine import InlineConnection

@@ -159,11 +159,11 @@ async def test_model_matches_migration(journal: Journal) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from carrier_cli.memory.schema import Base
+    from carrier_cli.memory.schema import METADATA
 
     def diff(connection: object) -> list[object]:
         context = MigrationContext.configure(connection)  # type: ignore[arg-type]
-        return [d for d in compare_metadata(context, Base.metadata) if "instagram_posts" in repr(d)]
+        return [d for d in compare_metadata(context, METADATA) if "instagram_posts" in repr(d)]
 
     async with journal.engine.connect() as conn:
         assert await conn.run_sync(diff) == []

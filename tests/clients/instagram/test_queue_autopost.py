@@ -144,7 +144,7 @@ async def test_schedule_table_matches_its_migration(db_settings: Settings) -> No
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from carrier_cli.memory.schema import Base
+    from carrier_cli.memory.schema import METADATA
 
     j = await Journal.open(db_settings.database_url)
     try:
@@ -152,9 +152,7 @@ async def test_schedule_table_matches_its_migration(db_settings: Settings) -> No
         def diffs(connection: object) -> list[object]:
             context = MigrationContext.configure(connection, opts={"compare_type": False})  # type: ignore[arg-type]
             return [
-                d
-                for d in compare_metadata(context, Base.metadata)
-                if "instagram_schedule" in repr(d)
+                d for d in compare_metadata(context, METADATA) if "instagram_schedule" in repr(d)
             ]
 
         async with j.engine.connect() as conn:
