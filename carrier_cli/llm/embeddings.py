@@ -79,6 +79,9 @@ class LocalEmbedder:
 
     model_id = LOCAL_MODEL_ID
     dimension = LOCAL_DIMENSION
+    # Runs in this process, no model call: storing a message with it takes none of a
+    # client's slots (runtime/rooms.py). Every LocalEmbedder shares the one loaded model.
+    in_process = True
 
     def embed_sync(self, texts: Sequence[str]) -> Any:
         """float32 array (len(texts), 256); not normalised (the store normalises)."""

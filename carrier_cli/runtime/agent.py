@@ -376,7 +376,12 @@ class AgentRuntime:
                 )
 
         room = (message.source, message.room_key)
-        async with self._gates.turn(room, store_message, hooks) as place:
+        # The local embedder runs here, on the CPU: storing then calls no model and holds
+        # none of the client's slots (runtime/rooms.py); a remote one does.
+        remote = not getattr(self.store.embedder, "in_process", False)
+        async with self._gates.turn(
+            room, store_message, hooks, intake_is_model_call=remote
+        ) as place:
             arrived = place.stored
             timings["intake"] = perf_counter() - started
             if not arrived.seen_before and self.events.active:
