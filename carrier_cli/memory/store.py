@@ -241,6 +241,13 @@ class MemoryStore(UsageRecords):
     async def cache_set(self, key: str, value: Any, ttl: float | None = None) -> None:
         await self._backend.cache_set(key, value, ttl)
 
+    async def cache_set_many(self, entries: Sequence[tuple[str, Any, float | None]]) -> None:
+        """Several `cache_set`s, (key, value, ttl) each, in one transaction: all are
+        written or none (a later entry for the same key wins)."""
+        # One entry a key: PostgreSQL refuses a multi-row upsert touching a row twice.
+        last = {key: (key, value, ttl) for key, value, ttl in entries}
+        await self._backend.cache_set_many(list(last.values()))
+
     async def cache_delete(self, key: str) -> None:
         await self._backend.cache_delete(key)
 
