@@ -181,6 +181,7 @@ class CarrierDiscordBot(discord.Client):
         self._hand_order = attachments.HandOrder()  # channel order while files are fetched
         self._content_warning_given = False
         self.ready_event = asyncio.Event()
+        self._warming: asyncio.Task[None] | None = None  # the runtime's warm-up (start)
         self._catch_up_task: asyncio.Task[int] | None = None
         # message id -> our messages already in the channel for it, when a kill cut its
         # answer off after some chunks: the catch-up replay posts only the rest.
@@ -228,8 +229,27 @@ class CarrierDiscordBot(discord.Client):
     def options(self) -> Any:
         return self.runtime.character.clients.discord
 
+    async def start(self, token: str, *, reconnect: bool = True) -> None:
+        """Log in and connect, while the runtime loads what the first turn needs (the
+        local embedding model, in a worker thread): `on_ready` says the bot is connected
+        once both are done, so that the first messages find it ready."""
+        if self._warming is None:
+            self._warming = asyncio.create_task(self._warm(), name="discord:warm")
+        await super().start(token, reconnect=reconnect)
+
+    async def _warm(self) -> None:
+        warm = getattr(self.runtime, "warm", None)
+        if warm is None:
+            return
+        try:
+            await warm()
+        except Exception as exc:  # the first turn tries again and reports it
+            log.warning("Discord: loading the embedding model at start failed: %s", exc)
+
     # -- events -----------------------------------------------------------------------------
     async def on_ready(self) -> None:
+        if self._warming is not None:
+            await asyncio.shield(self._warming)  # ready means ready to answer at once
         user = self.user
         guilds = ", ".join(g.name for g in self.guilds[:5]) + (" …" if len(self.guilds) > 5 else "")
         who = f"{user.display_name} (@{user.name}, id {user.id})" if user else "?"
