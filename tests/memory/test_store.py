@@ -361,3 +361,30 @@ async def test_concurrent_searches_and_adds_in_one_process(store: MemoryStore) -
     hits = await store.search("garden", agent_id=agent, k=100, threshold=-1)
     ids = [h.memory.id for h in hits]
     assert len(ids) == len(set(ids)) == 31  # every memory once, none twice
+
+
+async def test_concurrent_stored_model_reads_share_one_query(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No vectors yet, so nothing is cached: callers asking at once (a burst's first
+    messages) share one read of the database instead of one each."""
+    backend = store._backend
+    original = backend.stored_model
+    reads = [0]
+
+    async def counted() -> tuple[str, int] | None:
+        reads[0] += 1
+        await asyncio.sleep(0.05)
+        return await original()
+
+    monkeypatch.setattr(backend, "stored_model", counted)
+    assert await asyncio.gather(*(store.stored_model() for _ in range(20))) == [None] * 20
+    assert reads[0] == 1
+    agent = await _agent(store)
+    await store.add(_fact(agent, "Our office cat is called Miso"))
+    reads[0] = 0
+    found = await asyncio.gather(*(store.stored_model() for _ in range(5)))
+    assert found[0] is not None and len(set(found)) == 1
+    assert reads[0] <= 1, "asked again once vectors exist, by one of them at most"
+    asked = reads[0]
+    assert await store.stored_model() == found[0] and reads[0] == asked, "then cached"
