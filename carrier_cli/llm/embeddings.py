@@ -120,11 +120,7 @@ class LocalEmbedder:
         """Whether `embed_array` embeds `texts` right here, on the caller's thread: a chat
         message or two, with the model loaded. Such an embedding (~0.1-0.5 ms) costs less
         than looking its vector up in the database (`Vectors.embed_texts` skips that)."""
-        return (
-            _inline_ready
-            and len(texts) <= INLINE_TEXTS
-            and sum(map(len, texts)) <= INLINE_CHARS
-        )
+        return _inline_ready and len(texts) <= INLINE_TEXTS and sum(map(len, texts)) <= INLINE_CHARS
 
     async def embed_array(self, texts: Sequence[str]) -> Any:
         if self.embeds_inline(texts):
