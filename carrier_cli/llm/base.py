@@ -70,7 +70,9 @@ class ChatModel(Protocol):
 @runtime_checkable
 class Embedder(Protocol):
     """Turns text into vectors. `model_id` is recorded with every stored vector, e.g.
-    "local:wordllama-l2-supercat-256" or "openai:text-embedding-3-small:1536"."""
+    "local:wordllama-l2-supercat-256" or "openai:text-embedding-3-small:1536". An embedder
+    that runs in this process (no model call) says so with a true `in_process` attribute
+    (optional; absent: remote), and storing a message with it holds no client slot."""
 
     model_id: str
     dimension: int

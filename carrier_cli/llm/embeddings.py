@@ -45,6 +45,11 @@ MAX_EMBED_CHARS = 16_000
 
 _model: Any = None
 _model_lock = threading.Lock()
+# The model and what its embedding needs (the unpadded tokenizer) are ready: from then on
+# short texts are embedded inline. Set only after both, so that a message arriving while
+# a warm-up (LocalEmbedder.warm) runs in its thread never builds the tokenizer copy on
+# the event loop (~0.15 s) but waits for the warm-up in a worker thread.
+_inline_ready = False
 
 
 def load_wordllama() -> Any:
@@ -79,6 +84,9 @@ class LocalEmbedder:
 
     model_id = LOCAL_MODEL_ID
     dimension = LOCAL_DIMENSION
+    # Runs in this process, no model call: storing a message with it takes none of a
+    # client's slots (runtime/rooms.py). Every LocalEmbedder shares the one loaded model.
+    in_process = True
 
     def embed_sync(self, texts: Sequence[str]) -> Any:
         """float32 array (len(texts), 256); not normalised (the store normalises)."""
@@ -89,19 +97,30 @@ class LocalEmbedder:
         clipped = [text[:MAX_EMBED_CHARS] for text in texts]
         model = load_wordllama()
         if _pools_like_wordllama(model):
-            return _embed_fast(model, clipped)
-        vectors = model.embed(clipped, norm=False)
-        return np.asarray(vectors, dtype=np.float32)
+            pooled = _embed_fast(model, clipped)
+        else:
+            pooled = np.asarray(model.embed(clipped, norm=False), dtype=np.float32)
+        _set_inline_ready()
+        return pooled
+
+    def warm_sync(self) -> None:
+        """Load what the first embedding would: wordllama's import (~0.19 s), its weights
+        (~0.1 s) and the unpadded copy of its tokenizer (~0.15 s); measured in the Discord
+        burst, where the first turns otherwise waited 0.95-1.4 s for them."""
+        model = load_wordllama()
+        if _pools_like_wordllama(model):
+            _unpadded_tokenizer(model)
+        _set_inline_ready()
+
+    async def warm(self) -> None:
+        """`warm_sync` in a worker thread (a client calls it at start, while it logs in)."""
+        await asyncio.to_thread(self.warm_sync)
 
     def embeds_inline(self, texts: Sequence[str]) -> bool:
         """Whether `embed_array` embeds `texts` right here, on the caller's thread: a chat
         message or two, with the model loaded. Such an embedding (~0.1-0.5 ms) costs less
         than looking its vector up in the database (`Vectors.embed_texts` skips that)."""
-        return (
-            _model is not None
-            and len(texts) <= INLINE_TEXTS
-            and sum(map(len, texts)) <= INLINE_CHARS
-        )
+        return _inline_ready and len(texts) <= INLINE_TEXTS and sum(map(len, texts)) <= INLINE_CHARS
 
     async def embed_array(self, texts: Sequence[str]) -> Any:
         if self.embeds_inline(texts):
@@ -113,6 +132,11 @@ class LocalEmbedder:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         array = await self.embed_array(texts)
         return [row.tolist() for row in array]
+
+
+def _set_inline_ready() -> None:
+    global _inline_ready
+    _inline_ready = True
 
 
 def _pools_like_wordllama(model: Any) -> bool:

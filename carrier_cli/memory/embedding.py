@@ -9,6 +9,7 @@ comparing incompatible vectors (ElizaOS's "384 vs 1536" failure).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ class Vectors:
         self.embedder = embedder
         self.db_model: tuple[str, int] | None = None
         self.claimed: tuple[str, int] | None = None  # model chosen by this process's first write
+        self._asking: asyncio.Future[tuple[str, int] | None] | None = None  # the read under way
         # In-process only, even with redis_url: the database's vectors (by content hash,
         # `stored_vectors`) are already the tier every process shares, vectors never go
         # stale (the key names the model), and a local embedding costs less than a Redis
@@ -48,11 +50,29 @@ class Vectors:
 
     # ------------------------------------------------------------------ the stored model
     async def stored_model(self, *, refresh: bool = False) -> tuple[str, int] | None:
-        """(model id, dimension) of the vectors in the database, None when there are none."""
+        """(model id, dimension) of the vectors in the database, None when there are none.
+
+        Callers that ask while a query is under way share it: on a database without
+        vectors yet nothing is cached, and the Discord burst's first messages (100 rooms
+        stored at once before the first commit) sent 263 of these reads, each an
+        aiosqlite thread hop."""
         if self.db_model is not None and not refresh:
             return self.db_model
-        self.db_model = await self.backend.stored_model()
-        return self.db_model
+        if refresh:
+            self.db_model = await self.backend.stored_model()
+            return self.db_model
+        pending = self._asking
+        if pending is None:
+            pending = self._asking = asyncio.ensure_future(self.backend.stored_model())
+
+            def done(future: asyncio.Future[tuple[str, int] | None]) -> None:
+                if self._asking is future:
+                    self._asking = None
+
+            pending.add_done_callback(done)
+        found = await asyncio.shield(pending)  # one caller's cancellation is not the others'
+        self.db_model = found
+        return found
 
     async def model_or_claimed(self) -> tuple[str, int] | None:
         """The stored model, or the one this process's first write is storing."""
@@ -62,6 +82,7 @@ class Vectors:
         """Vectors were deleted or cleared: the stored model is to be read again."""
         self.db_model = None
         self.claimed = None
+        self._asking = None  # a read under way may predate the change: ask again
 
     def mismatch(self, stored: tuple[str, int], model: str, dim: int) -> EmbeddingModelMismatch:
         return EmbeddingModelMismatch(

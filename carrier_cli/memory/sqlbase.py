@@ -7,7 +7,7 @@ dialect's INSERT ... ON CONFLICT. Nothing here asks which database it is.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
@@ -280,6 +280,22 @@ class SqlBase:
         params = {"key": key, "value": value, "expires_at": expires}
         # run_write: on an SQLite file one hop to the writer thread; the Discord bot marks
         # every answered message here, once per turn.
+        await self.run_write(lambda conn: conn.execute(upsert, params))
+
+    async def cache_set_many(self, entries: Sequence[tuple[str, Any, float | None]]) -> None:
+        """(key, value, ttl) entries upserted in one transaction: all or none."""
+        if not entries:
+            return
+        now = utcnow()
+        upsert = self._cache_upsert()
+        params = [
+            {
+                "key": key,
+                "value": value,
+                "expires_at": now + timedelta(seconds=ttl) if ttl is not None else None,
+            }
+            for key, value, ttl in entries
+        ]
         await self.run_write(lambda conn: conn.execute(upsert, params))
 
     def _cache_upsert(self) -> Any:

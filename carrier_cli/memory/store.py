@@ -14,6 +14,8 @@ comparing incompatible vectors (ElizaOS's "384 vs 1536" failure).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -186,8 +188,29 @@ class MemoryStore(UsageRecords):
         participations already recorded are remembered (memory.intake: a bounded LRU),
         and whatever is missing is written in one transaction. The message itself is
         `add(..., dedupe=True)`ed: a replayed id returns the row stored the first time,
-        and `seen_before` says so."""
-        room, entity = await self._intake.ensure(agent_id, arrival)
+        and `seen_before` says so.
+
+        An embedding that waits (a remote embedder's request, or the local model's first
+        load, ~1 s, in a worker thread) starts before the room and sender rows are written,
+        so the two overlap; the vector lands in the embedding cache, where `add` finds it.
+        A local embedding of a chat message runs inline (~0.3 ms): nothing to overlap."""
+        text = arrival.content.get("text")
+        early: asyncio.Future[Any] | None = None
+        if embed and isinstance(text, str) and text.strip():
+            inline: Callable[[Sequence[str]], bool] | None = getattr(
+                self.embedder, "embeds_inline", None
+            )
+            if inline is None or not inline([text]):
+                early = asyncio.ensure_future(self._vectors.embed_texts([text]))
+        try:
+            room, entity = await self._intake.ensure(agent_id, arrival)
+            if early is not None:
+                await early  # its failure is the message's, as it would be in add()
+        finally:
+            if early is not None and not early.done():
+                early.cancel()
+                with contextlib.suppress(BaseException):
+                    await early
         memory = Memory(
             agent_id=agent_id,
             content=arrival.content,
@@ -237,6 +260,13 @@ class MemoryStore(UsageRecords):
 
     async def cache_set(self, key: str, value: Any, ttl: float | None = None) -> None:
         await self._backend.cache_set(key, value, ttl)
+
+    async def cache_set_many(self, entries: Sequence[tuple[str, Any, float | None]]) -> None:
+        """Several `cache_set`s, (key, value, ttl) each, in one transaction: all are
+        written or none (a later entry for the same key wins)."""
+        # One entry a key: PostgreSQL refuses a multi-row upsert touching a row twice.
+        last = {key: (key, value, ttl) for key, value, ttl in entries}
+        await self._backend.cache_set_many(list(last.values()))
 
     async def cache_delete(self, key: str) -> None:
         await self._backend.cache_delete(key)

@@ -303,6 +303,16 @@ class AgentRuntime:
         )
         return sorted(facts, key=lambda m: m.created_at or datetime.min.replace(tzinfo=UTC))
 
+    async def warm(self) -> None:
+        """Load what the first turn would otherwise wait for: the local embedding model
+        (~0.5 s of loading in a worker thread, 0.95-1.4 s of waiting for the first turns
+        of the Discord burst on a busy machine). Clients call it at start, while they
+        connect, and say they are ready once it is done. A remote embedder has nothing to
+        load; a failure is left to the first turn, which reports it."""
+        warm = getattr(self.store.embedder, "warm", None)
+        if warm is not None:
+            await warm()
+
     async def wait_idle(self) -> None:
         """Wait for background evaluators (tests, shutdown)."""
         await self._evaluations.wait_idle()
@@ -376,7 +386,12 @@ class AgentRuntime:
                 )
 
         room = (message.source, message.room_key)
-        async with self._gates.turn(room, store_message, hooks) as place:
+        # The local embedder runs here, on the CPU: storing then calls no model and holds
+        # none of the client's slots (runtime/rooms.py); a remote one does.
+        remote = not getattr(self.store.embedder, "in_process", False)
+        async with self._gates.turn(
+            room, store_message, hooks, intake_is_model_call=remote
+        ) as place:
             arrived = place.stored
             timings["intake"] = perf_counter() - started
             if not arrived.seen_before and self.events.active:

@@ -14,10 +14,13 @@ silent bot in busy rooms); the new message is already stored, so the next turn s
 it and the reply in the recent messages. `TurnLog.newer_messages` counts such arrivals.
 Different rooms never wait for each other.
 
-What a client adds (`TurnHooks`, one per message): a bound on work at once (storing a
-message, with its embedding, and running a turn each hold a slot, as the Discord bot's
-bound on model calls always covered both), which a message waiting behind its room's
-running turn gives back, so a busy room cannot sit on the slots while other rooms wait; a
+What a client adds (`TurnHooks`, one per message): a bound on work at once (running a
+turn holds a slot, and so does storing a message when its embedding is a model call: a
+remote embedder, as the Discord bot's bound on model calls always covered it; the local
+embedder is ~0.3 ms of CPU in this process, and a slot held for it lengthened every
+turn's hold from ~60 to 65-73 ms in the Discord burst), which a message waiting behind its
+room's running turn gives back, so a busy room cannot sit on the slots while other rooms
+wait; a
 callback when the turn starts (a typing indicator, the turn's clock: time spent queued is
 not the turn's); and the delivery of the result while the room is still held, so replies
 in one room go out in the order of the messages, not in the order their generation
@@ -71,8 +74,10 @@ class TurnHooks:
     """A client's part in one turn (make a new one per message; it holds the slot state).
 
     `limit`: the client's bound on work at once (e.g. model calls per Discord bot): held
-    while the message is stored and while its turn runs, not while it waits for the room's
-    earlier turns, and given back as soon as the result is ready, before delivery.
+    while its turn runs, and while the message is stored when storing calls a model (a
+    remote embedder: `RoomGates.turn(..., intake_is_model_call=True)`); not while it
+    waits for the room's earlier turns, and given back as soon as the result is ready,
+    before delivery.
     `on_start`: called when the turn starts (room order and slot obtained). `deliver`:
     awaited with the result while the room is still held; what it raises is raised by
     `handle_message`.
@@ -171,17 +176,21 @@ class RoomGates:
         key: object,
         intake: Callable[[], Awaitable[T]],
         hooks: TurnHooks | None = None,
+        *,
+        intake_is_model_call: bool = True,
     ) -> AsyncIterator[RoomTurn[T]]:
         """Store the message (`intake`) in arrival order, wait for the room's earlier turns
         and the client's slot; the body is this message's turn. No await comes before the
-        intake lock is asked for, so messages handed in order are stored in that order."""
+        intake lock is asked for, so messages handed in order are stored in that order.
+        `intake_is_model_call`: storing embeds with a remote model, so it takes the slot
+        too (False: the local embedder, and storing holds none)."""
         async with self.enter(key) as gate:
             try:
                 await gate.intake.acquire()
                 try:
                     await self._hold(key, gate)
-                    if hooks is not None:
-                        await hooks.acquire()  # storing embeds: it counts against the bound
+                    if hooks is not None and intake_is_model_call:
+                        await hooks.acquire()  # a remote embedding counts against the bound
                     stored = await intake()
                     gate.arrivals += 1
                     arrival = gate.arrivals

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from carrier_cli.llm.embeddings import MAX_EMBED_CHARS, LocalEmbedder
 
@@ -51,3 +52,37 @@ def test_the_fast_path_gives_wordllamas_own_vectors_bit_for_bit() -> None:
     for batch in (texts[:1], ["same length"] * 70, ["", "after an empty text"]):
         ours, theirs = LocalEmbedder().embed_sync(batch), model.embed(batch, norm=False)
         assert np.array_equal(ours, theirs)
+
+
+async def test_warm_up_makes_short_texts_inline_only_once_everything_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LocalEmbedder.warm loads the model and the tokenizer copy in a worker thread; short
+    texts are embedded inline only after both, so a message arriving during the warm-up
+    never builds the tokenizer copy on the event loop."""
+    import asyncio
+    import threading
+
+    from carrier_cli.llm import embeddings
+
+    embedder = LocalEmbedder()
+    embeddings.load_wordllama()  # the model itself may be loaded already (other tests)
+    monkeypatch.setattr(embeddings, "_inline_ready", False)
+    monkeypatch.setattr(embeddings, "_unpadded", {})
+    building, release = threading.Event(), threading.Event()
+    copy = embeddings._unpadded_tokenizer
+
+    def slow_copy(model: object) -> object:
+        building.set()
+        release.wait(10)
+        return copy(model)
+
+    monkeypatch.setattr(embeddings, "_unpadded_tokenizer", slow_copy)
+    assert not embedder.embeds_inline(["hello"])
+    warming = asyncio.create_task(embedder.warm())
+    assert await asyncio.to_thread(building.wait, 10)
+    assert not embedder.embeds_inline(["hello"]), "the model is loaded, the copy is not"
+    release.set()
+    await asyncio.wait_for(warming, 10)
+    assert embedder.embeds_inline(["hello"])
+    assert embeddings._unpadded, "the tokenizer copy is made"

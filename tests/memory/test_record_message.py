@@ -3,8 +3,9 @@ in as few write transactions as the intake cache allows, on SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from carrier_cli.memory.intake import INTAKE_CACHE_SIZE, LRU, Intake
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Arrival, MemoryKind, stable_id
+from tests.memory.conftest import HashEmbedder
 
 
 def _arrival(
@@ -161,3 +163,73 @@ def test_lru_evicts_oldest_one_at_a_time() -> None:
     assert cache.get("b") == 1  # b is now the most recently used
     cache.put("e", 4)
     assert "c" not in cache and "b" in cache and "d" in cache and "e" in cache
+
+
+class _SlowEmbedder(HashEmbedder):
+    """A remote-like embedder whose request waits until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.started.set()
+        await self.release.wait()
+        return await super().embed(texts)
+
+
+async def test_the_embedding_overlaps_the_room_and_sender_writes(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An embedding that waits (remote, or the local model's first load) starts before the
+    room and sender rows are written: they are stored while it is still under way, and
+    the message is embedded once."""
+    embedder = _SlowEmbedder()
+    store = await MemoryStore.open(db_url, embedder=embedder)
+    original = store._intake.ensure
+
+    async def ensure(*args: Any) -> Any:
+        # Storing the room and sender waits for the embedding to have started: it had
+        # not, before, until they were written.
+        await asyncio.wait_for(embedder.started.wait(), 5)
+        return await original(*args)
+
+    monkeypatch.setattr(store._intake, "ensure", ensure)
+    try:
+        agent = await store.ensure_agent("tester")
+        arrival = _arrival("Our office cat is called Miso")
+        task = asyncio.create_task(store.record_message(agent, arrival, embed=True))
+        await asyncio.wait_for(embedder.started.wait(), 5)
+        room_id = stable_id("discord", "room", "c1", agent)
+        for _ in range(200):
+            if await store.get_room(room_id) is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert await store.get_room(room_id) is not None, "written while embedding"
+        assert not task.done()
+        embedder.release.set()
+        recorded = await asyncio.wait_for(task, 5)
+        stored = await store.get(recorded.memory.id)
+        assert stored is not None and stored.embedding is not None
+        assert embedder.calls == [["Our office cat is called Miso"]], "embedded once"
+    finally:
+        embedder.release.set()
+        await store.close()
+
+
+async def test_a_failed_intake_cancels_the_early_embedding(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = _SlowEmbedder()
+    store.embedder = embedder
+    agent = await store.ensure_agent("tester")
+
+    async def fail(*args: object) -> None:
+        await asyncio.wait_for(embedder.started.wait(), 5)
+        raise ConnectionError("database gone")
+
+    monkeypatch.setattr(store._intake, "ensure", fail)
+    with pytest.raises(ConnectionError):
+        await store.record_message(agent, _arrival("hello there"), embed=True)
+    assert embedder.calls == [], "the embedding was cancelled, not finished"

@@ -157,6 +157,28 @@ async def test_cache_set_stores_what_sqlalchemy_stored(tmp_path: Path, value: ob
         assert conn.exec_driver_sql("SELECT value, expires_at FROM cache").all() == written
 
 
+@pytest.mark.parametrize("value", [{"a": [1, "é"]}, "1", None, 3])
+async def test_cache_set_many_stores_what_cache_set_stored(tmp_path: Path, value: object) -> None:
+    from carrier_cli.memory.store import MemoryStore
+
+    rows = []
+    for name, many in (("one.db", False), ("many.db", True)):
+        store = await MemoryStore.open(f"sqlite:///{tmp_path / name}")
+        try:
+            if many:
+                await store.cache_set_many([("k", value, None), ("t", {"v": value}, None)])
+            else:
+                await store.cache_set("k", value)
+                await store.cache_set("t", {"v": value})
+        finally:
+            await store.close()
+        with sqlite3.connect(tmp_path / name) as raw:
+            rows.append(
+                raw.execute("SELECT key, value, expires_at FROM cache ORDER BY key").fetchall()
+            )
+    assert rows[0] == rows[1]
+
+
 async def test_inline_driver_reads_fail_as_sqlalchemy_fails(tmp_path: Path) -> None:
     from sqlalchemy.exc import DBAPIError
 

@@ -227,6 +227,36 @@ async def test_entities_rooms_participants_relationships_cache(
     assert await store.cache_get("never") is None
 
 
+async def test_cache_set_many_writes_every_entry_in_one_transaction(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [datetime.now(UTC)]
+    monkeypatch.setattr("carrier_cli.memory.sqlbase.utcnow", lambda: clock[0])
+    monkeypatch.setattr("carrier_cli.memory.sqlite.backend.utcnow", lambda: clock[0])
+    await store.cache_set("old", "before")
+    await store.cache_set_many([])
+    await store.cache_set_many(
+        [
+            ("a", {"nested": [1, "é"]}, 60.0),
+            ("old", "replaced", None),
+            ("short", 3, 0.05),
+            ("a", {"last": True}, 60.0),  # the later entry for a key wins
+        ]
+    )
+    assert await store.cache_get("a") == {"last": True}
+    assert await store.cache_get("old") == "replaced"
+    assert await store.cache_get("short") == 3
+    clock[0] += timedelta(seconds=0.1)
+    assert await store.cache_get("short") is None, "each entry keeps its own TTL"
+    assert await store.cache_get("a") == {"last": True}
+    # All or none: an entry that cannot be stored fails the lot, and nothing is written.
+    with pytest.raises(Exception):  # noqa: B017 - the backend's own error
+        await store.cache_set_many([("b", "fine", None), ("c", object(), None)])
+    assert await store.cache_get("b") is None and await store.cache_get("c") is None
+    await store.cache_set("b", "still writable")
+    assert await store.cache_get("b") == "still writable"
+
+
 async def test_a_different_embedding_model_is_refused_until_reembed(db_url: str) -> None:
     first = await MemoryStore.open(db_url)
     agent = await first.ensure_agent("tester")
@@ -331,3 +361,30 @@ async def test_concurrent_searches_and_adds_in_one_process(store: MemoryStore) -
     hits = await store.search("garden", agent_id=agent, k=100, threshold=-1)
     ids = [h.memory.id for h in hits]
     assert len(ids) == len(set(ids)) == 31  # every memory once, none twice
+
+
+async def test_concurrent_stored_model_reads_share_one_query(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No vectors yet, so nothing is cached: callers asking at once (a burst's first
+    messages) share one read of the database instead of one each."""
+    backend = store._backend
+    original = backend.stored_model
+    reads = [0]
+
+    async def counted() -> tuple[str, int] | None:
+        reads[0] += 1
+        await asyncio.sleep(0.05)
+        return await original()
+
+    monkeypatch.setattr(backend, "stored_model", counted)
+    assert await asyncio.gather(*(store.stored_model() for _ in range(20))) == [None] * 20
+    assert reads[0] == 1
+    agent = await _agent(store)
+    await store.add(_fact(agent, "Our office cat is called Miso"))
+    reads[0] = 0
+    found = await asyncio.gather(*(store.stored_model() for _ in range(5)))
+    assert found[0] is not None and len(set(found)) == 1
+    assert reads[0] <= 1, "asked again once vectors exist, by one of them at most"
+    asked = reads[0]
+    assert await store.stored_model() == found[0] and reads[0] == asked, "then cached"

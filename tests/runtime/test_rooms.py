@@ -144,3 +144,66 @@ async def test_storing_counts_against_the_bound_too() -> None:
     release.set()
     await asyncio.wait_for(asyncio.gather(a, b), 2)
     assert stored == ["a", "b"] and limit._value == 1
+
+
+async def test_storing_without_a_model_call_holds_no_slot() -> None:
+    """intake_is_model_call=False (the local embedder): a message is stored while every
+    slot is taken, and waits for one only for its turn."""
+    gates = RoomGates()
+    limit = asyncio.Semaphore(1)
+    stored: list[str] = []
+
+    async def intake() -> None:
+        stored.append("a")
+
+    async def turn() -> None:
+        async with gates.turn("a", intake, TurnHooks(limit=limit), intake_is_model_call=False):
+            assert limit._value == 0, "the turn holds the slot"
+
+    await limit.acquire()  # another room's turn holds the only slot
+    task = asyncio.create_task(turn())
+    await asyncio.sleep(0.05)
+    assert stored == ["a"], "stored without a slot"
+    assert not task.done(), "the turn waits for the slot"
+    limit.release()
+    await asyncio.wait_for(task, 2)
+    assert limit._value == 1
+
+
+class _RemoteLike:
+    """The local model behind an embedder that does not say it runs in this process, as a
+    remote embedder does not."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id  # type: ignore[attr-defined]
+        self.dimension = inner.dimension  # type: ignore[attr-defined]
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await self.inner.embed(texts)  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.mark.parametrize("remote", [False, True])
+async def test_the_runtime_takes_a_slot_for_storing_only_with_a_remote_embedder(
+    sqlite_store, make_runtime, remote: bool
+) -> None:
+    """The local embedder (in_process) stores a message with every slot taken; with a
+    remote one, storing is a model call and waits for a slot (commit 2966938)."""
+    assert getattr(sqlite_store.embedder, "in_process", False), "the default is local"
+    if remote:
+        sqlite_store.embedder = _RemoteLike(sqlite_store.embedder)
+    runtime = await make_runtime(sqlite_store, lambda m: reply_xml("ok"))
+    limit = asyncio.Semaphore(1)
+    await limit.acquire()  # another room's turn holds the only slot
+    task = asyncio.create_task(
+        runtime.handle_message(dm("hello", "s1"), hooks=TurnHooks(limit=limit))
+    )
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if runtime.room_message_counts:
+            break
+    assert bool(runtime.room_message_counts) is not remote
+    assert not runtime.model.calls, "the turn itself waits for the slot"
+    limit.release()
+    result = await asyncio.wait_for(task, 10)
+    assert result.text == "ok" and runtime.room_message_counts

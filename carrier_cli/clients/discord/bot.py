@@ -30,7 +30,12 @@ from carrier_cli.clients.discord import attachments, outgoing
 from carrier_cli.clients.discord.addressing import InboundMessage, Verdict, decide, to_incoming
 from carrier_cli.clients.discord.backfill import Backfill
 from carrier_cli.clients.discord.options import DiscordOptions
-from carrier_cli.clients.discord.reactions import Acknowledger, on_reaction, remember_reply
+from carrier_cli.clients.discord.reactions import (
+    Acknowledger,
+    on_reaction,
+    remember_reply,
+    reply_links,
+)
 from carrier_cli.clients.discord.recent_ids import RecentIds
 from carrier_cli.clients.discord.split import split_message
 from carrier_cli.clients.discord.threads import (
@@ -176,6 +181,7 @@ class CarrierDiscordBot(discord.Client):
         self._hand_order = attachments.HandOrder()  # channel order while files are fetched
         self._content_warning_given = False
         self.ready_event = asyncio.Event()
+        self._warming: asyncio.Task[None] | None = None  # the runtime's warm-up (start)
         self._catch_up_task: asyncio.Task[int] | None = None
         # message id -> our messages already in the channel for it, when a kill cut its
         # answer off after some chunks: the catch-up replay posts only the rest.
@@ -223,8 +229,27 @@ class CarrierDiscordBot(discord.Client):
     def options(self) -> Any:
         return self.runtime.character.clients.discord
 
+    async def start(self, token: str, *, reconnect: bool = True) -> None:
+        """Log in and connect, while the runtime loads what the first turn needs (the
+        local embedding model, in a worker thread): `on_ready` says the bot is connected
+        once both are done, so that the first messages find it ready."""
+        if self._warming is None:
+            self._warming = asyncio.create_task(self._warm(), name="discord:warm")
+        await super().start(token, reconnect=reconnect)
+
+    async def _warm(self) -> None:
+        warm = getattr(self.runtime, "warm", None)
+        if warm is None:
+            return
+        try:
+            await warm()
+        except Exception as exc:  # the first turn tries again and reports it
+            log.warning("Discord: loading the embedding model at start failed: %s", exc)
+
     # -- events -----------------------------------------------------------------------------
     async def on_ready(self) -> None:
+        if self._warming is not None:
+            await asyncio.shield(self._warming)  # ready means ready to answer at once
         user = self.user
         guilds = ", ".join(g.name for g in self.guilds[:5]) + (" …" if len(self.guilds) > 5 else "")
         who = f"{user.display_name} (@{user.name}, id {user.id})" if user else "?"
@@ -385,6 +410,9 @@ class CarrierDiscordBot(discord.Client):
         typing: asyncio.Task[None] | None = None
         ack = self.options.ack_reaction if verdict.answers else None
         acking: asyncio.Task[bool] | None = None
+        # The sent chunks' feedback links, written with the answered mark (one transaction
+        # instead of two, of a turn's four writes).
+        links: list[tuple[str, Any, float | None]] = []
         loop = asyncio.get_running_loop()
         previous, mine = self._hand_order.ticket(inbound.channel_id)  # before any await
         try:
@@ -415,7 +443,7 @@ class CarrierDiscordBot(discord.Client):
                     deadline.reschedule(None)  # sending is not the model's time
                     await _stop(typing)
                     outcome = await self._deliver(
-                        message, result, catch_up=catch_up, channel=channel
+                        message, result, catch_up=catch_up, channel=channel, links=links
                     )
 
                 if ack:  # in the background: an await here would let a later turn of the
@@ -433,6 +461,11 @@ class CarrierDiscordBot(discord.Client):
             log.warning(
                 "Discord: turn for message %s in %s cancelled (shutdown)", inbound.message_id, where
             )
+            if links:  # the reply went out: its feedback links are still written
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(
+                        self._write_cache(links, "link the reply to", inbound.message_id)
+                    )
             raise
         except TimeoutError:
             log.error(
@@ -455,7 +488,7 @@ class CarrierDiscordBot(discord.Client):
             outcome = "failed; apologised" if await self._apologise(message, channel) else "failed"
         # Reached only when the turn ended (not when cancelled by shutdown or a kill): from
         # now on catch-up leaves this message alone.
-        await self._mark_answered(inbound.message_id, outcome)
+        await self._mark_answered(inbound.message_id, outcome, links)
         self.turns_handled += 1
         log.info(
             "Discord[%s] %s%s: %r -> %s (%.2fs)",
@@ -495,15 +528,18 @@ class CarrierDiscordBot(discord.Client):
         *,
         catch_up: bool,
         channel: Any = None,
+        links: list[tuple[str, Any, float | None]] | None = None,
     ) -> str:
-        """Send the turn's result (the runtime still holds the channel); returns the outcome."""
+        """Send the turn's result (the runtime still holds the channel); returns the outcome.
+        `links`: where the reply's feedback links go (written by the caller), else they
+        are written at once."""
         if catch_up and result.replayed and result.text:
             # Stored before the crash but maybe never posted, or posted in part: post what
             # the channel lacks (catch-up found the chunks that are there). A chunk posted
             # but not seen is still caught by its nonce within Discord's window.
             posted = self._posted_before.pop(message.id, None)
             sent = await self._send_reply(
-                message, result.text, channel=channel, result=result, already=posted
+                message, result.text, channel=channel, result=result, already=posted, links=links
             )
             sent += await self._send_action_messages(
                 message, result, channel=channel, already=posted
@@ -513,7 +549,9 @@ class CarrierDiscordBot(discord.Client):
             # Discord re-delivered a message we already answered (e.g. after a RESUME).
             return "already handled (replayed event)"
         if result.text:
-            sent = await self._send_reply(message, result.text, channel=channel, result=result)
+            sent = await self._send_reply(
+                message, result.text, channel=channel, result=result, links=links
+            )
             sent += await self._send_action_messages(message, result, channel=channel)
             extras = await outgoing.send_extras(  # a plugin's files and embeds (SEND_FILE)
                 message,
@@ -549,12 +587,15 @@ class CarrierDiscordBot(discord.Client):
         result: TurnResult | None = None,
         as_reply: bool = True,
         already: list[str] | None = None,
+        links: list[tuple[str, Any, float | None]] | None = None,
     ) -> int:
         """Post `text` in chunks: the first replies to `message` (`as_reply`), unless the
         answer goes to a thread opened on it (a reply must be in the same channel; the
         thread starts with the message anyway). `result`: link the chunks to the reply's
-        memory, for feedback reactions. `already`: chunks found in the channel at
-        catch-up, skipped (and taken off the list); returns how many were sent."""
+        memory, for feedback reactions: the links are added to `links` when given (the
+        turn writes them with its answered mark), else written here. `already`: chunks
+        found in the channel at catch-up, skipped (and taken off the list); returns how
+        many were sent."""
         chunks = split_message(text)
         target: Any = channel if channel is not None else message.channel
         in_place = as_reply and target is message.channel
@@ -578,13 +619,17 @@ class CarrierDiscordBot(discord.Client):
             self._own_ids.add(str(sent.id))
             sent_ids.append(sent.id)
         if result is not None:
-            await remember_reply(
-                getattr(self.runtime, "store", None),
-                getattr(self.runtime, "agent_id", None),
-                sent_ids,
-                result.reply_id,
-                result.message_id,
-            )
+            agent_id = getattr(self.runtime, "agent_id", None)
+            if links is not None:
+                links.extend(reply_links(agent_id, sent_ids, result.reply_id, result.message_id))
+            else:
+                await remember_reply(
+                    getattr(self.runtime, "store", None),
+                    agent_id,
+                    sent_ids,
+                    result.reply_id,
+                    result.message_id,
+                )
         return len(chunks) - skipped
 
     async def _send_action_messages(
@@ -622,19 +667,34 @@ class CarrierDiscordBot(discord.Client):
     def _answered_key(self, message_id: str) -> str:
         return f"discord:answered:{getattr(self.runtime, 'agent_id', '')}:{message_id}"
 
-    async def _mark_answered(self, message_id: str, outcome: str) -> None:
+    async def _mark_answered(
+        self,
+        message_id: str,
+        outcome: str,
+        links: list[tuple[str, Any, float | None]] | None = None,
+    ) -> None:
         """Remember in the memory database that this message's turn ran to its end, so
-        catch-up at the next start does not answer it again. Best effort: a failure here
-        costs at most one nonce-deduplicated retry after a restart, never the bot."""
-        store = getattr(self.runtime, "store", None)
+        catch-up at the next start does not answer it again; `links` (the reply's feedback
+        links, `reply_links`) go in the same transaction. Best effort: a failure here
+        costs at most one nonce-deduplicated retry after a restart (and feedback on that
+        reply), never the bot."""
+        entries = list(links or ())
         minutes = self.config.catch_up_minutes
-        if store is None or minutes <= 0:
+        if minutes > 0:
+            ttl = max(86400.0, minutes * 120)  # outlives the window it is looked up in
+            entries.append((self._answered_key(message_id), outcome, ttl))
+        await self._write_cache(entries, "record as answered", message_id)
+
+    async def _write_cache(
+        self, entries: list[tuple[str, Any, float | None]], what: str, message_id: str
+    ) -> None:
+        store = getattr(self.runtime, "store", None)
+        if store is None or not entries:
             return
-        ttl = max(86400.0, minutes * 120)  # outlives the window it is looked up in
         try:
-            await store.cache_set(self._answered_key(message_id), outcome, ttl=ttl)
+            await store.cache_set_many(entries)
         except Exception as exc:
-            log.warning("Discord: could not record message %s as answered: %s", message_id, exc)
+            log.warning("Discord: could not %s message %s: %s", what, message_id, exc)
 
     async def _catch_up(self) -> int:
         """Answer what a crash or a turn cut off at shutdown left unanswered.

@@ -43,6 +43,20 @@ def polarity(options: Any, emoji: str) -> Polarity | None:
     return None
 
 
+def reply_links(
+    agent_id: Any,
+    message_ids: list[int],
+    reply_id: uuid.UUID | None,
+    turn_id: uuid.UUID | None,
+) -> list[tuple[str, Any, float | None]]:
+    """The cache entries (key, value, ttl) linking each sent chunk (a Discord message) to
+    the reply's memory and its turn, for `MemoryStore.cache_set_many`."""
+    if reply_id is None or not message_ids:
+        return []
+    value = {"reply_id": str(reply_id), "turn_id": str(turn_id) if turn_id else None}
+    return [(_reply_key(agent_id, message_id), value, REPLY_TTL) for message_id in message_ids]
+
+
 async def remember_reply(
     store: Any,
     agent_id: Any,
@@ -50,16 +64,15 @@ async def remember_reply(
     reply_id: uuid.UUID | None,
     turn_id: uuid.UUID | None,
 ) -> None:
-    """Link each sent chunk (a Discord message) to the reply's memory and its turn."""
-    if store is None or reply_id is None or not message_ids:
+    """Link each sent chunk to the reply's memory and its turn, in one transaction. (A
+    turn's links are written with its answered mark instead: DiscordBot._mark_answered.)"""
+    links = reply_links(agent_id, message_ids, reply_id, turn_id)
+    if store is None or not links:
         return
-    value = {"reply_id": str(reply_id), "turn_id": str(turn_id) if turn_id else None}
-    for message_id in message_ids:
-        try:
-            await store.cache_set(_reply_key(agent_id, message_id), value, ttl=REPLY_TTL)
-        except Exception as exc:  # no feedback on this reply, but the reply went out
-            log.warning("Discord: could not link message %s to its reply: %s", message_id, exc)
-            return
+    try:
+        await store.cache_set_many(links)
+    except Exception as exc:  # no feedback on this reply, but the reply went out
+        log.warning("Discord: could not link messages %s to their reply: %s", message_ids, exc)
 
 
 async def on_reaction(

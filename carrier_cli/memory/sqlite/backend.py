@@ -262,6 +262,27 @@ class SqliteBackend(SqlBackend):
         params = (key, json.dumps(value), expires)
         await self.run_write(lambda conn: conn.exec_driver_sql(reads.CACHE_UPSERT_SQL, params))
 
+    async def cache_set_many(self, entries: Sequence[tuple[str, Any, float | None]]) -> None:
+        # One transaction for all: the Discord bot's reply links and answered mark, two
+        # writer transactions a turn before (of four).
+        if not entries:
+            return
+        now = utcnow()
+        params = [
+            (
+                key,
+                json.dumps(value),
+                reads.encode_time(now + timedelta(seconds=ttl)) if ttl is not None else None,
+            )
+            for key, value, ttl in entries
+        ]
+
+        def write(conn: Connection) -> None:
+            driver = conn.connection.driver_connection
+            driver_call(driver, reads.CACHE_UPSERT_SQL, params, self.url, many=True)
+
+        await self.run_write(write)
+
     async def search(
         self, vector: np.ndarray, model: str, *, k: int, threshold: float, filters: IndexFilters
     ) -> list[SearchHit]:

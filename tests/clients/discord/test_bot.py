@@ -357,3 +357,51 @@ async def test_reply_replayed_by_a_restarted_bot_is_not_posted_twice(
     assert len(sent) >= 3
     assert [m.nonce for m in sent] == [f"{message['id']}-r{i}" for i in range(len(sent))]
     assert server.nonce_hits == len(sent), "every chunk of the second answer was deduplicated"
+
+
+async def test_the_runtime_warms_up_while_the_bot_connects_and_ready_waits_for_it(
+    server: FakeDiscordServer,
+) -> None:
+    """The first messages must not wait for the embedding model's load (0.95-1.4 s in the
+    burst): it starts with the login, and 'connected' is said once it has finished."""
+    runtime = StandInRuntime(Character(name="Carrier"), echo_after(0.0))
+    events: list[str] = []
+    release = asyncio.Event()
+
+    async def warm() -> None:
+        events.append("warming")
+        await release.wait()
+        events.append("warm")
+
+    runtime.warm = warm  # type: ignore[attr-defined]
+    stop = asyncio.Event()
+    statuses: list[str] = []
+    task = asyncio.create_task(
+        run_discord_client(runtime, make_settings(server), stop, on_status=statuses.append)
+    )
+    await wait_until(lambda: server.identifies >= 1)
+    assert events == ["warming"], "warming while logging in and connecting"
+    await asyncio.sleep(0.2)
+    assert not statuses, "not said to be connected before it is ready"
+    release.set()
+    await wait_until(lambda: statuses)
+    assert events == ["warming", "warm"] and "connected as" in statuses[0]
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_failed_warm_up_is_logged_and_the_bot_still_runs(
+    server: FakeDiscordServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = StandInRuntime(Character(name="Carrier"), echo_after(0.0))
+
+    async def warm() -> None:
+        raise RuntimeError("no model here")
+
+    runtime.warm = warm  # type: ignore[attr-defined]
+    running = await start_bot(server, runtime, make_settings(server))
+    assert "no model here" in caplog.text
+    await server.adispatch_message(f"<@{server.bot_id}> hi", channel_id=CHANNELS[0])
+    await wait_until(lambda: server.sent_messages())
+    running.stop.set()
+    await asyncio.wait_for(running.task, 10)

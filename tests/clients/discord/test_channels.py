@@ -344,6 +344,46 @@ async def test_reactions_on_a_reply_are_stored_as_feedback_and_removed(
     await bot.stop()
 
 
+async def test_a_turns_reply_links_and_answered_mark_are_one_write(
+    server: FakeDiscordServer, sqlite_store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk's feedback link and the answered mark go to the store in one
+    transaction (cache_set_many), not a write each: a turn wrote four times before."""
+    singles: list[str] = []
+    batches: list[list[str]] = []
+    set_many = sqlite_store.cache_set_many
+
+    async def cache_set(key: str, value: object, ttl: float | None = None) -> None:
+        singles.append(key)
+
+    async def cache_set_many(entries: list[tuple[str, object, float | None]]) -> None:
+        batches.append([key for key, _, _ in entries])
+        await set_many(entries)
+
+    monkeypatch.setattr(sqlite_store, "cache_set", cache_set)
+    monkeypatch.setattr(sqlite_store, "cache_set_many", cache_set_many)
+    long_reply = " ".join(f"word{i}" for i in range(500))  # > 2,000 characters: 2 chunks
+    bot = await start(server, sqlite_store, lambda m: xml_reply(long_reply))
+    asked = await server.adispatch_message(f"<@{server.bot_id}> talk", channel_id=CHANNELS[0])
+    await wait_until(lambda: bool(batches))
+    chunks = server.sent_after(asked["id"])
+    assert len(chunks) == 2
+    agent = bot.runtime.agent_id
+    assert batches == [
+        [
+            f"discord:reply:{agent}:{chunks[0].id}",
+            f"discord:reply:{agent}:{chunks[1].id}",
+            f"discord:answered:{agent}:{asked['id']}",
+        ]
+    ]
+    assert not singles
+    await server.areact(chunks[1].id, "\N{THUMBS UP SIGN}", user_id=ALICE)
+    await wait_until(lambda: len(bot.running.bot.feedback_events) >= 1)
+    rows = await list_feedback(sqlite_store, agent_id=agent)
+    assert [m.content["feedback"] for m in rows] == ["positive"], "the link works"
+    await bot.stop()
+
+
 async def test_ack_reaction_is_put_while_thinking_and_taken_off_after(
     server: FakeDiscordServer, sqlite_store: MemoryStore
 ) -> None:
