@@ -38,7 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carrier_cli.memory.rows import IndexFilters
-from carrier_cli.memory.sqlite import vector_file, vector_scan
+from carrier_cli.memory.sqlite import vector_file, vector_scan, vector_top
 from carrier_cli.memory.sqlite.engine import InlineConnection
 from carrier_cli.memory.sqlite.vector_file import ROW, Appender, Header, Mapped
 from carrier_cli.memory.sqlite.vector_prune import Pruner
@@ -643,23 +643,9 @@ class SqliteVectorIndex:
         if scored is None:
             return []
         scores, rows = scored
-        count = len(scores)
-        if k < count:
-            top = np.argpartition(scores, count - k)[count - k :]
-            # Equal scores at the k-th hit (identical vectors: a fact stored twice, a
-            # fragment repeated) go to the lowest rows, and equal scores are ordered by
-            # row: argpartition's pick among them depends on the array's length, so the
-            # pruned scan (a few candidates) chose other rows than the full scan. Every
-            # path's positions are in row order, so position order is row order.
-            # Cost: the count over all scores, 100k scores, k=10: 118-120 -> 133-137 us CPU
-            # for the top-k step (500 runs alternating, load 4.8); a few rows when pruned.
-            kth = scores[top].min()
-            if np.count_nonzero(scores[top] == kth) < np.count_nonzero(scores == kth):
-                above = np.flatnonzero(scores > kth)
-                top = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
-        else:
-            top = np.arange(count)
-        top = top[np.lexsort((top, -scores[top]))]  # score descending, then row
+        # Exact top k without partitioning every score (vector_top): 0.2-0.8 ms -> ~0.04
+        # ms at 100k rows.
+        top = vector_top.top(scores, k)
         hits = []
         for position in top:
             score = float(scores[position])
