@@ -49,10 +49,10 @@ _KINDS = ("message", "fact", "document", "fragment", "lore")
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
 _NONE = -1
 # Where the index stands against the table: the delete/update revision and the last rowid.
-INDEX_STATE_SQL = (
-    "SELECT (SELECT value FROM store_state WHERE key = 'memories_rev'), "
-    "(SELECT max(rowid) FROM memories)"
+INDEX_STATE_COLUMNS = (
+    "(SELECT value FROM store_state WHERE key = 'memories_rev'), (SELECT max(rowid) FROM memories)"
 )
+INDEX_STATE_SQL = f"SELECT {INDEX_STATE_COLUMNS}"
 _ROWS_SQL = (
     'SELECT rowid, id, agent_id, room_id, entity_id, kind, created_at, "unique", embedding '
     "FROM memories WHERE rowid > :after AND rowid <= :upto "
@@ -153,6 +153,17 @@ class SqliteVectorIndex:
         disagreed with the table although its header matched)."""
         self.rev = None
         self._distrust_file = self._distrust_file or distrust_file
+
+    def warm(self, model: str) -> tuple[int, int] | None:
+        """Where the index stands (rev, max rowid) when a search may scan it first and
+        check the table after (SqliteBackend.search): open for `model`, no refresh under
+        way (its arrays may be half filled), no flush due (a refresh does that). None:
+        refresh first."""
+        if self.rev is None or model != self.model or self._lock.locked():
+            return None
+        if self.header is not None and self.tail_count >= self._flush_at:
+            return None
+        return self.rev, self.max_rowid
 
     async def refresh(self, conn: Conn, model: str) -> None:
         # One refresh at a time: the runtime searches and dedupes concurrently, and two
