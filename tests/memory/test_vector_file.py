@@ -18,7 +18,7 @@ import pytest
 from carrier_cli.memory.sqlite import vector_file, vector_index
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Memory
-from tests.memory.test_vector_search import add_random, assert_exact, unit_vectors
+from tests.memory.test_vector_search import add_random, assert_exact, numpy_top, unit_vectors
 
 
 async def _filled(path: Path, n: int = 120, seed: int = 1) -> tuple[uuid.UUID, list[Memory]]:
@@ -344,7 +344,8 @@ async def test_a_warm_search_does_not_refresh_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One statement per warm search (the hits and the table's state): the refresh (its
-    own statement, under a lock) runs only when that state has moved."""
+    own statement, under a lock) runs only when that state has moved (and for the next
+    search, which finds it standing still again)."""
     path = tmp_path / "m.db"
     agent, memories = await _filled(path)
     async with await MemoryStore.open(f"sqlite:///{path}") as store:
@@ -363,4 +364,39 @@ async def test_a_warm_search_does_not_refresh_first(
         with sqlite3.connect(path) as db:
             db.execute("DELETE FROM memories WHERE id = ?", (memories[0].id.hex,))
         await assert_exact(store, agent, memories[1:], unit_vectors(1, 52))
-        assert len(refreshes) == 1
+        # The search that saw the delete, and the next (the table stood still since).
+        assert len(refreshes) == 2
+        await assert_exact(store, agent, memories[1:], unit_vectors(1, 53))
+        assert len(refreshes) == 2
+
+
+async def test_a_table_that_keeps_moving_is_scanned_once_a_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scanning first and checking after scans twice when the table has moved: with
+    another writer between every search, only the first search after the writes began
+    does; the others refresh first (one scan each), until the table stands still."""
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    url = f"sqlite:///{path}"
+    async with await MemoryStore.open(url) as store, await MemoryStore.open(url) as writer:
+        index = store._backend.index  # type: ignore[attr-defined]
+        await assert_exact(store, agent, memories, unit_vectors(1, 60))  # warm
+        scan = index.search
+        scans: list[int] = []
+
+        def counted(*args: object, **kwargs: object) -> object:
+            scans.append(1)
+            return scan(*args, **kwargs)
+
+        monkeypatch.setattr(index, "search", counted)
+        for seed in range(61, 67):
+            memories += await add_random(writer, agent, unit_vectors(1, seed), rooms=[])
+            query = unit_vectors(1, seed + 100)[0]
+            hits = await store.search(query, agent_id=agent, k=5, threshold=-1.0)
+            assert [h.memory.id for h in hits] == numpy_top(memories, query, 5)
+        assert len(scans) == 6 + 1
+        scans.clear()
+        for seed in range(70, 73):  # standing still: one statement a search again
+            await store.search(unit_vectors(1, seed)[0], agent_id=agent, k=5)
+        assert len(scans) == 3
