@@ -101,6 +101,24 @@ async def test_rows_decoded_by_hand_equal_sqlalchemys(tmp_path: Path) -> None:
         assert set(ids) <= set(direct)
 
 
+async def test_hits_read_with_the_state_equal_sqlalchemys(tmp_path: Path) -> None:
+    """A warm search's one statement (checked_ids_sql): the same memories as SQLAlchemy
+    reads, the state row apart, also with no hits at all."""
+    path = tmp_path / "a.db"
+    memories = _database(path)
+    ids = [m.id for m in memories]
+    with create_engine(f"sqlite:///{path}").connect() as sync:
+        expected = _by_sqlalchemy(sync, ids)
+        for wanted in (ids, ids[:1], []):
+            sql = reads.checked_ids_sql(len(wanted), "7, NULL")
+            rows = sync.exec_driver_sql(sql, tuple(i.hex for i in wanted)).all()
+            known = {i.hex: i for i in wanted}
+            state, found = reads.checked_hits(rows, known)
+            assert state == (7, 0)
+            assert found == {i: expected[i] for i in wanted}
+            assert all(found[i] is not None and found[i].id is known[i.hex] for i in wanted)
+
+
 def test_room_touch_and_cache_upsert_write_what_sqlalchemy_wrote(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'b.db'}")
     METADATA.create_all(engine, tables=[ROOMS, CACHE])

@@ -18,7 +18,7 @@ import pytest
 from carrier_cli.memory.sqlite import vector_file, vector_index
 from carrier_cli.memory.store import MemoryStore
 from carrier_cli.memory.types import Memory
-from tests.memory.test_vector_search import add_random, assert_exact, unit_vectors
+from tests.memory.test_vector_search import add_random, assert_exact, numpy_top, unit_vectors
 
 
 async def _filled(path: Path, n: int = 120, seed: int = 1) -> tuple[uuid.UUID, list[Memory]]:
@@ -247,3 +247,156 @@ async def test_a_process_that_keeps_searching_copies_a_small_base(tmp_path: Path
         assert not index.base.flags.writeable  # still the mapping
         await assert_exact(store, agent, memories, unit_vectors(3, 14))
         assert index.base.flags.owndata  # copied (see COPY_MAX_BYTES), still exact
+
+
+ADD_ONE = textwrap.dedent(
+    """
+    import asyncio, sys
+    import numpy as np
+    from carrier_cli.memory.store import MemoryStore
+    from carrier_cli.memory.types import Memory
+
+    async def main(url, values):
+        async with await MemoryStore.open(url) as store:
+            agent = await store.ensure_agent("files")
+            vector = np.asarray([float(v) for v in values.split(",")], np.float32)
+            [memory] = await store.add_many(
+                [Memory(agent_id=agent, content={"text": "from another process"},
+                        embedding=vector)], dedupe=False)
+            print(memory.id.hex)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+async def test_a_warm_search_sees_what_another_process_changed(tmp_path: Path) -> None:
+    """A warm search scans the index as it stands and checks the table's state after, in
+    the statement that reads its hits: rows another process added, deleted or updated
+    since the last search are all seen (exact answers every time)."""
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    url = f"sqlite:///{path}"
+    async with await MemoryStore.open(url) as store:
+        await assert_exact(store, agent, memories, unit_vectors(2, 30))  # warm now
+        query = unit_vectors(1, 31)[0]
+        added = subprocess.run(
+            [sys.executable, "-c", ADD_ONE, url, ",".join(str(v) for v in query)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()[-1]
+        [hit] = await store.search(query, agent_id=agent, k=1)
+        assert hit.memory.id.hex == added and hit.score == pytest.approx(1.0)
+        memories = await store.list(agent_id=agent, limit=1000, with_vectors=True)
+        await assert_exact(store, agent, memories, unit_vectors(2, 32))
+        with sqlite3.connect(path) as db:  # deleted and re-embedded behind its back
+            db.execute("DELETE FROM memories WHERE id = ?", (added,))
+            moved = memories[5]
+            db.execute(
+                "UPDATE memories SET embedding = ? WHERE id = ?",
+                (np.asarray(query, np.float32).tobytes(), moved.id.hex),
+            )
+        [hit] = await store.search(query, agent_id=agent, k=1)
+        assert hit.memory.id == moved.id and hit.score == pytest.approx(1.0)
+        memories = await store.list(agent_id=agent, limit=1000, with_vectors=True)
+        await assert_exact(store, agent, memories, unit_vectors(2, 33))
+
+
+async def test_a_row_added_during_the_scan_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state is checked after the scan: a row committed by another connection while
+    the warm index was being scanned makes the search refresh and scan again."""
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        index = store._backend.index  # type: ignore[attr-defined]
+        await assert_exact(store, agent, memories, unit_vectors(1, 40))
+        query = unit_vectors(1, 41)[0]
+        new_id = uuid.uuid4().hex
+        scan = index.search
+        calls: list[int] = []
+
+        def scan_then_write(*args: object, **kwargs: object) -> object:
+            found = scan(*args, **kwargs)
+            if not calls:  # another writer commits right after the first scan
+                with sqlite3.connect(path) as db:
+                    row = db.execute(
+                        "SELECT agent_id, content, content_hash, created_at, embedding_model, "
+                        '"unique", metadata FROM memories LIMIT 1'
+                    ).fetchone()
+                    db.execute(
+                        "INSERT INTO memories (id, agent_id, kind, content, content_hash, "
+                        'created_at, embedding, embedding_model, "unique", metadata) '
+                        "VALUES (?, ?, 'fact', ?, ?, ?, ?, ?, ?, ?)",
+                        (new_id, row[0], row[1], row[2], row[3], query.tobytes(), *row[4:]),
+                    )
+            calls.append(1)
+            return found
+
+        monkeypatch.setattr(index, "search", scan_then_write)
+        [hit] = await store.search(query, agent_id=agent, k=1)
+        assert hit.memory.id.hex == new_id and len(calls) == 2
+
+
+async def test_a_warm_search_does_not_refresh_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One statement per warm search (the hits and the table's state): the refresh (its
+    own statement, under a lock) runs only when that state has moved (and for the next
+    search, which finds it standing still again)."""
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        index = store._backend.index  # type: ignore[attr-defined]
+        await assert_exact(store, agent, memories, unit_vectors(1, 50))
+        refresh = index.refresh
+        refreshes: list[str] = []
+
+        async def counted(conn: object, model: str) -> None:
+            refreshes.append(model)
+            await refresh(conn, model)
+
+        monkeypatch.setattr(index, "refresh", counted)
+        await assert_exact(store, agent, memories, unit_vectors(2, 51))
+        assert refreshes == []
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM memories WHERE id = ?", (memories[0].id.hex,))
+        await assert_exact(store, agent, memories[1:], unit_vectors(1, 52))
+        # The search that saw the delete, and the next (the table stood still since).
+        assert len(refreshes) == 2
+        await assert_exact(store, agent, memories[1:], unit_vectors(1, 53))
+        assert len(refreshes) == 2
+
+
+async def test_a_table_that_keeps_moving_is_scanned_once_a_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scanning first and checking after scans twice when the table has moved: with
+    another writer between every search, only the first search after the writes began
+    does; the others refresh first (one scan each), until the table stands still."""
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    url = f"sqlite:///{path}"
+    async with await MemoryStore.open(url) as store, await MemoryStore.open(url) as writer:
+        index = store._backend.index  # type: ignore[attr-defined]
+        await assert_exact(store, agent, memories, unit_vectors(1, 60))  # warm
+        scan = index.search
+        scans: list[int] = []
+
+        def counted(*args: object, **kwargs: object) -> object:
+            scans.append(1)
+            return scan(*args, **kwargs)
+
+        monkeypatch.setattr(index, "search", counted)
+        for seed in range(61, 67):
+            memories += await add_random(writer, agent, unit_vectors(1, seed), rooms=[])
+            query = unit_vectors(1, seed + 100)[0]
+            hits = await store.search(query, agent_id=agent, k=5, threshold=-1.0)
+            assert [h.memory.id for h in hits] == numpy_top(memories, query, 5)
+        assert len(scans) == 6 + 1
+        scans.clear()
+        for seed in range(70, 73):  # standing still: one statement a search again
+            await store.search(unit_vectors(1, seed)[0], agent_id=agent, k=5)
+        assert len(scans) == 3

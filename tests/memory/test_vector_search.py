@@ -72,6 +72,31 @@ async def test_top_k_equals_numpy_on_random_vectors(store: MemoryStore) -> None:
     await assert_exact(store, agent, memories, unit_vectors(8, 5))
 
 
+async def test_top_k_by_group_maxima_equals_numpy(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SQLite index takes its top k from the score groups' maxima (vector_top) past
+    8k rows: forced here at 300 rows, with a duplicated best vector (ties at the k-th go
+    to the lowest rows, the order numpy_top's stable sort gives; PostgreSQL orders equal
+    scores its own way)."""
+    from carrier_cli.memory.sqlite import vector_top
+
+    monkeypatch.setattr(vector_top, "MIN_SCORES", 0)
+    monkeypatch.setattr(vector_top, "GROUPS_PER_K", 1)
+    async with await MemoryStore.open(f"sqlite:///{tmp_path}/m.db") as store:
+        await _exact_with_ties(store)
+
+
+async def _exact_with_ties(store: MemoryStore) -> None:
+    agent = await store.ensure_agent("exact")
+    rooms = [(await store.ensure_room(agent, "discord", f"r{i}")).id for i in range(3)]
+    vectors = unit_vectors(300, 12)
+    vectors[[7, 150, 299]] = vectors[40]  # four equal vectors
+    memories = await add_random(store, agent, vectors, rooms=rooms)
+    queries = np.concatenate([unit_vectors(6, 13), vectors[40:41]])
+    await assert_exact(store, agent, memories, queries)
+
+
 @pytest.mark.parametrize("flush_rows", [1, 10_000])
 async def test_top_k_equals_numpy_across_file_and_tail(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch, flush_rows: int

@@ -36,7 +36,11 @@ from carrier_cli.memory.sqlite.engine import (
     make_sqlite_reader,
 )
 from carrier_cli.memory.sqlite.insert import INSERT_SQL, memory_values
-from carrier_cli.memory.sqlite.vector_index import INDEX_STATE_SQL, SqliteVectorIndex
+from carrier_cli.memory.sqlite.vector_index import (
+    INDEX_STATE_COLUMNS,
+    INDEX_STATE_SQL,
+    SqliteVectorIndex,
+)
 from carrier_cli.memory.types import Memory, SearchHit
 
 T = TypeVar("T")
@@ -69,6 +73,8 @@ class SqliteBackend(SqlBackend):
         self._writer_checked = False
         self._reader: Engine | None = None
         self._reader_checked = False
+        # The last search found the table moved since the one before (_search_warm).
+        self._table_moving = False
 
     # ------------------------------------------------------------------ the backend's own
     async def ping(self) -> None:
@@ -286,18 +292,53 @@ class SqliteBackend(SqlBackend):
     async def search(
         self, vector: np.ndarray, model: str, *, k: int, threshold: float, filters: IndexFilters
     ) -> list[SearchHit]:
+        index = self.index
+        if not self._table_moving:
+            checked = await self._search_warm(vector, model, k, threshold, filters)
+            if checked is not None:
+                return checked
         for attempt in range(2):
             async with self._index_read() as conn:  # one connection for the whole search
-                await self.index.refresh(conn, model)
-                scored = self.index.search(vector, k, threshold, filters)
+                before = (index.rev, index.max_rowid, index.model)
+                await index.refresh(conn, model)
+                # Refresh first while the table keeps moving (another writer between
+                # every search): scanning first would scan twice each time.
+                self._table_moving = (index.rev, index.max_rowid, index.model) != before
+                scored = index.search(vector, k, threshold, filters)
                 found = await _hits(conn, [i for i, _ in scored]) if scored else {}
             if len(found) == len(scored) or attempt == 1:
                 break
             # Deleted by another process since the index was filled (then the revision
             # has moved and the file is rebuilt anyway), or a vector file whose rows
             # disagree with the table although its header matched: rebuild, ask again.
-            self.index.invalidate(distrust_file=True)
+            index.invalidate(distrust_file=True)
         return [SearchHit(memory=found[i], score=s) for i, s in scored if i in found]
+
+    async def _search_warm(
+        self, vector: np.ndarray, model: str, k: int, threshold: float, filters: IndexFilters
+    ) -> list[SearchHit] | None:
+        """A search of a loaded index in one statement: scan the index as it stands, then
+        read the hit rows and the table's state together (one snapshot), and answer when
+        the table still stands where the index does: no row added, updated or deleted
+        (else None: the caller refreshes and searches again). Before, the state was read
+        first (a statement and the refresh lock) and the hits after (a second one).
+        Not while the table keeps moving (`_table_moving`): then the state is read first,
+        as before, so that each search scans once."""
+        index = self.index
+        state = index.warm(model)
+        if state is None:
+            return None
+        scored = index.search(vector, k, threshold, filters)
+        if len(scored) > CHUNK:
+            return None
+        ids = {i.hex: i for i, _ in scored}
+        async with self.quick_read() as conn:
+            sql = reads.checked_ids_sql(len(ids), INDEX_STATE_COLUMNS)
+            rows = (await conn.exec_driver_sql(sql, tuple(ids))).all()
+        now, found = reads.checked_hits(rows, ids)
+        if now != state or len(found) != len(scored):
+            return None
+        return [SearchHit(memory=found[i], score=s) for i, s in scored]
 
     async def has_near(
         self, vector: np.ndarray, model: str, filters: IndexFilters, *, threshold: float

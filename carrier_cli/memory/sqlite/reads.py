@@ -75,6 +75,19 @@ def ids_sql(count: int) -> str:
 
 
 @cache
+def checked_ids_sql(count: int, state: str) -> str:
+    """`ids_sql` and `state` (the vector index's two state columns: INDEX_STATE_COLUMNS)
+    in one statement, so in one snapshot: the hit rows, each with a trailing 0, then one
+    row (the state, NULLs, 1). A warm search scans first and checks the state after
+    (SqliteBackend.search)."""
+    padded = ", ".join([state, *["NULL"] * (MEMORY_COLUMNS.count(",") - 1), "1"])
+    if not count:
+        return f"SELECT {padded}"
+    hits = ids_sql(count).replace(" FROM memories", ", 0 FROM memories", 1)
+    return f"{hits} UNION ALL SELECT {padded}"
+
+
+@cache
 def hashes_sql(count: int) -> str:
     """(content_hash, embedding_model, embedding) of the memories with one of `count`
     content hashes. Only content_hash in SQL: with `embedding_model = ?` too, SQLite picks
@@ -161,13 +174,14 @@ def _content(value: Any) -> Any:
     return parsed
 
 
-def decode_memory(row: Sequence[Any]) -> Memory:
-    """A row of MEMORY_COLUMNS as `rows.to_memory` makes it from SQLAlchemy's row."""
+def decode_memory(row: Sequence[Any], known: uuid.UUID | None = None) -> Memory:
+    """A row of MEMORY_COLUMNS as `rows.to_memory` makes it from SQLAlchemy's row;
+    `known`: its id, already parsed (a search hit's, whose row was read by it)."""
     content = _content(row[5])
     metadata = _json(row[9], "metadata")
     kind = row[4]
     return Memory(
-        id=_shared_uuid(row[0]),  # type: ignore[arg-type]
+        id=known if known is not None else _shared_uuid(row[0]),  # type: ignore[arg-type]
         agent_id=_shared_uuid(row[1]),  # type: ignore[arg-type]
         room_id=_shared_uuid(row[2]),
         entity_id=_shared_uuid(row[3]),
@@ -185,6 +199,22 @@ async def recent(conn: Any, room_id: uuid.UUID, n: int, kinds: Sequence[str]) ->
     """The room's last `n` memories (of `kinds`, if any), oldest first."""
     result = await conn.exec_driver_sql(recent_sql(len(kinds)), (room_id.hex, *kinds, n))
     return [decode_memory(row) for row in reversed(result.all())]
+
+
+def checked_hits(
+    rows: Sequence[Sequence[Any]], ids: dict[str, uuid.UUID]
+) -> tuple[tuple[int, int], dict[uuid.UUID, Memory]]:
+    """The rows of `checked_ids_sql`: the index state (rev, max rowid) and the hits by id;
+    `ids` are the hits' UUIDs by hex (their rows' ids are not parsed again)."""
+    found: dict[uuid.UUID, Memory] = {}
+    state = (0, 0)
+    for row in rows:
+        if row[10]:
+            state = (int(row[0] or 0), int(row[1] or 0))
+            continue
+        memory = decode_memory(row, ids.get(row[0]))
+        found[memory.id] = memory
+    return state, found
 
 
 async def by_ids(conn: Any, ids: Sequence[uuid.UUID], chunk: int) -> dict[uuid.UUID, Memory]:

@@ -38,7 +38,7 @@ from sqlalchemy import text
 
 from carrier_cli.memory.async_engine import AsyncConnection
 from carrier_cli.memory.rows import IndexFilters
-from carrier_cli.memory.sqlite import vector_file, vector_scan
+from carrier_cli.memory.sqlite import vector_file, vector_scan, vector_top
 from carrier_cli.memory.sqlite.engine import InlineConnection
 from carrier_cli.memory.sqlite.vector_file import ROW, Appender, Header, Mapped
 from carrier_cli.memory.sqlite.vector_prune import Pruner
@@ -49,10 +49,10 @@ _KINDS = ("message", "fact", "document", "fragment", "lore")
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
 _NONE = -1
 # Where the index stands against the table: the delete/update revision and the last rowid.
-INDEX_STATE_SQL = (
-    "SELECT (SELECT value FROM store_state WHERE key = 'memories_rev'), "
-    "(SELECT max(rowid) FROM memories)"
+INDEX_STATE_COLUMNS = (
+    "(SELECT value FROM store_state WHERE key = 'memories_rev'), (SELECT max(rowid) FROM memories)"
 )
+INDEX_STATE_SQL = f"SELECT {INDEX_STATE_COLUMNS}"
 _ROWS_SQL = (
     'SELECT rowid, id, agent_id, room_id, entity_id, kind, created_at, "unique", embedding '
     "FROM memories WHERE rowid > :after AND rowid <= :upto "
@@ -153,6 +153,17 @@ class SqliteVectorIndex:
         disagreed with the table although its header matched)."""
         self.rev = None
         self._distrust_file = self._distrust_file or distrust_file
+
+    def warm(self, model: str) -> tuple[int, int] | None:
+        """Where the index stands (rev, max rowid) when a search may scan it first and
+        check the table after (SqliteBackend.search): open for `model`, no refresh under
+        way (its arrays may be half filled), no flush due (a refresh does that). None:
+        refresh first."""
+        if self.rev is None or model != self.model or self._lock.locked():
+            return None
+        if self.header is not None and self.tail_count >= self._flush_at:
+            return None
+        return self.rev, self.max_rowid
 
     async def refresh(self, conn: Conn, model: str) -> None:
         # One refresh at a time: the runtime searches and dedupes concurrently, and two
@@ -643,23 +654,9 @@ class SqliteVectorIndex:
         if scored is None:
             return []
         scores, rows = scored
-        count = len(scores)
-        if k < count:
-            top = np.argpartition(scores, count - k)[count - k :]
-            # Equal scores at the k-th hit (identical vectors: a fact stored twice, a
-            # fragment repeated) go to the lowest rows, and equal scores are ordered by
-            # row: argpartition's pick among them depends on the array's length, so the
-            # pruned scan (a few candidates) chose other rows than the full scan. Every
-            # path's positions are in row order, so position order is row order.
-            # Cost: the count over all scores, 100k scores, k=10: 118-120 -> 133-137 us CPU
-            # for the top-k step (500 runs alternating, load 4.8); a few rows when pruned.
-            kth = scores[top].min()
-            if np.count_nonzero(scores[top] == kth) < np.count_nonzero(scores == kth):
-                above = np.flatnonzero(scores > kth)
-                top = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
-        else:
-            top = np.arange(count)
-        top = top[np.lexsort((top, -scores[top]))]  # score descending, then row
+        # Exact top k without partitioning every score (vector_top): 0.2-0.8 ms -> ~0.04
+        # ms at 100k rows.
+        top = vector_top.top(scores, k)
         hits = []
         for position in top:
             score = float(scores[position])
