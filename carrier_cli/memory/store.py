@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +25,7 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carrier_cli.errors import InputError, RuntimeFailure
+from carrier_cli.memory import heap
 from carrier_cli.memory.embedding import EmbeddingModelMismatch, Vectors
 from carrier_cli.memory.intake import Intake
 from carrier_cli.memory.rows import IndexFilters, content_hash, memory_row, unit, utcnow
@@ -42,8 +44,6 @@ from carrier_cli.memory.urls import mask_url, normalise_url
 from carrier_cli.memory.usage_records import UsageRecords
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
     from sqlalchemy import Connection
 
     from carrier_cli.config import Settings
@@ -253,13 +253,15 @@ class MemoryStore(UsageRecords):
         """Every model with vectors in the database and how many (normally one)."""
         return await self._backend.stored_models()
 
-    def bulk_load(self, rows: int | None = None) -> Any:
+    def bulk_load(self, rows: int | None = None) -> AbstractAsyncContextManager[None]:
         """For large loads (ingest, import, reembed): an async context manager around the
         load. `rows` is how many memories the load will add (None: unknown or most of the
         table). On PostgreSQL it keeps HNSW maintenance out of the inserts, which is what
         limits a load there, by the cheapest of three plans (see PostgresBackend.bulk_load);
-        searches during a load stay correct. A no-op on SQLite."""
-        return self._backend.bulk_load(rows, self._fresh_model)
+        searches during a load stay correct. On either backend the heap alive at its
+        start is frozen for the load (memory.heap: the collector does not walk it again
+        and again)."""
+        return _FrozenLoad(self._backend.bulk_load(rows, self._fresh_model))
 
     async def _fresh_model(self) -> tuple[str, int] | None:
         return await self.stored_model(refresh=True)
@@ -585,6 +587,30 @@ class MemoryStore(UsageRecords):
             done = await self._vectors.reembed_rows(model, batch_size, total, progress)
         self._backend.vectors_changed()
         return done
+
+
+class _FrozenLoad(AbstractAsyncContextManager[None]):
+    """The backend's bulk load, with the heap frozen around it (memory.heap), unfrozen
+    on the way out whether the load ends or fails."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: AbstractAsyncContextManager[None]) -> None:
+        self.inner = inner
+
+    async def __aenter__(self) -> None:
+        heap.enter()
+        try:
+            await self.inner.__aenter__()
+        except BaseException:
+            heap.leave()
+            raise
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        try:
+            return await self.inner.__aexit__(*exc)
+        finally:
+            heap.leave()
 
 
 def _kinds(kinds: Sequence[MemoryKind | str] | None) -> list[str] | None:
