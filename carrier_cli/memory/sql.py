@@ -257,13 +257,15 @@ class SqlBackend(CallLog):
         async with self.read() as conn:
             return int((await conn.execute(stmt)).scalar() or 0)
 
-    async def ids_starting(self, digits: str) -> list[Any]:
-        """Up to two memory ids whose hex digits start with `digits`."""
+    async def ids_matching(self, digits: str) -> list[Any]:
+        """Up to two memory ids whose hex digits start or end with `digits` (a listing
+        shows the last 8: memory.ids.short)."""
+        where = f"{self.id_text} LIKE :p OR {self.id_text} LIKE :s"
         async with self.read() as conn:
             rows = (
                 await conn.execute(
-                    text(f"SELECT id FROM memories WHERE {self.id_text} LIKE :p LIMIT 2"),
-                    {"p": digits + "%"},
+                    text(f"SELECT id FROM memories WHERE {where} LIMIT 2"),
+                    {"p": digits + "%", "s": "%" + digits},
                 )
             ).all()
         return [r[0] for r in rows]

@@ -520,7 +520,10 @@ class MemoryStore(UsageRecords):
         return await self._backend.count(filters)
 
     async def resolve_id(self, value: str) -> uuid.UUID:
-        """A full memory id, or an unambiguous prefix of at least 8 hex digits."""
+        """A full memory id, or at least 8 of its first or last hex digits, unambiguous.
+        The last: memory ids are time-ordered UUIDv7s (memory.ids), whose first 8 digits
+        are the same for every memory made in the same 65 s, so a listing shows the last
+        8 (memory.ids.short); the first: what was shown before, and an id's start."""
         try:
             return uuid.UUID(value)
         except ValueError:
@@ -529,14 +532,14 @@ class MemoryStore(UsageRecords):
         if len(digits) < 8 or any(c not in "0123456789abcdef" for c in digits):
             raise InputError(
                 f"{value!r} is not a memory id.",
-                hint="Give the full id or at least its first 8 characters, as shown by "
-                "`carrier memory list`.",
+                hint="Give the full id, or at least its first or last 8 characters "
+                "(`carrier memory list` shows the last 8).",
             )
-        found = await self._backend.ids_starting(digits)
+        found = await self._backend.ids_matching(digits)
         if len(found) != 1:
             problem = "no memory has" if not found else "several memories have"
             raise InputError(
-                f"{problem} an id starting with {value!r}.",
+                f"{problem} an id starting or ending with {value!r}.",
                 hint="Give more characters or the full id.",
             )
         return found[0] if isinstance(found[0], uuid.UUID) else uuid.UUID(str(found[0]))
