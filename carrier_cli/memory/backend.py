@@ -132,12 +132,14 @@ class MemoryBackend(Protocol):
     async def insert_memories(
         self,
         memories: Sequence[Memory],
-        rows: list[dict[str, Any]],
+        vectors: Sequence[np.ndarray | None],
+        digests: Sequence[str],
         *,
         extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
-        """Insert the rows; `extra(conn, new_memories)` runs in the same transaction,
-        after the insert (the webhooks' outbox rows for the memories it took)."""
+        """Insert the memories, with each one's unit vector (or None) and content hash;
+        `extra(conn, new_memories)` runs in the same transaction, after the insert (the
+        webhooks' outbox rows for the memories it took)."""
         ...
 
     async def update_vectors(self, changes: list[dict[str, Any]], model: str) -> None: ...

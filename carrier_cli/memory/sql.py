@@ -127,13 +127,15 @@ class SqlBackend(CallLog):
     async def insert_memories(
         self,
         memories: Sequence[Memory],
-        rows: list[dict[str, Any]],
+        vectors: Sequence[np.ndarray | None],
+        digests: Sequence[str],
         *,
         extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
-        """Insert the rows (ids already stored are skipped) and move the rooms'
-        last_active_at; returns the ids inserted when `reports_inserted`. `extra(conn,
-        new_memories)` runs in the same transaction (the webhooks' outbox)."""
+        """Insert the memories (ids already stored are skipped), each with its unit
+        vector or None and its content hash, and move the rooms' last_active_at; returns
+        the ids inserted when `reports_inserted`. `extra(conn, new_memories)` runs in the
+        same transaction (the webhooks' outbox)."""
         raise NotImplementedError
 
     def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:

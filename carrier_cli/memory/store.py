@@ -28,7 +28,7 @@ from carrier_cli.errors import InputError, RuntimeFailure
 from carrier_cli.memory import heap
 from carrier_cli.memory.embedding import EmbeddingModelMismatch, Vectors
 from carrier_cli.memory.intake import Intake
-from carrier_cli.memory.rows import IndexFilters, content_hash, memory_row, unit, utcnow
+from carrier_cli.memory.rows import IndexFilters, content_hash, unit, utcnow
 from carrier_cli.memory.types import (
     Arrival,
     Entity,
@@ -373,16 +373,15 @@ class MemoryStore(UsageRecords):
                 keep_vector(memory, vector)
         if dedupe:
             await self._mark_duplicates(memories, vectors)
-        rows = [memory_row(m, v, d) for m, v, d in zip(memories, vectors, digests, strict=True)]
         hook = self.outbox
         if hook is None:
-            return await self._backend.insert_memories(memories, rows)
+            return await self._backend.insert_memories(memories, vectors, digests)
         backend = self._backend
 
         def extra(conn: Connection, new: Sequence[Memory]) -> None:
             hook.rows_for_messages(backend, conn, new)
 
-        inserted = await backend.insert_memories(memories, rows, extra=extra)
+        inserted = await backend.insert_memories(memories, vectors, digests, extra=extra)
         hook.written()
         return inserted
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, update
 
-from carrier_cli.memory.rows import ROOMS, M, columns, memory_row, table, to_memory
+from carrier_cli.memory.rows import ROOMS, M, columns, table, to_memory
 from carrier_cli.memory.schema import Base, CacheRow
 from carrier_cli.memory.sqlite import reads
 from carrier_cli.memory.sqlite.insert import INSERT_SQL, memory_values
@@ -50,7 +50,7 @@ def _database(path: Path) -> list[Memory]:
     Base.metadata.create_all(engine, tables=[M, ROOMS])
     memories = _memories()
     with engine.begin() as conn:
-        conn.exec_driver_sql(INSERT_SQL, memory_values([memory_row(m, None) for m in memories]))
+        conn.exec_driver_sql(INSERT_SQL, memory_values(memories, [None] * len(memories)))
     return memories
 
 
@@ -216,7 +216,7 @@ async def test_contents_parsed_once_are_never_shared(tmp_path: Path) -> None:
     flat = Memory(agent_id=AGENT, room_id=ROOM, content={"text": "flat", "name": "A", "n": 1})
     flat.created_at = datetime(2026, 12, 4, tzinfo=UTC)
     with create_engine(f"sqlite:///{path}").begin() as conn:
-        conn.exec_driver_sql(INSERT_SQL, memory_values([memory_row(flat, None)]))
+        conn.exec_driver_sql(INSERT_SQL, memory_values([flat], [None]))
     with create_engine(f"sqlite:///{path}").connect() as sync:
         first = await reads.recent(_Async(sync), ROOM, 10, ())
         assert reads._CONTENTS.get('{"text": "flat", "name": "A", "n": 1}') is not None

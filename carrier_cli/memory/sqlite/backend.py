@@ -177,15 +177,15 @@ class SqliteBackend(SqlBackend):
     async def insert_memories(
         self,
         memories: Sequence[Memory],
-        rows: list[dict[str, Any]],
+        vectors: Sequence[np.ndarray | None],
+        digests: Sequence[str],
         *,
         extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
         index = self.index
-        # `rows` are memory_row(m) of `memories`, in order (MemoryStore._insert_new). Each
-        # id's hex once: UUID.hex is a Python property (~1 us), and it was taken four
+        # Each id's hex once: UUID.hex is a Python property (~1 us), and it was taken four
         # times a memory here.
-        hexes = [row["id"].hex for row in rows]
+        hexes = [m.id.hex for m in memories]
 
         def write(conn: Connection) -> tuple[int, int, int, list[tuple[int, str]]]:
             # Note where the table ends before inserting. The rows past that point are
@@ -199,16 +199,18 @@ class SqliteBackend(SqlBackend):
             before = driver_call(driver, INDEX_STATE_SQL, None, url)[0]
             rev, start_rowid = int(before[0] or 0), int(before[1] or 0)
             taken = 0
-            if rows:
-                # Encoded here rather than by SQLAlchemy's bind processors: half the
-                # insert's time (memory/sqlite/insert.py has the figures and the test
-                # keeping them equal). total_changes counts the rows ON CONFLICT kept out.
+            if memories:
+                # Encoded here, from the memories themselves, rather than by SQLAlchemy's
+                # bind processors from row dicts: half the insert's time
+                # (memory/sqlite/insert.py has the figures and the test keeping them
+                # equal). total_changes counts the rows ON CONFLICT kept out.
                 changes = driver.total_changes
-                driver_call(driver, INSERT_SQL, memory_values(rows, hexes), url, many=True)
+                values = memory_values(memories, vectors, digests, hexes)
+                driver_call(driver, INSERT_SQL, values, url, many=True)
                 taken = driver.total_changes - changes
             added: list[tuple[int, str]] | None = None
             new: list[Memory] = []
-            if taken == len(rows) and start_rowid + taken < MAX_ROWID:
+            if taken == len(memories) and start_rowid + taken < MAX_ROWID:
                 # Every row was new. SQLite gives a new row the largest rowid + 1 (below
                 # 2**63 - 1), so they are start+1 .. start+n in order: checked by the
                 # table's end, one indexed lookup instead of reading back a row per
@@ -229,7 +231,7 @@ class SqliteBackend(SqlBackend):
             return rev, start_rowid, end_rowid, added
 
         written = await self.run_write(write)
-        index.append_written(*written, dict(zip(hexes, rows, strict=True)))
+        index.append_written(*written, memories, vectors, hexes)
         if len(written[3]) == len(memories):
             return {m.id for m in memories}
         taken_ids = {i for _, i in written[3]}  # hex ids; the memories' own UUIDs, not parsed
