@@ -9,6 +9,7 @@ import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,7 +62,7 @@ def _memories() -> tuple[list[Memory], list[np.ndarray | None]]:
     contents += [{"text": 'say "hi"\\ \n\t\x00 \U0001f600 \u00e9'}, {"text": ""}]
     contents += [{"text": f"fact {i}"} for i in range(len(moments) - len(contents))]
     # Metadata of every shape JSON takes, the usual {"source": ..., "line": n} among them.
-    metadatas: list[dict[str, object]] = [
+    metadatas: list[dict[Any, object]] = [
         {"source": "test", "line": 0},
         {},
         {"t\u00e9xt": '\u2603 "q" \\ \n', "n": -(2**70), "f": 1e16, "g": 0.1, "h": -0.0},
