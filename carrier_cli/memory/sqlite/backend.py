@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from carrier_cli.memory.engine import AUTOCOMMIT_READ, IMMEDIATE
 from carrier_cli.memory.failures import StorageFailure
 from carrier_cli.memory.rows import CHUNK, IndexFilters, InsertExtra, room_times, utcnow
-from carrier_cli.memory.sql import SqlBackend
+from carrier_cli.memory.sql import SqlBackend, StoredModel
 from carrier_cli.memory.sqlite import reads
 from carrier_cli.memory.sqlite.engine import (
     InlineConnection,
@@ -42,6 +42,7 @@ from carrier_cli.memory.types import Memory, SearchHit
 T = TypeVar("T")
 
 ADDED_SQL = "SELECT rowid, id FROM memories WHERE rowid > ? ORDER BY rowid"
+BULK_WAL_PAGES = 16_384  # wal_autocheckpoint during a bulk load: 64 MB of 4 KB pages
 MAX_ROWID_SQL = "SELECT max(rowid) FROM memories"
 MAX_ROWID = 2**63 - 1
 
@@ -67,6 +68,7 @@ class SqliteBackend(SqlBackend):
         self._write_lock = asyncio.Lock()
         self._writer: SqliteWriter | None = None
         self._writer_checked = False
+        self._bulk_loads = 0  # bulk_load bodies under way
         self._reader: Engine | None = None
         self._reader_checked = False
 
@@ -138,15 +140,44 @@ class SqliteBackend(SqlBackend):
             async with conn.begin():
                 yield conn
 
-    async def run_write(self, work: Callable[[Connection], T]) -> T:
-        """For an SQLite file the transaction runs whole in the writer thread (one hop,
-        queued behind this process's other writes); in memory via run_sync."""
+    def _file_writer(self) -> SqliteWriter | None:
         if not self._writer_checked:
             self._writer_checked = True
             self._writer = SqliteWriter.create(self.url)
-        if self._writer is not None:
-            return await self._writer.run(work)
+        return self._writer
+
+    async def run_write(self, work: Callable[[Connection], T]) -> T:
+        """For an SQLite file the transaction runs whole in the writer thread (one hop,
+        queued behind this process's other writes); in memory via run_sync."""
+        writer = self._file_writer()
+        if writer is not None:
+            return await writer.run(work)
         return await super().run_write(work)
+
+    @asynccontextmanager
+    async def bulk_load(self, rows: int | None, stored: StoredModel) -> AsyncIterator[None]:
+        """The WAL is checkpointed once, at the end of the load, instead of every 1,000
+        pages (SQLite's wal_autocheckpoint): each checkpoint copied every page written
+        since the last one into the database file and synced it, and a load rewrites the
+        same index pages at every commit (the content_hash index's, at random), so a
+        checkpoint every ~3 batches copied them again and again, and evicted the pages
+        the next inserts needed. Measured on the memories insert alone (20,000 rows in
+        batches of 1,000, median of 5, load 5.4): CPU 22.1 -> 18.9 us a row, insert +
+        commit 54 -> 30 us. Up to BULK_WAL_PAGES (64 MB of WAL) are kept before a
+        checkpoint still runs. Nested and overlapping loads share one setting."""
+        writer = self._file_writer()
+        if writer is None:  # in-memory: no WAL
+            yield
+            return
+        self._bulk_loads += 1
+        try:
+            if self._bulk_loads == 1:
+                await writer.bulk(BULK_WAL_PAGES)
+            yield
+        finally:
+            self._bulk_loads -= 1
+            if self._bulk_loads == 0:
+                await writer.bulk(None)
 
     def quick_read(self) -> AbstractAsyncContextManager[AsyncConnection | InlineConnection]:
         """Small indexed reads (a few rows by key, a room's recent messages) run
