@@ -53,6 +53,11 @@ def _memories() -> tuple[list[Memory], list[np.ndarray | None]]:
         datetime(2027, 1, 1, 0, 0, 0, 999999, tzinfo=UTC),
         datetime(2027, 1, 1, 0, 0, 1, 0, tzinfo=UTC),
         datetime(2027, 1, 1, 0, 0, 0, 500000, tzinfo=UTC),  # back a second
+        datetime(9999, 12, 31, 23, 59, 59, 5, tzinfo=UTC),  # the last second there is
+        datetime.max.replace(tzinfo=UTC),
+        datetime.max.replace(tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 6, tzinfo=UTC),
+        datetime.min.replace(tzinfo=UTC),
     ]
     # The usual content is {"text": ...} alone, encoded by a shortcut: with quotes,
     # backslashes, control and non-ASCII characters; and the other shapes.
@@ -182,6 +187,12 @@ def test_times_equal_encode_time_in_any_order() -> None:
     memories = [
         Memory(agent_id=agent, content={"text": "t"}, created_at=m, kind=MemoryKind.FACT)
         for m in moments
+    ]
+    extremes = [datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC)]
+    moments += [extremes[0] - timedelta(microseconds=1), *extremes, extremes[0]]
+    memories += [
+        Memory(agent_id=agent, content={"text": "t"}, created_at=m, kind=MemoryKind.FACT)
+        for m in moments[-4:]
     ]
     written = [v[7] for v in memory_values(memories, [None] * len(memories))]
     assert written == [encode_time(m) for m in moments]

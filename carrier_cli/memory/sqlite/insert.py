@@ -29,6 +29,8 @@ from carrier_cli.memory.schema import MemoryRow
 from carrier_cli.memory.types import Memory, MemoryKind
 
 _SECOND = timedelta(seconds=1)
+_MAX_UTC = datetime.max.replace(tzinfo=UTC)
+_LAST_SECOND = _MAX_UTC.replace(microsecond=0)
 _F32 = np.dtype(np.float32)
 
 # Column -> encoder of its Python value (None stays NULL for every column).
@@ -188,7 +190,9 @@ def memory_values(
         elif created.tzinfo is UTC:
             if low is None or high is None or not low <= created < high:
                 low = created.replace(microsecond=0)
-                high = low + _SECOND
+                # low + 1 s overflows in the last second there is: stop just short of
+                # it (datetime.max itself then takes this branch each time: still right).
+                high = low + _SECOND if low < _LAST_SECOND else _MAX_UTC
                 second = created.isoformat(" ", "seconds")[:19] + "."
             micro = created.microsecond
             stamp = second + three[micro // 1000] + three[micro % 1000]
