@@ -40,7 +40,10 @@ def resume() -> None:
     global _paused
     if _paused is not None:
         gc.collect()
-        gc.freeze()
+        # gc.freeze(), telling a bulk load under way not to unfreeze it (memory.heap).
+        from carrier_cli.memory.heap import freeze_for_good
+
+        freeze_for_good()
         gc.set_threshold(*_paused)
         _paused = None
 

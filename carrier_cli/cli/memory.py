@@ -103,6 +103,7 @@ def _record(memory: Memory, score: float | None = None) -> dict[str, Any]:
 
 
 def _table(rows: list[tuple[Memory, float | None]], rooms: dict[Any, str]) -> None:
+    from carrier_cli.memory.ids import short
     from carrier_cli.output import out
     from carrier_cli.output import table as Table
     from carrier_cli.text import one_line
@@ -125,7 +126,7 @@ def _table(rows: list[tuple[Memory, float | None]], rooms: dict[Any, str]) -> No
             room,
             _age(memory.created_at),
             one_line(memory.text, 90) or "(empty)",
-            str(memory.id)[:8],
+            short(memory.id),
         ]
         table.add_row(*cells)
     out().print(table)

@@ -133,12 +133,14 @@ class MemoryBackend(Protocol):
     async def insert_memories(
         self,
         memories: Sequence[Memory],
-        rows: list[dict[str, Any]],
+        vectors: Sequence[np.ndarray | None],
+        digests: Sequence[str],
         *,
         extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
-        """Insert the rows; `extra(conn, new_memories)` runs in the same transaction,
-        after the insert (the webhooks' outbox rows for the memories it took)."""
+        """Insert the memories, with each one's unit vector (or None) and content hash;
+        `extra(conn, new_memories)` runs in the same transaction, after the insert (the
+        webhooks' outbox rows for the memories it took)."""
         ...
 
     async def update_vectors(self, changes: list[dict[str, Any]], model: str) -> None: ...
@@ -167,7 +169,7 @@ class MemoryBackend(Protocol):
         after: tuple[datetime, uuid.UUID] | None = None,
     ) -> list[Memory]: ...
     async def count(self, filters: IndexFilters) -> int: ...
-    async def ids_starting(self, digits: str) -> list[Any]: ...
+    async def ids_matching(self, digits: str) -> list[Any]: ...
     async def id_page(self, after: uuid.UUID | None, limit: int) -> list[Any]: ...
     async def stats(self, agent_id: uuid.UUID | None) -> dict[str, Any]: ...
 

@@ -126,13 +126,15 @@ class SqlBackend(CallLog):
     async def insert_memories(
         self,
         memories: Sequence[Memory],
-        rows: list[dict[str, Any]],
+        vectors: Sequence[np.ndarray | None],
+        digests: Sequence[str],
         *,
         extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
-        """Insert the rows (ids already stored are skipped) and move the rooms'
-        last_active_at; returns the ids inserted when `reports_inserted`. `extra(conn,
-        new_memories)` runs in the same transaction (the webhooks' outbox)."""
+        """Insert the memories (ids already stored are skipped), each with its unit
+        vector or None and its content hash, and move the rooms' last_active_at; returns
+        the ids inserted when `reports_inserted`. `extra(conn, new_memories)` runs in the
+        same transaction (the webhooks' outbox)."""
         raise NotImplementedError
 
     def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -256,13 +258,15 @@ class SqlBackend(CallLog):
         async with self.read() as conn:
             return int((await conn.execute(stmt)).scalar() or 0)
 
-    async def ids_starting(self, digits: str) -> list[Any]:
-        """Up to two memory ids whose hex digits start with `digits`."""
+    async def ids_matching(self, digits: str) -> list[Any]:
+        """Up to two memory ids whose hex digits start or end with `digits` (a listing
+        shows the last 8: memory.ids.short)."""
+        where = f"{self.id_text} LIKE :p OR {self.id_text} LIKE :s"
         async with self.read() as conn:
             rows = (
                 await conn.execute(
-                    text(f"SELECT id FROM memories WHERE {self.id_text} LIKE :p LIMIT 2"),
-                    {"p": digits + "%"},
+                    text(f"SELECT id FROM memories WHERE {where} LIMIT 2"),
+                    {"p": digits + "%", "s": "%" + digits},
                 )
             ).all()
         return [r[0] for r in rows]

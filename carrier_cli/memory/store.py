@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,9 +26,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from carrier_cli.errors import InputError, RuntimeFailure
+from carrier_cli.memory import heap
 from carrier_cli.memory.embedding import EmbeddingModelMismatch, Vectors
 from carrier_cli.memory.intake import Intake
-from carrier_cli.memory.rows import IndexFilters, content_hash, memory_row, unit, utcnow
+from carrier_cli.memory.rows import IndexFilters, content_hash, unit, utcnow
 from carrier_cli.memory.types import (
     Arrival,
     Entity,
@@ -43,8 +45,6 @@ from carrier_cli.memory.urls import mask_url, normalise_url
 from carrier_cli.memory.usage_records import UsageRecords
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
     from sqlalchemy import Connection
 
     from carrier_cli.config import Settings
@@ -280,13 +280,15 @@ class MemoryStore(UsageRecords):
         """Every model with vectors in the database and how many (normally one)."""
         return await self._backend.stored_models()
 
-    def bulk_load(self, rows: int | None = None) -> Any:
+    def bulk_load(self, rows: int | None = None) -> AbstractAsyncContextManager[None]:
         """For large loads (ingest, import, reembed): an async context manager around the
         load. `rows` is how many memories the load will add (None: unknown or most of the
         table). On PostgreSQL it keeps HNSW maintenance out of the inserts, which is what
         limits a load there, by the cheapest of three plans (see PostgresBackend.bulk_load);
-        searches during a load stay correct. A no-op on SQLite."""
-        return self._backend.bulk_load(rows, self._fresh_model)
+        searches during a load stay correct. On either backend the heap alive at its
+        start is frozen for the load (memory.heap: the collector does not walk it again
+        and again)."""
+        return _FrozenLoad(self._backend.bulk_load(rows, self._fresh_model))
 
     async def _fresh_model(self) -> tuple[str, int] | None:
         return await self.stored_model(refresh=True)
@@ -398,16 +400,15 @@ class MemoryStore(UsageRecords):
                 keep_vector(memory, vector)
         if dedupe:
             await self._mark_duplicates(memories, vectors)
-        rows = [memory_row(m, v, d) for m, v, d in zip(memories, vectors, digests, strict=True)]
         hook = self.outbox
         if hook is None:
-            return await self._backend.insert_memories(memories, rows)
+            return await self._backend.insert_memories(memories, vectors, digests)
         backend = self._backend
 
         def extra(conn: Connection, new: Sequence[Memory]) -> None:
             hook.rows_for_messages(backend, conn, new)
 
-        inserted = await backend.insert_memories(memories, rows, extra=extra)
+        inserted = await backend.insert_memories(memories, vectors, digests, extra=extra)
         hook.written()
         return inserted
 
@@ -545,7 +546,10 @@ class MemoryStore(UsageRecords):
         return await self._backend.count(filters)
 
     async def resolve_id(self, value: str) -> uuid.UUID:
-        """A full memory id, or an unambiguous prefix of at least 8 hex digits."""
+        """A full memory id, or at least 8 of its first or last hex digits, unambiguous.
+        The last: memory ids are time-ordered UUIDv7s (memory.ids), whose first 8 digits
+        are the same for every memory made in the same 65 s, so a listing shows the last
+        8 (memory.ids.short); the first: what was shown before, and an id's start."""
         try:
             return uuid.UUID(value)
         except ValueError:
@@ -554,14 +558,14 @@ class MemoryStore(UsageRecords):
         if len(digits) < 8 or any(c not in "0123456789abcdef" for c in digits):
             raise InputError(
                 f"{value!r} is not a memory id.",
-                hint="Give the full id or at least its first 8 characters, as shown by "
-                "`carrier memory list`.",
+                hint="Give the full id, or at least its first or last 8 characters "
+                "(`carrier memory list` shows the last 8).",
             )
-        found = await self._backend.ids_starting(digits)
+        found = await self._backend.ids_matching(digits)
         if len(found) != 1:
             problem = "no memory has" if not found else "several memories have"
             raise InputError(
-                f"{problem} an id starting with {value!r}.",
+                f"{problem} an id starting or ending with {value!r}.",
                 hint="Give more characters or the full id.",
             )
         return found[0] if isinstance(found[0], uuid.UUID) else uuid.UUID(str(found[0]))
@@ -612,6 +616,30 @@ class MemoryStore(UsageRecords):
             done = await self._vectors.reembed_rows(model, batch_size, total, progress)
         self._backend.vectors_changed()
         return done
+
+
+class _FrozenLoad(AbstractAsyncContextManager[None]):
+    """The backend's bulk load, with the heap frozen around it (memory.heap), unfrozen
+    on the way out whether the load ends or fails."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: AbstractAsyncContextManager[None]) -> None:
+        self.inner = inner
+
+    async def __aenter__(self) -> None:
+        heap.enter()
+        try:
+            await self.inner.__aenter__()
+        except BaseException:
+            heap.leave()
+            raise
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        try:
+            return await self.inner.__aexit__(*exc)
+        finally:
+            heap.leave()
 
 
 def _kinds(kinds: Sequence[MemoryKind | str] | None) -> list[str] | None:

@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast, overload
 
+from carrier_cli.memory.ids import new_id
+
 # Namespace for deterministic ids (uuid5) of external objects: platform messages, rooms,
 # entities. Replaying an event then maps to the same row instead of a duplicate.
 CARRIER_NAMESPACE = uuid.UUID("6f1c2d3e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
@@ -81,7 +83,8 @@ class Memory:
     kind: MemoryKind = MemoryKind.MESSAGE
     room_id: uuid.UUID | None = None
     entity_id: uuid.UUID | None = None
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # A time-ordered UUIDv7 (memory.ids): a load's ids are consecutive in the index.
+    id: uuid.UUID = field(default_factory=new_id)
     created_at: datetime | None = None  # set by the store (UTC) when None
     unique: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)

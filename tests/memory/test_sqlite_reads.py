@@ -50,7 +50,7 @@ def _database(path: Path) -> list[Memory]:
     METADATA.create_all(engine, tables=[M, ROOMS])
     memories = _memories()
     with engine.begin() as conn:
-        conn.exec_driver_sql(INSERT_SQL, memory_values([memory_row(m, None) for m in memories]))
+        conn.exec_driver_sql(INSERT_SQL, memory_values(memories, [None] * len(memories)))
     return memories
 
 
@@ -256,7 +256,7 @@ async def test_contents_parsed_once_are_never_shared(tmp_path: Path) -> None:
     flat = Memory(agent_id=AGENT, room_id=ROOM, content={"text": "flat", "name": "A", "n": 1})
     flat.created_at = datetime(2026, 12, 4, tzinfo=UTC)
     with create_engine(f"sqlite:///{path}").begin() as conn:
-        conn.exec_driver_sql(INSERT_SQL, memory_values([memory_row(flat, None)]))
+        conn.exec_driver_sql(INSERT_SQL, memory_values([flat], [None]))
     with create_engine(f"sqlite:///{path}").connect() as sync:
         first = await reads.recent(_Async(sync), ROOM, 10, ())
         assert reads._CONTENTS.get('{"text": "flat", "name": "A", "n": 1}') is not None

@@ -35,7 +35,7 @@ from carrier_cli.memory.postgres.engine import HNSW_EF_SEARCH, make_engine
 from carrier_cli.memory.postgres.replan import ReplanningConnection, once_more
 from carrier_cli.memory.postgres.room_locks import RoomLocks
 from carrier_cli.memory.postgres.search import search_params, search_statements
-from carrier_cli.memory.rows import IndexFilters, InsertExtra, M, to_memory
+from carrier_cli.memory.rows import IndexFilters, InsertExtra, M, memory_row, to_memory
 from carrier_cli.memory.schema import BULK_SEGMENT, BULK_VECTOR_INDEX, MAIN_VECTOR_INDEX
 from carrier_cli.memory.sql import SqlBackend, StoredModel
 from carrier_cli.memory.types import Memory, SearchHit
@@ -287,10 +287,13 @@ class PostgresBackend(SqlBackend):
     async def insert_memories(
         self,
         memories: Sequence[Memory],
-        rows: list[dict[str, Any]],
+        vectors: Sequence[np.ndarray | None],
+        digests: Sequence[str],
         *,
         extra: InsertExtra | None = None,
     ) -> set[uuid.UUID] | None:
+        # SQLAlchemy's executemany takes a dict a row (its bind processors encode them).
+        rows = [memory_row(m, v, d) for m, v, d in zip(memories, vectors, digests, strict=True)]
         for row in rows:
             row["vector_segment"] = self._segment if row["embedding"] is not None else None
 

@@ -117,22 +117,27 @@ class SqliteWriter:
     append) and thread hop are shared, and results go back to the loop in one wake-up a
     group instead of one a write."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, url: str = "") -> None:
         import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self.engine = engine
+        self.url = url
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carrier-sqlite")
         self._conn: Connection | None = None  # used in the executor's thread only
         self._lock = threading.Lock()  # guards _queue, _draining and each _Write's flags
         self._queue: collections.deque[_Write] = collections.deque()
         self._draining = False  # a drain job is submitted or running
         self.transactions = 0  # COMMITs attempted (tests, benches: writes per transaction)
+        # The connection's wal_autocheckpoint to restore after a bulk load (`bulk`), and
+        # the load's own while one runs (set again on a connection taken after a failure).
+        self._restore: int | None = None
+        self._bulk_pages: int | None = None
 
     @classmethod
     def create(cls, url: str) -> SqliteWriter | None:
         engine = make_sqlite_writer(url)
-        return cls(engine) if engine is not None else None
+        return cls(engine, url) if engine is not None else None
 
     def _connection(self) -> Connection:
         # One connection kept for the thread's life rather than one checked out of the
@@ -143,12 +148,47 @@ class SqliteWriter:
         if conn is None:
             conn = self._conn = self.engine.connect()
             conn.execution_options(**{IMMEDIATE: True})
+            if self._bulk_pages is not None:
+                self._pragma(conn, f"wal_autocheckpoint={self._bulk_pages}")
         return conn
 
     def _drop(self, conn: Connection) -> None:
         self._conn = None
         with contextlib.suppress(Exception):
             conn.close()
+
+    def _pragma(self, conn: Connection, pragma: str) -> list[Any]:
+        # On the sqlite3 connection itself: outside any transaction (pysqlite begins one
+        # only before DML), which a checkpoint needs, and without SQLAlchemy's autobegin.
+        driver = conn.connection.driver_connection
+        return driver_call(driver, f"PRAGMA {pragma}", None, self.url)
+
+    def _bulk(self, pages: int | None) -> None:
+        conn = self._connection()
+        try:
+            if pages is not None:
+                if self._restore is None:
+                    self._restore = int(self._pragma(conn, "wal_autocheckpoint")[0][0])
+                self._bulk_pages = pages
+                self._pragma(conn, f"wal_autocheckpoint={pages}")
+            else:
+                self._bulk_pages = None
+                restore, self._restore = self._restore, None
+                if restore is not None:
+                    self._pragma(conn, f"wal_autocheckpoint={restore}")
+                # What the load deferred, now: PASSIVE never waits for readers (pages
+                # that one still reads are left to the next checkpoint).
+                self._pragma(conn, "wal_checkpoint(PASSIVE)")
+        except BaseException:
+            self._drop(conn)  # a fresh connection has SQLite's defaults
+            raise
+
+    async def bulk(self, pages: int | None) -> None:
+        """A bulk load starts (`pages`: its wal_autocheckpoint) or ends (None: the
+        setting restored and the WAL checkpointed). See SqliteBackend.bulk_load. It runs
+        in the writer's thread between group transactions, never inside one."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self._bulk, pages)
 
     def _take(self, write: _Write) -> bool:
         """Whether `write` runs: not if its caller was cancelled before now (from now on

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import text
@@ -42,6 +42,7 @@ from carrier_cli.memory.sqlite import vector_file, vector_scan, vector_top
 from carrier_cli.memory.sqlite.engine import InlineConnection
 from carrier_cli.memory.sqlite.vector_file import ROW, Appender, Header, Mapped
 from carrier_cli.memory.sqlite.vector_prune import Pruner
+from carrier_cli.memory.types import Memory
 
 log = logging.getLogger(__name__)
 
@@ -404,10 +405,13 @@ class SqliteVectorIndex:
         before: int,
         after: int,
         added: Sequence[tuple[int, str]],
-        rows: dict[str, dict[str, Any]],
+        memories: Sequence[Memory],
+        vectors: Sequence[np.ndarray | None],
+        hexes: Sequence[str],
     ) -> None:
         """Take the rows this process has just inserted (rowids before+1..after, `added`
-        their (rowid, id hex) in rowid order, `rows` the inserted values by id hex)
+        their (rowid, id hex) in rowid order; `memories` the memories given to the
+        insert, `vectors` the vector stored with each and `hexes` their ids as hex)
         without reading them back. Only when the index stood exactly at `before` and no
         refresh is under way; otherwise the next refresh loads them from the table."""
         if (
@@ -416,35 +420,44 @@ class SqliteVectorIndex:
             or self.rev != rev
             or self.max_rowid != before
             or self.model is None
-            or any(i not in rows for _, i in added)
         ):
             return
-        chosen = [
-            (rowid, rows[i])
-            for rowid, i in added
-            if rows[i]["embedding"] is not None and rows[i]["embedding_model"] == self.model
-        ]
+        if len(added) == len(hexes) and all(a[1] == h for a, h in zip(added, hexes, strict=True)):
+            taken: Sequence[tuple[Memory, np.ndarray | None]] = list(
+                zip(memories, vectors, strict=True)
+            )  # every memory was new, in order (the usual batch)
+        else:
+            by_hex = dict(zip(hexes, zip(memories, vectors, strict=True), strict=True))
+            if any(i not in by_hex for _, i in added):
+                return
+            taken = [by_hex[i] for _, i in added]
+        model = self.model
+        chosen: list[tuple[int, Memory, np.ndarray]] = []
+        for (rowid, _), (memory, vector) in zip(added, taken, strict=True):
+            if vector is not None and memory.embedding_model == model:
+                chosen.append((rowid, memory, vector))
         if chosen:
-            dim = len(chosen[0][1]["embedding"])
+            dim = len(chosen[0][2])
             if self.dim == 0:
                 self.dim = dim
                 self.base = np.zeros((0, dim), dtype=np.float32)
                 self.tail = np.zeros((0, dim), dtype=np.float32)
-            if dim != self.dim or any(len(r["embedding"]) != dim for _, r in chosen):
+            if dim != self.dim or any(len(v) != dim for _, _, v in chosen):
                 self.invalidate()
                 return
             records = np.zeros(len(chosen), dtype=ROW)
-            records["id"] = np.frombuffer(b"".join(r["id"].bytes for _, r in chosen), "V16")
+            records["id"] = np.frombuffer(b"".join(m.id.bytes for _, m, _ in chosen), "V16")
             code = self.codes.code
-            records["agent"] = [code(_hex(r["agent_id"])) for _, r in chosen]
-            records["room"] = [code(_hex(r["room_id"])) for _, r in chosen]
-            records["entity"] = [code(_hex(r["entity_id"])) for _, r in chosen]
-            records["kind"] = [_KIND_CODE.get(r["kind"], 127) for _, r in chosen]
-            records["created"] = [_epoch_us(r["created_at"]) for _, r in chosen]
-            records["unique"] = [bool(r["unique"]) for _, r in chosen]
-            vectors = np.stack([np.asarray(r["embedding"], dtype=np.float32) for _, r in chosen])
-            self._append_tail(vectors, records)
-            self.last_rowid, self.last_id = chosen[-1][0], chosen[-1][1]["id"].hex
+            records["agent"] = [code(_hex(m.agent_id)) for _, m, _ in chosen]
+            records["room"] = [code(_hex(m.room_id)) for _, m, _ in chosen]
+            records["entity"] = [code(_hex(m.entity_id)) for _, m, _ in chosen]
+            records["kind"] = [_KIND_CODE.get(str(m.kind), 127) for _, m, _ in chosen]
+            # The store sets every created_at before inserting.
+            records["created"] = [_epoch_us(cast(datetime, m.created_at)) for _, m, _ in chosen]
+            records["unique"] = [bool(m.unique) for _, m, _ in chosen]
+            stacked = np.stack([np.asarray(v, dtype=np.float32) for _, _, v in chosen])
+            self._append_tail(stacked, records)
+            self.last_rowid, self.last_id = chosen[-1][0], chosen[-1][1].id.hex
         self.max_rowid = after
 
     def _append_tail(self, vectors: np.ndarray, records: np.ndarray) -> None:
