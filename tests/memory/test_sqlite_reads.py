@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, update
 
-from carrier_cli.memory.rows import M, columns, memory_row, to_memory
+from carrier_cli.memory.rows import M, columns, to_memory
 from carrier_cli.memory.schema import CACHE, METADATA, ROOMS
 from carrier_cli.memory.sqlite import reads
 from carrier_cli.memory.sqlite.insert import INSERT_SQL, memory_values
