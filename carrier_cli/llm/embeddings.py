@@ -9,6 +9,7 @@ embedders live in `openai_embeddings` and are imported only when chosen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 from itertools import chain
@@ -92,6 +93,24 @@ class LocalEmbedder:
             return _embed_fast(model, clipped)
         vectors = model.embed(clipped, norm=False)
         return np.asarray(vectors, dtype=np.float32)
+
+    def prewarm(self) -> threading.Thread | None:
+        """Load the model on a daemon thread now, if it is not loaded: for a caller with
+        idle time before its first embedding (the terminal chat while the operator types
+        the first message). A chat's first new message otherwise waited for the load before
+        its first reply: ~300 ms of CPU (the tokenizer ~200 ms, the weights, the import;
+        measured here). A failed load is left to the embedding that needs it, which raises
+        the same error; None when there is nothing to do."""
+        if _model is not None:
+            return None
+
+        def load() -> None:
+            with contextlib.suppress(Exception):
+                load_wordllama()
+
+        thread = threading.Thread(target=load, name="carrier-embedder-load", daemon=True)
+        thread.start()
+        return thread
 
     def embeds_inline(self, texts: Sequence[str]) -> bool:
         """Whether `embed_array` embeds `texts` right here, on the caller's thread: a chat

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from carrier_cli.llm.embeddings import MAX_EMBED_CHARS, LocalEmbedder
 
@@ -75,3 +76,39 @@ def test_a_few_texts_need_no_unpadded_tokenizer_copy_and_get_the_same_vectors() 
     assert embeddings._unpadded != {}
     assert np.array_equal(large[: len(few)].view(np.uint32), small.view(np.uint32))
     assert np.array_equal(large[len(few)].view(np.uint32), one[0].view(np.uint32))
+
+
+def test_prewarm_loads_the_model_on_a_thread_once_and_leaves_failures_to_the_embedding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from carrier_cli.llm import embeddings
+
+    monkeypatch.setattr(embeddings, "_model", None)
+    where: list[str] = []
+
+    def load() -> object:
+        where.append(threading.current_thread().name)
+        embeddings._model = object()  # what the real load leaves behind
+        return embeddings._model
+
+    monkeypatch.setattr(embeddings, "load_wordllama", load)
+    thread = LocalEmbedder().prewarm()
+    assert thread is not None and thread.daemon
+    thread.join(10)
+    assert where == ["carrier-embedder-load"]
+    assert LocalEmbedder().prewarm() is None  # loaded: nothing to do
+
+    monkeypatch.setattr(embeddings, "_model", None)
+
+    def broken() -> object:
+        raise RuntimeError("no weights")
+
+    monkeypatch.setattr(embeddings, "load_wordllama", broken)
+    failed: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failed.append)
+    thread = LocalEmbedder().prewarm()
+    assert thread is not None
+    thread.join(10)
+    assert failed == []  # nothing printed from the thread; the embedding will raise it
