@@ -8,8 +8,8 @@
 Start-up sends `hi` each time; from the second start on, that message's vector is found in
 the database by its content hash and the local embedding model is never loaded. A new
 message (what an operator sends) needs the model before its memory search: `--novel`
-measures that start (this branch: ~460 ms CPU more than `hi` before its fixes, see
-llm/embeddings.py).
+measures that start (medians of 5 alternating A/B rounds, load 2-5: CPU to the first reply
+1950 -> 1610 ms with h7/chatcpu's embedder fixes, against 1240 -> 1150 ms with `hi`).
 
 Start-up is measured beside Simon Willison's `llm` (`llm -m fake hi`) against the same fake
 server when `llm` is installed (issue 15's peer: goal <= 1.0x), runs alternating so both see
