@@ -8,8 +8,9 @@
 Start-up sends `hi` each time; from the second start on, that message's vector is found in
 the database by its content hash and the local embedding model is never loaded. A new
 message (what an operator sends) needs the model before its memory search: `--novel`
-measures that start (medians of 5 alternating A/B rounds, load 2-5: CPU to the first reply
-1950 -> 1610 ms with h7/chatcpu's embedder fixes, against 1240 -> 1150 ms with `hi`).
+measures that start. Its medians are noisy at load 5-7 (three 5-6 round A/B runs of
+h7/chatcpu's embedder fix gave 0.83x, 0.91x and 1.14x); a trace of the first reply is
+steadier: the embedding after the model's load took 125-130 ms CPU before, 1 ms after.
 
 Start-up is measured beside Simon Willison's `llm` (`llm -m fake hi`) against the same fake
 server when `llm` is installed (issue 15's peer: goal <= 1.0x), runs alternating so both see
