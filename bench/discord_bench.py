@@ -322,10 +322,10 @@ def main() -> None:
         )
         print(
             # The goal was set when the local model loaded on the first message; the
-            # bot now loads it while logging in (wordllama, its tokenizer and the
-            # unpadded copy: ~120 MB, measured alone), so idle includes it.
+            # bot now loads it while logging in (wordllama and its tokenizer: ~85 MB,
+            # measured alone), so idle includes it.
             f"  RSS:           idle {idle_rss / 2**20:.0f} MB (goal < 150; the local "
-            "model, loaded at start, is ~120 MB of it), "
+            "model, loaded at start, is ~85 MB of it), "
             f"peak {sampler.peak / 2**20:.0f} MB"
         )
     finally:

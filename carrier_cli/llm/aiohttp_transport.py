@@ -11,6 +11,14 @@ Why a subclass: the vendored transport maps every `aiohttp.ClientConnectionError
 answer within 60 s (timeout)" and not "connection to URL failed: ConnectError" as with
 httpx. Here the aiohttp cause decides, as httpcore would have said it.
 
+Why a deferred TLS context: the vendored transport builds httpx's verified SSL context in
+its constructor, and loading the CA bundle into it (`load_verify_locations`) took 32 ms of
+CPU, the largest single piece of `carrier chat`'s start-up outside imports (cProfile of a
+piped start with every module imported beforehand: 32 of ~100 ms). A model server on
+http:// (a local Ollama, LM Studio, vLLM, the benches' fake server) never needs it. Here
+the same context (httpx's, from the same verify/cert/trust_env) is built at the first TLS
+connection instead, so https pays the same once and plain http not at all.
+
 Imported only when the aiohttp transport is chosen (`openai_common.make_client`), and
 then aiohttp is loaded already (`import openai` loads it): no import cost of its own.
 """
@@ -18,7 +26,8 @@ then aiohttp is loaded already (`import openai` loads it): no import cost of its
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -65,7 +74,69 @@ class _Stream(httpx2.AsyncByteStream):
         await self._inner.aclose()
 
 
+class _DeferredTLSConnector(aiohttp.TCPConnector):
+    """aiohttp's connector with the verified TLS context asked of `tls` at the first
+    connection that verifies TLS, not passed in built: what the stock connector given that
+    context as `ssl=` would use for the same request (aiohttp's own rules still decide a
+    request with its own `ssl=` or an unverified one)."""
+
+    def __init__(self, *, tls: Callable[[], ssl.SSLContext], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._tls = tls
+
+    def _get_ssl_context(self, req: Any) -> ssl.SSLContext | None:
+        if req.is_ssl() and req.ssl is True:
+            return self._tls()
+        return super()._get_ssl_context(req)  # type: ignore[no-any-return]
+
+
 class CarrierAiohttpTransport(AiohttpTransport):
+    """See the module docstring: httpx error classes, and the TLS context built at the
+    first TLS connection."""
+
+    def __init__(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        # The base would build the context here; with verify=None it builds none (httpx's
+        # create_ssl_context returns a non-bool, non-str `verify` as the context).
+        super().__init__(verify=None, cert=None, trust_env=trust_env, **kwargs)  # type: ignore[arg-type]
+        self._tls_options = (verify, cert, trust_env)
+        self._tls_context: ssl.SSLContext | None = None
+        if verify is not True or cert is not None:
+            self.ssl_context  # noqa: B018 - a caller's own verify/cert fails here, as before
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """httpx's SSL context for this transport's verify/cert/trust_env, built once."""
+        if self._tls_context is None:
+            verify, cert, trust_env = self._tls_options
+            self._tls_context = httpx2.create_ssl_context(
+                verify=verify, cert=cert, trust_env=trust_env
+            )
+        return self._tls_context
+
+    @ssl_context.setter
+    def ssl_context(self, value: ssl.SSLContext | None) -> None:
+        if value is not None:  # the base's constructor sets None (see __init__)
+            self._tls_context = value
+
+    def get_client(self) -> aiohttp.ClientSession:
+        if self.client is not None or self.uds:
+            return super().get_client()  # type: ignore[no-any-return]
+        # The base's session, over a connector that asks for the context when it needs it.
+        limit = self.limits.max_connections
+        connector = _DeferredTLSConnector(
+            tls=lambda: self.ssl_context,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            local_addr=(self.local_address, 0) if self.local_address else None,
+            **({"limit": limit} if limit is not None else {}),
+        )
+        return aiohttp.ClientSession(connector=connector)
+
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         try:
             response = await super().handle_async_request(request)

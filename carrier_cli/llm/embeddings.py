@@ -9,6 +9,7 @@ embedders live in `openai_embeddings` and are imported only when chosen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 from itertools import chain
@@ -45,10 +46,11 @@ MAX_EMBED_CHARS = 16_000
 
 _model: Any = None
 _model_lock = threading.Lock()
-# The model and what its embedding needs (the unpadded tokenizer) are ready: from then on
-# short texts are embedded inline. Set only after both, so that a message arriving while
-# a warm-up (LocalEmbedder.warm) runs in its thread never builds the tokenizer copy on
-# the event loop (~0.15 s) but waits for the warm-up in a worker thread.
+# The model is loaded: from then on short texts are embedded inline. Set only after the
+# load, so that a message arriving while a warm-up (LocalEmbedder.warm) runs in its thread
+# never loads the model on the event loop but waits in a worker thread. An inline
+# embedding (at most INLINE_TEXTS texts, fewer than PADDED_TEXTS) uses the model's own
+# tokenizer, so it never builds the unpadded copy (~0.15 s, 37 MB) either.
 _inline_ready = False
 
 
@@ -104,17 +106,35 @@ class LocalEmbedder:
         return pooled
 
     def warm_sync(self) -> None:
-        """Load what the first embedding would: wordllama's import (~0.19 s), its weights
-        (~0.1 s) and the unpadded copy of its tokenizer (~0.15 s); measured in the Discord
-        burst, where the first turns otherwise waited 0.95-1.4 s for them."""
-        model = load_wordllama()
-        if _pools_like_wordllama(model):
-            _unpadded_tokenizer(model)
+        """Load what a message's first embedding would: wordllama's import (~0.19 s) and
+        its weights (~0.1 s); measured in the Discord burst, where the first turns
+        otherwise waited 0.95-1.4 s for them. Not the unpadded tokenizer copy: only
+        batches of more than PADDED_TEXTS texts (ingest) use it, and it is 37 MB of a
+        bot's resident memory (measured alone) that messages never need."""
+        load_wordllama()
         _set_inline_ready()
 
     async def warm(self) -> None:
         """`warm_sync` in a worker thread (a client calls it at start, while it logs in)."""
         await asyncio.to_thread(self.warm_sync)
+
+    def prewarm(self) -> threading.Thread | None:
+        """Load the model on a daemon thread now, if it is not loaded: for a caller with
+        idle time before its first embedding (the terminal chat while the operator types
+        the first message). A chat's first new message otherwise waited for the load before
+        its first reply: ~300 ms of CPU (the tokenizer ~200 ms, the weights, the import;
+        measured here). A failed load is left to the embedding that needs it, which raises
+        the same error; None when there is nothing to do."""
+        if _model is not None:
+            return None
+
+        def load() -> None:
+            with contextlib.suppress(Exception):
+                load_wordllama()
+
+        thread = threading.Thread(target=load, name="carrier-embedder-load", daemon=True)
+        thread.start()
+        return thread
 
     def embeds_inline(self, texts: Sequence[str]) -> bool:
         """Whether `embed_array` embeds `texts` right here, on the caller's thread: a chat
@@ -153,6 +173,30 @@ def _pools_like_wordllama(model: Any) -> bool:
 
 _unpadded: dict[int, Any] = {}  # id(model) -> a copy of its tokenizer without padding
 
+# Up to this many texts are tokenized by the model's own (padded) tokenizer and the padding
+# cut off; larger batches use the unpadded copy. The copy costs 250 ms of CPU to make
+# (to_str 44 ms + from_str 205 ms, measured here), and a chat's first message paid it
+# before its first reply; padding a few texts to the longest of them costs next to
+# nothing, while a batch of thousands padded to its longest would not.
+PADDED_TEXTS = 8
+
+
+def _token_ids(model: Any, texts: list[str]) -> list[list[int]]:
+    """Each text's token ids, unpadded: what `_unpadded_tokenizer` gives (the same
+    tokenizer, the same ids; padding only appends)."""
+    tokenizer = model.tokenizer
+    padding = getattr(tokenizer, "padding", None)
+    if len(texts) <= PADDED_TEXTS and (padding is None or padding.get("direction") == "right"):
+        encoded = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        if padding is None:
+            return [e.ids for e in encoded]
+        # Right padding: the text's own tokens are the first sum(attention_mask) ids (no
+        # special tokens are added, so every one of them is attended).
+        return [e.ids[: sum(e.attention_mask)] for e in encoded]
+    return [
+        e.ids for e in _unpadded_tokenizer(model).encode_batch_fast(texts, add_special_tokens=False)
+    ]
+
 
 def _unpadded_tokenizer(model: Any) -> Any:
     tokenizer = _unpadded.get(id(model))
@@ -190,8 +234,7 @@ def _embed_fast(model: Any, texts: list[str]) -> Any:
     import numpy as np
 
     table = model.embedding
-    encoded = _unpadded_tokenizer(model).encode_batch_fast(texts, add_special_tokens=False)
-    ids = [e.ids for e in encoded]
+    ids = _token_ids(model, texts)
     lengths = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
     flat = np.fromiter(chain.from_iterable(ids), dtype=np.intp, count=int(lengths.sum()))
     np.clip(flat, 0, table.shape[0] - 1, out=flat)

@@ -54,35 +54,97 @@ def test_the_fast_path_gives_wordllamas_own_vectors_bit_for_bit() -> None:
         assert np.array_equal(ours, theirs)
 
 
-async def test_warm_up_makes_short_texts_inline_only_once_everything_is_loaded(
+async def test_warm_up_makes_short_texts_inline_only_once_the_model_is_loaded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """LocalEmbedder.warm loads the model and the tokenizer copy in a worker thread; short
-    texts are embedded inline only after both, so a message arriving during the warm-up
-    never builds the tokenizer copy on the event loop."""
+    """LocalEmbedder.warm loads the model in a worker thread; short texts are embedded
+    inline only after that, so a message arriving during the warm-up never loads the model
+    on the event loop. Neither the warm-up nor an inline embedding builds the unpadded
+    tokenizer copy (37 MB that only ingest's large batches need)."""
     import asyncio
     import threading
 
     from carrier_cli.llm import embeddings
 
+    assert embeddings.INLINE_TEXTS <= embeddings.PADDED_TEXTS  # inline never needs the copy
     embedder = LocalEmbedder()
-    embeddings.load_wordllama()  # the model itself may be loaded already (other tests)
+    model = embeddings.load_wordllama()  # loaded for real once (other tests may have)
     monkeypatch.setattr(embeddings, "_inline_ready", False)
     monkeypatch.setattr(embeddings, "_unpadded", {})
-    building, release = threading.Event(), threading.Event()
-    copy = embeddings._unpadded_tokenizer
+    loading, release = threading.Event(), threading.Event()
 
-    def slow_copy(model: object) -> object:
-        building.set()
+    def slow_load() -> object:
+        loading.set()
         release.wait(10)
-        return copy(model)
+        return model
 
-    monkeypatch.setattr(embeddings, "_unpadded_tokenizer", slow_copy)
+    monkeypatch.setattr(embeddings, "load_wordllama", slow_load)
     assert not embedder.embeds_inline(["hello"])
     warming = asyncio.create_task(embedder.warm())
-    assert await asyncio.to_thread(building.wait, 10)
-    assert not embedder.embeds_inline(["hello"]), "the model is loaded, the copy is not"
+    assert await asyncio.to_thread(loading.wait, 10)
+    assert not embedder.embeds_inline(["hello"]), "the model is still loading"
     release.set()
     await asyncio.wait_for(warming, 10)
     assert embedder.embeds_inline(["hello"])
-    assert embeddings._unpadded, "the tokenizer copy is made"
+    await embedder.embed_array(["hello"])
+    assert embeddings._unpadded == {}, "no tokenizer copy for the warm-up or a message"
+
+
+def test_a_few_texts_need_no_unpadded_tokenizer_copy_and_get_the_same_vectors() -> None:
+    """A chat message is tokenized by the model's own tokenizer with its padding cut off:
+    copying the tokenizer without padding cost 250 ms of CPU before a chat's first reply.
+    Same ids, so the same vectors bit for bit as through the copy and wordllama's embed."""
+    from carrier_cli.llm import embeddings
+
+    model = embeddings.load_wordllama()
+    embeddings._unpadded.clear()
+    texts = _varied_texts()
+    few = [texts[3], "x" * 3000, "🙂" * 50, "  two  spaces  ", texts[700], "", "."]
+    assert len(few) <= embeddings.PADDED_TEXTS
+    small = LocalEmbedder().embed_sync(few)
+    one = LocalEmbedder().embed_sync(["hello there"])
+    assert embeddings._unpadded == {}  # no copy made
+    theirs = np.asarray(model.embed(few, norm=False), dtype=np.float32)
+    assert np.array_equal(small.view(np.uint32), theirs.view(np.uint32))
+    # Through the unpadded copy (a large batch), the same texts give the same bits.
+    batch = [*few, "hello there", *texts[: embeddings.PADDED_TEXTS]]
+    large = LocalEmbedder().embed_sync(batch)
+    assert embeddings._unpadded != {}
+    assert np.array_equal(large[: len(few)].view(np.uint32), small.view(np.uint32))
+    assert np.array_equal(large[len(few)].view(np.uint32), one[0].view(np.uint32))
+
+
+def test_prewarm_loads_the_model_on_a_thread_once_and_leaves_failures_to_the_embedding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from carrier_cli.llm import embeddings
+
+    monkeypatch.setattr(embeddings, "_model", None)
+    where: list[str] = []
+
+    def load() -> object:
+        where.append(threading.current_thread().name)
+        embeddings._model = object()  # what the real load leaves behind
+        return embeddings._model
+
+    monkeypatch.setattr(embeddings, "load_wordllama", load)
+    thread = LocalEmbedder().prewarm()
+    assert thread is not None and thread.daemon
+    thread.join(10)
+    assert where == ["carrier-embedder-load"]
+    assert LocalEmbedder().prewarm() is None  # loaded: nothing to do
+
+    monkeypatch.setattr(embeddings, "_model", None)
+
+    def broken() -> object:
+        raise RuntimeError("no weights")
+
+    monkeypatch.setattr(embeddings, "load_wordllama", broken)
+    failed: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failed.append)
+    thread = LocalEmbedder().prewarm()
+    assert thread is not None
+    thread.join(10)
+    assert failed == []  # nothing printed from the thread; the embedding will raise it

@@ -4,10 +4,12 @@ The request/response behaviour itself runs on both in test_openai_chat."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 
 import aiohttp
+import httpx2
 import pytest
 
 from carrier_cli.llm import openai_common
@@ -122,3 +124,82 @@ async def test_a_hang_up_before_any_token_is_a_connection_failure_not_a_timeout(
         await model.aclose()
     assert "(timeout)" not in str(info.value)
     assert "connection to" in str(info.value)
+
+
+class _Request:
+    """What aiohttp's connector reads of a request to choose its TLS context."""
+
+    def __init__(self, *, tls: bool, ssl: object = True) -> None:
+        self.ssl = ssl
+        self._tls = tls
+
+    def is_ssl(self) -> bool:
+        return self._tls
+
+
+def _count_tls_contexts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    built: list[object] = []
+    real = httpx2.create_ssl_context
+
+    def counting(*args: object, **kwargs: object) -> ssl.SSLContext | None:
+        context = real(*args, **kwargs)  # type: ignore[arg-type]
+        if context is not None:  # (verify=None builds nothing: the deferring transport's)
+            built.append(context)
+        return context
+
+    monkeypatch.setattr(httpx2, "create_ssl_context", counting)
+    return built
+
+
+async def test_plain_http_never_builds_a_tls_context(
+    model_server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading the CA bundle cost 32 ms of `carrier chat`'s start-up; a model server on
+    http:// (the fake one here, a local Ollama) never needs it."""
+    built = _count_tls_contexts(monkeypatch)
+    model_server.push("hello")
+    model = aiohttp_model(model_server)
+    try:
+        assert await model.complete(MESSAGES, PARAMS) == "hello"
+    finally:
+        await model.aclose()
+    assert built == []
+
+
+async def test_tls_gets_httpx_verified_context_once_at_the_first_tls_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built = _count_tls_contexts(monkeypatch)
+    transport = CarrierAiohttpTransport()
+    assert built == []
+    session = transport.get_client()
+    try:
+        connector = session.connector
+        assert connector is not None
+        assert connector._get_ssl_context(_Request(tls=False)) is None  # type: ignore[attr-defined]
+        assert built == []
+        context = connector._get_ssl_context(_Request(tls=True))  # type: ignore[attr-defined]
+        assert isinstance(context, ssl.SSLContext)
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        reference = httpx2.create_ssl_context()
+        assert context.cert_store_stats() == reference.cert_store_stats()
+        assert context is transport.ssl_context  # built once, then kept
+        assert connector._get_ssl_context(_Request(tls=True)) is context  # type: ignore[attr-defined]
+        assert len(built) == 2  # this transport's one, and the reference above
+        # A request that chose its own TLS (ssl=False: unverified) keeps aiohttp's rule.
+        unverified = connector._get_ssl_context(_Request(tls=True, ssl=False))  # type: ignore[attr-defined]
+        assert unverified is not context and unverified.verify_mode == ssl.CERT_NONE
+    finally:
+        await session.close()
+
+
+@pytest.mark.filterwarnings("ignore:`cert=...` is deprecated:DeprecationWarning")
+def test_a_callers_own_verify_is_applied_at_construction_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built = _count_tls_contexts(monkeypatch)
+    transport = CarrierAiohttpTransport(verify=False)
+    assert len(built) == 1
+    assert transport.ssl_context.verify_mode == ssl.CERT_NONE
+    with pytest.raises(OSError):
+        CarrierAiohttpTransport(verify=True, cert="/nonexistent/cert.pem")

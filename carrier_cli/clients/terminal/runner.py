@@ -52,6 +52,7 @@ def run_chat(
                 # Carrier's console settings either way: replies never turn `:x:` into emoji.
                 console = out() if stdout is sys.stdout else make_console(stdout)
                 startup_gc.resume()  # started: the operator types from here on
+                _prewarm_embedder(runtime)  # ... and the local model loads meanwhile
                 return InteractiveChat(runner, session, options, console).run()
             from carrier_cli.clients.terminal.piped import run_piped
 
@@ -62,6 +63,16 @@ def run_chat(
             return runner.run(run_piped(session, options, stdin, stdout, stderr))
         finally:
             runner.run(_close(runtime))
+
+
+def _prewarm_embedder(runtime: Any) -> None:
+    """Start loading the runtime's local embedding model while the operator types, so the
+    first message's memory search does not wait for it (`LocalEmbedder.prewarm`). Only
+    where there is such idle time: a piped chat's first line is there at once, and one
+    whose message is already embedded (found by its content hash) needs no model."""
+    prewarm = getattr(getattr(getattr(runtime, "store", None), "embedder", None), "prewarm", None)
+    if callable(prewarm):
+        prewarm()
 
 
 def _start_runtime(

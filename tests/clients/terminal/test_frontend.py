@@ -174,3 +174,39 @@ def test_reply_broken_mid_stream_ends_its_line() -> None:
     assert code == 1
     assert out.splitlines() == ["You said:", "You said: next"]
     assert "The connection dropped mid-reply." in err
+
+
+class _Embedder:
+    def __init__(self) -> None:
+        self.prewarmed = 0
+
+    def prewarm(self) -> None:
+        self.prewarmed += 1
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+def test_the_terminal_chat_loads_the_local_embedder_while_the_operator_types(
+    monkeypatch: pytest.MonkeyPatch, interactive: bool
+) -> None:
+    """Interactive: the first message's memory search would otherwise wait ~300 ms CPU for
+    the model. Piped: the first line is there at once, and may need no model at all."""
+    from carrier_cli.clients.terminal import interactive as interactive_module
+
+    runtime = StandInRuntime()
+    embedder = _Embedder()
+    runtime.store.embedder = embedder  # type: ignore[attr-defined]
+
+    async def factory(_: ChatOptions) -> StandInRuntime:
+        return runtime
+
+    monkeypatch.setattr(interactive_module.InteractiveChat, "run", lambda self: 0)
+    code = run_chat(
+        ChatOptions(),
+        runtime_factory=factory,  # type: ignore[arg-type]
+        stdin=io.StringIO("hi\n"),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        interactive=interactive,
+    )
+    assert code == 0
+    assert embedder.prewarmed == (1 if interactive else 0)
