@@ -521,10 +521,11 @@ class SqliteVectorIndex:
 
     def _scored(
         self, query: np.ndarray, filters: IndexFilters, k: int, threshold: float
-    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
         """Scores of the rows the filters select, or of those of them that can be among
-        the top `k` scoring at least `threshold` (a subset's pruned scan), and those rows
-        (None: all rows, in order); None when no row is selected."""
+        the top `k` scoring at least `threshold` (a subset's pruned scan), those rows
+        (None: all rows, in order), and the scores' group maxima for vector_top.top when
+        the scan took them (else None); None when no row is selected."""
         subset = self._subset(filters)
         if subset is not None:
             rows, matrix, pruner = subset
@@ -532,13 +533,13 @@ class SqliteVectorIndex:
                 return None
             chosen = pruner.candidates(matrix, query, k, threshold) if pruner else None
             if chosen is None:
-                return vector_scan.scores(matrix, query), rows
+                return vector_scan.scores(matrix, query), rows, None
             # The bound left the rest out (vector_prune). The runtime's knowledge search
             # at 100k memories (30k rows, bench data), 200 queries alternating in one
             # process: 1.46-1.63 -> 0.66 ms CPU, 0.90-1.06 -> 0.52 ms wall per search.
             if not len(chosen):
                 return None
-            return vector_scan.scores(matrix[chosen], query), rows[chosen]
+            return vector_scan.scores(matrix[chosen], query), rows[chosen], None
         in_room = self._in_room(filters)
         if in_room is not None:
             # The store's same-room dedupe (has_near, every stored message): the room's
@@ -547,19 +548,20 @@ class SqliteVectorIndex:
             # process: 0.30 -> 0.23 ms CPU a search.
             mask = self._mask(filters, rows=in_room)
             rows = in_room if mask is None else in_room[mask]
-            return (self._score_rows(rows, query), rows) if len(rows) else None
+            return (self._score_rows(rows, query), rows, None) if len(rows) else None
         mask = self._mask(filters)
         if mask is None:
-            return self._score_all(query), None
+            scores, maxima = self._score_all_top(query, k)
+            return scores, None, maxima
         selected = int(np.count_nonzero(mask))
         if selected == 0:
             return None
         rows = np.flatnonzero(mask)
         if selected < self.size // 4:  # few rows: score only those
-            return self._score_rows(rows, query), rows
+            return self._score_rows(rows, query), rows, None
         # Score all, keep the selected. (Not -inf for the others: argpartition over
         # thousands of equal values measured 10x slower than over the selection.)
-        return self._score_all(query)[rows], rows
+        return self._score_all(query)[rows], rows, None
 
     def _in_room(self, filters: IndexFilters) -> np.ndarray | None:
         """The rows (ascending) in the filter's room, when it names one with fewer than a
@@ -622,15 +624,31 @@ class SqliteVectorIndex:
     def _score_all(self, query: np.ndarray) -> np.ndarray:
         """Scores of every row, into a buffer reused across searches (valid until the
         next search: callers take what they need before returning)."""
+        return self._score_all_top(query, 0)[0]
+
+    def _score_all_top(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """`_score_all`, and the group maxima vector_top.top needs for the top `k` of all
+        rows (None when it takes the plain path), taken during the scan of the base
+        (vector_scan.scores_and_maxima); grid rows reaching into the tail are maxed
+        after it (a tail is at most FLUSH_ROWS rows in a process that searches)."""
         n, nb = self.size, self.base_count
         if len(self._scratch) < n:
             self._scratch = np.empty(n + n // 8 + 1024, dtype=np.float32)
         out = self._scratch[:n]
-        if nb:
+        grid = vector_top.layout(n, k)
+        maxima: np.ndarray | None = None
+        fused = 0  # grid rows whose maxima the scan took
+        if grid is not None and nb >= grid[1]:
+            fused = min(grid[0], nb // grid[1])
+            maxima = vector_scan.scores_and_maxima(self.base, query, out[:nb], fused, grid[1])
+        elif nb:
             vector_scan.scores(self.base, query, out[:nb])
         if n > nb:
             vector_scan.scores(self.tail[: n - nb], query, out[nb:])
-        return out
+        if maxima is not None and grid is not None and fused < grid[0]:
+            rest = out[fused * grid[1] : grid[0] * grid[1]].reshape(-1, grid[1])
+            np.maximum(maxima, rest.max(axis=0), out=maxima)
+        return out, maxima
 
     def _score_rows(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         return vector_scan.scores(self._gather(rows), query)
@@ -653,10 +671,10 @@ class SqliteVectorIndex:
         scored = self._scored(query, filters, k, threshold)
         if scored is None:
             return []
-        scores, rows = scored
+        scores, rows, maxima = scored
         # Exact top k without partitioning every score (vector_top): 0.2-0.8 ms -> ~0.04
         # ms at 100k rows.
-        top = vector_top.top(scores, k)
+        top = vector_top.top(scores, k, maxima)
         hits = []
         for position in top:
             score = float(scores[position])

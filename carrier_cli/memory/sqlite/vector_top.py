@@ -33,22 +33,39 @@ MIN_SCORES = 8192
 GROUPS_PER_K = 16
 
 
-def top(scores: np.ndarray, k: int) -> np.ndarray:
+def layout(n: int, k: int) -> tuple[int, int] | None:
+    """The grid `top` views n scores as for k hits, (rows, groups), or None when it takes
+    the plain path. The scan computes the group maxima for this grid while each block of
+    scores is still in the cache (vector_scan.scores_and_maxima)."""
+    if k <= 0 or k >= n or n < MIN_SCORES:
+        return None
+    # rows x groups with rows ~ sqrt(n / k): the groups' partition (n / rows values)
+    # and the candidates' (k * rows) then cost about the same.
+    rows = max(8, math.isqrt(n // k))
+    groups = n // rows
+    if groups < GROUPS_PER_K * k:
+        return None
+    return rows, groups
+
+
+def top(scores: np.ndarray, k: int, maxima: np.ndarray | None = None) -> np.ndarray:
     """Positions of the k highest scores (all of them when there are fewer), best first;
-    equal scores by position, and among scores equal to the k-th the lowest positions."""
+    equal scores by position, and among scores equal to the k-th the lowest positions.
+    `maxima`: the group maxima of `layout(len(scores), k)`'s grid, when the scan has
+    taken them already (computed here when None)."""
     n = len(scores)
     if k <= 0 or n == 0:
         return np.zeros(0, dtype=np.intp)
     if k >= n:
         return _ordered(scores, np.arange(n))
-    # rows x groups with rows ~ sqrt(n / k): the groups' partition (n / rows values)
-    # and the candidates' (k * rows) then cost about the same.
-    rows = max(8, math.isqrt(n // k))
-    groups = n // rows
-    if n < MIN_SCORES or groups < GROUPS_PER_K * k:
+    grid_shape = layout(n, k)
+    if grid_shape is None:
         return plain(scores, k)
-    grid = scores[: rows * groups].reshape(rows, groups)
-    maxima = grid.max(axis=0)
+    rows, groups = grid_shape
+    if maxima is None:
+        maxima = scores[: rows * groups].reshape(rows, groups).max(axis=0)
+    elif maxima.shape != (groups,):
+        raise ValueError(f"maxima of {maxima.shape} for a {rows} x {groups} grid")
     kth_max = np.partition(maxima, groups - k)[groups - k]
     if np.isnan(kth_max) or np.isnan(maxima).any():
         return plain(scores, k)
