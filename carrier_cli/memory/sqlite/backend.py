@@ -304,7 +304,7 @@ class SqliteBackend(SqlBackend):
                 # Refresh first while the table keeps moving (another writer between
                 # every search): scanning first would scan twice each time.
                 self._table_moving = (index.rev, index.max_rowid, index.model) != before
-                scored = index.search(vector, k, threshold, filters)
+                scored = index.search(vector, k, threshold, filters)  # (search_rows)
                 found = await _hits(conn, [i for i, _ in scored]) if scored else {}
             if len(found) == len(scored) or attempt == 1:
                 break
@@ -328,24 +328,33 @@ class SqliteBackend(SqlBackend):
         state = index.warm(model)
         if state is None:
             return None
-        scored = index.search(vector, k, threshold, filters)
+        scored = index.search_rows(vector, k, threshold, filters)
         if len(scored) > CHUNK:
             return None
-        ids = {i.hex: i for i, _ in scored}
+        # By rowid, each row's id checked against the index's (checked_hits keeps only the
+        # expected ids): the table's rowid b-tree alone, not the id index and then the
+        # table. A row whose rowid holds another memory counts as missing, and the caller
+        # then searches the slow way, which rebuilds a file that disagrees with the table.
+        named = [(index.id_hex(row), int(index.rowids[row]), score) for row, score in scored]
+        ids = {hexed: uuid.UUID(hexed) for hexed, _, _ in named}
         async with self.quick_read() as conn:
-            sql = reads.checked_ids_sql(len(ids), INDEX_STATE_COLUMNS)
-            rows = (await conn.exec_driver_sql(sql, tuple(ids))).all()
-        now, found = reads.checked_hits(rows, ids)
-        if now != state or len(found) != len(scored):
+            sql = reads.checked_rowids_sql(len(named), INDEX_STATE_COLUMNS)
+            rows = (await conn.exec_driver_sql(sql, tuple(r for _, r, _ in named))).all()
+        now, found = reads.checked_hits(rows, ids, only_known=True)
+        if now != state or len(found) != len(named):
+            if now == state and len(rows) - 1 > len(found):
+                # A rowid held another memory while the table stood where the index does:
+                # the index's rowids are wrong (a damaged file), so rebuild it.
+                index.invalidate(distrust_file=True)
             return None
-        return [SearchHit(memory=found[i], score=s) for i, s in scored]
+        return [SearchHit(memory=found[ids[hexed]], score=s) for hexed, _, s in named]
 
     async def has_near(
         self, vector: np.ndarray, model: str, filters: IndexFilters, *, threshold: float
     ) -> bool:
         async with self._index_read() as conn:
             await self.index.refresh(conn, model)
-            hits = self.index.search(vector, 1, threshold, filters)
+            hits = self.index.search_rows(vector, 1, threshold, filters)
         return bool(hits)
 
     def vectors_changed(self) -> None:

@@ -137,6 +137,7 @@ class SqliteVectorIndex:
         self.kinds = np.zeros(0, dtype=np.int8)
         self.created = np.zeros(0, dtype=np.int64)
         self.unique = np.zeros(0, dtype=bool)
+        self.rowids = np.zeros(0, dtype=np.int64)  # each row's memories.rowid
         self.codes = _Codes()
         self.agents_present: set[int] = set()
 
@@ -328,6 +329,7 @@ class SqliteVectorIndex:
                 records["kind"] = self.kinds[tail]
                 records["unique"] = self.unique[tail]
                 records["created"] = self.created[tail]
+                records["rowid"] = self.rowids[tail]
                 appender = Appender(folder, header, new=False)
                 try:
                     appender.append(
@@ -377,6 +379,7 @@ class SqliteVectorIndex:
         records["kind"] = [_KIND_CODE.get(r[5], 127) for r in rows]
         records["created"] = np.array([r[6] for r in rows], dtype="datetime64[us]").astype(np.int64)
         records["unique"] = [bool(r[7]) for r in rows]
+        records["rowid"] = [r[0] for r in rows]
         return records
 
     async def _load(self, conn: Conn, after: int, upto: int) -> None:
@@ -442,6 +445,7 @@ class SqliteVectorIndex:
             records["kind"] = [_KIND_CODE.get(r["kind"], 127) for _, r in chosen]
             records["created"] = [_epoch_us(r["created_at"]) for _, r in chosen]
             records["unique"] = [bool(r["unique"]) for _, r in chosen]
+            records["rowid"] = [rowid for rowid, _ in chosen]
             vectors = np.stack([np.asarray(r["embedding"], dtype=np.float32) for _, r in chosen])
             self._append_tail(vectors, records)
             self.last_rowid, self.last_id = chosen[-1][0], chosen[-1][1]["id"].hex
@@ -470,12 +474,14 @@ class SqliteVectorIndex:
             self.kinds = _grow(self.kinds, capacity)
             self.created = _grow(self.created, capacity)
             self.unique = _grow(self.unique, capacity)
+            self.rowids = _grow(self.rowids, capacity)
         self.agents[self.size : end] = records["agent"]
         self.rooms[self.size : end] = records["room"]
         self.entities[self.size : end] = records["entity"]
         self.kinds[self.size : end] = records["kind"]
         self.created[self.size : end] = records["created"]
         self.unique[self.size : end] = records["unique"]
+        self.rowids[self.size : end] = records["rowid"]
         agents = records["agent"]
         self.agents_present.update(np.flatnonzero(np.bincount(agents[agents >= 0])).tolist())
         self.size = end
@@ -658,9 +664,24 @@ class SqliteVectorIndex:
         raw = self.base_ids[row] if row < nb else self.tail_ids[row - nb]
         return uuid.UUID(bytes=raw.tobytes())
 
+    def id_hex(self, row: int) -> str:
+        """The memory id of a row of the index, as the table stores it (32 hex digits)."""
+        nb = self.base_count
+        raw = self.base_ids[row] if row < nb else self.tail_ids[row - nb]
+        return raw.tobytes().hex()
+
     def search(
         self, query: np.ndarray, k: int, threshold: float, filters: IndexFilters
     ) -> list[tuple[uuid.UUID, float]]:
+        return [
+            (self._id(row), score) for row, score in self.search_rows(query, k, threshold, filters)
+        ]
+
+    def search_rows(
+        self, query: np.ndarray, k: int, threshold: float, filters: IndexFilters
+    ) -> list[tuple[int, float]]:
+        """`search`'s hits as (row of the index, score): `_id(row)` names the memory and
+        `rowids[row]` is its rowid in the table."""
         n = self.size
         if n == 0 or k <= 0:
             return []
@@ -676,12 +697,10 @@ class SqliteVectorIndex:
         # ms at 100k rows.
         top = vector_top.top(scores, k, maxima)
         hits = []
-        for position in top:
-            score = float(scores[position])
+        for position, score in zip(top.tolist(), scores[top].tolist(), strict=True):
             if score < threshold or score == -np.inf:
                 break
-            row = int(rows[position]) if rows is not None else int(position)
-            hits.append((self._id(row), score))
+            hits.append((int(rows[position]) if rows is not None else position, score))
         return hits
 
 
