@@ -409,8 +409,9 @@ def _table_rowids(path: Path) -> dict[str, int]:
 
 def _assert_rowids(index: vector_index.SqliteVectorIndex, table: dict[str, int]) -> None:
     assert index.size > 0
-    for row in range(index.size):
-        assert int(index.rowids[row]) == table[index.id_hex(row)]
+    hexes, rowids = index.named(list(range(index.size)))
+    assert rowids == [table[hexed] for hexed in hexes]
+    assert hexes == [index._id(row).hex for row in range(index.size)]
 
 
 async def test_every_row_of_the_index_knows_its_rowid(

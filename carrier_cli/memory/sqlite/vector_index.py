@@ -664,11 +664,21 @@ class SqliteVectorIndex:
         raw = self.base_ids[row] if row < nb else self.tail_ids[row - nb]
         return uuid.UUID(bytes=raw.tobytes())
 
-    def id_hex(self, row: int) -> str:
-        """The memory id of a row of the index, as the table stores it (32 hex digits)."""
+    def named(self, rows: Sequence[int]) -> tuple[list[str], list[int]]:
+        """The memory ids (32 hex digits, as the table stores them) and table rowids of
+        rows of the index. A few numpy calls for all of them, not two per row: right
+        after a scan each call costs ~10 us (cold caches), and per row this took ~90 us
+        for ten hits at load 5."""
+        if not rows:
+            return [], []
         nb = self.base_count
-        raw = self.base_ids[row] if row < nb else self.tail_ids[row - nb]
-        return raw.tobytes().hex()
+        at = np.asarray(rows, dtype=np.intp)
+        if at.max() < nb:
+            raw = self.base_ids[at].tobytes()
+        else:
+            raw = b"".join(self._id(row).bytes for row in rows)
+        hexed = raw.hex()
+        return [hexed[i : i + 32] for i in range(0, len(hexed), 32)], self.rowids[at].tolist()
 
     def search(
         self, query: np.ndarray, k: int, threshold: float, filters: IndexFilters
