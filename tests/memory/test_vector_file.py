@@ -315,7 +315,7 @@ async def test_a_row_added_during_the_scan_is_seen(
         await assert_exact(store, agent, memories, unit_vectors(1, 40))
         query = unit_vectors(1, 41)[0]
         new_id = uuid.uuid4().hex
-        scan = index.search
+        scan = index.search_rows  # what every search scans through
         calls: list[int] = []
 
         def scan_then_write(*args: object, **kwargs: object) -> object:
@@ -335,7 +335,7 @@ async def test_a_row_added_during_the_scan_is_seen(
             calls.append(1)
             return found
 
-        monkeypatch.setattr(index, "search", scan_then_write)
+        monkeypatch.setattr(index, "search_rows", scan_then_write)
         [hit] = await store.search(query, agent_id=agent, k=1)
         assert hit.memory.id.hex == new_id and len(calls) == 2
 
@@ -382,14 +382,14 @@ async def test_a_table_that_keeps_moving_is_scanned_once_a_search(
     async with await MemoryStore.open(url) as store, await MemoryStore.open(url) as writer:
         index = store._backend.index  # type: ignore[attr-defined]
         await assert_exact(store, agent, memories, unit_vectors(1, 60))  # warm
-        scan = index.search
+        scan = index.search_rows  # what every search scans through
         scans: list[int] = []
 
         def counted(*args: object, **kwargs: object) -> object:
             scans.append(1)
             return scan(*args, **kwargs)
 
-        monkeypatch.setattr(index, "search", counted)
+        monkeypatch.setattr(index, "search_rows", counted)
         for seed in range(61, 67):
             memories += await add_random(writer, agent, unit_vectors(1, seed), rooms=[])
             query = unit_vectors(1, seed + 100)[0]
@@ -400,3 +400,83 @@ async def test_a_table_that_keeps_moving_is_scanned_once_a_search(
         for seed in range(70, 73):  # standing still: one statement a search again
             await store.search(unit_vectors(1, seed)[0], agent_id=agent, k=5)
         assert len(scans) == 3
+
+
+def _table_rowids(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as db:
+        return {i: r for r, i in db.execute("SELECT rowid, id FROM memories")}
+
+
+def _assert_rowids(index: vector_index.SqliteVectorIndex, table: dict[str, int]) -> None:
+    assert index.size > 0
+    hexes, rowids = index.named(list(range(index.size)))
+    assert rowids == [table[hexed] for hexed in hexes]
+    assert hexes == [index._id(row).hex for row in range(index.size)]
+
+
+async def test_every_row_of_the_index_knows_its_rowid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm search reads its hits by rowid: the rowids must be right whichever way the
+    rows came in (a rebuild, the file mapped, rows this process wrote, rows another one
+    wrote, a tail appended to the file)."""
+    monkeypatch.setattr(vector_index, "FLUSH_ROWS", 30)
+    path = tmp_path / "m.db"
+    url = f"sqlite:///{path}"
+    agent, memories = await _filled(path)
+    with sqlite3.connect(path) as db:  # rowids no longer dense: a gap after a delete
+        db.execute("DELETE FROM memories WHERE id = ?", (memories[5].id.hex,))
+    memories.pop(5)
+    rooms = [m.room_id for m in memories[:3] if m.room_id is not None]
+    async with await MemoryStore.open(url) as store, await MemoryStore.open(url) as other:
+        index = store._backend.index  # type: ignore[attr-defined]
+        await assert_exact(store, agent, memories, unit_vectors(1, 80))  # rebuilt
+        _assert_rowids(index, _table_rowids(path))
+        memories += await add_random(store, agent, unit_vectors(10, 81), rooms=rooms)  # written
+        await assert_exact(store, agent, memories, unit_vectors(1, 82))
+        memories += await add_random(other, agent, unit_vectors(25, 83), rooms=rooms)  # read
+        await assert_exact(store, agent, memories, unit_vectors(2, 84))  # flushed
+        assert index.tail_count < 30
+        _assert_rowids(index, _table_rowids(path))
+    async with await MemoryStore.open(url) as store:  # the file mapped
+        await assert_exact(store, agent, memories, unit_vectors(1, 85))
+        _assert_rowids(store._backend.index, _table_rowids(path))  # type: ignore[attr-defined]
+
+
+async def test_rowids_that_disagree_with_the_table_are_caught_and_rebuilt(
+    tmp_path: Path,
+) -> None:
+    """Damaged rowids inside the committed part, header intact: a warm search by rowid
+    finds other memories than the index names, leaves them out and searches the slow way,
+    which rebuilds the file; the answers stay exact."""
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    before = _header(path)
+    rows = vector_file.directory_for(path) / f"{before.gen}.rows"
+    data = np.fromfile(rows, dtype=vector_file.ROW)
+    data["rowid"] = np.roll(data["rowid"], 1)
+    data.tofile(rows)
+    async with await MemoryStore.open(f"sqlite:///{path}") as store:
+        await store.search(unit_vectors(1, 90)[0], agent_id=agent, k=1)  # maps the file
+        await assert_exact(store, agent, memories, unit_vectors(4, 91))
+    assert _header(path).gen != before.gen
+
+
+async def test_a_format_1_file_is_rebuilt(tmp_path: Path) -> None:
+    """Files written before the rowid was in the records (format 1) are rebuilt once."""
+    path = tmp_path / "m.db"
+    agent, memories = await _filled(path)
+    before = _header(path)
+    folder = vector_file.directory_for(path)
+    body = (
+        (folder / "header")
+        .read_bytes()
+        .rpartition(b"\n")[0]
+        .replace(b'"format": 2', b'"format": 1')
+    )
+    import zlib
+
+    (folder / "header").write_bytes(body + b"\n" + f"{zlib.crc32(body):08x}".encode())
+    assert vector_file.read_header(folder) is None
+    await _check(path, agent, memories)
+    assert _header(path).gen != before.gen

@@ -72,17 +72,23 @@ async def test_top_k_equals_numpy_on_random_vectors(store: MemoryStore) -> None:
     await assert_exact(store, agent, memories, unit_vectors(8, 5))
 
 
+@pytest.mark.parametrize("split", [False, True])
 async def test_top_k_by_group_maxima_equals_numpy(
-    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, split: bool
 ) -> None:
     """The SQLite index takes its top k from the score groups' maxima (vector_top) past
-    8k rows: forced here at 300 rows, with a duplicated best vector (ties at the k-th go
-    to the lowest rows, the order numpy_top's stable sort gives; PostgreSQL orders equal
-    scores its own way)."""
-    from carrier_cli.memory.sqlite import vector_top
+    8k rows, taken during the scan (vector_scan.scores_and_maxima): forced here at 300
+    rows, with a duplicated best vector (ties at the k-th go to the lowest rows, the
+    order numpy_top's stable sort gives; PostgreSQL orders equal scores its own way);
+    `split`: the scan on two threads in blocks of a few grid rows, as at 100k rows."""
+    from carrier_cli.memory.sqlite import vector_scan, vector_top
 
     monkeypatch.setattr(vector_top, "MIN_SCORES", 0)
     monkeypatch.setattr(vector_top, "GROUPS_PER_K", 1)
+    if split:
+        monkeypatch.setattr(vector_scan, "SPLIT_ROWS", 0)
+        monkeypatch.setattr(vector_scan, "SPLIT_VALUES", 0)
+        monkeypatch.setattr(vector_scan, "BLOCK_SCORES", 40)
     async with await MemoryStore.open(f"sqlite:///{tmp_path}/m.db") as store:
         await _exact_with_ties(store)
 
@@ -97,15 +103,22 @@ async def _exact_with_ties(store: MemoryStore) -> None:
     await assert_exact(store, agent, memories, queries)
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("flush_rows", [1, 10_000])
 async def test_top_k_equals_numpy_across_file_and_tail(
-    tmp_path: object, monkeypatch: pytest.MonkeyPatch, flush_rows: int
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, flush_rows: int, grouped: bool
 ) -> None:
     """SQLite: a new process maps the file and reads the rows since into the tail; with
-    FLUSH_ROWS=1 every refresh appends the tail to the file, with 10k it stays a tail."""
-    from carrier_cli.memory.sqlite import vector_index
+    FLUSH_ROWS=1 every refresh appends the tail to the file, with 10k it stays a tail.
+    `grouped`: the top k by group maxima (vector_top), forced at these few rows, whose
+    grid then spans the file and the tail (the scan takes the file's maxima, the grid
+    rows reaching into the tail are maxed after)."""
+    from carrier_cli.memory.sqlite import vector_index, vector_top
 
     monkeypatch.setattr(vector_index, "FLUSH_ROWS", flush_rows)
+    if grouped:
+        monkeypatch.setattr(vector_top, "MIN_SCORES", 0)
+        monkeypatch.setattr(vector_top, "GROUPS_PER_K", 1)
     url = f"sqlite:///{tmp_path}/m.db"
     async with await MemoryStore.open(url) as first:
         agent = await first.ensure_agent("exact")

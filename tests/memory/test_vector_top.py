@@ -63,3 +63,36 @@ def test_minus_infinity_and_nan() -> None:
     assert vector_top.top(scores, 10).tolist() == expected(scores, 10)
     scores[123] = np.nan  # takes the plain path: ranked as argpartition ranks NaN
     assert vector_top.top(scores, 10).tolist() == vector_top.plain(scores, 10).tolist()
+
+
+@pytest.mark.parametrize("n", [8192, 10_007, 100_000, 250_013])
+@pytest.mark.parametrize("k", [1, 10])
+@pytest.mark.parametrize("split", [False, True])
+def test_maxima_taken_by_the_scan_give_the_same_top(
+    n: int, k: int, split: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vector_scan.scores_and_maxima (the group maxima taken block by block during the
+    scan, on one thread or two) gives the scores of a plain matmul and the maxima top
+    would take itself, so the same top k."""
+    from carrier_cli.memory.sqlite import vector_scan
+
+    if split:
+        monkeypatch.setattr(vector_scan, "SPLIT_ROWS", 0)
+        monkeypatch.setattr(vector_scan, "SPLIT_VALUES", 0)
+        monkeypatch.setattr(vector_scan, "BLOCK_SCORES", 1000)  # many blocks, ragged last
+    rng = np.random.default_rng(n + k)
+    matrix = rng.standard_normal((n, 16)).astype(np.float32)
+    query = rng.standard_normal(16).astype(np.float32)
+    grid = vector_top.layout(n, k)
+    assert grid is not None
+    rows, groups = grid
+    out = np.full(n, np.nan, dtype=np.float32)
+    maxima = vector_scan.scores_and_maxima(matrix, query, out, rows, groups)
+    # Equal to a matmul's up to BLAS's rounding (its kernel for a block's last few rows
+    # sums in another order: the last bit, as for the two halves of vector_scan.scores);
+    # the maxima are exactly those of the scores written, which is what top relies on.
+    np.testing.assert_allclose(out, np.matmul(matrix, query), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(maxima, out[: rows * groups].reshape(rows, groups).max(axis=0))
+    assert vector_top.top(out, k, maxima).tolist() == expected(out, k)
+    with pytest.raises(ValueError):
+        vector_top.top(out, k, maxima[:-1])

@@ -88,6 +88,19 @@ def checked_ids_sql(count: int, state: str) -> str:
 
 
 @cache
+def checked_rowids_sql(count: int, state: str) -> str:
+    """`checked_ids_sql` by rowid (parameters: the rowids): a warm search knows its hits'
+    rowids from the vector index, and a lookup by rowid reads the table's b-tree only,
+    not the id index first (10 rows of the 100k bench database: 95-107 vs 135-178 us)."""
+    if not count:
+        return checked_ids_sql(0, state)
+    marks = ", ".join("?" for _ in range(count))
+    return checked_ids_sql(count, state).replace(
+        f"WHERE id IN ({marks})", f"WHERE rowid IN ({marks})", 1
+    )
+
+
+@cache
 def hashes_sql(count: int) -> str:
     """(content_hash, embedding_model, embedding) of the memories with one of `count`
     content hashes. Only content_hash in SQL: with `embedding_model = ?` too, SQLite picks
@@ -202,17 +215,22 @@ async def recent(conn: Any, room_id: uuid.UUID, n: int, kinds: Sequence[str]) ->
 
 
 def checked_hits(
-    rows: Sequence[Sequence[Any]], ids: dict[str, uuid.UUID]
+    rows: Sequence[Sequence[Any]], ids: dict[str, uuid.UUID], *, only_known: bool = False
 ) -> tuple[tuple[int, int], dict[uuid.UUID, Memory]]:
-    """The rows of `checked_ids_sql`: the index state (rev, max rowid) and the hits by id;
-    `ids` are the hits' UUIDs by hex (their rows' ids are not parsed again)."""
+    """The rows of `checked_ids_sql` (or `checked_rowids_sql`): the index state (rev, max
+    rowid) and the hits by id; `ids` are the hits' UUIDs by hex (their rows' ids are not
+    parsed again). `only_known`: rows whose id is not one of `ids` are left out (read by
+    rowid, a row that holds another memory than the index expects)."""
     found: dict[uuid.UUID, Memory] = {}
     state = (0, 0)
     for row in rows:
         if row[10]:
             state = (int(row[0] or 0), int(row[1] or 0))
             continue
-        memory = decode_memory(row, ids.get(row[0]))
+        known = ids.get(row[0])
+        if known is None and only_known:
+            continue
+        memory = decode_memory(row, known)
         found[memory.id] = memory
     return state, found
 

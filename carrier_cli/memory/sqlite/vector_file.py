@@ -6,8 +6,9 @@ Beside `carrier.db` sits a directory `carrier.db-vectors/` holding one *generati
 three append-only files and a header that says how much of them counts:
 
 * `<gen>.vec`: float32 vectors, `count x dim`, row-major (what search multiplies by);
-* `<gen>.rows`: one 40-byte record per vector (`ROW`: memory id, agent/room/entity codes,
-  kind, unique, created_at) for the filters and for naming the hits;
+* `<gen>.rows`: one 48-byte record per vector (`ROW`: memory id, agent/room/entity codes,
+  kind, unique, created_at, rowid) for the filters and for naming the hits (a warm search
+  reads its hit rows by rowid, each row's id checked against the record's);
 * `<gen>.codes`: the 16-byte uuids the codes stand for, in code order;
 * `header`: JSON with a CRC32, replaced atomically (write, fsync, rename): the model,
   dimension, `count` and `codes` (the committed lengths), and where the file stands
@@ -43,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = 1
+# 2: the rowid in each record (format 1 files are rebuilt once, on open).
+FORMAT = 2
 ROW = np.dtype(
     [
         ("id", "V16"),
@@ -54,6 +56,7 @@ ROW = np.dtype(
         ("unique", "u1"),
         ("pad", "V2"),
         ("created", "<i8"),
+        ("rowid", "<i8"),
     ]
 )
 CODE_BYTES = 16

@@ -138,6 +138,7 @@ class SqliteVectorIndex:
         self.kinds = np.zeros(0, dtype=np.int8)
         self.created = np.zeros(0, dtype=np.int64)
         self.unique = np.zeros(0, dtype=bool)
+        self.rowids = np.zeros(0, dtype=np.int64)  # each row's memories.rowid
         self.codes = _Codes()
         self.agents_present: set[int] = set()
 
@@ -329,6 +330,7 @@ class SqliteVectorIndex:
                 records["kind"] = self.kinds[tail]
                 records["unique"] = self.unique[tail]
                 records["created"] = self.created[tail]
+                records["rowid"] = self.rowids[tail]
                 appender = Appender(folder, header, new=False)
                 try:
                     appender.append(
@@ -378,6 +380,7 @@ class SqliteVectorIndex:
         records["kind"] = [_KIND_CODE.get(r[5], 127) for r in rows]
         records["created"] = np.array([r[6] for r in rows], dtype="datetime64[us]").astype(np.int64)
         records["unique"] = [bool(r[7]) for r in rows]
+        records["rowid"] = [r[0] for r in rows]
         return records
 
     async def _load(self, conn: Conn, after: int, upto: int) -> None:
@@ -455,6 +458,7 @@ class SqliteVectorIndex:
             # The store sets every created_at before inserting.
             records["created"] = [_epoch_us(cast(datetime, m.created_at)) for _, m, _ in chosen]
             records["unique"] = [bool(m.unique) for _, m, _ in chosen]
+            records["rowid"] = [rowid for rowid, _, _ in chosen]
             stacked = np.stack([np.asarray(v, dtype=np.float32) for _, _, v in chosen])
             self._append_tail(stacked, records)
             self.last_rowid, self.last_id = chosen[-1][0], chosen[-1][1].id.hex
@@ -483,12 +487,14 @@ class SqliteVectorIndex:
             self.kinds = _grow(self.kinds, capacity)
             self.created = _grow(self.created, capacity)
             self.unique = _grow(self.unique, capacity)
+            self.rowids = _grow(self.rowids, capacity)
         self.agents[self.size : end] = records["agent"]
         self.rooms[self.size : end] = records["room"]
         self.entities[self.size : end] = records["entity"]
         self.kinds[self.size : end] = records["kind"]
         self.created[self.size : end] = records["created"]
         self.unique[self.size : end] = records["unique"]
+        self.rowids[self.size : end] = records["rowid"]
         agents = records["agent"]
         self.agents_present.update(np.flatnonzero(np.bincount(agents[agents >= 0])).tolist())
         self.size = end
@@ -534,10 +540,11 @@ class SqliteVectorIndex:
 
     def _scored(
         self, query: np.ndarray, filters: IndexFilters, k: int, threshold: float
-    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
         """Scores of the rows the filters select, or of those of them that can be among
-        the top `k` scoring at least `threshold` (a subset's pruned scan), and those rows
-        (None: all rows, in order); None when no row is selected."""
+        the top `k` scoring at least `threshold` (a subset's pruned scan), those rows
+        (None: all rows, in order), and the scores' group maxima for vector_top.top when
+        the scan took them (else None); None when no row is selected."""
         subset = self._subset(filters)
         if subset is not None:
             rows, matrix, pruner = subset
@@ -545,13 +552,13 @@ class SqliteVectorIndex:
                 return None
             chosen = pruner.candidates(matrix, query, k, threshold) if pruner else None
             if chosen is None:
-                return vector_scan.scores(matrix, query), rows
+                return vector_scan.scores(matrix, query), rows, None
             # The bound left the rest out (vector_prune). The runtime's knowledge search
             # at 100k memories (30k rows, bench data), 200 queries alternating in one
             # process: 1.46-1.63 -> 0.66 ms CPU, 0.90-1.06 -> 0.52 ms wall per search.
             if not len(chosen):
                 return None
-            return vector_scan.scores(matrix[chosen], query), rows[chosen]
+            return vector_scan.scores(matrix[chosen], query), rows[chosen], None
         in_room = self._in_room(filters)
         if in_room is not None:
             # The store's same-room dedupe (has_near, every stored message): the room's
@@ -560,19 +567,20 @@ class SqliteVectorIndex:
             # process: 0.30 -> 0.23 ms CPU a search.
             mask = self._mask(filters, rows=in_room)
             rows = in_room if mask is None else in_room[mask]
-            return (self._score_rows(rows, query), rows) if len(rows) else None
+            return (self._score_rows(rows, query), rows, None) if len(rows) else None
         mask = self._mask(filters)
         if mask is None:
-            return self._score_all(query), None
+            scores, maxima = self._score_all_top(query, k)
+            return scores, None, maxima
         selected = int(np.count_nonzero(mask))
         if selected == 0:
             return None
         rows = np.flatnonzero(mask)
         if selected < self.size // 4:  # few rows: score only those
-            return self._score_rows(rows, query), rows
+            return self._score_rows(rows, query), rows, None
         # Score all, keep the selected. (Not -inf for the others: argpartition over
         # thousands of equal values measured 10x slower than over the selection.)
-        return self._score_all(query)[rows], rows
+        return self._score_all(query)[rows], rows, None
 
     def _in_room(self, filters: IndexFilters) -> np.ndarray | None:
         """The rows (ascending) in the filter's room, when it names one with fewer than a
@@ -635,15 +643,31 @@ class SqliteVectorIndex:
     def _score_all(self, query: np.ndarray) -> np.ndarray:
         """Scores of every row, into a buffer reused across searches (valid until the
         next search: callers take what they need before returning)."""
+        return self._score_all_top(query, 0)[0]
+
+    def _score_all_top(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """`_score_all`, and the group maxima vector_top.top needs for the top `k` of all
+        rows (None when it takes the plain path), taken during the scan of the base
+        (vector_scan.scores_and_maxima); grid rows reaching into the tail are maxed
+        after it (a tail is at most FLUSH_ROWS rows in a process that searches)."""
         n, nb = self.size, self.base_count
         if len(self._scratch) < n:
             self._scratch = np.empty(n + n // 8 + 1024, dtype=np.float32)
         out = self._scratch[:n]
-        if nb:
+        grid = vector_top.layout(n, k)
+        maxima: np.ndarray | None = None
+        fused = 0  # grid rows whose maxima the scan took
+        if grid is not None and nb >= grid[1]:
+            fused = min(grid[0], nb // grid[1])
+            maxima = vector_scan.scores_and_maxima(self.base, query, out[:nb], fused, grid[1])
+        elif nb:
             vector_scan.scores(self.base, query, out[:nb])
         if n > nb:
             vector_scan.scores(self.tail[: n - nb], query, out[nb:])
-        return out
+        if maxima is not None and grid is not None and fused < grid[0]:
+            rest = out[fused * grid[1] : grid[0] * grid[1]].reshape(-1, grid[1])
+            np.maximum(maxima, rest.max(axis=0), out=maxima)
+        return out, maxima
 
     def _score_rows(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         return vector_scan.scores(self._gather(rows), query)
@@ -653,9 +677,34 @@ class SqliteVectorIndex:
         raw = self.base_ids[row] if row < nb else self.tail_ids[row - nb]
         return uuid.UUID(bytes=raw.tobytes())
 
+    def named(self, rows: Sequence[int]) -> tuple[list[str], list[int]]:
+        """The memory ids (32 hex digits, as the table stores them) and table rowids of
+        rows of the index. A few numpy calls for all of them, not two per row: right
+        after a scan each call costs ~10 us (cold caches), and per row this took ~90 us
+        for ten hits at load 5."""
+        if not rows:
+            return [], []
+        nb = self.base_count
+        at = np.asarray(rows, dtype=np.intp)
+        if at.max() < nb:
+            raw = self.base_ids[at].tobytes()
+        else:
+            raw = b"".join(self._id(row).bytes for row in rows)
+        hexed = raw.hex()
+        return [hexed[i : i + 32] for i in range(0, len(hexed), 32)], self.rowids[at].tolist()
+
     def search(
         self, query: np.ndarray, k: int, threshold: float, filters: IndexFilters
     ) -> list[tuple[uuid.UUID, float]]:
+        return [
+            (self._id(row), score) for row, score in self.search_rows(query, k, threshold, filters)
+        ]
+
+    def search_rows(
+        self, query: np.ndarray, k: int, threshold: float, filters: IndexFilters
+    ) -> list[tuple[int, float]]:
+        """`search`'s hits as (row of the index, score): `_id(row)` names the memory and
+        `rowids[row]` is its rowid in the table."""
         n = self.size
         if n == 0 or k <= 0:
             return []
@@ -666,17 +715,15 @@ class SqliteVectorIndex:
         scored = self._scored(query, filters, k, threshold)
         if scored is None:
             return []
-        scores, rows = scored
+        scores, rows, maxima = scored
         # Exact top k without partitioning every score (vector_top): 0.2-0.8 ms -> ~0.04
         # ms at 100k rows.
-        top = vector_top.top(scores, k)
+        top = vector_top.top(scores, k, maxima)
         hits = []
-        for position in top:
-            score = float(scores[position])
+        for position, score in zip(top.tolist(), scores[top].tolist(), strict=True):
             if score < threshold or score == -np.inf:
                 break
-            row = int(rows[position]) if rows is not None else int(position)
-            hits.append((self._id(row), score))
+            hits.append((int(rows[position]) if rows is not None else position, score))
         return hits
 
 
