@@ -130,7 +130,7 @@ class LocalEmbedder:
 
         def load() -> None:
             with contextlib.suppress(Exception):
-                load_wordllama()
+                self.warm_sync()  # the one warm-up: the model, then inline embedding
 
         thread = threading.Thread(target=load, name="carrier-embedder-load", daemon=True)
         thread.start()

@@ -78,12 +78,17 @@ class TurnHooks:
     remote embedder: `RoomGates.turn(..., intake_is_model_call=True)`); not while it
     waits for the room's earlier turns, and given back as soon as the result is ready,
     before delivery.
+    `on_stored`: called once the message is stored, before the turn waits for its room and
+    slot. Nothing awaits between the two when both are free, so a client that hands in the
+    next message only after this one's `on_stored` has the turns queue for the slot in that
+    order (the Discord catch-up: oldest first however long each took to read its files).
     `on_start`: called when the turn starts (room order and slot obtained). `deliver`:
     awaited with the result while the room is still held; what it raises is raised by
     `handle_message`.
     """
 
     limit: asyncio.Semaphore | None = None
+    on_stored: Callable[[], None] | None = None
     on_start: Callable[[], None] | None = None
     deliver: Callable[[TurnResult], Awaitable[None]] | None = None
     _holding: bool = field(default=False, init=False, repr=False)
@@ -194,6 +199,8 @@ class RoomGates:
                     stored = await intake()
                     gate.arrivals += 1
                     arrival = gate.arrivals
+                    if hooks is not None and hooks.on_stored is not None:
+                        hooks.on_stored()
                     # Only this message can be waiting for the turn lock (it holds intake), so
                     # a free lock is taken at once and the slot is kept for the turn; behind a
                     # running turn the slot goes back while it waits.

@@ -122,6 +122,7 @@ def test_prewarm_loads_the_model_on_a_thread_once_and_leaves_failures_to_the_emb
     from carrier_cli.llm import embeddings
 
     monkeypatch.setattr(embeddings, "_model", None)
+    monkeypatch.setattr(embeddings, "_inline_ready", False)
     where: list[str] = []
 
     def load() -> object:

@@ -371,11 +371,15 @@ class CarrierDiscordBot(discord.Client):
         verdict: Verdict,
         *,
         catch_up: bool = False,
+        on_stored: Callable[[], None] | None = None,
     ) -> asyncio.Task[None]:
         """One task per message, started at once: the runtime keeps each channel's order
         (runtime/rooms.py), runs channels concurrently under the bound on model calls, and
-        stores a channel's next message while its current reply is generated."""
-        task = asyncio.create_task(self._turn(message, inbound, verdict, catch_up=catch_up))
+        stores a channel's next message while its current reply is generated. `on_stored`:
+        called once the message is stored (TurnHooks.on_stored)."""
+        task = asyncio.create_task(
+            self._turn(message, inbound, verdict, catch_up=catch_up, on_stored=on_stored)
+        )
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
         return task
@@ -387,6 +391,7 @@ class CarrierDiscordBot(discord.Client):
         verdict: Verdict,
         *,
         catch_up: bool = False,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         started = time.monotonic()
         channel: Any = message.channel  # where the answer goes: the channel, or a new thread
@@ -450,7 +455,12 @@ class CarrierDiscordBot(discord.Client):
                     # channel reach the runtime first
                     acking = asyncio.create_task(self._ack.add(message, ack))
 
-                hooks = TurnHooks(limit=self._model_slots, on_start=on_start, deliver=deliver)
+                hooks = TurnHooks(
+                    limit=self._model_slots,
+                    on_stored=on_stored,
+                    on_start=on_start,
+                    deliver=deliver,
+                )
                 try:
                     await self.runtime.handle_message(incoming, hooks=hooks)
                 finally:
@@ -786,7 +796,20 @@ class CarrierDiscordBot(discord.Client):
                     await self._mark_answered(message_id, outcome)
                     continue
                 self._posted_before[message.id] = posted
-            tasks.append(self._queue_turn(message, inbound, verdict, catch_up=True))
+            # Oldest first at the model too: the next turn is handed in once this one is
+            # stored and queued for a slot, not while it still reads its files (a slow CDN
+            # download would otherwise let a newer message take the slot first).
+            in_line: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def mark_in_line(in_line: asyncio.Future[None] = in_line) -> None:
+                if not in_line.done():
+                    in_line.set_result(None)
+
+            task = self._queue_turn(
+                message, inbound, verdict, catch_up=True, on_stored=mark_in_line
+            )
+            tasks.append(task)
+            await asyncio.wait({in_line, task}, return_when=asyncio.FIRST_COMPLETED)
         if tasks:
             await asyncio.wait(tasks)
         log.info(

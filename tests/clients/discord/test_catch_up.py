@@ -82,6 +82,45 @@ def test_killed_mid_turn_is_caught_up_once_oldest_first(
     assert "Traceback" not in second.stderr + third.stderr
 
 
+def test_catch_up_is_oldest_first_when_the_older_message_is_slower_to_read(
+    discord: FakeDiscordServer, model: ModelServerProcess, tmp_path: Path
+) -> None:
+    """The older message carries a file that the CDN is slow to serve at catch-up: reading it
+    must not let the newer message take the one model slot first."""
+    character = write_character(tmp_path / "carrier.yaml", respond_only_to_mentions=True)
+    home = tmp_path / "home"
+    first = start_carrier(discord, model.url, home, [character])
+    first.wait_status()
+    model.push(
+        Reply(text=xml_reply("never sent one"), delay=60),
+        Reply(text=xml_reply("never sent two"), delay=60),
+    )
+    notes = discord.add_attachment(
+        "notes.txt", b"Launch at dawn.", "text/plain", channel_id=CHANNELS[0]
+    )
+    older = discord.dispatch_message(
+        f"<@{discord.bot_id}> first question", channel_id=CHANNELS[0], attachments=[notes]
+    )
+    time.sleep(0.05)
+    newer = discord.dispatch_message(f"<@{discord.bot_id}> second question", channel_id=CHANNELS[1])
+    discord.wait_for(
+        lambda: len(model.requests("/v1/chat/completions")) >= 2, what="both turns at the model"
+    )
+    first.process.kill()
+    first.wait_exit(10)
+
+    discord.cdn_delay = 1.5  # the older turn reads its file for 1.5 s; the newer has none
+    model.push(Reply(text=xml_reply("answer one")), Reply(text=xml_reply("answer two")))
+    second = start_carrier(
+        discord, model.url, home, [character], env={"CARRIER_DISCORD_MAX_CONCURRENT_TURNS": "1"}
+    )
+    second.wait_status()
+    discord.wait_for(lambda: second.log_lines("caught up 2 unanswered messages"), what="catch-up")
+    assert replies_to(discord, older) == ["answer one"], second.stderr
+    assert replies_to(discord, newer) == ["answer two"], second.stderr
+    assert second.terminate() == 0
+
+
 def test_turn_cut_off_by_the_grace_period_is_caught_up(
     discord: FakeDiscordServer, model: ModelServerProcess, tmp_path: Path
 ) -> None:

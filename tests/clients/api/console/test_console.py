@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import re
 import subprocess
 import sys
 import time
@@ -328,6 +329,43 @@ def test_markup_in_a_reply_a_message_or_a_memory_runs_nothing(page: Any, stack: 
     time.sleep(0.3)
     assert page.evaluate("() => window.__xss") is None
     assert page.dialogs == [] and page.errors == []
+
+
+def test_a_listing_that_answers_late_does_not_replace_the_search_hits(
+    page: Any, stack: Stack
+) -> None:
+    """The memory page lists the newest memories when it opens; an operator who searches
+    before that listing arrives keeps the hits with their scores."""
+    with stack.rest() as rest:
+        added = rest.post(
+            f"/v1/agents/{AGENT}/memories",
+            json={"kind": "fact", "text": "Ada keeps bees on the roof.", "sender": "u7"},
+        ).json()
+    memory_id = added["memory"]["id"]
+    held: list[Any] = []  # the page's first listing, held back until the search has answered
+
+    def hold_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(re.compile(r"/memories\?"), hold_first)
+    sign_in(page, stack, hash_="#/memory")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the memory page did not list the newest memories"
+    page.fill("#mem-q", "bees")
+    page.press("#mem-q", "Enter")
+    hit = f"#memory-results li[data-id='{memory_id}'] .score"
+    page.wait_for_selector(hit)
+    with page.expect_response(re.compile(r"/memories\?")):
+        held[0].continue_()
+    page.wait_for_timeout(300)  # the listing's answer has been handled by the page
+    assert page.query_selector(hit) is not None, page.inner_text("#memory-results")
+    assert page.errors == []
 
 
 def test_memory_search_with_scores_and_delete(page: Any, stack: Stack) -> None:

@@ -80,7 +80,12 @@ export async function render(root) {
     } catch (error) { li.append(errorBox(error)); }
   }
 
+  // Only the newest search renders: the first listing, still on its way when the operator
+  // searches, must not replace the hits (nor a slow search a newer one).
+  let latest = 0;
+
   async function run() {
+    const mine = ++latest;
     const params = new URLSearchParams();
     if (kind.value) params.append("kind", kind.value);
     if (room.value) params.append("room", room.value);
@@ -97,10 +102,11 @@ export async function render(root) {
         params.append("limit", "30");
         items = (await api(`/v1/agents/${q(agent)}/memories?${params}`)).memories;
       }
+      if (mine !== latest) return;
       clear(results).append(items.length
         ? h("ul", { class: "hits card" }, items.map(item))
         : h("p", { class: "muted" }, "No memories match."));
-    } catch (error) { clear(results).append(errorBox(error)); }
+    } catch (error) { if (mine === latest) clear(results).append(errorBox(error)); }
   }
 
   search.addEventListener("submit", (event) => { event.preventDefault(); run(); });
