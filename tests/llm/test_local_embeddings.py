@@ -1,11 +1,29 @@
-"""The offline embedder (wordllama's bundled weights): bounded input."""
+"""The offline embedder (wordllama's bundled weights): bounded input, and the same vectors
+as wordllama's own loader and embed, bit for bit."""
 
 from __future__ import annotations
+
+import functools
+from typing import Any
 
 import numpy as np
 import pytest
 
 from carrier_cli.llm.embeddings import MAX_EMBED_CHARS, LocalEmbedder
+
+
+@functools.cache
+def wordllamas_own() -> Any:
+    """The model as `WordLlama.load` gives it (Carrier reads the same files without
+    importing wordllama: llm/wordllama_files.py); the reference for every comparison."""
+    import os
+
+    import wordllama
+    from wordllama import WordLlama
+
+    return WordLlama.load(
+        cache_dir=os.path.dirname(wordllama.__file__), disable_download=True, dim=256
+    )
 
 
 def test_a_huge_text_is_embedded_from_its_first_16000_characters() -> None:
@@ -41,8 +59,8 @@ def test_the_fast_path_gives_wordllamas_own_vectors_bit_for_bit() -> None:
     new query's would drift apart between versions."""
     from carrier_cli.llm.embeddings import _pools_like_wordllama, load_wordllama
 
-    model = load_wordllama()
-    assert _pools_like_wordllama(model)  # else the fast path is never taken here
+    assert _pools_like_wordllama(load_wordllama())  # else the fast path is never taken here
+    model = wordllamas_own()
     texts = _varied_texts()
     ours = LocalEmbedder().embed_sync(texts)
     theirs = np.asarray(model.embed(texts, norm=False), dtype=np.float32)
@@ -96,7 +114,8 @@ def test_a_few_texts_need_no_unpadded_tokenizer_copy_and_get_the_same_vectors() 
     Same ids, so the same vectors bit for bit as through the copy and wordllama's embed."""
     from carrier_cli.llm import embeddings
 
-    model = embeddings.load_wordllama()
+    embeddings.load_wordllama()
+    model = wordllamas_own()
     embeddings._unpadded.clear()
     texts = _varied_texts()
     few = [texts[3], "x" * 3000, "🙂" * 50, "  two  spaces  ", texts[700], "", "."]

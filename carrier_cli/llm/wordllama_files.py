@@ -1,0 +1,129 @@
+"""The bundled wordllama model read straight from its two files, without importing wordllama.
+
+A new chat message needs the local model before its memory search, and loading it the
+documented way (`import wordllama` and `WordLlama.load`) cost ~355 ms of CPU before the
+first reply, measured with `-X importtime` and perf_counter on this 2-core machine:
+`import wordllama` ~225 ms (it imports pydantic, requests and urllib3, its trainer and
+model configs, none of which inference uses) and `WordLlama.load` ~130 ms. What inference
+holds (wordllama 0.4, `WordLlamaInference.__init__`) is two things, which this module
+builds the same way from the same files:
+
+- the token table: the safetensors file's `embedding.weight` (32000 x 256, float16 on
+  disk), as a contiguous float32 array;
+- the tokenizer: `Tokenizer.from_file` on the bundled config, then `enable_padding()` and
+  `no_truncation()`.
+
+The safetensors layout is read here (an 8-byte little-endian header length, a JSON header
+naming each tensor's dtype, shape and byte offsets, then the data), so neither
+`safetensors` nor wordllama is imported. Anything unexpected (another wordllama layout, a
+dtype or shape this does not know, a tokenizers release without `encode_batch_fast`)
+returns None, and the caller loads through wordllama as before.
+tests/llm/test_local_embeddings.py checks the table and the vectors against
+`WordLlama.load` bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+WEIGHTS = ("weights", "l2_supercat_256.safetensors")
+TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
+TENSOR = "embedding.weight"
+SHAPE = (32000, 256)  # l2_supercat's vocabulary x the 256-d matryoshka slice
+_DTYPES = {"F16": "<f2", "F32": "<f4"}
+MAX_HEADER = 1 << 20  # a header this large is not the bundled file's (88 bytes)
+
+
+@dataclass(eq=False)
+class BundledModel:
+    """What Carrier's pooling (llm/embeddings.py `_embed_fast`) reads of a loaded wordllama
+    model: the float32 token table and the padded tokenizer; `binary` as wordllama's."""
+
+    embedding: Any
+    tokenizer: Any
+    tokenizer_path: Path
+    binary: bool = False
+
+    def embed(self, texts: str | list[str], norm: bool = False) -> Any:
+        """wordllama's `embed(texts, norm)` for callers of `load_wordllama()` (the
+        Dockerfile's build check): the same vectors, pooled by Carrier's `_embed_fast`."""
+        import numpy as np
+
+        from carrier_cli.llm.embeddings import _embed_fast
+
+        pooled = _embed_fast(self, [texts] if isinstance(texts, str) else list(texts))
+        if norm:  # as wordllama divides (a zero vector gives NaN there too)
+            pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled
+
+    def unpadded_tokenizer(self) -> Any:
+        """The same tokenizer without padding, read from its file again: ~80 ms, where a
+        copy through `to_str`/`from_str` took ~250 ms."""
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        return tokenizer
+
+
+def package_dir() -> Path | None:
+    """wordllama's installed directory, found without running its `__init__`."""
+    spec = find_spec("wordllama")
+    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+    return Path(locations[0]) if locations else None
+
+
+def read_table(path: Path) -> Any:
+    """`embedding.weight` of a safetensors file as contiguous float32 (None if the file is
+    not laid out as expected)."""
+    import numpy as np
+
+    with path.open("rb") as file:
+        head = file.read(8)
+        if len(head) != 8:
+            return None
+        (size,) = struct.unpack("<Q", head)
+        if size > MAX_HEADER:
+            return None
+        header = json.loads(file.read(size))
+        entry = header.get(TENSOR)
+        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
+            return None
+        dtype = np.dtype(_DTYPES[entry["dtype"]])
+        shape = tuple(entry.get("shape") or ())
+        start, end = entry.get("data_offsets") or (0, -1)
+        if shape != SHAPE or end - start != dtype.itemsize * SHAPE[0] * SHAPE[1]:
+            return None
+        file.seek(8 + size + start)
+        data = file.read(end - start)
+    if len(data) != end - start:
+        return None
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(np.float32)
+
+
+def load_bundled() -> BundledModel | None:
+    """The bundled model as wordllama's inference holds it, or None (see the module
+    docstring: the caller then loads through wordllama)."""
+    root = package_dir()
+    if root is None:
+        return None
+    weights, tokenizer_path = root.joinpath(*WEIGHTS), root.joinpath(*TOKENIZER)
+    if not (weights.is_file() and tokenizer_path.is_file()):
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    if not (hasattr(tokenizer, "encode_batch_fast") and hasattr(tokenizer, "to_str")):
+        return None
+    table = read_table(weights)
+    if table is None:
+        return None
+    tokenizer.enable_padding()  # wordllama's inference settings
+    tokenizer.no_truncation()
+    return BundledModel(embedding=table, tokenizer=tokenizer, tokenizer_path=tokenizer_path)
