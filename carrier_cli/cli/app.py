@@ -38,12 +38,37 @@ COMMANDS: list[tuple[str, str, Kind]] = [
 ]
 
 
+# What `carrier --help` lists for each command without importing its module: the first
+# paragraph of its help (tests/cli/test_lazy_commands.py checks these against the built
+# commands, so a changed docstring fails the suite until this follows).
+SUMMARIES: dict[str, str] = {
+    "version": "Show Carrier's version and the Python it runs on.",
+    "chat": "Chat with a character. Type /help inside for commands.",
+    "run": "Serve characters on Discord (and other clients) until SIGINT/SIGTERM.",
+    "serve": "Serve characters over HTTP and WebSocket until SIGINT/SIGTERM.",
+    "usage": "Totals of the recorded model calls (calls, tokens, cost) and, by default or "
+    "with --by day, a bar chart of the days.",
+    "character": "Validate, import, list and create character files.",
+    "keys": "Store API keys and tokens in the system keyring (or a private 0600 file).",
+    "config": "Show and create configuration.",
+    "models": "Show the model Carrier picks (and why) and list the provider's models.",
+    "plugins": "List runtime plugins (actions, providers, evaluators).",
+    "memory": "Search and manage long-term memory and knowledge.",
+    "db": "Create, upgrade, inspect or reset the memory database (SQLite by default, "
+    "PostgreSQL + pgvector with DATABASE_URL).",
+    "instagram": "Publish photos, carousels, Reels and stories to Instagram (Graph API + FTP).",
+    "logs": "Recent model calls with tokens, latency and cost (`carrier logs show ID` for one).",
+    "api-keys": "Keys for Carrier's HTTP API: create (shown once), list, revoke.",
+    "webhooks": "Webhooks: the configured receivers, a signed test delivery, the delivery log.",
+}
+
+
 def _app() -> typer.Typer:
     return app
 
 
 app = typer.Typer(
-    cls=lazy_group(_app, COMMANDS),
+    cls=lazy_group(_app, COMMANDS, SUMMARIES),
     name="carrier",
     help="Carrier: bring an ElizaOS-style character to life in the terminal, on Discord "
     "and on Instagram, with long-term memory.",

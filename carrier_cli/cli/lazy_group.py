@@ -5,18 +5,23 @@ anything: for `carrier chat` that was all 58 commands of 17 modules (their impor
 signatures read, their parameters converted), ~45 ms idle and ~120 ms on a loaded machine,
 of which chat needs one. Here each top-level name maps to the module that defines it, and a
 command is built from the module (exactly as `add_typer`/`register` built it) only when
-click asks for it by name: `carrier chat` builds `chat`; `carrier --help`, completion and
-the "did you mean" suggestion list names from the table, and help builds them all.
+click asks for it by name: `carrier chat` builds `chat`; completion and the "did you mean"
+suggestion list names from the table. `carrier --help` lists each command with the first
+paragraph of its help from a second table (`summaries`), not by building all 16 (~77 ms of
+its ~140 ms in-process, cProfile here, at load 2); tests/cli/test_lazy_commands.py checks
+that the listing is the one the built commands give, so the table cannot drift.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, MutableMapping
+from gettext import gettext as _
 from typing import Any, Literal
 
 import typer
 from typer._click import Command
+from typer._click.utils import make_default_short_help
 from typer.core import TyperGroup
 from typer.main import get_command_from_info, get_group_from_info
 from typer.models import TyperInfo
@@ -58,11 +63,15 @@ class LazyCommands(MutableMapping[str, Command]):
 
 
 def lazy_group(
-    owner: Callable[[], typer.Typer], table: list[tuple[str, str, Kind]]
+    owner: Callable[[], typer.Typer],
+    table: list[tuple[str, str, Kind]],
+    summaries: dict[str, str] | None = None,
 ) -> type[TyperGroup]:
     """A TyperGroup class for `typer.Typer(cls=...)` whose commands are `table`'s:
     (name, module, kind), built with the settings of `owner()` (the Typer app this class
-    is given to) the way Typer builds them."""
+    is given to) the way Typer builds them. `summaries`: name -> the first paragraph of
+    the command's help, what the group's help lists for a command not built yet."""
+    listed = dict(summaries or {})
 
     def build(name: str, module_name: str, kind: Kind) -> Command:
         app = owner()
@@ -96,5 +105,29 @@ def lazy_group(
 
         def list_commands(self, ctx: Any) -> list[str]:
             return list(self.commands)  # names only: TyperGroup's builds every command
+
+        def _short_help(self, ctx: Any, name: str, limit: int) -> str | None:
+            """The command's line in the listing (None: hidden or unknown). A command not
+            built yet whose summary is known gets click's shortening of that summary,
+            which is what the built command gives (click shortens the first paragraph)."""
+            built = getattr(self.commands, "_built", {})
+            if name in listed and name not in built:
+                return make_default_short_help(listed[name], limit)
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                return None
+            return command.get_short_help_str(limit)
+
+        def format_commands(self, ctx: Any, formatter: Any) -> None:
+            """TyperGroup's listing (typer/core.py), its lines from `_short_help`."""
+            names = self.list_commands(ctx)
+            if not names:
+                return
+            limit = formatter.width - 6 - max(map(len, names))
+            rows = [(name, self._short_help(ctx, name, limit)) for name in names]
+            shown = [(name, line) for name, line in rows if line is not None]
+            if shown:
+                with formatter.section(_("Commands")):
+                    formatter.write_dl(shown)
 
     return CarrierGroup
