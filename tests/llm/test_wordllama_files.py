@@ -59,52 +59,22 @@ def _safetensors(path: Path, header: object, data: bytes) -> Path:
 
 
 ROWS, COLS = wordllama_files.SHAPE
-F16_BYTES = ROWS * COLS * 2
+
+
+def _header(
+    tensor: str = "embedding.weight", dtype: str = "F16", cols: int = COLS
+) -> dict[str, object]:
+    size = ROWS * cols * 2
+    return {tensor: {"dtype": dtype, "shape": [ROWS, cols], "data_offsets": [0, size]}}
 
 
 @pytest.mark.parametrize(
     ("header", "data"),
     [
-        (
-            {
-                "embedding.weight": {
-                    "dtype": "BF16",
-                    "shape": [ROWS, COLS],
-                    "data_offsets": [0, F16_BYTES],
-                }
-            },
-            b"",
-        ),
-        (
-            {
-                "embedding.weight": {
-                    "dtype": "F16",
-                    "shape": [ROWS, 128],
-                    "data_offsets": [0, F16_BYTES // 2],
-                }
-            },
-            b"",
-        ),
-        (
-            {
-                "other.weight": {
-                    "dtype": "F16",
-                    "shape": [ROWS, COLS],
-                    "data_offsets": [0, F16_BYTES],
-                }
-            },
-            b"",
-        ),
-        (
-            {
-                "embedding.weight": {
-                    "dtype": "F16",
-                    "shape": [ROWS, COLS],
-                    "data_offsets": [0, F16_BYTES],
-                }
-            },
-            b"\0" * 100,
-        ),
+        (_header(dtype="BF16"), b""),
+        (_header(cols=128), b""),
+        (_header(tensor="other.weight"), b""),
+        (_header(), b"\0" * 100),
     ],
     ids=["unknown dtype", "another shape", "another tensor", "truncated data"],
 )
