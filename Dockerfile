@@ -17,12 +17,13 @@ COPY carrier_cli ./carrier_cli
 RUN pip install . && cd / && rm -rf /src
 
 # Nothing may download at run time: the 256-d wordllama weights and its tokenizer ship
-# inside the wordllama wheel (wordllama/weights, wordllama/tokenizers), and Carrier loads
-# them with disable_download. This loads them once at build time, offline, so an image
-# without them fails to build instead of failing at the first message.
+# inside the wordllama wheel (wordllama/weights, wordllama/tokenizers); Carrier reads those
+# files itself (llm/wordllama_files.py) or loads them through wordllama with
+# disable_download. This loads them once at build time, offline, so an image without them
+# fails to build instead of failing at the first message.
 ENV HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1
-RUN python -c "from carrier_cli.llm.embeddings import load_wordllama; assert load_wordllama().embed(['ok']).shape[-1] == 256" \
+RUN python -c "from carrier_cli.llm.embeddings import LocalEmbedder, load_wordllama; load_wordllama(); assert LocalEmbedder().embed_sync(['ok']).shape[-1] == 256" \
     && carrier --help > /dev/null
 
 # A non-root user owning only its data directory. CARRIER_HOME holds config, SQLite (when

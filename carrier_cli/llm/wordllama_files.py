@@ -49,18 +49,6 @@ class BundledModel:
     tokenizer_path: Path
     binary: bool = False
 
-    def embed(self, texts: str | list[str], norm: bool = False) -> Any:
-        """wordllama's `embed(texts, norm)` for callers of `load_wordllama()` (the
-        Dockerfile's build check): the same vectors, pooled by Carrier's `_embed_fast`."""
-        import numpy as np
-
-        from carrier_cli.llm.embeddings import _embed_fast
-
-        pooled = _embed_fast(self, [texts] if isinstance(texts, str) else list(texts))
-        if norm:  # as wordllama divides (a zero vector gives NaN there too)
-            pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
-        return pooled
-
     def unpadded_tokenizer(self) -> Any:
         """The same tokenizer without padding, read from its file again: ~80 ms, where a
         copy through `to_str`/`from_str` took ~250 ms."""

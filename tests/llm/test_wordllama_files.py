@@ -28,8 +28,6 @@ def test_the_table_and_the_tokenizer_are_wordllamas_own() -> None:
     texts = _varied_texts()[::10]
     ours = [e.ids for e in bundled.tokenizer.encode_batch(texts, add_special_tokens=False)]
     assert ours == [e.ids for e in theirs.tokenize(texts)]
-    for norm in (False, True):  # load_wordllama().embed, as the Dockerfile's check calls it
-        assert np.array_equal(bundled.embed(texts, norm=norm), theirs.embed(texts, norm=norm))
     unpadded = bundled.unpadded_tokenizer()  # ingest's large batches: the padding left off
     assert unpadded.padding is None and unpadded.truncation is None
     assert [e.ids for e in unpadded.encode_batch(texts, add_special_tokens=False)] == [
