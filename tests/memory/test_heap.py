@@ -61,7 +61,9 @@ def test_a_freeze_made_before_the_load_is_left_alone() -> None:
     frozen = gc.get_freeze_count()
     with heap.frozen():
         pass
-    assert gc.get_freeze_count() >= frozen > 0, "the load unfroze a freeze not its own"
+    # An unfreeze empties the permanent generation; frozen objects freed meanwhile (by
+    # this or another thread: the count is of live objects) only shave a few off it.
+    assert gc.get_freeze_count() > frozen // 2 > 0, "the load unfroze a freeze not its own"
 
 
 def test_a_freeze_for_good_during_the_load_survives_its_end() -> None:
