@@ -164,13 +164,15 @@ def _set_inline_ready() -> None:
 
 def _pools_like_wordllama(model: Any) -> bool:
     """Whether `_embed_fast` can stand in for `model.embed(texts, norm=False)`: the plain
-    float32 model (not binarised) with a tokenizer that has `encode_batch_fast`."""
+    model (not binarised) with a tokenizer that has `encode_batch_fast`, its table float32
+    (wordllama's) or float16 (the bundled file's, llm/wordllama_files.py: each gathered
+    row is converted to float32 exactly, so the sums are the same)."""
     tokenizer = getattr(model, "tokenizer", None)
     return (
         not getattr(model, "binary", True)
         and hasattr(tokenizer, "encode_batch_fast")
         and hasattr(tokenizer, "to_str")
-        and getattr(getattr(model, "embedding", None), "dtype", None) == "float32"
+        and getattr(getattr(model, "embedding", None), "dtype", None) in ("float32", "float16")
     )
 
 
@@ -250,11 +252,19 @@ def _embed_fast(model: Any, texts: list[str]) -> Any:
     on a busier machine encode_batch_fast 46.5 us -> this 24.2 us."""
     import numpy as np
 
+    # float32, or the bundled file's float16: numpy converts float16 rows to float32
+    # (exactly) as it assigns or adds them to the float32 sums.
     table = model.embedding
     ids = _token_ids(model, texts)
     lengths = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
     flat = np.fromiter(chain.from_iterable(ids), dtype=np.intp, count=int(lengths.sum()))
     np.clip(flat, 0, table.shape[0] - 1, out=flat)
+    if table.dtype != np.float32 and len(texts) > PADDED_TEXTS:
+        # A batch (ingest): its distinct tokens' rows converted once, and gathered from
+        # that float32 copy (the same values), instead of a conversion per gathered row
+        # (+15-30% CPU a text on 2,000 short texts, measured here).
+        used, flat = np.unique(flat, return_inverse=True)
+        table = table[used].astype(np.float32)
     order = np.argsort(-lengths, kind="stable")  # longest first
     longest_first = lengths[order]
     starts = np.zeros(len(ids), dtype=np.intp)

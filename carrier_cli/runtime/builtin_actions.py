@@ -62,6 +62,14 @@ def always_valid(action: object) -> bool:
     return getattr(type(action), "validate", None) is _Marker.validate
 
 
+def calls_no_model(action: object) -> bool:
+    """Whether running the action is known to call no model: the markers (REPLY, IGNORE,
+    NONE) and SEND_FILE. CONTINUE asks the model for its follow-up, and a plugin's action
+    may do anything, so neither is. The runtime gives the client's slot (a bound on model
+    calls, `TurnHooks`) back before storing the reply when nothing after it needs one."""
+    return type(action) in (_Marker, _SendFile)
+
+
 def builtin_actions() -> list[Action]:
     return [
         _Marker(

@@ -77,7 +77,9 @@ class TurnHooks:
     while its turn runs, and while the message is stored when storing calls a model (a
     remote embedder: `RoomGates.turn(..., intake_is_model_call=True)`); not while it
     waits for the room's earlier turns, and given back as soon as the result is ready,
-    before delivery.
+    before delivery, or earlier: once the reply is generated when nothing after it calls
+    a model (the local embedder stores it, the chosen actions call none;
+    `TurnState.release_slot`).
     `on_stored`: called once the message is stored, before the turn waits for its room and
     slot. Nothing awaits between the two when both are free, so a client that hands in the
     next message only after this one's `on_stored` has the turns queue for the slot in that

@@ -207,3 +207,47 @@ async def test_the_runtime_takes_a_slot_for_storing_only_with_a_remote_embedder(
     limit.release()
     result = await asyncio.wait_for(task, 10)
     assert result.text == "ok" and runtime.room_message_counts
+
+
+@pytest.mark.parametrize(
+    ("remote", "actions", "free_while_storing"),
+    [
+        (False, "REPLY", True),  # nothing after the model call is one: the slot goes back
+        (True, "REPLY", False),  # storing the reply is a remote embedding: a model call
+        (False, "REPLY,CONTINUE", False),  # CONTINUE asks the model once more
+    ],
+)
+async def test_the_slot_goes_back_before_the_reply_is_stored_when_no_model_call_follows(
+    sqlite_store, make_runtime, monkeypatch, remote: bool, actions: str, free_while_storing: bool
+) -> None:
+    """The slot bounds model calls (`discord_max_concurrent_turns`): held through the
+    local embedding and write of the reply, it stretched every hold of the Discord burst
+    by ~3.7 ms of ~64. A model call still to come (a remote embedder, CONTINUE) keeps it."""
+    if remote:
+        sqlite_store.embedder = _RemoteLike(sqlite_store.embedder)
+    limit = asyncio.Semaphore(1)
+    free_at_model_calls: list[int] = []
+
+    def replies(messages: list[object]) -> str:
+        free_at_model_calls.append(limit._value)
+        return reply_xml("ok", actions=actions) if len(free_at_model_calls) == 1 else "more"
+
+    runtime = await make_runtime(sqlite_store, replies)
+    free_at_reply_store: list[int] = []
+    add = sqlite_store.add
+
+    async def recording_add(memory, **kwargs):  # type: ignore[no-untyped-def]
+        if memory.content.get("in_reply_to") and memory.content.get("text") == "ok":
+            free_at_reply_store.append(limit._value)
+        return await add(memory, **kwargs)
+
+    monkeypatch.setattr(sqlite_store, "add", recording_add)
+    result = await asyncio.wait_for(
+        runtime.handle_message(dm("hello", "r1"), hooks=TurnHooks(limit=limit)), 10
+    )
+    assert result.text == "ok"
+    assert free_at_reply_store == [1 if free_while_storing else 0]
+    assert free_at_model_calls[0] == 0, "the reply's model call holds the slot"
+    if "CONTINUE" in actions:
+        assert free_at_model_calls[1:] == [0], "so does the follow-up's"
+    assert limit._value == 1, "given back in the end"

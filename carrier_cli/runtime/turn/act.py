@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from carrier_cli.memory.types import Memory, MemoryKind
+from carrier_cli.runtime.builtin_actions import calls_no_model
 from carrier_cli.runtime.outgoing import MAX_EMBEDS, MAX_FILE_BYTES, MAX_FILES, ActionOutput
 from carrier_cli.runtime.turn.ids import reply_id
 from carrier_cli.runtime.turn.state import TurnDeps, TurnState
@@ -52,6 +53,19 @@ async def store_reply(deps: TurnDeps, turn: TurnState, result: TurnResult) -> No
     ctx.reply = await asyncio.shield(deps.store.add(reply, embed=True, dedupe=False))
     result.text = parsed.text
     result.reply_id = ctx.reply.id
+
+
+def no_model_call_left(deps: TurnDeps, turn: TurnState) -> bool:
+    """Whether the rest of the turn (storing the reply with the local embedder, then the
+    chosen actions) calls no model: every action `run_actions` would run is known to call
+    none (`calls_no_model`). Then the client's slot can go back before the reply is
+    stored (`TurnState.release_slot`)."""
+    offered_ids = {id(a) for a in turn.offered}
+    for name in turn.ctx.actions:
+        action = deps.find_action(name)
+        if action is not None and id(action) in offered_ids and not calls_no_model(action):
+            return False
+    return True
 
 
 async def run_actions(deps: TurnDeps, turn: TurnState, result: TurnResult) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -102,6 +103,10 @@ class TurnState:
     # is random on every call. None: act.store_reply computes it (callers building a
     # TurnState by hand).
     reply_id: uuid.UUID | None = None
+    # Gives the client's slot back (TurnHooks.release) once no model call is left in the
+    # turn; None: the slot is kept to the end (no hooks, or a remote embedder, for which
+    # storing the reply is a model call).
+    release_slot: Callable[[], None] | None = None
 
     @property
     def timings(self) -> dict[str, float]:
