@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -152,15 +150,6 @@ def peer_available() -> str | None:
     return None
 
 
-def wordllamas_own() -> Any:
-    import wordllama
-    from wordllama import WordLlama
-
-    return WordLlama.load(
-        cache_dir=os.path.dirname(wordllama.__file__), disable_download=True, dim=256
-    )
-
-
 def peer_ingest(
     texts: list[str], folder: Path, *, carriers_embedder: bool = False
 ) -> tuple[float, float]:
@@ -168,7 +157,7 @@ def peer_ingest(
     import numpy as np
     import sqlite_vec
 
-    from carrier_cli.llm.embeddings import LocalEmbedder
+    from carrier_cli.llm.embeddings import LocalEmbedder, load_through_wordllama
 
     # wordllama loaded and called as a plain script would (`WordLlama.load`, its own
     # `embed`): the peer of goal 5. Not `load_wordllama()`: Carrier reads the model's
@@ -176,7 +165,7 @@ def peer_ingest(
     # LocalEmbedder reaches the same vectors bit for bit by a cheaper path;
     # `carriers_embedder` gives the peer that path too, a second line that shows how
     # much of the ratio is the embedding and how much the storing.
-    embed = LocalEmbedder().embed_sync if carriers_embedder else wordllamas_own().embed
+    embed = LocalEmbedder().embed_sync if carriers_embedder else load_through_wordllama().embed
     conn = apsw.Connection(str(folder / "peer.db"))
     conn.enable_load_extension(True)
     conn.load_extension(sqlite_vec.loadable_path())

@@ -39,7 +39,7 @@ COMMANDS: list[tuple[str, str, Kind]] = [
 
 
 # What `carrier --help` lists for each command without importing its module: the first
-# paragraph of its help (tests/cli/test_lazy_commands.py checks these against the built
+# paragraph of its help (tests/cli/test_app.py checks these against the built
 # commands, so a changed docstring fails the suite until this follows).
 SUMMARIES: dict[str, str] = {
     "version": "Show Carrier's version and the Python it runs on.",

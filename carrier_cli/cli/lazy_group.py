@@ -8,7 +8,7 @@ command is built from the module (exactly as `add_typer`/`register` built it) on
 click asks for it by name: `carrier chat` builds `chat`; completion and the "did you mean"
 suggestion list names from the table. `carrier --help` lists each command with the first
 paragraph of its help from a second table (`summaries`), not by building all 16 (~77 ms of
-its ~140 ms in-process, cProfile here, at load 2); tests/cli/test_lazy_commands.py checks
+its ~140 ms in-process, cProfile here, at load 2); tests/cli/test_app.py checks
 that the listing is the one the built commands give, so the table cannot drift.
 """
 
@@ -61,6 +61,9 @@ class LazyCommands(MutableMapping[str, Command]):
     def __contains__(self, name: object) -> bool:
         return name in self._builders
 
+    def is_built(self, name: str) -> bool:
+        return name in self._built
+
 
 def lazy_group(
     owner: Callable[[], typer.Typer],
@@ -110,8 +113,8 @@ def lazy_group(
             """The command's line in the listing (None: hidden or unknown). A command not
             built yet whose summary is known gets click's shortening of that summary,
             which is what the built command gives (click shortens the first paragraph)."""
-            built = getattr(self.commands, "_built", {})
-            if name in listed and name not in built:
+            lazy = self.commands
+            if name in listed and isinstance(lazy, LazyCommands) and not lazy.is_built(name):
                 return make_default_short_help(listed[name], limit)
             command = self.get_command(ctx, name)
             if command is None or command.hidden:

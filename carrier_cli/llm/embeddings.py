@@ -64,17 +64,8 @@ def load_wordllama() -> Any:
             if _model is None:
                 _model = _load_bundled_or_none()
             if _model is None:
-                import os
-
-                import wordllama
-                from wordllama import WordLlama
-
                 try:
-                    _model = WordLlama.load(
-                        cache_dir=os.path.dirname(wordllama.__file__),
-                        disable_download=True,
-                        dim=LOCAL_DIMENSION,
-                    )
+                    _model = load_through_wordllama()
                 except Exception as exc:  # pragma: no cover - broken installation
                     raise RuntimeFailure(
                         f"Could not load the local embedding model (wordllama): {exc}.",
@@ -82,6 +73,22 @@ def load_wordllama() -> Any:
                         "wordllama), or set embedding_provider to openai or ollama.",
                     ) from exc
     return _model
+
+
+def load_through_wordllama() -> Any:
+    """The bundled model as wordllama itself loads it (`WordLlama.load`, offline): the
+    fallback of `load_wordllama`, and the reference the tests and the ingest bench's peer
+    compare with."""
+    import os
+
+    import wordllama
+    from wordllama import WordLlama
+
+    return WordLlama.load(
+        cache_dir=os.path.dirname(wordllama.__file__),
+        disable_download=True,
+        dim=LOCAL_DIMENSION,
+    )
 
 
 class LocalEmbedder:
@@ -109,9 +116,10 @@ class LocalEmbedder:
         return pooled
 
     def warm_sync(self) -> None:
-        """Load what a message's first embedding would: wordllama's import (~0.19 s) and
-        its weights (~0.1 s); measured in the Discord burst, where the first turns
-        otherwise waited 0.95-1.4 s for them. Not the unpadded tokenizer copy: only
+        """Load what a message's first embedding would: the tokenizer (~0.1 s of CPU) and
+        the token table (llm/wordllama_files.py); in the Discord burst the first turns
+        otherwise waited 0.95-1.4 s for the load (measured when it still went through
+        wordllama's import, ~0.36 s of CPU). Not the unpadded tokenizer copy: only
         batches of more than PADDED_TEXTS texts (ingest) use it, and it is 37 MB of a
         bot's resident memory (measured alone) that messages never need."""
         load_wordllama()
@@ -125,9 +133,9 @@ class LocalEmbedder:
         """Load the model on a daemon thread now, if it is not loaded: for a caller with
         idle time before its first embedding (the terminal chat while the operator types
         the first message). A chat's first new message otherwise waited for the load before
-        its first reply: ~300 ms of CPU (the tokenizer ~200 ms, the weights, the import;
-        measured here). A failed load is left to the embedding that needs it, which raises
-        the same error; None when there is nothing to do."""
+        its first reply: ~150 ms of CPU (the tokenizer ~100 ms of it; measured here). A
+        failed load is left to the embedding that needs it, which raises the same error;
+        None when there is nothing to do."""
         if _model is not None:
             return None
 
@@ -204,9 +212,9 @@ def _token_ids(model: Any, texts: list[str]) -> list[list[int]]:
 
 
 def _load_bundled_or_none() -> Any:
-    """The model read from wordllama's files without importing wordllama (~250 ms of CPU
-    less before a new chat message's first reply: llm/wordllama_files.py), or None to
-    load it through wordllama."""
+    """The model read from wordllama's files without importing wordllama (~150 ms of CPU
+    where wordllama's import and load took ~360: llm/wordllama_files.py), or None to load
+    it through wordllama."""
     from carrier_cli.llm.wordllama_files import load_bundled
 
     try:

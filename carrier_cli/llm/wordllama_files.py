@@ -23,8 +23,8 @@ naming each tensor's dtype, shape and byte offsets, then the data), so neither
 `safetensors` nor wordllama is imported. Anything unexpected (another wordllama layout, a
 dtype or shape this does not know, a tokenizers release without `encode_batch_fast`)
 returns None, and the caller loads through wordllama as before.
-tests/llm/test_local_embeddings.py checks the table and the vectors against
-`WordLlama.load` bit for bit.
+tests/llm/test_wordllama_files.py and test_local_embeddings.py check the table, the
+token ids and the vectors against `WordLlama.load` bit for bit.
 """
 
 from __future__ import annotations
@@ -60,12 +60,21 @@ class BundledModel:
     def unpadded_tokenizer(self) -> Any:
         """The same tokenizer without padding, read from its file again: ~80 ms, where a
         copy through `to_str`/`from_str` took ~250 ms."""
-        from tokenizers import Tokenizer
+        return read_tokenizer(self.tokenizer_path, padded=False)
 
-        tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
+
+def read_tokenizer(path: Path, *, padded: bool) -> Any:
+    """The tokenizer file with wordllama's inference settings (`padded`: padding on, as
+    `WordLlamaInference` sets it) or without padding; never truncated."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    if padded:
+        tokenizer.enable_padding()
+    else:
         tokenizer.no_padding()
-        tokenizer.no_truncation()
-        return tokenizer
+    tokenizer.no_truncation()
+    return tokenizer
 
 
 def package_dir() -> Path | None:
@@ -117,14 +126,10 @@ def load_bundled() -> BundledModel | None:
     weights, tokenizer_path = root.joinpath(*WEIGHTS), root.joinpath(*TOKENIZER)
     if not (weights.is_file() and tokenizer_path.is_file()):
         return None
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    if not (hasattr(tokenizer, "encode_batch_fast") and hasattr(tokenizer, "to_str")):
-        return None
-    table = read_table(weights)
+    table = read_table(weights)  # first: ~1 ms to refuse, where the tokenizer takes ~100
     if table is None:
         return None
-    tokenizer.enable_padding()  # wordllama's inference settings
-    tokenizer.no_truncation()
+    tokenizer = read_tokenizer(tokenizer_path, padded=True)
+    if not (hasattr(tokenizer, "encode_batch_fast") and hasattr(tokenizer, "to_str")):
+        return None
     return BundledModel(embedding=table, tokenizer=tokenizer, tokenizer_path=tokenizer_path)

@@ -20,9 +20,8 @@ remote embedder, as the Discord bot's bound on model calls always covered it; th
 embedder is ~0.3 ms of CPU in this process, and a slot held for it lengthened every
 turn's hold from ~60 to 65-73 ms in the Discord burst), which a message waiting behind its
 room's running turn gives back, so a busy room cannot sit on the slots while other rooms
-wait; a
-callback when the turn starts (a typing indicator, the turn's clock: time spent queued is
-not the turn's); and the delivery of the result while the room is still held, so replies
+wait; a callback when the turn starts (a typing indicator, the turn's clock: time spent
+queued is not the turn's); and the delivery of the result while the room is still held, so replies
 in one room go out in the order of the messages, not in the order their generation
 happened to finish.
 

@@ -16,14 +16,9 @@ from carrier_cli.llm.embeddings import MAX_EMBED_CHARS, LocalEmbedder
 def wordllamas_own() -> Any:
     """The model as `WordLlama.load` gives it (Carrier reads the same files without
     importing wordllama: llm/wordllama_files.py); the reference for every comparison."""
-    import os
+    from carrier_cli.llm.embeddings import load_through_wordllama
 
-    import wordllama
-    from wordllama import WordLlama
-
-    return WordLlama.load(
-        cache_dir=os.path.dirname(wordllama.__file__), disable_download=True, dim=256
-    )
+    return load_through_wordllama()
 
 
 def test_a_huge_text_is_embedded_from_its_first_16000_characters() -> None:
