@@ -25,18 +25,23 @@ with its bytecode, never pays).
     .venv/bin/python bench/chat_bench.py --quick   # 2 starts, 10 piped turns, 5 pty turns
     .venv/bin/python bench/chat_bench.py --startup-only --starts 9
     .venv/bin/python bench/chat_bench.py --startup-only --attribute   # + the imports' CPU
+    .venv/bin/python bench/chat_bench.py --startup-only --phases      # + where Carrier's goes
     .venv/bin/python bench/chat_bench.py --startup-only --novel  # a new message each start
 
 `--attribute` adds the CPU of the imports that decide the start-up, each measured in fresh
-interpreters after what Carrier imports before it (median of `--starts` runs): `openai`,
-which `llm` pays too, and the storage stack and numpy, which only Carrier pays. Start-up is
-~90% imports (cProfile of a whole start: 1.48 of 1.61 s), so these lines say how much of
-the gap to `llm` each one is.
+interpreters after what Carrier imports before it (median of `--starts` runs): `openai` and
+numpy, which `llm` pays too (sqlite_utils imports numpy when it is installed), SQLAlchemy
+and the schema, which only Carrier pays, and `llm`'s own modules, which only `llm` pays.
+Start-up is ~90% imports (cProfile of a whole start: 1.48 of 1.61 s), so these lines say
+how much of the gap to `llm` each one is. `--phases` adds Carrier's start-up CPU phase by
+phase (bench/chat_phases.py), where each import lands in the step that first needs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import math
 import os
 import shutil
@@ -219,7 +224,8 @@ def pty_first_text(env: dict[str, str], turns: int) -> list[float]:
 
 
 # (label, imported first and not counted, measured): Carrier's order is the CLI, then the
-# store (numpy, SQLAlchemy, the schema), then the chat model (openai).
+# store (numpy, SQLAlchemy, the schema), then the chat model (openai). `llm` imports numpy
+# too: sqlite_utils imports it whenever it is installed, as it is beside Carrier.
 ATTRIBUTED = (
     ("openai (llm too)", "import carrier_cli.memory.store", "import openai"),
     (
@@ -228,8 +234,11 @@ ATTRIBUTED = (
         "import numpy",
         "import carrier_cli.memory.async_engine, carrier_cli.memory.schema",
     ),
-    ("numpy (Carrier)", "", "import numpy"),
+    ("numpy (llm too, via sqlite_utils)", "", "import numpy"),
 )
+# What only `llm` pays beside openai and numpy (its CLI, click, pluggy, sqlite_utils); run
+# in the Python that has llm, when that is this one.
+LLM_ONLY = ("llm, click, sqlite_utils (llm)", "import numpy, openai", "import llm.cli")
 
 IMPORT_CPU = """
 import time
@@ -255,9 +264,32 @@ def import_cpu(env: dict[str, str], before: str, measured: str, runs: int) -> fl
 
 
 def report_imports(env: dict[str, str], runs: int) -> None:
-    for label, before, measured in ATTRIBUTED:
+    attributed = list(ATTRIBUTED)
+    if importlib.util.find_spec("llm") is not None:
+        attributed.append(LLM_ONLY)
+    for label, before, measured in attributed:
         cpu = import_cpu(env, before, measured, runs)
         print(f"{'  import ' + label:42} CPU {cpu:5.0f} ms   (n={runs})")
+
+
+def report_phases(env: dict[str, str], runs: int) -> None:
+    """Median CPU of each start-up phase (bench/chat_phases.py), in the order they ran."""
+    script = str(Path(__file__).with_name("chat_phases.py"))
+    runs_phases: list[dict[str, float]] = []
+    for i in range(runs):
+        done = subprocess.run(
+            [sys.executable, script, "--room", f"phases{i}"],
+            input="hi\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        line = next(x for x in done.stderr.splitlines() if x.startswith("PHASES "))
+        runs_phases.append(json.loads(line.removeprefix("PHASES ")))
+    for name in runs_phases[0]:
+        cpu = statistics.median(p.get(name, 0.0) for p in runs_phases)
+        print(f"{'  phase: ' + name:42} CPU {cpu:5.0f} ms   (n={runs})")
 
 
 def _report(label: str, samples: list[float]) -> None:
@@ -278,6 +310,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--attribute", action="store_true", help="also the CPU of the imports that decide it"
+    )
+    parser.add_argument(
+        "--phases", action="store_true", help="also Carrier's start-up CPU phase by phase"
     )
     args = parser.parse_args()
     starts, turns, pty_turns = (2, 10, 5) if args.quick else (5, 60, 20)
@@ -308,6 +343,8 @@ def main() -> None:
             print("  llm is not installed: its start-up is skipped (pip install llm)")
         if args.attribute:
             report_imports(env, starts)
+        if args.phases:
+            report_phases(env, starts)
         print(f"{'  load average (1, 5, 15 min)':42} {os.getloadavg()}")
         if args.startup_only:
             return
