@@ -267,6 +267,14 @@ def _embed_fast(model: Any, texts: list[str]) -> Any:
     lengths = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
     flat = np.fromiter(chain.from_iterable(ids), dtype=np.intp, count=int(lengths.sum()))
     np.clip(flat, 0, table.shape[0] - 1, out=flat)
+    if len(texts) == 1:
+        # One text (a message, a reply, a query): its token rows summed in one reduce
+        # over the token axis, which numpy adds row after row in float32 (the rows are
+        # contiguous and the sum runs across them, so no pairwise summation): the same
+        # additions in the same order as the loop below, without its numpy call per token
+        # (tests/llm/test_local_embeddings.py checks every varied text alone, bit for bit).
+        total = np.add.reduce(table[flat], axis=0, dtype=np.float32)
+        return (total / np.float32(max(len(flat), 1)))[None, :]
     if table.dtype != np.float32 and len(texts) > PADDED_TEXTS:
         # A batch (ingest): its distinct tokens' rows converted once, and gathered from
         # that float32 copy (the same values), instead of a conversion per gathered row

@@ -67,6 +67,17 @@ def test_the_fast_path_gives_wordllamas_own_vectors_bit_for_bit() -> None:
         assert np.array_equal(ours, theirs)
 
 
+def test_each_text_alone_gives_wordllamas_own_vector_bit_for_bit() -> None:
+    """One text at a time is how a turn embeds (its message, its reply, a query): that
+    path sums the text's token rows in one reduce, and must give wordllama's bits too."""
+    model = wordllamas_own()
+    embedder = LocalEmbedder()
+    for text in _varied_texts():
+        ours = embedder.embed_sync([text])
+        theirs = np.asarray(model.embed([text], norm=False), dtype=np.float32)
+        assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32)), repr(text[:40])
+
+
 async def test_warm_up_makes_short_texts_inline_only_once_the_model_is_loaded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
