@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from carrier_cli.memory.async_engine import AsyncEngine
     from carrier_cli.memory.calls import GroupBy
+    from carrier_cli.memory.failures import StorageFailure
     from carrier_cli.memory.rows import IndexFilters, InsertExtra
     from carrier_cli.memory.sql import StoredModel
     from carrier_cli.memory.types import Entity, Memory, Room, SearchHit
@@ -57,6 +58,10 @@ class MemoryBackend(Protocol):
 
     # -- opening and closing, connections
     async def close(self) -> None: ...
+    def storage_failure(self, exc: BaseException, url: str) -> StorageFailure | None:
+        """What a driver error (or one wrapping it) means for the operator, or None."""
+        ...
+
     def write(self) -> AbstractAsyncContextManager[Any]: ...
     def read(self) -> AbstractAsyncContextManager[Any]: ...
     async def run_write(self, work: Callable[[Connection], T]) -> T: ...

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from carrier_cli.llm.base import Embedder
     from carrier_cli.memory.async_engine import AsyncEngine
     from carrier_cli.memory.backend import MemoryBackend
+    from carrier_cli.memory.failures import StorageFailure
 
 DEDUPE_THRESHOLD = 0.95
 
@@ -153,6 +154,13 @@ class MemoryStore(UsageRecords):
     @property
     def masked_url(self) -> str:
         return mask_url(self.url)
+
+    def explain(self, exc: BaseException) -> StorageFailure | None:
+        """What `exc` means for the operator as a storage failure, or None when it is not
+        one. Statements' errors are StorageFailures already (the engines' hook); a few
+        driver errors get past the hook (a rollback or a connection lost between
+        statements), and this names those too, with this store's URL."""
+        return self._backend.storage_failure(exc, self.url)
 
     # ------------------------------------------------------------------ agents, entities, rooms
     async def ensure_agent(self, name: str, agent_id: uuid.UUID | None = None) -> uuid.UUID:

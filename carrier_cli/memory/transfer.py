@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 from sqlalchemy import select
 
-from carrier_cli.errors import InputError
+from carrier_cli.errors import CarrierError, InputError
 from carrier_cli.memory.failures import StorageFailure
 from carrier_cli.memory.overlap import Overlapped
 from carrier_cli.memory.records import (
@@ -261,6 +261,16 @@ async def import_jsonl(
             await _apply(store, parsed, report, progress)
     except StorageFailure as failure:
         raise _interrupted(failure, source, report, memories) from failure
+    except CarrierError:
+        raise
+    except Exception as exc:
+        # A driver error that got past the engine's hook (raised outside a statement; seen
+        # once in CI when every backend of an import was killed) is a storage failure too:
+        # reported with how far the import got, not at the command line without it.
+        explained = store.explain(exc)
+        if explained is None:
+            raise
+        raise _interrupted(explained, source, report, memories) from exc
     return report
 
 

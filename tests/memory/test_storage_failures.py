@@ -207,6 +207,87 @@ def test_postgres_killed_mid_import_says_how_far_and_a_rerun_completes(
     assert asyncio.run(_count_and_kill(url, kill=False)) == total
 
 
+async def _driver_error_of_a_killed_connection(url: str) -> BaseException:
+    """What asyncpg raises on a connection whose backend was terminated: a real one."""
+    import asyncpg
+
+    from tests.support.postgres import _asyncpg_dsn
+
+    victim = await asyncpg.connect(_asyncpg_dsn(url))
+    killer = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await killer.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
+        for _ in range(100):  # until the termination reaches the victim's socket
+            try:
+                await victim.fetchval("SELECT 1")
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+                return error
+            await asyncio.sleep(0.01)
+        raise AssertionError("the terminated connection kept answering")
+    finally:
+        await killer.close()
+        victim.terminate()
+
+
+@pytest.mark.postgres
+async def test_a_driver_error_that_escapes_the_engines_hook_still_says_how_far_the_import_got(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean-clone CI run (2026-12-07) saw the killed-mid-import test above end with the
+    bare "The PostgreSQL server closed the connection (the PostgreSQL database: ...)": a
+    driver error raised outside a statement is not turned into a StorageFailure by the
+    engine's hook, so the import let it through without how far it got, and the command
+    line named it (memory.backends.escaped_failure). Its text was asyncpg's for a killed
+    connection ("connection was closed in the middle of operation: terminating connection
+    due to administrator command"). Killing backends cannot aim at the moment it escapes
+    (40 targeted kill runs here never did), so the second batch's insert raises that real
+    asyncpg error, unwrapped, as the escape did."""
+    from carrier_cli.memory.failures import StorageFailure
+    from carrier_cli.memory.store import MemoryStore
+    from carrier_cli.memory.transfer import import_jsonl
+
+    escaped = await _driver_error_of_a_killed_connection(postgres_url)
+    total, agent = 1500, str(uuid.UUID(int=7))  # three batches of 500
+    lines = ['{"type":"header","format":"carrier-memory","version":1}'] + [
+        json.dumps(
+            {
+                "type": "memory",
+                "id": str(uuid.UUID(int=90_000 + i)),
+                "agent_id": agent,
+                "kind": "fact",
+                "content": {"text": f"fact number {i} about the pump in room {i % 97}"},
+            }
+        )
+        for i in range(total)
+    ]
+    store = await MemoryStore.open(postgres_url)
+    try:
+        backend = store._backend
+        real_insert = backend.insert_memories
+        calls = 0
+
+        async def insert_then_lose_the_connection(*args: object, **kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise escaped
+            return await real_insert(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(backend, "insert_memories", insert_then_lose_the_connection)
+        with pytest.raises(StorageFailure) as caught:
+            await import_jsonl(store, lines, source="export.jsonl")
+    finally:
+        await store.close()
+    failure = caught.value
+    message = " ".join(str(failure).split())
+    assert failure.kind == "server_gone", message
+    assert "The PostgreSQL server closed the connection during the import;" in message
+    assert f"of {total} memories from export.jsonl were stored" in message
+    assert "Rerun the same import to continue" in (failure.hint or "")
+    assert postgres_url not in message  # the URL is masked (its password)
+    assert failure.__cause__ is escaped
+
+
 @pytest.mark.postgres
 async def test_a_failing_cleanup_does_not_hide_the_cause(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
