@@ -208,7 +208,8 @@ def test_postgres_killed_mid_import_says_how_far_and_a_rerun_completes(
 
 
 async def _driver_error_of_a_killed_connection(url: str) -> BaseException:
-    """What asyncpg raises on a connection whose backend was terminated: a real one."""
+    """What asyncpg raises when the backend of a connection in the middle of a statement
+    is terminated: a real one (the statement is a sleep, so it is running when killed)."""
     import asyncpg
 
     from tests.support.postgres import _asyncpg_dsn
@@ -216,14 +217,19 @@ async def _driver_error_of_a_killed_connection(url: str) -> BaseException:
     victim = await asyncpg.connect(_asyncpg_dsn(url))
     killer = await asyncpg.connect(_asyncpg_dsn(url))
     try:
-        await killer.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
-        for _ in range(100):  # until the termination reaches the victim's socket
-            try:
-                await victim.fetchval("SELECT 1")
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
-                return error
+        running = asyncio.create_task(victim.fetchval("SELECT pg_sleep(30)"))
+        pid = victim.get_server_pid()
+        for _ in range(500):  # until the server is running the sleep
+            state = await killer.fetchval("SELECT state FROM pg_stat_activity WHERE pid = $1", pid)
+            if state == "active":
+                break
             await asyncio.sleep(0.01)
-        raise AssertionError("the terminated connection kept answering")
+        await killer.execute("SELECT pg_terminate_backend($1)", pid)
+        try:
+            await asyncio.wait_for(running, timeout=30)
+        except Exception as error:
+            return error
+        raise AssertionError("the terminated connection finished its statement")
     finally:
         await killer.close()
         victim.terminate()
