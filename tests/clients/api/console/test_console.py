@@ -123,6 +123,14 @@ def browser(stack: Stack) -> Iterator[Any]:
     yield from launch(stack.tmp)
 
 
+@pytest.fixture(autouse=True)
+def unused_replies_are_dropped(stack: Stack) -> Iterator[None]:
+    """A scripted reply a test did not use (it failed before its turn) would answer the
+    next test's turn instead: drop it, so one failure reads as one."""
+    yield
+    stack.model.reset()
+
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh tab that records dialogs and page errors (an XSS would show in either)."""
@@ -151,9 +159,8 @@ def sign_in(page: Any, stack: Stack, key: str | None = None, hash_: str = "") ->
 
 def open_room(page: Any, stack: Stack, room: str) -> None:
     sign_in(page, stack, hash_=f"#/chat/{AGENT}/{room}")
-    page.wait_for_selector("#message")
-    page.wait_for_function("() => document.querySelector('#conn')?.textContent === ''")
-    time.sleep(0.2)  # the subscribe frame is on its way; give the server its turn
+    # The server has confirmed the subscription: the room's events reach the page.
+    page.wait_for_selector("#log[data-state=live]")
 
 
 def reply_xml(text: str) -> str:
@@ -267,6 +274,36 @@ def test_a_message_from_another_client_appears_live(page: Any, stack: Stack) -> 
     assert sent.status_code == 200, sent.text
     page.wait_for_selector(".msg:has-text('Hello from curl') strong:has-text('Ada')")
     page.wait_for_selector(".msg:has-text('Echo: Hello from curl')")
+
+
+def test_enter_while_the_history_is_still_loading_sends_the_message(
+    page: Any, stack: Stack
+) -> None:
+    """The composer is on screen before the room's history has arrived; an operator who
+    types and presses Enter in that moment gets a sent message, not a new line (a loaded
+    CI machine once took long enough over the history that a test's Enter was lost)."""
+    room = f"early-{uuid.uuid4().hex[:6]}"
+    held: list[Any] = []  # the page's history request, answered once Enter is pressed
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    page.route(re.compile(rf"/rooms/{room}/messages"), hold)
+    sign_in(page, stack, hash_=f"#/chat/{AGENT}/{room}")
+    page.wait_for_selector("#message")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the chat page did not ask for the room's history"
+    page.fill("#message", "sent early")
+    page.press("#message", "Enter")
+    page.wait_for_timeout(200)
+    assert page.input_value("#message") != "sent early\n"  # Enter did not add a line
+    held[0].continue_()
+    page.wait_for_selector(".msg:has-text('Echo: sent early')")
+    assert page.locator(".msg.mine .body").all_inner_texts() == ["sent early"]
+    assert page.input_value("#message") == ""
 
 
 def test_older_messages_load_on_demand(page: Any, stack: Stack) -> None:

@@ -150,6 +150,7 @@ export async function render(root, [agentParam, roomParam]) {
     if (frame.type === "subscribed" && frame.agent.toLowerCase() === agent.name.toLowerCase()
         && (frame.room.key === room || frame.room.id === room)) {
       roomId = frame.room.id;
+      log.dataset.state = "live"; // the room's events reach this page from here on
       return;
     }
     if (frame.type === "error") {
@@ -201,6 +202,40 @@ export async function render(root, [agentParam, roomParam]) {
     });
   }
 
+  // The composer works from the moment it is on screen: an Enter pressed while the
+  // history is still on its way (a slow server, a long room) is sent once the room is
+  // followed, so its reply is not missed, and never becomes a stray new line.
+  let followed;
+  const following = new Promise((resolve) => { followed = resolve; });
+
+  async function submit() {
+    const text = textarea.value;
+    if (!text.trim() || !can("chat")) return;
+    const clientId = `console-${++counter}`;
+    textarea.value = "";
+    waiting += 1;
+    thinking.textContent = `${agent.name} is thinking…`;
+    await following;
+    try {
+      socket.send({ type: "message", agent: agent.name, room, text, client_id: clientId });
+    } catch (error) {
+      waiting -= 1;
+      idle();
+      if (!textarea.value) textarea.value = text; // not sent: the text is the operator's
+      inlineError(error);
+      return;
+    }
+    textarea.focus();
+  }
+  form.addEventListener("submit", (event) => { event.preventDefault(); submit(); });
+  textarea.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submit();
+    }
+  });
+  if (can("chat")) textarea.focus();
+
   // history, then follow the room from its newest message on
   let since = null;
   try {
@@ -213,30 +248,7 @@ export async function render(root, [agentParam, roomParam]) {
   }
   log.scrollTop = log.scrollHeight;
   const sub = socket.subscribe(agent.name, room, since);
-
-  function submit() {
-    const text = textarea.value;
-    if (!text.trim() || !can("chat")) return;
-    const clientId = `console-${++counter}`;
-    try {
-      socket.send({ type: "message", agent: agent.name, room, text, client_id: clientId });
-    } catch (error) {
-      inlineError(error);
-      return;
-    }
-    waiting += 1;
-    thinking.textContent = `${agent.name} is thinking…`;
-    textarea.value = "";
-    textarea.focus();
-  }
-  form.addEventListener("submit", (event) => { event.preventDefault(); submit(); });
-  textarea.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      submit();
-    }
-  });
-  if (can("chat")) textarea.focus();
+  followed();
 
   return () => { off(); socket.unsubscribe(sub.agent, sub.room); };
 }
