@@ -163,6 +163,29 @@ def open_room(page: Any, stack: Stack, room: str) -> None:
     page.wait_for_selector("#log[data-state=live]")
 
 
+def hold_first(page: Any, url: re.Pattern[str]) -> list[Any]:
+    """Hold back the page's first request to `url` (later ones go through); the list gets
+    its route, to answer with `continue_()` when the test is ready."""
+    held: list[Any] = []
+
+    def handle(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(url, handle)
+    return held
+
+
+def wait_held(page: Any, held: list[Any], what: str) -> Any:
+    for _ in range(100):
+        if held:
+            return held[0]
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the page did not ask for {what}")
+
+
 def reply_xml(text: str) -> str:
     return (
         "<response><thought>t</thought><actions>REPLY</actions>"
@@ -283,24 +306,14 @@ def test_enter_while_the_history_is_still_loading_sends_the_message(
     types and presses Enter in that moment gets a sent message, not a new line (a loaded
     CI machine once took long enough over the history that a test's Enter was lost)."""
     room = f"early-{uuid.uuid4().hex[:6]}"
-    held: list[Any] = []  # the page's history request, answered once Enter is pressed
-
-    def hold(route: Any) -> None:
-        held.append(route)
-
-    page.route(re.compile(rf"/rooms/{room}/messages"), hold)
+    held = hold_first(page, re.compile(rf"/rooms/{room}/messages"))
     sign_in(page, stack, hash_=f"#/chat/{AGENT}/{room}")
-    page.wait_for_selector("#message")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the chat page did not ask for the room's history"
+    history = wait_held(page, held, "the room's history")  # answered once Enter is pressed
     page.fill("#message", "sent early")
     page.press("#message", "Enter")
     page.wait_for_timeout(200)
     assert page.input_value("#message") != "sent early\n"  # Enter did not add a line
-    held[0].continue_()
+    history.continue_()
     page.wait_for_selector(".msg:has-text('Echo: sent early')")
     assert page.locator(".msg.mine .body").all_inner_texts() == ["sent early"]
     assert page.input_value("#message") == ""
@@ -379,27 +392,16 @@ def test_a_listing_that_answers_late_does_not_replace_the_search_hits(
             json={"kind": "fact", "text": "Ada keeps bees on the roof.", "sender": "u7"},
         ).json()
     memory_id = added["memory"]["id"]
-    held: list[Any] = []  # the page's first listing, held back until the search has answered
-
-    def hold_first(route: Any) -> None:
-        if held:
-            route.continue_()
-        else:
-            held.append(route)
-
-    page.route(re.compile(r"/memories\?"), hold_first)
+    # the page's first listing, held back until the search has answered
+    held = hold_first(page, re.compile(r"/memories\?"))
     sign_in(page, stack, hash_="#/memory")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the memory page did not list the newest memories"
+    listing = wait_held(page, held, "the newest memories")
     page.fill("#mem-q", "bees")
     page.press("#mem-q", "Enter")
     hit = f"#memory-results li[data-id='{memory_id}'] .score"
     page.wait_for_selector(hit)
     with page.expect_response(re.compile(r"/memories\?")):
-        held[0].continue_()
+        listing.continue_()
     page.wait_for_timeout(300)  # the listing's answer has been handled by the page
     assert page.query_selector(hit) is not None, page.inner_text("#memory-results")
     assert page.errors == []
