@@ -72,8 +72,13 @@ class OutboxHook(Protocol):
 class MemoryStore(UsageRecords):
     """Open with `await MemoryStore.open(url)` or `from_settings`; close with `close()`."""
 
-    def __init__(self, backend: MemoryBackend, embedder: Embedder) -> None:
+    def __init__(
+        self, backend: MemoryBackend, embedder: Embedder, *, owns_embedder: bool = False
+    ) -> None:
         self._backend = backend
+        # The embedder this store made (open/from_settings without one) is closed with it;
+        # one passed in is the caller's, who may share it between stores.
+        self._owned_embedder: Embedder | None = embedder if owns_embedder else None
         self.url = backend.url
         self.backend = backend.name  # "sqlite" or "postgresql", for reports
         self._vectors = Vectors(backend, embedder)
@@ -123,27 +128,44 @@ class MemoryStore(UsageRecords):
     ) -> MemoryStore:
         """An empty database is initialised (create=True); an older schema is never
         upgraded implicitly: that is `carrier db upgrade`, run on purpose."""
-        from carrier_cli.memory.backends import open_database
+        if embedder is not None:
+            return await cls._open(url, embedder, create, owns_embedder=False)
+        from carrier_cli.llm.embeddings import LocalEmbedder
 
-        backend = await open_database(normalise_url(url), create=create)
-        if embedder is None:
-            from carrier_cli.llm.embeddings import LocalEmbedder
-
-            embedder = LocalEmbedder()
-        return cls(backend, embedder)
+        return await cls._open(url, LocalEmbedder(), create, owns_embedder=True)
 
     @classmethod
     async def from_settings(
         cls, settings: Settings, *, embedder: Embedder | None = None, create: bool = True
     ) -> MemoryStore:
-        if embedder is None:
-            from carrier_cli.llm.embeddings import create_embedder
+        if embedder is not None:
+            return await cls._open(settings.database_url, embedder, create, owns_embedder=False)
+        from carrier_cli.llm.embeddings import create_embedder
 
-            embedder = create_embedder(settings)
-        return await cls.open(settings.database_url, embedder=embedder, create=create)
+        made = create_embedder(settings)
+        return await cls._open(settings.database_url, made, create, owns_embedder=True)
+
+    @classmethod
+    async def _open(
+        cls, url: str | None, embedder: Embedder, create: bool, *, owns_embedder: bool
+    ) -> MemoryStore:
+        from carrier_cli.memory.backends import open_database
+
+        try:
+            backend = await open_database(normalise_url(url), create=create)
+        except BaseException:
+            if owns_embedder:
+                await _close_embedder(embedder)
+            raise
+        return cls(backend, embedder, owns_embedder=owns_embedder)
 
     async def close(self) -> None:
-        await self._backend.close()
+        try:
+            await self._backend.close()
+        finally:
+            owned, self._owned_embedder = self._owned_embedder, None
+            if owned is not None:
+                await _close_embedder(owned)
 
     async def __aenter__(self) -> MemoryStore:
         return self
@@ -652,3 +674,11 @@ class _FrozenLoad(AbstractAsyncContextManager[None]):
 
 def _kinds(kinds: Sequence[MemoryKind | str] | None) -> list[str] | None:
     return [str(MemoryKind(k)) for k in kinds] if kinds else None
+
+
+async def _close_embedder(embedder: Embedder) -> None:
+    """A remote embedder's HTTP client (an aiohttp session and its connections); the local
+    one has nothing to close."""
+    close = getattr(embedder, "aclose", None)
+    if close is not None:
+        await close()

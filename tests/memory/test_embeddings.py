@@ -108,3 +108,37 @@ async def test_embedding_service_errors_are_runtime_failures(
         assert await store.count() == 0  # nothing half-stored
     finally:
         await store.close()
+
+
+async def test_closing_a_store_closes_the_embedder_it_made_and_no_other(
+    model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    """`from_settings` makes the embedder, so `close()` closes it: its HTTP session and
+    connections go with the store (they used to stay open until the process ended, one
+    set per store a library caller opened). One passed in stays the caller's."""
+    import gc
+    import warnings
+
+    settings = Settings(
+        embedding_provider="openai",
+        openai_api_key="sk-test-1234567",
+        openai_base_url=model_server.openai_base_url,
+        embedding_dimensions=64,
+        database_url=f"sqlite:///{tmp_path / 'm.db'}",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        store = await MemoryStore.from_settings(settings)
+        await store.add(Memory(agent_id=await store.ensure_agent("a"), content={"text": "hi"}))
+        await store.close()
+        del store
+        gc.collect()
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not [m for m in unclosed if "Unclosed" in m], unclosed
+
+    mine = create_embedder(settings)
+    store = await MemoryStore.from_settings(settings, embedder=mine)
+    await store.add(Memory(agent_id=await store.ensure_agent("a"), content={"text": "hi"}))
+    await store.close()
+    assert await mine.embed(["still open"])  # the caller's to close
+    await mine.aclose()  # type: ignore[attr-defined]
