@@ -75,7 +75,10 @@ async def test_a_room_waits_for_the_other_process_and_other_rooms_do_not(
             b_entered.set()
 
     waiter = asyncio.create_task(second())
-    await asyncio.sleep(0.5)
+    async with asyncio.timeout(10):  # b opens its own session, tries, and is told to wait
+        while not waits:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # and it keeps waiting
     assert not b_entered.is_set() and waits == ["waiting"]
     async with asyncio.timeout(5):  # another room of the second process: no wait
         async with b.hold(other):

@@ -50,10 +50,11 @@ class Worker:
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, text: str, timeout: float = 60) -> None:
+    def wait_for(self, text: str, timeout: float = 60, after: int = 0) -> None:
+        """Wait for a line with `text` among the lines from index `after` on."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(text in line for line in list(self.lines)):
+            if any(text in line for line in list(self.lines)[after:]):
                 return
             if self.process.poll() is not None:
                 time.sleep(0.2)
@@ -311,8 +312,12 @@ async def test_a_workers_files_and_embeds_reach_the_api_and_download(cluster: Cl
 def test_redis_restarted_under_the_processes(cluster: Cluster) -> None:
     # Without persistence the restarted Redis has no stream and no group: the workers
     # recreate their group, the API's inbox reader reconnects, both say so in their logs.
+    marks = [len(worker.lines) for worker in cluster.workers]
     cluster.redis.restart()
-    time.sleep(1.5)  # workers blocked in XREADGROUP notice within their block time
+    # Each worker blocked in XREADGROUP fails, backs off (0.5 s, doubling) and says when a
+    # read works again; a post before that could wait out the pickup timeout (4 s).
+    for worker, mark in zip(cluster.workers, marks, strict=True):
+        worker.wait_for("reachable again", after=mark)
     room = room_name("restart")
     cluster.model.push(Reply(text="after the restart"))
     r = cluster.post({"room": room, "text": "still there?"})

@@ -138,7 +138,13 @@ def test_a_receiver_failing_twice_gets_it_on_the_third_attempt(setup: Setup) -> 
     assert [r.status for r in attempts] == [500, 500, 200]
     assert len({r.delivery for r in attempts}) == 1 and all(r.verified for r in attempts)
     assert got[0].json["data"]["reply"]["text"] == "Echo: flaky one"
-    row = next(d for d in setup.deliveries() if d["id"] == got[0].delivery)
+    # The receiver records a request before it answers: the row says so a moment later.
+    row = flaky.wait_for(
+        lambda: [
+            d for d in setup.deliveries() if d["id"] == got[0].delivery and d["status"] != "pending"
+        ],
+        what="the delivery row to be settled",
+    )[0]
     assert row["status"] == "delivered" and row["attempts"] == 3 and row["webhook"] == "flaky"
 
 

@@ -9,7 +9,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.clients.api.serve_support import carrier, model_server, operations
-from tests.support.api_server import start_serve, write_character
+from tests.support.api_server import ServeProcess, start_serve, write_character
 from tests.support.model_server import ModelServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
@@ -150,6 +150,29 @@ def _messages_route(url: str) -> str | None:
     return None
 
 
+def _until(condition: Callable[[], object], what: str, within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _until_refused(served: ServeProcess, within: float = 10.0) -> None:
+    """Once SIGTERM is in, the listener closes: new connections are refused while the
+    process drains (polled, not slept on: a busy machine takes its time to close it)."""
+
+    def refused() -> bool:
+        try:
+            httpx.get(served.url + "/healthz", timeout=2)
+        except httpx.ConnectError:
+            return True
+        assert served.process.poll() is None, "the server exited instead of draining"
+        return False
+
+    _until(refused, "the server to refuse new connections", within)
+
+
 def test_sigterm_drains_the_request_in_flight_and_refuses_new_ones(
     tmp_path: Path, model: ModelServerProcess
 ) -> None:
@@ -174,13 +197,15 @@ def test_sigterm_drains_the_request_in_flight_and_refuses_new_ones(
             except Exception as exc:
                 result["error"] = exc
 
+        asked = len(model.requests("/v1/chat/completions"))
         thread = threading.Thread(target=slow)
         thread.start()
-        time.sleep(0.7)  # the request is in the server, waiting on the model
+        _until(
+            lambda: len(model.requests("/v1/chat/completions")) > asked,
+            "the request to reach the model",
+        )
         served.process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(served.url + "/healthz", timeout=2)
+        _until_refused(served)
         thread.join(30)
         assert "error" not in result, result
         assert result["response"].status_code == 200, result["response"].text
@@ -215,6 +240,27 @@ def _hold_table_lock(
     asyncio.run(hold())
 
 
+def _lock_waiters(url: str) -> int:
+    """Backends of this database waiting on a lock (the request's key lookup)."""
+    import asyncio
+
+    import asyncpg
+
+    async def count() -> int:
+        conn = await asyncpg.connect("postgresql://" + url.partition("://")[2])
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
 @pytest.mark.postgres
 def test_sigterm_drains_a_request_waiting_on_the_database(
     tmp_path: Path, model: ModelServerProcess, postgres_url: str
@@ -247,13 +293,11 @@ def test_sigterm_drains_a_request_waiting_on_the_database(
         assert locked.wait(15)
         request = threading.Thread(target=in_flight)
         request.start()
-        time.sleep(0.7)
-        assert request.is_alive(), result  # it waits on the lock
+        _until(lambda: _lock_waiters(postgres_url) > 0, "the request to wait on the lock")
+        assert request.is_alive(), result
         served.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
-        time.sleep(0.7)
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(served.url + "/healthz", timeout=2)
+        _until_refused(served)
         assert served.process.poll() is None  # still draining
         # past uvicorn's shortest grace (1 s), well within shutdown_grace (10 s)
         time.sleep(max(0.0, signalled + 2.5 - time.monotonic()))

@@ -30,6 +30,18 @@ def replies_to(discord: FakeDiscordServer, message: dict[str, object]) -> list[s
     return [m.content for m in discord.sent_messages() if m.reply_to == message["id"]]
 
 
+def wait_stored_and_at_the_model(
+    discord: FakeDiscordServer, model: ModelServerProcess, turns: int
+) -> None:
+    """A turn asks the model only once its message is stored, so this orders the messages
+    as "older" and "newer" by storage (what catch-up goes by), not by a sleep that a busy
+    machine can outlast (the bot reads an attachment before it stores the message)."""
+    discord.wait_for(
+        lambda: len(model.requests("/v1/chat/completions")) >= turns,
+        what=f"{turns} turn(s) at the model",
+    )
+
+
 def test_killed_mid_turn_is_caught_up_once_oldest_first(
     discord: FakeDiscordServer, model: ModelServerProcess, tmp_path: Path
 ) -> None:
@@ -47,7 +59,7 @@ def test_killed_mid_turn_is_caught_up_once_oldest_first(
         Reply(text=xml_reply("never sent two"), delay=60),
     )
     older = discord.dispatch_message(f"<@{discord.bot_id}> first question", channel_id=CHANNELS[0])
-    time.sleep(0.05)
+    wait_stored_and_at_the_model(discord, model, 1)
     newer = discord.dispatch_message(f"<@{discord.bot_id}> second question", channel_id=CHANNELS[1])
     discord.wait_for(
         lambda: len(model.requests("/v1/chat/completions")) >= 2, what="both turns at the model"
@@ -101,7 +113,7 @@ def test_catch_up_is_oldest_first_when_the_older_message_is_slower_to_read(
     older = discord.dispatch_message(
         f"<@{discord.bot_id}> first question", channel_id=CHANNELS[0], attachments=[notes]
     )
-    time.sleep(0.05)
+    wait_stored_and_at_the_model(discord, model, 1)
     newer = discord.dispatch_message(f"<@{discord.bot_id}> second question", channel_id=CHANNELS[1])
     discord.wait_for(
         lambda: len(model.requests("/v1/chat/completions")) >= 2, what="both turns at the model"

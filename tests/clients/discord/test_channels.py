@@ -161,6 +161,10 @@ async def test_a_thread_the_bot_was_not_told_of_takes_its_channels_mode(
     await wait_until(
         lambda: any(r[0] == "GET" and r[1].endswith(f"/channels/{thread}") for r in server.requests)
     )
+    # The turn is queued once the answer is back; stored, it must still not be answered.
+    async with asyncio.timeout(10):
+        while not await messages_in(sqlite_store, bot.runtime, thread):
+            await asyncio.sleep(0.02)
     await asyncio.sleep(0.5)
     await bot.stop()
     assert not server.sent_messages()

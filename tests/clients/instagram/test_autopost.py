@@ -299,9 +299,11 @@ async def test_restricted_account_pauses_autoposting(
     task = asyncio.create_task(
         autopost_loop(StandInRuntime(character), options, stop, interval=0.01)
     )
-    await asyncio.sleep(3)
+    async with asyncio.timeout(30):  # one round: image, FTP, container, a refused publish
+        while "paused until Carrier restarts" not in caplog.text:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)  # fifty intervals: a round after the pause would show
     assert not task.done() and not graph.published
     assert len(graph.containers) == 1  # no further rounds after the restriction
-    assert "paused until Carrier restarts" in caplog.text
     stop.set()
     await asyncio.wait_for(task, 10)

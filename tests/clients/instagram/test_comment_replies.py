@@ -383,9 +383,15 @@ async def test_on_postgresql_one_process_polls_the_others_stand_by(
             assert time.monotonic() < deadline and not any(t.done() for t in tasks)
             await asyncio.sleep(0.02)
         before = len(fake.requests)
-        await asyncio.sleep(0.5)  # 10 polls of one poller at 0.05 s
-        listings = [p for _m, p in fake.requests[before:] if p.endswith("/media")]
-        assert 3 <= len(listings) <= 12  # one poller's share, not two
+
+        def listings() -> list[str]:
+            return [p for _m, p in fake.requests[before:] if p.endswith("/media")]
+
+        await asyncio.sleep(0.5)  # 10 polls of one poller at 0.05 s, 20 of two
+        assert len(listings()) <= 12, listings()  # one poller's share, not two
+        while not listings():  # a busy machine may have let none through yet
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
         comment = fake.comments.add_comment(post, "Who answers?")
         while not fake.comments.replies_by_account(comment):
             assert time.monotonic() < deadline
