@@ -101,10 +101,10 @@ async def test_invalidate_drops_every_key(make_cache: CacheFactory) -> None:
 
 async def test_entries_expire_after_their_ttl(make_cache: CacheFactory) -> None:
     cache = await make_cache(ttl=30.0)
-    await cache.set("short", "x", ttl=0.2)
+    await cache.set("short", "x", ttl=0.6)
     await cache.set("default", "y")
     assert await cache.get("short") == "x"
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(0.8)
     assert await cache.get("short") is None
     assert await cache.get("default") == "y"
 
@@ -173,7 +173,7 @@ def test_local_cache_evicts_the_least_recently_used() -> None:
 
 
 # ---------------------------------------------------------------------- across clients
-async def eventually(check: Callable[[], Any], within: float = 0.5) -> float:
+async def eventually(check: Callable[[], Any], within: float = 5.0) -> float:
     """Seconds until `check()` (awaited when needed) is true; fails after `within`."""
     start = time.monotonic()
     while True:
@@ -201,8 +201,9 @@ async def test_an_invalidation_is_seen_by_another_client_at_once(
         await b.set("bob", "likes jazz")
         await other.set("ada", "unrelated")
         await a.delete("ada")
-        waited = await eventually(lambda: b.local.peek("ada") is None)
-        assert waited < 0.1
+        # Pushed, not expired: the entries live 60 s, the deletion is seen within seconds
+        # (a few ms on a quiet machine; no figure is asserted, a busy one takes longer).
+        await eventually(lambda: b.local.peek("ada") is None)
         assert await b.get("bob") == "likes jazz"  # only the named key went
         assert await other.get("ada") == "unrelated"  # and only in that namespace
         a.forget()  # the synchronous form, as runtime.forget_facts uses
@@ -251,7 +252,7 @@ async def test_a_lost_subscription_clears_the_near_cache(tmp_path: Path) -> None
         try:
             await cache.set("bob", "likes jazz")
             await RedisCache(two, "facts:restart").delete("bob")
-            await eventually(lambda: cache.local.peek("bob") is None, within=2)
+            await eventually(lambda: cache.local.peek("bob") is None)
         finally:
             await two.aclose()
     finally:

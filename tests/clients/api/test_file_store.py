@@ -42,7 +42,7 @@ def test_a_file_kept_again_at_once_is_not_rewritten_but_later_its_expiry_moves(
     tmp_path: Path,
 ) -> None:
     # One server keeps a turn's files twice (the runtime's sink, then the answer path).
-    files = store(tmp_path, retention=2.0)
+    files = store(tmp_path, retention=5.0)  # a tenth: 0.5 s, room for a busy machine
     file = OutgoingFile("a.txt", b"hello")
     files.keep_now([file])
     descriptor = tmp_path / f"{file.file_id}.json"
@@ -50,13 +50,13 @@ def test_a_file_kept_again_at_once_is_not_rewritten_but_later_its_expiry_moves(
     time.sleep(0.02)
     files.keep_now([file])
     assert descriptor.stat().st_mtime_ns == first
-    time.sleep(0.25)  # past a tenth of the retention: the expiry is extended again
+    time.sleep(0.6)  # past a tenth of the retention: the expiry is extended again
     files.keep_now([file])
     assert descriptor.stat().st_mtime_ns > first
     # and a store in another process (no memory of this one's writes) rewrites it
     extended = descriptor.stat().st_mtime_ns
     time.sleep(0.02)
-    store(tmp_path, retention=2.0).keep_now([file])
+    store(tmp_path, retention=5.0).keep_now([file])
     assert descriptor.stat().st_mtime_ns > extended
 
 
