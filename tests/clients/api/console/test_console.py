@@ -262,7 +262,7 @@ def test_a_reply_streams_token_by_token_and_opens_in_the_inspector(page: Any, st
     words = ["The ", "sea ", "is ", "**wide** ", "and ", "deep."]
     chunks = ["<response><thought>Slowly.</thought><actions>REPLY</actions><text>"]
     chunks += [*words, "</text></response>"]
-    stack.model.push(Reply(text="".join(chunks), chunks=chunks, chunk_delay=0.25))
+    stack.model.push(Reply(text="".join(chunks), chunks=chunks, chunk_delay=0.4))
     page.fill("#message", "Tell me about")
     page.keyboard.press("Shift+Enter")  # a new line, not a send
     page.keyboard.type("the sea.")
