@@ -269,6 +269,8 @@ async def test_a_room_busy_in_one_process_lets_the_other_in(
     for (_n1, _s1, end), (_n2, start, _e2) in itertools.pairwise(spans):
         assert start >= end - 0.01, spans  # one turn at a time
     b_start = next(s for n, s, _e in spans if n == "b")
-    assert b_start - began < rooms.HANDOVER + 3 * turn_seconds + 1.0, spans
+    # A's turns queue up 40 x 0.3 s = 12 s: a starved B would start near the end. About
+    # HANDOVER plus a turn is the design (2.3-2.6 s seen); the slack is a busy machine's.
+    assert b_start - began < rooms.HANDOVER + 3 * turn_seconds + 3.0, spans
     a_order = [n for n, _s, _e in spans if n != "b"]
     assert a_order == sorted(a_order, key=lambda n: int(n[1:]))  # A's own order kept
