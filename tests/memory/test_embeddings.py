@@ -4,6 +4,7 @@ fake OpenAI-compatible server (tests/support/model_server.py) on 127.0.0.1."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,16 +89,21 @@ async def test_store_with_openai_embeddings(model_server: FakeModelServer, tmp_p
         await local.close()
 
 
-async def test_embedding_service_errors_are_runtime_failures(
-    model_server: FakeModelServer, tmp_path: Path
-) -> None:
-    settings = Settings(
+def remote_settings(model_server: FakeModelServer, database: Path, **extra: Any) -> Settings:
+    """OpenAI embeddings from the fake server, memory in a SQLite file."""
+    return Settings(
         embedding_provider="openai",
         openai_api_key="sk-test-1234567",
         openai_base_url=model_server.openai_base_url,
-        max_retries=0,
-        database_url=f"sqlite:///{tmp_path / 'e.db'}",
+        database_url=f"sqlite:///{database}",
+        **extra,
     )
+
+
+async def test_embedding_service_errors_are_runtime_failures(
+    model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    settings = remote_settings(model_server, tmp_path / "e.db", max_retries=0)
     store = await MemoryStore.from_settings(settings)
     try:
         model_server.push(status=400, error_message="bad input", endpoint="embeddings")
@@ -119,13 +125,7 @@ async def test_closing_a_store_closes_the_embedder_it_made_and_no_other(
     import gc
     import warnings
 
-    settings = Settings(
-        embedding_provider="openai",
-        openai_api_key="sk-test-1234567",
-        openai_base_url=model_server.openai_base_url,
-        embedding_dimensions=64,
-        database_url=f"sqlite:///{tmp_path / 'm.db'}",
-    )
+    settings = remote_settings(model_server, tmp_path / "m.db", embedding_dimensions=64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
         store = await MemoryStore.from_settings(settings)
