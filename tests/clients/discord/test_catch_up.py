@@ -30,12 +30,13 @@ def replies_to(discord: FakeDiscordServer, message: dict[str, object]) -> list[s
     return [m.content for m in discord.sent_messages() if m.reply_to == message["id"]]
 
 
-def wait_stored_and_at_the_model(
+def wait_turns_at_the_model(
     discord: FakeDiscordServer, model: ModelServerProcess, turns: int
 ) -> None:
-    """A turn asks the model only once its message is stored, so this orders the messages
-    as "older" and "newer" by storage (what catch-up goes by), not by a sleep that a busy
-    machine can outlast (the bot reads an attachment before it stores the message)."""
+    """Until `turns` turns have asked the model. A turn asks only once its message is
+    stored, so waiting for the first one before sending the second orders them as "older"
+    and "newer" by storage (what catch-up goes by), not by a sleep that a busy machine can
+    outlast (the bot reads an attachment before it stores the message)."""
     discord.wait_for(
         lambda: len(model.requests("/v1/chat/completions")) >= turns,
         what=f"{turns} turn(s) at the model",
@@ -59,11 +60,9 @@ def test_killed_mid_turn_is_caught_up_once_oldest_first(
         Reply(text=xml_reply("never sent two"), delay=60),
     )
     older = discord.dispatch_message(f"<@{discord.bot_id}> first question", channel_id=CHANNELS[0])
-    wait_stored_and_at_the_model(discord, model, 1)
+    wait_turns_at_the_model(discord, model, 1)
     newer = discord.dispatch_message(f"<@{discord.bot_id}> second question", channel_id=CHANNELS[1])
-    discord.wait_for(
-        lambda: len(model.requests("/v1/chat/completions")) >= 2, what="both turns at the model"
-    )
+    wait_turns_at_the_model(discord, model, 2)
     texts = {m.get("text") for m in first.message_memories()}
     assert {"@Carrier first question", "@Carrier second question"} <= texts
     first.process.kill()  # SIGKILL: no drain, no goodbye
@@ -113,11 +112,9 @@ def test_catch_up_is_oldest_first_when_the_older_message_is_slower_to_read(
     older = discord.dispatch_message(
         f"<@{discord.bot_id}> first question", channel_id=CHANNELS[0], attachments=[notes]
     )
-    wait_stored_and_at_the_model(discord, model, 1)
+    wait_turns_at_the_model(discord, model, 1)
     newer = discord.dispatch_message(f"<@{discord.bot_id}> second question", channel_id=CHANNELS[1])
-    discord.wait_for(
-        lambda: len(model.requests("/v1/chat/completions")) >= 2, what="both turns at the model"
-    )
+    wait_turns_at_the_model(discord, model, 2)
     first.process.kill()
     first.wait_exit(10)
 
@@ -143,7 +140,7 @@ def test_turn_cut_off_by_the_grace_period_is_caught_up(
     first.wait_status()
     model.push(Reply(text=xml_reply("too slow"), delay=60))
     message = discord.dispatch_message("a DM that outlives the grace period", dm=True)
-    discord.wait_for(lambda: model.requests("/v1/chat/completions"), what="the turn at the model")
+    wait_turns_at_the_model(discord, model, 1)
     assert first.terminate() == 0
     assert first.log_lines("cancelled (shutdown)"), first.stderr
     assert not discord.sent_messages()
