@@ -51,15 +51,21 @@ def test_factory_builds_remote_embedders_from_settings() -> None:
     assert by_character.model_id == "openai:text-embedding-3-large:3072"
 
 
-async def test_store_with_openai_embeddings(model_server: FakeModelServer, tmp_path: Path) -> None:
-    settings = Settings(
+def remote_settings(model_server: FakeModelServer, database: Path, **extra: Any) -> Settings:
+    """OpenAI embeddings from the fake server, memory in a SQLite file."""
+    return Settings(
         embedding_provider="openai",
         openai_api_key="sk-test-1234567",
         openai_base_url=model_server.openai_base_url,
-        embedding_dimensions=64,
+        database_url=f"sqlite:///{database}",
+        **extra,
     )
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    store = await MemoryStore.from_settings(settings.model_copy(update={"database_url": url}))
+
+
+async def test_store_with_openai_embeddings(model_server: FakeModelServer, tmp_path: Path) -> None:
+    settings = remote_settings(model_server, tmp_path / "m.db", embedding_dimensions=64)
+    url = settings.database_url
+    store = await MemoryStore.from_settings(settings)
     try:
         agent = await store.ensure_agent("remote")
         texts = [f"note number {i}" for i in range(700)]
@@ -87,17 +93,6 @@ async def test_store_with_openai_embeddings(model_server: FakeModelServer, tmp_p
         assert LOCAL_MODEL_ID in str(caught.value) and "reembed" in str(caught.value)
     finally:
         await local.close()
-
-
-def remote_settings(model_server: FakeModelServer, database: Path, **extra: Any) -> Settings:
-    """OpenAI embeddings from the fake server, memory in a SQLite file."""
-    return Settings(
-        embedding_provider="openai",
-        openai_api_key="sk-test-1234567",
-        openai_base_url=model_server.openai_base_url,
-        database_url=f"sqlite:///{database}",
-        **extra,
-    )
 
 
 async def test_embedding_service_errors_are_runtime_failures(
